@@ -1,0 +1,104 @@
+//! secp256k1 ECDSA over SHA-256 digests, as `wire::crypto` uses it.
+//!
+//! - `crypto/sign/signer` against `crypto/sign/ecdsa_sign`: `Signer`, which
+//!   holds a long-lived context, against the library's context-free
+//!   `secp256k1::ecdsa::sign`, which re-randomises a thread-local global
+//!   context after every call. Note that in secp256k1 0.33 the deprecated
+//!   `Secp256k1::sign_ecdsa` that `Signer` calls ignores its context and
+//!   forwards to `ecdsa::sign`, so both pay the re-randomisation.
+//! - `crypto/sign/rerandomize_only`: that re-randomisation alone
+//!   (`secp256k1::rerandomize_global_context`), the part of a signature a
+//!   context that is randomised once would save.
+//! - `crypto/verify/verify_digest`: one verification with a parsed key.
+//! - `crypto/signed/{sign,verify}/op16`: the `Signed` envelope end to end
+//!   (encode the request, hash, sign or verify).
+//! - `crypto/digest/sha256_256B`: `Digest::of` over 256 bytes.
+//!
+//! Run with `cargo bench -p benches --bench crypto`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use wire::client::Request;
+use wire::crypto::verify_digest;
+use wire::{ClientId, Digest, SecretKey, Signature, Signed, Signer};
+
+fn crypto(c: &mut Criterion) {
+    let key = SecretKey::from_seed(b"replica 0");
+    let signer = Signer::new(&key).expect("seeded key is valid");
+    let verifying_key = signer.public_key().parse().expect("own public key parses");
+    let library_key = secp256k1::SecretKey::from_secret_bytes(key.0).expect("seeded key is valid");
+    let digest = Digest::of(b"a request to be ordered");
+
+    // Both signing paths use RFC 6979 nonces: same key and digest, same
+    // signature. Check it, and that it verifies, before timing.
+    let signature = signer.sign_digest(&digest);
+    let library_signature =
+        secp256k1::ecdsa::sign(secp256k1::Message::from_digest(digest.0), &library_key);
+    assert_eq!(Signature(library_signature.serialize_compact()), signature);
+    verify_digest(&digest, &signature, &verifying_key).expect("signature verifies");
+
+    let mut group = c.benchmark_group("crypto");
+    group.throughput(Throughput::Elements(1));
+
+    group.bench_function("sign/signer", |b| {
+        b.iter(|| signer.sign_digest(black_box(&digest)))
+    });
+    group.bench_function("sign/ecdsa_sign", |b| {
+        b.iter(|| {
+            secp256k1::ecdsa::sign(
+                secp256k1::Message::from_digest(black_box(digest.0)),
+                &library_key,
+            )
+        })
+    });
+    group.bench_function("sign/rerandomize_only", |b| {
+        b.iter(|| secp256k1::rerandomize_global_context(black_box(&key.0)))
+    });
+    group.bench_function("verify/verify_digest", |b| {
+        b.iter(|| {
+            verify_digest(black_box(&digest), black_box(&signature), &verifying_key)
+                .expect("signature verifies")
+        })
+    });
+
+    let request = Request {
+        client_id: ClientId(1_000_001),
+        request_num: 123_456,
+        op: vec![0xAB; 16],
+    };
+    let signed = Signed::sign(request.clone(), &signer).expect("request encodes");
+    group.bench_function("signed/sign/op16", |b| {
+        // `sign` takes the payload by value: clone it outside the timing.
+        b.iter_batched(
+            || request.clone(),
+            |request| Signed::sign(request, &signer).expect("request encodes"),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("signed/verify/op16", |b| {
+        b.iter(|| {
+            black_box(&signed)
+                .verify(&verifying_key)
+                .expect("signature verifies")
+        })
+    });
+
+    let bytes = [0x5Au8; 256];
+    group.bench_function("digest/sha256_256B", |b| {
+        b.iter(|| Digest::of(black_box(&bytes)))
+    });
+
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    targets = crypto
+}
+criterion_main!(benches);

@@ -1,0 +1,10 @@
+//! Protocols as sans-IO state machines, and the applications they replicate.
+//!
+//! - [`app`]: the [`app::App`] trait and the null and key-value applications.
+//! - [`unreplicated`]: the baseline every replicated protocol is compared to.
+//! - [`simulate`]: runs one seed of a protocol in the simulator with faults and
+//!   checkers; what `node sim` and the tests call.
+
+pub mod simulate;
+pub mod app;
+pub mod unreplicated;

@@ -1,0 +1,240 @@
+//! The unreplicated baseline: one server executes client requests directly.
+//!
+//! It is the yardstick for every replicated protocol: the same clients, the same
+//! application, the same runtime, and no replication at all, so that the cost
+//! of a protocol shows as a ratio to this.
+//!
+//! # Algorithm
+//!
+//! A client numbers its requests 1, 2, 3, … and has at most one outstanding.
+//! It sends the request to the server and retransmits it every
+//! `resend_interval` until the matching reply arrives.
+//!
+//! The server keeps a client table: for each client, the number of its latest
+//! request and the reply to it. A request with a higher number is executed
+//! and its reply stored; a retransmission of the latest request gets the stored
+//! reply again without executing anything; an older request is ignored (its
+//! client has already seen the reply, or it would not have moved on). So each
+//! request executes at most once, however the network loses, duplicates or
+//! reorders datagrams.
+//!
+//! # Faults
+//!
+//! The server keeps everything in memory. A server that crashes and restarts
+//! comes back empty: the application's state and the client table are gone.
+//! Clients notice nothing at the protocol level: an outstanding request is
+//! retransmitted and executed by the new server, and later operations run
+//! against the empty state. A read can then miss a write that completed before
+//! the crash, which the linearizability checker reports (see the scenario test
+//! `server_restart_loses_state`). Tolerating that is what replication is for.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use runtime::{Addr, ClientId, Context, DropReason, ReplicaId, SharedState, State};
+use wire::client::{Reply, Request};
+use wire::unreplicated::Message;
+
+use crate::app::App;
+
+/// The server's address: the only replica.
+pub const SERVER: Addr = Addr::Replica(ReplicaId(0));
+
+/// The single server.
+pub struct Server {
+    app: Box<dyn App>,
+    /// Per client: its latest request number and the reply to it. One entry
+    /// per client that ever sent a request; clients are not forgotten, since
+    /// forgetting one would let a retransmitted request execute twice.
+    client_table: HashMap<ClientId, ClientEntry>,
+}
+
+struct ClientEntry {
+    request_num: u64,
+    reply: Reply,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("clients", &self.client_table.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server has no timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerTimer {}
+
+impl Server {
+    pub fn new(app: Box<dyn App>) -> Server {
+        Server {
+            app,
+            client_table: HashMap::new(),
+        }
+    }
+
+    fn on_request(&mut self, request: Request, ctx: &mut Context<'_, Message, ServerTimer>) {
+        let client = Addr::Client(request.client_id);
+        if let Some(entry) = self.client_table.get(&request.client_id) {
+            if request.request_num < entry.request_num {
+                ctx.drop_message("request: older than the latest");
+                return;
+            }
+            if request.request_num == entry.request_num {
+                ctx.count("request: resent cached reply");
+                ctx.send(client, Message::Reply(entry.reply.clone()));
+                return;
+            }
+        }
+        let result = self.app.execute(&request.op);
+        let reply = Reply {
+            client_id: request.client_id,
+            request_num: request.request_num,
+            result,
+        };
+        ctx.send(client, Message::Reply(reply.clone()));
+        self.client_table.insert(
+            request.client_id,
+            ClientEntry {
+                request_num: request.request_num,
+                reply,
+            },
+        );
+    }
+}
+
+impl State for Server {
+    type Message = Message;
+    type Outbound = Message;
+    type Timer = ServerTimer;
+    type Shared = Codec;
+
+    fn on_message(&mut self, from: Addr, msg: Message, ctx: &mut Context<'_, Message, ServerTimer>) {
+        match msg {
+            Message::Request(request) => {
+                debug_assert_eq!(from, Addr::Client(request.client_id));
+                self.on_request(request, ctx);
+            }
+            Message::Reply(_) => ctx.drop_message("server: unexpected reply"),
+        }
+    }
+
+    fn on_timer(&mut self, timer: ServerTimer, _ctx: &mut Context<'_, Message, ServerTimer>) {
+        match timer {}
+    }
+}
+
+/// A client with one outstanding request at a time.
+#[derive(Debug)]
+pub struct Client {
+    id: ClientId,
+    resend_interval: Duration,
+    /// Number of the latest request sent; 0 before the first.
+    request_num: u64,
+    outstanding: Option<Request>,
+    result: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientTimer {
+    /// Retransmit the outstanding request.
+    Resend,
+}
+
+impl Client {
+    pub fn new(id: ClientId, resend_interval: Duration) -> Client {
+        assert!(resend_interval > Duration::ZERO);
+        Client {
+            id,
+            resend_interval,
+            request_num: 0,
+            outstanding: None,
+            result: None,
+        }
+    }
+
+    fn on_reply(&mut self, reply: Reply, ctx: &mut Context<'_, Message, ClientTimer>) {
+        let Some(request) = &self.outstanding else {
+            ctx.drop_message("client: reply with nothing outstanding");
+            return;
+        };
+        if reply.client_id != self.id || reply.request_num != request.request_num {
+            ctx.drop_message("client: reply to another request");
+            return;
+        }
+        self.outstanding = None;
+        self.result = Some(reply.result);
+        ctx.cancel_timer(ClientTimer::Resend);
+    }
+}
+
+impl State for Client {
+    type Message = Message;
+    type Outbound = Message;
+    type Timer = ClientTimer;
+    type Shared = Codec;
+
+    fn on_message(&mut self, from: Addr, msg: Message, ctx: &mut Context<'_, Message, ClientTimer>) {
+        match msg {
+            Message::Reply(reply) if from == SERVER => self.on_reply(reply, ctx),
+            Message::Reply(_) => ctx.drop_message("client: reply from a non-server"),
+            Message::Request(_) => ctx.drop_message("client: unexpected request"),
+        }
+    }
+
+    fn on_timer(&mut self, timer: ClientTimer, ctx: &mut Context<'_, Message, ClientTimer>) {
+        match timer {
+            ClientTimer::Resend => {
+                let Some(request) = &self.outstanding else {
+                    return; // Spurious: the reply came first.
+                };
+                ctx.count("client: retransmission");
+                ctx.send(SERVER, Message::Request(request.clone()));
+                ctx.set_timer(ClientTimer::Resend, self.resend_interval);
+            }
+        }
+    }
+}
+
+impl runtime::Client for Client {
+    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Message, ClientTimer>) {
+        assert!(self.outstanding.is_none(), "one operation at a time");
+        self.request_num += 1;
+        let request = Request {
+            client_id: self.id,
+            request_num: self.request_num,
+            op,
+        };
+        ctx.send(SERVER, Message::Request(request.clone()));
+        ctx.set_timer(ClientTimer::Resend, self.resend_interval);
+        self.outstanding = Some(request);
+    }
+
+    fn take_result(&mut self) -> Option<Vec<u8>> {
+        self.result.take()
+    }
+}
+
+/// Decoding and encoding for both ends. Unsigned: the baseline trusts the
+/// network, as the systems it stands for do.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Codec;
+
+impl SharedState for Codec {
+    type Message = Message;
+    type Outbound = Message;
+
+    fn decode(&self, bytes: &[u8]) -> Result<(Addr, Message), DropReason> {
+        let msg: Message = wire::decode(bytes)?;
+        let from = match &msg {
+            Message::Request(request) => Addr::Client(request.client_id),
+            Message::Reply(_) => SERVER,
+        };
+        Ok((from, msg))
+    }
+
+    fn encode(&self, msg: &Message, buf: &mut Vec<u8>) -> Result<(), DropReason> {
+        Ok(wire::encode(msg, buf)?)
+    }
+}

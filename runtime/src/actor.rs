@@ -1,0 +1,394 @@
+//! The actor abstraction: what protocol code implements.
+//!
+//! A node is split in two by what it needs from its thread:
+//!
+//! - [`SharedState`] (`&self`, `Send + Sync`) turns datagrams into messages and
+//!   messages into datagrams: decode, check size limits, verify and produce
+//!   signatures, digest. It holds no mutable protocol state, so the runtime may
+//!   call it from as many threads as the thread map gives it, concurrently and
+//!   in any order.
+//! - [`State`] (`&mut self`) is the protocol proper: one thread drives it, one
+//!   event at a time, through the `on_*` handlers.
+//!
+//! The pipeline for one node is
+//! `bytes → SharedState::decode → State::on_message → Context::send → SharedState::encode → bytes`.
+//! The simulator runs it on one thread; the real runtime may put each arrow on
+//! its own core. Protocol code cannot tell the difference: it never touches a
+//! socket, a thread, the clock or a random source. Time, timers, randomness and
+//! sending come only through the [`Context`] handed to each handler.
+//!
+//! # Driver contract
+//!
+//! Every runtime (simulator, single thread, pinned stages) keeps these
+//! promises, and protocol code may rely on them:
+//!
+//! 1. [`State::on_start`] is called once, before any other handler.
+//! 2. Handlers are called one at a time, never concurrently, and each runs to
+//!    completion. A handler does bounded work.
+//! 3. [`Context::now`] never goes backwards from one call to the next.
+//! 4. Everything a handler sends or sets through its context is taken by the
+//!    runtime before the next handler is called (output is drained before the
+//!    next input). Messages to one destination leave in the order they were
+//!    sent, though the network may reorder, duplicate or drop them.
+//! 5. [`State::on_timer`] is called for a timer at or after its deadline. A call
+//!    for a timer the protocol has since cancelled or re-armed can still happen
+//!    (the real runtime races with itself across threads): a spurious timer call
+//!    must be harmless, so handlers check their own state before acting.
+//! 6. Messages reach [`State::on_message`] only after [`SharedState::decode`]
+//!    accepted them, but possibly in another order than they arrived (parallel
+//!    decoders), and possibly more than once.
+//!
+//! And protocol code keeps these:
+//!
+//! - No panics on anything a peer can send: bad input is dropped with
+//!   [`Context::drop_message`] (or [`DropReason`] from `decode`), which counts it
+//!   by reason. A panic means a bug in this node, and stops it.
+//! - Every queue, log and batch has a named maximum, checked where it is filled.
+
+use std::fmt;
+use std::time::Duration;
+
+use wire::{Addr, DecodeError, EncodeError};
+
+use crate::rng::Rng;
+use crate::time::Time;
+
+/// The mutable part of a node, driven by one thread. See the module docs for the
+/// driver contract.
+///
+/// Implementors are plain structs without type parameters (`pbft::Replica`, not
+/// `Replica<A, N>`); the runtime is generic over them, not the other way round.
+pub trait State {
+    /// What this node receives, as [`SharedState::decode`] produces it.
+    type Message;
+    /// What this node sends, as [`SharedState::encode`] consumes it.
+    type Outbound;
+    /// The node's timers: a small field-less enum. Setting a timer that is
+    /// already set moves its deadline.
+    type Timer: Copy + Eq + fmt::Debug;
+    /// The codec half of this node.
+    type Shared: SharedState<Message = Self::Message, Outbound = Self::Outbound>;
+
+    /// Called once, before anything else: arm initial timers, send greetings.
+    fn on_start(&mut self, ctx: &mut Context<'_, Self::Outbound, Self::Timer>) {
+        let _ = ctx;
+    }
+
+    /// A message from `from`, which [`SharedState::decode`] vouched for (for a
+    /// signed protocol: authenticated).
+    fn on_message(
+        &mut self,
+        from: Addr,
+        msg: Self::Message,
+        ctx: &mut Context<'_, Self::Outbound, Self::Timer>,
+    );
+
+    /// Timer `timer` reached its deadline. May be spurious (see the contract).
+    fn on_timer(&mut self, timer: Self::Timer, ctx: &mut Context<'_, Self::Outbound, Self::Timer>);
+}
+
+/// A node that issues operations on behalf of a user: a benchmark client, or a
+/// simulated client whose history is checked.
+///
+/// Closed loop: the driver calls [`Client::invoke`] only when no operation is
+/// outstanding, and collects the result with [`Client::take_result`] after each
+/// handler call.
+pub trait Client: State {
+    /// Starts operation `op` (opaque bytes the application understands).
+    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Self::Outbound, Self::Timer>);
+
+    /// The result of the outstanding operation, once, when it has completed.
+    fn take_result(&mut self) -> Option<Vec<u8>>;
+}
+
+/// The shareable part of a node: codec, digests and signatures. Called from any
+/// number of threads at once (`&self`), in any order.
+pub trait SharedState: Send + Sync {
+    type Message;
+    type Outbound;
+
+    /// Decodes (and, for a signed protocol, authenticates) one datagram, and
+    /// says who sent it. Bad input is an `Err` naming why; never a panic.
+    fn decode(&self, bytes: &[u8]) -> Result<(Addr, Self::Message), DropReason>;
+
+    /// Appends the encoding (signed, where the protocol signs) of `msg` to
+    /// `buf`. On error `buf` is unchanged and the message is not sent.
+    fn encode(&self, msg: &Self::Outbound, buf: &mut Vec<u8>) -> Result<(), DropReason>;
+}
+
+/// Why a message was dropped. A short static phrase, so that drops can be
+/// counted by reason without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DropReason(pub &'static str);
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl From<DecodeError> for DropReason {
+    fn from(err: DecodeError) -> DropReason {
+        DropReason(err.reason())
+    }
+}
+
+impl From<EncodeError> for DropReason {
+    fn from(err: EncodeError) -> DropReason {
+        DropReason(match err {
+            EncodeError::TooLarge { .. } => "encode: too large",
+            EncodeError::Bincode(_) => "encode: failed",
+        })
+    }
+}
+
+/// Where a message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dest {
+    /// One node.
+    To(Addr),
+    /// Every replica except the sender. Encoded (and signed) once.
+    Replicas,
+}
+
+/// What a handler can do to the world. Handed in by the runtime for the length
+/// of one handler call; everything put here is taken before the next call.
+pub struct Context<'a, M, T> {
+    now: Time,
+    me: Addr,
+    out: &'a mut Outbox<M, T>,
+    rng: &'a mut Rng,
+}
+
+impl<M, T: Copy + Eq + fmt::Debug> Context<'_, M, T> {
+    /// A context for one handler call of node `me` at time `now`. Runtimes (and
+    /// unit tests that drive a [`State`] by hand) build one per call.
+    pub fn new<'a>(
+        now: Time,
+        me: Addr,
+        out: &'a mut Outbox<M, T>,
+        rng: &'a mut Rng,
+    ) -> Context<'a, M, T> {
+        Context { now, me, out, rng }
+    }
+
+    /// The current time. Never goes backwards.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// The address of the node being called.
+    pub fn me(&self) -> Addr {
+        self.me
+    }
+
+    pub fn send(&mut self, to: Addr, msg: M) {
+        self.out.sends.push((Dest::To(to), msg));
+    }
+
+    /// Sends `msg` to every replica but this node.
+    pub fn send_to_replicas(&mut self, msg: M) {
+        self.out.sends.push((Dest::Replicas, msg));
+    }
+
+    /// Arms `timer` to fire `after` from now, replacing its previous deadline.
+    pub fn set_timer(&mut self, timer: T, after: Duration) {
+        let deadline = self.now + after;
+        self.out.timers.set(timer, deadline);
+    }
+
+    /// Disarms `timer`; a no-op if it is not set.
+    pub fn cancel_timer(&mut self, timer: T) {
+        self.out.timers.cancel(timer);
+    }
+
+    pub fn timer_is_set(&self, timer: T) -> bool {
+        self.out.timers.deadline(timer).is_some()
+    }
+
+    pub fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
+
+    /// Records that an input was ignored, and why. Counted per reason.
+    pub fn drop_message(&mut self, reason: &'static str) {
+        self.out.counters.add(reason, 1);
+    }
+
+    /// Counts an event worth reporting (a retransmission, say).
+    pub fn count(&mut self, name: &'static str) {
+        self.out.counters.add(name, 1);
+    }
+}
+
+impl<M, T> fmt::Debug for Context<'_, M, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("now", &self.now)
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The runtime's side of a [`Context`]: a node's pending sends, its timers, and
+/// its counters. Owned by the runtime, one per node, reused across calls.
+#[derive(Debug)]
+pub struct Outbox<M, T> {
+    /// Messages sent by the last handler call, in order. The runtime drains it.
+    pub sends: Vec<(Dest, M)>,
+    pub timers: Timers<T>,
+    pub counters: Counters,
+}
+
+impl<M, T> Default for Outbox<M, T> {
+    fn default() -> Self {
+        Outbox {
+            sends: Vec::new(),
+            timers: Timers::default(),
+            counters: Counters::default(),
+        }
+    }
+}
+
+/// The armed timers of one node. A protocol has a handful of timer kinds, so a
+/// small vector searched linearly beats any map.
+#[derive(Clone, Debug)]
+pub struct Timers<T> {
+    armed: Vec<(T, Time)>,
+}
+
+impl<T> Default for Timers<T> {
+    fn default() -> Self {
+        Timers { armed: Vec::new() }
+    }
+}
+
+impl<T: Copy + Eq + fmt::Debug> Timers<T> {
+    pub fn set(&mut self, timer: T, deadline: Time) {
+        match self.armed.iter_mut().find(|(t, _)| *t == timer) {
+            Some(entry) => entry.1 = deadline,
+            None => self.armed.push((timer, deadline)),
+        }
+    }
+
+    pub fn cancel(&mut self, timer: T) {
+        self.armed.retain(|(t, _)| *t != timer);
+    }
+
+    pub fn deadline(&self, timer: T) -> Option<Time> {
+        self.armed.iter().find(|(t, _)| *t == timer).map(|&(_, d)| d)
+    }
+
+    /// The earliest deadline of any armed timer.
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.armed.iter().map(|&(_, d)| d).min()
+    }
+
+    /// Disarms and returns the timer with the earliest deadline at or before
+    /// `now` (ties: the one armed first).
+    pub fn pop_due(&mut self, now: Time) -> Option<T> {
+        let (index, _) = self
+            .armed
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, d))| *d <= now)
+            .min_by_key(|(_, (_, d))| *d)?;
+        Some(self.armed.remove(index).0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.armed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.armed.is_empty()
+    }
+}
+
+/// Event counts by static name: drops by reason, and the like. Few distinct
+/// names, so a vector searched linearly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    counts: Vec<(&'static str, u64)>,
+}
+
+impl Counters {
+    pub fn add(&mut self, name: &'static str, n: u64) {
+        match self.counts.iter_mut().find(|(k, _)| *k == name) {
+            Some(entry) => entry.1 += n,
+            None => self.counts.push((name, n)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> u64 {
+        self.counts
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or(0, |&(_, n)| n)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|&(_, n)| n).sum()
+    }
+
+    pub fn merge(&mut self, other: &Counters) {
+        for &(name, n) in &other.counts {
+            self.add(name, n);
+        }
+    }
+
+    /// `(name, count)` pairs, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        let mut sorted = self.counts.clone();
+        sorted.sort_unstable();
+        sorted.into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Timer {
+        A,
+        B,
+    }
+
+    #[test]
+    fn timers_fire_in_deadline_order_and_rearm_moves() {
+        let mut timers = Timers::default();
+        timers.set(Timer::A, Time::from_nanos(30));
+        timers.set(Timer::B, Time::from_nanos(20));
+        timers.set(Timer::A, Time::from_nanos(10));
+        assert_eq!(timers.next_deadline(), Some(Time::from_nanos(10)));
+        assert_eq!(timers.pop_due(Time::from_nanos(5)), None);
+        assert_eq!(timers.pop_due(Time::from_nanos(25)), Some(Timer::A));
+        assert_eq!(timers.pop_due(Time::from_nanos(25)), Some(Timer::B));
+        assert_eq!(timers.pop_due(Time::from_nanos(25)), None);
+        assert_eq!(timers.next_deadline(), None);
+    }
+
+    #[test]
+    fn cancel_is_idempotent() {
+        let mut timers = Timers::default();
+        timers.cancel(Timer::A);
+        timers.set(Timer::A, Time::from_nanos(1));
+        timers.cancel(Timer::A);
+        timers.cancel(Timer::A);
+        assert_eq!(timers.next_deadline(), None);
+    }
+
+    #[test]
+    fn counters_merge_and_sort() {
+        let mut a = Counters::default();
+        a.add("z", 1);
+        a.add("a", 2);
+        let mut b = Counters::default();
+        b.add("a", 3);
+        a.merge(&b);
+        assert_eq!(a.get("a"), 5);
+        assert_eq!(a.total(), 6);
+        assert_eq!(a.iter().collect::<Vec<_>>(), [("a", 5), ("z", 1)]);
+    }
+}
