@@ -80,18 +80,42 @@ mod tests {
     #[test]
     fn kv_get_put_delete() {
         let mut app = KvApp::default();
-        assert_eq!(run(&mut app, Op::Get { key: key("a") }), OpResult::Value(None));
         assert_eq!(
-            run(&mut app, Op::Put { key: key("a"), value: key("1") }),
+            run(&mut app, Op::Get { key: key("a") }),
+            OpResult::Value(None)
+        );
+        assert_eq!(
+            run(
+                &mut app,
+                Op::Put {
+                    key: key("a"),
+                    value: key("1")
+                }
+            ),
             OpResult::Replaced(None)
         );
         assert_eq!(
-            run(&mut app, Op::Put { key: key("a"), value: key("2") }),
+            run(
+                &mut app,
+                Op::Put {
+                    key: key("a"),
+                    value: key("2")
+                }
+            ),
             OpResult::Replaced(Some(key("1")))
         );
-        assert_eq!(run(&mut app, Op::Get { key: key("a") }), OpResult::Value(Some(key("2"))));
-        assert_eq!(run(&mut app, Op::Delete { key: key("a") }), OpResult::Removed(Some(key("2"))));
-        assert_eq!(run(&mut app, Op::Delete { key: key("a") }), OpResult::Removed(None));
+        assert_eq!(
+            run(&mut app, Op::Get { key: key("a") }),
+            OpResult::Value(Some(key("2")))
+        );
+        assert_eq!(
+            run(&mut app, Op::Delete { key: key("a") }),
+            OpResult::Removed(Some(key("2")))
+        );
+        assert_eq!(
+            run(&mut app, Op::Delete { key: key("a") }),
+            OpResult::Removed(None)
+        );
         assert!(app.is_empty());
     }
 

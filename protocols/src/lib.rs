@@ -5,6 +5,6 @@
 //! - [`simulate`]: runs one seed of a protocol in the simulator with faults and
 //!   checkers; what `node sim` and the tests call.
 
-pub mod simulate;
 pub mod app;
+pub mod simulate;
 pub mod unreplicated;

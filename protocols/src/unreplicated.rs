@@ -110,7 +110,12 @@ impl State for Server {
     type Timer = ServerTimer;
     type Shared = Codec;
 
-    fn on_message(&mut self, from: Addr, msg: Message, ctx: &mut Context<'_, Message, ServerTimer>) {
+    fn on_message(
+        &mut self,
+        from: Addr,
+        msg: Message,
+        ctx: &mut Context<'_, Message, ServerTimer>,
+    ) {
         match msg {
             Message::Request(request) => {
                 debug_assert_eq!(from, Addr::Client(request.client_id));
@@ -175,7 +180,12 @@ impl State for Client {
     type Timer = ClientTimer;
     type Shared = Codec;
 
-    fn on_message(&mut self, from: Addr, msg: Message, ctx: &mut Context<'_, Message, ClientTimer>) {
+    fn on_message(
+        &mut self,
+        from: Addr,
+        msg: Message,
+        ctx: &mut Context<'_, Message, ClientTimer>,
+    ) {
         match msg {
             Message::Reply(reply) if from == SERVER => self.on_reply(reply, ctx),
             Message::Reply(_) => ctx.drop_message("client: reply from a non-server"),

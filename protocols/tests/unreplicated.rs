@@ -114,7 +114,11 @@ fn lost_reply_executes_once_and_client_gets_result() {
     assert_eq!(result(&sim, 0), OpResult::Replaced(None));
     assert_eq!(result(&sim, 1), OpResult::Value(Some(b"v".to_vec())));
     assert_eq!(counter(&sim, SERVER, "request: resent cached reply"), 1);
-    assert_eq!(log.executed(), 2, "the retransmitted put must not execute again");
+    assert_eq!(
+        log.executed(),
+        2,
+        "the retransmitted put must not execute again"
+    );
     check(&sim, &log).unwrap();
 }
 
@@ -129,7 +133,11 @@ fn duplicated_and_reordered_packets_execute_once() {
     let (mut sim, log) = system(7, network, 3, 30);
     run_to_completion(&mut sim);
     assert_eq!(sim.ops_completed(), 90);
-    assert_eq!(log.executed(), 90, "every duplicate was filtered by the client table");
+    assert_eq!(
+        log.executed(),
+        90,
+        "every duplicate was filtered by the client table"
+    );
     let server_saw_duplicates = counter(&sim, SERVER, "request: resent cached reply")
         + counter(&sim, SERVER, "request: older than the latest");
     assert!(server_saw_duplicates > 0);
@@ -196,7 +204,9 @@ fn server_restart_loses_state() {
     sim.set_workload(
         {
             let mut ops = VecDeque::from([put("k", "v"), get("k")]);
-            Box::new(move |_: &mut Rng, _| wire::codec::encode_to_vec(&ops.pop_front().unwrap()).unwrap())
+            Box::new(move |_: &mut Rng, _| {
+                wire::codec::encode_to_vec(&ops.pop_front().unwrap()).unwrap()
+            })
         },
         Duration::from_millis(20),
     );
@@ -208,7 +218,11 @@ fn server_restart_loses_state() {
     sim.restart(SERVER);
     run_to_completion(&mut sim);
     assert_eq!(result(&sim, 0), OpResult::Replaced(None));
-    assert_eq!(result(&sim, 1), OpResult::Value(None), "the put was lost with the server");
+    assert_eq!(
+        result(&sim, 1),
+        OpResult::Value(None),
+        "the put was lost with the server"
+    );
     assert!(linearizability::check_kv(sim.history()).is_err());
     assert!(check(&sim, &log).is_err());
 }
@@ -254,7 +268,10 @@ fn random_seeds_pass() {
     }
     // The faults the plan promises did happen.
     assert!(faults.dropped > 1000, "{faults:?}");
-    assert!(faults.duplicated > 1000 && faults.reordered > 1000, "{faults:?}");
+    assert!(
+        faults.duplicated > 1000 && faults.reordered > 1000,
+        "{faults:?}"
+    );
     assert!(faults.partitions > 100 && faults.crashes > 10, "{faults:?}");
     assert!(ops > 10_000);
 }

@@ -276,7 +276,10 @@ impl<T: Copy + Eq + fmt::Debug> Timers<T> {
     }
 
     pub fn deadline(&self, timer: T) -> Option<Time> {
-        self.armed.iter().find(|(t, _)| *t == timer).map(|&(_, d)| d)
+        self.armed
+            .iter()
+            .find(|(t, _)| *t == timer)
+            .map(|&(_, d)| d)
     }
 
     /// The earliest deadline of any armed timer.

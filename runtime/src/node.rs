@@ -67,7 +67,9 @@ pub struct Node<S: State> {
 
 impl<S: State> std::fmt::Debug for Node<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("me", &self.me).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
     }
 }
 

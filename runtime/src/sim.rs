@@ -115,7 +115,13 @@ pub enum Byzantine {
 }
 
 impl Tamper for Byzantine {
-    fn tamper(&mut self, rng: &mut Rng, to: Addr, mut bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>) {
+    fn tamper(
+        &mut self,
+        rng: &mut Rng,
+        to: Addr,
+        mut bytes: Vec<u8>,
+        out: &mut Vec<(Addr, Vec<u8>)>,
+    ) {
         match *self {
             Byzantine::Silent => {}
             Byzantine::Corrupt { flips } => {
@@ -258,7 +264,8 @@ struct Slot {
     /// Bumped on every crash and restart, so that events meant for an earlier
     /// incarnation are recognised and ignored.
     incarnation: u32,
-    /// The deadline for which a timer event is queued.
+    /// The time of the earliest timer event queued for this node; events
+    /// queued for other times are stale and ignored.
     timer_at: Option<Time>,
     /// Nodes talk only to nodes in the same group. Everyone starts in 0.
     group: u32,
@@ -310,7 +317,10 @@ impl Eq for Event {}
 
 impl Simulator {
     pub fn new(seed: u64, network: Network) -> Simulator {
-        assert!(network.delay_min > Duration::ZERO, "delay_min must be positive");
+        assert!(
+            network.delay_min > Duration::ZERO,
+            "delay_min must be positive"
+        );
         assert!(network.delay_min <= network.delay_max);
         let mut rng = Rng::new(seed);
         let workload_rng = rng.fork();
@@ -379,7 +389,11 @@ impl Simulator {
         assert!(!self.index.contains_key(&addr), "{addr} added twice");
         let mut rng = self.rng.fork();
         let process = factory(rng.fork());
-        assert_eq!(process.addr(), addr, "factory made a node with another address");
+        assert_eq!(
+            process.addr(),
+            addr,
+            "factory made a node with another address"
+        );
         let node = self.nodes.len();
         self.nodes.push(Slot {
             addr,
@@ -561,7 +575,10 @@ impl Simulator {
 
     /// Operations that completed.
     pub fn ops_completed(&self) -> u64 {
-        self.history.iter().filter(|op| op.completed.is_some()).count() as u64
+        self.history
+            .iter()
+            .filter(|op| op.completed.is_some())
+            .count() as u64
     }
 
     /// The hash of every delivery and completion so far.
@@ -620,7 +637,7 @@ impl Simulator {
     fn fire_timers(&mut self, node: usize, incarnation: u32, at: Time) {
         let slot = &mut self.nodes[node];
         if slot.incarnation != incarnation || slot.timer_at != Some(at) {
-            return; // Stale: the node restarted or its deadline moved.
+            return; // Stale: the node restarted, or an earlier event replaced this one.
         }
         slot.timer_at = None;
         let Some(process) = slot.process.as_mut() else {
@@ -644,7 +661,10 @@ impl Simulator {
         let (Some(process), Some(client)) = (slot.process.as_mut(), slot.client.as_mut()) else {
             return;
         };
-        assert!(client.outstanding.is_none(), "closed loop: one operation at a time");
+        assert!(
+            client.outstanding.is_none(),
+            "closed loop: one operation at a time"
+        );
         let Addr::Client(id) = slot.addr else {
             unreachable!("clients have client addresses");
         };
@@ -681,12 +701,15 @@ impl Simulator {
                 }
             }
         }
+        // Queue a timer event only when the node's deadline is earlier than
+        // the one already queued. A deadline that moved later (the common case:
+        // a retransmission timer re-armed on every request) is caught when the
+        // queued event fires early and finds nothing due.
         let slot = &mut self.nodes[node];
-        let deadline = slot.process.as_ref().and_then(|p| p.next_deadline());
-        let deadline = deadline.map(|at| at.max(self.now));
-        if deadline != slot.timer_at {
-            slot.timer_at = deadline;
-            if let Some(at) = deadline {
+        if let Some(deadline) = slot.process.as_ref().and_then(|p| p.next_deadline()) {
+            let at = deadline.max(self.now);
+            if slot.timer_at.is_none_or(|queued| at < queued) {
+                slot.timer_at = Some(at);
                 let incarnation = slot.incarnation;
                 self.push(at, EventKind::Timer { node, incarnation });
             }
@@ -762,7 +785,13 @@ impl Simulator {
         if self.rng.chance(self.network.duplicate_rate) {
             self.faults.duplicated += 1;
             let at = self.now + self.draw_delay();
-            self.push(at, EventKind::Deliver { to: to_node, bytes: bytes.clone() });
+            self.push(
+                at,
+                EventKind::Deliver {
+                    to: to_node,
+                    bytes: bytes.clone(),
+                },
+            );
         }
         let at = self.now + self.draw_delay();
         self.push(at, EventKind::Deliver { to: to_node, bytes });
@@ -776,7 +805,9 @@ impl Simulator {
         );
         if self.rng.chance(network.reorder_rate) {
             self.faults.reordered += 1;
-            nanos += self.rng.between(0, network.reorder_delay_max.as_nanos() as u64);
+            nanos += self
+                .rng
+                .between(0, network.reorder_delay_max.as_nanos() as u64);
         }
         Duration::from_nanos(nanos)
     }

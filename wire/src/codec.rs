@@ -96,9 +96,9 @@ pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ClientId;
     use crate::client::Request;
     use crate::unreplicated::Message;
-    use crate::ClientId;
     use proptest::prelude::*;
 
     fn request() -> Message {

@@ -16,7 +16,18 @@ use crate::codec::{self, EncodeError};
 
 /// A SHA-256 digest.
 #[derive(
-    Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Encode,
+    Decode,
 )]
 pub struct Digest(pub [u8; 32]);
 
@@ -59,7 +70,11 @@ pub struct PublicKey(#[serde(with = "serde_bytes")] pub [u8; 33]);
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2])
+        write!(
+            f,
+            "PublicKey({:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2]
+        )
     }
 }
 
@@ -116,7 +131,9 @@ pub struct Signer {
 
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signer").field("public", &self.public).finish()
+        f.debug_struct("Signer")
+            .field("public", &self.public)
+            .finish()
     }
 }
 
@@ -226,20 +243,14 @@ mod tests {
 
         let mut altered = signed.clone();
         altered.payload.op = b"y".to_vec();
-        assert_eq!(
-            altered.verify(&key),
-            Err(CryptoError::InvalidSignature)
-        );
+        assert_eq!(altered.verify(&key), Err(CryptoError::InvalidSignature));
         assert_eq!(
             signed.verify(&other_key),
             Err(CryptoError::InvalidSignature)
         );
         let mut garbage = signed.clone();
         garbage.signature = Signature([0xFF; 64]);
-        assert_eq!(
-            garbage.verify(&key),
-            Err(CryptoError::InvalidSignature)
-        );
+        assert_eq!(garbage.verify(&key), Err(CryptoError::InvalidSignature));
     }
 
     #[test]

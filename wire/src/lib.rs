@@ -21,7 +21,9 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 pub use codec::{DecodeError, EncodeError, MESSAGE_SIZE_MAX, decode, encode};
-pub use crypto::{CryptoError, Digest, PublicKey, SecretKey, Signature, Signed, Signer, VerifyingKey};
+pub use crypto::{
+    CryptoError, Digest, PublicKey, SecretKey, Signature, Signed, Signer, VerifyingKey,
+};
 
 /// Index of a replica in its group, `0..n`.
 #[derive(

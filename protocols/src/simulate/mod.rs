@@ -157,12 +157,15 @@ impl KvWorkload {
     }
 }
 
+/// One replica incarnation's executed operations, as digests, in order.
+pub type ReplicaLog = (ReplicaId, Vec<[u8; 32]>);
+
 /// What each replica executed, in order: the input of the agreement checker.
 /// Recorded by wrapping the application, outside protocol code. A restarted
 /// replica starts a new log.
 #[derive(Clone, Debug, Default)]
 pub struct ExecutionLog {
-    logs: Arc<Mutex<Vec<(ReplicaId, Vec<[u8; 32]>)>>>,
+    logs: Arc<Mutex<Vec<ReplicaLog>>>,
 }
 
 impl ExecutionLog {
@@ -178,7 +181,7 @@ impl ExecutionLog {
     }
 
     /// A copy of every log: `(replica, digests of executed operations)`.
-    pub fn logs(&self) -> Vec<(ReplicaId, Vec<[u8; 32]>)> {
+    pub fn logs(&self) -> Vec<ReplicaLog> {
         self.logs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -193,7 +196,7 @@ impl ExecutionLog {
 
 struct RecordingApp {
     inner: Box<dyn App>,
-    logs: Arc<Mutex<Vec<(ReplicaId, Vec<[u8; 32]>)>>>,
+    logs: Arc<Mutex<Vec<ReplicaLog>>>,
     index: usize,
 }
 

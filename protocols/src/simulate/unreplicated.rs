@@ -52,7 +52,10 @@ pub fn add_client(sim: &mut Simulator, id: u64, ops: u64) {
 pub fn system(seed: u64, network: Network, clients: u64, ops: u64) -> (Simulator, ExecutionLog) {
     let mut sim = Simulator::new(seed, network);
     let log = ExecutionLog::default();
-    sim.set_workload(KvWorkload::default().into_workload(), Duration::from_millis(1));
+    sim.set_workload(
+        KvWorkload::default().into_workload(),
+        Duration::from_millis(1),
+    );
     add_server(&mut sim, &log);
     for id in 1..=clients {
         add_client(&mut sim, id, ops);
@@ -67,7 +70,7 @@ pub fn system(seed: u64, network: Network, clients: u64, ops: u64) -> (Simulator
 /// keeps no durable state, so a restart loses data by design (the scenario
 /// tests cover it).
 pub fn random_run(seed: u64) -> (Simulator, ExecutionLog) {
-    let mut plan = Rng::new(seed ^ 0x5EED_0F_FA17);
+    let mut plan = Rng::new(seed ^ 0x5EED_F00D_FA17);
     let clients = plan.between(1, 5);
     let ops = plan.between(5, 40);
     let (mut sim, log) = system(seed, Network::faulty(0.1), clients, ops);
@@ -93,7 +96,11 @@ pub fn random_run(seed: u64) -> (Simulator, ExecutionLog) {
             sim.schedule(at, move |sim| sim.crash(client_addr(id)));
         }
     }
-    let joining = if plan.chance(0.3) { plan.between(1, 2) } else { 0 };
+    let joining = if plan.chance(0.3) {
+        plan.between(1, 2)
+    } else {
+        0
+    };
     for n in 0..joining {
         let id = clients + 1 + n;
         let at = Time::from_nanos(plan.between(0, 100_000_000));
