@@ -102,7 +102,8 @@ impl<S: State> Node<S> {
 
     fn drain(&mut self, out: &mut Vec<Packet>) {
         for (dest, msg) in self.outbox.sends.drain(..) {
-            let mut bytes = Vec::new();
+            // Most messages fit; growing from empty would reallocate 3–4 times.
+            let mut bytes = Vec::with_capacity(128);
             match self.shared.encode(&msg, &mut bytes) {
                 Ok(()) => out.push(Packet { dest, bytes }),
                 Err(reason) => self.outbox.counters.add(reason.0, 1),

@@ -15,11 +15,12 @@
 //! the order in which they were scheduled, so nothing depends on hash-map order,
 //! addresses in memory, or the wall clock.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use wire::sim::FaultCounts;
 use wire::{Addr, ClientId, MESSAGE_SIZE_MAX};
 use xxhash_rust::xxh3::Xxh3;
@@ -225,13 +226,14 @@ pub struct Simulator {
     /// operations are issued.
     workload_rng: Rng,
     network: Network,
-    queue: BinaryHeap<Event>,
-    sequence: u64,
+    queue: EventQueue,
     nodes: Vec<Slot>,
-    index: HashMap<Addr, usize>,
+    index: FxHashMap<Addr, usize>,
     /// Replica addresses in id order, for [`Dest::Replicas`].
     replicas: Vec<Addr>,
     workload: Option<Workload>,
+    /// Clients with operations left to issue or outstanding.
+    busy_clients: usize,
     think_time_max: Duration,
     history: Vec<Operation>,
     trace: Xxh3,
@@ -281,12 +283,6 @@ struct ClientSlot {
     outstanding: Option<usize>,
 }
 
-struct Event {
-    at: Time,
-    sequence: u64,
-    kind: EventKind,
-}
-
 enum EventKind {
     Deliver { to: usize, bytes: Vec<u8> },
     Timer { node: usize, incarnation: u32 },
@@ -294,26 +290,50 @@ enum EventKind {
     Action(Action),
 }
 
-// Min-heap on (at, sequence): BinaryHeap is a max-heap, so the order is reversed.
-impl Ord for Event {
-    fn cmp(&self, other: &Event) -> Ordering {
-        (other.at, other.sequence).cmp(&(self.at, self.sequence))
-    }
+/// Events in `(time, sequence)` order, the sequence number counting pushes.
+/// The heap holds only small keys and the events sit in a slab, so sifting
+/// moves 24 bytes instead of a whole event.
+#[derive(Default)]
+struct EventQueue {
+    heap: BinaryHeap<Reverse<(Time, u64, u32)>>,
+    slab: Vec<Option<EventKind>>,
+    free: Vec<u32>,
+    sequence: u64,
 }
 
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Event) -> Option<Ordering> {
-        Some(self.cmp(other))
+impl EventQueue {
+    fn push(&mut self, at: Time, kind: EventKind) {
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.slab[index as usize] = Some(kind);
+                index
+            }
+            None => {
+                self.slab.push(Some(kind));
+                u32::try_from(self.slab.len() - 1).expect("fewer than 2^32 queued events")
+            }
+        };
+        self.sequence += 1;
+        self.heap.push(Reverse((at, self.sequence, index)));
+    }
+
+    fn pop(&mut self) -> Option<(Time, EventKind)> {
+        let Reverse((at, _, index)) = self.heap.pop()?;
+        let kind = self.slab[index as usize]
+            .take()
+            .expect("queued event present");
+        self.free.push(index);
+        Some((at, kind))
+    }
+
+    fn next_time(&self) -> Option<Time> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    fn len(&self) -> usize {
+        self.heap.len()
     }
 }
-
-impl PartialEq for Event {
-    fn eq(&self, other: &Event) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Event {}
 
 impl Simulator {
     pub fn new(seed: u64, network: Network) -> Simulator {
@@ -330,12 +350,12 @@ impl Simulator {
             rng,
             workload_rng,
             network,
-            queue: BinaryHeap::new(),
-            sequence: 0,
+            queue: EventQueue::default(),
             nodes: Vec::new(),
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             replicas: Vec::new(),
             workload: None,
+            busy_clients: 0,
             think_time_max: Duration::ZERO,
             history: Vec::new(),
             trace: Xxh3::new(),
@@ -381,6 +401,7 @@ impl Simulator {
         };
         let node = self.insert(Addr::Client(id), factory, Some(client));
         if ops > 0 {
+            self.busy_clients += 1;
             self.schedule_invoke(node);
         }
     }
@@ -443,6 +464,9 @@ impl Simulator {
             slot.incarnation += 1;
             slot.timer_at = None;
             if let Some(client) = slot.client.as_mut() {
+                if client.remaining > 0 || client.outstanding.is_some() {
+                    self.busy_clients -= 1;
+                }
                 client.remaining = 0;
                 client.outstanding = None;
             }
@@ -510,14 +534,14 @@ impl Simulator {
 
     /// Processes the next event. Returns false when nothing is left to do.
     pub fn step(&mut self) -> bool {
-        let Some(event) = self.queue.pop() else {
+        let Some((at, kind)) = self.queue.pop() else {
             return false;
         };
-        debug_assert!(event.at >= self.now, "time went backwards");
-        self.now = event.at;
-        match event.kind {
+        assert!(at >= self.now, "time went backwards");
+        self.now = at;
+        match kind {
             EventKind::Deliver { to, bytes } => self.deliver(to, bytes),
-            EventKind::Timer { node, incarnation } => self.fire_timers(node, incarnation, event.at),
+            EventKind::Timer { node, incarnation } => self.fire_timers(node, incarnation, at),
             EventKind::Invoke { node, incarnation } => self.invoke(node, incarnation),
             EventKind::Action(action) => action(self),
         }
@@ -527,7 +551,7 @@ impl Simulator {
     /// Runs every event up to and including `deadline`, then sets the clock to
     /// `deadline`.
     pub fn run_until(&mut self, deadline: Time) {
-        while self.queue.peek().is_some_and(|e| e.at <= deadline) {
+        while self.queue.next_time().is_some_and(|at| at <= deadline) {
             self.step();
         }
         self.now = self.now.max(deadline);
@@ -537,27 +561,19 @@ impl Simulator {
     /// operations, or until `limit`. Returns whether the clients finished.
     pub fn run_until_clients_done(&mut self, limit: Time) -> bool {
         loop {
-            if self.clients_done() {
+            if self.busy_clients == 0 {
                 return true;
             }
-            match self.queue.peek() {
-                Some(event) if event.at <= limit => {
+            match self.queue.next_time() {
+                Some(at) if at <= limit => {
                     self.step();
                 }
                 _ => {
                     self.now = self.now.max(limit);
-                    return self.clients_done();
+                    return false;
                 }
             }
         }
-    }
-
-    fn clients_done(&self) -> bool {
-        self.nodes.iter().all(|slot| {
-            slot.client
-                .as_ref()
-                .is_none_or(|c| c.remaining == 0 && c.outstanding.is_none())
-        })
     }
 
     /// Every client operation so far, in invocation order.
@@ -609,12 +625,7 @@ impl Simulator {
     }
 
     fn push(&mut self, at: Time, kind: EventKind) {
-        self.sequence += 1;
-        self.queue.push(Event {
-            at,
-            sequence: self.sequence,
-            kind,
-        });
+        self.queue.push(at, kind);
     }
 
     fn deliver(&mut self, node: usize, bytes: Vec<u8>) {
@@ -734,6 +745,8 @@ impl Simulator {
         self.history[index].completed = Some((self.now, result));
         if client.remaining > 0 {
             self.schedule_invoke(node);
+        } else {
+            self.busy_clients -= 1;
         }
     }
 
