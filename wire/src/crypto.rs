@@ -113,7 +113,7 @@ impl SecretKey {
             let bytes: [u8; 32] = hasher.finalize().into();
             // Almost every 32-byte string is a valid key; retry the rare ones
             // that are zero or not below the group order.
-            if secp256k1::SecretKey::from_secret_bytes(bytes).is_ok() {
+            if secp256k1::SecretKey::from_byte_array(bytes).is_ok() {
                 return SecretKey(bytes);
             }
             counter += 1;
@@ -123,6 +123,11 @@ impl SecretKey {
 
 /// Signs with one secret key through a long-lived context. Shareable across
 /// threads (`&self`).
+///
+/// The context is why this crate stays on secp256k1 0.31: from 0.33 on,
+/// signing goes through a global context that is re-randomised after every
+/// signature, which is half the cost of signing (`cargo bench -p benches
+/// --bench crypto` measures both ways).
 pub struct Signer {
     secp: Secp256k1<SignOnly>,
     key: secp256k1::SecretKey,
@@ -140,9 +145,9 @@ impl fmt::Debug for Signer {
 impl Signer {
     pub fn new(key: &SecretKey) -> Result<Signer, CryptoError> {
         let secp = Secp256k1::signing_only();
-        let key = secp256k1::SecretKey::from_secret_bytes(key.0)
+        let key = secp256k1::SecretKey::from_byte_array(key.0)
             .map_err(|_| CryptoError::InvalidSecretKey)?;
-        let public = PublicKey(key.public_key().serialize());
+        let public = PublicKey(key.public_key(&secp).serialize());
         Ok(Signer { secp, key, public })
     }
 
@@ -152,12 +157,6 @@ impl Signer {
 
     pub fn sign_digest(&self, digest: &Digest) -> Signature {
         let message = secp256k1::Message::from_digest(digest.0);
-        // The context-free `ecdsa::sign` re-randomises a global context on every
-        // call and signs at less than half this rate (`cargo bench -p benches
-        // --bench crypto` measures both). A context owned by the signer is
-        // randomised once, at creation, which is what the library's deprecation
-        // note trades away for convenience, not for safety.
-        #[allow(deprecated)]
         let signature = self.secp.sign_ecdsa(message, &self.key);
         Signature(signature.serialize_compact())
     }
@@ -172,6 +171,12 @@ impl PublicKey {
     }
 }
 
+thread_local! {
+    /// One verification context per thread, created once: creating one costs
+    /// more than a verification.
+    static VERIFIER: Secp256k1<secp256k1::VerifyOnly> = Secp256k1::verification_only();
+}
+
 /// Checks `signature` over `digest` against `key`.
 pub fn verify_digest(
     digest: &Digest,
@@ -181,7 +186,9 @@ pub fn verify_digest(
     let signature = secp256k1::ecdsa::Signature::from_compact(&signature.0)
         .map_err(|_| CryptoError::InvalidSignature)?;
     let message = secp256k1::Message::from_digest(digest.0);
-    secp256k1::ecdsa::verify(&signature, message, key).map_err(|_| CryptoError::InvalidSignature)
+    VERIFIER
+        .with(|secp| secp.verify_ecdsa(message, &signature, key))
+        .map_err(|_| CryptoError::InvalidSignature)
 }
 
 /// A payload with its sender's signature over the payload's encoding.
