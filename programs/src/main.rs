@@ -1,12 +1,18 @@
 //! The node binary.
 //!
-//! One binary for every role a process plays in this framework. Today that is
-//! `sim`: run seeds of a protocol in the deterministic simulator, either one
-//! seed with a human-readable report, or a batch with one JSON line per seed
-//! for the runner. Replica and bench-client roles, configured over a TCP
-//! control port, join as further subcommands.
+//! One binary for every role a process plays in this framework:
+//!
+//! - `sim`: run seeds of a protocol in the deterministic simulator, either one
+//!   seed with a human-readable report, or a batch with one JSON line per seed
+//!   for the runner.
+//! - `serve`: listen on a TCP control port and run whatever the runner asks
+//!   for there (a replica, or a set of benchmark clients) on the real runtime,
+//!   reporting back on the same connection.
 
+mod panics;
+mod serve;
 mod sim;
+mod workload;
 
 use std::process::ExitCode;
 
@@ -23,12 +29,16 @@ struct Cli {
 enum Command {
     /// Simulate a protocol under faults drawn from seeds, and check it.
     Sim(sim::SimArgs),
+    /// Run one replica or set of clients, configured over a TCP control
+    /// connection (see `wire::control`).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => sim::run(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(code) => code,

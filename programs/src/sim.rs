@@ -7,19 +7,17 @@
 //! simulator bug) is caught and turned into a failed report that carries the
 //! panic message, so one bad seed never silently ends a batch.
 
-use std::any::Any;
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::panic::{self, PanicHookInfo};
 use std::process::ExitCode;
-use std::sync::Once;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{ArgGroup, Args, value_parser};
 use protocols::simulate::{Protocol, replay_command, run_seed};
 use wire::sim::{FaultCounts, SeedReport};
+
+use crate::panics;
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("which").required(true).args(["seed", "seeds"])))]
@@ -54,7 +52,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     })?;
     // A person running one seed wants the panic and its backtrace as usual; a
     // batch for the runner keeps stderr quiet and puts the message in the report.
-    install_panic_hook(!args.json);
+    panics::install_hook(!args.json);
 
     let mut stdout = std::io::stdout().lock();
     let mut failed = 0u64;
@@ -89,65 +87,20 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
 /// Runs `simulate`, turning a panic into a failed report for `seed`.
 fn run_caught(protocol: Protocol, seed: u64, simulate: impl FnOnce() -> SeedReport) -> SeedReport {
     let start = Instant::now();
-    match panic::catch_unwind(panic::AssertUnwindSafe(simulate)) {
+    match panics::catch(simulate) {
         Ok(report) => report,
-        Err(payload) => {
-            let message = PANIC_MESSAGE
-                .with(|m| m.borrow_mut().take())
-                .unwrap_or_else(|| payload_text(payload.as_ref()).to_string());
-            SeedReport {
-                protocol: protocol.name().to_string(),
-                seed,
-                passed: false,
-                failure: Some(format!("panic: {message}")),
-                ops_completed: 0,
-                deliveries: 0,
-                faults: FaultCounts::default(),
-                simulated_ns: 0,
-                wall_ns: u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
-                trace_hash: String::new(),
-            }
-        }
-    }
-}
-
-thread_local! {
-    /// The message and location of the last panic on this thread, recorded by
-    /// the hook so that the report can say where the panic happened.
-    static PANIC_MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Records every panic's message for [`run_caught`]; also prints it the usual
-/// way if `echo`. Installed once per process.
-fn install_panic_hook(echo: bool) {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let default_hook = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            let message = panic_message(info);
-            PANIC_MESSAGE.with(|m| *m.borrow_mut() = Some(message));
-            if echo {
-                default_hook(info);
-            }
-        }));
-    });
-}
-
-fn panic_message(info: &PanicHookInfo<'_>) -> String {
-    let payload = payload_text(info.payload());
-    match info.location() {
-        Some(location) => format!("{payload} (at {location})"),
-        None => payload.to_string(),
-    }
-}
-
-fn payload_text(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "(non-string panic payload)"
+        Err(message) => SeedReport {
+            protocol: protocol.name().to_string(),
+            seed,
+            passed: false,
+            failure: Some(format!("panic: {message}")),
+            ops_completed: 0,
+            deliveries: 0,
+            faults: FaultCounts::default(),
+            simulated_ns: 0,
+            wall_ns: u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            trace_hash: String::new(),
+        },
     }
 }
 
@@ -265,7 +218,7 @@ mod tests {
 
     #[test]
     fn panic_becomes_failed_report_with_message() {
-        install_panic_hook(false);
+        panics::install_hook(false);
         let report = run_caught(Protocol::Unreplicated, 42, || {
             panic!("invariant broken: slot 3")
         });

@@ -224,6 +224,13 @@ impl runtime::Client for Client {
     fn take_result(&mut self) -> Option<Vec<u8>> {
         self.result.take()
     }
+
+    fn recipient(msg: &Message) -> Option<ClientId> {
+        match msg {
+            Message::Reply(reply) => Some(reply.client_id),
+            Message::Request(_) => None,
+        }
+    }
 }
 
 /// Decoding and encoding for both ends. Unsigned: the baseline trusts the

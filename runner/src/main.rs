@@ -9,7 +9,6 @@
 //! - `sim`: run seeds of a protocol in the simulator, spread over one worker
 //!   process per core, with a progress bar and a summary; or replay one seed.
 
-mod cargo;
 mod sim;
 mod summary;
 

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{ArgGroup, Args, value_parser};
 use indicatif::{ProgressBar, ProgressStyle};
+use runner::cargo;
 use wire::sim::SeedReport;
 
-use crate::cargo;
 use crate::summary::{Summary, WorkerFailure};
 
 /// How many of a dead worker's last stderr lines the summary shows.

@@ -99,6 +99,13 @@ pub trait Client: State {
 
     /// The result of the outstanding operation, once, when it has completed.
     fn take_result(&mut self) -> Option<Vec<u8>>;
+
+    /// The client a decoded message is for, so that a runtime multiplexing
+    /// many clients on one socket can hand it to the right one. `None` drops
+    /// the message.
+    fn recipient(msg: &Self::Message) -> Option<wire::ClientId>
+    where
+        Self: Sized;
 }
 
 /// The shareable part of a node: codec, digests and signatures. Called from any

@@ -10,6 +10,8 @@
 
 pub mod actor;
 pub mod check;
+pub mod deploy;
+pub mod net;
 pub mod node;
 pub mod rng;
 pub mod sim;

@@ -51,6 +51,11 @@ pub struct Network {
 }
 
 impl Network {
+    fn validate(&self) {
+        assert!(self.delay_min > Duration::ZERO, "delay_min must be positive");
+        assert!(self.delay_min <= self.delay_max, "delay_min above delay_max");
+    }
+
     /// No loss, no duplication, little jitter.
     pub fn reliable() -> Network {
         Network {
@@ -75,6 +80,10 @@ impl Network {
         }
     }
 }
+
+/// Events at one virtual instant past which the simulator declares a livelock:
+/// something keeps scheduling work without letting time pass.
+pub const EVENTS_PER_INSTANT_MAX: u64 = 1_000_000;
 
 /// Makes a node: at start, and again on every restart. It gets the node's own
 /// random stream.
@@ -106,9 +115,10 @@ impl<F: FnMut(&mut Rng, Addr, Vec<u8>, &mut Vec<(Addr, Vec<u8>)>)> Tamper for F 
 pub enum Byzantine {
     /// Sends nothing at all.
     Silent,
-    /// Flips up to `flips` random bytes of each datagram.
+    /// Overwrites between one and `flips` (at least one) random bytes of
+    /// each datagram.
     Corrupt { flips: usize },
-    /// Sends each datagram `copies` times.
+    /// Sends each datagram `copies` times (at least once).
     Duplicate { copies: usize },
     /// Replaces each datagram with random bytes of a random length, sometimes
     /// over the size limit.
@@ -172,6 +182,7 @@ pub struct Noise {
 
 impl Noise {
     pub fn new(addr: Addr, target: Addr, interval: Duration, rng: Rng) -> Noise {
+        assert!(interval > Duration::ZERO, "Noise with no interval would never let time pass");
         Noise {
             addr,
             target,
@@ -239,6 +250,8 @@ pub struct Simulator {
     trace: Xxh3,
     faults: FaultCounts,
     deliveries: u64,
+    /// Events processed at the current instant, to catch a livelock.
+    events_this_instant: u64,
     /// Counters of nodes that crashed or were replaced, kept for the report.
     retired_counters: Counters,
     /// Scratch buffers, reused across events.
@@ -281,6 +294,9 @@ struct ClientSlot {
     remaining: u64,
     /// Index in the history of the outstanding operation.
     outstanding: Option<usize>,
+    /// This client's workload stream: which operations it issues does not
+    /// depend on when other clients issue theirs.
+    rng: Rng,
 }
 
 enum EventKind {
@@ -337,11 +353,7 @@ impl EventQueue {
 
 impl Simulator {
     pub fn new(seed: u64, network: Network) -> Simulator {
-        assert!(
-            network.delay_min > Duration::ZERO,
-            "delay_min must be positive"
-        );
-        assert!(network.delay_min <= network.delay_max);
+        network.validate();
         let mut rng = Rng::new(seed);
         let workload_rng = rng.fork();
         Simulator {
@@ -361,6 +373,7 @@ impl Simulator {
             trace: Xxh3::new(),
             faults: FaultCounts::default(),
             deliveries: 0,
+            events_this_instant: 0,
             retired_counters: Counters::default(),
             packets: Vec::new(),
             tampered: Vec::new(),
@@ -375,8 +388,10 @@ impl Simulator {
         self.now
     }
 
-    pub fn network_mut(&mut self) -> &mut Network {
-        &mut self.network
+    /// Changes how the network treats datagrams sent from now on.
+    pub fn set_network(&mut self, network: Network) {
+        network.validate();
+        self.network = network;
     }
 
     /// Sets what clients ask for, and how long they wait (uniformly up to
@@ -395,9 +410,11 @@ impl Simulator {
     /// Adds a client that will issue `ops` operations from the workload, one
     /// at a time, and starts it now.
     pub fn add_client(&mut self, id: ClientId, ops: u64, factory: Factory) {
+        assert!(self.workload.is_some(), "set a workload before adding clients");
         let client = ClientSlot {
             remaining: ops,
             outstanding: None,
+            rng: self.workload_rng.fork(),
         };
         let node = self.insert(Addr::Client(id), factory, Some(client));
         if ops > 0 {
@@ -490,7 +507,10 @@ impl Simulator {
     }
 
     /// Replaces a running node by another process at the same address (say, a
-    /// Byzantine implementation), keeping its place in the network.
+    /// Byzantine implementation), keeping its place in the network. Counted as
+    /// a Byzantine fault. A client's outstanding operation is left incomplete
+    /// (it may or may not take effect), and the new process, which must be a
+    /// client too, carries on with the operations left.
     pub fn replace(&mut self, addr: Addr, process: Box<dyn Process>) {
         assert_eq!(process.addr(), addr);
         let node = self.index[&addr];
@@ -501,7 +521,19 @@ impl Simulator {
         slot.incarnation += 1;
         slot.timer_at = None;
         self.faults.byzantine += 1;
+        let mut invoke = false;
+        if let Some(client) = slot.client.as_mut() {
+            let was_busy = client.remaining > 0 || client.outstanding.is_some();
+            client.outstanding = None;
+            invoke = client.remaining > 0;
+            if was_busy && !invoke {
+                self.busy_clients -= 1;
+            }
+        }
         self.start(node);
+        if invoke {
+            self.schedule_invoke(node);
+        }
     }
 
     /// Splits the network: the nodes of each group talk only among themselves.
@@ -538,6 +570,15 @@ impl Simulator {
             return false;
         };
         assert!(at >= self.now, "time went backwards");
+        if at == self.now {
+            self.events_this_instant += 1;
+            assert!(
+                self.events_this_instant < EVENTS_PER_INSTANT_MAX,
+                "livelock: {EVENTS_PER_INSTANT_MAX} events at {at} (a timer re-armed with no delay?)"
+            );
+        } else {
+            self.events_this_instant = 0;
+        }
         self.now = at;
         match kind {
             EventKind::Deliver { to, bytes } => self.deliver(to, bytes),
@@ -679,7 +720,10 @@ impl Simulator {
         let Addr::Client(id) = slot.addr else {
             unreachable!("clients have client addresses");
         };
-        let op = workload(&mut self.workload_rng, id);
+        let op = workload(&mut client.rng, id);
+        self.trace.update(&now.as_nanos().to_le_bytes());
+        hash_addr(&mut self.trace, slot.addr);
+        self.trace.update(&op);
         client.remaining -= 1;
         client.outstanding = Some(self.history.len());
         self.history.push(Operation {

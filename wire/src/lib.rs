@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod control;
 pub mod crypto;
 pub mod kv;
 pub mod sim;

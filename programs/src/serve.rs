@@ -1,0 +1,481 @@
+//! `node serve`: one replica or one set of benchmark clients, configured and
+//! reporting over a TCP control connection (the protocol is in
+//! [`wire::control`]).
+//!
+//! The node listens on `--host`:`--port` and prints `listening on <addr>` as
+//! the first line on stdout, so a parent that asked for port 0 learns the
+//! port. It accepts one connection (within [`ACCEPT_TIMEOUT`]) and expects a
+//! [`Command::Run`] as the first frame (within [`FIRST_COMMAND_TIMEOUT`]). It
+//! validates the configuration, starts the node on the real runtime, answers
+//! [`Event::Started`], then sends an [`Event::Interval`] every
+//! `report_interval_ms` while a reader thread watches the connection. On
+//! [`Command::Stop`], or when the runner hangs up, it stops the node, sends
+//! [`Event::Finished`] with the totals, and exits 0.
+//!
+//! Anything else ends the node with one [`Event::Error`] line (also printed on
+//! stderr) and exit status 1: a malformed frame, another version, an invalid
+//! configuration, an unknown protocol, a socket that does not bind, a node
+//! thread that fails, a panic. Every wait has a timeout, so a node never hangs
+//! on a silent runner.
+
+use std::io::{self, Read, Write as _};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::Args;
+use hdrhistogram::serialization::{Serializer as _, V2Serializer};
+use nix::sys::resource::{UsageWho, getrusage};
+use protocols::app::{App, KvApp, NullApp};
+use protocols::simulate::Protocol;
+use protocols::unreplicated;
+use runtime::deploy::{self, ClientFactory, ClientsSetup, ReplicaSetup, Running, Totals};
+use wire::control::{
+    AppConfig, ClientsConfig, Command, Event, EventFrame, FinalReport, FrameError, IntervalReport,
+    NodeConfig, Role, Started, decode_command, read_frame, write_frame,
+};
+use wire::{ClientId, ReplicaId};
+
+use crate::{panics, workload};
+
+/// How long the node waits for the runner to connect.
+pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the node waits for the first command once connected.
+pub const FIRST_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the node checks whether one of its threads failed.
+const FAILURE_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long the node waits, after its last event, for the runner to close the
+/// connection. Closing first with unread input would reset the connection,
+/// and a reset may discard the last event before the runner reads it.
+const LINGER: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TCP port for the control connection; 0 lets the kernel pick one (the
+    /// `listening on` line says which).
+    #[arg(long)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+}
+
+/// Serves one control connection, then exits: 0 after a clean stop, 1 after
+/// an error (reported on the connection and on stderr).
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let listener = TcpListener::bind((args.host, args.port))
+        .with_context(|| format!("listening on {}", SocketAddr::new(args.host, args.port)))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the control address")?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "listening on {addr}")
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")?;
+    drop(stdout);
+    let stream = accept_within(&listener, ACCEPT_TIMEOUT)?;
+    drop(listener);
+
+    // Panics still print to stderr (for the runner's stderr tail), and also
+    // become the error event.
+    panics::install_hook(true);
+    let mut conn = Connection::new(stream);
+    let result = panics::catch(|| serve(&mut conn))
+        .unwrap_or_else(|message| Err(anyhow!("panic: {message}")));
+    match result {
+        Ok(()) => {
+            conn.close();
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            let line = one_line(&error);
+            // Stderr first: by the time the runner reads the event, the line
+            // is in the pipe it reads our stderr from.
+            eprintln!("error: {line}");
+            let _ = conn.send(Event::Error(line));
+            conn.close();
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Everything after the connection is accepted; an error becomes the one
+/// [`Event::Error`] the runner gets.
+fn serve(conn: &mut Connection) -> anyhow::Result<()> {
+    let config = conn.first_command()?;
+    config.validate().context("invalid config")?;
+    let protocol: Protocol = config.protocol.parse().map_err(|e: String| anyhow!(e))?;
+    let node = config.role.to_string();
+    let start = Instant::now();
+    let running = start_node(protocol, &config).with_context(|| format!("starting {node}"))?;
+    conn.send(Event::Started(Started {
+        transport: running.transport(),
+        addrs: running.local_addrs(),
+    }))?;
+    conn.listen()?;
+
+    let interval = Duration::from_millis(config.report_interval_ms);
+    match report_until_stopped(conn, &running, start, interval) {
+        Ending::Stop | Ending::Hangup => {
+            let totals = running.stop().with_context(|| format!("{node} failed"))?;
+            let clients = matches!(config.role, Role::Clients(_));
+            let report = final_report(totals, start.elapsed(), clients)?;
+            // After a hang-up nobody is listening; that is fine.
+            let _ = conn.send(Event::Finished(report));
+            Ok(())
+        }
+        Ending::Failed => match running.stop() {
+            Err(error) => Err(error).with_context(|| format!("{node} failed")),
+            Ok(_) => bail!("{node} failed: a thread stopped by itself"),
+        },
+        Ending::Bad(error) => {
+            let _ = running.stop();
+            Err(error)
+        }
+    }
+}
+
+/// Why the reporting loop ended.
+enum Ending {
+    /// The runner sent `Stop`.
+    Stop,
+    /// The runner closed the connection, or stopped reading.
+    Hangup,
+    /// A node thread stopped by itself.
+    Failed,
+    /// The runner sent something wrong.
+    Bad(anyhow::Error),
+}
+
+/// Sends an interval report every `interval` from `start` on, until the
+/// runner says stop, goes away, or a node thread fails.
+fn report_until_stopped(
+    conn: &mut Connection,
+    running: &Running,
+    start: Instant,
+    interval: Duration,
+) -> Ending {
+    let mut next_report = Instant::now() + interval;
+    loop {
+        let now = Instant::now();
+        if now >= next_report {
+            // Every metric is since the previous call.
+            let metrics = running.metrics();
+            let report = IntervalReport {
+                elapsed_ms: millis(start.elapsed()),
+                ops: metrics.ops,
+                latency_us_p50: metrics.latency_us_p50,
+                latency_us_p99: metrics.latency_us_p99,
+            };
+            if conn.send(Event::Interval(report)).is_err() {
+                return Ending::Hangup;
+            }
+            // A slow interval is not made up for with a burst of reports.
+            next_report = (next_report + interval).max(now + interval / 2);
+        }
+        if running.has_failed() {
+            return Ending::Failed;
+        }
+        let wait = next_report
+            .saturating_duration_since(Instant::now())
+            .min(FAILURE_POLL_INTERVAL);
+        match conn.next_incoming(wait) {
+            None => {}
+            Some(Incoming::Command(Command::Stop)) => return Ending::Stop,
+            Some(Incoming::Command(Command::Run(_))) => {
+                return Ending::Bad(anyhow!(
+                    "got a second Run command; the node is already running"
+                ));
+            }
+            Some(Incoming::Bad(error)) => return Ending::Bad(error),
+            Some(Incoming::Hangup) => return Ending::Hangup,
+        }
+    }
+}
+
+/// Starts the node `config` describes, on the real runtime.
+fn start_node(protocol: Protocol, config: &NodeConfig) -> anyhow::Result<Running> {
+    match protocol {
+        Protocol::Unreplicated => start_unreplicated(config),
+    }
+}
+
+fn start_unreplicated(config: &NodeConfig) -> anyhow::Result<Running> {
+    if config.replicas.len() != 1 {
+        bail!(
+            "unreplicated runs exactly one replica, but `replicas` names {}",
+            config.replicas.len()
+        );
+    }
+    let codec = Arc::new(unreplicated::Codec);
+    let running = match &config.role {
+        Role::Replica { id } => {
+            let server = unreplicated::Server::new(app(config.app));
+            deploy::spawn_replica(server, codec, replica_setup(config, *id))
+        }
+        Role::Clients(clients) => {
+            let resend = Duration::from_millis(clients.resend_ms);
+            let make_client: ClientFactory<unreplicated::Client> =
+                Arc::new(move |id| unreplicated::Client::new(id, resend));
+            deploy::spawn_clients(
+                make_client,
+                codec,
+                workload::op_factory(&clients.workload),
+                clients_setup(config, clients),
+            )
+        }
+    };
+    running.map_err(Into::into)
+}
+
+fn app(app: AppConfig) -> Box<dyn App> {
+    match app {
+        AppConfig::Null => Box::new(NullApp),
+        AppConfig::Kv => Box::new(KvApp::default()),
+    }
+}
+
+fn replica_setup(config: &NodeConfig, id: u8) -> ReplicaSetup {
+    ReplicaSetup {
+        id: ReplicaId(id),
+        replicas: config.replicas.clone(),
+        threads: config.threads.clone(),
+        idle: config.idle,
+        transport: config.transport,
+    }
+}
+
+fn clients_setup(config: &NodeConfig, clients: &ClientsConfig) -> ClientsSetup {
+    ClientsSetup {
+        first_id: ClientId(clients.first_id),
+        count: clients.count,
+        threads: clients.threads,
+        cores: clients.cores.clone(),
+        bind: clients.bind,
+        replicas: config.replicas.clone(),
+        load: clients.load,
+        idle: config.idle,
+        transport: config.transport,
+        warmup: Duration::from_millis(clients.warmup_ms),
+    }
+}
+
+/// The node's totals as the runner gets them. Replicas measure no latency, so
+/// their histogram is left empty.
+fn final_report(totals: Totals, elapsed: Duration, clients: bool) -> anyhow::Result<FinalReport> {
+    let mut latency_histogram = Vec::new();
+    if clients {
+        V2Serializer::new()
+            .serialize(&totals.latency_us, &mut latency_histogram)
+            .context("serializing the latency histogram")?;
+    }
+    Ok(FinalReport {
+        elapsed_ms: millis(elapsed),
+        ops: totals.ops,
+        measured_ops: totals.measured_ops,
+        measured_ms: millis(totals.measured),
+        latency_histogram,
+        counters: totals
+            .counters
+            .iter()
+            .map(|(name, count)| (name.to_string(), count))
+            .collect(),
+        cpu_ms: cpu_ms()?,
+    })
+}
+
+/// CPU time this process used so far, user plus system, in milliseconds.
+fn cpu_ms() -> anyhow::Result<u64> {
+    let usage = getrusage(UsageWho::RUSAGE_SELF).context("reading the CPU time used")?;
+    let ms = |t: nix::sys::time::TimeVal| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1000
+            + u64::try_from(t.tv_usec()).unwrap_or(0) / 1000
+    };
+    Ok(ms(usage.user_time()) + ms(usage.system_time()))
+}
+
+/// Waits for one connection, at most `timeout`.
+fn accept_within(listener: &TcpListener, timeout: Duration) -> anyhow::Result<TcpStream> {
+    // A blocking accept cannot time out; poll a non-blocking one. The control
+    // plane is not in a hurry.
+    listener
+        .set_nonblocking(true)
+        .context("setting up the control port")?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((stream, _peer)) => {
+                stream
+                    .set_nonblocking(false)
+                    .context("setting up the control connection")?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    bail!("no runner connected within {} s", timeout.as_secs());
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).context("accepting the control connection"),
+        }
+    }
+}
+
+/// What the connection's reader thread passes on.
+enum Incoming {
+    Command(Command),
+    /// A frame that is not a command of this version; the reader stops.
+    Bad(anyhow::Error),
+    /// The runner closed the connection.
+    Hangup,
+}
+
+/// The control connection: events out from this thread, commands in through
+/// a reader thread once the node runs (so that waiting for a command never
+/// holds up a report).
+struct Connection {
+    stream: TcpStream,
+    incoming: Option<Receiver<Incoming>>,
+}
+
+impl Connection {
+    fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            incoming: None,
+        }
+    }
+
+    /// Reads the first frame, which must be `Run`.
+    fn first_command(&mut self) -> anyhow::Result<NodeConfig> {
+        self.stream
+            .set_read_timeout(Some(FIRST_COMMAND_TIMEOUT))
+            .context("setting a read timeout")?;
+        let frame = match read_frame(&mut self.stream) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => bail!("the runner hung up before sending a command"),
+            Err(FrameError::TimedOut) => bail!(
+                "no command within {} s of connecting",
+                FIRST_COMMAND_TIMEOUT.as_secs()
+            ),
+            Err(error) => return Err(error).context("reading the first command"),
+        };
+        self.stream
+            .set_read_timeout(None)
+            .context("clearing the read timeout")?;
+        match decode_command(&frame)? {
+            Command::Run(config) => Ok(*config),
+            Command::Stop => bail!("expected Run as the first command, got Stop"),
+        }
+    }
+
+    /// Starts the reader thread that passes on commands from now on.
+    fn listen(&mut self) -> anyhow::Result<()> {
+        let mut stream = self
+            .stream
+            .try_clone()
+            .context("cloning the control connection")?;
+        let (tx, rx) = mpsc::channel();
+        thread::Builder::new()
+            .name("control-reader".to_string())
+            .spawn(move || {
+                loop {
+                    let incoming = match read_frame(&mut stream) {
+                        Ok(None) => Incoming::Hangup,
+                        Ok(Some(frame)) => match decode_command(&frame) {
+                            Ok(command) => Incoming::Command(command),
+                            Err(error) => Incoming::Bad(error.into()),
+                        },
+                        Err(error) => {
+                            Incoming::Bad(anyhow::Error::new(error).context("reading a command"))
+                        }
+                    };
+                    let last = !matches!(incoming, Incoming::Command(_));
+                    if tx.send(incoming).is_err() || last {
+                        return;
+                    }
+                }
+            })
+            .context("starting the control reader thread")?;
+        self.incoming = Some(rx);
+        Ok(())
+    }
+
+    /// The next thing the reader thread passed on, waiting at most `timeout`.
+    fn next_incoming(&mut self, timeout: Duration) -> Option<Incoming> {
+        let incoming = self.incoming.as_ref().expect("listen() first");
+        match incoming.recv_timeout(timeout) {
+            Ok(incoming) => Some(incoming),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(Incoming::Hangup),
+        }
+    }
+
+    fn send(&mut self, event: Event) -> anyhow::Result<()> {
+        write_frame(&mut self.stream, &EventFrame::new(event))
+            .context("sending an event to the runner")
+    }
+
+    /// Ends the conversation: no more events, then wait (at most [`LINGER`])
+    /// for the runner to close its side, reading and discarding whatever it
+    /// still sends.
+    fn close(mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + LINGER;
+        if let Some(incoming) = self.incoming.take() {
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                match incoming.recv_timeout(left) {
+                    Ok(Incoming::Command(_)) => {}
+                    Ok(Incoming::Hangup | Incoming::Bad(_)) | Err(_) => return,
+                }
+            }
+        } else {
+            let mut sink = [0; 4096];
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                if self.stream.set_read_timeout(Some(left)).is_err() {
+                    return;
+                }
+                match self.stream.read(&mut sink) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line.
+fn one_line(error: &anyhow::Error) -> String {
+    format!("{error:#}").replace('\n', " | ")
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_fit_on_one_line() {
+        let error = anyhow!("first\nsecond").context("outer");
+        assert_eq!(one_line(&error), "outer: first | second");
+    }
+
+    #[test]
+    fn cpu_time_is_readable() {
+        let before = cpu_ms().unwrap();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_ms().unwrap() >= before);
+    }
+}

@@ -1,0 +1,177 @@
+//! The unreplicated protocol on the real runtime, in-process, over loopback:
+//! every thread map, both idle strategies, both transports.
+//!
+//! These tests check that things work and make progress, never how fast:
+//! speed is measured by `cargo bench` and the runner.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocols::app::KvApp;
+use protocols::unreplicated::{Client, Codec, Server};
+use runtime::deploy::{ClientsSetup, ReplicaSetup, Running, spawn_clients, spawn_replica};
+use runtime::{ClientId, ReplicaId, Rng};
+use wire::control::{Idle, Load, Stage, ThreadMap, ThreadSpec, TransportKind};
+use wire::kv::{Op, OpResult};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A free UDP port on loopback (bound, then released).
+fn free_addr() -> SocketAddr {
+    UdpSocket::bind((LOCALHOST, 0)).unwrap().local_addr().unwrap()
+}
+
+fn start_server(threads: ThreadMap, idle: Idle, transport: TransportKind) -> (Running, SocketAddr) {
+    let addr = free_addr();
+    let server = Server::new(Box::new(KvApp::default()));
+    let setup = ReplicaSetup {
+        id: ReplicaId(0),
+        replicas: vec![addr],
+        threads,
+        idle,
+        transport,
+    };
+    let running = spawn_replica(server, Arc::new(Codec), setup).unwrap();
+    (running, addr)
+}
+
+/// Puts to one key per client and gets it back, so results can be checked.
+fn start_clients(server: SocketAddr, count: u32, load: Load, idle: Idle, transport: TransportKind) -> Running {
+    let setup = ClientsSetup {
+        first_id: ClientId(1),
+        count,
+        threads: 1,
+        cores: Vec::new(),
+        bind: LOCALHOST,
+        replicas: vec![server],
+        load,
+        idle,
+        transport,
+        warmup: Duration::ZERO,
+    };
+    spawn_clients(
+        Arc::new(|id| Client::new(id, Duration::from_millis(20))),
+        Arc::new(Codec),
+        Arc::new(|_seed| {
+            Box::new(|rng: &mut Rng| {
+                let key = format!("k{}", rng.below(100)).into_bytes();
+                let op = if rng.chance(0.5) {
+                    Op::Get { key }
+                } else {
+                    Op::Put { key, value: b"value".to_vec() }
+                };
+                wire::codec::encode_to_vec(&op).unwrap()
+            })
+        }),
+        setup,
+    )
+    .unwrap()
+}
+
+fn run_for(threads: ThreadMap, idle: Idle, transport: TransportKind, duration: Duration) {
+    let (server, addr) = start_server(threads, idle, transport);
+    let clients = start_clients(addr, 100, Load::Closed, idle, transport);
+    if transport != TransportKind::Auto {
+        assert_eq!(server.transport(), transport);
+    }
+    std::thread::sleep(duration);
+    assert!(!server.has_failed() && !clients.has_failed());
+    let client_totals = clients.stop().unwrap();
+    let server_totals = server.stop().unwrap();
+    assert!(client_totals.ops > 0, "no operation completed");
+    assert!(
+        client_totals.ops <= server_totals.ops,
+        "clients completed {} ops but the server handled {} requests",
+        client_totals.ops,
+        server_totals.ops
+    );
+    assert_eq!(client_totals.latency_us.len(), client_totals.measured_ops);
+    assert_eq!(client_totals.counters.get("decode: malformed"), 0);
+}
+
+const SPIN: Idle = Idle::SpinThenBlock { spin_us: 50 };
+
+#[test]
+fn single_thread_spin_then_block_io_uring() {
+    run_for(ThreadMap::single(None), SPIN, TransportKind::IoUring, Duration::from_millis(500));
+}
+
+#[test]
+fn single_thread_spin_then_block_epoll() {
+    run_for(ThreadMap::single(None), SPIN, TransportKind::Epoll, Duration::from_millis(500));
+}
+
+#[test]
+fn single_thread_busy() {
+    run_for(ThreadMap::single(None), Idle::Busy, TransportKind::Auto, Duration::from_millis(300));
+}
+
+/// Four stage threads plus a client thread on a two-core machine: more
+/// threads than cores, so progress depends on threads blocking.
+#[test]
+fn four_stages_spin_then_block_more_threads_than_cores() {
+    run_for(ThreadMap::per_stage(), SPIN, TransportKind::Auto, Duration::from_millis(500));
+}
+
+/// The same with every thread busy-polling: five spinning threads on two
+/// cores still make progress, only slower.
+#[test]
+fn four_stages_busy_more_threads_than_cores() {
+    run_for(ThreadMap::per_stage(), Idle::Busy, TransportKind::Epoll, Duration::from_millis(500));
+}
+
+/// Two verify threads and two send threads taking from shared channels.
+#[test]
+fn parallel_verify_and_send_stages() {
+    let threads = ThreadMap {
+        threads: vec![
+            ThreadSpec { stages: vec![Stage::Receive, Stage::Verify], core: None },
+            ThreadSpec { stages: vec![Stage::Verify, Stage::Send], core: None },
+            ThreadSpec { stages: vec![Stage::Protocol, Stage::Send], core: None },
+        ],
+    };
+    run_for(threads, SPIN, TransportKind::Auto, Duration::from_millis(500));
+}
+
+#[test]
+fn open_loop_offers_a_fixed_rate() {
+    let (server, addr) = start_server(ThreadMap::single(None), SPIN, TransportKind::Auto);
+    let clients = start_clients(addr, 50, Load::Open { ops_per_sec: 2000 }, SPIN, TransportKind::Auto);
+    std::thread::sleep(Duration::from_millis(500));
+    let totals = clients.stop().unwrap();
+    server.stop().unwrap();
+    // About 1000 operations were offered; allow for a slow start and a noisy
+    // machine, but not for a closed loop running flat out.
+    assert!(totals.ops > 100 && totals.ops < 2000, "{} ops", totals.ops);
+}
+
+#[test]
+fn replies_are_valid_results() {
+    // One client, puts then gets its own key: every result must decode.
+    let (server, addr) = start_server(ThreadMap::single(None), SPIN, TransportKind::Auto);
+    let setup = ClientsSetup {
+        first_id: ClientId(7),
+        count: 3,
+        threads: 1,
+        cores: Vec::new(),
+        bind: LOCALHOST,
+        replicas: vec![addr],
+        load: Load::Closed,
+        idle: SPIN,
+        transport: TransportKind::Auto,
+        warmup: Duration::ZERO,
+    };
+    let clients = spawn_clients(
+        Arc::new(|id| Client::new(id, Duration::from_millis(20))),
+        Arc::new(Codec),
+        Arc::new(|_| Box::new(|_: &mut Rng| wire::codec::encode_to_vec(&Op::Get { key: b"none".to_vec() }).unwrap())),
+        setup,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let totals = clients.stop().unwrap();
+    server.stop().unwrap();
+    assert!(totals.ops > 0);
+    let _ = OpResult::Value(None);
+}

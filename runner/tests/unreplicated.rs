@@ -1,0 +1,231 @@
+//! The unreplicated baseline on the real runtime, end to end: a replica node
+//! on 127.0.0.2 and a clients node on 127.0.0.3, started as `node serve`
+//! processes and driven over their control connections.
+//!
+//! The runs share this machine's two cores (replica on core 0, clients on
+//! core 1), so the tests take turns ([`serial`]).
+
+mod common;
+
+use std::net::UdpSocket;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use runner::loopback::{self, Loopback, LoopbackResult, LoopbackSpec};
+use wire::client::Request;
+use wire::control::{FinalReport, Idle, TransportKind};
+use wire::unreplicated::Message;
+use wire::{ClientId, MESSAGE_SIZE_MAX};
+
+const CLIENTS: u32 = 100;
+const DURATION: Duration = Duration::from_secs(2);
+
+/// One run at a time: each wants both cores.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn spec(transport: TransportKind, idle: Idle) -> LoopbackSpec {
+    LoopbackSpec {
+        transport,
+        idle,
+        ..LoopbackSpec::unreplicated(CLIENTS, DURATION)
+    }
+}
+
+/// Drops the replica counted because a datagram did not decode (the names
+/// come from `wire::DecodeError::reason`).
+fn decode_drops(report: &FinalReport) -> u64 {
+    report
+        .counters
+        .iter()
+        .filter(|(name, _)| name.starts_with("decode:"))
+        .map(|&(_, n)| n)
+        .sum()
+}
+
+/// What every clean run must show: clients completed operations, every
+/// completed operation was executed, no reply was malformed, and the
+/// histogram holds what the clients measured.
+fn check_clean_run(result: &LoopbackResult, transport: TransportKind) {
+    let clients = &result.clients.report;
+    let replica = &result.replica.report;
+    assert!(clients.ops > 0, "no operation completed: {clients:?}");
+    // The replica counts every request it handled, retransmissions too, so
+    // it is at least what the clients completed.
+    assert!(
+        clients.ops <= replica.ops,
+        "clients completed {} operations, the replica handled only {}",
+        clients.ops,
+        replica.ops
+    );
+    assert_eq!(decode_drops(clients), 0, "malformed replies: {clients:?}");
+    assert_eq!(decode_drops(replica), 0, "malformed requests: {replica:?}");
+    let histogram = result
+        .clients
+        .latency_us
+        .as_ref()
+        .expect("clients send a latency histogram");
+    assert_eq!(histogram.len(), clients.measured_ops);
+    assert!(clients.measured_ops > 0);
+    assert!(result.replica.latency_us.is_none());
+    if transport != TransportKind::Auto {
+        assert_eq!(result.replica.started.transport, transport);
+        assert_eq!(result.clients.started.transport, transport);
+    }
+    assert!(
+        result.clients.intervals.iter().any(|i| i.ops > 0),
+        "no interval showed progress: {:?}",
+        result.clients.intervals
+    );
+    let throughput = clients.ops as f64 / (clients.elapsed_ms.max(1) as f64 / 1000.0);
+    eprintln!(
+        "{transport:?}: {} ops ({throughput:.0}/s), p50 {} us, p99 {} us, replica cpu {} ms, \
+         clients cpu {} ms",
+        clients.ops,
+        histogram.value_at_quantile(0.5),
+        histogram.value_at_quantile(0.99),
+        replica.cpu_ms,
+        clients.cpu_ms,
+    );
+}
+
+fn run_clean(transport: TransportKind, idle: Idle) {
+    let _turn = serial();
+    let result = match loopback::run(common::node_binary(), &spec(transport, idle)) {
+        Ok(result) => result,
+        Err(error) => panic!("{error:#}"),
+    };
+    check_clean_run(&result, transport);
+}
+
+#[test]
+fn io_uring_busy() {
+    run_clean(TransportKind::IoUring, Idle::Busy);
+}
+
+#[test]
+fn io_uring_spin_then_block() {
+    run_clean(TransportKind::IoUring, Idle::SpinThenBlock { spin_us: 50 });
+}
+
+#[test]
+fn epoll_busy() {
+    run_clean(TransportKind::Epoll, Idle::Busy);
+}
+
+#[test]
+fn epoll_spin_then_block() {
+    run_clean(TransportKind::Epoll, Idle::SpinThenBlock { spin_us: 50 });
+}
+
+/// Random bytes, truncated requests, forged lengths and datagrams as large as
+/// UDP allows, sent at the replica while clients run: each is dropped and
+/// counted, none stops the replica, and the clients keep completing.
+#[test]
+fn bad_datagrams_are_dropped_and_counted() {
+    let _turn = serial();
+    let node = common::node_binary();
+    let spec = spec(TransportKind::Auto, Idle::SpinThenBlock { spin_us: 50 });
+    let mut run = match Loopback::start(node, &spec) {
+        Ok(run) => run,
+        Err(error) => panic!("{error:#}"),
+    };
+    run.next_clients_interval(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    let garbage = bad_datagrams();
+    let socket = UdpSocket::bind("127.0.0.4:0").unwrap();
+    let replica = run.replica_addr();
+    for (i, datagram) in garbage.iter().enumerate() {
+        socket.send_to(datagram, replica).unwrap();
+        // Pace the large ones so the replica's socket buffer never
+        // overflows: a datagram the kernel drops is one the replica cannot
+        // count.
+        if datagram.len() > 1500 || i % 16 == 0 {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    // Intervals that began after the garbage still show progress.
+    run.skip_clients_intervals().unwrap();
+    run.next_clients_interval(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let after = run
+        .next_clients_interval(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        after.ops > 0,
+        "clients stalled after the garbage: {after:?}"
+    );
+
+    let result = match run.finish() {
+        Ok(result) => result,
+        Err(error) => panic!("{error:#}"),
+    };
+    let dropped = decode_drops(&result.replica.report);
+    let sent = garbage.len() as u64;
+    assert!(
+        dropped <= sent && dropped >= sent * 9 / 10,
+        "sent {sent} bad datagrams, the replica counted {dropped} decode drops: {:?}",
+        result.replica.report.counters
+    );
+    assert_eq!(decode_drops(&result.clients.report), 0);
+    assert!(result.clients.report.ops <= result.replica.report.ops);
+}
+
+/// Datagrams no replica may accept. Each fails to decode as an unreplicated
+/// message whatever its random part: random bytes start with a variant tag
+/// other than 0 (Request) and 1 (Reply); a request cut short ends before its
+/// last field; a forged op length is larger than any datagram.
+fn bad_datagrams() -> Vec<Vec<u8>> {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut datagrams = Vec::new();
+    for _ in 0..100 {
+        let len = 1 + rng.below(1400) as usize;
+        datagrams.push(random_bytes(&mut rng, len));
+    }
+    for _ in 0..20 {
+        datagrams.push(random_bytes(&mut rng, MESSAGE_SIZE_MAX));
+    }
+    let request = wire::codec::encode_to_vec(&Message::Request(Request {
+        client_id: ClientId(1_000_000),
+        request_num: 1,
+        op: vec![7; 200],
+    }))
+    .unwrap();
+    for _ in 0..100 {
+        let cut = rng.below(request.len() as u64 - 1) as usize + 1;
+        datagrams.push(request[..cut].to_vec());
+    }
+    // Request tag, client id 5, request 1, then an op length of 2^32 - 1
+    // (varint 0xFC + u32) over a padded datagram.
+    let mut forged = vec![0, 5, 1, 0xFC, 0xFF, 0xFF, 0xFF, 0xFF];
+    forged.resize(MESSAGE_SIZE_MAX, 0);
+    datagrams.push(forged);
+    datagrams
+}
+
+fn random_bytes(rng: &mut XorShift, len: usize) -> Vec<u8> {
+    let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+    bytes[0] = 2 + (rng.below(250) as u8);
+    bytes
+}
+
+/// A tiny deterministic generator; the runner has no RNG dependency.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}

@@ -1,0 +1,387 @@
+//! The real runtime: protocol nodes on threads, sockets and cores.
+//!
+//! - [`spawn_replica`] runs a replica as a pipeline of stages (receive → verify
+//!   → protocol → send) joined by bounded channels, mapped to threads and cores
+//!   by a [`ThreadMap`]. With every stage on one thread the stages call each
+//!   other directly, with no channel in between.
+//! - [`spawn_clients`] runs thousands of closed- or open-loop benchmark
+//!   clients multiplexed on a few threads, one socket per thread.
+//!
+//! Both return a [`Running`] handle: metrics while running, totals on stop.
+//!
+//! Every thread runs the same loop: poll each of its stages once (each poll
+//! does a bounded amount of work), and when a whole round found nothing to do,
+//! idle per [`Idle`]: poll again at once (`Busy`), or keep polling for a
+//! while and then block in the transport or on the thread's [`Waker`] until a
+//! datagram arrives, another stage hands it work, or its next timer is due
+//! (`SpinThenBlock`). A thread never waits for another thread's work by
+//! spinning alone, so more threads than cores still make progress.
+
+mod clients;
+mod replica;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use wire::control::{Idle, Load, ThreadMap, TransportKind};
+use wire::{ClientId, ReplicaId};
+
+use crate::actor::{Counters, State};
+use crate::net::Waker;
+use crate::rng::Rng;
+
+pub use clients::{client_slot_bytes, spawn_clients};
+pub use replica::{CLIENT_ROUTES_MAX, spawn_replica};
+
+/// Items a stage takes from its input channel per poll at most, so that one
+/// busy stage cannot starve the others on its thread.
+pub const STAGE_BATCH_MAX: usize = 64;
+
+/// Capacity of each channel between stages. A full channel drops the item and
+/// counts it: overload sheds load instead of growing memory.
+pub const STAGE_QUEUE_MAX: usize = 4096;
+
+/// The longest a blocked thread sleeps before it looks at its stop flag again.
+const BLOCK_MAX: Duration = Duration::from_millis(50);
+
+/// Where and how a replica runs.
+#[derive(Clone, Debug)]
+pub struct ReplicaSetup {
+    pub id: ReplicaId,
+    /// Every replica's address; this one binds `replicas[id]`.
+    pub replicas: Vec<SocketAddr>,
+    pub threads: ThreadMap,
+    pub idle: Idle,
+    pub transport: TransportKind,
+}
+
+/// Where and how a set of clients runs.
+#[derive(Clone, Debug)]
+pub struct ClientsSetup {
+    pub first_id: ClientId,
+    pub count: u32,
+    /// Client threads, one socket each; clients are spread evenly.
+    pub threads: u32,
+    /// Cores to pin client threads to, round robin; empty: unpinned.
+    pub cores: Vec<u32>,
+    pub bind: IpAddr,
+    pub replicas: Vec<SocketAddr>,
+    pub load: Load,
+    pub idle: Idle,
+    pub transport: TransportKind,
+    /// Operations completed before this are not in the latency histogram.
+    pub warmup: Duration,
+}
+
+/// Makes the client with a given id.
+pub type ClientFactory<C> = Arc<dyn Fn(ClientId) -> C + Send + Sync>;
+
+/// Makes the operation generator of one client thread, from a seed.
+pub type OpFactory = Arc<dyn Fn(u64) -> Box<dyn FnMut(&mut Rng) -> Vec<u8> + Send> + Send + Sync>;
+
+/// A protocol state the real runtime can move to its threads.
+pub trait Deployable:
+    State<Message: Send, Outbound: Send, Timer: Send, Shared: 'static> + Send + 'static
+{
+}
+
+impl<S> Deployable for S where
+    S: State<Message: Send, Outbound: Send, Timer: Send, Shared: 'static> + Send + 'static
+{
+}
+
+/// A snapshot of a running node's progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Operations completed (clients), or messages the protocol handled
+    /// (replicas), since the previous snapshot.
+    pub ops: u64,
+    /// Latency of the operations completed since the previous snapshot, in
+    /// microseconds (clients only; zero for replicas).
+    pub latency_us_p50: u64,
+    pub latency_us_p99: u64,
+}
+
+/// A node's totals after it stopped.
+#[derive(Debug)]
+pub struct Totals {
+    /// Operations completed (clients), or messages the protocol handled
+    /// (replicas).
+    pub ops: u64,
+    /// Operations completed after the warm-up.
+    pub measured_ops: u64,
+    /// From the end of the warm-up to the stop.
+    pub measured: Duration,
+    /// Latency after warm-up, in microseconds (clients only).
+    pub latency_us: Histogram<u64>,
+    pub counters: Counters,
+}
+
+/// A running replica or set of clients. Dropping it stops the threads.
+#[derive(Debug)]
+pub struct Running {
+    transport: TransportKind,
+    addrs: Vec<SocketAddr>,
+    shared: Arc<RunShared>,
+    threads: Vec<(String, JoinHandle<io::Result<ThreadTotals>>)>,
+    started: Instant,
+    warmup: Duration,
+}
+
+/// What the threads of one node share with its handle.
+#[derive(Debug)]
+struct RunShared {
+    stop: AtomicBool,
+    /// Set by a thread that stopped on its own with an error.
+    failure: Mutex<Option<String>>,
+    /// Every thread's waker, to wake them all on stop.
+    wakers: Mutex<Vec<Arc<Waker>>>,
+    /// Operations completed or messages handled, all threads.
+    ops: AtomicU64,
+    /// `ops` at the previous snapshot.
+    ops_reported: AtomicU64,
+    /// Latency of operations completed since the previous snapshot, merged
+    /// in by client threads every few milliseconds.
+    interval_latency: Mutex<Histogram<u64>>,
+}
+
+/// What one thread hands back when it ends.
+#[derive(Debug)]
+struct ThreadTotals {
+    counters: Counters,
+    latency_us: Option<Histogram<u64>>,
+    measured_ops: u64,
+}
+
+impl RunShared {
+    fn new() -> Arc<RunShared> {
+        Arc::new(RunShared {
+            stop: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            wakers: Mutex::new(Vec::new()),
+            ops: AtomicU64::new(0),
+            ops_reported: AtomicU64::new(0),
+            interval_latency: Mutex::new(latency_histogram()),
+        })
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn fail(&self, thread: &str, error: &io::Error) {
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        failure.get_or_insert_with(|| format!("{thread}: {error}"));
+    }
+
+    fn add_waker(&self, waker: &Arc<Waker>) {
+        self.wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(waker));
+    }
+}
+
+/// A histogram for latencies from 1 µs to 100 s at 3 significant figures.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds")
+}
+
+impl Running {
+    /// The transport in use (never `Auto`).
+    pub fn transport(&self) -> TransportKind {
+        self.transport
+    }
+
+    /// The UDP addresses bound.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.clone()
+    }
+
+    /// Progress since the previous call.
+    pub fn metrics(&self) -> Metrics {
+        let ops = self.shared.ops.load(Ordering::Relaxed);
+        let before = self.shared.ops_reported.swap(ops, Ordering::Relaxed);
+        let mut latency = self
+            .shared
+            .interval_latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let metrics = Metrics {
+            ops: ops - before,
+            latency_us_p50: latency.value_at_quantile(0.5),
+            latency_us_p99: latency.value_at_quantile(0.99),
+        };
+        latency.reset();
+        metrics
+    }
+
+    /// Whether a thread has stopped by itself (it failed or panicked); `stop`
+    /// then says why.
+    pub fn has_failed(&self) -> bool {
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+            || self.threads.iter().any(|(_, t)| t.is_finished())
+    }
+
+    /// Stops every thread and returns the totals, or the first thread's error.
+    pub fn stop(mut self) -> io::Result<Totals> {
+        let stopped = Instant::now();
+        self.signal_stop();
+        let mut counters = Counters::default();
+        let mut latency_us = latency_histogram();
+        let mut measured_ops = 0;
+        let mut first_error = None;
+        for (name, thread) in self.threads.drain(..) {
+            match thread.join() {
+                Ok(Ok(totals)) => {
+                    counters.merge(&totals.counters);
+                    if let Some(histogram) = totals.latency_us {
+                        latency_us.add(histogram).expect("same histogram bounds");
+                    }
+                    measured_ops += totals.measured_ops;
+                }
+                Ok(Err(error)) => {
+                    first_error.get_or_insert(io::Error::new(
+                        error.kind(),
+                        format!("thread {name}: {error}"),
+                    ));
+                }
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".to_string());
+                    first_error.get_or_insert(io::Error::other(format!(
+                        "thread {name} panicked: {message}"
+                    )));
+                }
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        Ok(Totals {
+            ops: self.shared.ops.load(Ordering::Relaxed),
+            measured_ops,
+            measured: stopped.saturating_duration_since(self.started + self.warmup),
+            latency_us,
+            counters,
+        })
+    }
+
+    fn signal_stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for waker in self
+            .shared
+            .wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.signal_stop();
+            for (_, thread) in self.threads.drain(..) {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// Spawns a named thread, pinned to `core` if given, that runs `body` and
+/// records its error (if any) in `shared` so the handle can see it early.
+fn spawn_thread(
+    name: String,
+    core: Option<u32>,
+    shared: &Arc<RunShared>,
+    body: impl FnOnce() -> io::Result<ThreadTotals> + Send + 'static,
+) -> io::Result<(String, JoinHandle<io::Result<ThreadTotals>>)> {
+    let run_shared = Arc::clone(shared);
+    let thread_name = name.clone();
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            if let Some(core) = core {
+                // Pin by absolute id: `get_core_ids` would only list the cores
+                // this thread may already run on.
+                if !core_affinity::set_for_current(core_affinity::CoreId { id: core as usize }) {
+                    let error = io::Error::other(format!("cannot pin to core {core}"));
+                    run_shared.fail(&thread_name, &error);
+                    return Err(error);
+                }
+            }
+            let result = body();
+            if let Err(error) = &result {
+                run_shared.fail(&thread_name, error);
+            }
+            result
+        })?;
+    Ok((name, handle))
+}
+
+/// Decides when a thread that found no work should block.
+#[derive(Debug)]
+struct Idler {
+    spin: Option<Duration>,
+    idle_since: Option<Instant>,
+}
+
+impl Idler {
+    fn new(idle: Idle) -> Idler {
+        Idler {
+            spin: match idle {
+                Idle::Busy => None,
+                Idle::SpinThenBlock { spin_us } => Some(Duration::from_micros(spin_us.into())),
+            },
+            idle_since: None,
+        }
+    }
+
+    /// Called after every round of polls; true when the thread should block.
+    fn should_block(&mut self, progress: bool) -> bool {
+        let Some(spin) = self.spin else {
+            if !progress {
+                std::hint::spin_loop();
+            }
+            return false;
+        };
+        if progress {
+            self.idle_since = None;
+            return false;
+        }
+        let since = *self.idle_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= spin
+    }
+
+    fn woke(&mut self) {
+        self.idle_since = None;
+    }
+}
+
+/// How long a thread may block: until `deadline` (its next timer), at most
+/// [`BLOCK_MAX`].
+fn block_timeout(now: Instant, deadline: Option<Instant>) -> Duration {
+    deadline.map_or(BLOCK_MAX, |d| d.saturating_duration_since(now).min(BLOCK_MAX))
+}
+
+/// Records `latency` into the thread's histogram, saturating at its bounds.
+fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
+    let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    histogram.saturating_record(micros.max(1));
+}

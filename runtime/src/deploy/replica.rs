@@ -1,0 +1,582 @@
+//! A replica as a pipeline of stages.
+//!
+//! ```text
+//!            inbound             decoded              outgoing
+//! Receive ──────────▶ Verify ──────────▶ Protocol ──────────▶ Send
+//! (socket)  bytes     (n threads)  msgs   (1 thread) msgs      (n threads, socket)
+//! ```
+//!
+//! Each arrow is a bounded channel; a full one drops and counts. Verify and
+//! Send are `SharedState` and may run on several threads, which take from the
+//! same channel. Each thread owns a [`Waker`]; a stage that hands work to the
+//! next wakes the threads that consume it, which costs nothing unless they
+//! sleep.
+//!
+//! With every stage on one thread there are no channels: a received datagram
+//! is decoded, handled and answered in one pass.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use rustc_hash::FxHashMap;
+use wire::control::{Stage, ThreadSpec};
+use wire::{Addr, ClientId, ReplicaId};
+
+use super::{
+    Deployable, Idler, ReplicaSetup, RunShared, Running, STAGE_BATCH_MAX, STAGE_QUEUE_MAX,
+    ThreadTotals, block_timeout, spawn_thread,
+};
+use crate::actor::{Context, Counters, Dest, Outbox, SharedState, State};
+use crate::net::{Transport, Waker};
+use crate::rng::Rng;
+use crate::time::Time;
+
+/// Clients whose address a replica remembers at most. Past this, replies to
+/// new clients are dropped and counted: a flood of forged client ids cannot
+/// grow the table without bound.
+pub const CLIENT_ROUTES_MAX: usize = 1 << 20;
+
+/// Starts replica `setup.id`: binds its socket and starts its stage threads.
+pub fn spawn_replica<S: Deployable>(
+    state: S,
+    shared: Arc<S::Shared>,
+    setup: ReplicaSetup,
+) -> io::Result<Running> {
+    setup
+        .threads
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("thread map: {e}")))?;
+    let me = usize::from(setup.id.0);
+    let Some(&addr) = setup.replicas.get(me) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("replica {me} has no address ({} replicas)", setup.replicas.len()),
+        ));
+    };
+    let transport = Transport::bind(addr, setup.transport)?;
+    let kind = transport.kind();
+    let local = transport.local_addr();
+    let run = RunShared::new();
+    let started = Instant::now();
+    let mut replicas = setup.replicas.clone();
+    // Port 0 asks for any port: peers must be told the one the kernel chose.
+    replicas[me] = local;
+    let core = ProtocolCore::new(state, setup.id, replicas, started);
+
+    let threads = if let [only] = &setup.threads.threads[..] {
+        let waker = Arc::new(Waker::new()?);
+        run.add_waker(&waker);
+        let run_thread = Arc::clone(&run);
+        let idler = Idler::new(setup.idle);
+        vec![spawn_thread(format!("replica-{me}"), only.core, &run, move || {
+            single_thread(core, &shared, transport, &waker, &run_thread, idler)
+        })?]
+    } else {
+        spawn_pipeline(core, shared, transport, &setup, &run)?
+    };
+    Ok(Running {
+        transport: kind,
+        addrs: vec![local],
+        shared: run,
+        threads,
+        started,
+        warmup: Duration::ZERO,
+    })
+}
+
+/// Where an outgoing message goes, resolved to sockets.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    One(SocketAddr),
+    /// Every replica but this one.
+    Replicas,
+}
+
+/// The protocol state with everything the runtime keeps around it: its outbox
+/// and timers, its random stream, and the address book.
+struct ProtocolCore<S: State> {
+    state: S,
+    outbox: Outbox<S::Outbound, S::Timer>,
+    rng: Rng,
+    me: Addr,
+    started: Instant,
+    replicas: Vec<SocketAddr>,
+    clients: FxHashMap<ClientId, SocketAddr>,
+    counters: Counters,
+    /// Messages handled since metrics were last published.
+    handled: u64,
+}
+
+impl<S: State> ProtocolCore<S> {
+    fn new(state: S, id: ReplicaId, replicas: Vec<SocketAddr>, started: Instant) -> ProtocolCore<S> {
+        ProtocolCore {
+            state,
+            outbox: Outbox::default(),
+            rng: Rng::new(u64::from(id.0) ^ 0x5eed),
+            me: Addr::Replica(id),
+            started,
+            replicas,
+            clients: FxHashMap::default(),
+            counters: Counters::default(),
+            handled: 0,
+        }
+    }
+
+    fn now(&self) -> Time {
+        Time::from_nanos(self.started.elapsed().as_nanos() as u64)
+    }
+
+    fn start(&mut self) {
+        let now = self.now();
+        let mut ctx = Context::new(now, self.me, &mut self.outbox, &mut self.rng);
+        self.state.on_start(&mut ctx);
+    }
+
+    fn on_message(&mut self, src: SocketAddr, from: Addr, msg: S::Message) {
+        if let Addr::Client(id) = from {
+            self.learn_client(id, src);
+        }
+        let now = self.now();
+        let mut ctx = Context::new(now, self.me, &mut self.outbox, &mut self.rng);
+        self.state.on_message(from, msg, &mut ctx);
+        self.handled += 1;
+    }
+
+    fn learn_client(&mut self, id: ClientId, src: SocketAddr) {
+        if self.clients.len() < CLIENT_ROUTES_MAX || self.clients.contains_key(&id) {
+            self.clients.insert(id, src);
+        } else {
+            self.counters.add("routes: client table full", 1);
+        }
+    }
+
+    /// Fires the timers due now (at most as many as are armed).
+    fn on_timers(&mut self) -> bool {
+        let now = self.now();
+        let mut fired = false;
+        for _ in 0..self.outbox.timers.len() {
+            let Some(timer) = self.outbox.timers.pop_due(now) else {
+                break;
+            };
+            let mut ctx = Context::new(now, self.me, &mut self.outbox, &mut self.rng);
+            self.state.on_timer(timer, &mut ctx);
+            fired = true;
+        }
+        fired
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let at = self.outbox.timers.next_deadline()?;
+        Some(self.started + Duration::from_nanos(at.as_nanos()))
+    }
+
+    /// Hands every message the last calls sent to `emit`, resolved.
+    fn drain(&mut self, mut emit: impl FnMut(Target, S::Outbound)) {
+        for (dest, msg) in self.outbox.sends.drain(..) {
+            let target = match dest {
+                Dest::Replicas => Target::Replicas,
+                Dest::To(Addr::Replica(ReplicaId(i))) => match self.replicas.get(usize::from(i)) {
+                    Some(&addr) => Target::One(addr),
+                    None => {
+                        self.counters.add("send: no such replica", 1);
+                        continue;
+                    }
+                },
+                Dest::To(Addr::Client(id)) => match self.clients.get(&id) {
+                    Some(&addr) => Target::One(addr),
+                    None => {
+                        self.counters.add("send: unknown client", 1);
+                        continue;
+                    }
+                },
+            };
+            emit(target, msg);
+        }
+    }
+
+    fn publish(&mut self, run: &RunShared) {
+        if self.handled > 0 {
+            run.ops.fetch_add(self.handled, Ordering::Relaxed);
+            self.handled = 0;
+        }
+    }
+
+    fn into_counters(mut self) -> Counters {
+        self.counters.merge(&self.outbox.counters);
+        self.counters
+    }
+}
+
+/// Encodes messages once and queues them for every target, on one transport.
+struct Encoder<'a, H: SharedState> {
+    shared: &'a H,
+    replicas: &'a [SocketAddr],
+    me: SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl<H: SharedState> Encoder<'_, H> {
+    fn send(
+        &mut self,
+        transport: &mut Transport,
+        counters: &mut Counters,
+        target: Target,
+        msg: &H::Outbound,
+    ) -> io::Result<()> {
+        self.buf.clear();
+        if let Err(reason) = self.shared.encode(msg, &mut self.buf) {
+            counters.add(reason.0, 1);
+            return Ok(());
+        }
+        match target {
+            Target::One(addr) => transport.send(addr, &self.buf),
+            Target::Replicas => {
+                for &addr in self.replicas.iter().filter(|&&a| a != self.me) {
+                    transport.send(addr, &self.buf)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Datagrams received in one `recv` call, copied into one buffer so the
+/// transport's buffers can be reused before they are processed.
+#[derive(Default)]
+struct Arena {
+    bytes: Vec<u8>,
+    datagrams: Vec<(SocketAddr, usize, usize)>,
+}
+
+impl Arena {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.datagrams.clear();
+    }
+
+    fn push(&mut self, src: SocketAddr, bytes: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        self.datagrams.push((src, start, self.bytes.len()));
+    }
+}
+
+/// Every stage on one thread: receive, decode, handle, encode and send in one
+/// pass, with no channels.
+fn single_thread<S: State>(
+    mut core: ProtocolCore<S>,
+    shared: &S::Shared,
+    mut transport: Transport,
+    waker: &Waker,
+    run: &RunShared,
+    mut idler: Idler,
+) -> io::Result<ThreadTotals> {
+    let replicas = core.replicas.clone();
+    let mut sender = Encoder {
+        shared,
+        replicas: &replicas,
+        me: transport.local_addr(),
+        buf: Vec::with_capacity(wire::MESSAGE_SIZE_MAX),
+    };
+    let mut counters = Counters::default();
+    let mut arena = Arena::default();
+    let mut send_all = |core: &mut ProtocolCore<S>, transport: &mut Transport, counters: &mut Counters| {
+        let mut result = Ok(());
+        core.drain(|target, msg| {
+            if result.is_ok() {
+                result = sender.send(transport, counters, target, &msg);
+            }
+        });
+        result
+    };
+    core.start();
+    send_all(&mut core, &mut transport, &mut counters)?;
+    transport.flush()?;
+    while !run.stopping() {
+        arena.clear();
+        let received = transport.recv(|src, bytes| arena.push(src, bytes))?;
+        for &(src, start, end) in &arena.datagrams {
+            match shared.decode(&arena.bytes[start..end]) {
+                Ok((from, msg)) => core.on_message(src, from, msg),
+                Err(reason) => counters.add(reason.0, 1),
+            }
+            send_all(&mut core, &mut transport, &mut counters)?;
+        }
+        let fired = core.on_timers();
+        send_all(&mut core, &mut transport, &mut counters)?;
+        transport.flush()?;
+        core.publish(run);
+        if idler.should_block(received > 0 || fired) {
+            waker.prepare_sleep();
+            if !run.stopping() {
+                let timeout = block_timeout(Instant::now(), core.next_deadline());
+                transport.wait(timeout, waker)?;
+            }
+            waker.cancel_sleep();
+            idler.woke();
+        }
+    }
+    counters.merge(transport.counters());
+    counters.merge(&core.into_counters());
+    Ok(ThreadTotals {
+        counters,
+        latency_us: None,
+        measured_ops: 0,
+    })
+}
+
+/// A datagram on its way from Receive to Verify.
+type Inbound = (SocketAddr, Vec<u8>);
+
+/// A decoded message on its way from Verify to Protocol.
+type Decoded<M> = (SocketAddr, Addr, M);
+
+/// The sending half of a channel between stages, and the threads to wake
+/// when something is put in it.
+struct StageOutput<T> {
+    tx: Sender<T>,
+    consumers: Vec<Arc<Waker>>,
+    full_reason: &'static str,
+}
+
+impl<T> StageOutput<T> {
+    /// Puts `item` in the channel, or drops and counts it if the channel is
+    /// full. Consumers are woken by [`StageOutput::wake`], once per batch.
+    fn push(&self, item: T, counters: &mut Counters) {
+        match self.tx.try_send(item) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => counters.add(self.full_reason, 1),
+            Err(TrySendError::Disconnected(_)) => counters.add("queue: consumer gone", 1),
+        }
+    }
+
+    fn wake(&self) {
+        for waker in &self.consumers {
+            waker.wake();
+        }
+    }
+}
+
+/// The stages one thread runs in the multi-threaded pipeline.
+struct PipelineThread<S: State> {
+    /// The replica's bound socket (Receive), or this thread's own (Send only).
+    transport: Option<Transport>,
+    receive: Option<StageOutput<Inbound>>,
+    verify: Option<(Receiver<Inbound>, StageOutput<Decoded<S::Message>>)>,
+    protocol: Option<(
+        ProtocolCore<S>,
+        Receiver<Decoded<S::Message>>,
+        StageOutput<(Target, S::Outbound)>,
+    )>,
+    send: Option<Receiver<(Target, S::Outbound)>>,
+}
+
+type ThreadHandle = (String, JoinHandle<io::Result<ThreadTotals>>);
+
+fn spawn_pipeline<S: Deployable>(
+    core: ProtocolCore<S>,
+    shared: Arc<S::Shared>,
+    transport: Transport,
+    setup: &ReplicaSetup,
+    run: &Arc<RunShared>,
+) -> io::Result<Vec<ThreadHandle>> {
+    fn output<T>(tx: Sender<T>, consumers: Vec<Arc<Waker>>, full_reason: &'static str) -> StageOutput<T> {
+        StageOutput {
+            tx,
+            consumers,
+            full_reason,
+        }
+    }
+    let specs: &[ThreadSpec] = &setup.threads.threads;
+    let wakers: Vec<Arc<Waker>> = specs
+        .iter()
+        .map(|_| Waker::new().map(Arc::new))
+        .collect::<io::Result<_>>()?;
+    for waker in &wakers {
+        run.add_waker(waker);
+    }
+    let consumers = |stage: Stage| -> Vec<Arc<Waker>> {
+        specs
+            .iter()
+            .zip(&wakers)
+            .filter(|(spec, _)| spec.stages.contains(&stage))
+            .map(|(_, waker)| Arc::clone(waker))
+            .collect()
+    };
+    let (inbound_tx, inbound_rx) = bounded::<Inbound>(STAGE_QUEUE_MAX);
+    let (decoded_tx, decoded_rx) = bounded::<Decoded<S::Message>>(STAGE_QUEUE_MAX);
+    let (outgoing_tx, outgoing_rx) = bounded::<(Target, S::Outbound)>(STAGE_QUEUE_MAX);
+
+    let me = transport.local_addr();
+    let kind = transport.kind();
+    let replicas = core.replicas.clone();
+    let mut bound = Some(transport);
+    let mut core = Some(core);
+    let mut threads = Vec::new();
+    for (index, (spec, waker)) in specs.iter().zip(&wakers).enumerate() {
+        let has = |stage| spec.stages.contains(&stage);
+        let transport = if has(Stage::Receive) {
+            bound.take()
+        } else if has(Stage::Send) {
+            // A socket of its own on the replica's address, any port: sends do
+            // not contend with the receiving thread.
+            Some(Transport::bind(SocketAddr::new(me.ip(), 0), kind)?)
+        } else {
+            None
+        };
+        let thread = PipelineThread::<S> {
+            transport,
+            receive: has(Stage::Receive).then(|| {
+                output(inbound_tx.clone(), consumers(Stage::Verify), "queue full: verify")
+            }),
+            verify: has(Stage::Verify).then(|| {
+                (
+                    inbound_rx.clone(),
+                    output(decoded_tx.clone(), consumers(Stage::Protocol), "queue full: protocol"),
+                )
+            }),
+            protocol: if has(Stage::Protocol) {
+                core.take().map(|core| {
+                    (
+                        core,
+                        decoded_rx.clone(),
+                        output(outgoing_tx.clone(), consumers(Stage::Send), "queue full: send"),
+                    )
+                })
+            } else {
+                None
+            },
+            send: has(Stage::Send).then(|| outgoing_rx.clone()),
+        };
+        let shared = Arc::clone(&shared);
+        let waker = Arc::clone(waker);
+        let run_thread = Arc::clone(run);
+        let replicas = replicas.clone();
+        let idler = Idler::new(setup.idle);
+        let name = format!("replica-{}-{index}", setup.id.0);
+        threads.push(spawn_thread(name, spec.core, run, move || {
+            thread.run(&shared, &waker, &run_thread, idler, &replicas, me)
+        })?);
+    }
+    Ok(threads)
+}
+
+impl<S: State> PipelineThread<S> {
+    fn run(
+        mut self,
+        shared: &S::Shared,
+        waker: &Waker,
+        run: &RunShared,
+        mut idler: Idler,
+        replicas: &[SocketAddr],
+        me: SocketAddr,
+    ) -> io::Result<ThreadTotals> {
+        let mut counters = Counters::default();
+        let mut sender = Encoder {
+            shared,
+            replicas,
+            me,
+            buf: Vec::with_capacity(wire::MESSAGE_SIZE_MAX),
+        };
+        if let Some((core, _, out)) = &mut self.protocol {
+            core.start();
+            core.drain(|target, msg| out.push((target, msg), &mut counters));
+            out.wake();
+        }
+        while !run.stopping() {
+            let mut progress = false;
+            if let (Some(out), Some(transport)) = (&self.receive, &mut self.transport) {
+                let received = transport.recv(|src, bytes| {
+                    out.push((src, bytes.to_vec()), &mut counters);
+                })?;
+                if received > 0 {
+                    out.wake();
+                    progress = true;
+                }
+            }
+            if let Some((input, out)) = &self.verify {
+                let mut verified = 0;
+                for (src, bytes) in input.try_iter().take(STAGE_BATCH_MAX) {
+                    match shared.decode(&bytes) {
+                        Ok((from, msg)) => out.push((src, from, msg), &mut counters),
+                        Err(reason) => counters.add(reason.0, 1),
+                    }
+                    verified += 1;
+                }
+                if verified > 0 {
+                    out.wake();
+                    progress = true;
+                }
+            }
+            if let Some((core, input, out)) = &mut self.protocol {
+                let mut handled = false;
+                for (src, from, msg) in input.try_iter().take(STAGE_BATCH_MAX) {
+                    core.on_message(src, from, msg);
+                    core.drain(|target, msg| out.push((target, msg), &mut counters));
+                    handled = true;
+                }
+                if core.on_timers() {
+                    core.drain(|target, msg| out.push((target, msg), &mut counters));
+                    handled = true;
+                }
+                if handled {
+                    out.wake();
+                    core.publish(run);
+                    progress = true;
+                }
+            }
+            if let (Some(input), Some(transport)) = (&self.send, &mut self.transport) {
+                let mut sent = false;
+                for (target, msg) in input.try_iter().take(STAGE_BATCH_MAX) {
+                    sender.send(transport, &mut counters, target, &msg)?;
+                    sent = true;
+                }
+                if sent {
+                    transport.flush()?;
+                    progress = true;
+                }
+            }
+            if idler.should_block(progress) {
+                self.block(waker, run)?;
+                idler.woke();
+            }
+        }
+        if let Some(transport) = &self.transport {
+            counters.merge(transport.counters());
+        }
+        if let Some((core, _, _)) = self.protocol {
+            counters.merge(&core.into_counters());
+        }
+        Ok(ThreadTotals {
+            counters,
+            latency_us: None,
+            measured_ops: 0,
+        })
+    }
+
+    /// Sleeps until there is work: a datagram (if this thread receives), an
+    /// item in an input channel, a timer, or a stop.
+    fn block(&mut self, waker: &Waker, run: &RunShared) -> io::Result<()> {
+        waker.prepare_sleep();
+        // Look again after announcing the sleep: whatever arrives from now on
+        // comes with a wake-up.
+        let pending = self.verify.as_ref().is_some_and(|(rx, _)| !rx.is_empty())
+            || self.protocol.as_ref().is_some_and(|(_, rx, _)| !rx.is_empty())
+            || self.send.as_ref().is_some_and(|rx| !rx.is_empty());
+        if !pending && !run.stopping() {
+            let deadline = self.protocol.as_ref().and_then(|(core, _, _)| core.next_deadline());
+            let timeout = block_timeout(Instant::now(), deadline);
+            match (&self.receive, &mut self.transport) {
+                (Some(_), Some(transport)) => transport.wait(timeout, waker)?,
+                _ => waker.wait(timeout)?,
+            }
+        }
+        waker.cancel_sleep();
+        Ok(())
+    }
+}

@@ -1,0 +1,1120 @@
+//! The control protocol between the runner and a `node` process.
+//!
+//! A node listens on a TCP control address. The runner connects and sends one
+//! [`Command::Run`] with the node's whole [`NodeConfig`]; the node answers
+//! [`Event::Started`] once its sockets are bound and its threads run, then an
+//! [`Event::Interval`] every `report_interval_ms`, and on [`Command::Stop`] (or
+//! when the runner hangs up) it stops, sends [`Event::Finished`], and exits.
+//! Anything wrong (a malformed frame, another version, an invalid config) gets
+//! one [`Event::Error`] line back and a nonzero exit.
+//!
+//! Framing: each message is a 4-byte big-endian length, then the message as
+//! JSON. The control plane is not the data plane: it carries a handful of
+//! messages per run, and JSON makes its errors readable ("missing field
+//! `replicas`") and lets a person drive a node by hand. The first field of
+//! every message is its [`CONTROL_VERSION`], checked before anything else.
+//!
+//! Both ends go through the same few functions: [`write_frame`] and
+//! [`read_frame`] move frames (a length over [`CONTROL_FRAME_MAX`] is refused
+//! before anything is allocated), [`decode_command`] and [`decode_event`]
+//! check the version and then parse, and [`NodeConfig::validate`] refuses a
+//! configuration no node could run. Each failure is a typed error whose
+//! `Display` is one line a person can act on.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::MESSAGE_SIZE_MAX;
+use crate::crypto::{PublicKey, SecretKey};
+
+/// Bumped on every incompatible change of the types in this module.
+pub const CONTROL_VERSION: u32 = 1;
+
+/// Largest control frame accepted (a config with a thread map and a few
+/// hundred keys is a few KiB; a final report with histograms, tens of KiB).
+pub const CONTROL_FRAME_MAX: usize = 1 << 20;
+
+/// Largest operation a workload may ask for. A request carries its operation
+/// plus the protocol's headers (and, for signed protocols, a signature) in one
+/// datagram of at most [`MESSAGE_SIZE_MAX`] bytes; 1 KiB is left for those.
+pub const OP_SIZE_MAX: usize = MESSAGE_SIZE_MAX - 1024;
+
+/// Largest value of a key-value workload: an encoded `Put` is the value plus
+/// the key (`k` and up to 20 digits), a variant tag and two length prefixes.
+pub const KV_VALUE_SIZE_MAX: usize = OP_SIZE_MAX - 64;
+
+/// Most keys a Zipf-distributed workload may draw from. Clients sample it by
+/// binary search over a precomputed table of one `f64` per key (32 MiB here).
+pub const ZIPF_KEYS_MAX: u64 = 1 << 22;
+
+/// Runner → node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommandFrame {
+    pub version: u32,
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Start the node with this configuration. Sent once, first.
+    Run(Box<NodeConfig>),
+    /// Stop, report, and exit.
+    Stop,
+}
+
+/// Node → runner.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventFrame {
+    pub version: u32,
+    pub event: Event,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// Sockets bound and threads running.
+    Started(Started),
+    /// Progress since the previous interval.
+    Interval(IntervalReport),
+    /// The node stopped; its totals. The last event.
+    Finished(FinalReport),
+    /// The node could not do what it was told, in one line. The last event.
+    Error(String),
+}
+
+impl CommandFrame {
+    /// `command` in a frame of this build's [`CONTROL_VERSION`].
+    pub fn new(command: Command) -> CommandFrame {
+        CommandFrame {
+            version: CONTROL_VERSION,
+            command,
+        }
+    }
+}
+
+impl EventFrame {
+    /// `event` in a frame of this build's [`CONTROL_VERSION`].
+    pub fn new(event: Event) -> EventFrame {
+        EventFrame {
+            version: CONTROL_VERSION,
+            event,
+        }
+    }
+}
+
+/// Writes `msg` as one frame: its JSON length as 4 bytes big endian, then the
+/// JSON, in one write, then flushes. A message whose JSON is over
+/// [`CONTROL_FRAME_MAX`] is refused (the peer would refuse it anyway).
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), FrameError> {
+    let mut buf = vec![0; 4];
+    serde_json::to_writer(&mut buf, msg).map_err(FrameError::Encode)?;
+    let len = buf.len() - 4;
+    if len > CONTROL_FRAME_MAX {
+        return Err(FrameError::TooLarge { len: len as u64 });
+    }
+    let prefix = u32::try_from(len).expect("CONTROL_FRAME_MAX fits in u32");
+    buf[..4].copy_from_slice(&prefix.to_be_bytes());
+    w.write_all(&buf)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads one frame and returns its body; `None` if the stream ended cleanly
+/// before the frame's first byte. The length is checked against
+/// [`CONTROL_FRAME_MAX`] before the body is allocated, so a peer speaking
+/// something else (or lying) cannot make us allocate gigabytes.
+///
+/// With a read timeout on the stream, a timeout is [`FrameError::TimedOut`];
+/// the stream is then out of step if part of a frame was read, so treat it
+/// as the end of the conversation.
+pub fn read_frame(r: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut prefix = [0; 4];
+    match read_full(r, &mut prefix)? {
+        0 => return Ok(None),
+        4 => {}
+        got => return Err(FrameError::Truncated { got, expected: 4 }),
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > CONTROL_FRAME_MAX {
+        return Err(FrameError::TooLarge { len: len as u64 });
+    }
+    let mut body = vec![0; len];
+    let got = read_full(r, &mut body)?;
+    if got < len {
+        return Err(FrameError::Truncated {
+            got: 4 + got,
+            expected: 4 + len,
+        });
+    }
+    Ok(Some(body))
+}
+
+/// Decodes a runner's frame: the version first, then the command.
+pub fn decode_command(frame: &[u8]) -> Result<Command, ControlError> {
+    decode_versioned::<CommandFrame>(frame, "command").map(|f| f.command)
+}
+
+/// Decodes a node's frame: the version first, then the event.
+pub fn decode_event(frame: &[u8]) -> Result<Event, ControlError> {
+    decode_versioned::<EventFrame>(frame, "event").map(|f| f.event)
+}
+
+/// Why a frame could not be moved.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error(
+        "control frame of {len} bytes exceeds the maximum of {CONTROL_FRAME_MAX} \
+         (is the peer speaking the control protocol?)"
+    )]
+    TooLarge { len: u64 },
+    #[error("control connection closed in the middle of a frame ({got} of {expected} bytes)")]
+    Truncated { got: usize, expected: usize },
+    #[error("timed out waiting for a control frame")]
+    TimedOut,
+    #[error("encoding a control message: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("control connection: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why a frame's body is not a message of this version.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control message is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("control message is not a JSON object with a `version` field")]
+    MissingVersion,
+    #[error("control message `version` is {0}, not a version number")]
+    BadVersion(String),
+    #[error(
+        "control protocol version {got} is not supported: this side speaks version {CONTROL_VERSION}"
+    )]
+    Version { got: u64 },
+    #[error("invalid {what}: {source}")]
+    Invalid {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Parses `frame` as JSON, checks its `version`, and only then reads it as a
+/// `T`, so that a message from another version is refused as such rather than
+/// as whatever field it happens to lack.
+fn decode_versioned<T: DeserializeOwned>(
+    frame: &[u8],
+    what: &'static str,
+) -> Result<T, ControlError> {
+    let value: serde_json::Value = serde_json::from_slice(frame).map_err(ControlError::NotJson)?;
+    let version = value.get("version").ok_or(ControlError::MissingVersion)?;
+    let got = version
+        .as_u64()
+        .ok_or_else(|| ControlError::BadVersion(version.to_string()))?;
+    if got != u64::from(CONTROL_VERSION) {
+        return Err(ControlError::Version { got });
+    }
+    serde_json::from_value(value).map_err(|source| ControlError::Invalid { what, source })
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, FrameError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(FrameError::TimedOut);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(got)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    /// The transport in use (never `Auto`).
+    pub transport: TransportKind,
+    /// The UDP addresses the node's sockets are bound to.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Everything a node needs to run. Carries the node's own secret key only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// Protocol name, as `node sim --protocol` takes it (`unreplicated`).
+    pub protocol: String,
+    pub role: Role,
+    /// UDP address of replica `i`, for every replica. A replica's own entry
+    /// may have port 0 (the kernel picks one; [`Started::addrs`] says which);
+    /// every other entry must be an address a peer can send to.
+    pub replicas: Vec<SocketAddr>,
+    /// Public key of replica `i`, for every replica; empty for protocols that
+    /// do not sign.
+    pub public_keys: Vec<PublicKey>,
+    /// This node's own secret key, for protocols that sign.
+    pub secret_key: Option<SecretKey>,
+    pub app: AppConfig,
+    /// The replica's stages on threads and cores. Not used by clients (their
+    /// threads and cores are in [`ClientsConfig`]).
+    pub threads: ThreadMap,
+    pub idle: Idle,
+    pub transport: TransportKind,
+    /// How often the node sends an [`Event::Interval`].
+    pub report_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Role {
+    /// Replica `id`, bound to `replicas[id]`.
+    Replica { id: u8 },
+    /// A set of benchmark clients multiplexed on client threads.
+    Clients(ClientsConfig),
+}
+
+/// "replica 0", "clients 0..100": what a node is, for messages.
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::Replica { id } => write!(f, "replica {id}"),
+            Role::Clients(c) => write!(
+                f,
+                "clients {}..{}",
+                c.first_id,
+                c.first_id.saturating_add(u64::from(c.count))
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientsConfig {
+    /// Client ids `first_id .. first_id + count`; unique across the run.
+    pub first_id: u64,
+    pub count: u32,
+    /// Client threads; the clients are spread evenly over them, one socket
+    /// each.
+    pub threads: u32,
+    /// Cores to pin the client threads to, round robin; empty: unpinned.
+    pub cores: Vec<u32>,
+    /// Address to bind client sockets to (port 0: any).
+    pub bind: IpAddr,
+    pub load: Load,
+    pub workload: Workload,
+    /// Client retransmission interval.
+    pub resend_ms: u64,
+    /// Operations completed in the first `warmup_ms` are not counted in the
+    /// final latency histogram.
+    pub warmup_ms: u64,
+}
+
+/// How clients offer load.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Load {
+    /// Each client issues its next operation as soon as the previous one
+    /// completes.
+    Closed,
+    /// The clients together offer `ops_per_sec`, spread evenly in time; a
+    /// client that is still busy when its turn comes skips it (counted).
+    Open { ops_per_sec: u64 },
+}
+
+/// What operations clients issue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Workload {
+    /// Opaque operations of `op_size` bytes for the null application.
+    Null { op_size: u32 },
+    /// Key-value operations.
+    Kv(KvWorkload),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KvWorkload {
+    /// Keys `k0 .. k<keys - 1>`.
+    pub keys: u64,
+    pub value_size: u32,
+    /// Fraction of gets, `0.0..=1.0`; the rest are puts.
+    pub read_ratio: f64,
+    pub distribution: KeyDistribution,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum KeyDistribution {
+    Uniform,
+    /// Key `k<i>` drawn with probability proportional to `1 / (i + 1)^exponent`.
+    Zipf {
+        exponent: f64,
+    },
+}
+
+/// The application replicas run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppConfig {
+    Null,
+    Kv,
+}
+
+/// A stage of a replica's pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Stage {
+    /// Reads datagrams from the replica's socket.
+    Receive,
+    /// Decodes and verifies (the protocol's `SharedState::decode`). May run on
+    /// several threads.
+    Verify,
+    /// The protocol's `State`. Exactly one thread.
+    Protocol,
+    /// Encodes, signs and sends (`SharedState::encode`). May run on several
+    /// threads.
+    Send,
+}
+
+/// Which stages run on which threads, and where those threads run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadMap {
+    pub threads: Vec<ThreadSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadSpec {
+    pub stages: Vec<Stage>,
+    /// Absolute core id to pin to; `None` leaves the thread to the scheduler.
+    pub core: Option<u32>,
+}
+
+impl ThreadMap {
+    /// Every stage on one thread.
+    pub fn single(core: Option<u32>) -> ThreadMap {
+        ThreadMap {
+            threads: vec![ThreadSpec {
+                stages: vec![Stage::Receive, Stage::Verify, Stage::Protocol, Stage::Send],
+                core,
+            }],
+        }
+    }
+
+    /// One thread per stage, unpinned.
+    pub fn per_stage() -> ThreadMap {
+        ThreadMap {
+            threads: [Stage::Receive, Stage::Verify, Stage::Protocol, Stage::Send]
+                .into_iter()
+                .map(|stage| ThreadSpec {
+                    stages: vec![stage],
+                    core: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Checks the map can run: every stage somewhere, `Receive` and `Protocol`
+    /// exactly once, no thread without stages.
+    pub fn validate(&self) -> Result<(), String> {
+        let count = |stage: Stage| {
+            self.threads
+                .iter()
+                .flat_map(|t| &t.stages)
+                .filter(|&&s| s == stage)
+                .count()
+        };
+        if let Some(i) = self.threads.iter().position(|t| t.stages.is_empty()) {
+            return Err(format!("thread {i} has no stages"));
+        }
+        for stage in [Stage::Receive, Stage::Protocol] {
+            if count(stage) != 1 {
+                return Err(format!("{stage:?} must run on exactly one thread"));
+            }
+        }
+        for stage in [Stage::Verify, Stage::Send] {
+            if count(stage) == 0 {
+                return Err(format!("{stage:?} must run on at least one thread"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a thread does when it finds no work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Idle {
+    /// Poll again at once: lowest latency, a core per thread.
+    Busy,
+    /// Poll for `spin_us` microseconds, then block until there is work or a
+    /// timer is due. For when threads outnumber cores.
+    SpinThenBlock { spin_us: u32 },
+}
+
+/// The UDP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransportKind {
+    /// io_uring where the kernel supports it, else epoll.
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+/// Progress in one reporting interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntervalReport {
+    /// Since the node started.
+    pub elapsed_ms: u64,
+    /// Operations completed in this interval (clients); requests executed
+    /// (replicas).
+    pub ops: u64,
+    pub latency_us_p50: u64,
+    pub latency_us_p99: u64,
+}
+
+/// A node's totals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinalReport {
+    /// From start to stop.
+    pub elapsed_ms: u64,
+    /// Operations completed (clients) or executed (replicas), warm-up included.
+    pub ops: u64,
+    /// Operations measured in the latency histogram (after warm-up).
+    pub measured_ops: u64,
+    pub measured_ms: u64,
+    /// The latency histogram in hdrhistogram's V2 serialization (microseconds),
+    /// empty for replicas.
+    pub latency_histogram: Vec<u8>,
+    /// Counters by name: sent, received, retransmitted, dropped by reason…
+    pub counters: Vec<(String, u64)>,
+    /// CPU time the process used, user plus system.
+    pub cpu_ms: u64,
+}
+
+impl FinalReport {
+    /// The counter `name`, 0 if absent.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |&(_, v)| v)
+    }
+}
+
+impl NodeConfig {
+    /// Checks everything about the configuration that does not depend on the
+    /// protocol (whether the protocol exists, and what it needs, is for the
+    /// node program to say): replica addresses and keys line up, the role's
+    /// numbers are in range, the thread map can run, the workload fits in a
+    /// datagram.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let replicas = self.replicas.len();
+        if replicas == 0 {
+            return Err(ConfigError::NoReplicas);
+        }
+        if replicas > usize::from(u8::MAX) + 1 {
+            return Err(ConfigError::TooManyReplicas { count: replicas });
+        }
+        if !self.public_keys.is_empty() && self.public_keys.len() != replicas {
+            return Err(ConfigError::PublicKeys {
+                keys: self.public_keys.len(),
+                replicas,
+            });
+        }
+        if self.report_interval_ms == 0 {
+            return Err(ConfigError::ReportInterval);
+        }
+        let own = match &self.role {
+            Role::Replica { id } => {
+                if usize::from(*id) >= replicas {
+                    return Err(ConfigError::ReplicaIdOutOfRange { id: *id, replicas });
+                }
+                self.threads.validate().map_err(ConfigError::ThreadMap)?;
+                Some(usize::from(*id))
+            }
+            Role::Clients(clients) => {
+                clients.validate(&self.replicas)?;
+                None
+            }
+        };
+        let mut seen = HashSet::with_capacity(replicas);
+        for (index, addr) in self.replicas.iter().enumerate() {
+            if Some(index) != own {
+                if addr.port() == 0 {
+                    return Err(ConfigError::ReplicaAddr {
+                        index,
+                        addr: *addr,
+                        problem: "port 0 (only a replica's own address may leave the port to the kernel)",
+                    });
+                }
+                if addr.ip().is_unspecified() {
+                    return Err(ConfigError::ReplicaAddr {
+                        index,
+                        addr: *addr,
+                        problem: "unspecified IP (only a replica's own address may be a wildcard)",
+                    });
+                }
+            }
+            if !seen.insert(*addr) {
+                let first = self.replicas.iter().position(|a| a == addr).unwrap_or(0);
+                return Err(ConfigError::DuplicateReplicaAddr {
+                    first,
+                    second: index,
+                    addr: *addr,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ClientsConfig {
+    fn validate(&self, replicas: &[SocketAddr]) -> Result<(), ConfigError> {
+        if self.count == 0 {
+            return Err(ConfigError::NoClients);
+        }
+        if self.threads == 0 {
+            return Err(ConfigError::NoClientThreads);
+        }
+        if self.threads > self.count {
+            return Err(ConfigError::ClientThreads {
+                threads: self.threads,
+                count: self.count,
+            });
+        }
+        if self.first_id.checked_add(u64::from(self.count)).is_none() {
+            return Err(ConfigError::ClientIds {
+                first_id: self.first_id,
+                count: self.count,
+            });
+        }
+        if self.resend_ms == 0 {
+            return Err(ConfigError::ResendInterval);
+        }
+        if let Load::Open { ops_per_sec: 0 } = self.load {
+            return Err(ConfigError::OpenLoad);
+        }
+        if let Some(replica) = replicas.iter().find(|r| r.is_ipv4() != self.bind.is_ipv4()) {
+            return Err(ConfigError::BindFamily {
+                bind: self.bind,
+                replica: *replica,
+            });
+        }
+        self.workload.validate()
+    }
+}
+
+impl Workload {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            Workload::Null { op_size } => {
+                if *op_size as usize > OP_SIZE_MAX {
+                    return Err(ConfigError::OpSize {
+                        size: *op_size,
+                        max: OP_SIZE_MAX,
+                    });
+                }
+            }
+            Workload::Kv(kv) => {
+                if kv.keys == 0 {
+                    return Err(ConfigError::NoKeys);
+                }
+                if kv.value_size as usize > KV_VALUE_SIZE_MAX {
+                    return Err(ConfigError::ValueSize {
+                        size: kv.value_size,
+                        max: KV_VALUE_SIZE_MAX,
+                    });
+                }
+                if !(0.0..=1.0).contains(&kv.read_ratio) {
+                    return Err(ConfigError::ReadRatio(kv.read_ratio));
+                }
+                if let KeyDistribution::Zipf { exponent } = kv.distribution {
+                    if !exponent.is_finite() || exponent < 0.0 {
+                        return Err(ConfigError::ZipfExponent(exponent));
+                    }
+                    if kv.keys > ZIPF_KEYS_MAX {
+                        return Err(ConfigError::ZipfKeys {
+                            keys: kv.keys,
+                            max: ZIPF_KEYS_MAX,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a [`NodeConfig`] cannot run.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no replica addresses (`replicas` is empty)")]
+    NoReplicas,
+    #[error("{count} replicas: at most 256 (replica ids are one byte)")]
+    TooManyReplicas { count: usize },
+    #[error("replica id {id} is out of range: `replicas` names {replicas} replica(s)")]
+    ReplicaIdOutOfRange { id: u8, replicas: usize },
+    #[error("replica {index} address {addr}: {problem}")]
+    ReplicaAddr {
+        index: usize,
+        addr: SocketAddr,
+        problem: &'static str,
+    },
+    #[error("replicas {first} and {second} have the same address {addr}")]
+    DuplicateReplicaAddr {
+        first: usize,
+        second: usize,
+        addr: SocketAddr,
+    },
+    #[error("{keys} public keys for {replicas} replica(s): give one per replica, or none")]
+    PublicKeys { keys: usize, replicas: usize },
+    #[error("report_interval_ms is 0; it must be positive")]
+    ReportInterval,
+    #[error("thread map: {0}")]
+    ThreadMap(String),
+    #[error("clients: count is 0; it must be positive")]
+    NoClients,
+    #[error("clients: threads is 0; it must be positive")]
+    NoClientThreads,
+    #[error("clients: {threads} threads for {count} clients; at most one thread per client")]
+    ClientThreads { threads: u32, count: u32 },
+    #[error("clients: ids {first_id} + {count} overflow u64")]
+    ClientIds { first_id: u64, count: u32 },
+    #[error("clients: resend_ms is 0; it must be positive")]
+    ResendInterval,
+    #[error("clients: an open load of 0 ops/s; it must be positive")]
+    OpenLoad,
+    #[error("clients: bind address {bind} cannot reach replica {replica} (another address family)")]
+    BindFamily { bind: IpAddr, replica: SocketAddr },
+    #[error("workload: op_size {size} exceeds the maximum of {max} bytes")]
+    OpSize { size: u32, max: usize },
+    #[error("workload: keys is 0; it must be positive")]
+    NoKeys,
+    #[error("workload: value_size {size} exceeds the maximum of {max} bytes")]
+    ValueSize { size: u32, max: usize },
+    #[error("workload: read_ratio {0} is not within 0..=1")]
+    ReadRatio(f64),
+    #[error("workload: Zipf exponent {0} must be finite and non-negative")]
+    ZipfExponent(f64),
+    #[error("workload: {keys} keys exceed the maximum of {max} for a Zipf distribution")]
+    ZipfKeys { keys: u64, max: u64 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica_config() -> NodeConfig {
+        NodeConfig {
+            protocol: "unreplicated".to_string(),
+            role: Role::Replica { id: 0 },
+            replicas: vec!["127.0.0.2:0".parse().unwrap()],
+            public_keys: Vec::new(),
+            secret_key: None,
+            app: AppConfig::Null,
+            threads: ThreadMap::single(Some(0)),
+            idle: Idle::Busy,
+            transport: TransportKind::Auto,
+            report_interval_ms: 500,
+        }
+    }
+
+    fn clients_config() -> NodeConfig {
+        NodeConfig {
+            role: Role::Clients(ClientsConfig {
+                first_id: 0,
+                count: 100,
+                threads: 1,
+                cores: vec![1],
+                bind: "127.0.0.3".parse().unwrap(),
+                load: Load::Closed,
+                workload: Workload::Kv(KvWorkload {
+                    keys: 1000,
+                    value_size: 100,
+                    read_ratio: 0.9,
+                    distribution: KeyDistribution::Zipf { exponent: 0.99 },
+                }),
+                resend_ms: 100,
+                warmup_ms: 0,
+            }),
+            replicas: vec!["127.0.0.2:7000".parse().unwrap()],
+            ..replica_config()
+        }
+    }
+
+    fn frame(msg: &impl Serialize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, msg).unwrap();
+        buf
+    }
+
+    /// The body of a frame carrying `value`, as a hand-written peer sends it.
+    fn json(value: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&value).unwrap()
+    }
+
+    fn run_json() -> serde_json::Value {
+        serde_json::to_value(CommandFrame::new(Command::Run(Box::new(replica_config())))).unwrap()
+    }
+
+    #[test]
+    fn frames_round_trip_and_end_cleanly() {
+        let run = CommandFrame::new(Command::Run(Box::new(clients_config())));
+        let stop = CommandFrame::new(Command::Stop);
+        let mut bytes = frame(&run);
+        bytes.extend(frame(&stop));
+        let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+        assert_eq!(bytes[4], b'{', "JSON after a 4-byte big-endian length");
+
+        let mut r = &bytes[..];
+        let first = read_frame(&mut r).unwrap().unwrap();
+        assert_eq!(first.len(), len);
+        assert_eq!(decode_command(&first).unwrap(), run.command);
+        let second = read_frame(&mut r).unwrap().unwrap();
+        assert_eq!(decode_command(&second).unwrap(), Command::Stop);
+        assert!(read_frame(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let events = [
+            Event::Started(Started {
+                transport: TransportKind::IoUring,
+                addrs: vec!["127.0.0.2:7000".parse().unwrap()],
+            }),
+            Event::Interval(IntervalReport {
+                elapsed_ms: 500,
+                ops: 10,
+                latency_us_p50: 20,
+                latency_us_p99: 30,
+            }),
+            Event::Finished(FinalReport {
+                elapsed_ms: 2000,
+                ops: 100,
+                measured_ops: 90,
+                measured_ms: 1900,
+                latency_histogram: vec![1, 2, 3],
+                counters: vec![("decode: malformed".to_string(), 3)],
+                cpu_ms: 7,
+            }),
+            Event::Error("bind failed".to_string()),
+        ];
+        for event in events {
+            let bytes = frame(&EventFrame::new(event.clone()));
+            let body = read_frame(&mut &bytes[..]).unwrap().unwrap();
+            assert_eq!(decode_event(&body).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn truncated_frames_are_errors() {
+        let bytes = frame(&CommandFrame::new(Command::Stop));
+        for cut in [1, 3, 4, bytes.len() - 1] {
+            let err = read_frame(&mut &bytes[..cut]).unwrap_err();
+            assert!(
+                matches!(err, FrameError::Truncated { got, .. } if got == cut),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_before_reading_its_body() {
+        // "GET " as a length is about 1.2 GB; nothing follows, so reading the
+        // body would report truncation instead.
+        let err = read_frame(&mut &b"GET / HTTP/1.1\r\n"[..]).unwrap_err();
+        assert!(
+            matches!(err, FrameError::TooLarge { len: 0x4745_5420 }),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("1195725856 bytes exceeds the maximum of 1048576"),
+            "{message}"
+        );
+
+        let at_limit = (CONTROL_FRAME_MAX as u32 + 1).to_be_bytes();
+        assert!(matches!(
+            read_frame(&mut &at_limit[..]),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_message_is_not_written() {
+        let huge = Event::Error("x".repeat(CONTROL_FRAME_MAX));
+        let mut buf = Vec::new();
+        let err = write_frame(&mut buf, &EventFrame::new(huge)).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { .. }), "{err}");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn read_timeout_is_its_own_error() {
+        struct Slow;
+        impl Read for Slow {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        }
+        assert!(matches!(read_frame(&mut Slow), Err(FrameError::TimedOut)));
+    }
+
+    #[test]
+    fn another_version_is_refused_naming_both() {
+        let mut value = run_json();
+        value["version"] = 999.into();
+        let err = decode_command(&json(value)).unwrap_err();
+        assert!(matches!(err, ControlError::Version { got: 999 }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("version 999"), "{message}");
+        assert!(message.contains("version 1"), "{message}");
+    }
+
+    #[test]
+    fn version_is_checked_before_the_rest() {
+        // Version 2 may well have other fields; say "version", not "missing field".
+        let body = json(serde_json::json!({"version": 2, "order": "Halt"}));
+        assert!(matches!(
+            decode_command(&body),
+            Err(ControlError::Version { got: 2 })
+        ));
+        let body = json(serde_json::json!({"command": "Stop"}));
+        assert!(matches!(
+            decode_command(&body),
+            Err(ControlError::MissingVersion)
+        ));
+        let body = json(serde_json::json!({"version": "1", "command": "Stop"}));
+        let err = decode_command(&body).unwrap_err();
+        assert!(
+            matches!(&err, ControlError::BadVersion(v) if v == "\"1\""),
+            "{err}"
+        );
+        assert!(matches!(
+            decode_command(b"[1, 2]"),
+            Err(ControlError::MissingVersion)
+        ));
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let mut value = run_json();
+        value["command"]["Run"]
+            .as_object_mut()
+            .unwrap()
+            .remove("replicas");
+        let err = decode_command(&json(value)).unwrap_err();
+        assert!(matches!(err, ControlError::Invalid { .. }), "{err}");
+        assert_eq!(err.to_string(), "invalid command: missing field `replicas`");
+    }
+
+    #[test]
+    fn garbage_is_not_json() {
+        let err = decode_command(b"\x00\x01garbage").unwrap_err();
+        assert!(matches!(err, ControlError::NotJson(_)), "{err}");
+        assert!(err.to_string().starts_with("control message is not JSON: "));
+        let err = decode_event(b"").unwrap_err();
+        assert!(matches!(err, ControlError::NotJson(_)), "{err}");
+    }
+
+    #[test]
+    fn valid_configs_pass() {
+        replica_config().validate().unwrap();
+        clients_config().validate().unwrap();
+        let mut config = replica_config();
+        config.replicas = vec![
+            "10.0.0.1:7000".parse().unwrap(),
+            "0.0.0.0:0".parse().unwrap(),
+            "10.0.0.3:7000".parse().unwrap(),
+        ];
+        config.role = Role::Replica { id: 1 };
+        config.public_keys = vec![PublicKey([2; 33]); 3];
+        config.threads = ThreadMap::per_stage();
+        config.validate().unwrap();
+    }
+
+    /// Applies `change` to a valid config and returns the validation error.
+    fn invalid(base: fn() -> NodeConfig, change: impl FnOnce(&mut NodeConfig)) -> ConfigError {
+        let mut config = base();
+        change(&mut config);
+        let err = config.validate().unwrap_err();
+        assert!(!err.to_string().contains('\n'), "one line: {err}");
+        err
+    }
+
+    fn clients(config: &mut NodeConfig) -> &mut ClientsConfig {
+        match &mut config.role {
+            Role::Clients(c) => c,
+            Role::Replica { .. } => unreachable!(),
+        }
+    }
+
+    fn kv(config: &mut NodeConfig) -> &mut KvWorkload {
+        match &mut clients(config).workload {
+            Workload::Kv(kv) => kv,
+            Workload::Null { .. } => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn replica_side_errors() {
+        let err = invalid(replica_config, |c| c.role = Role::Replica { id: 1 });
+        assert_eq!(err, ConfigError::ReplicaIdOutOfRange { id: 1, replicas: 1 });
+        assert_eq!(
+            err.to_string(),
+            "replica id 1 is out of range: `replicas` names 1 replica(s)"
+        );
+        assert_eq!(
+            invalid(replica_config, |c| c.replicas.clear()),
+            ConfigError::NoReplicas
+        );
+        assert_eq!(
+            invalid(replica_config, |c| c.public_keys =
+                vec![PublicKey([2; 33]); 2]),
+            ConfigError::PublicKeys {
+                keys: 2,
+                replicas: 1
+            }
+        );
+        assert_eq!(
+            invalid(replica_config, |c| c.report_interval_ms = 0),
+            ConfigError::ReportInterval
+        );
+        let err = invalid(replica_config, |c| {
+            c.threads.threads[0].stages.pop();
+        });
+        assert_eq!(
+            err.to_string(),
+            "thread map: Send must run on at least one thread"
+        );
+        let err = invalid(replica_config, |c| {
+            c.replicas.push("127.0.0.9:0".parse().unwrap());
+        });
+        assert!(
+            matches!(err, ConfigError::ReplicaAddr { index: 1, .. }),
+            "{err}"
+        );
+        let err = invalid(replica_config, |c| {
+            c.replicas = vec!["127.0.0.2:7000".parse().unwrap(); 2];
+        });
+        assert!(
+            matches!(
+                err,
+                ConfigError::DuplicateReplicaAddr {
+                    first: 0,
+                    second: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = invalid(replica_config, |c| {
+            c.replicas = vec!["127.0.0.2:7000".parse().unwrap(); 300];
+        });
+        assert_eq!(err, ConfigError::TooManyReplicas { count: 300 });
+    }
+
+    #[test]
+    fn clients_side_errors() {
+        assert_eq!(
+            invalid(clients_config, |c| clients(c).count = 0),
+            ConfigError::NoClients
+        );
+        assert_eq!(
+            invalid(clients_config, |c| clients(c).threads = 0),
+            ConfigError::NoClientThreads
+        );
+        assert!(matches!(
+            invalid(clients_config, |c| clients(c).threads = 101),
+            ConfigError::ClientThreads { .. }
+        ));
+        assert!(matches!(
+            invalid(clients_config, |c| clients(c).first_id = u64::MAX - 5),
+            ConfigError::ClientIds { .. }
+        ));
+        assert_eq!(
+            invalid(clients_config, |c| clients(c).resend_ms = 0),
+            ConfigError::ResendInterval
+        );
+        assert_eq!(
+            invalid(clients_config, |c| {
+                clients(c).load = Load::Open { ops_per_sec: 0 };
+            }),
+            ConfigError::OpenLoad
+        );
+        assert!(matches!(
+            invalid(clients_config, |c| clients(c).bind = "::1".parse().unwrap()),
+            ConfigError::BindFamily { .. }
+        ));
+        // Clients need a port to send to; port 0 is only for a replica's own address.
+        assert!(matches!(
+            invalid(clients_config, |c| c.replicas[0].set_port(0)),
+            ConfigError::ReplicaAddr { index: 0, .. }
+        ));
+        // The thread map is the replica's; clients do not look at it.
+        let mut config = clients_config();
+        config.threads.threads.clear();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn workload_errors() {
+        for ratio in [-0.1, 1.5, f64::NAN] {
+            let err = invalid(clients_config, |c| kv(c).read_ratio = ratio);
+            assert!(matches!(err, ConfigError::ReadRatio(_)), "{err}");
+        }
+        assert_eq!(
+            invalid(clients_config, |c| kv(c).keys = 0),
+            ConfigError::NoKeys
+        );
+        assert!(matches!(
+            invalid(clients_config, |c| kv(c).value_size = 65_000),
+            ConfigError::ValueSize { .. }
+        ));
+        for exponent in [-1.0, f64::INFINITY, f64::NAN] {
+            let err = invalid(clients_config, |c| {
+                kv(c).distribution = KeyDistribution::Zipf { exponent };
+            });
+            assert!(matches!(err, ConfigError::ZipfExponent(_)), "{err}");
+        }
+        assert!(matches!(
+            invalid(clients_config, |c| kv(c).keys = ZIPF_KEYS_MAX + 1),
+            ConfigError::ZipfKeys { .. }
+        ));
+        let mut config = clients_config();
+        kv(&mut config).keys = u64::MAX;
+        kv(&mut config).distribution = KeyDistribution::Uniform;
+        config.validate().unwrap();
+        let err = invalid(clients_config, |c| {
+            clients(c).workload = Workload::Null { op_size: 65_000 };
+        });
+        assert_eq!(
+            err.to_string(),
+            format!("workload: op_size 65000 exceeds the maximum of {OP_SIZE_MAX} bytes")
+        );
+    }
+
+    #[test]
+    fn roles_display_as_names() {
+        assert_eq!(Role::Replica { id: 2 }.to_string(), "replica 2");
+        assert_eq!(clients_config().role.to_string(), "clients 0..100");
+    }
+
+    #[test]
+    fn counter_lookup() {
+        let report = FinalReport {
+            elapsed_ms: 0,
+            ops: 0,
+            measured_ops: 0,
+            measured_ms: 0,
+            latency_histogram: Vec::new(),
+            counters: vec![("a".to_string(), 2)],
+            cpu_ms: 0,
+        };
+        assert_eq!(report.counter("a"), 2);
+        assert_eq!(report.counter("b"), 0);
+    }
+}
