@@ -19,7 +19,10 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A free UDP port on loopback (bound, then released).
 fn free_addr() -> SocketAddr {
-    UdpSocket::bind((LOCALHOST, 0)).unwrap().local_addr().unwrap()
+    UdpSocket::bind((LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 fn start_server(threads: ThreadMap, idle: Idle, transport: TransportKind) -> (Running, SocketAddr) {
@@ -37,7 +40,13 @@ fn start_server(threads: ThreadMap, idle: Idle, transport: TransportKind) -> (Ru
 }
 
 /// Puts to one key per client and gets it back, so results can be checked.
-fn start_clients(server: SocketAddr, count: u32, load: Load, idle: Idle, transport: TransportKind) -> Running {
+fn start_clients(
+    server: SocketAddr,
+    count: u32,
+    load: Load,
+    idle: Idle,
+    transport: TransportKind,
+) -> Running {
     let setup = ClientsSetup {
         first_id: ClientId(1),
         count,
@@ -59,7 +68,10 @@ fn start_clients(server: SocketAddr, count: u32, load: Load, idle: Idle, transpo
                 let op = if rng.chance(0.5) {
                     Op::Get { key }
                 } else {
-                    Op::Put { key, value: b"value".to_vec() }
+                    Op::Put {
+                        key,
+                        value: b"value".to_vec(),
+                    }
                 };
                 wire::codec::encode_to_vec(&op).unwrap()
             })
@@ -94,31 +106,56 @@ const SPIN: Idle = Idle::SpinThenBlock { spin_us: 50 };
 
 #[test]
 fn single_thread_spin_then_block_io_uring() {
-    run_for(ThreadMap::single(None), SPIN, TransportKind::IoUring, Duration::from_millis(500));
+    run_for(
+        ThreadMap::single(None),
+        SPIN,
+        TransportKind::IoUring,
+        Duration::from_millis(500),
+    );
 }
 
 #[test]
 fn single_thread_spin_then_block_epoll() {
-    run_for(ThreadMap::single(None), SPIN, TransportKind::Epoll, Duration::from_millis(500));
+    run_for(
+        ThreadMap::single(None),
+        SPIN,
+        TransportKind::Epoll,
+        Duration::from_millis(500),
+    );
 }
 
 #[test]
 fn single_thread_busy() {
-    run_for(ThreadMap::single(None), Idle::Busy, TransportKind::Auto, Duration::from_millis(300));
+    run_for(
+        ThreadMap::single(None),
+        Idle::Busy,
+        TransportKind::Auto,
+        Duration::from_millis(300),
+    );
 }
 
 /// Four stage threads plus a client thread on a two-core machine: more
 /// threads than cores, so progress depends on threads blocking.
 #[test]
 fn four_stages_spin_then_block_more_threads_than_cores() {
-    run_for(ThreadMap::per_stage(), SPIN, TransportKind::Auto, Duration::from_millis(500));
+    run_for(
+        ThreadMap::per_stage(),
+        SPIN,
+        TransportKind::Auto,
+        Duration::from_millis(500),
+    );
 }
 
 /// The same with every thread busy-polling: five spinning threads on two
 /// cores still make progress, only slower.
 #[test]
 fn four_stages_busy_more_threads_than_cores() {
-    run_for(ThreadMap::per_stage(), Idle::Busy, TransportKind::Epoll, Duration::from_millis(500));
+    run_for(
+        ThreadMap::per_stage(),
+        Idle::Busy,
+        TransportKind::Epoll,
+        Duration::from_millis(500),
+    );
 }
 
 /// Two verify threads and two send threads taking from shared channels.
@@ -126,18 +163,38 @@ fn four_stages_busy_more_threads_than_cores() {
 fn parallel_verify_and_send_stages() {
     let threads = ThreadMap {
         threads: vec![
-            ThreadSpec { stages: vec![Stage::Receive, Stage::Verify], core: None },
-            ThreadSpec { stages: vec![Stage::Verify, Stage::Send], core: None },
-            ThreadSpec { stages: vec![Stage::Protocol, Stage::Send], core: None },
+            ThreadSpec {
+                stages: vec![Stage::Receive, Stage::Verify],
+                core: None,
+            },
+            ThreadSpec {
+                stages: vec![Stage::Verify, Stage::Send],
+                core: None,
+            },
+            ThreadSpec {
+                stages: vec![Stage::Protocol, Stage::Send],
+                core: None,
+            },
         ],
     };
-    run_for(threads, SPIN, TransportKind::Auto, Duration::from_millis(500));
+    run_for(
+        threads,
+        SPIN,
+        TransportKind::Auto,
+        Duration::from_millis(500),
+    );
 }
 
 #[test]
 fn open_loop_offers_a_fixed_rate() {
     let (server, addr) = start_server(ThreadMap::single(None), SPIN, TransportKind::Auto);
-    let clients = start_clients(addr, 50, Load::Open { ops_per_sec: 2000 }, SPIN, TransportKind::Auto);
+    let clients = start_clients(
+        addr,
+        50,
+        Load::Open { ops_per_sec: 2000 },
+        SPIN,
+        TransportKind::Auto,
+    );
     std::thread::sleep(Duration::from_millis(500));
     let totals = clients.stop().unwrap();
     server.stop().unwrap();
@@ -165,7 +222,14 @@ fn replies_are_valid_results() {
     let clients = spawn_clients(
         Arc::new(|id| Client::new(id, Duration::from_millis(20))),
         Arc::new(Codec),
-        Arc::new(|_| Box::new(|_: &mut Rng| wire::codec::encode_to_vec(&Op::Get { key: b"none".to_vec() }).unwrap())),
+        Arc::new(|_| {
+            Box::new(|_: &mut Rng| {
+                wire::codec::encode_to_vec(&Op::Get {
+                    key: b"none".to_vec(),
+                })
+                .unwrap()
+            })
+        }),
         setup,
     )
     .unwrap();

@@ -52,8 +52,14 @@ pub struct Network {
 
 impl Network {
     fn validate(&self) {
-        assert!(self.delay_min > Duration::ZERO, "delay_min must be positive");
-        assert!(self.delay_min <= self.delay_max, "delay_min above delay_max");
+        assert!(
+            self.delay_min > Duration::ZERO,
+            "delay_min must be positive"
+        );
+        assert!(
+            self.delay_min <= self.delay_max,
+            "delay_min above delay_max"
+        );
     }
 
     /// No loss, no duplication, little jitter.
@@ -182,7 +188,10 @@ pub struct Noise {
 
 impl Noise {
     pub fn new(addr: Addr, target: Addr, interval: Duration, rng: Rng) -> Noise {
-        assert!(interval > Duration::ZERO, "Noise with no interval would never let time pass");
+        assert!(
+            interval > Duration::ZERO,
+            "Noise with no interval would never let time pass"
+        );
         Noise {
             addr,
             target,
@@ -410,7 +419,10 @@ impl Simulator {
     /// Adds a client that will issue `ops` operations from the workload, one
     /// at a time, and starts it now.
     pub fn add_client(&mut self, id: ClientId, ops: u64, factory: Factory) {
-        assert!(self.workload.is_some(), "set a workload before adding clients");
+        assert!(
+            self.workload.is_some(),
+            "set a workload before adding clients"
+        );
         let client = ClientSlot {
             remaining: ops,
             outstanding: None,

@@ -98,10 +98,24 @@ pub fn spawn_clients<C: Client + Deployable>(
         let core = (!setup.cores.is_empty()).then(|| setup.cores[t as usize % setup.cores.len()]);
         let idler = Idler::new(setup.idle);
         let count = hi - lo;
-        handles.push(spawn_thread(format!("clients-{t}"), core, &run, move || {
-            let ops = make_ops(first.0);
-            thread.run(count, &*make_client, ops, tick, &shared, &waker, &run_thread, idler)
-        })?);
+        handles.push(spawn_thread(
+            format!("clients-{t}"),
+            core,
+            &run,
+            move || {
+                let ops = make_ops(first.0);
+                thread.run(
+                    count,
+                    &*make_client,
+                    ops,
+                    tick,
+                    &shared,
+                    &waker,
+                    &run_thread,
+                    idler,
+                )
+            },
+        )?);
     }
     Ok(Running {
         transport: kind.expect("at least one thread"),
@@ -211,7 +225,9 @@ impl<C: Client> ClientThread<C> {
                     self.counters.add("clients: message for no client here", 1);
                     continue;
                 };
-                self.call(index, shared, &mut ops, |state, ctx| state.on_message(from, msg, ctx))?;
+                self.call(index, shared, &mut ops, |state, ctx| {
+                    state.on_message(from, msg, ctx)
+                })?;
             }
             // Timers.
             let fired = self.fire_timers(shared, &mut ops)?;
@@ -314,7 +330,10 @@ impl<C: Client> ClientThread<C> {
         let now = self.now();
         let me = Addr::Client(ClientId(self.first.0 + u64::from(index)));
         let slot = &mut self.slots[index as usize];
-        f(&mut slot.state, &mut Context::new(now, me, &mut slot.outbox, &mut self.rng));
+        f(
+            &mut slot.state,
+            &mut Context::new(now, me, &mut slot.outbox, &mut self.rng),
+        );
         self.flush_sends(index, shared)?;
         if self.slots[index as usize].state.take_result().is_some() {
             self.complete(index);
@@ -360,7 +379,8 @@ impl<C: Client> ClientThread<C> {
 
     fn complete(&mut self, index: u32) {
         let Some(invoked) = self.slots[index as usize].invoked.take() else {
-            self.counters.add("clients: result with nothing outstanding", 1);
+            self.counters
+                .add("clients: result with nothing outstanding", 1);
             return;
         };
         let latency = invoked.elapsed();
@@ -374,11 +394,11 @@ impl<C: Client> ClientThread<C> {
 
     fn schedule_timer(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
-        if let Some(deadline) = slot.outbox.timers.next_deadline() {
-            if slot.timer_at.is_none_or(|queued| deadline < queued) {
-                slot.timer_at = Some(deadline);
-                self.timers.push(Reverse((deadline, index)));
-            }
+        if let Some(deadline) = slot.outbox.timers.next_deadline()
+            && slot.timer_at.is_none_or(|queued| deadline < queued)
+        {
+            slot.timer_at = Some(deadline);
+            self.timers.push(Reverse((deadline, index)));
         }
     }
 

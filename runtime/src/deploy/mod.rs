@@ -377,7 +377,9 @@ impl Idler {
 /// How long a thread may block: until `deadline` (its next timer), at most
 /// [`BLOCK_MAX`].
 fn block_timeout(now: Instant, deadline: Option<Instant>) -> Duration {
-    deadline.map_or(BLOCK_MAX, |d| d.saturating_duration_since(now).min(BLOCK_MAX))
+    deadline.map_or(BLOCK_MAX, |d| {
+        d.saturating_duration_since(now).min(BLOCK_MAX)
+    })
 }
 
 /// Records `latency` into the thread's histogram, saturating at its bounds.

@@ -55,7 +55,10 @@ pub fn spawn_replica<S: Deployable>(
     let Some(&addr) = setup.replicas.get(me) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("replica {me} has no address ({} replicas)", setup.replicas.len()),
+            format!(
+                "replica {me} has no address ({} replicas)",
+                setup.replicas.len()
+            ),
         ));
     };
     let transport = Transport::bind(addr, setup.transport)?;
@@ -73,9 +76,12 @@ pub fn spawn_replica<S: Deployable>(
         run.add_waker(&waker);
         let run_thread = Arc::clone(&run);
         let idler = Idler::new(setup.idle);
-        vec![spawn_thread(format!("replica-{me}"), only.core, &run, move || {
-            single_thread(core, &shared, transport, &waker, &run_thread, idler)
-        })?]
+        vec![spawn_thread(
+            format!("replica-{me}"),
+            only.core,
+            &run,
+            move || single_thread(core, &shared, transport, &waker, &run_thread, idler),
+        )?]
     } else {
         spawn_pipeline(core, shared, transport, &setup, &run)?
     };
@@ -113,7 +119,12 @@ struct ProtocolCore<S: State> {
 }
 
 impl<S: State> ProtocolCore<S> {
-    fn new(state: S, id: ReplicaId, replicas: Vec<SocketAddr>, started: Instant) -> ProtocolCore<S> {
+    fn new(
+        state: S,
+        id: ReplicaId,
+        replicas: Vec<SocketAddr>,
+        started: Instant,
+    ) -> ProtocolCore<S> {
         ProtocolCore {
             state,
             outbox: Outbox::default(),
@@ -285,15 +296,16 @@ fn single_thread<S: State>(
     };
     let mut counters = Counters::default();
     let mut arena = Arena::default();
-    let mut send_all = |core: &mut ProtocolCore<S>, transport: &mut Transport, counters: &mut Counters| {
-        let mut result = Ok(());
-        core.drain(|target, msg| {
-            if result.is_ok() {
-                result = sender.send(transport, counters, target, &msg);
-            }
-        });
-        result
-    };
+    let mut send_all =
+        |core: &mut ProtocolCore<S>, transport: &mut Transport, counters: &mut Counters| {
+            let mut result = Ok(());
+            core.drain(|target, msg| {
+                if result.is_ok() {
+                    result = sender.send(transport, counters, target, &msg);
+                }
+            });
+            result
+        };
     core.start();
     send_all(&mut core, &mut transport, &mut counters)?;
     transport.flush()?;
@@ -336,6 +348,9 @@ type Inbound = (SocketAddr, Vec<u8>);
 /// A decoded message on its way from Verify to Protocol.
 type Decoded<M> = (SocketAddr, Addr, M);
 
+/// A message on its way from Protocol to Send.
+type Outgoing<M> = (Target, M);
+
 /// The sending half of a channel between stages, and the threads to wake
 /// when something is put in it.
 struct StageOutput<T> {
@@ -367,13 +382,20 @@ struct PipelineThread<S: State> {
     /// The replica's bound socket (Receive), or this thread's own (Send only).
     transport: Option<Transport>,
     receive: Option<StageOutput<Inbound>>,
-    verify: Option<(Receiver<Inbound>, StageOutput<Decoded<S::Message>>)>,
-    protocol: Option<(
-        ProtocolCore<S>,
-        Receiver<Decoded<S::Message>>,
-        StageOutput<(Target, S::Outbound)>,
-    )>,
-    send: Option<Receiver<(Target, S::Outbound)>>,
+    verify: Option<VerifyStage<S::Message>>,
+    protocol: Option<ProtocolStage<S>>,
+    send: Option<Receiver<Outgoing<S::Outbound>>>,
+}
+
+struct VerifyStage<M> {
+    input: Receiver<Inbound>,
+    output: StageOutput<Decoded<M>>,
+}
+
+struct ProtocolStage<S: State> {
+    core: ProtocolCore<S>,
+    input: Receiver<Decoded<S::Message>>,
+    output: StageOutput<Outgoing<S::Outbound>>,
 }
 
 type ThreadHandle = (String, JoinHandle<io::Result<ThreadTotals>>);
@@ -385,7 +407,11 @@ fn spawn_pipeline<S: Deployable>(
     setup: &ReplicaSetup,
     run: &Arc<RunShared>,
 ) -> io::Result<Vec<ThreadHandle>> {
-    fn output<T>(tx: Sender<T>, consumers: Vec<Arc<Waker>>, full_reason: &'static str) -> StageOutput<T> {
+    fn output<T>(
+        tx: Sender<T>,
+        consumers: Vec<Arc<Waker>>,
+        full_reason: &'static str,
+    ) -> StageOutput<T> {
         StageOutput {
             tx,
             consumers,
@@ -410,7 +436,7 @@ fn spawn_pipeline<S: Deployable>(
     };
     let (inbound_tx, inbound_rx) = bounded::<Inbound>(STAGE_QUEUE_MAX);
     let (decoded_tx, decoded_rx) = bounded::<Decoded<S::Message>>(STAGE_QUEUE_MAX);
-    let (outgoing_tx, outgoing_rx) = bounded::<(Target, S::Outbound)>(STAGE_QUEUE_MAX);
+    let (outgoing_tx, outgoing_rx) = bounded::<Outgoing<S::Outbound>>(STAGE_QUEUE_MAX);
 
     let me = transport.local_addr();
     let kind = transport.kind();
@@ -432,21 +458,29 @@ fn spawn_pipeline<S: Deployable>(
         let thread = PipelineThread::<S> {
             transport,
             receive: has(Stage::Receive).then(|| {
-                output(inbound_tx.clone(), consumers(Stage::Verify), "queue full: verify")
-            }),
-            verify: has(Stage::Verify).then(|| {
-                (
-                    inbound_rx.clone(),
-                    output(decoded_tx.clone(), consumers(Stage::Protocol), "queue full: protocol"),
+                output(
+                    inbound_tx.clone(),
+                    consumers(Stage::Verify),
+                    "queue full: verify",
                 )
             }),
+            verify: has(Stage::Verify).then(|| VerifyStage {
+                input: inbound_rx.clone(),
+                output: output(
+                    decoded_tx.clone(),
+                    consumers(Stage::Protocol),
+                    "queue full: protocol",
+                ),
+            }),
             protocol: if has(Stage::Protocol) {
-                core.take().map(|core| {
-                    (
-                        core,
-                        decoded_rx.clone(),
-                        output(outgoing_tx.clone(), consumers(Stage::Send), "queue full: send"),
-                    )
+                core.take().map(|core| ProtocolStage {
+                    core,
+                    input: decoded_rx.clone(),
+                    output: output(
+                        outgoing_tx.clone(),
+                        consumers(Stage::Send),
+                        "queue full: send",
+                    ),
                 })
             } else {
                 None
@@ -483,10 +517,10 @@ impl<S: State> PipelineThread<S> {
             me,
             buf: Vec::with_capacity(wire::MESSAGE_SIZE_MAX),
         };
-        if let Some((core, _, out)) = &mut self.protocol {
+        if let Some(ProtocolStage { core, output, .. }) = &mut self.protocol {
             core.start();
-            core.drain(|target, msg| out.push((target, msg), &mut counters));
-            out.wake();
+            core.drain(|target, msg| output.push((target, msg), &mut counters));
+            output.wake();
         }
         while !run.stopping() {
             let mut progress = false;
@@ -499,7 +533,7 @@ impl<S: State> PipelineThread<S> {
                     progress = true;
                 }
             }
-            if let Some((input, out)) = &self.verify {
+            if let Some(VerifyStage { input, output: out }) = &self.verify {
                 let mut verified = 0;
                 for (src, bytes) in input.try_iter().take(STAGE_BATCH_MAX) {
                     match shared.decode(&bytes) {
@@ -513,7 +547,12 @@ impl<S: State> PipelineThread<S> {
                     progress = true;
                 }
             }
-            if let Some((core, input, out)) = &mut self.protocol {
+            if let Some(ProtocolStage {
+                core,
+                input,
+                output: out,
+            }) = &mut self.protocol
+            {
                 let mut handled = false;
                 for (src, from, msg) in input.try_iter().take(STAGE_BATCH_MAX) {
                     core.on_message(src, from, msg);
@@ -549,8 +588,8 @@ impl<S: State> PipelineThread<S> {
         if let Some(transport) = &self.transport {
             counters.merge(transport.counters());
         }
-        if let Some((core, _, _)) = self.protocol {
-            counters.merge(&core.into_counters());
+        if let Some(stage) = self.protocol {
+            counters.merge(&stage.core.into_counters());
         }
         Ok(ThreadTotals {
             counters,
@@ -565,11 +604,11 @@ impl<S: State> PipelineThread<S> {
         waker.prepare_sleep();
         // Look again after announcing the sleep: whatever arrives from now on
         // comes with a wake-up.
-        let pending = self.verify.as_ref().is_some_and(|(rx, _)| !rx.is_empty())
-            || self.protocol.as_ref().is_some_and(|(_, rx, _)| !rx.is_empty())
+        let pending = self.verify.as_ref().is_some_and(|v| !v.input.is_empty())
+            || self.protocol.as_ref().is_some_and(|p| !p.input.is_empty())
             || self.send.as_ref().is_some_and(|rx| !rx.is_empty());
         if !pending && !run.stopping() {
-            let deadline = self.protocol.as_ref().and_then(|(core, _, _)| core.next_deadline());
+            let deadline = self.protocol.as_ref().and_then(|p| p.core.next_deadline());
             let timeout = block_timeout(Instant::now(), deadline);
             match (&self.receive, &mut self.transport) {
                 (Some(_), Some(transport)) => transport.wait(timeout, waker)?,

@@ -19,8 +19,8 @@ use nix::sys::socket::SockaddrLike;
 
 use super::{
     Config, GsoControl, RECV_BATCH_MAX, RECV_CONTROL_LEN, RecvTally, SEND_BATCH_MAX,
-    SEND_QUEUE_BYTES_MAX, SendError, SendGroup, Waker, classify_send_error, control_bytes,
-    counter, gro_segment_len, recv_error_is_fatal, sockaddr_parse, timeout_ms,
+    SEND_QUEUE_BYTES_MAX, SendError, SendGroup, Waker, classify_send_error, control_bytes, counter,
+    gro_segment_len, recv_error_is_fatal, sockaddr_parse, timeout_ms,
 };
 use crate::actor::Counters;
 
@@ -72,13 +72,21 @@ impl Epoll {
         })
     }
 
+    #[cfg(test)]
+    pub(super) fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
     pub(super) fn local_addr(&self) -> SocketAddr {
         self.socket
             .local_addr()
             .expect("a bound UDP socket has a local address")
     }
 
-    pub(super) fn recv(&mut self, on_datagram: &mut dyn FnMut(SocketAddr, &[u8])) -> io::Result<usize> {
+    pub(super) fn recv(
+        &mut self,
+        on_datagram: &mut dyn FnMut(SocketAddr, &[u8]),
+    ) -> io::Result<usize> {
         let gro = self.config.gro;
         let mut names = [[0u8; NAME_LEN]; RECV_BATCH_MAX];
         let mut controls = [[0u64; RECV_CONTROL_LEN / 8]; RECV_BATCH_MAX];
@@ -86,7 +94,10 @@ impl Epoll {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         });
-        for (iov, buf) in iovs.iter_mut().zip(self.bufs.chunks_exact_mut(self.buf_len)) {
+        for (iov, buf) in iovs
+            .iter_mut()
+            .zip(self.bufs.chunks_exact_mut(self.buf_len))
+        {
             iov.iov_base = buf.as_mut_ptr().cast();
             iov.iov_len = buf.len();
         }
@@ -218,12 +229,7 @@ impl Epoll {
                 }
                 SendError::Gso { disable } => {
                     self.counters.add(counter::GSO_FALLBACK, 1);
-                    if disable {
-                        self.config.gso = false;
-                    } else {
-                        self.config.gso_segment_max =
-                            self.config.gso_segment_max.min(group.segment_len - 1);
-                    }
+                    self.config.on_gso_refused(group.segment_len, disable);
                     let (s, f, x) = send_one_by_one(&self.socket, group);
                     sent += s;
                     full += f;
@@ -284,6 +290,9 @@ impl Epoll {
         }
         let timeout = EpollTimeout::try_from(timeout_ms(timeout)).unwrap_or(EpollTimeout::MAX);
         let mut events = [EpollEvent::empty(); 2];
+        // EINTR is a spurious return, which callers tolerate. (It happens:
+        // an io_uring dropped on this thread signals it with task work
+        // some milliseconds later, as its teardown runs.)
         match self.epoll.wait(&mut events, timeout) {
             Ok(_) | Err(Errno::EINTR) => Ok(()),
             Err(e) => Err(io::Error::new(
@@ -400,4 +409,23 @@ fn sendmmsg(socket: &UdpSocket, hdrs: &mut [libc::mmsghdr]) -> Result<usize, i32
             },
         }
     }
+}
+
+/// Turns UDP checksums off on `socket` (`SO_NO_CHECK`): the kernel then
+/// refuses GSO sends, which lets tests exercise the fallback.
+#[cfg(test)]
+pub(super) fn set_no_check_tx(socket: &UdpSocket) {
+    let on: libc::c_int = 1;
+    // SAFETY: the option value is a live `c_int` and its exact size is
+    // passed; the kernel only reads it.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(result, 0, "SO_NO_CHECK: {}", io::Error::last_os_error());
 }

@@ -13,9 +13,10 @@
 //!   (plain setup where the kernel refuses), one multishot `recvmsg` into a
 //!   ring of provided buffers (one-shot `recvmsg`s re-armed where the kernel
 //!   lacks it), every queued datagram a `sendmsg` SQE and one `io_uring_enter`
-//!   per flush. Every non-blocking call enters the kernel with `GETEVENTS`: with
+//!   per flush. `recv` enters the kernel with `GETEVENTS` (and no wait): with
 //!   `DEFER_TASKRUN` that is what runs completions, on the caller's own time,
-//!   instead of interrupting it.
+//!   instead of interrupting it; with `TASKRUN_FLAG` it skips the system call
+//!   when the kernel flags no pending work, so an idle spin costs none.
 //! - `epoll`: a non-blocking socket, `recvmmsg`/`sendmmsg` batches of
 //!   [`RECV_BATCH_MAX`]/[`SEND_BATCH_MAX`], `epoll_wait` on the socket and the
 //!   waker's eventfd.
@@ -141,7 +142,8 @@ impl Default for Options {
 /// An io_uring transport belongs to the first thread that sends, flushes,
 /// receives or waits on it (the ring is set up `SINGLE_ISSUER`): bind it
 /// anywhere, move it to its thread, then use it only there. Calls from another
-/// thread fail with an error, they are not undefined behaviour.
+/// thread fail with an error (once they need the kernel), they are not
+/// undefined behaviour.
 pub struct Transport {
     inner: Inner,
 }
@@ -253,7 +255,9 @@ impl Transport {
     }
 
     /// Blocks until a datagram may be ready to receive, `waker` is woken, or
-    /// `timeout` passes. May return early, spuriously.
+    /// `timeout` passes. May return early, spuriously. Returns at once while
+    /// a datagram waits: a thread that waits on a transport must also
+    /// receive from it.
     pub fn wait(&mut self, timeout: Duration, waker: &Waker) -> io::Result<()> {
         match &mut self.inner {
             Inner::Uring(t) => t.wait(timeout, waker),
@@ -278,6 +282,22 @@ impl Transport {
             Inner::Epoll(t) => (t.config.gso, t.config.gro),
         }
     }
+
+    #[cfg(test)]
+    fn config(&self) -> &Config {
+        match &self.inner {
+            Inner::Uring(t) => &t.config,
+            Inner::Epoll(t) => &t.config,
+        }
+    }
+
+    #[cfg(test)]
+    fn socket(&self) -> &UdpSocket {
+        match &self.inner {
+            Inner::Uring(t) => t.socket(),
+            Inner::Epoll(t) => t.socket(),
+        }
+    }
 }
 
 /// What the backends need to know, resolved at bind against what the kernel
@@ -294,7 +314,24 @@ struct Config {
     gso_segment_max: usize,
 }
 
+/// Where a GSO send of larger segments was refused, runs are kept to this
+/// segment size: a 1500-byte MTU path, IPv6 headers (the usual reason for the
+/// refusal is a segment larger than the path MTU allows).
+const GSO_SEGMENT_AFTER_REFUSAL: usize = 1452;
+
 impl Config {
+    /// The kernel refused a GSO send of `segment_len`-byte segments: `EIO`
+    /// (`disable`) means the device cannot offload at all; otherwise the
+    /// segments were too large for the path.
+    fn on_gso_refused(&mut self, segment_len: usize, disable: bool) {
+        if disable {
+            self.gso = false;
+        } else {
+            let max = GSO_SEGMENT_AFTER_REFUSAL.min(segment_len.saturating_sub(1));
+            self.gso_segment_max = self.gso_segment_max.min(max);
+        }
+    }
+
     /// Room for one received payload: a datagram of the limit, or a GRO run.
     fn recv_payload_len(&self) -> usize {
         if self.gro {
@@ -315,18 +352,20 @@ fn bind_socket(
         .map_err(|e| io::Error::new(e.kind(), format!("bind UDP {addr}: {e}")))?;
     socket.set_nonblocking(true)?;
     let bytes = options.socket_buffer_bytes;
-    // The kernel stores (and reports) twice what is asked, capped at twice
-    // net.core.[rw]mem_max; the FORCE variants ignore the cap (CAP_NET_ADMIN).
+    // The kernel keeps (and reports) twice what is asked, for its overhead,
+    // capped at twice net.core.[rw]mem_max; the FORCE variants ignore the cap
+    // (they need CAP_NET_ADMIN, and fail harmlessly without it).
+    let reported = bytes.saturating_mul(2);
     let _ = setsockopt(&socket, sockopt::RcvBuf, &bytes);
-    if getsockopt(&socket, sockopt::RcvBuf).unwrap_or(0) < bytes {
+    if getsockopt(&socket, sockopt::RcvBuf).unwrap_or(0) < reported {
         let _ = setsockopt(&socket, sockopt::RcvBufForce, &bytes);
     }
     let _ = setsockopt(&socket, sockopt::SndBuf, &bytes);
-    if getsockopt(&socket, sockopt::SndBuf).unwrap_or(0) < bytes {
+    if getsockopt(&socket, sockopt::SndBuf).unwrap_or(0) < reported {
         let _ = setsockopt(&socket, sockopt::SndBufForce, &bytes);
     }
-    if getsockopt(&socket, sockopt::RcvBuf).unwrap_or(0) < bytes
-        || getsockopt(&socket, sockopt::SndBuf).unwrap_or(0) < bytes
+    if getsockopt(&socket, sockopt::RcvBuf).unwrap_or(0) < reported
+        || getsockopt(&socket, sockopt::SndBuf).unwrap_or(0) < reported
     {
         counters.add(counter::BUFFER_CAPPED, 1);
     }
@@ -682,7 +721,9 @@ mod tests {
             i if i == count - 1 => wire::MESSAGE_SIZE_MAX,
             i => 1 + (i * 7919) % 4096 + if i % 50 == 0 { 30_000 } else { 0 },
         };
-        (0..len).map(|j| (i as u8).wrapping_mul(31) ^ (j as u8)).collect()
+        (0..len)
+            .map(|j| (i as u8).wrapping_mul(31) ^ (j as u8))
+            .collect()
     }
 
     #[test]
@@ -751,7 +792,10 @@ mod tests {
                 assert_eq!(got.len(), COUNT, "{kind:?} {options:?}: {:?}", b.counters());
                 for (i, (from, bytes)) in got.iter().enumerate() {
                     assert_eq!(*from, a.local_addr());
-                    assert!(*bytes == datagram(i, COUNT), "{kind:?} {options:?}: datagram {i}");
+                    assert!(
+                        *bytes == datagram(i, COUNT),
+                        "{kind:?} {options:?}: datagram {i}"
+                    );
                 }
                 assert_eq!(a.counters().get(counter::SENT), COUNT as u64);
                 assert_eq!(b.counters().get(counter::RECEIVED), COUNT as u64);
@@ -837,28 +881,41 @@ mod tests {
         }
     }
 
+    /// `wait` returns on a wake-up from another thread. It may also return
+    /// spuriously (an io_uring dropped on this thread interrupts it with
+    /// task work some milliseconds later): the loop tells the two apart,
+    /// and a lost wake-up would run it into the deadline.
     #[test]
     fn wait_returns_on_wake_from_another_thread() {
+        use std::sync::atomic::{AtomicBool, Ordering};
         for kind in kinds() {
             let mut t = Transport::bind(LOCALHOST, kind).unwrap();
             let waker = Arc::new(Waker::new().unwrap());
-            let remote = Arc::clone(&waker);
-            waker.prepare_sleep();
+            let woken = Arc::new(AtomicBool::new(false));
+            let waking = {
+                let waker = Arc::clone(&waker);
+                let woken = Arc::clone(&woken);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    woken.store(true, Ordering::SeqCst);
+                    waker.wake();
+                })
+            };
             let started = Instant::now();
-            let waking = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(20));
-                remote.wake();
-            });
-            t.wait(DEADLINE, &waker).unwrap();
-            waker.cancel_sleep();
+            while started.elapsed() < DEADLINE {
+                waker.prepare_sleep();
+                if woken.load(Ordering::SeqCst) {
+                    waker.cancel_sleep();
+                    break;
+                }
+                t.wait(DEADLINE, &waker).unwrap();
+                waker.cancel_sleep();
+            }
             waking.join().unwrap();
-            assert!(started.elapsed() < DEADLINE, "{kind:?}");
-            // Drained: a second sleep is not cut short by the old wake-up.
-            waker.prepare_sleep();
-            let started = Instant::now();
-            t.wait(Duration::from_millis(30), &waker).unwrap();
-            waker.cancel_sleep();
-            assert!(started.elapsed() >= Duration::from_millis(20), "{kind:?}");
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{kind:?}: slept through the wake-up"
+            );
         }
     }
 
@@ -891,8 +948,21 @@ mod tests {
             a.flush().unwrap();
             let (mut b, got) = receiver.join().unwrap();
             assert_eq!(got.len(), 1, "{kind:?}");
-            let result = b.recv(|_, _| {});
-            assert_eq!(result.is_err(), kind == TransportKind::IoUring, "{kind:?}");
+            // Back on this thread: io_uring refuses as soon as it needs the
+            // kernel (a datagram arrives); epoll does not care.
+            a.send(to, b"y").unwrap();
+            a.flush().unwrap();
+            let deadline = Instant::now() + DEADLINE;
+            let result = loop {
+                match b.recv(|_, _| {}) {
+                    Ok(0) if Instant::now() < deadline => continue,
+                    result => break result,
+                }
+            };
+            match kind {
+                TransportKind::IoUring => assert!(result.is_err()),
+                _ => assert_eq!(result.unwrap(), 1, "{kind:?}"),
+            }
         }
     }
 
@@ -950,9 +1020,104 @@ mod tests {
             assert_eq!(got_c, sent_c, "{kind:?}");
             assert_eq!(a.counters().get(counter::SENT), 150);
             assert_eq!(a.counters().get(counter::GSO_FALLBACK), 0);
-            assert!(a.counters().get(counter::GSO_SENDS) > 0, "{kind:?}: GSO used");
-            assert!(b.counters().get(counter::GRO_RUNS) > 0, "{kind:?}: GRO used");
-            assert_eq!(c.counters().get(counter::GRO_RUNS), 0, "{kind:?}: no GRO asked");
+            assert!(
+                a.counters().get(counter::GSO_SENDS) > 0,
+                "{kind:?}: GSO used"
+            );
+            assert!(
+                b.counters().get(counter::GRO_RUNS) > 0,
+                "{kind:?}: GRO used"
+            );
+            assert_eq!(
+                c.counters().get(counter::GRO_RUNS),
+                0,
+                "{kind:?}: no GRO asked"
+            );
+        }
+    }
+
+    /// 4 MiB buffers, even above net.core.rmem_max when the process may
+    /// force them (root here); otherwise the cap is counted.
+    #[test]
+    fn socket_buffers_are_large() {
+        let mut counters = Counters::default();
+        let options = Options::default();
+        let (socket, _) = bind_socket(LOCALHOST, &options, &mut counters).unwrap();
+        let rcvbuf = getsockopt(&socket, sockopt::RcvBuf).unwrap();
+        let sndbuf = getsockopt(&socket, sockopt::SndBuf).unwrap();
+        if counters.get(counter::BUFFER_CAPPED) == 0 {
+            assert!(rcvbuf >= 2 * options.socket_buffer_bytes, "{rcvbuf}");
+            assert!(sndbuf >= 2 * options.socket_buffer_bytes, "{sndbuf}");
+        } else {
+            eprintln!("socket buffers capped: SO_RCVBUF {rcvbuf}, SO_SNDBUF {sndbuf}");
+        }
+        // Above rmem_max (4 MiB here): only SO_RCVBUFFORCE gets there.
+        let big = Options {
+            socket_buffer_bytes: 16 << 20,
+            ..Options::default()
+        };
+        let mut counters = Counters::default();
+        let (socket, _) = bind_socket(LOCALHOST, &big, &mut counters).unwrap();
+        let rcvbuf = getsockopt(&socket, sockopt::RcvBuf).unwrap();
+        assert!(
+            rcvbuf >= 32 << 20 || counters.get(counter::BUFFER_CAPPED) == 1,
+            "{rcvbuf}"
+        );
+    }
+
+    #[test]
+    fn send_errors_are_classified() {
+        assert_eq!(classify_send_error(libc::EAGAIN, 1), SendError::Full);
+        assert_eq!(classify_send_error(libc::ENOBUFS, 64), SendError::Full);
+        assert_eq!(
+            classify_send_error(libc::EIO, 2),
+            SendError::Gso { disable: true }
+        );
+        assert_eq!(
+            classify_send_error(libc::EINVAL, 2),
+            SendError::Gso { disable: false }
+        );
+        assert_eq!(classify_send_error(libc::EINVAL, 1), SendError::Failed);
+        assert_eq!(classify_send_error(libc::EMSGSIZE, 1), SendError::Failed);
+        assert_eq!(classify_send_error(libc::ENETUNREACH, 1), SendError::Failed);
+        assert_eq!(classify_send_error(libc::EBADF, 1), SendError::Fatal);
+    }
+
+    /// A GSO send the kernel refuses is resent one datagram at a time, and
+    /// runs are then kept below the refused segment size. The refusal is
+    /// real: with `SO_NO_CHECK` (no UDP checksum) the kernel rejects every
+    /// GSO send with `EINVAL`, as it does segments above the path MTU.
+    #[test]
+    fn refused_gso_send_falls_back_to_one_by_one() {
+        let gso = Options {
+            gso: true,
+            ..Options::default()
+        };
+        for kind in kinds() {
+            let mut a = Transport::bind_with(LOCALHOST, kind, &gso).unwrap();
+            let mut b = Transport::bind(LOCALHOST, kind).unwrap();
+            epoll::set_no_check_tx(a.socket());
+            let sent: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 2000]).collect();
+            for bytes in &sent {
+                a.send(b.local_addr(), bytes).unwrap();
+            }
+            a.flush().unwrap();
+            let got: Vec<Vec<u8>> = recv_until(&mut b, sent.len())
+                .into_iter()
+                .map(|(_, bytes)| bytes)
+                .collect();
+            assert_eq!(got, sent, "{kind:?}");
+            assert_eq!(a.counters().get(counter::GSO_FALLBACK), 1, "{kind:?}");
+            assert_eq!(a.counters().get(counter::SENT), 10, "{kind:?}");
+            assert_eq!(a.config().gso_segment_max, 1452, "{kind:?}");
+            // Datagrams above the lowered limit now go one per send: no
+            // further refusal.
+            for _ in 0..3 {
+                a.send(b.local_addr(), &[1; 2000]).unwrap();
+            }
+            a.flush().unwrap();
+            assert_eq!(a.counters().get(counter::GSO_FALLBACK), 1, "{kind:?}");
+            assert_eq!(recv_until(&mut b, 3).len(), 3, "{kind:?}");
         }
     }
 
@@ -964,7 +1129,10 @@ mod tests {
         assert!(g.try_append(&[2; 100], 65_507));
         assert!(!g.try_append(&[3; 101], 65_507), "larger than the segment");
         assert!(g.try_append(&[4; 50], 65_507), "a shorter last one");
-        assert!(!g.try_append(&[5; 50], 65_507), "nothing after the shorter one");
+        assert!(
+            !g.try_append(&[5; 50], 65_507),
+            "nothing after the shorter one"
+        );
         assert_eq!(g.segments, 3);
         let sizes: Vec<usize> = g.datagrams().map(<[u8]>::len).collect();
         assert_eq!(sizes, vec![100, 100, 50]);
