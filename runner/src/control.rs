@@ -21,13 +21,15 @@ use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write as _};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command as Process, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
+
+use crate::hosts::Host;
 use wire::control::{
     Command, CommandFrame, Event, FinalReport, NodeConfig, Started, decode_event, read_frame,
     write_frame,
@@ -55,17 +57,25 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts `node_binary serve --port 0 --host host` and waits (at most
-    /// [`LISTEN_TIMEOUT`]) for it to say where it listens.
+    /// Starts `node_binary serve --port 0 --host host` on this machine and
+    /// waits (at most [`LISTEN_TIMEOUT`]) for it to say where it listens.
     pub fn spawn(node_binary: &Path, host: IpAddr) -> anyhow::Result<NodeProcess> {
-        let mut child = Process::new(node_binary)
-            .args(["serve", "--port", "0", "--host", &host.to_string()])
+        NodeProcess::spawn_on(&Host::local(host), node_binary)
+    }
+
+    /// Starts `node serve` on `host` (locally, in a namespace, or over ssh)
+    /// and waits (at most [`LISTEN_TIMEOUT`]) for it to say where it listens.
+    pub fn spawn_on(host: &Host, node_binary: &Path) -> anyhow::Result<NodeProcess> {
+        let mut child = host
+            .serve_command(node_binary)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {} for host {host}", node_binary.display()))?;
-        let node = Arc::new(NodeInfo::new(host));
+            .with_context(|| format!("starting {} on {host}", node_binary.display()))?;
+        let host_name = host.name.clone();
+        let host = host.addr;
+        let node = Arc::new(NodeInfo::new(host, host_name));
         let stderr = child.stderr.take().expect("stderr is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (line_tx, line_rx) = mpsc::channel();
@@ -319,6 +329,8 @@ impl Control {
 #[derive(Debug)]
 struct NodeInfo {
     host: IpAddr,
+    /// How errors name the host.
+    host_name: String,
     role: Mutex<Option<String>>,
     stderr: Mutex<StderrTail>,
     stderr_closed: Condvar,
@@ -331,9 +343,10 @@ struct StderrTail {
 }
 
 impl NodeInfo {
-    fn new(host: IpAddr) -> NodeInfo {
+    fn new(host: IpAddr, host_name: String) -> NodeInfo {
         NodeInfo {
             host,
+            host_name,
             role: Mutex::new(None),
             stderr: Mutex::new(StderrTail::default()),
             stderr_closed: Condvar::new(),
@@ -346,8 +359,8 @@ impl NodeInfo {
 
     fn name(&self) -> String {
         match &*self.role.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(role) => format!("node {} ({role})", self.host),
-            None => format!("node {}", self.host),
+            Some(role) => format!("node {} ({role})", self.host_name),
+            None => format!("node {}", self.host_name),
         }
     }
 

@@ -11,5 +11,8 @@
 //! runtime code: nodes are separate processes.
 
 pub mod cargo;
+pub mod cleanup;
 pub mod control;
+pub mod hosts;
 pub mod loopback;
+pub mod results;

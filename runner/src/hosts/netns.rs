@@ -1,0 +1,1 @@
+//! Network namespaces on this machine as hosts (being written).
