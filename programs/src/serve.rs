@@ -261,6 +261,7 @@ fn clients_setup(config: &NodeConfig, clients: &ClientsConfig) -> ClientsSetup {
         idle: config.idle,
         transport: config.transport,
         warmup: Duration::from_millis(clients.warmup_ms),
+        measure: clients.measure_ms.map(Duration::from_millis),
     }
 }
 

@@ -58,6 +58,7 @@ fn start_clients(
         idle,
         transport,
         warmup: Duration::ZERO,
+        measure: None,
     };
     spawn_clients(
         Arc::new(|id| Client::new(id, Duration::from_millis(20))),
@@ -218,6 +219,7 @@ fn replies_are_valid_results() {
         idle: SPIN,
         transport: TransportKind::Auto,
         warmup: Duration::ZERO,
+        measure: None,
     };
     let clients = spawn_clients(
         Arc::new(|id| Client::new(id, Duration::from_millis(20))),

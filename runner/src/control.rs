@@ -455,7 +455,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_node_and_quote_its_stderr() {
-        let node = NodeInfo::new("127.0.0.2".parse().unwrap());
+        let node = NodeInfo::new("127.0.0.2".parse().unwrap(), "127.0.0.2".to_string());
         let stderr = (0..30).map(|i| format!("line {i}\n")).collect::<String>();
         node.collect_stderr(stderr.as_bytes());
         let message = node.error("exited with status 1").to_string();
@@ -470,7 +470,7 @@ mod tests {
         node.set_role("replica 0".to_string());
         assert_eq!(node.name(), "node 127.0.0.2 (replica 0)");
 
-        let quiet = NodeInfo::new("127.0.0.3".parse().unwrap());
+        let quiet = NodeInfo::new("127.0.0.3".parse().unwrap(), "127.0.0.3".to_string());
         quiet.collect_stderr(&b""[..]);
         assert_eq!(
             quiet.error("gone").to_string(),

@@ -13,6 +13,9 @@
 pub mod cargo;
 pub mod cleanup;
 pub mod control;
+pub mod experiment;
 pub mod hosts;
 pub mod loopback;
+pub mod plot;
 pub mod results;
+pub mod run;

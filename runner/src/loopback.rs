@@ -109,6 +109,7 @@ impl LoopbackSpec {
                 workload: self.workload.clone(),
                 resend_ms: millis(self.resend),
                 warmup_ms: millis(self.warmup),
+                measure_ms: None,
             }),
             replicas: vec![replica],
             ..self.replica_config()

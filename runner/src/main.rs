@@ -1,33 +1,46 @@
 //! The runner: drives experiments and simulations from one terminal.
 //!
 //! It never links protocol code. It builds the `node` binary with cargo and
-//! runs it as child processes, reading their results as the `wire` types they
-//! print. So changing a protocol does not rebuild the runner, and the runner
-//! starts fast.
+//! runs it as child processes, configured and reporting over TCP. So changing
+//! a protocol does not rebuild the runner, and the runner starts fast.
 //!
-//! Subcommands:
-//! - `sim`: run seeds of a protocol in the simulator, spread over one worker
-//!   process per core, with a progress bar and a summary; or replay one seed.
+//! - `runner` (no arguments): the default comparison on this machine: every
+//!   protocol against the unreplicated baseline over a small client sweep.
+//! - `runner bench`: a custom sweep (protocols, loads, durations, hosts).
+//! - `runner tune`: tries replica thread maps and reports the best.
+//! - `runner sim`: seeds of a protocol in the simulator, or one seed replayed.
 
+mod bench;
 mod sim;
 mod summary;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "runner",
-    about = "Runs simulations and experiments on distributed protocols."
+    about = "Runs experiments and simulations on distributed protocols.",
+    long_about = "Runs experiments and simulations on distributed protocols.\n\n\
+                  Without a subcommand: the default comparison of every protocol against the \
+                  unreplicated baseline on this machine (about a minute), with a table in the \
+                  terminal and CSV, JSON and a plot under results/."
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    default: bench::DefaultArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a sweep of protocols and loads, and save its results and plot.
+    Bench(bench::BenchArgs),
+    /// Try replica thread maps for a protocol and report the best.
+    Tune(bench::TuneArgs),
     /// Simulate a protocol over many seeds, or replay one seed.
     Sim(sim::SimArgs),
 }
@@ -35,14 +48,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        None => bench::run_default(&cli.default),
+        Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Tune(args)) => bench::tune(&args),
         Some(Command::Sim(args)) => sim::run(&args),
-        // The default job (a comparison of every protocol against the
-        // unreplicated baseline) comes with the real runtime; until then, say
-        // what there is.
-        None => Cli::command()
-            .print_help()
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,

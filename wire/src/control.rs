@@ -317,6 +317,10 @@ pub struct ClientsConfig {
     /// Operations completed in the first `warmup_ms` are not counted in the
     /// final latency histogram.
     pub warmup_ms: u64,
+    /// Operations invoked more than `measure_ms` after the warm-up are not
+    /// measured either (cool-down). Absent: measure until stopped.
+    #[serde(default)]
+    pub measure_ms: Option<u64>,
 }
 
 /// How clients offer load.
@@ -739,6 +743,7 @@ mod tests {
                 }),
                 resend_ms: 100,
                 warmup_ms: 0,
+                measure_ms: None,
             }),
             replicas: vec!["127.0.0.2:7000".parse().unwrap()],
             ..replica_config()

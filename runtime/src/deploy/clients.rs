@@ -7,8 +7,8 @@
 //! issues operations at a fixed rate, each to the next idle client.
 //!
 //! Latency is measured from `invoke` to the result, on the client thread's
-//! clock, into an hdrhistogram; operations invoked during the warm-up are
-//! counted but not measured.
+//! clock, into an hdrhistogram; operations invoked during the warm-up or
+//! after the measured window (the cool-down) are counted but not measured.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -77,6 +77,7 @@ pub fn spawn_clients<C: Client + Deployable>(
             rng: Rng::new(first.0),
             started,
             warmup_end: started + setup.warmup,
+            measure_end: setup.measure.map(|m| started + setup.warmup + m),
             counters: Counters::default(),
             measured: latency_histogram(),
             measured_ops: 0,
@@ -124,6 +125,7 @@ pub fn spawn_clients<C: Client + Deployable>(
         threads: handles,
         started,
         warmup: setup.warmup,
+        measure: setup.measure,
     })
 }
 
@@ -157,6 +159,7 @@ struct ClientThread<C: Client> {
     rng: Rng,
     started: Instant,
     warmup_end: Instant,
+    measure_end: Option<Instant>,
     counters: Counters,
     measured: Histogram<u64>,
     measured_ops: u64,
@@ -386,7 +389,7 @@ impl<C: Client> ClientThread<C> {
         let latency = invoked.elapsed();
         record_latency(&mut self.interval, latency);
         self.interval_ops += 1;
-        if invoked >= self.warmup_end {
+        if invoked >= self.warmup_end && self.measure_end.is_none_or(|end| invoked < end) {
             record_latency(&mut self.measured, latency);
             self.measured_ops += 1;
         }

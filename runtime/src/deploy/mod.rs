@@ -74,8 +74,11 @@ pub struct ClientsSetup {
     pub load: Load,
     pub idle: Idle,
     pub transport: TransportKind,
-    /// Operations completed before this are not in the latency histogram.
+    /// Operations invoked before this are not measured (warm-up).
     pub warmup: Duration,
+    /// Operations invoked more than this after the warm-up are not measured
+    /// either (cool-down); `None`: measure until stopped.
+    pub measure: Option<Duration>,
 }
 
 /// Makes the client with a given id.
@@ -115,7 +118,8 @@ pub struct Totals {
     pub ops: u64,
     /// Operations completed after the warm-up.
     pub measured_ops: u64,
-    /// From the end of the warm-up to the stop.
+    /// From the end of the warm-up to the stop or the end of the measured
+    /// window, whichever came first.
     pub measured: Duration,
     /// Latency after warm-up, in microseconds (clients only).
     pub latency_us: Histogram<u64>,
@@ -131,6 +135,7 @@ pub struct Running {
     threads: Vec<(String, JoinHandle<io::Result<ThreadTotals>>)>,
     started: Instant,
     warmup: Duration,
+    measure: Option<Duration>,
 }
 
 /// What the threads of one node share with its handle.
@@ -273,7 +278,11 @@ impl Running {
         Ok(Totals {
             ops: self.shared.ops.load(Ordering::Relaxed),
             measured_ops,
-            measured: stopped.saturating_duration_since(self.started + self.warmup),
+            measured: {
+                let from = self.started + self.warmup;
+                let to = self.measure.map_or(stopped, |m| stopped.min(from + m));
+                to.saturating_duration_since(from)
+            },
             latency_us,
             counters,
         })

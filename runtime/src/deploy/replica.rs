@@ -92,6 +92,7 @@ pub fn spawn_replica<S: Deployable>(
         threads,
         started,
         warmup: Duration::ZERO,
+        measure: None,
     })
 }
 

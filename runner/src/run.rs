@@ -1,0 +1,376 @@
+//! Runs an [`Experiment`] on hosts from a [`Provider`], one point after the
+//! other, showing progress in the terminal, and returns what it measured.
+//!
+//! For each point: start every replica (`node serve` on its host, configured
+//! over TCP), then one clients node on the next host; read the clients'
+//! interval reports for the point's duration, showing live throughput; stop
+//! the clients, then the replicas, and collect their totals. Any node that
+//! fails to start, reports an error, crashes or falls silent stops the whole
+//! run: every node started is stopped (dropping a `NodeProcess` kills it), the
+//! provider cleans up, and the error names the host with the node's last
+//! stderr lines.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use wire::control::{
+    ClientsConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role, ThreadMap,
+};
+
+use crate::control::{Control, NodeProcess};
+use crate::experiment::{Experiment, Point, replica_count};
+use crate::hosts::{Host, Launcher, Provider};
+use crate::loopback::EXIT_TIMEOUT;
+use crate::results::{PointResult, RunResults};
+
+/// UDP port of replica `i` on hosts with an address of their own
+/// (namespaces, remote machines): `REPLICA_PORT_BASE + i`.
+pub const REPLICA_PORT_BASE: u16 = 7000;
+
+/// How long the clients may stay silent before the run gives up on them.
+const SILENCE_MAX: Duration = Duration::from_secs(10);
+
+/// Runs every point of `experiment` and returns the results. `progress`
+/// draws to the terminal (hidden when stderr is not one).
+pub fn run_experiment(
+    experiment: &Experiment,
+    provider: &mut dyn Provider,
+    node_binary: &Path,
+    progress: &MultiProgress,
+) -> anyhow::Result<RunResults> {
+    experiment.validate()?;
+    let started = now_rfc3339();
+    let replicas_max = experiment
+        .protocols
+        .iter()
+        .map(|p| replica_count(p, experiment.f))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .max()
+        .unwrap_or(1);
+    let hosts = provider.hosts(replicas_max as usize + 1, node_binary)?;
+    let mut points = Vec::new();
+    for point in experiment.points() {
+        let bar = progress.add(point_bar(&point, experiment.duration));
+        let result = run_point(experiment, &point, &hosts, node_binary, &bar);
+        match result {
+            Ok(result) => {
+                bar.finish_with_message(format!(
+                    "{:>12} ops/s  p50 {:>6} µs  p99 {:>6} µs",
+                    thousands(result.throughput_ops),
+                    result.latency_us_p50,
+                    result.latency_us_p99
+                ));
+                points.push(result);
+            }
+            Err(error) => {
+                bar.abandon_with_message("failed");
+                return Err(error.context(format!("running {point}")));
+            }
+        }
+    }
+    Ok(RunResults {
+        name: experiment.name.clone(),
+        started,
+        hosts: provider.describe(),
+        experiment: serde_json::to_value(experiment).context("recording the experiment")?,
+        points,
+    })
+}
+
+fn point_bar(point: &Point, duration: Duration) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(duration.as_millis() as u64),
+        ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:32} [{bar:24}] {elapsed:>4} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(point.to_string());
+    bar
+}
+
+/// A node process with its control connection.
+struct Node {
+    process: NodeProcess,
+    control: Control,
+    intervals: Vec<IntervalReport>,
+}
+
+impl Node {
+    fn start(
+        host: &Host,
+        node_binary: &Path,
+        config: &NodeConfig,
+    ) -> anyhow::Result<(Node, SocketAddr)> {
+        let process = NodeProcess::spawn_on(host, node_binary)?;
+        let mut control = process.connect()?;
+        let started = control.run(config)?;
+        let Some(&addr) = started.addrs.first() else {
+            bail!("{} started but reported no UDP address", control.name());
+        };
+        Ok((
+            Node {
+                process,
+                control,
+                intervals: Vec::new(),
+            },
+            addr,
+        ))
+    }
+
+    /// Every event that has arrived, without waiting: intervals are kept,
+    /// errors end the run.
+    fn drain(&mut self) -> anyhow::Result<()> {
+        while let Some(interval) = self.next_interval(Duration::ZERO)? {
+            self.intervals.push(interval);
+        }
+        Ok(())
+    }
+
+    fn next_interval(&mut self, timeout: Duration) -> anyhow::Result<Option<IntervalReport>> {
+        match self.control.next_event(timeout)? {
+            None => Ok(None),
+            Some(Event::Interval(report)) => Ok(Some(report)),
+            Some(Event::Error(line)) => bail!("{}: {line}", self.control.name()),
+            Some(other) => bail!(
+                "{}: unexpected event while running: {other:?}",
+                self.control.name()
+            ),
+        }
+    }
+
+    fn finish(mut self) -> anyhow::Result<(FinalReport, Vec<IntervalReport>)> {
+        self.drain()?;
+        let report = self.control.stop()?;
+        self.process.wait_success(EXIT_TIMEOUT)?;
+        Ok((report, self.intervals))
+    }
+}
+
+fn run_point(
+    experiment: &Experiment,
+    point: &Point,
+    hosts: &[Host],
+    node_binary: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<PointResult> {
+    let n = replica_count(&point.protocol, experiment.f)? as usize;
+    let clients_host = &hosts[n];
+    // One replica on this machine: it gets core 0 and the clients core 1, so
+    // the two never share a core. Otherwise the scheduler places threads.
+    let on_this_machine = hosts[..=n]
+        .iter()
+        .all(|h| matches!(h.launcher, Launcher::Local | Launcher::Netns { .. }));
+    let two_cores = std::thread::available_parallelism().is_ok_and(|c| c.get() >= 2);
+    let pin = on_this_machine && two_cores && n == 1;
+    let replica_threads = experiment
+        .replica_threads
+        .clone()
+        .unwrap_or_else(|| ThreadMap::single(pin.then_some(0)));
+    let replica_addrs = hosts[..n]
+        .iter()
+        .enumerate()
+        .map(|(i, host)| replica_addr(host, i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let base = NodeConfig {
+        protocol: point.protocol.clone(),
+        role: Role::Replica { id: 0 },
+        replicas: replica_addrs.clone(),
+        public_keys: Vec::new(),
+        secret_key: None,
+        app: experiment.app,
+        threads: replica_threads,
+        idle: experiment.idle,
+        transport: experiment.transport,
+        report_interval_ms: millis(experiment.report_interval),
+    };
+    let mut replicas = Vec::with_capacity(n);
+    for (i, host) in hosts[..n].iter().enumerate() {
+        let config = NodeConfig {
+            role: Role::Replica { id: i as u8 },
+            ..base.clone()
+        };
+        let (node, _) = Node::start(host, node_binary, &config)?;
+        replicas.push(node);
+    }
+    let clients_config = NodeConfig {
+        role: Role::Clients(ClientsConfig {
+            first_id: 1,
+            count: point.clients,
+            threads: experiment.client_threads,
+            cores: if pin { vec![1] } else { Vec::new() },
+            bind: clients_host.addr,
+            load: match point.rate {
+                None => Load::Closed,
+                Some(ops_per_sec) => Load::Open { ops_per_sec },
+            },
+            workload: experiment.workload.clone(),
+            resend_ms: millis(experiment.resend),
+            warmup_ms: millis(experiment.warmup),
+            measure_ms: Some(millis(experiment.measured())),
+        }),
+        ..base
+    };
+    let (mut clients, _) = Node::start(clients_host, node_binary, &clients_config)?;
+
+    // Run for the duration, showing the clients' live throughput.
+    let start = Instant::now();
+    let mut last_report = Instant::now();
+    while start.elapsed() < experiment.duration {
+        let left = experiment.duration.saturating_sub(start.elapsed());
+        if let Some(interval) = clients.next_interval(left.min(Duration::from_millis(100)))? {
+            let seconds = experiment.report_interval.as_secs_f64();
+            bar.set_message(format!(
+                "{:>12} ops/s  p50 {:>6} µs",
+                thousands(interval.ops as f64 / seconds),
+                interval.latency_us_p50
+            ));
+            clients.intervals.push(interval);
+            last_report = Instant::now();
+        } else if last_report.elapsed() > SILENCE_MAX {
+            bail!(
+                "{} sent no report for {} s",
+                clients.control.name(),
+                SILENCE_MAX.as_secs()
+            );
+        }
+        for replica in &mut replicas {
+            replica.drain()?;
+        }
+        bar.set_position(start.elapsed().as_millis() as u64);
+    }
+
+    let (client_report, intervals) = clients.finish()?;
+    let mut replica_reports = Vec::with_capacity(n);
+    for replica in replicas {
+        replica_reports.push(replica.finish()?.0);
+    }
+    point_result(point, &client_report, &replica_reports, intervals)
+}
+
+/// Where replica `i` on `host` listens: a free port on a local address (other
+/// runs may share the loopback addresses), a fixed one elsewhere.
+fn replica_addr(host: &Host, i: usize) -> anyhow::Result<SocketAddr> {
+    match host.launcher {
+        Launcher::Local => {
+            let probe = UdpSocket::bind((host.addr, 0))
+                .with_context(|| format!("finding a free UDP port on {host}"))?;
+            Ok(probe.local_addr()?)
+        }
+        _ => Ok(SocketAddr::new(host.addr, REPLICA_PORT_BASE + i as u16)),
+    }
+}
+
+fn point_result(
+    point: &Point,
+    clients: &FinalReport,
+    replicas: &[FinalReport],
+    intervals: Vec<IntervalReport>,
+) -> anyhow::Result<PointResult> {
+    let histogram: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut &clients.latency_histogram[..])
+        .context("the clients sent an unreadable latency histogram")?;
+    let mut counters = BTreeMap::new();
+    for report in std::iter::once(clients).chain(replicas) {
+        for (name, n) in &report.counters {
+            *counters.entry(name.clone()).or_insert(0) += n;
+        }
+    }
+    let seconds = clients.measured_ms as f64 / 1000.0;
+    Ok(PointResult {
+        protocol: point.protocol.clone(),
+        clients: point.clients,
+        offered_ops: point.rate,
+        trial: point.trial,
+        throughput_ops: if seconds > 0.0 {
+            clients.measured_ops as f64 / seconds
+        } else {
+            0.0
+        },
+        latency_us_p50: histogram.value_at_quantile(0.5),
+        latency_us_p99: histogram.value_at_quantile(0.99),
+        latency_us_mean: histogram.mean(),
+        measured_ops: clients.measured_ops,
+        measured_ms: clients.measured_ms,
+        intervals,
+        replica_cpu_ms: replicas.iter().map(|r| r.cpu_ms).sum(),
+        client_cpu_ms: clients.cpu_ms,
+        counters,
+    })
+}
+
+/// `12,345,678`.
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The current time as RFC 3339 UTC, from the system clock.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1234567.0), "1,234,567");
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_418), (2025, 11, 26));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

@@ -1,0 +1,164 @@
+//! The default comparison, end to end through the `runner` binary, shortened:
+//! it prints the table and writes results.csv, results.json, plot.svg and
+//! plot.png, and every row measured something.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("runner-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn default_comparison_writes_table_csv_json_and_plots() {
+    let dir = out_dir("default");
+    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args([
+            "--duration",
+            "1500ms",
+            "--warmup",
+            "300ms",
+            "--cooldown",
+            "200ms",
+        ])
+        .args(["--clients", "1,20", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("runner runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "runner failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("unreplicated"), "no table:\n{stdout}");
+
+    let mut csv = csv::Reader::from_path(dir.join("results.csv")).expect("results.csv");
+    let headers = csv.headers().unwrap().clone();
+    for column in [
+        "protocol",
+        "clients",
+        "trial",
+        "throughput_ops",
+        "latency_us_p50",
+        "latency_us_p99",
+    ] {
+        assert!(
+            headers.iter().any(|h| h == column),
+            "no column {column}: {headers:?}"
+        );
+    }
+    let throughput = headers.iter().position(|h| h == "throughput_ops").unwrap();
+    let rows: Vec<_> = csv.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 2, "one row per point");
+    for row in &rows {
+        let ops: f64 = row[throughput].parse().unwrap();
+        assert!(ops > 0.0, "a point measured nothing: {row:?}");
+    }
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["points"].as_array().unwrap().len(), 2);
+    assert!(
+        !json["points"][0]["intervals"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    let svg = std::fs::read_to_string(dir.join("plot.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "not an SVG"
+    );
+    let png = std::fs::read(dir.join("plot.png")).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000,
+        "not a PNG"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `node` children of process `parent`, oldest first.
+fn node_children(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: the comm may hold spaces, so split after it.
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid: u32 = rest
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if ppid == parent && comm.ends_with("(node") {
+            children.push(pid);
+        }
+    }
+    children.sort_unstable();
+    children
+}
+
+#[test]
+fn a_node_killed_mid_run_is_reported_and_every_node_stops() {
+    let dir = out_dir("killed");
+    let runner = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["bench", "--protocol", "unreplicated", "--clients", "10"])
+        .args([
+            "--duration",
+            "20s",
+            "--warmup",
+            "100ms",
+            "--cooldown",
+            "100ms",
+            "--out",
+        ])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runner starts");
+    // Wait for both nodes (the replica starts first), then kill the replica.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let nodes = loop {
+        let nodes = node_children(runner.id());
+        if nodes.len() == 2 {
+            break nodes;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the nodes did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-KILL", &nodes[0].to_string()])
+        .status()
+        .unwrap();
+
+    let output = runner.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the runner carried on:\n{stderr}");
+    assert!(stderr.contains("error:"), "{stderr}");
+    assert!(
+        stderr.contains("127.0.0.2"),
+        "the error does not name the host: {stderr}"
+    );
+    assert!(!dir.join("results.csv").exists());
+    // The clients node was stopped too.
+    for pid in nodes {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z "));
+        assert!(!alive, "node {pid} still runs");
+    }
+}
