@@ -32,7 +32,7 @@ use hdrhistogram::serialization::{Serializer as _, V2Serializer};
 use nix::sys::resource::{UsageWho, getrusage};
 use protocols::app::{App, KvApp, NullApp};
 use protocols::simulate::Protocol;
-use protocols::unreplicated;
+use protocols::{pbft, unreplicated};
 use runtime::deploy::{self, ClientFactory, ClientsSetup, ReplicaSetup, Running, Totals};
 use wire::control::{
     AppConfig, ClientsConfig, Command, Event, EventFrame, FinalReport, FrameError, IntervalReport,
@@ -201,7 +201,58 @@ fn report_until_stopped(
 fn start_node(protocol: Protocol, config: &NodeConfig) -> anyhow::Result<Running> {
     match protocol {
         Protocol::Unreplicated => start_unreplicated(config),
+        Protocol::Pbft => start_pbft(config),
     }
+}
+
+fn start_pbft(config: &NodeConfig) -> anyhow::Result<Running> {
+    let n = config.replicas.len();
+    if n < 4 {
+        bail!("pbft needs at least 4 replicas (3f + 1), but `replicas` names {n}");
+    }
+    if config.public_keys.len() != n {
+        bail!(
+            "pbft needs one public key per replica: {} keys for {n} replicas",
+            config.public_keys.len()
+        );
+    }
+    let group =
+        Arc::new(pbft::Config::new(&config.public_keys).map_err(|e| anyhow!("public keys: {e}"))?);
+    let running = match &config.role {
+        Role::Replica { id } => {
+            let Some(key) = &config.secret_key else {
+                bail!("a pbft replica needs its secret key (`secret_key`)");
+            };
+            let codec = Arc::new(
+                pbft::Codec::replica(Arc::clone(&group), key)
+                    .map_err(|e| anyhow!("secret key: {e}"))?,
+            );
+            if pbft_public_key(key)? != config.public_keys[usize::from(*id)] {
+                bail!("secret_key does not match public_keys[{id}]");
+            }
+            let replica = pbft::Replica::new(ReplicaId(*id), Arc::clone(&codec), app(config.app));
+            deploy::spawn_replica(replica, codec, replica_setup(config, *id))
+        }
+        Role::Clients(clients) => {
+            let resend = Duration::from_millis(clients.resend_ms);
+            let client_group = Arc::clone(&group);
+            let make_client: ClientFactory<pbft::Client> =
+                Arc::new(move |id| pbft::Client::new(id, Arc::clone(&client_group), resend));
+            deploy::spawn_clients(
+                make_client,
+                Arc::new(pbft::Codec::client(group)),
+                workload::op_factory(&clients.workload),
+                clients_setup(config, clients),
+            )
+        }
+    };
+    running.map_err(Into::into)
+}
+
+fn pbft_public_key(key: &wire::SecretKey) -> anyhow::Result<wire::PublicKey> {
+    Ok(wire::Signer::new(key)
+        .map_err(|e| anyhow!("secret key: {e}"))?
+        .public_key())
 }
 
 fn start_unreplicated(config: &NodeConfig) -> anyhow::Result<Running> {

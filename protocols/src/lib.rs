@@ -2,9 +2,11 @@
 //!
 //! - [`app`]: the [`app::App`] trait and the null and key-value applications.
 //! - [`unreplicated`]: the baseline every replicated protocol is compared to.
+//! - [`pbft`]: Practical Byzantine Fault Tolerance (Castro & Liskov).
 //! - [`simulate`]: runs one seed of a protocol in the simulator with faults and
 //!   checkers; what `node sim` and the tests call.
 
 pub mod app;
+pub mod pbft;
 pub mod simulate;
 pub mod unreplicated;

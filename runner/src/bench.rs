@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use indicatif::MultiProgress;
 use runner::cargo;
 use runner::experiment::{Experiment, Sweep};
+use runner::hosts::netns::{NetemProfile, NetnsHosts};
 use runner::hosts::ssh::SshHosts;
 use runner::hosts::{LocalHosts, Provider};
 use runner::results::{self, RunResults};
@@ -116,12 +117,28 @@ struct HostArgs {
     /// ssh: the private key to log in with.
     #[arg(long)]
     ssh_identity: Option<PathBuf>,
+    /// netns: delay added to every packet leaving a node (a round trip
+    /// between two nodes crosses two).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    netem_delay: Duration,
+    /// netns: random variation around the delay.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    netem_jitter: Duration,
+    /// netns: percent of packets leaving a node that are lost.
+    #[arg(long, default_value_t = 0.0)]
+    netem_loss: f64,
+    /// netns: egress bandwidth of each node, Mbit/s.
+    #[arg(long)]
+    netem_rate_mbit: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum HostKind {
     /// Processes on 127.0.0.x.
     Local,
+    /// Processes in network namespaces on this machine, one per node,
+    /// joined by a bridge, optionally with emulated WAN links (netem).
+    Netns,
     /// Processes on remote machines, started over ssh.
     Ssh,
 }
@@ -193,6 +210,15 @@ impl HostArgs {
     fn provider(&self) -> anyhow::Result<Box<dyn Provider>> {
         Ok(match self.hosts {
             HostKind::Local => Box::new(LocalHosts),
+            HostKind::Netns => {
+                NetnsHosts::available().map_err(|why| anyhow::anyhow!("--hosts netns: {why}"))?;
+                Box::new(NetnsHosts::new(NetemProfile {
+                    delay: self.netem_delay,
+                    jitter: self.netem_jitter,
+                    loss_percent: self.netem_loss,
+                    rate_mbit: self.netem_rate_mbit,
+                })?)
+            }
             HostKind::Ssh => {
                 let mut hosts = match (&self.ssh_hosts_file, self.ssh_hosts.is_empty()) {
                     (Some(file), true) => SshHosts::from_file(file)?,

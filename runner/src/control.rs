@@ -186,10 +186,14 @@ impl NodeProcess {
     }
 
     /// Waits at most `timeout` for the node to exit; kills it if it does not.
+    /// Once it has exited, its last stderr lines are in [`Self::stderr_tail`].
     pub fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().context("waiting for a node")? {
+                // The process is gone; give the reader thread the moment it
+                // needs to take in what the node wrote last.
+                let _ = self.node.tail(STDERR_SETTLE);
                 return Ok(status);
             }
             if Instant::now() >= deadline {

@@ -10,7 +10,13 @@ use wire::control::{AppConfig, Idle, ThreadMap, TransportKind, Workload};
 /// The protocols the node program runs, and how many replicas each needs to
 /// tolerate `f` faults. The runner does not link protocol code, so this list
 /// is kept in step with `protocols::simulate::Protocol` by hand.
-pub const PROTOCOLS: &[(&str, Replication)] = &[("unreplicated", Replication::Single)];
+pub const PROTOCOLS: &[(&str, Replication)] = &[
+    ("unreplicated", Replication::Single),
+    ("pbft", Replication::Bft),
+];
+
+/// Protocols whose replicas sign their messages, and so need keys.
+pub const SIGNED: &[&str] = &["pbft"];
 
 /// How many replicas a protocol runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -234,7 +240,7 @@ mod tests {
                 .validate()
                 .unwrap_err()
                 .to_string()
-                .contains("known: unreplicated")
+                .contains("known: unreplicated, pbft")
         );
         let no_window = Experiment {
             warmup: Duration::from_secs(5),
@@ -251,6 +257,8 @@ mod tests {
     #[test]
     fn replica_counts() {
         assert_eq!(replica_count("unreplicated", 3).unwrap(), 1);
+        assert_eq!(replica_count("pbft", 1).unwrap(), 4);
+        assert_eq!(replica_count("pbft", 2).unwrap(), 7);
         assert!(replica_count("nope", 1).is_err());
     }
 }

@@ -22,9 +22,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wire::control::{
     ClientsConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role, ThreadMap,
 };
+use wire::{SecretKey, Signer};
 
 use crate::control::{Control, NodeProcess};
-use crate::experiment::{Experiment, Point, replica_count};
+use crate::experiment::{Experiment, Point, SIGNED, replica_count};
 use crate::hosts::{Host, Launcher, Provider};
 use crate::loopback::EXIT_TIMEOUT;
 use crate::results::{PointResult, RunResults};
@@ -182,11 +183,28 @@ fn run_point(
         .map(|(i, host)| replica_addr(host, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
+    // Fresh keys for every point: replicas of a signed protocol each get
+    // their own secret key and everyone's public keys.
+    let secret_keys: Vec<SecretKey> = if SIGNED.contains(&point.protocol.as_str()) {
+        let nonce = now_nanos();
+        (0..n)
+            .map(|i| {
+                SecretKey::from_seed(format!("{nonce} {} replica {i}", point.protocol).as_bytes())
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let public_keys = secret_keys
+        .iter()
+        .map(|key| Signer::new(key).map(|signer| signer.public_key()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("making keys: {e}"))?;
     let base = NodeConfig {
         protocol: point.protocol.clone(),
         role: Role::Replica { id: 0 },
         replicas: replica_addrs.clone(),
-        public_keys: Vec::new(),
+        public_keys,
         secret_key: None,
         app: experiment.app,
         threads: replica_threads,
@@ -198,6 +216,7 @@ fn run_point(
     for (i, host) in hosts[..n].iter().enumerate() {
         let config = NodeConfig {
             role: Role::Replica { id: i as u8 },
+            secret_key: secret_keys.get(i).cloned(),
             ..base.clone()
         };
         let (node, _) = Node::start(host, node_binary, &config)?;
@@ -324,6 +343,12 @@ pub fn thousands(value: f64) -> String {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// The current time as RFC 3339 UTC, from the system clock.

@@ -7,7 +7,7 @@
 //! - [`codec`]: the single bincode configuration, the size limit checked before
 //!   decoding, typed errors. Every encode and decode goes through it.
 //! - [`crypto`]: SHA-256 digests, secp256k1 keys, and the [`Signed`] envelope.
-//! - [`client`], [`kv`], [`unreplicated`]: message types.
+//! - [`client`], [`kv`], [`unreplicated`], [`pbft`]: message types.
 //! - [`sim`]: what a simulation run reports back to the runner.
 
 pub mod client;
@@ -15,6 +15,7 @@ pub mod codec;
 pub mod control;
 pub mod crypto;
 pub mod kv;
+pub mod pbft;
 pub mod sim;
 pub mod unreplicated;
 

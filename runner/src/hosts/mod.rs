@@ -19,7 +19,7 @@ use std::process::Command;
 /// One place to run a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Host {
-    /// How errors name it: `127.0.0.2`, `netns pbench-1 (10.77.0.2)`,
+    /// How errors name it: `127.0.0.2`, `netns pb123-0-1 (10.77.5.3)`,
     /// `ssh root@10.0.0.5`.
     pub name: String,
     /// The address the node binds, for its control port and its UDP sockets,

@@ -1,0 +1,476 @@
+//! The shared half of PBFT nodes: configuration, signing on encode, and
+//! decoding with every check that needs no protocol state (signatures,
+//! digests, certificate shapes, a new-view's O recomputed from its V).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use runtime::{Addr, DropReason, ReplicaId, SharedState};
+use wire::client::Request;
+use wire::crypto::verify_digest;
+use wire::pbft::{
+    Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, Message, NewView, PrePrepare,
+    Prepare, PreparedCert, Reply, Seq, Status, View, ViewChange,
+};
+use wire::{CryptoError, Digest, PublicKey, Signature, Signed, Signer, VerifyingKey};
+
+use super::{CHECKPOINT_INTERVAL, LOG_MAX};
+
+/// What every node knows about the group: its size and the replicas' keys.
+#[derive(Debug)]
+pub struct Config {
+    /// n = 3f + 1 (or more).
+    pub n: usize,
+    pub f: usize,
+    keys: Vec<VerifyingKey>,
+    /// Digest of the null batch (no requests), which a new primary proposes
+    /// for the gaps in O.
+    pub null_digest: Digest,
+}
+
+impl Config {
+    /// The group of replicas whose public keys are `keys`, in id order.
+    pub fn new(keys: &[PublicKey]) -> Result<Config, CryptoError> {
+        assert!(!keys.is_empty() && keys.len() <= 255, "1..=255 replicas");
+        let keys: Vec<VerifyingKey> = keys
+            .iter()
+            .map(PublicKey::parse)
+            .collect::<Result<_, _>>()?;
+        let n = keys.len();
+        Ok(Config {
+            n,
+            f: (n - 1) / 3,
+            keys,
+            null_digest: batch_digest(&[]).expect("the empty batch encodes"),
+        })
+    }
+
+    /// The primary of `view` (§4.1).
+    pub fn primary(&self, view: View) -> ReplicaId {
+        ReplicaId((view % self.n as u64) as u8)
+    }
+
+    /// 2f + 1.
+    pub fn quorum(&self) -> usize {
+        2 * self.f + 1
+    }
+
+    fn key(&self, replica: ReplicaId) -> Result<&VerifyingKey, DropReason> {
+        self.keys
+            .get(usize::from(replica.0))
+            .ok_or(DropReason("decode: no such replica"))
+    }
+
+    fn verify<T: Payload>(
+        &self,
+        payload: &T,
+        signature: &Signature,
+        signer: ReplicaId,
+        reason: &'static str,
+    ) -> Result<(), DropReason> {
+        let digest = payload.digest().ok_or(DropReason(reason))?;
+        verify_digest(&digest, signature, self.key(signer)?).map_err(|_| DropReason(reason))
+    }
+}
+
+/// A message payload that PBFT signs. (A trait of our own, so that this
+/// crate need not name the codec's derive traits.)
+pub trait Payload: Sized {
+    /// The digest of the payload's encoding; `None` if it does not encode.
+    fn digest(&self) -> Option<Digest>;
+    fn sign(self, signer: &Signer) -> Result<Signed<Self>, CryptoError>;
+}
+
+macro_rules! payload {
+    ($($t:ty),*) => {$(
+        impl Payload for $t {
+            fn digest(&self) -> Option<Digest> {
+                Digest::of_encoded(self).ok()
+            }
+            fn sign(self, signer: &Signer) -> Result<Signed<Self>, CryptoError> {
+                Signed::sign(self, signer)
+            }
+        }
+    )*};
+}
+
+payload!(
+    PrePrepare, Prepare, Commit, Reply, Checkpoint, ViewChange, Status, FetchState, FetchBatch
+);
+
+/// The digest a pre-prepare names its batch by.
+pub fn batch_digest(batch: &[Request]) -> Option<Digest> {
+    Digest::of_encoded(&batch).ok()
+}
+
+/// What a PBFT node hands its context to send. Messages to sign name their
+/// payload, which `encode` signs with the node's key (on the runtime's send
+/// threads); everything else is sent as it is.
+#[derive(Clone, Debug)]
+pub enum Outbound {
+    Message(Message),
+    PrePrepare(PrePrepare, Vec<Request>),
+    Prepare(Prepare),
+    Commit(Commit),
+    Reply(Reply),
+    Status(Status),
+    FetchState(FetchState),
+    FetchBatch(FetchBatch),
+}
+
+/// Encoding (signing) and decoding (verifying) for replicas and clients.
+#[derive(Debug)]
+pub struct Codec {
+    config: Arc<Config>,
+    /// Replicas sign; clients have no key.
+    signer: Option<Signer>,
+}
+
+impl Codec {
+    /// A replica's codec: it signs with `key`.
+    pub fn replica(config: Arc<Config>, key: &wire::SecretKey) -> Result<Codec, CryptoError> {
+        Ok(Codec {
+            config,
+            signer: Some(Signer::new(key)?),
+        })
+    }
+
+    /// A client's codec: it verifies replies, and signs nothing.
+    pub fn client(config: Arc<Config>) -> Codec {
+        Codec {
+            config,
+            signer: None,
+        }
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Signs `payload` with this node's key. A replica's protocol thread uses
+    /// it for the few messages it keeps as proof.
+    pub fn sign<T: Payload>(&self, payload: T) -> Signed<T> {
+        let signer = self.signer.as_ref().expect("only replicas sign");
+        payload.sign(signer).expect("protocol payloads encode")
+    }
+
+    fn sign_for_wire<T: Payload>(&self, payload: T) -> Result<Signed<T>, DropReason> {
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or(DropReason("encode: no signing key"))?;
+        payload
+            .sign(signer)
+            .map_err(|_| DropReason("encode: failed"))
+    }
+
+    fn check_view_change(&self, vc: &Signed<ViewChange>) -> Result<(), DropReason> {
+        check_view_change(&self.config, vc)
+    }
+}
+
+impl SharedState for Codec {
+    type Message = Message;
+    type Outbound = Outbound;
+
+    fn decode(&self, bytes: &[u8]) -> Result<(Addr, Message), DropReason> {
+        let msg: Message = wire::decode(bytes)?;
+        let config = &*self.config;
+        let from = match &msg {
+            Message::Request(request) => Addr::Client(request.client_id),
+            Message::Reply(reply) => {
+                let r = reply.payload.replica;
+                config.verify(&reply.payload, &reply.signature, r, "reply: bad signature")?;
+                Addr::Replica(r)
+            }
+            Message::PrePrepare(pp, batch) => {
+                let primary = config.primary(pp.payload.view);
+                config.verify(
+                    &pp.payload,
+                    &pp.signature,
+                    primary,
+                    "pre-prepare: bad signature",
+                )?;
+                if batch_digest(batch) != Some(pp.payload.digest) {
+                    return Err(DropReason("pre-prepare: batch does not match digest"));
+                }
+                Addr::Replica(primary)
+            }
+            Message::Prepare(p) => {
+                let r = p.payload.replica;
+                config.verify(&p.payload, &p.signature, r, "prepare: bad signature")?;
+                Addr::Replica(r)
+            }
+            Message::Commit(c) => {
+                let r = c.payload.replica;
+                config.verify(&c.payload, &c.signature, r, "commit: bad signature")?;
+                Addr::Replica(r)
+            }
+            Message::Checkpoint(c) => {
+                let r = c.payload.replica;
+                config.verify(&c.payload, &c.signature, r, "checkpoint: bad signature")?;
+                if c.payload.seq == 0 || !c.payload.seq.is_multiple_of(CHECKPOINT_INTERVAL) {
+                    return Err(DropReason("checkpoint: not at an interval"));
+                }
+                Addr::Replica(r)
+            }
+            Message::ViewChange(vc) => {
+                self.check_view_change(vc)?;
+                Addr::Replica(vc.payload.replica)
+            }
+            Message::NewView(nv) => {
+                check_new_view(config, nv)?;
+                Addr::Replica(config.primary(nv.view))
+            }
+            Message::Status(s) => {
+                let r = s.payload.replica;
+                config.verify(&s.payload, &s.signature, r, "status: bad signature")?;
+                Addr::Replica(r)
+            }
+            Message::StableCheckpoint(s) => {
+                check_checkpoint_cert(config, &s.cert)?;
+                config.key(s.replica)?;
+                Addr::Replica(s.replica)
+            }
+            Message::FetchState(f) => {
+                let r = f.payload.replica;
+                config.verify(&f.payload, &f.signature, r, "fetch-state: bad signature")?;
+                Addr::Replica(r)
+            }
+            Message::StateChunk(c) => {
+                config.key(c.replica)?;
+                Addr::Replica(c.replica)
+            }
+            Message::FetchBatch(f) => {
+                let r = f.payload.replica;
+                config.verify(&f.payload, &f.signature, r, "fetch-batch: bad signature")?;
+                Addr::Replica(r)
+            }
+            Message::Batch(b) => {
+                config.key(b.replica)?;
+                if batch_digest(&b.requests) != Some(b.digest) {
+                    return Err(DropReason("batch: does not match digest"));
+                }
+                Addr::Replica(b.replica)
+            }
+        };
+        Ok((from, msg))
+    }
+
+    fn encode(&self, msg: &Outbound, buf: &mut Vec<u8>) -> Result<(), DropReason> {
+        let signed;
+        let msg = match msg {
+            Outbound::Message(msg) => msg,
+            Outbound::PrePrepare(pp, batch) => {
+                signed = Message::PrePrepare(self.sign_for_wire(*pp)?, batch.clone());
+                &signed
+            }
+            Outbound::Prepare(p) => {
+                signed = Message::Prepare(self.sign_for_wire(*p)?);
+                &signed
+            }
+            Outbound::Commit(c) => {
+                signed = Message::Commit(self.sign_for_wire(*c)?);
+                &signed
+            }
+            Outbound::Reply(r) => {
+                signed = Message::Reply(self.sign_for_wire(r.clone())?);
+                &signed
+            }
+            Outbound::Status(s) => {
+                signed = Message::Status(self.sign_for_wire(*s)?);
+                &signed
+            }
+            Outbound::FetchState(f) => {
+                signed = Message::FetchState(self.sign_for_wire(*f)?);
+                &signed
+            }
+            Outbound::FetchBatch(f) => {
+                signed = Message::FetchBatch(self.sign_for_wire(*f)?);
+                &signed
+            }
+        };
+        Ok(wire::encode(msg, buf)?)
+    }
+}
+
+/// A stable checkpoint's proof: 2f+1 distinct replicas signed the same
+/// `(seq, digest)` (§4.3). Sequence number 0, the initial state, needs none.
+pub fn check_checkpoint_cert(config: &Config, cert: &CheckpointCert) -> Result<(), DropReason> {
+    if cert.seq == 0 {
+        return Ok(());
+    }
+    if !cert.seq.is_multiple_of(CHECKPOINT_INTERVAL) {
+        return Err(DropReason("checkpoint proof: not at an interval"));
+    }
+    let signers: BTreeSet<ReplicaId> = cert.signatures.iter().map(|(r, _)| *r).collect();
+    if signers.len() != cert.signatures.len() || signers.len() < config.quorum() {
+        return Err(DropReason("checkpoint proof: too few distinct signers"));
+    }
+    for (replica, signature) in &cert.signatures {
+        let vote = Checkpoint {
+            seq: cert.seq,
+            digest: cert.digest,
+            replica: *replica,
+        };
+        config.verify(
+            &vote,
+            signature,
+            *replica,
+            "checkpoint proof: bad signature",
+        )?;
+    }
+    Ok(())
+}
+
+/// A view-change message (§4.4): signed by its sender, a valid stable
+/// checkpoint, and valid prepared certificates for distinct sequence numbers
+/// within the watermarks of that checkpoint, from views before the new one.
+fn check_view_change(config: &Config, vc: &Signed<ViewChange>) -> Result<(), DropReason> {
+    let sender = vc.payload.replica;
+    config.verify(
+        &vc.payload,
+        &vc.signature,
+        sender,
+        "view-change: bad signature",
+    )?;
+    let ViewChange {
+        view,
+        checkpoint,
+        prepared,
+        ..
+    } = &vc.payload;
+    check_checkpoint_cert(config, checkpoint)?;
+    if prepared.len() as u64 > LOG_MAX {
+        return Err(DropReason("view-change: too many certificates"));
+    }
+    let mut seqs = BTreeSet::new();
+    for cert in prepared {
+        if cert.view >= *view {
+            return Err(DropReason("view-change: certificate from a later view"));
+        }
+        if cert.seq <= checkpoint.seq || cert.seq > checkpoint.seq + LOG_MAX {
+            return Err(DropReason("view-change: certificate outside watermarks"));
+        }
+        if !seqs.insert(cert.seq) {
+            return Err(DropReason("view-change: two certificates for one seq"));
+        }
+        check_prepared_cert(config, sender, cert)?;
+    }
+    Ok(())
+}
+
+/// A prepared certificate (§4.2): the primary's pre-prepare and prepares from
+/// 2f distinct backups, where the sender of the enclosing view-change vouches
+/// for its own part with its signature over the whole message.
+fn check_prepared_cert(
+    config: &Config,
+    sender: ReplicaId,
+    cert: &PreparedCert,
+) -> Result<(), DropReason> {
+    let primary = config.primary(cert.view);
+    match &cert.pre_prepare {
+        Some(signature) => {
+            let pp = PrePrepare {
+                view: cert.view,
+                seq: cert.seq,
+                digest: cert.digest,
+            };
+            config.verify(&pp, signature, primary, "view-change: bad pre-prepare")?;
+        }
+        None if sender == primary => {}
+        None => return Err(DropReason("view-change: certificate without pre-prepare")),
+    }
+    let mut backups = BTreeSet::new();
+    if sender != primary {
+        backups.insert(sender);
+    }
+    for (replica, signature) in &cert.prepares {
+        if *replica == primary {
+            return Err(DropReason("view-change: prepare from the primary"));
+        }
+        let prepare = Prepare {
+            view: cert.view,
+            seq: cert.seq,
+            digest: cert.digest,
+            replica: *replica,
+        };
+        config.verify(&prepare, signature, *replica, "view-change: bad prepare")?;
+        backups.insert(*replica);
+    }
+    if backups.len() < 2 * config.f {
+        return Err(DropReason("view-change: too few prepares"));
+    }
+    Ok(())
+}
+
+/// A new-view message (§4.4): 2f+1 valid view-change messages for its view
+/// from distinct replicas, and exactly the pre-prepares that
+/// [`compute_new_view`] derives from them, signed by the view's primary.
+fn check_new_view(config: &Config, nv: &NewView) -> Result<(), DropReason> {
+    let senders: BTreeSet<ReplicaId> = nv.view_changes.iter().map(|v| v.payload.replica).collect();
+    if senders.len() != nv.view_changes.len() || senders.len() < config.quorum() {
+        return Err(DropReason("new-view: too few distinct view-changes"));
+    }
+    for vc in &nv.view_changes {
+        if vc.payload.view != nv.view {
+            return Err(DropReason("new-view: view-change for another view"));
+        }
+        check_view_change(config, vc)?;
+    }
+    let (_, expected) = compute_new_view(config, nv.view_changes.iter().map(|v| &v.payload));
+    if expected.len() != nv.pre_prepares.len() {
+        return Err(DropReason("new-view: wrong pre-prepares"));
+    }
+    let primary = config.primary(nv.view);
+    for ((seq, digest), pp) in expected.iter().zip(&nv.pre_prepares) {
+        let wanted = PrePrepare {
+            view: nv.view,
+            seq: *seq,
+            digest: *digest,
+        };
+        if pp.payload != wanted {
+            return Err(DropReason("new-view: wrong pre-prepares"));
+        }
+        config.verify(
+            &pp.payload,
+            &pp.signature,
+            primary,
+            "new-view: bad pre-prepare",
+        )?;
+    }
+    Ok(())
+}
+
+/// The new primary's computation (§4.4): the highest stable checkpoint in V
+/// (min-s, with its proof), and for every sequence number from min-s + 1 to
+/// the highest one prepared in V (max-s), the digest of the prepared
+/// certificate of the highest view, or the null batch where there is none.
+pub fn compute_new_view<'a>(
+    config: &Config,
+    view_changes: impl Iterator<Item = &'a ViewChange> + Clone,
+) -> (CheckpointCert, Vec<(Seq, Digest)>) {
+    let stable = view_changes
+        .clone()
+        .map(|vc| &vc.checkpoint)
+        .max_by_key(|cert| cert.seq)
+        .expect("at least one view-change")
+        .clone();
+    let mut chosen: BTreeMap<Seq, (View, Digest)> = BTreeMap::new();
+    for vc in view_changes {
+        for cert in vc.prepared.iter().filter(|c| c.seq > stable.seq) {
+            let entry = chosen.entry(cert.seq).or_insert((cert.view, cert.digest));
+            if cert.view > entry.0 {
+                *entry = (cert.view, cert.digest);
+            }
+        }
+    }
+    let max_s = chosen.keys().next_back().copied().unwrap_or(stable.seq);
+    let pre_prepares = (stable.seq + 1..=max_s)
+        .map(|seq| {
+            let digest = chosen.get(&seq).map_or(config.null_digest, |(_, d)| *d);
+            (seq, digest)
+        })
+        .collect();
+    (stable, pre_prepares)
+}

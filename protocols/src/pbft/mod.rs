@@ -1,0 +1,159 @@
+//! PBFT: Practical Byzantine Fault Tolerance (Castro & Liskov, OSDI'99; the
+//! long version in TOCS 2002). Section numbers below are the OSDI paper's
+//! (TOCS in parentheses where they differ).
+//!
+//! # Algorithm
+//!
+//! n = 3f+1 replicas tolerate f Byzantine ones. They move through views; the
+//! primary of view v is replica v mod n, the others are backups.
+//!
+//! **Normal case (§4.2).** A client sends its request to the primary it
+//! believes in, and on a timeout retransmits to every replica. The primary
+//! gathers requests into batches (at most [`BATCH_SIZE_MAX`] requests) and
+//! gives each batch the next sequence number, keeping at most [`WINDOW_MAX`]
+//! batches in flight (proposed, not yet executed). Three phases order a batch:
+//!
+//! 1. pre-prepare: the primary multicasts `<PRE-PREPARE, v, n, d>` signed, with
+//!    the batch whose digest is d;
+//! 2. prepare: a backup that accepts it (right view, n within the watermarks,
+//!    no other digest accepted for v, n) multicasts `<PREPARE, v, n, d, i>`.
+//!    A replica is *prepared* once it has the pre-prepare and 2f matching
+//!    prepares from distinct backups: then no other batch can be prepared at
+//!    v, n by a correct replica;
+//! 3. commit: a prepared replica multicasts `<COMMIT, v, n, d, i>`; with 2f+1
+//!    matching commits the batch is *committed-local*, and it executes once
+//!    every lower sequence number has executed.
+//!
+//! Execution goes through the [`App`](crate::app::App), request by request.
+//! A client table keeps each client's latest request number and result, so a
+//! request executes at most once and a retransmission gets the stored result
+//! again. Each replica replies to the client directly; the client accepts a
+//! result once f+1 distinct replicas sent the same one (at least one of them
+//! is correct).
+//!
+//! **Checkpoints and garbage collection (§4.3).** After executing a sequence
+//! number that is a multiple of [`CHECKPOINT_INTERVAL`], a replica snapshots
+//! its state (application and client table), and multicasts
+//! `<CHECKPOINT, n, d, i>` with the snapshot's digest. 2f+1 matching
+//! checkpoint messages make the checkpoint *stable*: they are its proof. The
+//! stable checkpoint's sequence number is the low watermark h; the high
+//! watermark is h + [`LOG_MAX`]. Everything in the log at or below h is
+//! discarded, so the log holds at most `LOG_MAX` sequence numbers.
+//!
+//! **View change (§4.4; TOCS §4.5).** A backup that received a request starts
+//! a timer; if the request has not executed when it fires, the backup moves to
+//! view v+1 and multicasts `<VIEW-CHANGE, v+1, n, C, P, i>`: its stable
+//! checkpoint n with proof C, and P, a prepared certificate for every sequence
+//! number above n at which it prepared. The primary of v+1, with 2f+1 of them
+//! (V), computes O: for every n between the highest stable checkpoint in V
+//! (min-s) and the highest prepared sequence number (max-s), a pre-prepare for
+//! v+1 with the digest of the certificate of the highest view, or the null
+//! batch (empty) if there is none. It multicasts `<NEW-VIEW, v+1, V, O>`.
+//! Backups check it by recomputing O from V (a faulty primary cannot smuggle
+//! anything in), and prepare O's pre-prepares in the new view. A replica whose
+//! timer fires again before the new view starts moves on to v+2 with the
+//! timeout doubled; a replica that sees f+1 view-change messages for higher
+//! views joins the lowest of them (so a view change cannot stall on replicas
+//! that never timed out).
+//!
+//! **State transfer (TOCS §5.3.2).** A replica that learns of a stable
+//! checkpoint above what it executed (it was partitioned, or restarted with
+//! empty state) fetches the checkpoint's state in chunks from other replicas
+//! and checks it against the checkpoint's digest before restoring it.
+//!
+//! **Retransmission.** The paper leaves retransmission of lost messages to the
+//! implementation. Here a replica that made no progress for
+//! [`STATUS_INTERVAL`] while it has work outstanding multicasts a signed
+//! *status* (its view, last executed and stable sequence numbers); peers answer
+//! with what it misses: their pre-prepares, prepares and commits above what it
+//! executed, checkpoint votes, the new-view message of a later view, or the
+//! proof of a later stable checkpoint. Batches referred to by digest only (in
+//! a new-view's O) are fetched with `FetchBatch`.
+//!
+//! # Cryptography
+//!
+//! Replica-to-replica messages are signed with secp256k1 (the paper's
+//! signature variant; its MAC optimisation is not implemented). The
+//! [`Codec`] signs in `encode` and verifies in `decode`, so the runtime can
+//! spread both over threads; a [`Replica`] sees verified messages only. A few
+//! rare messages that a replica keeps as proof of its own statements
+//! (checkpoint votes, view-change, the pre-prepares of a new view) are signed
+//! in the protocol thread.
+//!
+//! Client requests are not signed. Replicas trust a request to come from the
+//! client it names; a forger can only issue operations in a client's name,
+//! which a deployment would prevent with the paper's client MACs (or by
+//! signing requests: the codec's decode is where that check would go). The
+//! simulator's faults are replicas and the network, not clients. Replies are
+//! signed, so that a faulty replica cannot pose as f other ones.
+//!
+//! # Bounds
+//!
+//! The log holds sequence numbers in (h, h + [`LOG_MAX`]]; the primary's queue
+//! of unproposed requests holds at most [`PENDING_MAX`]; checkpoint votes are
+//! kept for at most [`CHECKPOINT_VOTES_MAX`] sequence numbers; one view-change
+//! message per replica; one outstanding state transfer. Messages are bounded
+//! by [`wire::MESSAGE_SIZE_MAX`]: a view-change carries at most `LOG_MAX`
+//! certificates, which with these constants keeps a new-view under the limit
+//! for n ≤ 7.
+
+mod client;
+mod codec;
+mod replica;
+
+pub use client::{Client, ClientTimer};
+pub use codec::{Codec, Config, Outbound, Payload, batch_digest};
+pub use replica::{Replica, ReplicaTimer};
+
+use std::time::Duration;
+
+/// Most requests in one batch.
+pub const BATCH_SIZE_MAX: usize = 32;
+
+/// Most bytes of operations in one batch, so a pre-prepare fits a datagram.
+pub const BATCH_BYTES_MAX: usize = 48 * 1024;
+
+/// Largest operation a replica accepts in a request.
+pub const REQUEST_OP_MAX: usize = 32 * 1024;
+
+/// Most batches the primary has proposed and not yet executed.
+pub const WINDOW_MAX: u64 = 4;
+
+/// Sequence numbers between checkpoints.
+pub const CHECKPOINT_INTERVAL: u64 = 8;
+
+/// Distance from the low watermark to the high watermark (the paper's L): the
+/// log's capacity in sequence numbers.
+pub const LOG_MAX: u64 = 2 * CHECKPOINT_INTERVAL;
+
+/// Requests the primary queues before it proposes them.
+pub const PENDING_MAX: usize = 4096;
+
+/// Requests a backup waits for (and times the primary on) at once.
+pub const WAITING_MAX: usize = 4096;
+
+/// Sequence numbers above the stable checkpoint for which checkpoint votes are
+/// kept.
+pub const CHECKPOINT_VOTES_MAX: usize = 8;
+
+/// Largest state a replica accepts in a state transfer.
+pub const STATE_SIZE_MAX: u64 = 256 * 1024 * 1024;
+
+/// Bytes of state per chunk.
+pub const STATE_CHUNK_MAX: usize = 32 * 1024;
+
+/// First view-change timeout; doubled at each view change that does not
+/// execute a request.
+pub const VIEW_CHANGE_TIMEOUT: Duration = Duration::from_millis(40);
+
+/// Longest view-change timeout after doubling.
+pub const VIEW_CHANGE_TIMEOUT_MAX: Duration = Duration::from_secs(5);
+
+/// How often a replica checks whether it is stuck and asks for help.
+pub const STATUS_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long a replica waits for a state chunk before asking someone else.
+pub const TRANSFER_RETRY: Duration = Duration::from_millis(10);
+
+/// How often a client retransmits (to every replica).
+pub const CLIENT_RESEND_INTERVAL: Duration = Duration::from_millis(30);
