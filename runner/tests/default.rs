@@ -52,7 +52,13 @@ fn default_comparison_writes_table_csv_json_and_plots() {
     }
     let throughput = headers.iter().position(|h| h == "throughput_ops").unwrap();
     let rows: Vec<_> = csv.records().map(|r| r.unwrap()).collect();
-    assert_eq!(rows.len(), 2, "one row per point");
+    // Every protocol at both client counts.
+    let protocols: std::collections::BTreeSet<_> = rows.iter().map(|r| r[0].to_string()).collect();
+    assert!(
+        protocols.contains("unreplicated") && protocols.contains("pbft"),
+        "{protocols:?}"
+    );
+    assert_eq!(rows.len(), 2 * protocols.len(), "one row per point");
     for row in &rows {
         let ops: f64 = row[throughput].parse().unwrap();
         assert!(ops > 0.0, "a point measured nothing: {row:?}");
@@ -60,7 +66,7 @@ fn default_comparison_writes_table_csv_json_and_plots() {
 
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json["points"].as_array().unwrap().len(), 2);
+    assert_eq!(json["points"].as_array().unwrap().len(), rows.len());
     assert!(
         !json["points"][0]["intervals"]
             .as_array()
