@@ -13,8 +13,9 @@ use runner::experiment::{Experiment, Sweep};
 use runner::hosts::netns::{NetemProfile, NetnsHosts};
 use runner::hosts::ssh::SshHosts;
 use runner::hosts::{LocalHosts, Provider};
+use runner::results::thousands;
 use runner::results::{self, RunResults};
-use runner::run::{now_rfc3339, run_experiment, thousands};
+use runner::run::{now_rfc3339, run_experiment};
 use wire::control::{
     AppConfig, Idle, KeyDistribution, KvWorkload, Stage, ThreadMap, ThreadSpec, TransportKind,
     Workload,
@@ -403,12 +404,19 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<ExitCode> {
         "thread map", "ops/s", "p50 µs", "p99 µs"
     );
     for (name, ops, p50, p99) in &rows {
-        println!("{name:<34} {:>14} {p50:>9} {p99:>9}", thousands(*ops));
+        println!(
+            "{name:<34} {:>14} {p50:>9} {p99:>9}",
+            thousands(ops.round() as u64)
+        );
     }
     let best = rows
         .iter()
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .expect("at least one thread map");
-    println!("best: {} ({} ops/s)", best.0, thousands(best.1));
+    println!(
+        "best: {} ({} ops/s)",
+        best.0,
+        thousands(best.1.round() as u64)
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -331,7 +331,7 @@ fn ratio_label(ratio: f64) -> String {
 }
 
 /// `1234567` as `1,234,567`.
-pub(crate) fn thousands(value: u64) -> String {
+pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
@@ -723,6 +723,7 @@ pub(crate) mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
         assert_eq!(ratio_label(1.0), "1.00x");
         assert_eq!(ratio_label(0.314), "0.31x");
         assert_eq!(ratio_label(0.0123), "0.012x");

@@ -28,7 +28,7 @@ use crate::control::{Control, NodeProcess};
 use crate::experiment::{Experiment, Point, SIGNED, replica_count};
 use crate::hosts::{Host, Launcher, Provider};
 use crate::loopback::EXIT_TIMEOUT;
-use crate::results::{PointResult, RunResults};
+use crate::results::{PointResult, RunResults, thousands};
 
 /// UDP port of replica `i` on hosts with an address of their own
 /// (namespaces, remote machines): `REPLICA_PORT_BASE + i`.
@@ -64,7 +64,7 @@ pub fn run_experiment(
             Ok(result) => {
                 bar.finish_with_message(format!(
                     "{:>12} ops/s  p50 {:>6} µs  p99 {:>6} µs",
-                    thousands(result.throughput_ops),
+                    thousands(result.throughput_ops.round() as u64),
                     result.latency_us_p50,
                     result.latency_us_p99
                 ));
@@ -251,7 +251,7 @@ fn run_point(
             let seconds = experiment.report_interval.as_secs_f64();
             bar.set_message(format!(
                 "{:>12} ops/s  p50 {:>6} µs",
-                thousands(interval.ops as f64 / seconds),
+                thousands((interval.ops as f64 / seconds).round() as u64),
                 interval.latency_us_p50
             ));
             clients.intervals.push(interval);
@@ -328,19 +328,6 @@ fn point_result(
     })
 }
 
-/// `12,345,678`.
-pub fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -384,13 +371,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_groups() {
-        assert_eq!(thousands(0.0), "0");
-        assert_eq!(thousands(999.4), "999");
-        assert_eq!(thousands(1234567.0), "1,234,567");
-    }
 
     #[test]
     fn dates() {

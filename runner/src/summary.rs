@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::time::Duration;
 
+use runner::results::thousands;
 use wire::sim::{FaultCounts, SeedReport};
 
 /// How many failed seeds the summary lists one by one.
@@ -196,19 +197,6 @@ pub fn replay_command(protocol: &str, seed: u64) -> String {
     format!("cargo run --release -p runner -- sim --protocol {protocol} --seed {seed}")
 }
 
-/// `1234567` as `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// A span of nanoseconds in the units a person reads best.
 pub fn duration(ns: u64) -> String {
     let s = ns as f64 / 1e9;
@@ -354,15 +342,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("(stderr as above)"), "{text}");
-    }
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-        assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
     }
 
     #[test]
