@@ -7,7 +7,8 @@
 //! issues operations at a fixed rate, each to the next idle client.
 //!
 //! Latency is measured from `invoke` to the result, on the client thread's
-//! clock, into an hdrhistogram; operations invoked during the warm-up or
+//! clock (read once per loop round, right after the receive), into an
+//! hdrhistogram; operations invoked during the warm-up or
 //! after the measured window (the cool-down) are counted but not measured.
 
 use std::cmp::Reverse;
@@ -57,7 +58,11 @@ pub fn spawn_clients<C: Client + Deployable>(
     let mut addrs = Vec::new();
     let mut kind = None;
     for t in 0..threads {
-        let transport = Transport::bind(SocketAddr::new(setup.bind, 0), setup.transport)?;
+        let transport = Transport::bind_with(
+            SocketAddr::new(setup.bind, 0),
+            setup.transport,
+            &super::transport_options(),
+        )?;
         kind.get_or_insert(transport.kind());
         addrs.push(transport.local_addr());
         let waker = Arc::new(Waker::new()?);
@@ -76,6 +81,7 @@ pub fn spawn_clients<C: Client + Deployable>(
             load: setup.load,
             rng: Rng::new(first.0),
             started,
+            clock: started,
             warmup_end: started + setup.warmup,
             measure_end: setup.measure.map(|m| started + setup.warmup + m),
             counters: Counters::default(),
@@ -158,6 +164,10 @@ struct ClientThread<C: Client> {
     load: Load,
     rng: Rng,
     started: Instant,
+    /// The clock as read once per loop round, right after the receive: what
+    /// the round's calls see as now, invoke stamps and completion times
+    /// (one clock read a round, not several per operation).
+    clock: Instant,
     warmup_end: Instant,
     measure_end: Option<Instant>,
     counters: Counters,
@@ -190,6 +200,7 @@ impl<C: Client> ClientThread<C> {
                 timer_at: None,
             })
             .collect();
+        self.clock = Instant::now();
         for index in 0..self.slots.len() as u32 {
             self.call(index, shared, &mut ops, |state, ctx| state.on_start(ctx))?;
         }
@@ -202,8 +213,8 @@ impl<C: Client> ClientThread<C> {
             Load::Open { .. } => self.idle.extend(0..self.slots.len() as u32),
         }
         self.transport.flush()?;
-        let mut next_tick = Instant::now();
-        let mut published = Instant::now();
+        let mut next_tick = self.clock;
+        let mut published = self.clock;
         let mut datagrams: Vec<(usize, usize)> = Vec::new();
         let mut arena: Vec<u8> = Vec::new();
 
@@ -216,6 +227,7 @@ impl<C: Client> ClientThread<C> {
                 arena.extend_from_slice(bytes);
                 datagrams.push((start, arena.len()));
             })?;
+            self.clock = Instant::now();
             for &(start, end) in &datagrams {
                 let (from, msg) = match shared.decode(&arena[start..end]) {
                     Ok(decoded) => decoded,
@@ -236,7 +248,7 @@ impl<C: Client> ClientThread<C> {
             let fired = self.fire_timers(shared, &mut ops)?;
             // Open-loop arrivals.
             if let Some(tick) = tick {
-                let now = Instant::now();
+                let now = self.clock;
                 while next_tick <= now {
                     match self.idle.pop_front() {
                         Some(index) => self.invoke(index, shared, &mut ops)?,
@@ -246,9 +258,9 @@ impl<C: Client> ClientThread<C> {
                 }
             }
             self.transport.flush()?;
-            if published.elapsed() >= PUBLISH_INTERVAL {
+            if self.clock.saturating_duration_since(published) >= PUBLISH_INTERVAL {
                 self.publish(run);
-                published = Instant::now();
+                published = self.clock;
             }
             if idler.should_block(received > 0 || fired) {
                 waker.prepare_sleep();
@@ -280,8 +292,10 @@ impl<C: Client> ClientThread<C> {
         })
     }
 
+    /// The round's clock as protocol time.
     fn now(&self) -> Time {
-        Time::from_nanos(self.started.elapsed().as_nanos() as u64)
+        let since = self.clock.saturating_duration_since(self.started);
+        Time::from_nanos(since.as_nanos() as u64)
     }
 
     fn index_of(&self, id: ClientId) -> Option<u32> {
@@ -317,7 +331,7 @@ impl<C: Client> ClientThread<C> {
 
     fn invoke(&mut self, index: u32, shared: &C::Shared, ops: &mut Ops) -> io::Result<()> {
         let op = ops(&mut self.rng);
-        self.slots[index as usize].invoked = Some(Instant::now());
+        self.slots[index as usize].invoked = Some(self.clock);
         self.call(index, shared, ops, |state, ctx| state.invoke(op, ctx))
     }
 
@@ -344,7 +358,7 @@ impl<C: Client> ClientThread<C> {
                 Load::Closed => {
                     let op = ops(&mut self.rng);
                     let slot = &mut self.slots[index as usize];
-                    slot.invoked = Some(Instant::now());
+                    slot.invoked = Some(self.clock);
                     let mut ctx = Context::new(now, me, &mut slot.outbox, &mut self.rng);
                     slot.state.invoke(op, &mut ctx);
                     self.flush_sends(index, shared)?;
@@ -386,7 +400,7 @@ impl<C: Client> ClientThread<C> {
                 .add("clients: result with nothing outstanding", 1);
             return;
         };
-        let latency = invoked.elapsed();
+        let latency = self.clock.saturating_duration_since(invoked);
         record_latency(&mut self.interval, latency);
         self.interval_ops += 1;
         if invoked >= self.warmup_end && self.measure_end.is_none_or(|end| invoked < end) {

@@ -29,7 +29,7 @@ use wire::{Addr, ClientId, ReplicaId};
 
 use super::{
     Deployable, Idler, ReplicaSetup, RunShared, Running, STAGE_BATCH_MAX, STAGE_QUEUE_MAX,
-    ThreadTotals, block_timeout, spawn_thread,
+    ThreadTotals, block_timeout, spawn_thread, transport_options,
 };
 use crate::actor::{Context, Counters, Dest, Outbox, SharedState, State};
 use crate::net::{Transport, Waker};
@@ -61,7 +61,7 @@ pub fn spawn_replica<S: Deployable>(
             ),
         ));
     };
-    let transport = Transport::bind(addr, setup.transport)?;
+    let transport = Transport::bind_with(addr, setup.transport, &transport_options())?;
     let kind = transport.kind();
     let local = transport.local_addr();
     let run = RunShared::new();
@@ -112,6 +112,9 @@ struct ProtocolCore<S: State> {
     rng: Rng,
     me: Addr,
     started: Instant,
+    /// The clock as read by the last [`ProtocolCore::tick`]: what handlers
+    /// see as now. Read once per batch of messages, not once per message.
+    clock: Instant,
     replicas: Vec<SocketAddr>,
     clients: FxHashMap<ClientId, SocketAddr>,
     counters: Counters,
@@ -132,6 +135,7 @@ impl<S: State> ProtocolCore<S> {
             rng: Rng::new(u64::from(id.0) ^ 0x5eed),
             me: Addr::Replica(id),
             started,
+            clock: started,
             replicas,
             clients: FxHashMap::default(),
             counters: Counters::default(),
@@ -139,11 +143,19 @@ impl<S: State> ProtocolCore<S> {
         }
     }
 
+    /// Reads the clock for the calls that follow (a batch of messages, the
+    /// timers after it).
+    fn tick(&mut self) {
+        self.clock = Instant::now();
+    }
+
     fn now(&self) -> Time {
-        Time::from_nanos(self.started.elapsed().as_nanos() as u64)
+        let since = self.clock.saturating_duration_since(self.started);
+        Time::from_nanos(since.as_nanos() as u64)
     }
 
     fn start(&mut self) {
+        self.tick();
         let now = self.now();
         let mut ctx = Context::new(now, self.me, &mut self.outbox, &mut self.rng);
         self.state.on_start(&mut ctx);
@@ -160,7 +172,13 @@ impl<S: State> ProtocolCore<S> {
     }
 
     fn learn_client(&mut self, id: ClientId, src: SocketAddr) {
-        if self.clients.len() < CLIENT_ROUTES_MAX || self.clients.contains_key(&id) {
+        // One lookup, and a write only when the route changed: it almost
+        // never does.
+        if let Some(route) = self.clients.get_mut(&id) {
+            if *route != src {
+                *route = src;
+            }
+        } else if self.clients.len() < CLIENT_ROUTES_MAX {
             self.clients.insert(id, src);
         } else {
             self.counters.add("routes: client table full", 1);
@@ -313,6 +331,7 @@ fn single_thread<S: State>(
     while !run.stopping() {
         arena.clear();
         let received = transport.recv(|src, bytes| arena.push(src, bytes))?;
+        core.tick();
         for &(src, start, end) in &arena.datagrams {
             match shared.decode(&arena.bytes[start..end]) {
                 Ok((from, msg)) => core.on_message(src, from, msg),
@@ -452,7 +471,11 @@ fn spawn_pipeline<S: Deployable>(
         } else if has(Stage::Send) {
             // A socket of its own on the replica's address, any port: sends do
             // not contend with the receiving thread.
-            Some(Transport::bind(SocketAddr::new(me.ip(), 0), kind)?)
+            Some(Transport::bind_with(
+                SocketAddr::new(me.ip(), 0),
+                kind,
+                &transport_options(),
+            )?)
         } else {
             None
         };
@@ -555,6 +578,7 @@ impl<S: State> PipelineThread<S> {
             }) = &mut self.protocol
             {
                 let mut handled = false;
+                core.tick();
                 for (src, from, msg) in input.try_iter().take(STAGE_BATCH_MAX) {
                     core.on_message(src, from, msg);
                     core.drain(|target, msg| out.push((target, msg), &mut counters));
