@@ -152,6 +152,9 @@ impl Node {
     fn finish(mut self) -> anyhow::Result<(FinalReport, Vec<IntervalReport>)> {
         self.drain()?;
         let report = self.control.stop()?;
+        // Hang up at once: a node that has sent its totals lingers until the
+        // runner closes the connection (so the totals are not lost to a reset).
+        self.control.close();
         self.process.wait_success(EXIT_TIMEOUT)?;
         Ok((report, self.intervals))
     }
