@@ -235,12 +235,15 @@ fn start_pbft(config: &NodeConfig) -> anyhow::Result<Running> {
         }
         Role::Clients(clients) => {
             let resend = Duration::from_millis(clients.resend_ms);
-            let client_group = Arc::clone(&group);
-            let make_client: ClientFactory<pbft::Client> =
-                Arc::new(move |id| pbft::Client::new(id, Arc::clone(&client_group), resend));
+            let codec = Arc::new(pbft::Codec::client(group, &clients.key_seed));
+            let client_codec = Arc::clone(&codec);
+            let make_client: ClientFactory<pbft::Client> = Arc::new(move |id| {
+                let key = client_codec.register_client(id);
+                pbft::Client::new(id, key, Arc::clone(client_codec.config()), resend)
+            });
             deploy::spawn_clients(
                 make_client,
-                Arc::new(pbft::Codec::client(group)),
+                codec,
                 workload::op_factory(&clients.workload),
                 clients_setup(config, clients),
             )

@@ -110,6 +110,7 @@ impl LoopbackSpec {
                 resend_ms: millis(self.resend),
                 warmup_ms: millis(self.warmup),
                 measure_ms: None,
+                key_seed: Vec::new(),
             }),
             replicas: vec![replica],
             ..self.replica_config()

@@ -240,6 +240,8 @@ fn run_point(
             resend_ms: millis(experiment.resend),
             warmup_ms: millis(experiment.warmup),
             measure_ms: Some(millis(experiment.measured())),
+            // Fresh client keys for every point, too.
+            key_seed: format!("{} {} clients", now_nanos(), point.protocol).into_bytes(),
         }),
         ..base
     };

@@ -321,6 +321,11 @@ pub struct ClientsConfig {
     /// measured either (cool-down). Absent: measure until stopped.
     #[serde(default)]
     pub measure_ms: Option<u64>,
+    /// Seed of the clients' key pairs, for protocols whose replicas MAC
+    /// replies under keys they share with each client (PBFT). The runner
+    /// draws a fresh one per point.
+    #[serde(default, with = "serde_bytes")]
+    pub key_seed: Vec<u8>,
 }
 
 /// How clients offer load.
@@ -744,6 +749,7 @@ mod tests {
                 resend_ms: 100,
                 warmup_ms: 0,
                 measure_ms: None,
+                key_seed: Vec::new(),
             }),
             replicas: vec!["127.0.0.2:7000".parse().unwrap()],
             ..replica_config()

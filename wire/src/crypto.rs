@@ -1,4 +1,4 @@
-//! Digests, keys and signed envelopes.
+//! Digests, keys, signed envelopes and MACs.
 //!
 //! A signature is secp256k1 ECDSA over the SHA-256 digest of the payload's
 //! codec encoding. The encoding is deterministic, so a verifier re-encodes the
@@ -8,6 +8,7 @@
 use std::fmt;
 
 use bincode::{Decode, Encode};
+use hmac::{Hmac, Mac as _};
 use secp256k1::{Secp256k1, SignOnly};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -97,6 +98,8 @@ pub enum CryptoError {
     InvalidPublicKey,
     #[error("invalid signature")]
     InvalidSignature,
+    #[error("invalid MAC")]
+    InvalidMac,
     #[error("payload could not be encoded")]
     Encode,
 }
@@ -189,6 +192,59 @@ pub fn verify_digest(
     VERIFIER
         .with(|secp| secp.verify_ecdsa(message, &signature, key))
         .map_err(|_| CryptoError::InvalidSignature)
+}
+
+/// A MAC tag: HMAC-SHA256.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct Mac(pub [u8; 32]);
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Mac({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+/// A symmetric key that two parties share, keyed once for HMAC-SHA256 (the
+/// paper's MAC authenticators, §4 of Castro & Liskov, with one key per pair).
+/// Its `Debug` does not print it.
+#[derive(Clone)]
+pub struct MacKey(Hmac<Sha256>);
+
+impl fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MacKey(…)")
+    }
+}
+
+impl MacKey {
+    pub fn new(key: &[u8; 32]) -> MacKey {
+        MacKey(Hmac::new_from_slice(key).expect("HMAC takes keys of any length"))
+    }
+
+    /// The key that the holder of `secret` and the holder of the secret key
+    /// behind `public` share (ECDH on secp256k1: SHA-256 of the shared
+    /// point). Either side computes it with its own secret key and the other's
+    /// public key.
+    pub fn agree(public: &VerifyingKey, secret: &SecretKey) -> Result<MacKey, CryptoError> {
+        let secret = secp256k1::SecretKey::from_byte_array(secret.0)
+            .map_err(|_| CryptoError::InvalidSecretKey)?;
+        let shared = secp256k1::ecdh::SharedSecret::new(public, &secret);
+        Ok(MacKey::new(&shared.secret_bytes()))
+    }
+
+    pub fn mac(&self, bytes: &[u8]) -> Mac {
+        let mut hmac = self.0.clone();
+        hmac.update(bytes);
+        Mac(hmac.finalize().into_bytes().into())
+    }
+
+    /// Checks `mac` over `bytes`, in constant time.
+    pub fn verify(&self, bytes: &[u8], mac: &Mac) -> Result<(), CryptoError> {
+        let mut hmac = self.0.clone();
+        hmac.update(bytes);
+        hmac.verify_slice(&mac.0)
+            .map_err(|_| CryptoError::InvalidMac)
+    }
 }
 
 /// A payload with its sender's signature over the payload's encoding.

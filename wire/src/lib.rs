@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use codec::{DecodeError, EncodeError, MESSAGE_SIZE_MAX, decode, encode};
 pub use crypto::{
-    CryptoError, Digest, PublicKey, SecretKey, Signature, Signed, Signer, VerifyingKey,
+    CryptoError, Digest, Mac, MacKey, PublicKey, SecretKey, Signature, Signed, Signer, VerifyingKey,
 };
 
 /// Index of a replica in its group, `0..n`.

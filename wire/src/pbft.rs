@@ -14,13 +14,14 @@
 //! signed checkpoint votes; a [`Batch`] or a [`StateChunk`] is checked against
 //! a digest the receiver already trusts.
 //!
-//! Client requests are not signed (see `protocols::pbft` for why); replies are.
+//! Client requests are not signed (see `protocols::pbft` for why); replies
+//! carry a MAC under a key the client and the replica share ([`MacReply`]).
 
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use crate::client::Request;
-use crate::{ClientId, Digest, ReplicaId, Signature, Signed};
+use crate::{ClientId, Digest, Mac, PublicKey, ReplicaId, Signature, Signed};
 
 /// A view number. The primary of view `v` is replica `v mod n`.
 pub type View = u64;
@@ -33,8 +34,10 @@ pub type Seq = u64;
 pub enum Message {
     /// Client to replicas: unsigned.
     Request(Request),
-    /// Replica to client, signed by the replica.
-    Reply(Signed<Reply>),
+    /// Client to replicas: the public key the client's replies are MACed for.
+    Hello(Hello),
+    /// Replica to client, with a MAC under the key the pair shares.
+    Reply(MacReply),
     /// Primary to backups: the signed header, and the batch it orders.
     PrePrepare(Signed<PrePrepare>, Vec<Request>),
     Prepare(Signed<Prepare>),
@@ -50,6 +53,25 @@ pub enum Message {
     StateChunk(StateChunk),
     FetchBatch(Signed<FetchBatch>),
     Batch(Batch),
+}
+
+/// A client's public key (compressed secp256k1), from which each replica
+/// derives the key it shares with the client (ECDH) to MAC its replies. Sent
+/// to every replica with the client's first request and with every
+/// retransmission. Unauthenticated: a replica keeps the first key it sees for
+/// a client id (see `protocols::pbft`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Hello {
+    pub client_id: ClientId,
+    pub key: PublicKey,
+}
+
+/// A reply and its HMAC-SHA256 over the reply's encoding, under the key that
+/// the replica and the client share.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct MacReply {
+    pub reply: Reply,
+    pub mac: Mac,
 }
 
 /// Result of a client's request, from one replica.

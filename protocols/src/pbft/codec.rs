@@ -3,18 +3,22 @@
 //! digests, certificate shapes, a new-view's O recomputed from its V).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use runtime::{Addr, DropReason, ReplicaId, SharedState};
+use rustc_hash::FxHashMap;
 use wire::client::Request;
 use wire::crypto::verify_digest;
 use wire::pbft::{
-    Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, Message, NewView, PrePrepare,
-    Prepare, PreparedCert, Reply, Seq, Status, View, ViewChange,
+    Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, Hello, MacReply, Message, NewView,
+    PrePrepare, Prepare, PreparedCert, Reply, Seq, Status, View, ViewChange,
 };
-use wire::{CryptoError, Digest, PublicKey, Signature, Signed, Signer, VerifyingKey};
+use wire::{
+    ClientId, CryptoError, Digest, MacKey, PublicKey, SecretKey, Signature, Signed, Signer,
+    VerifyingKey,
+};
 
-use super::{CHECKPOINT_INTERVAL, LOG_MAX};
+use super::{CHECKPOINT_INTERVAL, CLIENT_KEYS_MAX, LOG_MAX};
 
 /// What every node knows about the group: its size and the replicas' keys.
 #[derive(Debug)]
@@ -23,6 +27,7 @@ pub struct Config {
     pub n: usize,
     pub f: usize,
     keys: Vec<VerifyingKey>,
+    public_keys: Vec<PublicKey>,
     /// Digest of the null batch (no requests), which a new primary proposes
     /// for the gaps in O.
     pub null_digest: Digest,
@@ -32,6 +37,7 @@ impl Config {
     /// The group of replicas whose public keys are `keys`, in id order.
     pub fn new(keys: &[PublicKey]) -> Result<Config, CryptoError> {
         assert!(!keys.is_empty() && keys.len() <= 255, "1..=255 replicas");
+        let public_keys = keys.to_vec();
         let keys: Vec<VerifyingKey> = keys
             .iter()
             .map(PublicKey::parse)
@@ -41,8 +47,14 @@ impl Config {
             n,
             f: (n - 1) / 3,
             keys,
+            public_keys,
             null_digest: batch_digest(&[]).expect("the empty batch encodes"),
         })
+    }
+
+    /// The replicas' public keys, in id order.
+    pub fn public_keys(&self) -> &[PublicKey] {
+        &self.public_keys
     }
 
     /// The primary of `view` (§4.1).
@@ -95,7 +107,7 @@ macro_rules! payload {
 }
 
 payload!(
-    PrePrepare, Prepare, Commit, Reply, Checkpoint, ViewChange, Status, FetchState, FetchBatch
+    PrePrepare, Prepare, Commit, Checkpoint, ViewChange, Status, FetchState, FetchBatch
 );
 
 /// The digest a pre-prepare names its batch by.
@@ -122,25 +134,156 @@ pub enum Outbound {
 #[derive(Debug)]
 pub struct Codec {
     config: Arc<Config>,
-    /// Replicas sign; clients have no key.
+    /// Replicas sign; clients have no signing key.
     signer: Option<Signer>,
+    macs: Macs,
+}
+
+/// The keys that authenticate replies (§4: MACs, one key per client-replica
+/// pair).
+#[derive(Debug)]
+enum Macs {
+    /// A replica's secret key (for ECDH) and the key it shares with each
+    /// client that said hello: the first key seen for a client id wins, and
+    /// the table holds at most [`CLIENT_KEYS_MAX`] clients.
+    Replica {
+        secret: SecretKey,
+        clients: RwLock<FxHashMap<ClientId, (PublicKey, MacKey)>>,
+    },
+    /// The clients of a client node: each one's key pair derives from `seed`
+    /// and its id; for each registered client, the key it shares with each
+    /// replica, in replica order.
+    Client {
+        seed: Vec<u8>,
+        clients: RwLock<FxHashMap<ClientId, Arc<[MacKey]>>>,
+    },
+}
+
+/// Client `id`'s secret key, derived from the client key seed.
+fn client_secret(seed: &[u8], id: ClientId) -> SecretKey {
+    let mut bytes = b"pbft client ".to_vec();
+    bytes.extend_from_slice(seed);
+    bytes.extend_from_slice(&id.0.to_le_bytes());
+    SecretKey::from_seed(&bytes)
 }
 
 impl Codec {
-    /// A replica's codec: it signs with `key`.
-    pub fn replica(config: Arc<Config>, key: &wire::SecretKey) -> Result<Codec, CryptoError> {
+    /// A replica's codec: it signs with `key`, and MACs replies under keys it
+    /// agrees on with clients from `key` and their hellos.
+    pub fn replica(config: Arc<Config>, key: &SecretKey) -> Result<Codec, CryptoError> {
         Ok(Codec {
             config,
             signer: Some(Signer::new(key)?),
+            macs: Macs::Replica {
+                secret: key.clone(),
+                clients: RwLock::new(FxHashMap::default()),
+            },
         })
     }
 
-    /// A client's codec: it verifies replies, and signs nothing.
-    pub fn client(config: Arc<Config>) -> Codec {
+    /// A client node's codec: it checks the MACs of replies to the clients
+    /// registered with [`Codec::register_client`], whose key pairs derive from
+    /// `client_key_seed`; it signs nothing.
+    pub fn client(config: Arc<Config>, client_key_seed: &[u8]) -> Codec {
         Codec {
             config,
             signer: None,
+            macs: Macs::Client {
+                seed: client_key_seed.to_vec(),
+                clients: RwLock::new(FxHashMap::default()),
+            },
         }
+    }
+
+    /// Derives client `id`'s key pair and the keys it shares with every
+    /// replica (n ECDH computations, once), so that replies to it are
+    /// accepted; returns its public key, for its hellos.
+    pub fn register_client(&self, id: ClientId) -> PublicKey {
+        let Macs::Client { seed, clients } = &self.macs else {
+            panic!("only a client codec registers clients");
+        };
+        let secret = client_secret(seed, id);
+        let public = Signer::new(&secret)
+            .expect("seeded keys are valid")
+            .public_key();
+        let keys: Arc<[MacKey]> = self
+            .config
+            .keys
+            .iter()
+            .map(|replica| MacKey::agree(replica, &secret).expect("seeded keys are valid"))
+            .collect();
+        clients.write().expect("not poisoned").insert(id, keys);
+        public
+    }
+
+    /// A replica learns the key it shares with a client from its hello. The
+    /// first key for a client id wins; a different one later is refused.
+    fn on_hello(&self, hello: &Hello) -> Result<(), DropReason> {
+        let Macs::Replica { secret, clients } = &self.macs else {
+            return Err(DropReason("hello: not a replica"));
+        };
+        if let Some((known, _)) = clients.read().expect("not poisoned").get(&hello.client_id) {
+            return if *known == hello.key {
+                Ok(())
+            } else {
+                Err(DropReason("hello: client already has another key"))
+            };
+        }
+        let public = hello
+            .key
+            .parse()
+            .map_err(|_| DropReason("hello: bad public key"))?;
+        let mac = MacKey::agree(&public, secret).map_err(|_| DropReason("hello: bad key"))?;
+        let mut clients = clients.write().expect("not poisoned");
+        if clients.len() >= CLIENT_KEYS_MAX && !clients.contains_key(&hello.client_id) {
+            return Err(DropReason("hello: client key table full"));
+        }
+        // Another thread may have raced us here: the first key still wins.
+        let (known, _) = clients.entry(hello.client_id).or_insert((hello.key, mac));
+        if *known != hello.key {
+            return Err(DropReason("hello: client already has another key"));
+        }
+        Ok(())
+    }
+
+    /// A replica MACs `reply` under the key it shares with the client.
+    fn mac_reply(&self, reply: &Reply) -> Result<MacReply, DropReason> {
+        let Macs::Replica { clients, .. } = &self.macs else {
+            return Err(DropReason("encode: a client sends no replies"));
+        };
+        let bytes = wire::codec::encode_to_vec(reply).map_err(|_| DropReason("encode: failed"))?;
+        let mac = clients
+            .read()
+            .expect("not poisoned")
+            .get(&reply.client_id)
+            .ok_or(DropReason("encode: no key for the client"))?
+            .1
+            .mac(&bytes);
+        Ok(MacReply {
+            reply: reply.clone(),
+            mac,
+        })
+    }
+
+    /// A client checks a reply's MAC under the key it shares with the replica
+    /// the reply names.
+    fn check_reply(&self, reply: &MacReply) -> Result<(), DropReason> {
+        let Macs::Client { clients, .. } = &self.macs else {
+            return Err(DropReason("reply: not a client"));
+        };
+        let keys = clients
+            .read()
+            .expect("not poisoned")
+            .get(&reply.reply.client_id)
+            .cloned()
+            .ok_or(DropReason("reply: no such client"))?;
+        let key = keys
+            .get(usize::from(reply.reply.replica.0))
+            .ok_or(DropReason("decode: no such replica"))?;
+        let bytes =
+            wire::codec::encode_to_vec(&reply.reply).map_err(|_| DropReason("reply: bad MAC"))?;
+        key.verify(&bytes, &reply.mac)
+            .map_err(|_| DropReason("reply: bad MAC"))
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -178,10 +321,13 @@ impl SharedState for Codec {
         let config = &*self.config;
         let from = match &msg {
             Message::Request(request) => Addr::Client(request.client_id),
+            Message::Hello(hello) => {
+                self.on_hello(hello)?;
+                Addr::Client(hello.client_id)
+            }
             Message::Reply(reply) => {
-                let r = reply.payload.replica;
-                config.verify(&reply.payload, &reply.signature, r, "reply: bad signature")?;
-                Addr::Replica(r)
+                self.check_reply(reply)?;
+                Addr::Replica(reply.reply.replica)
             }
             Message::PrePrepare(pp, batch) => {
                 let primary = config.primary(pp.payload.view);
@@ -274,7 +420,7 @@ impl SharedState for Codec {
                 &signed
             }
             Outbound::Reply(r) => {
-                signed = Message::Reply(self.sign_for_wire(r.clone())?);
+                signed = Message::Reply(self.mac_reply(r)?);
                 &signed
             }
             Outbound::Status(s) => {

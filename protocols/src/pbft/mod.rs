@@ -126,6 +126,10 @@ pub const CHECKPOINT_INTERVAL: u64 = 8;
 /// log's capacity in sequence numbers.
 pub const LOG_MAX: u64 = 2 * CHECKPOINT_INTERVAL;
 
+/// Clients whose reply keys a replica keeps: hellos from further clients are
+/// dropped.
+pub const CLIENT_KEYS_MAX: usize = 1 << 16;
+
 /// Requests the primary queues before it proposes them.
 pub const PENDING_MAX: usize = 4096;
 

@@ -1316,6 +1316,8 @@ impl State for Replica {
         }
         match msg {
             Message::Request(request) => self.on_request(request, ctx),
+            // The codec took the client's key when it decoded the hello.
+            Message::Hello(_) => {}
             Message::Reply(_) => ctx.drop_message("replica: unexpected reply"),
             Message::PrePrepare(pp, batch) => self.on_pre_prepare(pp, batch, ctx),
             Message::Prepare(p) => self.on_prepare(p, ctx),

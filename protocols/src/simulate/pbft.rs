@@ -8,7 +8,7 @@ use runtime::node::{ClientNode, Node};
 use runtime::sim::{Byzantine, Network, Noise, Simulator, Tamper};
 use runtime::{Addr, ClientId, ReplicaId, Rng, Time};
 use wire::pbft::{Message, PrePrepare};
-use wire::{SecretKey, Signed, Signer};
+use wire::{Digest, SecretKey, Signed, Signer};
 
 use super::{ExecutionLog, KvWorkload};
 use crate::app::KvApp;
@@ -77,6 +77,13 @@ pub fn add_replica(
     );
 }
 
+/// The seed of the clients' key pairs in a run: it follows from the replicas'
+/// keys, and so from the run's seed.
+pub fn client_key_seed(config: &Config) -> Vec<u8> {
+    let keys: Vec<u8> = config.public_keys().iter().flat_map(|k| k.0).collect();
+    Digest::of(&keys).0.to_vec()
+}
+
 /// Adds client `id`, which will issue `ops` operations.
 pub fn add_client(sim: &mut Simulator, config: &Arc<Config>, id: u64, ops: u64) {
     let config = Arc::clone(config);
@@ -85,8 +92,12 @@ pub fn add_client(sim: &mut Simulator, config: &Arc<Config>, id: u64, ops: u64) 
         id,
         ops,
         Box::new(move |rng| {
-            let client = Client::new(id, Arc::clone(&config), CLIENT_RESEND_INTERVAL);
-            let codec = Arc::new(Codec::client(Arc::clone(&config)));
+            let codec = Arc::new(Codec::client(
+                Arc::clone(&config),
+                &client_key_seed(&config),
+            ));
+            let key = codec.register_client(id);
+            let client = Client::new(id, key, Arc::clone(&config), CLIENT_RESEND_INTERVAL);
             Box::new(ClientNode(Node::new(Addr::Client(id), client, codec, rng)))
         }),
     );
