@@ -355,3 +355,52 @@ fn random_seeds_pass_1() {
     let faults = random_seeds(250..500);
     assert!(faults.partitions > 10, "{faults:?}");
 }
+
+/// §4 (MACs): replies are authenticated with a MAC under the key a client and
+/// a replica share. Replica 3 runs with a secret key other than the one the
+/// group knows it by: the key it agrees on with each client differs from the
+/// client's, so the clients drop its replies (and count them) and complete on
+/// the f+1 matching replies of the others.
+#[test]
+fn replies_with_a_wrong_mac_are_dropped_by_the_client() {
+    let seed = 11;
+    let keys = protocols::simulate::pbft::keys(seed, 4);
+    let config = protocols::simulate::pbft::config(&keys);
+    let mut sim = Simulator::new(seed, Network::reliable());
+    sim.set_workload(
+        protocols::simulate::KvWorkload::default().into_workload(),
+        Duration::from_millis(1),
+    );
+    let log = ExecutionLog::default();
+    log.exclude(ReplicaId(3));
+    for (i, key) in keys.iter().enumerate() {
+        let key = if i == 3 {
+            wire::SecretKey::from_seed(b"not the key the group knows")
+        } else {
+            key.clone()
+        };
+        let (config, log) = (config.clone(), log.clone());
+        let id = ReplicaId(i as u8);
+        sim.add_node(
+            Addr::Replica(id),
+            Box::new(move |rng: Rng| {
+                let app = log.record(id, Box::new(KvApp::default()));
+                Box::new(replica_node(id, &config, &key, app, rng))
+            }),
+        );
+    }
+    for id in 1..=3 {
+        add_client(&mut sim, &config, id, 20);
+    }
+    finish(&mut sim, 10);
+    assert_eq!(sim.ops_completed(), 60);
+    let bad = total(&sim, "reply: bad MAC");
+    assert!(bad >= 20, "{:?}", sim.counters());
+    assert_eq!(
+        counter(&sim, Addr::Client(runtime::ClientId(1)), "reply: bad MAC")
+            + counter(&sim, Addr::Client(runtime::ClientId(2)), "reply: bad MAC")
+            + counter(&sim, Addr::Client(runtime::ClientId(3)), "reply: bad MAC"),
+        bad
+    );
+    check(&sim, &log).unwrap();
+}

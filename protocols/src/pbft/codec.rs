@@ -620,3 +620,77 @@ pub fn compute_new_view<'a>(
         .collect();
     (stable, pre_prepares)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group() -> (Vec<SecretKey>, Arc<Config>) {
+        let keys: Vec<SecretKey> = (0..4)
+            .map(|i| SecretKey::from_seed(format!("codec test {i}").as_bytes()))
+            .collect();
+        let public: Vec<PublicKey> = keys
+            .iter()
+            .map(|k| Signer::new(k).unwrap().public_key())
+            .collect();
+        (keys, Arc::new(Config::new(&public).unwrap()))
+    }
+
+    fn hello_bytes(client_id: ClientId, key: PublicKey) -> Vec<u8> {
+        wire::codec::encode_to_vec(&Message::Hello(Hello { client_id, key })).unwrap()
+    }
+
+    #[test]
+    fn reply_macs_check_and_first_key_wins() {
+        let (keys, config) = group();
+        let replica = Codec::replica(Arc::clone(&config), &keys[2]).unwrap();
+        let client = Codec::client(Arc::clone(&config), b"seed");
+        let id = ClientId(7);
+        let key = client.register_client(id);
+        let reply = Reply {
+            view: 0,
+            replica: ReplicaId(2),
+            client_id: id,
+            request_num: 1,
+            result: b"ok".to_vec(),
+        };
+        let mut buf = Vec::new();
+        // No hello yet: the replica has no key to MAC with.
+        assert!(
+            replica
+                .encode(&Outbound::Reply(reply.clone()), &mut buf)
+                .is_err()
+        );
+        replica.decode(&hello_bytes(id, key)).unwrap();
+        buf.clear();
+        replica
+            .encode(&Outbound::Reply(reply.clone()), &mut buf)
+            .unwrap();
+        let (from, _) = client.decode(&buf).unwrap();
+        assert_eq!(from, Addr::Replica(ReplicaId(2)));
+
+        // A flipped MAC bit, or a reply naming another replica, fails.
+        let mut tampered = buf.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(client.decode(&tampered).unwrap_err().0, "reply: bad MAC");
+        let Message::Reply(mut forged) = wire::decode::<Message>(&buf).unwrap() else {
+            panic!("a reply");
+        };
+        forged.reply.replica = ReplicaId(1);
+        let forged = wire::codec::encode_to_vec(&Message::Reply(forged)).unwrap();
+        assert_eq!(client.decode(&forged).unwrap_err().0, "reply: bad MAC");
+
+        // Another key for the same client id is refused; the first stays.
+        let other = Signer::new(&SecretKey::from_seed(b"impostor"))
+            .unwrap()
+            .public_key();
+        assert_eq!(
+            replica.decode(&hello_bytes(id, other)).unwrap_err().0,
+            "hello: client already has another key"
+        );
+        replica.decode(&hello_bytes(id, key)).unwrap();
+        buf.clear();
+        replica.encode(&Outbound::Reply(reply), &mut buf).unwrap();
+        client.decode(&buf).unwrap();
+    }
+}
