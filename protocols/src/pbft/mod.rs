@@ -73,19 +73,48 @@
 //! # Cryptography
 //!
 //! Replica-to-replica messages are signed with secp256k1 (the paper's
-//! signature variant; its MAC optimisation is not implemented). The
-//! [`Codec`] signs in `encode` and verifies in `decode`, so the runtime can
-//! spread both over threads; a [`Replica`] sees verified messages only. A few
-//! rare messages that a replica keeps as proof of its own statements
-//! (checkpoint votes, view-change, the pre-prepares of a new view) are signed
-//! in the protocol thread.
+//! signature variant; its MAC authenticators between replicas are not
+//! implemented). The [`Codec`] signs in `encode` and verifies in `decode`, so
+//! the runtime can spread both over threads; a [`Replica`] sees verified
+//! messages only. A few rare messages that a replica keeps as proof of its own
+//! statements (checkpoint votes, view-change, the pre-prepares of a new view)
+//! are signed in the protocol thread.
 //!
-//! Client requests are not signed. Replicas trust a request to come from the
-//! client it names; a forger can only issue operations in a client's name,
-//! which a deployment would prevent with the paper's client MACs (or by
-//! signing requests: the codec's decode is where that check would go). The
-//! simulator's faults are replicas and the network, not clients. Replies are
-//! signed, so that a faulty replica cannot pose as f other ones.
+//! **Replies carry MACs (§4).** Each client and each replica share a key:
+//! every client has a secp256k1 key pair (derived from a client key seed and
+//! its id: the run's seed in the simulator, a fresh seed per benchmark point
+//! from the runner), and sends `<HELLO, c, pk>` with its public key to every
+//! replica before its first request and with every retransmission. A replica's
+//! codec computes the shared key by ECDH (its secret key, the client's public
+//! key) once per client and keeps it in a table of at most
+//! [`CLIENT_KEYS_MAX`] clients; the client's codec computes the same keys from
+//! the replicas' public keys in the [`Config`]. A reply travels as
+//! `<REPLY, v, t, c, i, r>` with an HMAC-SHA256 over its encoding under the
+//! pair's key, instead of a signature: the replica's codec MACs it in `encode`
+//! (a reply to a client whose hello it has not seen is dropped there; the
+//! client's retransmission brings the hello again), and the client's codec
+//! checks it in `decode` (in constant time) and drops a reply whose MAC fails
+//! (`reply: bad MAC`). A MAC costs about a microsecond against tens for a
+//! signature and its check, so a client's f+1 matching replies are cheap. A
+//! faulty replica still cannot pose as another: it does not know the key that
+//! replica shares with the client.
+//!
+//! Trust assumption: hellos are not authenticated, and the first key a
+//! replica sees for a client id wins (a different key later is dropped as
+//! `hello: client already has another key`; when the table is full, hellos
+//! from new clients are dropped). Whoever says hello first for a client id
+//! can read that client's replies' MACs as valid, but cannot forge the
+//! replies of the other replicas to the real client, which only accepts MACs
+//! under its own keys. A deployment would bind client ids to keys (a
+//! certificate, or keys configured at the replicas); here clients are
+//! trusted to be who they say, as they are for requests.
+//!
+//! Client requests are not authenticated. Replicas trust a request to come
+//! from the client it names; a forger can only issue operations in a client's
+//! name, which a deployment would prevent with the paper's request
+//! authenticators (MACs under the same pairwise keys, one per replica) or by
+//! signing requests: the codec's decode is where that check would go. The
+//! simulator's faults are replicas and the network, not clients.
 //!
 //! # Bounds
 //!
