@@ -269,6 +269,14 @@ impl Replica {
 
     /// The primary proposes batches while it has requests, the window has
     /// room and the next sequence number is below the high watermark.
+    ///
+    /// Batching adapts to the load: with nothing in flight, whatever is
+    /// queued goes out at once (one request at low load, for the lowest
+    /// latency); with batches in flight, the primary pipelines another one
+    /// only when a full batch is queued, and otherwise lets requests gather
+    /// until the oldest batch executes. Small batches each cost a round of
+    /// signatures, so proposing every request as soon as the window has room
+    /// would spend the CPU on crypto instead of requests at moderate load.
     fn try_propose(&mut self, ctx: &mut Ctx<'_, '_>) {
         while self.is_primary()
             && !self.changing
@@ -276,6 +284,7 @@ impl Replica {
             && !self.pending.is_empty()
             && self.seq_next <= self.stable.seq + LOG_MAX
             && self.seq_next <= self.executed + WINDOW_MAX
+            && (self.seq_next <= self.executed + 1 || self.pending.len() >= BATCH_SIZE_MAX)
         {
             let mut batch = Vec::new();
             let mut bytes = 0;
