@@ -25,11 +25,16 @@
 //! | `cpu_us_per_op` | (`replica_cpu_ms` + `client_cpu_ms`) × 1000 / `run_ops`: µs of CPU, replicas and clients together, per operation |
 //! | `replica_cpu_us_per_op` | `replica_cpu_ms` × 1000 / `run_ops`: the replicas' share, summed over all replicas. The figure to compare across machines: client cost depends on how the load is generated, replica cost on the protocol |
 //! | `run_ops` | operations completed over the whole run, warm-up and cool-down included: the sum of the per-interval counts, or `measured_ops` if that is larger (no intervals recorded) |
+//! | `replica_cpu_ratio_to_baseline` | `replica_cpu_us_per_op` over the mean of the `unreplicated` trials' at the same load: how many times the baseline's CPU an operation costs the replicas |
+//! | `mean_batch` | requests per batch the protocol's leader proposed (its `requests batched` counter over its `batches proposed`, [`wire::control::BATCHES_COUNTER`]); empty for a protocol that does not batch |
 //!
 //! The CPU figures divide by `run_ops`, not `measured_ops`, because the CPU
 //! times cover the processes' whole lives, warm-up and cool-down included;
 //! dividing by the measured window alone would overstate the cost per
-//! operation by the ratio of run length to window length.
+//! operation by the ratio of run length to window length. They count what a
+//! thread spends spinning while idle, too (`--idle spin:<µs>`), so a lightly
+//! loaded point's cost per operation is mostly idling; compare points near
+//! saturation.
 //!
 //! # `results.json`
 //!
@@ -48,7 +53,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use wire::control::IntervalReport;
+use wire::control::{BATCHES_COUNTER, IntervalReport, REQUESTS_BATCHED_COUNTER};
 
 /// The protocol every other one is compared with (`ratio_to_baseline`).
 pub const BASELINE_PROTOCOL: &str = "unreplicated";
@@ -105,6 +110,18 @@ impl PointResult {
     pub fn replica_cpu_us_per_op(&self) -> Option<f64> {
         per_op_us(self.replica_cpu_ms, self.run_ops())
     }
+
+    /// Requests per batch the leader proposed, over the whole run; `None` if
+    /// the protocol reported no batches.
+    pub fn mean_batch(&self) -> Option<f64> {
+        let batches = self.counters.get(BATCHES_COUNTER).copied().unwrap_or(0);
+        let requests = self
+            .counters
+            .get(REQUESTS_BATCHED_COUNTER)
+            .copied()
+            .unwrap_or(0);
+        (batches > 0).then(|| requests as f64 / batches as f64)
+    }
 }
 
 /// Everything one invocation of the runner measured.
@@ -144,6 +161,12 @@ pub struct Load {
     pub latency_us_p99: f64,
     /// `throughput_ops` over the baseline's at the same load, if it ran there.
     pub ratio_to_baseline: Option<f64>,
+    /// Mean over the trials of the replicas' CPU per operation, µs.
+    pub replica_cpu_us_per_op: Option<f64>,
+    /// `replica_cpu_us_per_op` over the baseline's at the same load.
+    pub cpu_ratio_to_baseline: Option<f64>,
+    /// Mean over the trials of requests per batch, for a batching protocol.
+    pub mean_batch: Option<f64>,
 }
 
 /// Creates `dir` (and its parents) and writes `results.csv`, `results.json`,
@@ -172,10 +195,13 @@ pub fn write_all(dir: &Path, results: &RunResults) -> anyhow::Result<Written> {
 /// The offered-rate column appears only if some point ran open loop.
 ///
 /// ```text
-/// protocol      clients  throughput ops/s  p50 µs  p99 µs  vs unreplicated
-/// unreplicated        1            12,500      78     130            1.00x
-/// pbft                1             3,900     251     410            0.31x
+/// protocol      clients  throughput ops/s  p50 µs  p99 µs  vs unreplicated  batch  CPU µs/op  CPU vs unrepl.
+/// unreplicated        1            12,500      78     130            1.00x      —        9.0            1.0x
+/// pbft                1             3,900     251     410            0.31x    1.0       90.0           10.0x
 /// ```
+/// `batch` is the mean batch size of a batching protocol; `CPU µs/op` the
+/// replicas' CPU per operation, all replicas together; `CPU vs unrepl.` its
+/// ratio to the baseline's at the same load.
 pub fn summary_table(results: &RunResults) -> String {
     let loads = loads(results);
     let open_loop = loads.iter().any(|load| load.offered_ops.is_some());
@@ -184,7 +210,15 @@ pub fn summary_table(results: &RunResults) -> String {
     if open_loop {
         header.push("offered ops/s");
     }
-    header.extend(["throughput ops/s", "p50 µs", "p99 µs", "vs unreplicated"]);
+    header.extend([
+        "throughput ops/s",
+        "p50 µs",
+        "p99 µs",
+        "vs unreplicated",
+        "batch",
+        "CPU µs/op",
+        "CPU vs unrepl.",
+    ]);
     let rows: Vec<Vec<String>> = loads
         .iter()
         .map(|load| {
@@ -196,6 +230,18 @@ pub fn summary_table(results: &RunResults) -> String {
             row.push(thousands(load.latency_us_p50.round() as u64));
             row.push(thousands(load.latency_us_p99.round() as u64));
             row.push(load.ratio_to_baseline.map_or("—".to_owned(), ratio_label));
+            row.push(
+                load.mean_batch
+                    .map_or("—".to_owned(), |b| format!("{b:.1}")),
+            );
+            row.push(
+                load.replica_cpu_us_per_op
+                    .map_or("—".to_owned(), |cpu| format!("{cpu:.1}")),
+            );
+            row.push(
+                load.cpu_ratio_to_baseline
+                    .map_or("—".to_owned(), |r| format!("{r:.1}x")),
+            );
             row
         })
         .collect();
@@ -250,10 +296,13 @@ pub fn loads(results: &RunResults) -> Vec<Load> {
             .push(point);
     }
     let baselines = baseline_throughputs(results);
+    let baseline_cpu = baseline_cpu_per_op(results);
     groups
         .into_iter()
         .map(|((protocol, clients, offered_ops), trials)| {
             let throughput_ops = mean(trials.iter().map(|point| point.throughput_ops));
+            let replica_cpu_us_per_op =
+                mean_of_some(trials.iter().map(|point| point.replica_cpu_us_per_op()));
             Load {
                 protocol: protocol.0.to_owned(),
                 clients,
@@ -263,6 +312,10 @@ pub fn loads(results: &RunResults) -> Vec<Load> {
                 latency_us_p50: mean(trials.iter().map(|point| point.latency_us_p50 as f64)),
                 latency_us_p99: mean(trials.iter().map(|point| point.latency_us_p99 as f64)),
                 ratio_to_baseline: ratio(throughput_ops, baselines.get(&(clients, offered_ops))),
+                replica_cpu_us_per_op,
+                cpu_ratio_to_baseline: replica_cpu_us_per_op
+                    .and_then(|cpu| ratio(cpu, baseline_cpu.get(&(clients, offered_ops)))),
+                mean_batch: mean_of_some(trials.iter().map(|point| point.mean_batch())),
             }
         })
         .collect()
@@ -301,10 +354,34 @@ fn baseline_throughputs(results: &RunResults) -> BTreeMap<(u32, Option<u64>), f6
         .collect()
 }
 
-fn ratio(throughput_ops: f64, baseline_ops: Option<&f64>) -> Option<f64> {
-    baseline_ops
+/// The baseline's replica CPU per operation, mean over its trials, by
+/// (clients, offered rate).
+fn baseline_cpu_per_op(results: &RunResults) -> BTreeMap<(u32, Option<u64>), f64> {
+    let mut groups: BTreeMap<(u32, Option<u64>), Vec<Option<f64>>> = BTreeMap::new();
+    for point in &results.points {
+        if point.protocol == BASELINE_PROTOCOL {
+            groups
+                .entry((point.clients, point.offered_ops))
+                .or_default()
+                .push(point.replica_cpu_us_per_op());
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|(load, values)| Some((load, mean_of_some(values.into_iter())?)))
+        .collect()
+}
+
+fn ratio(value: f64, baseline: Option<&f64>) -> Option<f64> {
+    baseline
         .filter(|&&baseline| baseline > 0.0)
-        .map(|baseline| throughput_ops / baseline)
+        .map(|baseline| value / baseline)
+}
+
+/// The mean of the values that are there; `None` if none is.
+fn mean_of_some(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let present: Vec<f64> = values.flatten().collect();
+    (!present.is_empty()).then(|| mean(present.into_iter()))
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
@@ -362,10 +439,13 @@ struct CsvRow {
     cpu_us_per_op: Option<f64>,
     replica_cpu_us_per_op: Option<f64>,
     run_ops: u64,
+    replica_cpu_ratio_to_baseline: Option<f64>,
+    mean_batch: Option<f64>,
 }
 
 fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
     let baselines = baseline_throughputs(results);
+    let baseline_cpu = baseline_cpu_per_op(results);
     let mut points: Vec<&PointResult> = results.points.iter().collect();
     points.sort_by(|a, b| {
         (
@@ -404,6 +484,10 @@ fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
                 cpu_us_per_op: point.cpu_us_per_op(),
                 replica_cpu_us_per_op: point.replica_cpu_us_per_op(),
                 run_ops: point.run_ops(),
+                replica_cpu_ratio_to_baseline: point.replica_cpu_us_per_op().and_then(|cpu| {
+                    ratio(cpu, baseline_cpu.get(&(point.clients, point.offered_ops)))
+                }),
+                mean_batch: point.mean_batch(),
             })
             .context("writing a CSV row")?;
     }
@@ -419,7 +503,7 @@ fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
         .map_err(|error| anyhow::anyhow!("writing the CSV: {}", error.error()))
 }
 
-const CSV_HEADER: [&str; 16] = [
+const CSV_HEADER: [&str; 18] = [
     "protocol",
     "clients",
     "trial",
@@ -436,6 +520,8 @@ const CSV_HEADER: [&str; 16] = [
     "cpu_us_per_op",
     "replica_cpu_us_per_op",
     "run_ops",
+    "replica_cpu_ratio_to_baseline",
+    "mean_batch",
 ];
 
 /// Writes `path.tmp`, then renames it over `path`.
@@ -491,7 +577,11 @@ pub(crate) mod tests {
         for clients in [1, 8, 64] {
             for trial in 0..2 {
                 points.push(point("unreplicated", clients, trial, 1.0));
-                points.push(point("pbft", clients, trial, 0.3));
+                let mut pbft = point("pbft", clients, trial, 0.3);
+                pbft.counters.insert(BATCHES_COUNTER.to_owned(), 100);
+                pbft.counters
+                    .insert(REQUESTS_BATCHED_COUNTER.to_owned(), 1_000);
+                points.push(pbft);
             }
         }
         RunResults {
@@ -565,6 +655,11 @@ pub(crate) mod tests {
                 .find(|row| row.protocol == "pbft" && row.clients == clients)
                 .unwrap();
             assert!((pbft.ratio_to_baseline.unwrap() - 0.3).abs() < 0.01);
+            assert_eq!(pbft.mean_batch, Some(10.0));
+            assert!((pbft.replica_cpu_ratio_to_baseline.unwrap() - 1.0 / 0.3).abs() < 0.1);
+            assert!(rows.iter().any(|row| row.protocol == "unreplicated"
+                && row.clients == clients
+                && row.mean_batch.is_none()));
         }
 
         let json = fs::read_to_string(&written.json).unwrap();
@@ -654,7 +749,7 @@ pub(crate) mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 1 + 2 * 3, "{table}");
         assert!(lines[0].starts_with("protocol"));
-        assert!(lines[0].ends_with("vs unreplicated"));
+        assert!(lines[0].ends_with("CPU vs unrepl."));
         assert!(!lines[0].contains("offered"));
         let protocols: Vec<(&str, &str)> = lines[1..]
             .iter()
@@ -674,11 +769,32 @@ pub(crate) mod tests {
                 ("pbft", "64"),
             ]
         );
+        // vs unreplicated, batch, CPU µs/op, CPU vs unreplicated: the same
+        // CPU time for 0.3x the operations is 3.3x the CPU per operation.
+        let tail = |line: &str| -> Vec<String> {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            cells[cells.len() - 4..]
+                .iter()
+                .map(|c| c.to_string())
+                .collect()
+        };
         for line in &lines[1..4] {
-            assert!(line.ends_with("1.00x"), "{line}");
+            let tail = tail(line);
+            assert_eq!(
+                (tail[0].as_str(), tail[1].as_str()),
+                ("1.00x", "—"),
+                "{line}"
+            );
+            assert_eq!(tail[3], "1.0x", "{line}");
         }
         for line in &lines[4..] {
-            assert!(line.ends_with("0.30x"), "{line}");
+            let tail = tail(line);
+            assert_eq!(
+                (tail[0].as_str(), tail[1].as_str()),
+                ("0.30x", "10.0"),
+                "{line}"
+            );
+            assert_eq!(tail[3], "3.3x", "{line}");
         }
         // Fixed width: every row as wide as the header.
         let width = lines[0].chars().count();

@@ -226,6 +226,11 @@ impl<M, T: Copy + Eq + fmt::Debug> Context<'_, M, T> {
     pub fn count(&mut self, name: &'static str) {
         self.out.counters.add(name, 1);
     }
+
+    /// Adds `n` to the counter `name`.
+    pub fn count_n(&mut self, name: &'static str, n: u64) {
+        self.out.counters.add(name, n);
+    }
 }
 
 impl<M, T> fmt::Debug for Context<'_, M, T> {

@@ -484,6 +484,13 @@ pub struct IntervalReport {
     pub latency_us_p99: u64,
 }
 
+/// Counter a batching protocol's leader adds one to per batch it proposes.
+/// With [`REQUESTS_BATCHED_COUNTER`], the runner reports the mean batch size.
+pub const BATCHES_COUNTER: &str = "batches proposed";
+
+/// Counter a batching protocol's leader adds a batch's request count to.
+pub const REQUESTS_BATCHED_COUNTER: &str = "requests batched";
+
 /// A node's totals.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FinalReport {

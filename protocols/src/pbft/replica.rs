@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use runtime::{Addr, ClientId, Context, ReplicaId, State};
 use wire::client::Request;
+use wire::control::{BATCHES_COUNTER, REQUESTS_BATCHED_COUNTER};
 use wire::pbft::{
     Batch, Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, Message, NewView,
     PrePrepare, Prepare, PreparedCert, Reply, Seq, StableCheckpoint, StateChunk, Status, View,
@@ -313,10 +314,8 @@ impl Replica {
             };
             let seq = self.seq_next;
             self.seq_next += 1;
-            ctx.count("primary: batch");
-            for _ in &batch {
-                ctx.count("primary: request batched");
-            }
+            ctx.count(BATCHES_COUNTER);
+            ctx.count_n(REQUESTS_BATCHED_COUNTER, batch.len() as u64);
             let view = self.view;
             let slot = self.log.entry(seq).or_default();
             slot.enter(view, digest, None);
