@@ -224,7 +224,7 @@ fn start_pbft(config: &NodeConfig) -> anyhow::Result<Running> {
                 bail!("a pbft replica needs its secret key (`secret_key`)");
             };
             let codec = Arc::new(
-                pbft::Codec::replica(Arc::clone(&group), key)
+                pbft::Codec::replica(Arc::clone(&group), ReplicaId(*id), key)
                     .map_err(|e| anyhow!("secret key: {e}"))?,
             );
             if pbft_public_key(key)? != config.public_keys[usize::from(*id)] {
@@ -238,8 +238,8 @@ fn start_pbft(config: &NodeConfig) -> anyhow::Result<Running> {
             let codec = Arc::new(pbft::Codec::client(group, &clients.key_seed));
             let client_codec = Arc::clone(&codec);
             let make_client: ClientFactory<pbft::Client> = Arc::new(move |id| {
-                let key = client_codec.register_client(id);
-                pbft::Client::new(id, key, Arc::clone(client_codec.config()), resend)
+                client_codec.register_client(id);
+                pbft::Client::new(id, Arc::clone(client_codec.config()), resend)
             });
             deploy::spawn_clients(
                 make_client,

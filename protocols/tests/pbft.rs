@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use protocols::app::KvApp;
+use protocols::pbft::batch_digest;
 use protocols::pbft::{CHECKPOINT_INTERVAL, CHECKPOINT_VOTES_MAX, LOG_MAX, Replica};
 use protocols::simulate::pbft::{System, add_client, equivocate, replica_node, system};
 use protocols::simulate::{ExecutionLog, Protocol, check, replay_command, run_seed};
@@ -13,6 +14,7 @@ use runtime::node::{Node, Packet, Process};
 use runtime::sim::{Byzantine, Network, Simulator};
 use runtime::{Addr, Counters, ReplicaId, Rng, Time};
 use wire::control::{BATCHES_COUNTER, REQUESTS_BATCHED_COUNTER};
+use wire::pbft::{Message, PrePrepare};
 
 fn replica(i: u8) -> Addr {
     Addr::Replica(ReplicaId(i))
@@ -359,41 +361,24 @@ fn random_seeds_pass_1() {
 }
 
 /// §4 (MACs): replies are authenticated with a MAC under the key a client and
-/// a replica share. Replica 3 runs with a secret key other than the one the
-/// group knows it by: the key it agrees on with each client differs from the
-/// client's, so the clients drop its replies (and count them) and complete on
+/// a replica share. Replica 3 is Byzantine and breaks the MAC of every reply
+/// it sends: the clients drop those replies (and count them) and complete on
 /// the f+1 matching replies of the others.
 #[test]
 fn replies_with_a_wrong_mac_are_dropped_by_the_client() {
-    let seed = 11;
-    let keys = protocols::simulate::pbft::keys(seed, 4);
-    let config = protocols::simulate::pbft::config(&keys);
-    let mut sim = Simulator::new(seed, Network::reliable());
-    sim.set_workload(
-        protocols::simulate::KvWorkload::default().into_workload(),
-        Duration::from_millis(1),
+    let System { mut sim, log, .. } = system(11, Network::reliable(), 4, 3, 20);
+    sim.set_byzantine(
+        replica(3),
+        Box::new(
+            |_: &mut Rng, to: Addr, mut bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
+                if matches!(to, Addr::Client(_)) {
+                    // A reply ends with its 32-byte MAC.
+                    *bytes.last_mut().expect("not empty") ^= 1;
+                }
+                out.push((to, bytes));
+            },
+        ),
     );
-    let log = ExecutionLog::default();
-    log.exclude(ReplicaId(3));
-    for (i, key) in keys.iter().enumerate() {
-        let key = if i == 3 {
-            wire::SecretKey::from_seed(b"not the key the group knows")
-        } else {
-            key.clone()
-        };
-        let (config, log) = (config.clone(), log.clone());
-        let id = ReplicaId(i as u8);
-        sim.add_node(
-            Addr::Replica(id),
-            Box::new(move |rng: Rng| {
-                let app = log.record(id, Box::new(KvApp::default()));
-                Box::new(replica_node(id, &config, &key, app, rng))
-            }),
-        );
-    }
-    for id in 1..=3 {
-        add_client(&mut sim, &config, id, 20);
-    }
     finish(&mut sim, 10);
     assert_eq!(sim.ops_completed(), 60);
     let bad = total(&sim, "reply: bad MAC");
@@ -404,5 +389,70 @@ fn replies_with_a_wrong_mac_are_dropped_by_the_client() {
             + counter(&sim, Addr::Client(runtime::ClientId(3)), "reply: bad MAC"),
         bad
     );
+    check(&sim, &log).unwrap();
+}
+
+/// §4.1/§4.4: a client whose requests do not reach the primary times out and
+/// multicasts; the backups relay the request to the primary (its
+/// authenticator lets the primary check it), and it executes without a view
+/// change. Client 1's link loses every request to replica 0.
+#[test]
+fn backups_relay_requests_the_primary_missed() {
+    let System { mut sim, log, .. } = system(12, Network::reliable(), 4, 3, 20);
+    sim.set_byzantine(
+        Addr::Client(runtime::ClientId(1)),
+        Box::new(
+            |_: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
+                let request = matches!(wire::decode::<Message>(&bytes), Ok(Message::Request(_)));
+                if !(request && to == replica(0)) {
+                    out.push((to, bytes));
+                }
+            },
+        ),
+    );
+    finish(&mut sim, 10);
+    assert_eq!(sim.ops_completed(), 60);
+    assert!(total(&sim, "request: relayed to the primary") >= 20);
+    assert_eq!(total(&sim, "view change: started"), 0);
+    executed_everywhere(&log, 4, 60);
+    check(&sim, &log).unwrap();
+}
+
+/// §4 (request authenticators): a Byzantine primary that alters a client's
+/// operation in its pre-prepares (re-signing a header with the new digest)
+/// gets them dropped by the backups, whose entries of the authenticator no
+/// longer match; the forged operation never executes, and a view change
+/// moves the group on.
+#[test]
+fn a_primary_cannot_forge_client_requests() {
+    let System {
+        mut sim, log, keys, ..
+    } = system(13, Network::reliable(), 4, 3, 20);
+    let signer = wire::Signer::new(&keys[0]).unwrap();
+    sim.set_byzantine(
+        replica(0),
+        Box::new(
+            move |_: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
+                let forged = match wire::decode::<Message>(&bytes) {
+                    Ok(Message::PrePrepare(pp, mut batch)) if !batch.is_empty() => {
+                        *batch[0].request.op.last_mut().expect("ops are not empty") ^= 1;
+                        let header = PrePrepare {
+                            digest: batch_digest(&batch).unwrap(),
+                            ..pp.payload
+                        };
+                        let signed = wire::Signed::sign(header, &signer).unwrap();
+                        wire::codec::encode_to_vec(&Message::PrePrepare(signed, batch)).ok()
+                    }
+                    _ => None,
+                };
+                out.push((to, forged.unwrap_or(bytes)));
+            },
+        ),
+    );
+    finish(&mut sim, 10);
+    assert_eq!(sim.ops_completed(), 60);
+    assert!(total(&sim, "pre-prepare: a request is not authenticated") > 0);
+    assert!(total(&sim, "view change: started") > 0);
+    // Linearizability fails if a forged write executed anywhere.
     check(&sim, &log).unwrap();
 }

@@ -14,8 +14,10 @@
 //! signed checkpoint votes; a [`Batch`] or a [`StateChunk`] is checked against
 //! a digest the receiver already trusts.
 //!
-//! Client requests are not signed (see `protocols::pbft` for why); replies
-//! carry a MAC under a key the client and the replica share ([`MacReply`]).
+//! Clients authenticate requests and replicas authenticate replies with MACs
+//! under keys each client and replica share, not with signatures: a request
+//! carries an authenticator, one MAC per replica ([`AuthRequest`]), and a
+//! reply one MAC ([`MacReply`]).
 
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
@@ -32,14 +34,12 @@ pub type Seq = u64;
 /// Everything PBFT nodes send each other.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum Message {
-    /// Client to replicas: unsigned.
-    Request(Request),
-    /// Client to replicas: the public key the client's replies are MACed for.
-    Hello(Hello),
+    /// Client to replicas (and a backup relaying it to the primary).
+    Request(AuthRequest),
     /// Replica to client, with a MAC under the key the pair shares.
     Reply(MacReply),
     /// Primary to backups: the signed header, and the batch it orders.
-    PrePrepare(Signed<PrePrepare>, Vec<Request>),
+    PrePrepare(Signed<PrePrepare>, Vec<AuthRequest>),
     Prepare(Signed<Prepare>),
     Commit(Signed<Commit>),
     Checkpoint(Signed<Checkpoint>),
@@ -55,15 +55,23 @@ pub enum Message {
     Batch(Batch),
 }
 
-/// A client's public key (compressed secp256k1), from which each replica
-/// derives the key it shares with the client (ECDH) to MAC its replies. Sent
-/// to every replica with the client's first request and with every
-/// retransmission. Unauthenticated: a replica keeps the first key it sees for
-/// a client id (see `protocols::pbft`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
-pub struct Hello {
-    pub client_id: ClientId,
+/// A request and its authenticator (OSDI §4, TOCS §3.2): `auth[i]` is the
+/// HMAC-SHA256 of the request's encoding under the key the client shares with
+/// replica `i`, so every replica, and a primary that gets the request relayed
+/// by a backup, checks that the client sent it; a relaying or proposing
+/// replica cannot forge or alter it.
+///
+/// `key` is the client's public key (compressed secp256k1), from which each
+/// replica derives the key it shares with the client by ECDH, once per
+/// client: carried by every request, so a replica that never heard from the
+/// client (it restarted, or sees the request first in a pre-prepare) can
+/// still check it. A replica keeps the first key under which a client's
+/// request checked (see `protocols::pbft`).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct AuthRequest {
+    pub request: Request,
     pub key: PublicKey,
+    pub auth: Vec<Mac>,
 }
 
 /// A reply and its HMAC-SHA256 over the reply's encoding, under the key that
@@ -216,5 +224,5 @@ pub struct FetchBatch {
 pub struct Batch {
     pub replica: ReplicaId,
     pub digest: Digest,
-    pub requests: Vec<Request>,
+    pub requests: Vec<AuthRequest>,
 }

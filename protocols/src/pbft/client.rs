@@ -1,17 +1,15 @@
 //! The PBFT client (§4.1): one request outstanding, sent to the primary it
 //! believes in and retransmitted to every replica on a timeout; accepted on
 //! f+1 matching replies from distinct replicas, whose MACs the codec checked.
-//! Its first request is preceded by a hello to every replica with its public
-//! key, and so is every retransmission.
+//! Its codec authenticates every request for every replica.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use runtime::{Addr, ClientId, Context, ReplicaId, State};
-use wire::PublicKey;
 use wire::client::Request;
-use wire::pbft::{Hello, Message, Reply, View};
+use wire::pbft::{Message, Reply, View};
 
 use super::codec::{Codec, Config, Outbound};
 
@@ -19,8 +17,6 @@ use super::codec::{Codec, Config, Outbound};
 #[derive(Debug)]
 pub struct Client {
     id: ClientId,
-    /// The client's public key, which its hellos carry.
-    key: PublicKey,
     config: Arc<Config>,
     resend_interval: Duration,
     /// The view the client believes current, learnt from replies.
@@ -41,18 +37,12 @@ pub enum ClientTimer {
 }
 
 impl Client {
-    /// Client `id` with public key `key` (from [`Codec::register_client`]
-    /// of the codec it runs with).
-    pub fn new(
-        id: ClientId,
-        key: PublicKey,
-        config: Arc<Config>,
-        resend_interval: Duration,
-    ) -> Client {
+    /// Client `id`, registered with [`Codec::register_client`] of the codec
+    /// it runs with.
+    pub fn new(id: ClientId, config: Arc<Config>, resend_interval: Duration) -> Client {
         assert!(resend_interval > Duration::ZERO);
         Client {
             id,
-            key,
             config,
             resend_interval,
             view: 0,
@@ -65,13 +55,6 @@ impl Client {
 
     /// §4.1: the client waits for f+1 replies with the same result from
     /// distinct replicas; one of them at least is correct.
-    fn hello(&self) -> Outbound {
-        Outbound::Message(Message::Hello(Hello {
-            client_id: self.id,
-            key: self.key,
-        }))
-    }
-
     fn on_reply(&mut self, reply: Reply, ctx: &mut Context<'_, Outbound, ClientTimer>) {
         let Some(request) = &self.outstanding else {
             ctx.drop_message("client: reply with nothing outstanding");
@@ -132,9 +115,7 @@ impl State for Client {
                     return; // Spurious: the result came first.
                 };
                 ctx.count("client: retransmission");
-                // A replica that missed the hello cannot MAC its reply.
-                ctx.send_to_replicas(self.hello());
-                ctx.send_to_replicas(Outbound::Message(Message::Request(request.clone())));
+                ctx.send_to_replicas(Outbound::Request(request.clone()));
                 ctx.set_timer(ClientTimer::Resend, self.resend_interval);
             }
         }
@@ -145,20 +126,13 @@ impl runtime::Client for Client {
     fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Outbound, ClientTimer>) {
         assert!(self.outstanding.is_none(), "one operation at a time");
         self.request_num += 1;
-        if self.request_num == 1 {
-            // Every replica replies, so every one needs the client's key.
-            ctx.send_to_replicas(self.hello());
-        }
         let request = Request {
             client_id: self.id,
             request_num: self.request_num,
             op,
         };
         let primary = Addr::Replica(self.config.primary(self.view));
-        ctx.send(
-            primary,
-            Outbound::Message(Message::Request(request.clone())),
-        );
+        ctx.send(primary, Outbound::Request(request.clone()));
         ctx.set_timer(ClientTimer::Resend, self.resend_interval);
         self.outstanding = Some(request);
     }

@@ -10,8 +10,8 @@ use rustc_hash::FxHashMap;
 use wire::client::Request;
 use wire::crypto::verify_digest;
 use wire::pbft::{
-    Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, Hello, MacReply, Message, NewView,
-    PrePrepare, Prepare, PreparedCert, Reply, Seq, Status, View, ViewChange,
+    AuthRequest, Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, MacReply, Message,
+    NewView, PrePrepare, Prepare, PreparedCert, Reply, Seq, Status, View, ViewChange,
 };
 use wire::{
     ClientId, CryptoError, Digest, MacKey, PublicKey, SecretKey, Signature, Signed, Signer,
@@ -111,7 +111,7 @@ payload!(
 );
 
 /// The digest a pre-prepare names its batch by.
-pub fn batch_digest(batch: &[Request]) -> Option<Digest> {
+pub fn batch_digest(batch: &[AuthRequest]) -> Option<Digest> {
     Digest::of_encoded(&batch).ok()
 }
 
@@ -121,7 +121,9 @@ pub fn batch_digest(batch: &[Request]) -> Option<Digest> {
 #[derive(Clone, Debug)]
 pub enum Outbound {
     Message(Message),
-    PrePrepare(PrePrepare, Vec<Request>),
+    /// A client's request, which its codec authenticates for every replica.
+    Request(Request),
+    PrePrepare(PrePrepare, Vec<AuthRequest>),
     Prepare(Prepare),
     Commit(Commit),
     Reply(Reply),
@@ -144,20 +146,28 @@ pub struct Codec {
 #[derive(Debug)]
 enum Macs {
     /// A replica's secret key (for ECDH) and the key it shares with each
-    /// client that said hello: the first key seen for a client id wins, and
-    /// the table holds at most [`CLIENT_KEYS_MAX`] clients.
+    /// client it authenticated a request from: the first public key under
+    /// which a client's request checked wins, and the table holds at most
+    /// [`CLIENT_KEYS_MAX`] clients.
     Replica {
+        /// This replica's id: which entry of a request's authenticator is
+        /// its own.
+        me: ReplicaId,
         secret: SecretKey,
         clients: RwLock<FxHashMap<ClientId, (PublicKey, MacKey)>>,
     },
     /// The clients of a client node: each one's key pair derives from `seed`
-    /// and its id; for each registered client, the key it shares with each
-    /// replica, in replica order.
+    /// and its id; for each registered client, its public key and the key it
+    /// shares with each replica, in replica order.
     Client {
         seed: Vec<u8>,
-        clients: RwLock<FxHashMap<ClientId, Arc<[MacKey]>>>,
+        clients: RwLock<FxHashMap<ClientId, ClientKeys>>,
     },
 }
+
+/// A client's public key, and the key it shares with each replica, in replica
+/// order.
+type ClientKeys = (PublicKey, Arc<[MacKey]>);
 
 /// Client `id`'s secret key, derived from the client key seed.
 fn client_secret(seed: &[u8], id: ClientId) -> SecretKey {
@@ -168,13 +178,19 @@ fn client_secret(seed: &[u8], id: ClientId) -> SecretKey {
 }
 
 impl Codec {
-    /// A replica's codec: it signs with `key`, and MACs replies under keys it
-    /// agrees on with clients from `key` and their hellos.
-    pub fn replica(config: Arc<Config>, key: &SecretKey) -> Result<Codec, CryptoError> {
+    /// Replica `me`'s codec: it signs with `key`, and checks requests and
+    /// MACs replies under the keys it agrees on with clients (from `key` and
+    /// the public keys their requests carry).
+    pub fn replica(
+        config: Arc<Config>,
+        me: ReplicaId,
+        key: &SecretKey,
+    ) -> Result<Codec, CryptoError> {
         Ok(Codec {
             config,
             signer: Some(Signer::new(key)?),
             macs: Macs::Replica {
+                me,
                 secret: key.clone(),
                 clients: RwLock::new(FxHashMap::default()),
             },
@@ -196,9 +212,9 @@ impl Codec {
     }
 
     /// Derives client `id`'s key pair and the keys it shares with every
-    /// replica (n ECDH computations, once), so that replies to it are
-    /// accepted; returns its public key, for its hellos.
-    pub fn register_client(&self, id: ClientId) -> PublicKey {
+    /// replica (n ECDH computations, once), so that its requests are
+    /// authenticated and replies to it accepted.
+    pub fn register_client(&self, id: ClientId) {
         let Macs::Client { seed, clients } = &self.macs else {
             panic!("only a client codec registers clients");
         };
@@ -212,38 +228,10 @@ impl Codec {
             .iter()
             .map(|replica| MacKey::agree(replica, &secret).expect("seeded keys are valid"))
             .collect();
-        clients.write().expect("not poisoned").insert(id, keys);
-        public
-    }
-
-    /// A replica learns the key it shares with a client from its hello. The
-    /// first key for a client id wins; a different one later is refused.
-    fn on_hello(&self, hello: &Hello) -> Result<(), DropReason> {
-        let Macs::Replica { secret, clients } = &self.macs else {
-            return Err(DropReason("hello: not a replica"));
-        };
-        if let Some((known, _)) = clients.read().expect("not poisoned").get(&hello.client_id) {
-            return if *known == hello.key {
-                Ok(())
-            } else {
-                Err(DropReason("hello: client already has another key"))
-            };
-        }
-        let public = hello
-            .key
-            .parse()
-            .map_err(|_| DropReason("hello: bad public key"))?;
-        let mac = MacKey::agree(&public, secret).map_err(|_| DropReason("hello: bad key"))?;
-        let mut clients = clients.write().expect("not poisoned");
-        if clients.len() >= CLIENT_KEYS_MAX && !clients.contains_key(&hello.client_id) {
-            return Err(DropReason("hello: client key table full"));
-        }
-        // Another thread may have raced us here: the first key still wins.
-        let (known, _) = clients.entry(hello.client_id).or_insert((hello.key, mac));
-        if *known != hello.key {
-            return Err(DropReason("hello: client already has another key"));
-        }
-        Ok(())
+        clients
+            .write()
+            .expect("not poisoned")
+            .insert(id, (public, keys));
     }
 
     /// A replica MACs `reply` under the key it shares with the client.
@@ -265,13 +253,97 @@ impl Codec {
         })
     }
 
+    /// A client authenticates its request for every replica: one MAC per
+    /// replica, under the key the client shares with it.
+    fn authenticate(&self, request: &Request) -> Result<AuthRequest, DropReason> {
+        let Macs::Client { clients, .. } = &self.macs else {
+            return Err(DropReason("encode: a replica sends no requests"));
+        };
+        let (key, keys) = clients
+            .read()
+            .expect("not poisoned")
+            .get(&request.client_id)
+            .cloned()
+            .ok_or(DropReason("encode: no such client"))?;
+        let bytes =
+            wire::codec::encode_to_vec(request).map_err(|_| DropReason("encode: failed"))?;
+        Ok(AuthRequest {
+            request: request.clone(),
+            key,
+            auth: keys.iter().map(|key| key.mac(&bytes)).collect(),
+        })
+    }
+
+    /// A replica checks its own entry of each request's authenticator, under
+    /// the key it shares with the request's client. `what` names the failure:
+    /// a request from a client, or one in a pre-prepare.
+    fn check_requests(
+        &self,
+        requests: &[AuthRequest],
+        what: &'static str,
+    ) -> Result<(), DropReason> {
+        let Macs::Replica {
+            me,
+            secret,
+            clients,
+        } = &self.macs
+        else {
+            return Err(DropReason("request: not a replica"));
+        };
+        let me = usize::from(me.0);
+        let mut unknown = Vec::new();
+        {
+            let clients = clients.read().expect("not poisoned");
+            for request in requests {
+                let mac = match request.auth.get(me) {
+                    Some(mac) if request.auth.len() == self.config.n => mac,
+                    _ => return Err(DropReason(what)),
+                };
+                match clients.get(&request.request.client_id) {
+                    Some((known, key)) if *known == request.key => {
+                        verify_request(key, request, mac, what)?;
+                    }
+                    Some(_) => return Err(DropReason("request: client already has another key")),
+                    None => unknown.push((request, mac)),
+                }
+            }
+        }
+        // First requests from clients: derive the shared key (ECDH), and keep
+        // it once a request checked under it.
+        for (request, mac) in unknown {
+            let public = request
+                .key
+                .parse()
+                .map_err(|_| DropReason("request: bad client key"))?;
+            let key = MacKey::agree(&public, secret)
+                .map_err(|_| DropReason("request: bad client key"))?;
+            verify_request(&key, request, mac, what)?;
+            let mut clients = clients.write().expect("not poisoned");
+            if clients.len() >= CLIENT_KEYS_MAX && !clients.contains_key(&request.request.client_id)
+            {
+                // Checked, but not kept: replies to this client are not sent
+                // (no key to MAC them), and its next request pays for ECDH
+                // again.
+                continue;
+            }
+            // Another thread may have raced us here: the first key still wins.
+            let (known, _) = clients
+                .entry(request.request.client_id)
+                .or_insert((request.key, key));
+            if *known != request.key {
+                return Err(DropReason("request: client already has another key"));
+            }
+        }
+        Ok(())
+    }
+
     /// A client checks a reply's MAC under the key it shares with the replica
     /// the reply names.
     fn check_reply(&self, reply: &MacReply) -> Result<(), DropReason> {
         let Macs::Client { clients, .. } = &self.macs else {
             return Err(DropReason("reply: not a client"));
         };
-        let keys = clients
+        let (_, keys) = clients
             .read()
             .expect("not poisoned")
             .get(&reply.reply.client_id)
@@ -320,10 +392,9 @@ impl SharedState for Codec {
         let msg: Message = wire::decode(bytes)?;
         let config = &*self.config;
         let from = match &msg {
-            Message::Request(request) => Addr::Client(request.client_id),
-            Message::Hello(hello) => {
-                self.on_hello(hello)?;
-                Addr::Client(hello.client_id)
+            Message::Request(request) => {
+                self.check_requests(std::slice::from_ref(request), "request: bad authenticator")?;
+                Addr::Client(request.request.client_id)
             }
             Message::Reply(reply) => {
                 self.check_reply(reply)?;
@@ -340,6 +411,7 @@ impl SharedState for Codec {
                 if batch_digest(batch) != Some(pp.payload.digest) {
                     return Err(DropReason("pre-prepare: batch does not match digest"));
                 }
+                self.check_requests(batch, "pre-prepare: a request is not authenticated")?;
                 Addr::Replica(primary)
             }
             Message::Prepare(p) => {
@@ -407,6 +479,10 @@ impl SharedState for Codec {
         let signed;
         let msg = match msg {
             Outbound::Message(msg) => msg,
+            Outbound::Request(request) => {
+                signed = Message::Request(self.authenticate(request)?);
+                &signed
+            }
             Outbound::PrePrepare(pp, batch) => {
                 signed = Message::PrePrepare(self.sign_for_wire(*pp)?, batch.clone());
                 &signed
@@ -438,6 +514,18 @@ impl SharedState for Codec {
         };
         Ok(wire::encode(msg, buf)?)
     }
+}
+
+/// Checks `mac`, a replica's entry of a request's authenticator, under the
+/// key the replica shares with the client.
+fn verify_request(
+    key: &MacKey,
+    request: &AuthRequest,
+    mac: &wire::Mac,
+    what: &'static str,
+) -> Result<(), DropReason> {
+    let bytes = wire::codec::encode_to_vec(&request.request).map_err(|_| DropReason(what))?;
+    key.verify(&bytes, mac).map_err(|_| DropReason(what))
 }
 
 /// A stable checkpoint's proof: 2f+1 distinct replicas signed the same
@@ -636,17 +724,65 @@ mod tests {
         (keys, Arc::new(Config::new(&public).unwrap()))
     }
 
-    fn hello_bytes(client_id: ClientId, key: PublicKey) -> Vec<u8> {
-        wire::codec::encode_to_vec(&Message::Hello(Hello { client_id, key })).unwrap()
+    /// A request from client `id` of `client`, authenticated and encoded.
+    fn request_bytes(client: &Codec, id: ClientId, num: u64) -> Vec<u8> {
+        let request = Request {
+            client_id: id,
+            request_num: num,
+            op: b"op".to_vec(),
+        };
+        let mut buf = Vec::new();
+        client
+            .encode(&Outbound::Request(request), &mut buf)
+            .unwrap();
+        buf
+    }
+
+    #[test]
+    fn request_authenticators_check_at_every_replica() {
+        let (keys, config) = group();
+        let client = Codec::client(Arc::clone(&config), b"seed");
+        let id = ClientId(7);
+        client.register_client(id);
+        let bytes = request_bytes(&client, id, 1);
+        for (i, key) in keys.iter().enumerate() {
+            let replica = Codec::replica(Arc::clone(&config), ReplicaId(i as u8), key).unwrap();
+            let (from, _) = replica.decode(&bytes).unwrap();
+            assert_eq!(from, Addr::Client(id));
+        }
+        // The replica's own entry is checked: replica 1 with replica 2's
+        // entry broken still accepts; replica 2 drops it.
+        let Message::Request(mut request) = wire::decode::<Message>(&bytes).unwrap() else {
+            panic!("a request");
+        };
+        request.auth[2].0[0] ^= 1;
+        let broken = wire::codec::encode_to_vec(&Message::Request(request.clone())).unwrap();
+        let one = Codec::replica(Arc::clone(&config), ReplicaId(1), &keys[1]).unwrap();
+        let two = Codec::replica(Arc::clone(&config), ReplicaId(2), &keys[2]).unwrap();
+        one.decode(&broken).unwrap();
+        assert_eq!(
+            two.decode(&broken).unwrap_err().0,
+            "request: bad authenticator"
+        );
+        // An altered operation, or an authenticator of the wrong length,
+        // fails everywhere.
+        request.auth[2].0[0] ^= 1;
+        request.request.op.push(0);
+        let altered = wire::codec::encode_to_vec(&Message::Request(request.clone())).unwrap();
+        assert!(one.decode(&altered).is_err());
+        request.request.op.pop();
+        request.auth.pop();
+        let short = wire::codec::encode_to_vec(&Message::Request(request)).unwrap();
+        assert!(one.decode(&short).is_err());
     }
 
     #[test]
     fn reply_macs_check_and_first_key_wins() {
         let (keys, config) = group();
-        let replica = Codec::replica(Arc::clone(&config), &keys[2]).unwrap();
+        let replica = Codec::replica(Arc::clone(&config), ReplicaId(2), &keys[2]).unwrap();
         let client = Codec::client(Arc::clone(&config), b"seed");
         let id = ClientId(7);
-        let key = client.register_client(id);
+        client.register_client(id);
         let reply = Reply {
             view: 0,
             replica: ReplicaId(2),
@@ -655,13 +791,13 @@ mod tests {
             result: b"ok".to_vec(),
         };
         let mut buf = Vec::new();
-        // No hello yet: the replica has no key to MAC with.
+        // No request from the client yet: the replica has no key to MAC with.
         assert!(
             replica
                 .encode(&Outbound::Reply(reply.clone()), &mut buf)
                 .is_err()
         );
-        replica.decode(&hello_bytes(id, key)).unwrap();
+        replica.decode(&request_bytes(&client, id, 1)).unwrap();
         buf.clear();
         replica
             .encode(&Outbound::Reply(reply.clone()), &mut buf)
@@ -680,15 +816,19 @@ mod tests {
         let forged = wire::codec::encode_to_vec(&Message::Reply(forged)).unwrap();
         assert_eq!(client.decode(&forged).unwrap_err().0, "reply: bad MAC");
 
-        // Another key for the same client id is refused; the first stays.
-        let other = Signer::new(&SecretKey::from_seed(b"impostor"))
-            .unwrap()
-            .public_key();
+        // Another key for the same client id (an impostor's node, with a
+        // validly authenticated request of its own) is refused; the first
+        // stays.
+        let impostor = Codec::client(Arc::clone(&config), b"impostor");
+        impostor.register_client(id);
         assert_eq!(
-            replica.decode(&hello_bytes(id, other)).unwrap_err().0,
-            "hello: client already has another key"
+            replica
+                .decode(&request_bytes(&impostor, id, 2))
+                .unwrap_err()
+                .0,
+            "request: client already has another key"
         );
-        replica.decode(&hello_bytes(id, key)).unwrap();
+        replica.decode(&request_bytes(&client, id, 2)).unwrap();
         buf.clear();
         replica.encode(&Outbound::Reply(reply), &mut buf).unwrap();
         client.decode(&buf).unwrap();

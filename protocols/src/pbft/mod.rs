@@ -8,14 +8,15 @@
 //! primary of view v is replica v mod n, the others are backups.
 //!
 //! **Normal case (§4.2).** A client sends its request to the primary it
-//! believes in, and on a timeout retransmits to every replica. The primary
-//! gathers requests into batches (at most [`BATCH_SIZE_MAX`] requests) and
-//! gives each batch the next sequence number, keeping at most [`WINDOW_MAX`]
-//! batches in flight (proposed, not yet executed). Batches adapt to the load:
-//! with nothing in flight the primary proposes whatever it has at once; with
-//! batches in flight it pipelines another only when a full one is queued, so
-//! that at moderate load requests gather into one batch per round instead of
-//! each paying for a round of signatures alone. Three phases order a batch:
+//! believes in, and on a timeout retransmits to every replica; backups relay
+//! it to the primary. The primary gathers requests into batches (at most
+//! [`BATCH_SIZE_MAX`] requests) and gives each batch the next sequence
+//! number, keeping at most [`WINDOW_MAX`] batches in flight (proposed, not
+//! yet executed). Batches adapt to the load: with nothing in flight the
+//! primary proposes whatever it has at once; with batches in flight it
+//! pipelines another only when a full one is queued, so that at moderate load
+//! requests gather into one batch per round instead of each paying for a
+//! round of signatures alone. Three phases order a batch:
 //!
 //! 1. pre-prepare: the primary multicasts `<PRE-PREPARE, v, n, d>` signed, with
 //!    the batch whose digest is d;
@@ -84,41 +85,48 @@
 //! statements (checkpoint votes, view-change, the pre-prepares of a new view)
 //! are signed in the protocol thread.
 //!
-//! **Replies carry MACs (§4).** Each client and each replica share a key:
-//! every client has a secp256k1 key pair (derived from a client key seed and
-//! its id: the run's seed in the simulator, a fresh seed per benchmark point
-//! from the runner), and sends `<HELLO, c, pk>` with its public key to every
-//! replica before its first request and with every retransmission. A replica's
-//! codec computes the shared key by ECDH (its secret key, the client's public
-//! key) once per client and keeps it in a table of at most
-//! [`CLIENT_KEYS_MAX`] clients; the client's codec computes the same keys from
-//! the replicas' public keys in the [`Config`]. A reply travels as
-//! `<REPLY, v, t, c, i, r>` with an HMAC-SHA256 over its encoding under the
-//! pair's key, instead of a signature: the replica's codec MACs it in `encode`
-//! (a reply to a client whose hello it has not seen is dropped there; the
-//! client's retransmission brings the hello again), and the client's codec
-//! checks it in `decode` (in constant time) and drops a reply whose MAC fails
-//! (`reply: bad MAC`). A MAC costs about a microsecond against tens for a
-//! signature and its check, so a client's f+1 matching replies are cheap. A
-//! faulty replica still cannot pose as another: it does not know the key that
-//! replica shares with the client.
+//! **Requests and replies carry MACs (§4; TOCS §3.2).** Each client and each
+//! replica share a key: every client has a secp256k1 key pair (derived from a
+//! client key seed and its id: the run's seed in the simulator, a fresh seed
+//! per benchmark point from the runner), and both sides compute the pair's key
+//! by ECDH, the client from the replicas' public keys in the [`Config`], a
+//! replica's codec from its secret key and the client's public key, which
+//! every request carries. A replica computes it once per client and keeps it
+//! in a table of at most [`CLIENT_KEYS_MAX`] clients.
 //!
-//! Trust assumption: hellos are not authenticated, and the first key a
-//! replica sees for a client id wins (a different key later is dropped as
-//! `hello: client already has another key`; when the table is full, hellos
-//! from new clients are dropped). Whoever says hello first for a client id
-//! can read that client's replies' MACs as valid, but cannot forge the
-//! replies of the other replicas to the real client, which only accepts MACs
-//! under its own keys. A deployment would bind client ids to keys (a
-//! certificate, or keys configured at the replicas); here clients are
-//! trusted to be who they say, as they are for requests.
+//! A request travels with an *authenticator*: one HMAC-SHA256 of the request
+//! per replica, each under that replica's key. The client's codec computes it
+//! in `encode`; a replica's codec checks its own entry in `decode`, both for a
+//! request from a client (or relayed by a backup) and for every request in a
+//! pre-prepare, and drops what fails (`request: bad authenticator`,
+//! `pre-prepare: a request is not authenticated`). So backups can relay
+//! requests to the primary (§4.4) without being able to alter them, and a
+//! faulty primary cannot forge a request in a client's name: the backups'
+//! entries would not check, no correct backup prepares it, and the view
+//! change replaces the primary. A request re-proposed in a new view is
+//! accepted by digest, as its prepared certificate vouches for it.
 //!
-//! Client requests are not authenticated. Replicas trust a request to come
-//! from the client it names; a forger can only issue operations in a client's
-//! name, which a deployment would prevent with the paper's request
-//! authenticators (MACs under the same pairwise keys, one per replica) or by
-//! signing requests: the codec's decode is where that check would go. The
-//! simulator's faults are replicas and the network, not clients.
+//! A reply travels as `<REPLY, v, t, c, i, r>` with one HMAC-SHA256 under the
+//! pair's key instead of a signature: the replica's codec MACs it in `encode`
+//! (a reply to a client whose key it does not know yet is dropped there; the
+//! client's retransmission brings a request that teaches it), and the
+//! client's codec checks it in `decode` (in constant time) and drops a reply
+//! whose MAC fails (`reply: bad MAC`). A MAC costs about a microsecond against
+//! tens for a signature and its check, so a client's f+1 matching replies and
+//! a request's n MACs are cheap. A faulty replica still cannot pose as
+//! another: it does not know the key that replica shares with the client.
+//!
+//! Trust assumption: a replica keeps the first public key under which a
+//! request for a client id checked (a different key later is dropped as
+//! `request: client already has another key`). Whoever sends the first
+//! request for an unused client id owns that id; nobody can take over an id
+//! whose requests a replica has already checked. A deployment would bind
+//! client ids to keys (a certificate, or keys configured at the replicas).
+//! A faulty client can send an authenticator that checks at some replicas
+//! and not at others; the paper then lets a backup accept a request it cannot
+//! check once it is prepared by others, which is not implemented here: such
+//! a client can make a correct primary look faulty and cost a view change.
+//! The simulator's faults are replicas and the network, not clients.
 //!
 //! # Bounds
 //!
@@ -143,8 +151,15 @@ use std::time::Duration;
 /// Most requests in one batch.
 pub const BATCH_SIZE_MAX: usize = 256;
 
-/// Most bytes of operations in one batch, so a pre-prepare fits a datagram.
-pub const BATCH_BYTES_MAX: usize = 48 * 1024;
+/// Most bytes of requests (operations, headers and authenticators, see
+/// [`request_overhead`]) in one batch, so a pre-prepare fits a datagram.
+pub const BATCH_BYTES_MAX: usize = 60 * 1024;
+
+/// Bytes a request takes in a batch besides its operation, at most: its
+/// header and length prefixes, and its authenticator of `n` MACs.
+pub fn request_overhead(n: usize) -> usize {
+    32 + n * size_of::<wire::Mac>()
+}
 
 /// Largest operation a replica accepts in a request.
 pub const REQUEST_OP_MAX: usize = 32 * 1024;
@@ -159,8 +174,9 @@ pub const CHECKPOINT_INTERVAL: u64 = 8;
 /// log's capacity in sequence numbers.
 pub const LOG_MAX: u64 = 2 * CHECKPOINT_INTERVAL;
 
-/// Clients whose reply keys a replica keeps: hellos from further clients are
-/// dropped.
+/// Clients whose MAC keys a replica keeps: a request from a further client is
+/// still checked (at the cost of an ECDH each time), but replies to it are
+/// not sent.
 pub const CLIENT_KEYS_MAX: usize = 1 << 16;
 
 /// Requests the primary queues before it proposes them.

@@ -9,9 +9,9 @@ use runtime::{Addr, ClientId, Context, ReplicaId, State};
 use wire::client::Request;
 use wire::control::{BATCHES_COUNTER, REQUESTS_BATCHED_COUNTER};
 use wire::pbft::{
-    Batch, Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, Message, NewView,
-    PrePrepare, Prepare, PreparedCert, Reply, Seq, StableCheckpoint, StateChunk, Status, View,
-    ViewChange,
+    AuthRequest, Batch, Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, Message,
+    NewView, PrePrepare, Prepare, PreparedCert, Reply, Seq, StableCheckpoint, StateChunk, Status,
+    View, ViewChange,
 };
 use wire::{Digest, Signature, Signed};
 
@@ -19,7 +19,7 @@ use super::codec::{Codec, Config, Outbound, batch_digest, compute_new_view};
 use super::{
     BATCH_BYTES_MAX, BATCH_SIZE_MAX, CHECKPOINT_INTERVAL, CHECKPOINT_VOTES_MAX, LOG_MAX,
     PENDING_MAX, REQUEST_OP_MAX, STATE_CHUNK_MAX, STATE_SIZE_MAX, STATUS_INTERVAL, TRANSFER_RETRY,
-    VIEW_CHANGE_TIMEOUT, VIEW_CHANGE_TIMEOUT_MAX, WAITING_MAX, WINDOW_MAX,
+    VIEW_CHANGE_TIMEOUT, VIEW_CHANGE_TIMEOUT_MAX, WAITING_MAX, WINDOW_MAX, request_overhead,
 };
 use crate::app::App;
 
@@ -50,7 +50,7 @@ pub struct Replica {
     /// Last sequence number executed.
     executed: Seq,
     /// Primary: requests not yet in a batch, at most [`PENDING_MAX`].
-    pending: VecDeque<Request>,
+    pending: VecDeque<AuthRequest>,
     /// Primary: per client, the highest request number queued or proposed
     /// and not yet executed.
     proposed: HashMap<ClientId, u64>,
@@ -94,7 +94,7 @@ struct Slot {
     pre_prepare: Option<(View, Digest, Option<Signature>)>,
     /// The batch, once known, with its digest (it may be from an earlier
     /// view's pre-prepare, and then may not match).
-    batch: Option<(Digest, Vec<Request>)>,
+    batch: Option<(Digest, Vec<AuthRequest>)>,
     /// At most one prepare per replica (the latest view's).
     prepares: BTreeMap<ReplicaId, (View, Digest, Signature)>,
     /// At most one commit per replica.
@@ -213,7 +213,8 @@ impl Replica {
     // Normal case (§4.2).
 
     /// §4.1/§4.2: a request from a client, or relayed by a backup.
-    fn on_request(&mut self, request: Request, ctx: &mut Ctx<'_, '_>) {
+    fn on_request(&mut self, auth_request: AuthRequest, ctx: &mut Ctx<'_, '_>) {
+        let request = &auth_request.request;
         if request.op.len() > REQUEST_OP_MAX {
             ctx.drop_message("request: operation too large");
             return;
@@ -248,13 +249,13 @@ impl Replica {
                 return;
             }
             self.proposed.insert(request.client_id, request.request_num);
-            self.pending.push_back(request);
+            self.pending.push_back(auth_request);
             self.try_propose(ctx);
         } else {
-            // A backup times the primary (§4.4). It does not relay the
-            // request, as the paper's backups do: requests are unsigned here,
-            // so a faulty backup could alter what it relays. A client that
-            // times out multicasts to every replica, the primary included.
+            // A backup relays the request to the primary and times it
+            // (§4.4). Backups see a request only when its client timed out
+            // and multicast it; the authenticator lets the primary check that
+            // the client sent it, so a faulty backup cannot alter it.
             let known = self.waiting.contains_key(&request.client_id);
             if !known && self.waiting.len() >= WAITING_MAX {
                 ctx.drop_message("request: waiting table full");
@@ -265,6 +266,9 @@ impl Replica {
             if !ctx.timer_is_set(ReplicaTimer::ViewChange) {
                 ctx.set_timer(ReplicaTimer::ViewChange, self.view_change_timeout);
             }
+            ctx.count("request: relayed to the primary");
+            let primary = Addr::Replica(self.config.primary(self.view));
+            ctx.send(primary, Outbound::Message(Message::Request(auth_request)));
         }
     }
 
@@ -289,19 +293,21 @@ impl Replica {
         {
             let mut batch = Vec::new();
             let mut bytes = 0;
+            let overhead = request_overhead(self.config.n);
             while let Some(request) = self.pending.front() {
+                let size = request.request.op.len() + overhead;
                 if batch.len() == BATCH_SIZE_MAX
-                    || (!batch.is_empty() && bytes + request.op.len() > BATCH_BYTES_MAX)
+                    || (!batch.is_empty() && bytes + size > BATCH_BYTES_MAX)
                 {
                     break;
                 }
                 let request = self.pending.pop_front().expect("front exists");
                 let done = self
                     .client_table
-                    .get(&request.client_id)
-                    .is_some_and(|e| e.request_num >= request.request_num);
+                    .get(&request.request.client_id)
+                    .is_some_and(|e| e.request_num >= request.request.request_num);
                 if !done {
-                    bytes += request.op.len();
+                    bytes += size;
                     batch.push(request);
                 }
             }
@@ -332,7 +338,7 @@ impl Replica {
     fn on_pre_prepare(
         &mut self,
         pp: Signed<PrePrepare>,
-        batch: Vec<Request>,
+        batch: Vec<AuthRequest>,
         ctx: &mut Ctx<'_, '_>,
     ) {
         let PrePrepare { view, seq, digest } = pp.payload;
@@ -517,8 +523,8 @@ impl Replica {
             if *batch_digest != digest {
                 break;
             }
-            let batch = batch.clone();
-            for request in batch {
+            let requests: Vec<Request> = batch.iter().map(|r| r.request.clone()).collect();
+            for request in requests {
                 self.execute(request, ctx);
             }
             self.executed = seq;
@@ -1324,8 +1330,6 @@ impl State for Replica {
         }
         match msg {
             Message::Request(request) => self.on_request(request, ctx),
-            // The codec took the client's key when it decoded the hello.
-            Message::Hello(_) => {}
             Message::Reply(_) => ctx.drop_message("replica: unexpected reply"),
             Message::PrePrepare(pp, batch) => self.on_pre_prepare(pp, batch, ctx),
             Message::Prepare(p) => self.on_prepare(p, ctx),

@@ -52,7 +52,7 @@ pub fn replica_node(
     app: Box<dyn crate::app::App>,
     rng: Rng,
 ) -> Node<Replica> {
-    let codec = Arc::new(Codec::replica(Arc::clone(config), key).expect("valid key"));
+    let codec = Arc::new(Codec::replica(Arc::clone(config), id, key).expect("valid key"));
     let replica = Replica::new(id, Arc::clone(&codec), app);
     Node::new(Addr::Replica(id), replica, codec, rng)
 }
@@ -96,8 +96,8 @@ pub fn add_client(sim: &mut Simulator, config: &Arc<Config>, id: u64, ops: u64) 
                 Arc::clone(&config),
                 &client_key_seed(&config),
             ));
-            let key = codec.register_client(id);
-            let client = Client::new(id, key, Arc::clone(&config), CLIENT_RESEND_INTERVAL);
+            codec.register_client(id);
+            let client = Client::new(id, Arc::clone(&config), CLIENT_RESEND_INTERVAL);
             Box::new(ClientNode(Node::new(Addr::Client(id), client, codec, rng)))
         }),
     );
