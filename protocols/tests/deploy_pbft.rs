@@ -1,0 +1,172 @@
+//! PBFT on the real runtime, in-process over loopback UDP: four replicas and
+//! a thread of clients, in the normal case and through a view change after
+//! the primary stops. The simulator tests the protocol's logic; this checks
+//! that the same code survives real sockets, threads and timers.
+//!
+//! These tests check progress, never speed: speed is measured by the runner.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocols::app::KvApp;
+use protocols::pbft::{Client, Codec, Config, Replica};
+use runtime::deploy::{ClientsSetup, ReplicaSetup, Running, spawn_clients, spawn_replica};
+use runtime::{ClientId, Counters, ReplicaId, Rng};
+use wire::control::{Idle, Load, ThreadMap, TransportKind};
+use wire::kv::Op;
+use wire::{SecretKey, Signer};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const SPIN: Idle = Idle::SpinThenBlock { spin_us: 50 };
+
+/// Free UDP ports on loopback (bound together, then released).
+fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let sockets: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind((LOCALHOST, 0)).unwrap())
+        .collect();
+    sockets.iter().map(|s| s.local_addr().unwrap()).collect()
+}
+
+struct Group {
+    replicas: Vec<Option<Running>>,
+    clients: Running,
+}
+
+/// Four single-thread replicas running a key-value store, and `clients`
+/// closed-loop clients on one thread.
+fn start(clients: u32) -> Group {
+    let keys: Vec<SecretKey> = (0..4)
+        .map(|i| SecretKey::from_seed(format!("deploy pbft {i}").as_bytes()))
+        .collect();
+    let public: Vec<_> = keys
+        .iter()
+        .map(|k| Signer::new(k).unwrap().public_key())
+        .collect();
+    let config = Arc::new(Config::new(&public).unwrap());
+    let addrs = free_addrs(4);
+    let replicas = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let id = ReplicaId(i as u8);
+            let codec = Arc::new(Codec::replica(Arc::clone(&config), id, key).unwrap());
+            let replica = Replica::new(id, Arc::clone(&codec), Box::new(KvApp::default()));
+            let setup = ReplicaSetup {
+                id,
+                replicas: addrs.clone(),
+                threads: ThreadMap::single(None),
+                idle: SPIN,
+                transport: TransportKind::Auto,
+            };
+            Some(spawn_replica(replica, codec, setup).unwrap())
+        })
+        .collect();
+
+    let codec = Arc::new(Codec::client(Arc::clone(&config), b"deploy pbft clients"));
+    let client_codec = Arc::clone(&codec);
+    let setup = ClientsSetup {
+        first_id: ClientId(1),
+        count: clients,
+        threads: 1,
+        cores: Vec::new(),
+        bind: LOCALHOST,
+        replicas: addrs,
+        load: Load::Closed,
+        idle: SPIN,
+        transport: TransportKind::Auto,
+        warmup: Duration::ZERO,
+        measure: None,
+    };
+    let clients = spawn_clients(
+        Arc::new(move |id| {
+            client_codec.register_client(id);
+            Client::new(
+                id,
+                Arc::clone(client_codec.config()),
+                Duration::from_millis(30),
+            )
+        }),
+        codec,
+        Arc::new(|_seed| {
+            Box::new(|rng: &mut Rng| {
+                let key = format!("k{}", rng.below(100)).into_bytes();
+                let op = if rng.chance(0.5) {
+                    Op::Get { key }
+                } else {
+                    Op::Put {
+                        key,
+                        value: b"value".to_vec(),
+                    }
+                };
+                wire::codec::encode_to_vec(&op).unwrap()
+            })
+        }),
+        setup,
+    )
+    .unwrap();
+    Group { replicas, clients }
+}
+
+/// Waits until the clients complete `ops` more operations, for at most
+/// `limit`; returns how many they completed.
+fn progress(clients: &Running, ops: u64, limit: Duration) -> u64 {
+    let deadline = Instant::now() + limit;
+    let mut done = 0;
+    while done < ops && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        done += clients.metrics().ops;
+    }
+    done
+}
+
+/// Stops everything, checks that nothing failed and that no authenticated
+/// message was rejected; returns the replicas' counters, merged.
+fn stop(group: Group) -> Counters {
+    assert!(!group.clients.has_failed());
+    let clients = group.clients.stop().unwrap();
+    assert_eq!(clients.counters.get("reply: bad MAC"), 0);
+    assert_eq!(clients.counters.get("decode: malformed"), 0);
+    let mut counters = Counters::default();
+    for running in group.replicas.into_iter().flatten() {
+        assert!(!running.has_failed());
+        counters.merge(&running.stop().unwrap().counters);
+    }
+    assert_eq!(counters.get("request: bad authenticator"), 0);
+    assert_eq!(
+        counters.get("pre-prepare: a request is not authenticated"),
+        0
+    );
+    counters
+}
+
+/// §4.2 over UDP: requests from 50 clients are ordered, executed and
+/// answered.
+#[test]
+fn normal_case_over_udp() {
+    let group = start(50);
+    let done = progress(&group.clients, 500, Duration::from_secs(20));
+    assert!(done >= 500, "only {done} operations completed");
+    let counters = stop(group);
+    assert_eq!(counters.get("view change: started"), 0, "{counters:?}");
+}
+
+/// §4.4 over UDP: the primary (replica 0) stops mid-run; the clients time
+/// out and multicast, the backups' timers fire, and after the view change
+/// the new primary orders requests again.
+#[test]
+fn view_change_after_the_primary_stops_over_udp() {
+    let mut group = start(20);
+    let done = progress(&group.clients, 200, Duration::from_secs(20));
+    assert!(done >= 200, "only {done} operations before the crash");
+    let primary = group.replicas[0].take().unwrap();
+    primary.stop().unwrap();
+    // Everything in flight at the crash still completes, then new requests.
+    let done = progress(&group.clients, 500, Duration::from_secs(30));
+    assert!(
+        done >= 500,
+        "only {done} operations after the primary stopped"
+    );
+    let counters = stop(group);
+    assert!(counters.get("view change: started") >= 3, "{counters:?}");
+}
