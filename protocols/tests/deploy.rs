@@ -4,7 +4,9 @@
 //! These tests check that things work and make progress, never how fast:
 //! speed is measured by `cargo bench` and the runner.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+mod common;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,18 +17,10 @@ use runtime::{ClientId, ReplicaId, Rng};
 use wire::control::{Idle, Load, Stage, ThreadMap, ThreadSpec, TransportKind};
 use wire::kv::Op;
 
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-/// A free UDP port on loopback (bound, then released).
-fn free_addr() -> SocketAddr {
-    UdpSocket::bind((LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use common::{LOCALHOST, free_addrs, kv_ops};
 
 fn start_server(threads: ThreadMap, idle: Idle, transport: TransportKind) -> (Running, SocketAddr) {
-    let addr = free_addr();
+    let addr = free_addrs(1)[0];
     let server = Server::new(Box::new(KvApp::default()));
     let setup = ReplicaSetup {
         id: ReplicaId(0),
@@ -63,20 +57,7 @@ fn start_clients(
     spawn_clients(
         Arc::new(|id| Client::new(id, Duration::from_millis(20))),
         Arc::new(Codec),
-        Arc::new(|_seed| {
-            Box::new(|rng: &mut Rng| {
-                let key = format!("k{}", rng.below(100)).into_bytes();
-                let op = if rng.chance(0.5) {
-                    Op::Get { key }
-                } else {
-                    Op::Put {
-                        key,
-                        value: b"value".to_vec(),
-                    }
-                };
-                wire::codec::encode_to_vec(&op).unwrap()
-            })
-        }),
+        kv_ops(),
         setup,
     )
     .unwrap()

@@ -5,28 +5,21 @@
 //!
 //! These tests check progress, never speed: speed is measured by the runner.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocols::app::KvApp;
 use protocols::pbft::{Client, Codec, Config, Replica};
 use runtime::deploy::{ClientsSetup, ReplicaSetup, Running, spawn_clients, spawn_replica};
-use runtime::{ClientId, Counters, ReplicaId, Rng};
+use runtime::{ClientId, Counters, ReplicaId};
 use wire::control::{Idle, Load, ThreadMap, TransportKind};
-use wire::kv::Op;
 use wire::{SecretKey, Signer};
 
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const SPIN: Idle = Idle::SpinThenBlock { spin_us: 50 };
+use common::{LOCALHOST, free_addrs, kv_ops};
 
-/// Free UDP ports on loopback (bound together, then released).
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let sockets: Vec<UdpSocket> = (0..n)
-        .map(|_| UdpSocket::bind((LOCALHOST, 0)).unwrap())
-        .collect();
-    sockets.iter().map(|s| s.local_addr().unwrap()).collect()
-}
+const SPIN: Idle = Idle::SpinThenBlock { spin_us: 50 };
 
 struct Group {
     replicas: Vec<Option<Running>>,
@@ -88,20 +81,7 @@ fn start(clients: u32) -> Group {
             )
         }),
         codec,
-        Arc::new(|_seed| {
-            Box::new(|rng: &mut Rng| {
-                let key = format!("k{}", rng.below(100)).into_bytes();
-                let op = if rng.chance(0.5) {
-                    Op::Get { key }
-                } else {
-                    Op::Put {
-                        key,
-                        value: b"value".to_vec(),
-                    }
-                };
-                wire::codec::encode_to_vec(&op).unwrap()
-            })
-        }),
+        kv_ops(),
         setup,
     )
     .unwrap();
