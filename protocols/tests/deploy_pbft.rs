@@ -113,6 +113,8 @@ fn stop(group: Group) -> Counters {
         counters.merge(&running.stop().unwrap().counters);
     }
     assert_eq!(counters.get("request: bad authenticator"), 0);
+    // Replies go to clients, never to a replica that relayed a request.
+    assert_eq!(counters.get("reply: not a client"), 0);
     assert_eq!(
         counters.get("pre-prepare: a request is not authenticated"),
         0

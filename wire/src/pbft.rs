@@ -34,8 +34,12 @@ pub type Seq = u64;
 /// Everything PBFT nodes send each other.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum Message {
-    /// Client to replicas (and a backup relaying it to the primary).
+    /// Client to replicas.
     Request(AuthRequest),
+    /// A backup relays a client's request to the primary (§4.4). Its own
+    /// message, so that the primary does not take the backup's address for
+    /// the client's.
+    Relayed(ReplicaId, AuthRequest),
     /// Replica to client, with a MAC under the key the pair shares.
     Reply(MacReply),
     /// Primary to backups: the signed header, and the batch it orders.

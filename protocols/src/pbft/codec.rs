@@ -396,6 +396,11 @@ impl SharedState for Codec {
                 self.check_requests(std::slice::from_ref(request), "request: bad authenticator")?;
                 Addr::Client(request.request.client_id)
             }
+            Message::Relayed(replica, request) => {
+                config.key(*replica)?;
+                self.check_requests(std::slice::from_ref(request), "relayed: bad authenticator")?;
+                Addr::Replica(*replica)
+            }
             Message::Reply(reply) => {
                 self.check_reply(reply)?;
                 Addr::Replica(reply.reply.replica)

@@ -212,8 +212,10 @@ impl Replica {
 
     // Normal case (§4.2).
 
-    /// §4.1/§4.2: a request from a client, or relayed by a backup.
-    fn on_request(&mut self, auth_request: AuthRequest, ctx: &mut Ctx<'_, '_>) {
+    /// §4.1/§4.2: a request from a client, or relayed by a backup. A backup
+    /// relays what came from a client (`relay`), never what a replica
+    /// relayed.
+    fn on_request(&mut self, auth_request: AuthRequest, relay: bool, ctx: &mut Ctx<'_, '_>) {
         let request = &auth_request.request;
         if request.op.len() > REQUEST_OP_MAX {
             ctx.drop_message("request: operation too large");
@@ -266,9 +268,12 @@ impl Replica {
             if !ctx.timer_is_set(ReplicaTimer::ViewChange) {
                 ctx.set_timer(ReplicaTimer::ViewChange, self.view_change_timeout);
             }
-            ctx.count("request: relayed to the primary");
-            let primary = Addr::Replica(self.config.primary(self.view));
-            ctx.send(primary, Outbound::Message(Message::Request(auth_request)));
+            if relay {
+                ctx.count("request: relayed to the primary");
+                let primary = Addr::Replica(self.config.primary(self.view));
+                let relayed = Message::Relayed(self.id, auth_request);
+                ctx.send(primary, Outbound::Message(relayed));
+            }
         }
     }
 
@@ -1329,7 +1334,8 @@ impl State for Replica {
             return;
         }
         match msg {
-            Message::Request(request) => self.on_request(request, ctx),
+            Message::Request(request) => self.on_request(request, true, ctx),
+            Message::Relayed(_, request) => self.on_request(request, false, ctx),
             Message::Reply(_) => ctx.drop_message("replica: unexpected reply"),
             Message::PrePrepare(pp, batch) => self.on_pre_prepare(pp, batch, ctx),
             Message::Prepare(p) => self.on_prepare(p, ctx),
