@@ -418,6 +418,29 @@ fn backups_relay_requests_the_primary_missed() {
     check(&sim, &log).unwrap();
 }
 
+/// §4.1: a client retransmits a request that gets no answer, waiting twice as
+/// long each time (30 ms, 60 ms, ... up to 500 ms), so that a group that is
+/// down or overloaded is not flooded. With every replica down for 2 s of
+/// virtual time: 7 retransmissions (at 30, 90, 210, 450, 950, 1450 and
+/// 1950 ms), not the 66 of a fixed interval.
+#[test]
+fn client_retransmissions_back_off() {
+    let System { mut sim, .. } = system(14, Network::reliable(), 4, 1, 1);
+    for i in 0..4 {
+        sim.crash(replica(i));
+    }
+    sim.run_until(Time::ZERO + Duration::from_secs(2));
+    assert_eq!(
+        counter(
+            &sim,
+            Addr::Client(runtime::ClientId(1)),
+            "client: retransmission"
+        ),
+        7
+    );
+    assert_eq!(sim.ops_completed(), 0);
+}
+
 /// §4 (request authenticators): a Byzantine primary that alters a client's
 /// operation in its pre-prepares (re-signing a header with the new digest)
 /// gets them dropped by the backups, whose entries of the authenticator no

@@ -36,6 +36,11 @@ pub type Seq = u64;
 pub enum Message {
     /// Client to replicas.
     Request(AuthRequest),
+    /// Client to every replica before its first request, so that replicas
+    /// other than the primary, which it sends requests to, know where to
+    /// send their replies. Carries nothing to check: it only says where the
+    /// client is, as every datagram from it does.
+    Hello(ClientId),
     /// A backup relays a client's request to the primary (§4.4). Its own
     /// message, so that the primary does not take the backup's address for
     /// the client's.

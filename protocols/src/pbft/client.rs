@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtime::{Addr, ClientId, Context, ReplicaId, State};
+use runtime::{Addr, ClientId, Context, ReplicaId, State, Time};
 use wire::client::Request;
 use wire::pbft::{Message, Reply, View};
 
+use super::CLIENT_RESEND_MAX;
 use super::codec::{Codec, Config, Outbound};
 
 /// A closed-loop PBFT client.
@@ -18,7 +19,16 @@ use super::codec::{Codec, Config, Outbound};
 pub struct Client {
     id: ClientId,
     config: Arc<Config>,
+    /// The first retransmission of a request waits at least this long.
     resend_interval: Duration,
+    /// The next retransmission of the outstanding request waits this long:
+    /// doubled at each one, up to [`CLIENT_RESEND_MAX`].
+    resend_after: Duration,
+    /// Smoothed latency of this client's operations (as TCP smooths round
+    /// trips: each new sample weighs 1/8); zero before the first.
+    latency: Duration,
+    /// When the outstanding request was invoked.
+    invoked: Time,
     /// The view the client believes current, learnt from replies.
     view: View,
     /// Number of the latest request; 0 before the first.
@@ -45,6 +55,9 @@ impl Client {
             id,
             config,
             resend_interval,
+            resend_after: resend_interval,
+            latency: Duration::ZERO,
+            invoked: Time::ZERO,
             view: 0,
             request_num: 0,
             outstanding: None,
@@ -85,6 +98,12 @@ impl Client {
         self.replies.clear();
         self.result = Some(reply.result);
         ctx.cancel_timer(ClientTimer::Resend);
+        let sample = ctx.now().since(self.invoked);
+        self.latency = if self.latency.is_zero() {
+            sample
+        } else {
+            (self.latency * 7 + sample) / 8
+        };
     }
 }
 
@@ -107,7 +126,11 @@ impl State for Client {
     }
 
     /// §4.1: a client that gets no answer in time multicasts its request to
-    /// every replica; backups relay it to the primary and time it.
+    /// every replica; backups relay it to the primary and time it. Each
+    /// retransmission of a request waits twice as long as the previous one
+    /// (up to [`CLIENT_RESEND_MAX`]): a faulty primary is still suspected
+    /// after the first interval, but an overloaded group is not flooded with
+    /// copies of requests it is already working through.
     fn on_timer(&mut self, timer: ClientTimer, ctx: &mut Context<'_, Outbound, ClientTimer>) {
         match timer {
             ClientTimer::Resend => {
@@ -116,7 +139,9 @@ impl State for Client {
                 };
                 ctx.count("client: retransmission");
                 ctx.send_to_replicas(Outbound::Request(request.clone()));
-                ctx.set_timer(ClientTimer::Resend, self.resend_interval);
+                self.resend_after =
+                    (self.resend_after * 2).min(CLIENT_RESEND_MAX.max(self.resend_interval));
+                ctx.set_timer(ClientTimer::Resend, self.resend_after);
             }
         }
     }
@@ -131,9 +156,21 @@ impl runtime::Client for Client {
             request_num: self.request_num,
             op,
         };
+        if self.request_num == 1 {
+            // Every replica replies, so every one needs to know where to.
+            ctx.send_to_replicas(Outbound::Message(Message::Hello(self.id)));
+        }
         let primary = Addr::Replica(self.config.primary(self.view));
         ctx.send(primary, Outbound::Request(request.clone()));
-        ctx.set_timer(ClientTimer::Resend, self.resend_interval);
+        // The first retransmission waits for twice the usual latency (at
+        // least `resend_interval`), so that requests queued behind others at
+        // a busy primary are not taken for lost.
+        self.resend_after = (self.latency * 2).clamp(
+            self.resend_interval,
+            CLIENT_RESEND_MAX.max(self.resend_interval),
+        );
+        ctx.set_timer(ClientTimer::Resend, self.resend_after);
+        self.invoked = ctx.now();
         self.outstanding = Some(request);
     }
 

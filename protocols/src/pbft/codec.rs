@@ -396,6 +396,7 @@ impl SharedState for Codec {
                 self.check_requests(std::slice::from_ref(request), "request: bad authenticator")?;
                 Addr::Client(request.request.client_id)
             }
+            Message::Hello(client) => Addr::Client(*client),
             Message::Relayed(replica, request) => {
                 config.key(*replica)?;
                 self.check_requests(std::slice::from_ref(request), "relayed: bad authenticator")?;

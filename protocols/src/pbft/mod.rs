@@ -8,15 +8,23 @@
 //! primary of view v is replica v mod n, the others are backups.
 //!
 //! **Normal case (§4.2).** A client sends its request to the primary it
-//! believes in, and on a timeout retransmits to every replica; backups relay
-//! it to the primary. The primary gathers requests into batches (at most
-//! [`BATCH_SIZE_MAX`] requests) and gives each batch the next sequence
-//! number, keeping at most [`WINDOW_MAX`] batches in flight (proposed, not
-//! yet executed). Batches adapt to the load: with nothing in flight the
-//! primary proposes whatever it has at once; with batches in flight it
-//! pipelines another only when a full one is queued, so that at moderate load
-//! requests gather into one batch per round instead of each paying for a
-//! round of signatures alone. Three phases order a batch:
+//! believes in (and, before its first, a hello to every replica, so that the
+//! runtime learns where to send their replies), and on a timeout retransmits
+//! to every replica; backups relay it to the primary. The first
+//! retransmission waits [`CLIENT_RESEND_INTERVAL`] or twice the client's
+//! smoothed latency, whichever is longer, and each further one twice as long
+//! as the last, up to [`CLIENT_RESEND_MAX`]: an overloaded group is not
+//! flooded with copies of requests it has queued, and backups do not take a
+//! slow primary for a faulty one.
+//!
+//! The primary gathers requests into batches (at most [`BATCH_SIZE_MAX`]
+//! requests) and gives each batch the next sequence number, keeping at most
+//! [`WINDOW_MAX`] batches in flight (proposed, not yet executed). Batches
+//! adapt to the load: with nothing in flight the primary proposes whatever it
+//! has at once; with batches in flight it pipelines another only when a full
+//! one is queued, so that at moderate load requests gather into one batch per
+//! round instead of each paying for a round of signatures alone. Three phases
+//! order a batch:
 //!
 //! 1. pre-prepare: the primary multicasts `<PRE-PREPARE, v, n, d>` signed, with
 //!    the batch whose digest is d;
@@ -179,11 +187,12 @@ pub const LOG_MAX: u64 = 2 * CHECKPOINT_INTERVAL;
 /// not sent.
 pub const CLIENT_KEYS_MAX: usize = 1 << 16;
 
-/// Requests the primary queues before it proposes them.
-pub const PENDING_MAX: usize = 4096;
+/// Requests the primary queues before it proposes them: enough for every
+/// client of a large closed-loop benchmark to have one outstanding.
+pub const PENDING_MAX: usize = 1 << 16;
 
 /// Requests a backup waits for (and times the primary on) at once.
-pub const WAITING_MAX: usize = 4096;
+pub const WAITING_MAX: usize = 1 << 16;
 
 /// Sequence numbers above the stable checkpoint for which checkpoint votes are
 /// kept.
@@ -208,5 +217,9 @@ pub const STATUS_INTERVAL: Duration = Duration::from_millis(10);
 /// How long a replica waits for a state chunk before asking someone else.
 pub const TRANSFER_RETRY: Duration = Duration::from_millis(10);
 
-/// How often a client retransmits (to every replica).
+/// How long a client waits at least before it first retransmits a request
+/// (to every replica); longer when its operations usually take longer.
 pub const CLIENT_RESEND_INTERVAL: Duration = Duration::from_millis(30);
+
+/// Longest wait between retransmissions of one request, after doubling.
+pub const CLIENT_RESEND_MAX: Duration = Duration::from_millis(500);

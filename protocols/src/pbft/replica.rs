@@ -1336,6 +1336,8 @@ impl State for Replica {
         match msg {
             Message::Request(request) => self.on_request(request, true, ctx),
             Message::Relayed(_, request) => self.on_request(request, false, ctx),
+            // The runtime learnt the client's address from it; nothing else.
+            Message::Hello(_) => {}
             Message::Reply(_) => ctx.drop_message("replica: unexpected reply"),
             Message::PrePrepare(pp, batch) => self.on_pre_prepare(pp, batch, ctx),
             Message::Prepare(p) => self.on_prepare(p, ctx),

@@ -38,7 +38,10 @@ const PUBLISH_INTERVAL: Duration = Duration::from_millis(10);
 /// An operation generator, as one client thread uses it.
 type Ops = Box<dyn FnMut(&mut Rng) -> Vec<u8> + Send>;
 
-/// Starts the clients: binds one socket per client thread and runs the load.
+/// Starts the clients: makes every client (spread over as many threads as
+/// there are client threads), binds one socket per client thread and runs the
+/// load. Returns once the clients are made, so the clock of whoever times the
+/// run, and the warm-up, start when operations can.
 pub fn spawn_clients<C: Client + Deployable>(
     make_client: ClientFactory<C>,
     shared: Arc<C::Shared>,
@@ -52,6 +55,37 @@ pub fn spawn_clients<C: Client + Deployable>(
         ));
     }
     let threads = setup.threads.min(setup.count);
+    // Thread t runs clients [first + lo, first + hi).
+    let range = |t: u32| {
+        let lo = u64::from(setup.count) * u64::from(t) / u64::from(threads);
+        let hi = u64::from(setup.count) * u64::from(t + 1) / u64::from(threads);
+        (lo, hi)
+    };
+    // Clients are made before the clock starts, one maker thread per client
+    // thread: making one can be costly (a signed protocol derives keys), and
+    // neither the warm-up nor the caller's clock should pay for it.
+    let mut clients: Vec<Vec<C>> = std::thread::scope(|scope| {
+        let makers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (lo, hi) = range(t);
+                let make_client = &make_client;
+                let first = setup.first_id.0;
+                scope.spawn(move || {
+                    (lo..hi)
+                        .map(|i| make_client(ClientId(first + i)))
+                        .collect::<Vec<C>>()
+                })
+            })
+            .collect();
+        makers
+            .into_iter()
+            .map(|maker| {
+                maker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
     let run = RunShared::new();
     let started = Instant::now();
     let mut handles = Vec::new();
@@ -67,9 +101,7 @@ pub fn spawn_clients<C: Client + Deployable>(
         addrs.push(transport.local_addr());
         let waker = Arc::new(Waker::new()?);
         run.add_waker(&waker);
-        // Thread t runs clients [first + lo, first + hi).
-        let lo = u64::from(setup.count) * u64::from(t) / u64::from(threads);
-        let hi = u64::from(setup.count) * u64::from(t + 1) / u64::from(threads);
+        let (lo, _) = range(t);
         let first = ClientId(setup.first_id.0 + lo);
         let thread = ClientThread::<C> {
             first,
@@ -98,29 +130,19 @@ pub fn spawn_clients<C: Client + Deployable>(
                 (per_thread > 0.0).then(|| Duration::from_secs_f64(1.0 / per_thread))
             }
         };
-        let make_client = Arc::clone(&make_client);
+        let states = std::mem::take(&mut clients[t as usize]);
         let make_ops = Arc::clone(&make_ops);
         let shared = Arc::clone(&shared);
         let run_thread = Arc::clone(&run);
         let core = (!setup.cores.is_empty()).then(|| setup.cores[t as usize % setup.cores.len()]);
         let idler = Idler::new(setup.idle);
-        let count = hi - lo;
         handles.push(spawn_thread(
             format!("clients-{t}"),
             core,
             &run,
             move || {
                 let ops = make_ops(first.0);
-                thread.run(
-                    count,
-                    &*make_client,
-                    ops,
-                    tick,
-                    &shared,
-                    &waker,
-                    &run_thread,
-                    idler,
-                )
+                thread.run(states, ops, tick, &shared, &waker, &run_thread, idler)
             },
         )?);
     }
@@ -183,8 +205,7 @@ impl<C: Client> ClientThread<C> {
     #[allow(clippy::too_many_arguments)]
     fn run(
         mut self,
-        count: u64,
-        make_client: &(dyn Fn(ClientId) -> C + Send + Sync),
+        states: Vec<C>,
         mut ops: Ops,
         tick: Option<Duration>,
         shared: &C::Shared,
@@ -192,9 +213,10 @@ impl<C: Client> ClientThread<C> {
         run: &RunShared,
         mut idler: Idler,
     ) -> io::Result<ThreadTotals> {
-        self.slots = (0..count)
-            .map(|i| Slot {
-                state: make_client(ClientId(self.first.0 + i)),
+        self.slots = states
+            .into_iter()
+            .map(|state| Slot {
+                state,
                 outbox: Outbox::default(),
                 invoked: None,
                 timer_at: None,
