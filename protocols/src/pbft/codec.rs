@@ -744,6 +744,32 @@ mod tests {
         buf
     }
 
+    /// `request_overhead` bounds what a request adds to a batch beyond its
+    /// operation, with the longest varints, so a batch that
+    /// `BATCH_BYTES_MAX` admits fits a datagram.
+    #[test]
+    fn request_overhead_bounds_the_encoding() {
+        for n in [4, 7, 10] {
+            let request = AuthRequest {
+                request: Request {
+                    client_id: ClientId(u64::MAX),
+                    request_num: u64::MAX,
+                    op: vec![7; super::super::REQUEST_OP_MAX],
+                },
+                key: Signer::new(&SecretKey::from_seed(b"k"))
+                    .unwrap()
+                    .public_key(),
+                auth: vec![wire::Mac([1; 32]); n],
+            };
+            let encoded = wire::codec::encode_to_vec(&request).unwrap();
+            assert!(
+                encoded.len() <= request.request.op.len() + super::super::request_overhead(n),
+                "n = {n}: {} bytes",
+                encoded.len()
+            );
+        }
+    }
+
     #[test]
     fn request_authenticators_check_at_every_replica() {
         let (keys, config) = group();

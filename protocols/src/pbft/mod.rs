@@ -163,10 +163,15 @@ pub const BATCH_SIZE_MAX: usize = 256;
 /// [`request_overhead`]) in one batch, so a pre-prepare fits a datagram.
 pub const BATCH_BYTES_MAX: usize = 60 * 1024;
 
+// A full batch and its pre-prepare's header (under 512 bytes) fit one
+// datagram.
+const _: () = assert!(BATCH_BYTES_MAX + 512 <= wire::MESSAGE_SIZE_MAX);
+
 /// Bytes a request takes in a batch besides its operation, at most: its
-/// header and length prefixes, and its authenticator of `n` MACs.
+/// header and length prefixes (at most 25 bytes), the client's public key
+/// (33), and its authenticator of `n` MACs.
 pub fn request_overhead(n: usize) -> usize {
-    32 + n * size_of::<wire::Mac>()
+    64 + n * size_of::<wire::Mac>()
 }
 
 /// Largest operation a replica accepts in a request.
