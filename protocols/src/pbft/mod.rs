@@ -128,8 +128,13 @@
 //! request for a client id checked (a different key later is dropped as
 //! `request: client already has another key`). Whoever sends the first
 //! request for an unused client id owns that id; nobody can take over an id
-//! whose requests a replica has already checked. A deployment would bind
-//! client ids to keys (a certificate, or keys configured at the replicas).
+//! whose requests a replica has already checked. A request under an unknown
+//! client id costs a replica an ECDH before its MAC can be checked, so a
+//! flood of requests under fresh ids costs CPU. Where a replica sends a
+//! client's replies is learnt from the source address of the client's
+//! datagrams (hellos included), which UDP does not authenticate. A
+//! deployment would bind client ids to keys (a certificate, or keys
+//! configured at the replicas) and addresses.
 //! A faulty client can send an authenticator that checks at some replicas
 //! and not at others; the paper then lets a backup accept a request it cannot
 //! check once it is prepared by others, which is not implemented here: such
