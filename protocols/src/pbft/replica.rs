@@ -483,6 +483,7 @@ impl Replica {
                 pre_prepare: pp_signature,
                 prepares,
             });
+            self.codec.settle_prepared(view, seq);
         }
         if !slot.sent_commit {
             slot.sent_commit = true;
@@ -503,6 +504,7 @@ impl Replica {
                 return;
             }
             slot.committed = true;
+            self.codec.settle_committed(view, seq);
             self.execute_committed(ctx);
         }
     }
