@@ -65,9 +65,10 @@
 //! Backups check it by recomputing O from V (a faulty primary cannot smuggle
 //! anything in), and prepare O's pre-prepares in the new view. A replica whose
 //! timer fires again before the new view starts moves on to v+2 with the
-//! timeout doubled; a replica that sees f+1 view-change messages for higher
-//! views joins the lowest of them (so a view change cannot stall on replicas
-//! that never timed out).
+//! timeout doubled (back to the first once it executes a request, unless
+//! f+1 peers' statuses say it is only catching up with them); a replica that
+//! sees f+1 view-change messages for higher views joins the lowest of them
+//! (so a view change cannot stall on replicas that never timed out).
 //!
 //! **State transfer (TOCS §5.3.2).** A replica that learns of a stable
 //! checkpoint above what it executed (it was partitioned, or restarted with

@@ -84,6 +84,9 @@ pub struct Replica {
     executed_at_status: Seq,
     /// Saw a message from beyond its watermarks or view since the last tick.
     behind: bool,
+    /// The sequence number each peer last said (in a status) it had
+    /// executed: n entries at most.
+    peer_executed: BTreeMap<ReplicaId, Seq>,
 }
 
 /// A sequence number's entry in the log.
@@ -181,6 +184,7 @@ impl Replica {
             executed_at_status: 0,
             // A fresh replica may have restarted behind the others: ask once.
             behind: true,
+            peer_executed: BTreeMap::new(),
         }
     }
 
@@ -540,7 +544,15 @@ impl Replica {
             }
         }
         if self.executed > before {
-            self.view_change_timeout = VIEW_CHANGE_TIMEOUT;
+            // Progress resets the view-change timeout (TOCS §4.5.2), unless
+            // this replica is only catching up with a group that executed
+            // beyond it: then the timeout keeps its backoff, so that a
+            // replica behind does not leave view after view alone (taking
+            // itself out of the quorums the others need) before it catches
+            // up.
+            if !self.lagging() {
+                self.view_change_timeout = VIEW_CHANGE_TIMEOUT;
+            }
             if !self.changing {
                 if self.waiting.is_empty() {
                     ctx.cancel_timer(ReplicaTimer::ViewChange);
@@ -856,6 +868,17 @@ impl Replica {
         self.start_view_change(self.view + 1, ctx);
     }
 
+    /// f+1 peers said they executed beyond this replica: at least one of them
+    /// is correct, so the group made progress without it.
+    fn lagging(&self) -> bool {
+        let ahead = self
+            .peer_executed
+            .values()
+            .filter(|&&executed| executed > self.executed)
+            .count();
+        ahead > self.config.f
+    }
+
     /// §4.4: move to `view` and multicast a view-change with the stable
     /// checkpoint and the prepared certificates above it.
     fn start_view_change(&mut self, view: View, ctx: &mut Ctx<'_, '_>) {
@@ -1131,6 +1154,7 @@ impl Replica {
     /// Answers a stuck peer with what it lacks.
     fn on_status(&mut self, status: Status, ctx: &mut Ctx<'_, '_>) {
         let to = Addr::Replica(status.replica);
+        self.peer_executed.insert(status.replica, status.executed);
         if status.executed < self.stable.seq && status.stable < self.stable.seq {
             let msg = StableCheckpoint {
                 replica: self.id,
