@@ -12,11 +12,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use protocols::pbft::{BATCH_SIZE_MAX, Codec, Config, Outbound};
+use protocols::pbft::{BATCH_SIZE_MAX, Codec, Outbound};
 use runtime::SharedState;
 use wire::client::Request;
 use wire::pbft::{AuthRequest, Message, PrePrepare, Prepare, Reply};
-use wire::{ClientId, ReplicaId, SecretKey, Signer};
+use wire::{ClientId, ReplicaId};
 
 const N: usize = 4;
 
@@ -29,14 +29,8 @@ fn request(client: u64) -> Request {
 }
 
 fn pbft(c: &mut Criterion) {
-    let keys: Vec<SecretKey> = (0..N)
-        .map(|i| SecretKey::from_seed(format!("bench pbft {i}").as_bytes()))
-        .collect();
-    let public: Vec<_> = keys
-        .iter()
-        .map(|k| Signer::new(k).unwrap().public_key())
-        .collect();
-    let config = Arc::new(Config::new(&public).unwrap());
+    let keys = protocols::simulate::pbft::keys(1, N);
+    let config = protocols::simulate::pbft::config(&keys);
     let primary = Codec::replica(Arc::clone(&config), ReplicaId(0), &keys[0]).unwrap();
     let backup = Codec::replica(Arc::clone(&config), ReplicaId(1), &keys[1]).unwrap();
     let clients = Codec::client(Arc::clone(&config), b"bench pbft clients");

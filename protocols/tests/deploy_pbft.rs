@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocols::app::KvApp;
-use protocols::pbft::{Client, Codec, Config, Replica};
+use protocols::pbft::{Client, Codec, Replica};
 use runtime::deploy::{ClientsSetup, ReplicaSetup, Running, spawn_clients, spawn_replica};
 use runtime::{ClientId, Counters, ReplicaId};
 use wire::control::{Idle, Load, ThreadMap, TransportKind};
-use wire::{SecretKey, Signer};
 
 use common::{LOCALHOST, free_addrs, kv_ops};
 
@@ -29,14 +28,8 @@ struct Group {
 /// Four single-thread replicas running a key-value store, and `clients`
 /// closed-loop clients on one thread.
 fn start(clients: u32) -> Group {
-    let keys: Vec<SecretKey> = (0..4)
-        .map(|i| SecretKey::from_seed(format!("deploy pbft {i}").as_bytes()))
-        .collect();
-    let public: Vec<_> = keys
-        .iter()
-        .map(|k| Signer::new(k).unwrap().public_key())
-        .collect();
-    let config = Arc::new(Config::new(&public).unwrap());
+    let keys = protocols::simulate::pbft::keys(1, 4);
+    let config = protocols::simulate::pbft::config(&keys);
     let addrs = free_addrs(4);
     let replicas = keys
         .iter()
