@@ -294,14 +294,14 @@ impl Codec {
         let Macs::Replica { clients, .. } = &self.macs else {
             return Err(DropReason("encode: a client sends no replies"));
         };
-        let bytes = wire::codec::encode_to_vec(reply).map_err(|_| DropReason("encode: failed"))?;
         let mac = clients
             .read()
             .expect("not poisoned")
             .get(&reply.client_id)
             .ok_or(DropReason("encode: no key for the client"))?
             .1
-            .mac(&bytes);
+            .mac_encoded(reply)
+            .map_err(|_| DropReason("encode: failed"))?;
         Ok(MacReply {
             reply: reply.clone(),
             mac,
@@ -356,7 +356,8 @@ impl Codec {
                 };
                 match clients.get(&request.request.client_id) {
                     Some((known, key)) if *known == request.key => {
-                        verify_request(key, request, mac, what)?;
+                        key.verify_encoded(&request.request, mac)
+                            .map_err(|_| DropReason(what))?;
                     }
                     Some(_) => return Err(DropReason("request: client already has another key")),
                     None => unknown.push((request, mac)),
@@ -372,7 +373,8 @@ impl Codec {
                 .map_err(|_| DropReason("request: bad client key"))?;
             let key = MacKey::agree(&public, secret)
                 .map_err(|_| DropReason("request: bad client key"))?;
-            verify_request(&key, request, mac, what)?;
+            key.verify_encoded(&request.request, mac)
+                .map_err(|_| DropReason(what))?;
             let mut clients = clients.write().expect("not poisoned");
             if clients.len() >= CLIENT_KEYS_MAX && !clients.contains_key(&request.request.client_id)
             {
@@ -407,9 +409,7 @@ impl Codec {
         let key = keys
             .get(usize::from(reply.reply.replica.0))
             .ok_or(DropReason("decode: no such replica"))?;
-        let bytes =
-            wire::codec::encode_to_vec(&reply.reply).map_err(|_| DropReason("reply: bad MAC"))?;
-        key.verify(&bytes, &reply.mac)
+        key.verify_encoded(&reply.reply, &reply.mac)
             .map_err(|_| DropReason("reply: bad MAC"))
     }
 
@@ -593,18 +593,6 @@ impl SharedState for Codec {
         };
         Ok(wire::encode(msg, buf)?)
     }
-}
-
-/// Checks `mac`, a replica's entry of a request's authenticator, under the
-/// key the replica shares with the client.
-fn verify_request(
-    key: &MacKey,
-    request: &AuthRequest,
-    mac: &wire::Mac,
-    what: &'static str,
-) -> Result<(), DropReason> {
-    let bytes = wire::codec::encode_to_vec(&request.request).map_err(|_| DropReason(what))?;
-    key.verify(&bytes, mac).map_err(|_| DropReason(what))
 }
 
 /// A stable checkpoint's proof: 2f+1 distinct replicas signed the same
