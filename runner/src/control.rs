@@ -370,22 +370,10 @@ impl NodeInfo {
 
     /// Reads `stderr` to its end, keeping the last [`STDERR_LINES_MAX`] lines.
     fn collect_stderr(&self, stderr: impl Read) {
-        let mut reader = BufReader::new(stderr);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line).trim_end().to_string();
-                    let mut tail = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
-                    if tail.lines.len() == STDERR_LINES_MAX {
-                        tail.lines.pop_front();
-                    }
-                    tail.lines.push_back(text);
-                }
-            }
-        }
+        for_each_line(stderr, |text| {
+            let mut tail = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+            keep_last(&mut tail.lines, text, STDERR_LINES_MAX);
+        });
         self.stderr
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -440,6 +428,28 @@ fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result
         .spawn(f)
         .map(drop)
         .with_context(|| format!("starting the {name} thread"))
+}
+
+/// Calls `f` with each line `input` yields (lossily decoded, trailing
+/// whitespace trimmed), until it ends or fails.
+pub fn for_each_line(input: impl Read, mut f: impl FnMut(String)) {
+    let mut reader = BufReader::new(input);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => f(String::from_utf8_lossy(&line).trim_end().to_string()),
+        }
+    }
+}
+
+/// Appends `line` to `lines`, dropping the oldest beyond `max`.
+pub fn keep_last(lines: &mut VecDeque<String>, line: String, max: usize) {
+    if lines.len() == max {
+        lines.pop_front();
+    }
+    lines.push_back(line);
 }
 
 #[cfg(test)]

@@ -280,21 +280,10 @@ fn read_reports(index: usize, stdout: impl Read, events: &mpsc::Sender<Event>) {
 
 /// Reads `stderr` to its end, keeping the last `lines_max` lines.
 fn stderr_tail(stderr: impl Read, lines_max: usize) -> String {
-    let mut reader = BufReader::new(stderr);
     let mut tail = VecDeque::with_capacity(lines_max);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if tail.len() == lines_max {
-                    tail.pop_front();
-                }
-                tail.push_back(String::from_utf8_lossy(&line).trim_end().to_string());
-            }
-        }
-    }
+    runner::control::for_each_line(stderr, |line| {
+        runner::control::keep_last(&mut tail, line, lines_max)
+    });
     Vec::from(tail).join("\n")
 }
 
