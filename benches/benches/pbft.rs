@@ -13,12 +13,14 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use protocols::pbft::{BATCH_SIZE_MAX, Codec, Outbound};
-use runtime::SharedState;
+use runtime::{SharedState, Source};
 use wire::client::Request;
 use wire::pbft::{AuthRequest, Message, PrePrepare, Prepare, Reply};
 use wire::{ClientId, ReplicaId};
 
 const N: usize = 4;
+const PRIMARY: Source = Source::Replica(ReplicaId(0));
+const BACKUP: Source = Source::Replica(ReplicaId(1));
 
 fn request(client: u64) -> Request {
     Request {
@@ -42,7 +44,7 @@ fn pbft(c: &mut Criterion) {
             clients.register_client(ClientId(id));
             let mut bytes = Vec::new();
             clients
-                .encode(&Outbound::Request(request(id)), &mut bytes)
+                .encode(&Outbound::Request(1, request(id)), &mut bytes)
                 .unwrap();
             match wire::decode::<Message>(&bytes).unwrap() {
                 Message::Request(request) => request,
@@ -62,11 +64,11 @@ fn pbft(c: &mut Criterion) {
             &mut pre_prepare,
         )
         .unwrap();
-    backup.decode(&pre_prepare).unwrap();
+    backup.decode(PRIMARY, &pre_prepare).unwrap();
 
     let mut request_bytes = Vec::new();
     clients
-        .encode(&Outbound::Request(request(1)), &mut request_bytes)
+        .encode(&Outbound::Request(1, request(1)), &mut request_bytes)
         .unwrap();
     let prepare = Prepare {
         view: 0,
@@ -97,12 +99,16 @@ fn pbft(c: &mut Criterion) {
         b.iter(|| {
             buf.clear();
             clients
-                .encode(black_box(&Outbound::Request(request(1))), &mut buf)
+                .encode(black_box(&Outbound::Request(1, request(1))), &mut buf)
                 .unwrap();
         })
     });
     group.bench_function("replica/check_request", |b| {
-        b.iter(|| primary.decode(black_box(&request_bytes)).unwrap())
+        b.iter(|| {
+            primary
+                .decode(Source::Other, black_box(&request_bytes))
+                .unwrap()
+        })
     });
     group.bench_function("replica/sign_prepare", |b| {
         b.iter(|| {
@@ -113,7 +119,7 @@ fn pbft(c: &mut Criterion) {
         })
     });
     group.bench_function("replica/verify_prepare", |b| {
-        b.iter(|| backup.decode(black_box(&prepare_bytes)).unwrap())
+        b.iter(|| backup.decode(BACKUP, black_box(&prepare_bytes)).unwrap())
     });
     group.bench_function("replica/mac_reply", |b| {
         b.iter(|| {
@@ -124,12 +130,12 @@ fn pbft(c: &mut Criterion) {
         })
     });
     group.bench_function("client/check_reply", |b| {
-        b.iter(|| clients.decode(black_box(&reply_bytes)).unwrap())
+        b.iter(|| clients.decode(BACKUP, black_box(&reply_bytes)).unwrap())
     });
     // Per request of the batch: the signature and digest spread over it.
     group.throughput(Throughput::Elements(BATCH_SIZE_MAX as u64));
     group.bench_function("backup/decode_full_pre_prepare", |b| {
-        b.iter(|| backup.decode(black_box(&pre_prepare)).unwrap())
+        b.iter(|| backup.decode(PRIMARY, black_box(&pre_prepare)).unwrap())
     });
     group.finish();
 }

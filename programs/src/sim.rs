@@ -1,11 +1,13 @@
 //! `node sim`: run seeds of a protocol in the simulator.
 //!
-//! With `--seed N` it runs one seed and prints a report for a person, exiting
-//! 1 if the seed failed. With `--seeds COUNT --json` it runs a batch and prints
-//! one [`SeedReport`] per line for the runner, which judges the results, so it
-//! exits 0 even when seeds fail. A panic inside the simulation (a protocol or
-//! simulator bug) is caught and turned into a failed report that carries the
-//! panic message, so one bad seed never silently ends a batch.
+//! With `--seed N` it runs one seed and prints a report for a person (with
+//! `--trace`, the run's timeline first), exiting 1 if the seed failed. With
+//! `--seeds COUNT --json` it runs a batch and prints one [`SeedReport`] per
+//! line for the runner, which judges the results, so it exits 0 even when
+//! seeds fail. `--faults` picks the fault profile. A panic inside the
+//! simulation (a protocol or simulator bug) is caught and turned into a failed
+//! report that carries the panic message, so one bad seed never silently ends
+//! a batch. A build with the `planted-bugs` feature takes `--planted BUG`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -14,7 +16,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{ArgGroup, Args, value_parser};
-use protocols::simulate::{Protocol, replay_command, run_seed};
+use protocols::planted::Bug;
+use protocols::simulate::{Profile, Protocol, replay_command, simulate};
 use wire::sim::{FaultCounts, SeedReport};
 
 use crate::panics;
@@ -38,6 +41,18 @@ pub struct SimArgs {
     /// outcome (the runner judges).
     #[arg(long)]
     json: bool,
+    /// Fault profile: none, network, crash, byzantine, all, beyond (more
+    /// than f faulty: must fail), or mix (one of the first five per seed).
+    #[arg(long, default_value = "mix")]
+    faults: Profile,
+    /// With `--seed`: print the run's timeline (deliveries with sender and
+    /// kind, timers, view changes, executions, faults) before the report.
+    #[arg(long, requires = "seed")]
+    trace: bool,
+    /// Put a known bug back in (builds with the `planted-bugs` feature
+    /// only), to see the seeds catch it.
+    #[arg(long)]
+    planted: Option<Bug>,
 }
 
 /// Runs the seeds `args` names and prints their reports.
@@ -50,6 +65,12 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     let end = first.checked_add(count).with_context(|| {
         format!("seed range {first} + {count} overflows u64; lower --first-seed or --seeds")
     })?;
+    if args.planted.is_some() && !protocols::planted::AVAILABLE {
+        anyhow::bail!(
+            "--planted needs a build with planted bugs: cargo run --profile planted \
+             -p programs --features planted-bugs -- sim ..."
+        );
+    }
     // A person running one seed wants the panic and its backtrace as usual; a
     // batch for the runner keeps stderr quiet and puts the message in the report.
     panics::install_hook(!args.json);
@@ -57,16 +78,30 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     let mut failed = 0u64;
     for seed in first..end {
-        let report = run_caught(args.protocol, seed, || run_seed(args.protocol, seed));
+        let mut plan = Vec::new();
+        let mut trace = None;
+        let profile = args.faults.resolve(seed);
+        let report = run_caught(args.protocol, seed, profile, || {
+            let outcome = with_planted(args.planted, || {
+                simulate(args.protocol, seed, args.faults, args.trace)
+            });
+            plan = outcome.plan;
+            trace = outcome.trace;
+            outcome.report
+        });
         if !report.passed {
             failed += 1;
         }
         let text = if args.json {
             serde_json::to_string(&report).context("encoding a seed report")? + "\n"
         } else if args.seed.is_some() {
-            render_report(args.protocol, &report)
+            let mut text = String::new();
+            for event in trace.iter().flatten() {
+                let _ = writeln!(text, "{event}");
+            }
+            text + &render_report(args.protocol, args.faults, &report, &plan)
         } else {
-            render_line(args.protocol, &report)
+            render_line(args.protocol, args.faults, &report)
         };
         stdout
             .write_all(text.as_bytes())
@@ -84,8 +119,26 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Runs `f` with `bug` planted, where the build can plant bugs.
+fn with_planted<T>(bug: Option<Bug>, f: impl FnOnce() -> T) -> T {
+    #[cfg(feature = "planted-bugs")]
+    {
+        protocols::planted::with(bug, f)
+    }
+    #[cfg(not(feature = "planted-bugs"))]
+    {
+        assert!(bug.is_none(), "checked by the caller");
+        f()
+    }
+}
+
 /// Runs `simulate`, turning a panic into a failed report for `seed`.
-fn run_caught(protocol: Protocol, seed: u64, simulate: impl FnOnce() -> SeedReport) -> SeedReport {
+fn run_caught(
+    protocol: Protocol,
+    seed: u64,
+    profile: Profile,
+    simulate: impl FnOnce() -> SeedReport,
+) -> SeedReport {
     let start = Instant::now();
     match panics::catch(simulate) {
         Ok(report) => report,
@@ -100,20 +153,42 @@ fn run_caught(protocol: Protocol, seed: u64, simulate: impl FnOnce() -> SeedRepo
             simulated_ns: 0,
             wall_ns: u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
             trace_hash: String::new(),
+            profile: profile.name().to_string(),
+            replicas: 0,
+            last_heal_ns: 0,
+            liveness_bound_ns: 0,
+            latency_max_ns: 0,
         },
     }
 }
 
-/// A report for a person: counts, times, the trace hash, and the verdict.
-fn render_report(protocol: Protocol, report: &SeedReport) -> String {
+/// A report for a person: the plan, counts, times, the trace hash, and the
+/// verdict.
+fn render_report(
+    protocol: Protocol,
+    profile: Profile,
+    report: &SeedReport,
+    plan: &[String],
+) -> String {
     let mut out = String::new();
     let r = report;
-    let _ = writeln!(out, "protocol:        {}", r.protocol);
+    let _ = writeln!(out, "protocol:        {} (n = {})", r.protocol, r.replicas);
     let _ = writeln!(out, "seed:            {}", r.seed);
+    let _ = writeln!(out, "fault profile:   {}", r.profile);
+    for line in plan {
+        let _ = writeln!(out, "  {line}");
+    }
+    let _ = writeln!(
+        out,
+        "last heal:       {:.3} s (clients had {:.3} s from then)",
+        seconds(r.last_heal_ns),
+        seconds(r.liveness_bound_ns)
+    );
     let _ = writeln!(out, "ops completed:   {}", r.ops_completed);
     let _ = writeln!(out, "deliveries:      {}", r.deliveries);
     let _ = writeln!(out, "faults injected: {}", render_faults(&r.faults));
     let _ = writeln!(out, "simulated time:  {:.3} s", seconds(r.simulated_ns));
+    let _ = writeln!(out, "longest op:      {:.3} s", seconds(r.latency_max_ns));
     let _ = write!(out, "wall time:       {:.3} s", seconds(r.wall_ns));
     if r.wall_ns > 0 && r.simulated_ns > 0 {
         let _ = write!(
@@ -131,13 +206,18 @@ fn render_report(protocol: Protocol, report: &SeedReport) -> String {
     } else {
         let reason = r.failure.as_deref().unwrap_or("(no reason given)");
         let _ = writeln!(out, "FAILED: {reason}");
-        let _ = writeln!(out, "replay: {}", replay_command(protocol, r.seed));
+        let _ = writeln!(out, "replay: {}", replay_command(protocol, r.seed, profile));
+        let _ = writeln!(
+            out,
+            "trace:  {} --trace",
+            replay_command(protocol, r.seed, profile)
+        );
     }
     out
 }
 
 /// One line per seed, for a batch run by hand without `--json`.
-fn render_line(protocol: Protocol, report: &SeedReport) -> String {
+fn render_line(protocol: Protocol, profile: Profile, report: &SeedReport) -> String {
     match (&report.failure, report.passed) {
         (_, true) => format!(
             "seed {}: passed, trace hash {}\n",
@@ -147,25 +227,18 @@ fn render_line(protocol: Protocol, report: &SeedReport) -> String {
             "seed {}: FAILED: {}\n  replay: {}\n",
             report.seed,
             failure.as_deref().unwrap_or("(no reason given)"),
-            replay_command(protocol, report.seed),
+            replay_command(protocol, report.seed, profile),
         ),
     }
 }
 
 fn render_faults(faults: &FaultCounts) -> String {
-    let f = faults;
-    format!(
-        "{} (dropped {}, duplicated {}, reordered {}, partitions {}, crashes {}, restarts {}, \
-         byzantine {})",
-        f.total(),
-        f.dropped,
-        f.duplicated,
-        f.reordered,
-        f.partitions,
-        f.crashes,
-        f.restarts,
-        f.byzantine,
-    )
+    let kinds: Vec<String> = faults
+        .kinds()
+        .iter()
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    format!("{} ({})", faults.total(), kinds.join(", "))
 }
 
 fn seconds(ns: u64) -> f64 {
@@ -192,25 +265,35 @@ mod tests {
             simulated_ns: 2_000_000_000,
             wall_ns: 1_000_000,
             trace_hash: "00ff".to_string(),
+            profile: "all".to_string(),
+            replicas: 1,
+            last_heal_ns: 500_000_000,
+            liveness_bound_ns: 1_000_000_000,
+            latency_max_ns: 3_000_000,
         }
     }
 
     #[test]
     fn passed_report_has_trace_hash_line_and_verdict() {
-        let text = render_report(Protocol::Unreplicated, &report(true));
+        let text = render_report(Protocol::Unreplicated, Profile::Mix, &report(true), &[]);
         assert!(text.lines().any(|l| l == "trace hash: 00ff"), "{text}");
         assert!(text.lines().any(|l| l == "PASSED"), "{text}");
         assert!(text.contains("faults injected: 3 (dropped 1,"), "{text}");
+        assert!(
+            text.contains("last heal:       0.500 s (clients had 1.000 s"),
+            "{text}"
+        );
         assert!(text.contains("2000x faster"), "{text}");
     }
 
     #[test]
     fn failed_report_names_reason_and_replay_command() {
-        let text = render_report(Protocol::Unreplicated, &report(false));
+        let text = render_report(Protocol::Unreplicated, Profile::All, &report(false), &[]);
         assert!(text.contains("FAILED: linearizability violated"), "{text}");
         assert!(
             text.contains(
-                "replay: cargo run --release -p runner -- sim --protocol unreplicated --seed 7"
+                "replay: cargo run --release -p runner -- sim --protocol unreplicated --seed 7 \
+                 --faults all"
             ),
             "{text}"
         );
@@ -219,7 +302,7 @@ mod tests {
     #[test]
     fn panic_becomes_failed_report_with_message() {
         panics::install_hook(false);
-        let report = run_caught(Protocol::Unreplicated, 42, || {
+        let report = run_caught(Protocol::Unreplicated, 42, Profile::Mix, || {
             panic!("invariant broken: slot 3")
         });
         assert!(!report.passed);

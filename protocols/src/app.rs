@@ -6,13 +6,56 @@
 
 use std::collections::HashMap;
 
+use wire::ClientId;
 use wire::kv::{Op, OpResult};
 
+/// Where an operation was ordered: the protocol's commit position (PBFT's
+/// sequence number; the baseline's count of executions) and whose request it
+/// is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Position {
+    pub slot: u64,
+    pub client: ClientId,
+    pub request_num: u64,
+}
+
+/// What a protocol ordered at a slot without handing an operation to the
+/// application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unexecuted {
+    /// A null batch: the slot holds nothing (a new primary fills gaps with
+    /// them).
+    Null,
+    /// A request the client table settled without executing: a duplicate, a
+    /// registration, a request of an evicted client.
+    Request {
+        client: ClientId,
+        request_num: u64,
+        outcome: &'static str,
+    },
+}
+
 /// A deterministic state machine over opaque operations.
+///
+/// Protocols call [`App::execute_at`] and [`App::unexecuted_at`], which tell
+/// where in the order each operation stands; an application implements
+/// [`App::execute`] and ignores positions. A wrapper that checks replicas
+/// against each other (the simulator's execution log) overrides both.
 pub trait App: Send {
     /// Executes `op` and returns its result. Malformed operations are the
     /// client's problem: they get an error result, never a panic.
     fn execute(&mut self, op: &[u8]) -> Vec<u8>;
+
+    /// Executes `op`, ordered at `at`.
+    fn execute_at(&mut self, at: Position, op: &[u8]) -> Vec<u8> {
+        let _ = at;
+        self.execute(op)
+    }
+
+    /// Slot `slot` held `what`, which does not reach [`App::execute`].
+    fn unexecuted_at(&mut self, slot: u64, what: Unexecuted) {
+        let _ = (slot, what);
+    }
 
     /// The whole state, encoded deterministically: two apps that executed
     /// the same operations give the same bytes (replicas compare checkpoints

@@ -5,8 +5,11 @@
 //! - [`pbft`]: Practical Byzantine Fault Tolerance (Castro & Liskov).
 //! - [`simulate`]: runs one seed of a protocol in the simulator with faults and
 //!   checkers; what `node sim` and the tests call.
+//! - [`planted`]: bugs put back on purpose (test builds only), to show the
+//!   seeded runs catch them.
 
 pub mod app;
 pub mod pbft;
+pub mod planted;
 pub mod simulate;
 pub mod unreplicated;

@@ -32,11 +32,11 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use runtime::{Addr, ClientId, Context, DropReason, ReplicaId, SharedState, State};
+use runtime::{Addr, ClientId, Context, DropReason, ReplicaId, SharedState, Source, State};
 use wire::client::{Reply, Request};
 use wire::unreplicated::Message;
 
-use crate::app::App;
+use crate::app::{App, Position};
 
 /// The server's address: the only replica.
 pub const SERVER: Addr = Addr::Replica(ReplicaId(0));
@@ -50,6 +50,8 @@ pub struct Server {
     /// FxHash: client ids are not secret, and the table is looked up on
     /// every request (SipHash cost more than the rest of the handler).
     client_table: FxHashMap<ClientId, ClientEntry>,
+    /// Requests executed: the slot of the next one.
+    executed: u64,
 }
 
 struct ClientEntry {
@@ -74,6 +76,7 @@ impl Server {
         Server {
             app,
             client_table: FxHashMap::default(),
+            executed: 0,
         }
     }
 
@@ -90,7 +93,13 @@ impl Server {
                 return;
             }
         }
-        let result = self.app.execute(&request.op);
+        let at = Position {
+            slot: self.executed,
+            client: request.client_id,
+            request_num: request.request_num,
+        };
+        self.executed += 1;
+        let result = self.app.execute_at(at, &request.op);
         let reply = Reply {
             client_id: request.client_id,
             request_num: request.request_num,
@@ -245,7 +254,7 @@ impl SharedState for Codec {
     type Message = Message;
     type Outbound = Message;
 
-    fn decode(&self, bytes: &[u8]) -> Result<(Addr, Message), DropReason> {
+    fn decode(&self, _source: Source, bytes: &[u8]) -> Result<(Addr, Message), DropReason> {
         let msg: Message = wire::decode(bytes)?;
         let from = match &msg {
             Message::Request(request) => Addr::Client(request.client_id),
@@ -256,5 +265,13 @@ impl SharedState for Codec {
 
     fn encode(&self, msg: &Message, buf: &mut Vec<u8>) -> Result<(), DropReason> {
         Ok(wire::encode(msg, buf)?)
+    }
+
+    fn describe(&self, bytes: &[u8]) -> String {
+        match wire::decode::<Message>(bytes) {
+            Ok(Message::Request(r)) => format!("Request c{} #{}", r.client_id.0, r.request_num),
+            Ok(Message::Reply(r)) => format!("Reply c{} #{}", r.client_id.0, r.request_num),
+            Err(e) => format!("undecodable ({})", e.reason()),
+        }
     }
 }

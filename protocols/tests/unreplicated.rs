@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use protocols::simulate::unreplicated::{RESEND_INTERVAL, add_client, system};
-use protocols::simulate::{ExecutionLog, Protocol, check, replay_command, run_seed};
+use protocols::simulate::{ExecutionLog, Profile, Protocol, check, replay_command, run_seed};
 use protocols::unreplicated::SERVER;
 use runtime::check::linearizability;
 use runtime::sim::{Network, Noise, Simulator};
@@ -261,7 +261,7 @@ fn random_seeds_pass() {
             report.passed,
             "seed {seed} failed: {}\nreplay: {}",
             report.failure.unwrap_or_default(),
-            replay_command(Protocol::Unreplicated, seed)
+            replay_command(Protocol::Unreplicated, seed, Profile::Mix)
         );
         faults.add(&report.faults);
         ops += report.ops_completed;

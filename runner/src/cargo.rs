@@ -20,14 +20,35 @@ pub fn workspace_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// How to build the node binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// Release: what benchmarks and real runs use.
+    Release,
+    /// The `planted` profile with the `planted-bugs` feature: release
+    /// optimisations, debug assertions on, known bugs behind `--planted`.
+    Planted,
+}
+
 /// Builds the node binary in release mode and returns its path. Cargo's
 /// progress and any compiler messages go to stderr as usual.
 pub fn build_node() -> anyhow::Result<PathBuf> {
+    build_node_as(Build::Release)
+}
+
+/// Builds the node binary as `build` says and returns its path.
+pub fn build_node_as(build: Build) -> anyhow::Result<PathBuf> {
     // Under `cargo run`, `CARGO` names the cargo that started us.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let profile: &[&str] = match build {
+        Build::Release => &["--release"],
+        Build::Planted => &["--profile", "planted", "--features", "planted-bugs"],
+    };
     let mut child = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["build", "--release", "-p", "programs", "--bin", NODE_BIN])
+        .arg("build")
+        .args(profile)
+        .args(["-p", "programs", "--bin", NODE_BIN])
         .arg("--message-format=json-render-diagnostics")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

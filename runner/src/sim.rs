@@ -2,9 +2,12 @@
 //!
 //! A batch is split into one contiguous seed range per worker process, each a
 //! `node sim --json` that prints one report per line. The runner tallies the
-//! reports as they come, shows progress, and prints a summary with a replay
+//! reports as they come, shows progress, and prints a summary (faults by
+//! kind and how many seeds had each, the slowest seeds) with a replay
 //! command for every failed seed it lists. One seed (`--seed`) runs in a
-//! single `node sim` whose output goes straight to the terminal.
+//! single `node sim` whose output goes straight to the terminal, with its
+//! timeline first under `--trace`. `--planted BUG` builds the node with a
+//! known bug put back (the `planted` profile) to see the seeds catch it.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -19,8 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{ArgGroup, Args, value_parser};
 use indicatif::{ProgressBar, ProgressStyle};
-use runner::cargo;
-use wire::sim::SeedReport;
+use runner::cargo::{self, Build};
+use wire::sim::{Profile, SeedReport};
 
 use crate::summary::{Summary, WorkerFailure};
 
@@ -47,17 +50,64 @@ pub struct SimArgs {
     /// Worker processes for a `--seeds` batch [default: one per available core].
     #[arg(long, conflicts_with = "seed")]
     workers: Option<NonZeroUsize>,
+    /// Fault profile: none, network, crash, byzantine, all (every kind
+    /// together), beyond (more than f faulty replicas: must fail), or mix
+    /// (one of the first five per seed).
+    #[arg(long, default_value = "mix")]
+    faults: Profile,
+    /// With `--seed`: print the seed's timeline (deliveries with sender and
+    /// kind, timers, view changes, executions, faults) before its report.
+    #[arg(long, requires = "seed")]
+    trace: bool,
+    /// Put a known bug back in and see the seeds catch it (builds the node
+    /// with the `planted` profile; `node sim --help` lists the bugs).
+    #[arg(long)]
+    planted: Option<String>,
+}
+
+/// What every `node sim` of a run is asked for, besides its seeds.
+struct Task<'a> {
+    protocol: &'a str,
+    faults: Profile,
+    planted: Option<&'a str>,
+}
+
+impl Task<'_> {
+    fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "sim".to_string(),
+            "--protocol".to_string(),
+            self.protocol.to_string(),
+            "--faults".to_string(),
+            self.faults.name().to_string(),
+        ];
+        if let Some(bug) = self.planted {
+            args.extend(["--planted".to_string(), bug.to_string()]);
+        }
+        args
+    }
 }
 
 pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
+    let task = Task {
+        protocol: &args.protocol,
+        faults: args.faults,
+        planted: args.planted.as_deref(),
+    };
+    let build = if task.planted.is_some() {
+        Build::Planted
+    } else {
+        Build::Release
+    };
+    let node = cargo::build_node_as(build)?;
     match (args.seed, args.seeds) {
-        (Some(seed), _) => run_one(&args.protocol, seed),
+        (Some(seed), _) => run_one(&node, &task, seed, args.trace),
         (None, Some(count)) => {
             let workers = args
                 .workers
                 .or_else(|| thread::available_parallelism().ok())
                 .map_or(1, NonZeroUsize::get);
-            run_batch(&args.protocol, args.first_seed, count, workers)
+            run_batch(&node, &task, args.first_seed, count, workers)
         }
         (None, None) => unreachable!("clap requires --seed or --seeds"),
     }
@@ -65,10 +115,15 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs one seed in a node whose output goes straight to the terminal, and
 /// exits as it did.
-fn run_one(protocol: &str, seed: u64) -> anyhow::Result<ExitCode> {
-    let node = cargo::build_node()?;
-    let status = Command::new(&node)
-        .args(["sim", "--protocol", protocol, "--seed", &seed.to_string()])
+fn run_one(node: &Path, task: &Task<'_>, seed: u64, trace: bool) -> anyhow::Result<ExitCode> {
+    let mut command = Command::new(node);
+    command
+        .args(task.args())
+        .args(["--seed", &seed.to_string()]);
+    if trace {
+        command.arg("--trace");
+    }
+    let status = command
         .status()
         .with_context(|| format!("running {}", node.display()))?;
     Ok(match status.code() {
@@ -82,14 +137,24 @@ fn run_one(protocol: &str, seed: u64) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs seeds `first..first + count` over `workers` node processes.
-fn run_batch(protocol: &str, first: u64, count: u64, workers: usize) -> anyhow::Result<ExitCode> {
+fn run_batch(
+    node: &Path,
+    task: &Task<'_>,
+    first: u64,
+    count: u64,
+    workers: usize,
+) -> anyhow::Result<ExitCode> {
     first.checked_add(count).with_context(|| {
         format!("seeds {first} + {count} overflow u64; lower --first-seed or --seeds")
     })?;
-    let node = cargo::build_node()?;
     let ranges = split_seeds(first, count, workers);
+    let protocol = task.protocol;
     eprintln!(
-        "simulating {protocol}: seeds {first}..{} on {} worker{}",
+        "simulating {protocol} under fault profile {}{}: seeds {first}..{} on {} worker{}",
+        task.faults,
+        task.planted
+            .map(|bug| format!(" with bug {bug} planted"))
+            .unwrap_or_default(),
         first + count,
         ranges.len(),
         if ranges.len() == 1 { "" } else { "s" }
@@ -99,7 +164,7 @@ fn run_batch(protocol: &str, first: u64, count: u64, workers: usize) -> anyhow::
     let (events_tx, events) = mpsc::channel();
     let mut running = Vec::with_capacity(ranges.len());
     for (index, seeds) in ranges.iter().enumerate() {
-        match Worker::spawn(&node, protocol, index, seeds.clone(), events_tx.clone()) {
+        match Worker::spawn(node, task, index, seeds.clone(), events_tx.clone()) {
             Ok(worker) => running.push(worker),
             Err(error) => {
                 for mut worker in running {
@@ -114,7 +179,8 @@ fn run_batch(protocol: &str, first: u64, count: u64, workers: usize) -> anyhow::
     drop(events_tx);
 
     let progress = progress_bar(count);
-    let mut summary = Summary::new(protocol, count);
+    let mut summary = Summary::new(protocol, task.faults, count);
+    summary.planted = task.planted.map(str::to_string);
     for event in events {
         match event {
             Event::Report(index, report) => {
@@ -179,7 +245,7 @@ fn progress_bar(count: u64) -> ProgressBar {
 
 /// What a worker's stdout reader tells the main thread.
 enum Event {
-    Report(usize, SeedReport),
+    Report(usize, Box<SeedReport>),
     /// A line that is not a seed report, or a failed read.
     Unreadable(usize, String),
 }
@@ -197,13 +263,14 @@ struct Worker {
 impl Worker {
     fn spawn(
         node: &Path,
-        protocol: &str,
+        task: &Task<'_>,
         index: usize,
         seeds: Range<u64>,
         events: mpsc::Sender<Event>,
     ) -> anyhow::Result<Worker> {
         let mut child = Command::new(node)
-            .args(["sim", "--protocol", protocol, "--json"])
+            .args(task.args())
+            .arg("--json")
             .args(["--seeds", &(seeds.end - seeds.start).to_string()])
             .args(["--first-seed", &seeds.start.to_string()])
             .stdin(Stdio::null())
@@ -263,7 +330,7 @@ fn read_reports(index: usize, stdout: impl Read, events: &mpsc::Sender<Event>) {
             }
         };
         let event = match serde_json::from_str::<SeedReport>(&line) {
-            Ok(report) => Event::Report(index, report),
+            Ok(report) => Event::Report(index, Box::new(report)),
             Err(error) => {
                 let quoted: String = line.chars().take(BAD_LINE_QUOTED_MAX).collect();
                 Event::Unreadable(
@@ -351,6 +418,11 @@ mod tests {
             simulated_ns: 3,
             wall_ns: 4,
             trace_hash: "ab".to_string(),
+            profile: "all".to_string(),
+            replicas: 1,
+            last_heal_ns: 1,
+            liveness_bound_ns: 2,
+            latency_max_ns: 3,
         };
         let input = format!(
             "{}\nthread 'main' panicked\n",
@@ -361,7 +433,7 @@ mod tests {
         drop(tx);
         let events: Vec<_> = rx.into_iter().collect();
         assert_eq!(events.len(), 2);
-        assert!(matches!(&events[0], Event::Report(2, r) if *r == report));
+        assert!(matches!(&events[0], Event::Report(2, r) if **r == report));
         assert!(
             matches!(&events[1], Event::Unreadable(2, p) if p.contains("thread 'main' panicked"))
         );

@@ -5,15 +5,27 @@ use std::ops::Range;
 use std::time::Duration;
 
 use runner::results::thousands;
-use wire::sim::{FaultCounts, SeedReport};
+use wire::sim::{FaultCounts, Profile, SeedReport, replay_command as replay};
 
 /// How many failed seeds the summary lists one by one.
 pub const FAILURES_SHOWN_MAX: usize = 10;
+
+/// How many of the slowest seeds the summary lists.
+pub const SLOWEST_SHOWN: usize = 5;
 
 /// Totals over the seeds of one batch, and what went wrong.
 #[derive(Debug)]
 pub struct Summary {
     pub protocol: String,
+    pub profile: Profile,
+    /// The bug planted for the batch, if any.
+    pub planted: Option<String>,
+    /// Seeds with at least one fault of each kind, in [`FaultCounts::kinds`]
+    /// order.
+    pub seeds_with: Vec<(&'static str, u64)>,
+    /// The slowest seeds by simulated time: `(seed, simulated, longest op)`,
+    /// slowest first.
+    pub slowest: Vec<(u64, u64, u64)>,
     /// Seeds the batch asked for.
     pub seeds: u64,
     pub passed: u64,
@@ -42,9 +54,17 @@ pub struct WorkerFailure {
 }
 
 impl Summary {
-    pub fn new(protocol: &str, seeds: u64) -> Summary {
+    pub fn new(protocol: &str, profile: Profile, seeds: u64) -> Summary {
         Summary {
             protocol: protocol.to_string(),
+            profile,
+            planted: None,
+            seeds_with: FaultCounts::default()
+                .kinds()
+                .iter()
+                .map(|(name, _)| (*name, 0))
+                .collect(),
+            slowest: Vec::new(),
             seeds,
             passed: 0,
             failures: Vec::new(),
@@ -70,6 +90,14 @@ impl Summary {
         self.ops_completed += report.ops_completed;
         self.deliveries += report.deliveries;
         self.faults.add(&report.faults);
+        for ((_, seeds), (_, n)) in self.seeds_with.iter_mut().zip(report.faults.kinds()) {
+            *seeds += u64::from(n > 0);
+        }
+        self.slowest
+            .push((report.seed, report.simulated_ns, report.latency_max_ns));
+        self.slowest
+            .sort_by_key(|&(seed, ns, _)| (std::cmp::Reverse(ns), seed));
+        self.slowest.truncate(SLOWEST_SHOWN);
         self.simulated_ns += report.simulated_ns;
         self.seed_wall_ns += report.wall_ns;
     }
@@ -93,8 +121,13 @@ impl Summary {
     pub fn render(&self, elapsed: Duration, workers: usize) -> String {
         let mut out = String::new();
         let mut headline = format!(
-            "{}: {} seeds, {} passed, {} failed",
+            "{} under fault profile {}{}: {} seeds, {} passed, {} failed",
             self.protocol,
+            self.profile,
+            self.planted
+                .as_ref()
+                .map(|bug| format!(" with {bug} planted"))
+                .unwrap_or_default(),
             thousands(self.seeds),
             thousands(self.passed),
             thousands(self.failed()),
@@ -108,20 +141,34 @@ impl Summary {
         let elapsed_ns = elapsed.as_nanos().max(1) as f64;
         let _ = writeln!(out, "  ops completed     {}", thousands(self.ops_completed));
         let _ = writeln!(out, "  deliveries        {}", thousands(self.deliveries));
+        let kinds: Vec<String> = f
+            .kinds()
+            .iter()
+            .map(|(name, n)| format!("{name} {}", thousands(*n)))
+            .collect();
         let _ = writeln!(
             out,
-            "  faults injected   {}: dropped {}, duplicated {}, reordered {}, partitions {}, \
-             crashes {}, restarts {}, byzantine {}",
+            "  faults injected   {}: {}",
             thousands(f.total()),
-            thousands(f.dropped),
-            thousands(f.duplicated),
-            thousands(f.reordered),
-            thousands(f.partitions),
-            thousands(f.crashes),
-            thousands(f.restarts),
-            thousands(f.byzantine),
+            kinds.join(", ")
         );
+        let seeds_with: Vec<String> = self
+            .seeds_with
+            .iter()
+            .map(|(name, n)| format!("{name} {}", thousands(*n)))
+            .collect();
+        let _ = writeln!(out, "  seeds with each   {}", seeds_with.join(", "));
         let _ = writeln!(out, "  simulated time    {}", duration(self.simulated_ns));
+        if !self.slowest.is_empty() {
+            let slowest: Vec<String> = self
+                .slowest
+                .iter()
+                .map(|&(seed, ns, op)| {
+                    format!("{seed} ({}, longest op {})", duration(ns), duration(op))
+                })
+                .collect();
+            let _ = writeln!(out, "  slowest seeds     {}", slowest.join(", "));
+        }
         let _ = writeln!(
             out,
             "  wall time         {} on {workers} worker{} ({} of simulation, summed)",
@@ -154,7 +201,7 @@ impl Summary {
             }
             for (seed, reason) in &failures[..shown] {
                 let _ = writeln!(out, "  seed {seed}: {}", indent_after_first(reason, "    "));
-                let _ = writeln!(out, "    replay: {}", replay_command(&self.protocol, *seed));
+                let _ = writeln!(out, "    replay: {}", self.replay_command(*seed));
             }
         }
 
@@ -172,7 +219,7 @@ impl Summary {
                 let _ = writeln!(
                     out,
                     "  it stopped before finishing seed {seed}; replay: {}",
-                    replay_command(&self.protocol, seed)
+                    self.replay_command(seed)
                 );
             }
             let tail = failure.stderr_tail.trim_end();
@@ -192,9 +239,11 @@ impl Summary {
     }
 }
 
-/// The command that replays one seed and prints its trace hash.
-pub fn replay_command(protocol: &str, seed: u64) -> String {
-    format!("cargo run --release -p runner -- sim --protocol {protocol} --seed {seed}")
+impl Summary {
+    /// The command that replays one seed of this batch.
+    pub fn replay_command(&self, seed: u64) -> String {
+        replay(&self.protocol, seed, self.profile, self.planted.as_deref())
+    }
 }
 
 /// A span of nanoseconds in the units a person reads best.
@@ -237,12 +286,17 @@ mod tests {
             simulated_ns: 10_000_000_000,
             wall_ns: 10_000_000,
             trace_hash: format!("{seed:016x}"),
+            profile: "all".to_string(),
+            replicas: 1,
+            last_heal_ns: 0,
+            liveness_bound_ns: 1,
+            latency_max_ns: 2_000_000 * seed,
         }
     }
 
     #[test]
     fn add_totals_counts_and_faults() {
-        let mut summary = Summary::new("unreplicated", 3);
+        let mut summary = Summary::new("unreplicated", Profile::Mix, 3);
         for (seed, passed) in [(0, true), (1, false), (2, true)] {
             summary.add(&report(seed, passed));
         }
@@ -264,13 +318,21 @@ mod tests {
 
     #[test]
     fn all_passed_is_success_and_renders_rates() {
-        let mut summary = Summary::new("unreplicated", 2);
+        let mut summary = Summary::new("unreplicated", Profile::Mix, 2);
         summary.add(&report(0, true));
         summary.add(&report(1, true));
         assert!(summary.is_success());
         let text = summary.render(Duration::from_millis(10), 2);
         assert!(
-            text.starts_with("unreplicated: 2 seeds, 2 passed, 0 failed\n"),
+            text.starts_with("unreplicated under fault profile mix: 2 seeds, 2 passed, 0 failed\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("seeds with each   dropped 2, duplicated 2, reordered 0,"),
+            "{text}"
+        );
+        assert!(
+            text.contains("slowest seeds     0 (10.000 s, longest op 0.000 s), 1 (10.000 s, longest op 0.002 s)"),
             "{text}"
         );
         assert!(text.contains("ops completed     200\n"), "{text}");
@@ -293,7 +355,7 @@ mod tests {
 
     #[test]
     fn failures_are_listed_by_seed_with_replay_commands_up_to_the_maximum() {
-        let mut summary = Summary::new("unreplicated", 15);
+        let mut summary = Summary::new("unreplicated", Profile::Mix, 15);
         for seed in (0..15).rev() {
             summary.add(&report(seed, false));
         }
@@ -309,7 +371,7 @@ mod tests {
 
     #[test]
     fn worker_failure_names_range_running_seed_and_stderr_once() {
-        let mut summary = Summary::new("unreplicated", 20);
+        let mut summary = Summary::new("unreplicated", Profile::Mix, 20);
         for seed in 0..3 {
             summary.add(&report(seed, true));
         }

@@ -85,6 +85,22 @@ pub trait State {
 
     /// Timer `timer` reached its deadline. May be spurious (see the contract).
     fn on_timer(&mut self, timer: Self::Timer, ctx: &mut Context<'_, Self::Outbound, Self::Timer>);
+
+    /// Whether this node is recovering from a restart without its state and
+    /// so counts toward the faults the protocol tolerates until it is done
+    /// (PBFT's proactive recovery, VR's recovery protocol). The simulator's
+    /// fault plans read it to keep faulty plus recovering nodes within the
+    /// model.
+    fn is_recovering(&self) -> bool {
+        false
+    }
+
+    /// How far this replica has executed, in the protocol's slots (PBFT's
+    /// sequence numbers), if it is a replica: what the simulator's catch-up
+    /// check compares once a run has settled.
+    fn executed_slot(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A node that issues operations on behalf of a user: a benchmark client, or a
@@ -100,6 +116,13 @@ pub trait Client: State {
     /// The result of the outstanding operation, once, when it has completed.
     fn take_result(&mut self) -> Option<Vec<u8>>;
 
+    /// Whether the client has given up for good (its session was evicted):
+    /// its outstanding operation may or may not have taken effect, and it
+    /// takes no more. Drivers stop invoking it.
+    fn has_failed(&self) -> bool {
+        false
+    }
+
     /// The client a decoded message is for, so that a runtime multiplexing
     /// many clients on one socket can hand it to the right one. `None` drops
     /// the message.
@@ -114,13 +137,52 @@ pub trait SharedState: Send + Sync {
     type Message;
     type Outbound;
 
-    /// Decodes (and, for a signed protocol, authenticates) one datagram, and
-    /// says who sent it. Bad input is an `Err` naming why; never a panic.
-    fn decode(&self, bytes: &[u8]) -> Result<(Addr, Self::Message), DropReason>;
+    /// Decodes (and, for a signed protocol, authenticates) one datagram that
+    /// arrived from `source`, and says who sent it. Bad input is an `Err`
+    /// naming why; never a panic.
+    ///
+    /// Checks that cost nothing come first: a message that claims to be from
+    /// a replica other than `source` is dropped before its signature is
+    /// checked (the runtime drops it anyway, see [`Source`]).
+    fn decode(&self, source: Source, bytes: &[u8]) -> Result<(Addr, Self::Message), DropReason>;
 
     /// Appends the encoding (signed, where the protocol signs) of `msg` to
     /// `buf`. On error `buf` is unchanged and the message is not sent.
     fn encode(&self, msg: &Self::Outbound, buf: &mut Vec<u8>) -> Result<(), DropReason>;
+
+    /// One line about a datagram for a trace (kind, view, sequence number):
+    /// decoded without checking anything, since a trace also shows what a
+    /// node went on to drop.
+    fn describe(&self, bytes: &[u8]) -> String {
+        format!("{} bytes", bytes.len())
+    }
+}
+
+/// Where a datagram came from, as far as the network can tell: from a
+/// replica's configured address, or from anywhere else (a client, or a
+/// stranger). The runtime drops a decoded message that names a replica as its
+/// sender but did not come from that replica's address, and one that names a
+/// client but came from a replica's address, so that nobody can pass off
+/// another's message as their own datagram (a replay of a captured signed
+/// message still needs a spoofed source address, which an attacker off the
+/// path between replicas cannot receive replies to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    Replica(wire::ReplicaId),
+    Other,
+}
+
+impl Source {
+    /// Whether a message that `decode` attributed to `from` may have come
+    /// from here.
+    pub fn may_send_as(self, from: Addr) -> bool {
+        match (from, self) {
+            (Addr::Replica(claimed), Source::Replica(actual)) => claimed == actual,
+            (Addr::Replica(_), Source::Other) => false,
+            (Addr::Client(_), Source::Other) => true,
+            (Addr::Client(_), Source::Replica(_)) => false,
+        }
+    }
 }
 
 /// Why a message was dropped. A short static phrase, so that drops can be
@@ -220,16 +282,28 @@ impl<M, T: Copy + Eq + fmt::Debug> Context<'_, M, T> {
     /// Records that an input was ignored, and why. Counted per reason.
     pub fn drop_message(&mut self, reason: &'static str) {
         self.out.counters.add(reason, 1);
+        self.note(|| format!("drop: {reason}"));
     }
 
     /// Counts an event worth reporting (a retransmission, say).
     pub fn count(&mut self, name: &'static str) {
         self.out.counters.add(name, 1);
+        self.note(|| name.to_string());
     }
 
     /// Adds `n` to the counter `name`.
     pub fn count_n(&mut self, name: &'static str, n: u64) {
         self.out.counters.add(name, n);
+    }
+
+    /// Adds a line to the trace, if the runtime keeps one (the simulator's
+    /// `--trace`): a state change worth seeing in a timeline, such as a view
+    /// entered or a sequence number executed. Costs nothing otherwise: the
+    /// line is not even built.
+    pub fn note(&mut self, line: impl FnOnce() -> String) {
+        if let Some(notes) = &mut self.out.notes {
+            notes.push(line());
+        }
     }
 }
 
@@ -250,6 +324,9 @@ pub struct Outbox<M, T> {
     pub sends: Vec<(Dest, M)>,
     pub timers: Timers<T>,
     pub counters: Counters,
+    /// Trace lines from [`Context::note`] (and every count and drop); `None`
+    /// unless the runtime keeps a trace.
+    pub notes: Option<Vec<String>>,
 }
 
 impl<M, T> Default for Outbox<M, T> {
@@ -258,6 +335,7 @@ impl<M, T> Default for Outbox<M, T> {
             sends: Vec::new(),
             timers: Timers::default(),
             counters: Counters::default(),
+            notes: None,
         }
     }
 }

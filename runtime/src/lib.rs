@@ -17,7 +17,7 @@ pub mod rng;
 pub mod sim;
 pub mod time;
 
-pub use actor::{Client, Context, Counters, Dest, DropReason, SharedState, State, Timers};
+pub use actor::{Client, Context, Counters, Dest, DropReason, SharedState, Source, State, Timers};
 pub use rng::Rng;
 pub use time::Time;
 pub use wire::{Addr, ClientId, ReplicaId};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wire::Addr;
 
-use crate::actor::{Client, Context, Counters, Dest, Outbox, SharedState, State};
+use crate::actor::{Client, Context, Counters, Dest, Outbox, SharedState, Source, State};
 use crate::rng::Rng;
 use crate::time::Time;
 
@@ -29,8 +29,8 @@ pub trait Process {
     /// Called once, first.
     fn start(&mut self, now: Time, out: &mut Vec<Packet>);
 
-    /// One datagram arrived.
-    fn on_packet(&mut self, now: Time, bytes: &[u8], out: &mut Vec<Packet>);
+    /// One datagram arrived from `from` (the network's idea of its source).
+    fn on_packet(&mut self, now: Time, from: Addr, bytes: &[u8], out: &mut Vec<Packet>);
 
     /// Fires the timers that are due at `now`.
     fn on_timers(&mut self, now: Time, out: &mut Vec<Packet>);
@@ -53,7 +53,50 @@ pub trait Process {
     fn take_result(&mut self) -> Option<Vec<u8>> {
         None
     }
+
+    /// A client that has given up for good (see
+    /// [`crate::actor::Client::has_failed`]).
+    fn has_failed(&self) -> bool {
+        false
+    }
+
+    /// Whether the node is recovering and counts as faulty meanwhile (see
+    /// [`State::is_recovering`]).
+    fn is_recovering(&self) -> bool {
+        false
+    }
+
+    /// How far the node has executed (see [`State::executed_slot`]).
+    fn executed_slot(&self) -> Option<u64> {
+        None
+    }
+
+    /// One line about a datagram for a trace.
+    fn describe(&self, bytes: &[u8]) -> String {
+        format!("{} bytes", bytes.len())
+    }
+
+    /// Starts keeping trace lines ([`Context::note`]), collected by
+    /// [`Process::take_notes`] after each call.
+    fn set_tracing(&mut self) {}
+
+    /// Moves the trace lines of the last call to `out`.
+    fn take_notes(&mut self, out: &mut Vec<String>) {
+        let _ = out;
+    }
 }
+
+/// The source a datagram from `from` has, as the network reports it.
+pub fn source_of(from: Addr) -> Source {
+    match from {
+        Addr::Replica(id) => Source::Replica(id),
+        Addr::Client(_) => Source::Other,
+    }
+}
+
+/// Why the runtime drops a message that did not come from its sender's
+/// address.
+pub const WRONG_SOURCE: &str = "message: not from the sender's address";
 
 /// A protocol node driven on the calling thread. Implements [`Process`] for
 /// replicas; wrap a client in [`ClientNode`].
@@ -100,6 +143,13 @@ impl<S: State> Node<S> {
         self.drain(out);
     }
 
+    fn drop_input(&mut self, reason: &'static str) {
+        self.outbox.counters.add(reason, 1);
+        if let Some(notes) = &mut self.outbox.notes {
+            notes.push(format!("drop: {reason}"));
+        }
+    }
+
     fn drain(&mut self, out: &mut Vec<Packet>) {
         for (dest, msg) in self.outbox.sends.drain(..) {
             // Most messages fit; growing from empty would reallocate 3–4 times.
@@ -121,10 +171,16 @@ impl<S: State> Process for Node<S> {
         self.call(now, out, |state, ctx| state.on_start(ctx));
     }
 
-    fn on_packet(&mut self, now: Time, bytes: &[u8], out: &mut Vec<Packet>) {
-        match self.shared.decode(bytes) {
-            Ok((from, msg)) => self.call(now, out, |state, ctx| state.on_message(from, msg, ctx)),
-            Err(reason) => self.outbox.counters.add(reason.0, 1),
+    fn on_packet(&mut self, now: Time, from: Addr, bytes: &[u8], out: &mut Vec<Packet>) {
+        let source = source_of(from);
+        match self.shared.decode(source, bytes) {
+            Ok((sender, _)) if !source.may_send_as(sender) => {
+                self.drop_input(WRONG_SOURCE);
+            }
+            Ok((sender, msg)) => {
+                self.call(now, out, |state, ctx| state.on_message(sender, msg, ctx));
+            }
+            Err(reason) => self.drop_input(reason.0),
         }
     }
 
@@ -137,6 +193,9 @@ impl<S: State> Process for Node<S> {
             let Some(timer) = self.outbox.timers.pop_due(now) else {
                 break;
             };
+            if let Some(notes) = &mut self.outbox.notes {
+                notes.push(format!("timer {timer:?}"));
+            }
             self.call(now, out, |state, ctx| state.on_timer(timer, ctx));
         }
     }
@@ -147,6 +206,28 @@ impl<S: State> Process for Node<S> {
 
     fn counters(&self) -> &Counters {
         &self.outbox.counters
+    }
+
+    fn is_recovering(&self) -> bool {
+        self.state.is_recovering()
+    }
+
+    fn executed_slot(&self) -> Option<u64> {
+        self.state.executed_slot()
+    }
+
+    fn describe(&self, bytes: &[u8]) -> String {
+        self.shared.describe(bytes)
+    }
+
+    fn set_tracing(&mut self) {
+        self.outbox.notes.get_or_insert_with(Vec::new);
+    }
+
+    fn take_notes(&mut self, out: &mut Vec<String>) {
+        if let Some(notes) = &mut self.outbox.notes {
+            out.append(notes);
+        }
     }
 }
 
@@ -164,8 +245,8 @@ impl<S: Client> Process for ClientNode<S> {
         self.0.start(now, out);
     }
 
-    fn on_packet(&mut self, now: Time, bytes: &[u8], out: &mut Vec<Packet>) {
-        self.0.on_packet(now, bytes, out);
+    fn on_packet(&mut self, now: Time, from: Addr, bytes: &[u8], out: &mut Vec<Packet>) {
+        self.0.on_packet(now, from, bytes, out);
     }
 
     fn on_timers(&mut self, now: Time, out: &mut Vec<Packet>) {
@@ -186,5 +267,21 @@ impl<S: Client> Process for ClientNode<S> {
 
     fn take_result(&mut self) -> Option<Vec<u8>> {
         self.0.state.take_result()
+    }
+
+    fn has_failed(&self) -> bool {
+        self.0.state.has_failed()
+    }
+
+    fn describe(&self, bytes: &[u8]) -> String {
+        self.0.describe(bytes)
+    }
+
+    fn set_tracing(&mut self) {
+        self.0.set_tracing();
+    }
+
+    fn take_notes(&mut self, out: &mut Vec<String>) {
+        self.0.take_notes(out);
     }
 }

@@ -24,3 +24,14 @@ pub struct Reply {
     #[serde(with = "serde_bytes")]
     pub result: Vec<u8>,
 }
+
+crate::fields!(Request {
+    client_id,
+    request_num,
+    op: bytes
+});
+crate::fields!(Reply {
+    client_id,
+    request_num,
+    result: bytes
+});

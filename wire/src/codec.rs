@@ -110,6 +110,16 @@ pub fn encode_to_vec<T: Encode>(msg: &T) -> Result<Vec<u8>, EncodeError> {
     Ok(buf)
 }
 
+/// Decodes a `T` from the front of `bytes` and ignores the rest: to read a
+/// message's header and decide whether the rest is worth decoding.
+pub fn decode_prefix<T: Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() > MESSAGE_SIZE_MAX {
+        return Err(DecodeError::TooLarge { len: bytes.len() });
+    }
+    let (msg, _) = bincode::decode_from_slice(bytes, CONFIG)?;
+    Ok(msg)
+}
+
 /// Decodes exactly one `T` from `bytes`.
 pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
     if bytes.len() > MESSAGE_SIZE_MAX {

@@ -7,6 +7,9 @@
 //! - [`codec`]: the single bincode configuration, the size limit checked before
 //!   decoding, typed errors. Every encode and decode goes through it.
 //! - [`crypto`]: SHA-256 digests, secp256k1 keys, and the [`Signed`] envelope.
+//! - [`merkle`]: digests of large states, checkable a chunk at a time.
+//! - [`fields`]: messages described field by field, for the simulator's
+//!   structure-aware Byzantine mutations.
 //! - [`client`], [`kv`], [`unreplicated`], [`pbft`]: message types.
 //! - [`sim`]: what a simulation run reports back to the runner.
 
@@ -14,7 +17,9 @@ pub mod client;
 pub mod codec;
 pub mod control;
 pub mod crypto;
+pub mod fields;
 pub mod kv;
+pub mod merkle;
 pub mod pbft;
 pub mod sim;
 pub mod unreplicated;

@@ -23,6 +23,7 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use crate::client::Request;
+use crate::fields::{Fields, Visitor};
 use crate::{ClientId, Digest, Mac, PublicKey, ReplicaId, Signature, Signed};
 
 /// A view number. The primary of view `v` is replica `v mod n`.
@@ -38,15 +39,21 @@ pub enum Message {
     Request(AuthRequest),
     /// Client to every replica before its first request, so that replicas
     /// other than the primary, which it sends requests to, know where to
-    /// send their replies. Carries nothing to check: it only says where the
-    /// client is, as every datagram from it does.
-    Hello(ClientId),
-    /// A backup relays a client's request to the primary (§4.4). Its own
-    /// message, so that the primary does not take the backup's address for
-    /// the client's.
-    Relayed(ReplicaId, AuthRequest),
+    /// send their replies: its registration (request 0), authenticated like
+    /// any request, so that nobody but the client can say where its replies
+    /// go. Ordered only when it comes as a [`Message::Request`].
+    Hello(AuthRequest),
+    /// A backup relays clients' requests to the primary (§4.4): one that a
+    /// client retransmitted to it, or, on entering a new view, every request
+    /// it waits for. Its own message, so that the primary does not take the
+    /// backup's address for a client's.
+    Relayed(ReplicaId, Vec<AuthRequest>),
     /// Replica to client, with a MAC under the key the pair shares.
     Reply(MacReply),
+    /// Replica to client: the client table evicted this client, so its
+    /// request `request_num` was not executed and none of its later ones will
+    /// be (the `result` is empty).
+    Evicted(MacReply),
     /// Primary to backups: the signed header, and the batch it orders.
     PrePrepare(Signed<PrePrepare>, Vec<AuthRequest>),
     Prepare(Signed<Prepare>),
@@ -62,13 +69,22 @@ pub enum Message {
     StateChunk(StateChunk),
     FetchBatch(Signed<FetchBatch>),
     Batch(Batch),
+    /// A restarted replica asks where the group stands (proactive recovery,
+    /// TOCS §4.3.2).
+    QueryStable(Signed<QueryStable>),
+    ReplyStable(Signed<ReplyStable>),
 }
 
 /// A request and its authenticator (OSDI §4, TOCS §3.2): `auth[i]` is the
-/// HMAC-SHA256 of the request's encoding under the key the client shares with
-/// replica `i`, so every replica, and a primary that gets the request relayed
-/// by a backup, checks that the client sent it; a relaying or proposing
-/// replica cannot forge or alter it.
+/// HMAC-SHA256 of the encoding of `(session, request)` under the key the
+/// client shares with replica `i`, so every replica, and a primary that gets
+/// the request relayed by a backup, checks that the client sent it; a
+/// relaying or proposing replica cannot forge or alter it.
+///
+/// `session` is the client's session number, which the replicas' client
+/// table assigned when the client registered (0 for the registration itself:
+/// request number 0, no operation), so that a request replayed after its
+/// session was evicted is refused rather than executed again.
 ///
 /// `key` is the client's public key (compressed secp256k1), from which each
 /// replica derives the key it shares with the client by ECDH, once per
@@ -78,9 +94,17 @@ pub enum Message {
 /// request checked (see `protocols::pbft`).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct AuthRequest {
+    pub session: u64,
     pub request: Request,
     pub key: PublicKey,
     pub auth: Vec<Mac>,
+}
+
+impl AuthRequest {
+    /// What the authenticator's MACs cover.
+    pub fn authenticated(&self) -> (u64, &Request) {
+        (self.session, &self.request)
+    }
 }
 
 /// A reply and its HMAC-SHA256 over the reply's encoding, under the key that
@@ -191,6 +215,14 @@ pub struct Status {
     pub executed: Seq,
     /// Sequence number of the stable checkpoint.
     pub stable: Seq,
+    /// Where peers should start answering: the lowest sequence number in
+    /// this view that has not committed here (after a view change that can
+    /// be below what it executed: others may need its commit there).
+    pub wants: Seq,
+    /// A recovering replica: the stable checkpoint it waits for (its
+    /// estimate of the high watermark, H), so that an idle primary fills
+    /// the sequence numbers up to it with null batches.
+    pub recovering: Option<Seq>,
 }
 
 /// A stable checkpoint's proof, relayed by `replica` (unauthenticated: the
@@ -201,24 +233,26 @@ pub struct StableCheckpoint {
     pub cert: CheckpointCert,
 }
 
-/// Asks for the state at checkpoint `seq`, from byte `offset` on.
+/// Asks for chunk `index` of the state at checkpoint `seq`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct FetchState {
     pub replica: ReplicaId,
     pub seq: Seq,
-    pub offset: u64,
+    pub index: u64,
 }
 
-/// Bytes `offset..offset + data.len()` of the `total`-byte state at checkpoint
-/// `seq`. Unsigned: the assembled state is checked against the checkpoint's
-/// digest.
+/// Chunk `index` of the `size`-byte state at checkpoint `seq`, with the Merkle
+/// path that proves it (see [`crate::merkle`]). Unsigned: the checkpoint's
+/// digest commits to the size and to every chunk, so the receiver checks each
+/// chunk on arrival, whoever sent it.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct StateChunk {
     pub replica: ReplicaId,
     pub seq: Seq,
-    pub offset: u64,
-    pub total: u64,
+    pub index: u64,
+    pub size: u64,
     pub data: Vec<u8>,
+    pub proof: Vec<Digest>,
 }
 
 /// Asks for the batch with digest `digest`.
@@ -234,4 +268,286 @@ pub struct Batch {
     pub replica: ReplicaId,
     pub digest: Digest,
     pub requests: Vec<AuthRequest>,
+}
+
+/// A restarted replica asks every replica for its latest checkpoint and the
+/// highest sequence number it prepared (TOCS §4.3.2). `nonce` is fresh for
+/// each recovery, so replies to an earlier one cannot be replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct QueryStable {
+    pub replica: ReplicaId,
+    pub nonce: u64,
+}
+
+/// Replica `replica`'s answer to a [`QueryStable`] from `to`: the sequence
+/// number of its latest checkpoint and the highest one it accepted a
+/// pre-prepare for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ReplyStable {
+    pub replica: ReplicaId,
+    pub to: ReplicaId,
+    pub nonce: u64,
+    pub checkpoint: Seq,
+    pub prepared: Seq,
+}
+
+/// The digest a pre-prepare names its batch by: of the batch's encoding.
+pub fn batch_digest(batch: &[AuthRequest]) -> Option<Digest> {
+    Digest::of_encoded(&batch).ok()
+}
+
+impl Message {
+    /// A line for a trace: the kind and the fields that say which instance.
+    pub fn describe(&self) -> String {
+        match self {
+            Message::Request(r) => format!(
+                "Request c{} #{}",
+                r.request.client_id.0, r.request.request_num
+            ),
+            Message::Hello(r) => format!("Hello c{}", r.request.client_id.0),
+            Message::Relayed(by, requests) => match &requests[..] {
+                [r] => format!(
+                    "Relayed by r{} c{} #{}",
+                    by.0, r.request.client_id.0, r.request.request_num
+                ),
+                _ => format!("Relayed by r{} ({} requests)", by.0, requests.len()),
+            },
+            Message::Reply(r) => format!(
+                "Reply r{} v{} c{} #{}",
+                r.reply.replica.0, r.reply.view, r.reply.client_id.0, r.reply.request_num
+            ),
+            Message::Evicted(r) => format!(
+                "Evicted r{} c{} #{}",
+                r.reply.replica.0, r.reply.client_id.0, r.reply.request_num
+            ),
+            Message::PrePrepare(pp, batch) => format!(
+                "PrePrepare v{} n{} {:?} ({} requests)",
+                pp.payload.view,
+                pp.payload.seq,
+                pp.payload.digest,
+                batch.len()
+            ),
+            Message::Prepare(p) => format!(
+                "Prepare r{} v{} n{} {:?}",
+                p.payload.replica.0, p.payload.view, p.payload.seq, p.payload.digest
+            ),
+            Message::Commit(c) => format!(
+                "Commit r{} v{} n{} {:?}",
+                c.payload.replica.0, c.payload.view, c.payload.seq, c.payload.digest
+            ),
+            Message::Checkpoint(c) => format!(
+                "Checkpoint r{} n{} {:?}",
+                c.payload.replica.0, c.payload.seq, c.payload.digest
+            ),
+            Message::ViewChange(vc) => format!(
+                "ViewChange r{} v{} stable n{} ({} prepared)",
+                vc.payload.replica.0,
+                vc.payload.view,
+                vc.payload.checkpoint.seq,
+                vc.payload.prepared.len()
+            ),
+            Message::NewView(nv) => format!(
+                "NewView v{} ({} view-changes, {} pre-prepares)",
+                nv.view,
+                nv.view_changes.len(),
+                nv.pre_prepares.len()
+            ),
+            Message::Status(s) => format!(
+                "Status r{} v{}{} executed n{} stable n{} wants n{}{}",
+                s.payload.replica.0,
+                s.payload.view,
+                if s.payload.changing {
+                    " (changing)"
+                } else {
+                    ""
+                },
+                s.payload.executed,
+                s.payload.stable,
+                s.payload.wants,
+                match s.payload.recovering {
+                    Some(h) => format!(" recovering to n{h}"),
+                    None => String::new(),
+                }
+            ),
+            Message::StableCheckpoint(s) => {
+                format!("StableCheckpoint by r{} n{}", s.replica.0, s.cert.seq)
+            }
+            Message::FetchState(f) => format!(
+                "FetchState r{} n{} chunk {}",
+                f.payload.replica.0, f.payload.seq, f.payload.index
+            ),
+            Message::StateChunk(c) => format!(
+                "StateChunk r{} n{} chunk {} of {} bytes",
+                c.replica.0, c.seq, c.index, c.size
+            ),
+            Message::FetchBatch(f) => {
+                format!("FetchBatch r{} {:?}", f.payload.replica.0, f.payload.digest)
+            }
+            Message::Batch(b) => format!(
+                "Batch r{} {:?} ({} requests)",
+                b.replica.0,
+                b.digest,
+                b.requests.len()
+            ),
+            Message::QueryStable(q) => {
+                format!(
+                    "QueryStable r{} nonce {}",
+                    q.payload.replica.0, q.payload.nonce
+                )
+            }
+            Message::ReplyStable(r) => format!(
+                "ReplyStable r{} to r{} checkpoint n{} prepared n{}",
+                r.payload.replica.0, r.payload.to.0, r.payload.checkpoint, r.payload.prepared
+            ),
+        }
+    }
+}
+
+// Field descriptions for the simulator's Byzantine mutations (see
+// `crate::fields`).
+
+crate::fields!(AuthRequest {
+    session,
+    request,
+    key,
+    auth
+});
+crate::fields!(MacReply { reply, mac });
+crate::fields!(Reply {
+    view,
+    replica,
+    client_id,
+    request_num,
+    result: bytes
+});
+crate::fields!(PrePrepare { view, seq, digest });
+crate::fields!(Prepare {
+    view,
+    seq,
+    digest,
+    replica
+});
+crate::fields!(Commit {
+    view,
+    seq,
+    digest,
+    replica
+});
+crate::fields!(Checkpoint {
+    seq,
+    digest,
+    replica
+});
+crate::fields!(CheckpointCert {
+    seq,
+    digest,
+    signatures
+});
+crate::fields!(PreparedCert {
+    view,
+    seq,
+    digest,
+    pre_prepare,
+    prepares
+});
+crate::fields!(ViewChange {
+    view,
+    replica,
+    checkpoint,
+    prepared
+});
+crate::fields!(NewView {
+    view,
+    view_changes,
+    pre_prepares
+});
+crate::fields!(StableCheckpoint { replica, cert });
+crate::fields!(FetchState {
+    replica,
+    seq,
+    index
+});
+crate::fields!(StateChunk {
+    replica,
+    seq,
+    index,
+    size,
+    data: bytes,
+    proof
+});
+crate::fields!(FetchBatch { replica, digest });
+crate::fields!(Batch {
+    replica,
+    digest,
+    requests
+});
+crate::fields!(QueryStable { replica, nonce });
+crate::fields!(ReplyStable {
+    replica,
+    to,
+    nonce,
+    checkpoint,
+    prepared
+});
+
+impl Fields for Status {
+    fn visit(&mut self, v: &mut dyn Visitor) {
+        self.replica.visit(v);
+        self.view.visit(v);
+        self.changing.visit(v);
+        self.executed.visit(v);
+        self.stable.visit(v);
+        self.wants.visit(v);
+        self.recovering.visit(v);
+    }
+}
+
+impl Fields for Message {
+    fn visit(&mut self, v: &mut dyn Visitor) {
+        match self {
+            Message::Request(r) | Message::Hello(r) => r.visit(v),
+            Message::Relayed(by, r) => {
+                by.visit(v);
+                r.visit(v);
+            }
+            Message::Reply(r) | Message::Evicted(r) => r.visit(v),
+            Message::PrePrepare(pp, batch) => {
+                // A Byzantine primary that changes its batch names the new
+                // batch in the header it signs: the lie is in the ordering,
+                // not in a digest anyone can check.
+                let before = v.changes();
+                batch.visit(v);
+                if v.changes() != before
+                    && let Some(digest) = batch_digest(batch)
+                {
+                    pp.payload.digest = digest;
+                    pp.resign(v);
+                }
+                pp.visit(v);
+            }
+            Message::Prepare(p) => p.visit(v),
+            Message::Commit(c) => c.visit(v),
+            Message::Checkpoint(c) => c.visit(v),
+            Message::ViewChange(vc) => vc.visit(v),
+            Message::NewView(nv) => nv.visit(v),
+            Message::Status(s) => s.visit(v),
+            Message::StableCheckpoint(s) => s.visit(v),
+            Message::FetchState(f) => f.visit(v),
+            Message::StateChunk(c) => c.visit(v),
+            Message::FetchBatch(f) => f.visit(v),
+            Message::Batch(b) => {
+                let before = v.changes();
+                b.requests.visit(v);
+                if v.changes() != before
+                    && let Some(digest) = batch_digest(&b.requests)
+                {
+                    b.digest = digest;
+                }
+                b.replica.visit(v);
+                b.digest.visit(v);
+            }
+            Message::QueryStable(q) => q.visit(v),
+            Message::ReplyStable(r) => r.visit(v),
+        }
+    }
 }

@@ -2,6 +2,14 @@
 //! believes in and retransmitted to every replica on a timeout; accepted on
 //! f+1 matching replies from distinct replicas, whose MACs the codec checked.
 //! Its codec authenticates every request for every replica.
+//!
+//! Before its first operation a client registers: request 0, with no
+//! operation, ordered like any request; the f+1 matching replies carry the
+//! session number the client table gave it, which every later request
+//! carries (see `client_table`). If f+1 replicas say its session was evicted,
+//! the client gives up for good ([`runtime::Client::has_failed`]): it cannot
+//! know whether its last request executed before the eviction, so it must not
+//! send it again under a new session.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +20,7 @@ use wire::client::Request;
 use wire::pbft::{Message, Reply, View};
 
 use super::CLIENT_RESEND_MAX;
-use super::codec::{Codec, Config, Outbound};
+use super::codec::{Codec, Config, Inbound, Outbound};
 
 /// A closed-loop PBFT client.
 #[derive(Debug)]
@@ -27,17 +35,29 @@ pub struct Client {
     /// Smoothed latency of this client's operations (as TCP smooths round
     /// trips: each new sample weighs 1/8); zero before the first.
     latency: Duration,
-    /// When the outstanding request was invoked.
+    /// When the outstanding operation was invoked.
     invoked: Time,
     /// The view the client believes current, learnt from replies.
     view: View,
-    /// Number of the latest request; 0 before the first.
+    session: Session,
+    /// Number of the latest request; 0 is the registration.
     request_num: u64,
+    /// The request in flight: the registration, or an operation.
     outstanding: Option<Request>,
+    /// The operation invoked while the client was registering.
+    queued: Option<Vec<u8>>,
     /// Replies to the outstanding request, at most one per replica (the
-    /// latest): n entries at most.
-    replies: BTreeMap<ReplicaId, (View, Vec<u8>)>,
+    /// latest): n entries at most. `true` for an eviction notice.
+    replies: BTreeMap<ReplicaId, (View, Vec<u8>, bool)>,
     result: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Session {
+    Unregistered,
+    Open(u64),
+    /// The replicas evicted it: the client has given up.
+    Evicted,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,16 +79,50 @@ impl Client {
             latency: Duration::ZERO,
             invoked: Time::ZERO,
             view: 0,
+            session: Session::Unregistered,
             request_num: 0,
             outstanding: None,
+            queued: None,
             replies: BTreeMap::new(),
             result: None,
         }
     }
 
+    fn session_number(&self) -> u64 {
+        match self.session {
+            Session::Open(number) => number,
+            Session::Unregistered | Session::Evicted => 0,
+        }
+    }
+
+    /// Sends `request` to the primary it believes in and arms the
+    /// retransmission timer.
+    fn send(&mut self, request: Request, ctx: &mut Context<'_, Outbound, ClientTimer>) {
+        let primary = Addr::Replica(self.config.primary(self.view));
+        ctx.send(
+            primary,
+            Outbound::Request(self.session_number(), request.clone()),
+        );
+        // The first retransmission waits for twice the usual latency (at
+        // least `resend_interval`), so that requests queued behind others at
+        // a busy primary are not taken for lost.
+        self.resend_after = (self.latency * 2).clamp(
+            self.resend_interval,
+            CLIENT_RESEND_MAX.max(self.resend_interval),
+        );
+        ctx.set_timer(ClientTimer::Resend, self.resend_after);
+        self.outstanding = Some(request);
+        self.replies.clear();
+    }
+
     /// §4.1: the client waits for f+1 replies with the same result from
     /// distinct replicas; one of them at least is correct.
-    fn on_reply(&mut self, reply: Reply, ctx: &mut Context<'_, Outbound, ClientTimer>) {
+    fn on_reply(
+        &mut self,
+        reply: Reply,
+        evicted: bool,
+        ctx: &mut Context<'_, Outbound, ClientTimer>,
+    ) {
         let Some(request) = &self.outstanding else {
             ctx.drop_message("client: reply with nothing outstanding");
             return;
@@ -78,26 +132,45 @@ impl Client {
             return;
         }
         self.replies
-            .insert(reply.replica, (reply.view, reply.result.clone()));
-        let matching: Vec<View> = self
+            .insert(reply.replica, (reply.view, reply.result.clone(), evicted));
+        let mut views: Vec<View> = self
             .replies
             .values()
-            .filter(|(_, result)| *result == reply.result)
-            .map(|(view, _)| *view)
+            .filter(|(_, result, e)| *result == reply.result && *e == evicted)
+            .map(|(view, _, _)| *view)
             .collect();
-        if matching.len() <= self.config.f {
+        if views.len() <= self.config.f {
             return;
         }
         // The (f+1)-th highest view among matching replies: at least one
         // correct replica is in it or beyond, so a faulty replica cannot send
         // the client after a view far ahead.
-        let mut views = matching;
         views.sort_unstable_by(|a, b| b.cmp(a));
         self.view = self.view.max(views[self.config.f]);
         self.outstanding = None;
         self.replies.clear();
-        self.result = Some(reply.result);
         ctx.cancel_timer(ClientTimer::Resend);
+        if evicted {
+            ctx.count("client: evicted");
+            self.session = Session::Evicted;
+            return;
+        }
+        if request_is_registration(reply.request_num) {
+            let Ok(bytes) = <[u8; 8]>::try_from(&reply.result[..]) else {
+                // f+1 replicas agree on a malformed session: at least one
+                // correct replica sent it, so this is a bug.
+                panic!("a registration reply carries an 8-byte session number");
+            };
+            self.session = Session::Open(u64::from_le_bytes(bytes));
+            ctx.count("client: registered");
+            let op = self
+                .queued
+                .take()
+                .expect("an operation waits for the registration");
+            self.invoke_registered(op, ctx);
+            return;
+        }
+        self.result = Some(reply.result);
         let sample = ctx.now().since(self.invoked);
         self.latency = if self.latency.is_zero() {
             sample
@@ -105,10 +178,24 @@ impl Client {
             (self.latency * 7 + sample) / 8
         };
     }
+
+    fn invoke_registered(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Outbound, ClientTimer>) {
+        self.request_num += 1;
+        let request = Request {
+            client_id: self.id,
+            request_num: self.request_num,
+            op,
+        };
+        self.send(request, ctx);
+    }
+}
+
+fn request_is_registration(request_num: u64) -> bool {
+    request_num == 0
 }
 
 impl State for Client {
-    type Message = Message;
+    type Message = Inbound;
     type Outbound = Outbound;
     type Timer = ClientTimer;
     type Shared = Codec;
@@ -116,11 +203,12 @@ impl State for Client {
     fn on_message(
         &mut self,
         _from: Addr,
-        msg: Message,
+        msg: Inbound,
         ctx: &mut Context<'_, Outbound, ClientTimer>,
     ) {
         match msg {
-            Message::Reply(reply) => self.on_reply(reply.reply, ctx),
+            Inbound::Message(Message::Reply(reply)) => self.on_reply(reply.reply, false, ctx),
+            Inbound::Message(Message::Evicted(reply)) => self.on_reply(reply.reply, true, ctx),
             _ => ctx.drop_message("client: unexpected message"),
         }
     }
@@ -138,7 +226,8 @@ impl State for Client {
                     return; // Spurious: the result came first.
                 };
                 ctx.count("client: retransmission");
-                ctx.send_to_replicas(Outbound::Request(request.clone()));
+                let session = self.session_number();
+                ctx.send_to_replicas(Outbound::Request(session, request.clone()));
                 self.resend_after =
                     (self.resend_after * 2).min(CLIENT_RESEND_MAX.max(self.resend_interval));
                 ctx.set_timer(ClientTimer::Resend, self.resend_after);
@@ -150,37 +239,38 @@ impl State for Client {
 impl runtime::Client for Client {
     fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Outbound, ClientTimer>) {
         assert!(self.outstanding.is_none(), "one operation at a time");
-        self.request_num += 1;
-        let request = Request {
-            client_id: self.id,
-            request_num: self.request_num,
-            op,
-        };
-        if self.request_num == 1 {
-            // Every replica replies, so every one needs to know where to.
-            ctx.send_to_replicas(Outbound::Message(Message::Hello(self.id)));
-        }
-        let primary = Addr::Replica(self.config.primary(self.view));
-        ctx.send(primary, Outbound::Request(request.clone()));
-        // The first retransmission waits for twice the usual latency (at
-        // least `resend_interval`), so that requests queued behind others at
-        // a busy primary are not taken for lost.
-        self.resend_after = (self.latency * 2).clamp(
-            self.resend_interval,
-            CLIENT_RESEND_MAX.max(self.resend_interval),
-        );
-        ctx.set_timer(ClientTimer::Resend, self.resend_after);
         self.invoked = ctx.now();
-        self.outstanding = Some(request);
+        match self.session {
+            Session::Open(_) => self.invoke_registered(op, ctx),
+            Session::Unregistered => {
+                // Register first: to the primary as a request, to the others
+                // as a hello, so that they know where to send their replies.
+                let registration = Request {
+                    client_id: self.id,
+                    request_num: 0,
+                    op: Vec::new(),
+                };
+                ctx.send_to_replicas(Outbound::Hello(registration.clone()));
+                self.queued = Some(op);
+                self.send(registration, ctx);
+            }
+            Session::Evicted => panic!("an evicted client is asked for no more operations"),
+        }
     }
 
     fn take_result(&mut self) -> Option<Vec<u8>> {
         self.result.take()
     }
 
-    fn recipient(msg: &Message) -> Option<ClientId> {
+    fn has_failed(&self) -> bool {
+        self.session == Session::Evicted
+    }
+
+    fn recipient(msg: &Inbound) -> Option<ClientId> {
         match msg {
-            Message::Reply(reply) => Some(reply.reply.client_id),
+            Inbound::Message(Message::Reply(reply) | Message::Evicted(reply)) => {
+                Some(reply.reply.client_id)
+            }
             _ => None,
         }
     }

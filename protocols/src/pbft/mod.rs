@@ -153,12 +153,17 @@
 //! for n ≤ 7.
 
 mod client;
+mod client_table;
 mod codec;
 mod replica;
 
 pub use client::{Client, ClientTimer};
-pub use codec::{Codec, Config, Outbound, Payload, batch_digest};
-pub use replica::{Replica, ReplicaTimer};
+pub use client_table::{Admission, ClientTable, Session};
+pub use codec::{
+    Codec, Config, Inbound, Outbound, Payload, batch_digest, check_checkpoint_cert, check_new_view,
+    check_view_change, compute_new_view,
+};
+pub use replica::{Recovery, Replica, ReplicaTimer};
 
 use std::time::Duration;
 
@@ -174,10 +179,10 @@ pub const BATCH_BYTES_MAX: usize = 60 * 1024;
 const _: () = assert!(BATCH_BYTES_MAX + 512 <= wire::MESSAGE_SIZE_MAX);
 
 /// Bytes a request takes in a batch besides its operation, at most: its
-/// header and length prefixes (at most 25 bytes), the client's public key
-/// (33), and its authenticator of `n` MACs.
+/// session, header and length prefixes (at most 31 bytes), the client's
+/// public key (33), and its authenticator of `n` MACs.
 pub fn request_overhead(n: usize) -> usize {
-    64 + n * size_of::<wire::Mac>()
+    72 + n * size_of::<wire::Mac>()
 }
 
 /// Largest operation a replica accepts in a request.
@@ -198,12 +203,23 @@ pub const LOG_MAX: u64 = 2 * CHECKPOINT_INTERVAL;
 /// not sent.
 pub const CLIENT_KEYS_MAX: usize = 1 << 16;
 
+/// Sessions in the client table (the default of [`Config::client_table_max`]):
+/// past it, registering evicts the session that executed least recently.
+pub const CLIENT_TABLE_MAX: usize = 1 << 16;
+
 /// Requests the primary queues before it proposes them: enough for every
 /// client of a large closed-loop benchmark to have one outstanding.
 pub const PENDING_MAX: usize = 1 << 16;
 
+/// Bytes of requests the primary queues at most (a queue of the largest
+/// operations would otherwise hold 2 GiB).
+pub const PENDING_BYTES_MAX: usize = 64 << 20;
+
 /// Requests a backup waits for (and times the primary on) at once.
 pub const WAITING_MAX: usize = 1 << 16;
+
+/// Bytes of requests a backup waits for at most.
+pub const WAITING_BYTES_MAX: usize = 64 << 20;
 
 /// Sequence numbers above the stable checkpoint for which checkpoint votes are
 /// kept.
@@ -212,7 +228,7 @@ pub const CHECKPOINT_VOTES_MAX: usize = 8;
 /// Largest state a replica accepts in a state transfer.
 pub const STATE_SIZE_MAX: u64 = 256 * 1024 * 1024;
 
-/// Bytes of state per chunk.
+/// Bytes of state per chunk: a chunk and its Merkle path fit a datagram.
 pub const STATE_CHUNK_MAX: usize = 32 * 1024;
 
 /// First view-change timeout; doubled at each view change that does not
@@ -220,10 +236,23 @@ pub const STATE_CHUNK_MAX: usize = 32 * 1024;
 pub const VIEW_CHANGE_TIMEOUT: Duration = Duration::from_millis(40);
 
 /// Longest view-change timeout after doubling.
-pub const VIEW_CHANGE_TIMEOUT_MAX: Duration = Duration::from_secs(5);
+pub const VIEW_CHANGE_TIMEOUT_MAX: Duration = Duration::from_secs(1);
+
+/// How many times the time to drain a queue of one request per known client
+/// the oldest request a backup waits for may wait before it suspects the
+/// primary (see the request timer in `replica/view_change.rs`).
+pub const QUEUE_DRAIN_FACTOR: f64 = 4.0;
+
+/// Longest a request may wait, however slowly the group drains its queue,
+/// before a backup suspects the primary of censoring it.
+pub const REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
 /// How often a replica checks whether it is stuck and asks for help.
 pub const STATUS_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How often a replica tells the others where it stands even when it is not
+/// stuck: a replica left behind in an idle group learns of it this late.
+pub const STATUS_HEARTBEAT: Duration = Duration::from_millis(500);
 
 /// How long a replica waits for a state chunk before asking someone else.
 pub const TRANSFER_RETRY: Duration = Duration::from_millis(10);
@@ -234,3 +263,9 @@ pub const CLIENT_RESEND_INTERVAL: Duration = Duration::from_millis(30);
 
 /// Longest wait between retransmissions of one request, after doubling.
 pub const CLIENT_RESEND_MAX: Duration = Duration::from_millis(500);
+
+/// How long after the last fault healed every client must have finished its
+/// operations in a seeded run: room for a full backoff of view changes
+/// ([`VIEW_CHANGE_TIMEOUT_MAX`] twice), a client's longest retransmission
+/// wait, and the work itself.
+pub const LIVENESS_BOUND: Duration = Duration::from_secs(3);

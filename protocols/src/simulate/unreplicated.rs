@@ -3,19 +3,23 @@
 use std::time::Duration;
 
 use runtime::node::{ClientNode, Node};
-use runtime::sim::{Network, Noise, Simulator};
+use runtime::sim::{Network, Simulator};
 use runtime::{Addr, ClientId, Rng, Time};
 
-use super::{ExecutionLog, KvWorkload};
+use super::faults::{self, Adversaries, Group, Profile};
+use super::{ExecutionLog, KvWorkload, Simulated};
 use crate::app::KvApp;
 use crate::unreplicated::{Client, Codec, SERVER, Server};
 
 /// How often a client retransmits: a few round trips of the simulated network.
 pub const RESEND_INTERVAL: Duration = Duration::from_millis(5);
 
-/// Bound on virtual time for a random run: far beyond what the workload needs
-/// once faults heal, so hitting it means lost progress.
-pub const TIME_LIMIT: Duration = Duration::from_secs(30);
+/// How long after the last fault healed the clients must have finished:
+/// many retransmission intervals.
+pub const LIVENESS_BOUND: Duration = Duration::from_secs(1);
+
+/// Virtual time a run may take at most, whatever happens.
+pub const TIME_LIMIT: Duration = Duration::from_secs(60);
 
 /// A server running a key-value app whose executions go to `log`.
 pub fn add_server(sim: &mut Simulator, log: &ExecutionLog) {
@@ -63,58 +67,51 @@ pub fn system(seed: u64, network: Network, clients: u64, ops: u64) -> (Simulator
     (sim, log)
 }
 
-/// One random run: 10% loss, duplication and reordering throughout, and a
-/// fault plan drawn from the seed: a partition between the server and some
-/// clients, client crashes, clients joining late, and a node that sends
-/// garbage at the server. The server itself does not crash here: the baseline
-/// keeps no durable state, so a restart loses data by design (the scenario
-/// tests cover it).
-pub fn random_run(seed: u64) -> (Simulator, ExecutionLog) {
-    let mut plan = Rng::new(seed ^ 0x5EED_F00D_FA17);
-    let clients = plan.between(1, 5);
-    let ops = plan.between(5, 40);
-    let (mut sim, log) = system(seed, Network::faulty(0.1), clients, ops);
-    let client_addr = |id: u64| Addr::Client(ClientId(id));
-
-    if plan.chance(0.5) {
-        let cut: Vec<Addr> = (1..=clients)
-            .filter(|_| plan.chance(0.5))
-            .map(client_addr)
-            .collect();
-        let start = Time::from_nanos(plan.between(0, 50_000_000));
-        let end = start + Duration::from_nanos(plan.between(1_000_000, 30_000_000));
-        sim.schedule(start, move |sim| {
-            let mut server_side = cut.clone();
-            server_side.push(SERVER);
-            sim.partition(&[&server_side]);
-        });
-        sim.schedule(end, |sim| sim.heal());
-    }
-    for id in 1..=clients {
-        if plan.chance(0.1) {
-            let at = Time::from_nanos(plan.between(0, 100_000_000));
-            sim.schedule(at, move |sim| sim.crash(client_addr(id)));
-        }
-    }
-    let joining = if plan.chance(0.3) {
-        plan.between(1, 2)
+/// One random run under `profile`: a few clients (one or two joining late,
+/// around the heal), the
+/// server, and the plan the profile draws. The server cannot be Byzantine
+/// (f = 0) and never loses its memory within the model: the baseline keeps
+/// no durable state, so a restart loses data by design, which is what the
+/// `beyond` profile does to it.
+pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
+    let mut rng = Rng::new(seed ^ 0x5EED_F00D_FA17);
+    let clients = rng.between(1, 5);
+    let ops = if rng.chance(0.2) {
+        50
     } else {
-        0
+        rng.between(5, 40)
     };
-    for n in 0..joining {
-        let id = clients + 1 + n;
-        let at = Time::from_nanos(plan.between(0, 100_000_000));
+    let (mut sim, log) = system(seed, Network::reliable(), clients, ops);
+    if trace {
+        sim.enable_trace();
+    }
+    let group = Group {
+        replicas: vec![SERVER],
+        clients: (1..=clients).map(|id| Addr::Client(ClientId(id))).collect(),
+        f: 0,
+        amnesia: false,
+    };
+    let adversaries = Adversaries {
+        byzantine: None,
+        collusion: None,
+    };
+    let plan = faults::schedule(&mut sim, &mut rng, profile, &group, adversaries);
+    for (i, at) in faults::late_joiners(&mut rng, &plan)
+        .into_iter()
+        .enumerate()
+    {
+        let (id, ops) = (clients + 1 + i as u64, rng.between(5, 15));
         sim.schedule(at, move |sim| add_client(sim, id, ops));
     }
-    if plan.chance(0.3) {
-        let interval = Duration::from_micros(plan.between(50, 1000));
-        let noise = Addr::Client(ClientId(u64::MAX));
-        sim.add_node(
-            noise,
-            Box::new(move |rng| Box::new(Noise::new(noise, SERVER, interval, rng))),
-        );
+    sim.run_until_live(LIVENESS_BOUND, Time::ZERO + TIME_LIMIT);
+    Simulated {
+        sim,
+        log,
+        plan,
+        profile,
+        replicas: 1,
+        bound: LIVENESS_BOUND,
+        settle: Duration::ZERO,
+        slack: 0,
     }
-
-    sim.run_until_clients_done(Time::ZERO + TIME_LIMIT);
-    (sim, log)
 }

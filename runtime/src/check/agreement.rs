@@ -1,44 +1,48 @@
-//! Agreement: every replica that executed a slot executed the same operation
-//! there.
+//! Agreement: no two replicas executed different things at the same slot.
 //!
-//! Each replica reports the digests of the operations it executed, in order;
-//! the slot of an operation is its index in that log. Replicas may lag (a log
-//! may be shorter than another), but the logs must be prefixes of one another.
-//! This is the safety property every state machine replication protocol
-//! promises; it says nothing about liveness, so an empty log is fine.
+//! A slot is a protocol's commit position (PBFT's sequence number). Each
+//! replica incarnation reports what it executed at every slot it executed:
+//! whatever identifies the slot's content, such as the client, request
+//! number and operation of each request, and marks for null batches. Replicas
+//! may lag or skip slots (a state transfer jumps over them); wherever two
+//! logs of different replicas both have a slot, they must hold the same.
+//! Incarnations of one replica are not compared with each other (a restarted
+//! baseline server numbers its executions from zero again), only with the
+//! other replicas. This is the safety property every state machine
+//! replication protocol promises; it says nothing about liveness, so empty
+//! logs agree.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use wire::ReplicaId;
 
-/// Checks that the logs are prefixes of one another. On failure, reports the
-/// lowest slot at which two replicas executed different operations.
-pub fn check_agreement(logs: &[(ReplicaId, Vec<[u8; 32]>)]) -> Result<(), AgreementViolation> {
-    // If two replicas disagree at slot s, at least one of them disagrees with
-    // the longest log there (which covers s). So the lowest divergence from the
-    // longest log, over all replicas, is the lowest divergence of any pair.
-    let Some((reference_replica, reference)) = logs
-        .iter()
-        .rev() // `max_by_key` keeps the last maximum: prefer the first replica.
-        .max_by_key(|(_, log)| log.len())
-    else {
-        return Ok(());
-    };
+/// Checks every slot that logs of two different replicas share. On failure,
+/// reports the lowest slot at which two replicas executed different things.
+pub fn check_agreement<E: PartialEq + fmt::Debug>(
+    logs: &[(ReplicaId, &BTreeMap<u64, E>)],
+) -> Result<(), AgreementViolation> {
     let mut first: Option<AgreementViolation> = None;
-    for (replica, log) in logs {
-        let divergence = log
-            .iter()
-            .zip(reference)
-            .position(|(digest, expected)| digest != expected);
-        let Some(slot) = divergence else { continue };
-        if first.as_ref().is_none_or(|violation| slot < violation.slot) {
-            first = Some(AgreementViolation {
-                slot,
-                replica_a: *reference_replica,
-                digest_a: reference[slot],
-                replica_b: *replica,
-                digest_b: log[slot],
-            });
+    for (i, (replica_a, log_a)) in logs.iter().enumerate() {
+        for (replica_b, log_b) in &logs[i + 1..] {
+            if replica_a == replica_b {
+                continue;
+            }
+            let divergence = log_a
+                .iter()
+                .find(|(slot, a)| log_b.get(slot).is_some_and(|b| b != *a));
+            let Some((&slot, a)) = divergence else {
+                continue;
+            };
+            if first.as_ref().is_none_or(|v| slot < v.slot) {
+                first = Some(AgreementViolation {
+                    slot,
+                    replica_a: *replica_a,
+                    executed_a: format!("{a:?}"),
+                    replica_b: *replica_b,
+                    executed_b: format!("{:?}", log_b[&slot]),
+                });
+            }
         }
     }
     match first {
@@ -47,15 +51,15 @@ pub fn check_agreement(logs: &[(ReplicaId, Vec<[u8; 32]>)]) -> Result<(), Agreem
     }
 }
 
-/// Two replicas executed different operations at the same slot.
+/// Two replicas executed different things at the same slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgreementViolation {
-    /// The lowest slot (index in the logs) at which two replicas disagree.
-    pub slot: usize,
+    /// The lowest slot at which two replicas disagree.
+    pub slot: u64,
     pub replica_a: ReplicaId,
-    pub digest_a: [u8; 32],
+    pub executed_a: String,
     pub replica_b: ReplicaId,
-    pub digest_b: [u8; 32],
+    pub executed_b: String,
 }
 
 impl fmt::Display for AgreementViolation {
@@ -63,116 +67,75 @@ impl fmt::Display for AgreementViolation {
         write!(
             f,
             "agreement violated at slot {}: replica {} executed {}, replica {} executed {}",
-            self.slot,
-            self.replica_a.0,
-            ShortHex(&self.digest_a),
-            self.replica_b.0,
-            ShortHex(&self.digest_b),
+            self.slot, self.replica_a.0, self.executed_a, self.replica_b.0, self.executed_b,
         )
     }
 }
 
 impl std::error::Error for AgreementViolation {}
 
-/// The first bytes of a digest in hex, enough to tell digests apart by eye.
-struct ShortHex<'a>(&'a [u8; 32]);
-
-impl fmt::Display for ShortHex<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in &self.0[..4] {
-            write!(f, "{byte:02x}")?;
-        }
-        f.write_str("…")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn digest(n: u8) -> [u8; 32] {
-        [n; 32]
-    }
-
-    fn log(ops: &[u8]) -> Vec<[u8; 32]> {
-        ops.iter().copied().map(digest).collect()
+    fn log(slots: &[(u64, &'static str)]) -> BTreeMap<u64, &'static str> {
+        slots.iter().copied().collect()
     }
 
     #[test]
     fn no_replicas_and_empty_logs_agree() {
-        assert_eq!(check_agreement(&[]), Ok(()));
+        let empty = log(&[]);
+        assert_eq!(check_agreement::<&str>(&[]), Ok(()));
         assert_eq!(
-            check_agreement(&[(ReplicaId(0), vec![]), (ReplicaId(1), vec![])]),
+            check_agreement(&[(ReplicaId(0), &empty), (ReplicaId(1), &empty)]),
             Ok(())
         );
     }
 
     #[test]
-    fn equal_logs_agree() {
+    fn lagging_and_skipping_replicas_agree() {
+        let full = log(&[(1, "a"), (2, "b"), (3, "c"), (4, "d")]);
+        let behind = log(&[(1, "a"), (2, "b")]);
+        // A state transfer jumped over 1..3.
+        let transferred = log(&[(4, "d")]);
         let logs = [
-            (ReplicaId(0), log(&[1, 2, 3])),
-            (ReplicaId(1), log(&[1, 2, 3])),
-            (ReplicaId(2), log(&[1, 2, 3])),
+            (ReplicaId(0), &full),
+            (ReplicaId(1), &behind),
+            (ReplicaId(2), &transferred),
         ];
         assert_eq!(check_agreement(&logs), Ok(()));
     }
 
     #[test]
-    fn lagging_replicas_agree() {
-        let logs = [
-            (ReplicaId(0), log(&[1, 2])),
-            (ReplicaId(1), log(&[1, 2, 3, 4])),
-            (ReplicaId(2), log(&[])),
-            (ReplicaId(3), log(&[1, 2, 3])),
-        ];
-        assert_eq!(check_agreement(&logs), Ok(()));
-    }
-
-    #[test]
-    fn divergence_names_the_slot_replicas_and_digests() {
-        let logs = [
-            (ReplicaId(0), log(&[1, 2, 3, 4])),
-            (ReplicaId(1), log(&[1, 2, 3])),
-            (ReplicaId(2), log(&[1, 2, 9])),
-        ];
+    fn divergence_names_the_lowest_slot_and_both_replicas() {
+        let a = log(&[(1, "a"), (2, "b"), (3, "c")]);
+        let b = log(&[(1, "a"), (2, "x"), (3, "y")]);
+        let c = log(&[(3, "z")]);
+        let logs = [(ReplicaId(0), &a), (ReplicaId(1), &b), (ReplicaId(2), &c)];
         let violation = check_agreement(&logs).unwrap_err();
+        assert_eq!(violation.slot, 2);
         assert_eq!(
-            violation,
-            AgreementViolation {
-                slot: 2,
-                replica_a: ReplicaId(0),
-                digest_a: digest(3),
-                replica_b: ReplicaId(2),
-                digest_b: digest(9),
-            }
+            (violation.replica_a, violation.replica_b),
+            (ReplicaId(0), ReplicaId(1))
         );
         assert_eq!(
             violation.to_string(),
-            "agreement violated at slot 2: replica 0 executed 03030303…, \
-             replica 2 executed 09090909…"
+            "agreement violated at slot 2: replica 0 executed \"b\", replica 1 executed \"x\""
         );
     }
 
     #[test]
-    fn reports_the_lowest_divergent_slot() {
-        // Replica 1 diverges from the longest log at slot 3, replica 2 at slot
-        // 1; replicas 1 and 2 also disagree with each other at slot 1.
+    fn incarnations_of_one_replica_are_not_compared() {
+        let before = log(&[(0, "a")]);
+        let after = log(&[(0, "b")]);
+        let logs = [(ReplicaId(0), &before), (ReplicaId(0), &after)];
+        assert_eq!(check_agreement(&logs), Ok(()));
+        let other = log(&[(0, "a")]);
         let logs = [
-            (ReplicaId(0), log(&[1, 2, 3, 4, 5])),
-            (ReplicaId(1), log(&[1, 2, 3, 7])),
-            (ReplicaId(2), log(&[1, 8])),
+            (ReplicaId(0), &before),
+            (ReplicaId(0), &after),
+            (ReplicaId(1), &other),
         ];
-        let violation = check_agreement(&logs).unwrap_err();
-        assert_eq!(violation.slot, 1);
-        assert_eq!(violation.replica_b, ReplicaId(2));
-    }
-
-    #[test]
-    fn divergence_at_slot_zero() {
-        let logs = [(ReplicaId(0), log(&[1])), (ReplicaId(1), log(&[2, 3]))];
-        let violation = check_agreement(&logs).unwrap_err();
-        assert_eq!(violation.slot, 0);
-        assert_eq!(violation.replica_a, ReplicaId(1));
-        assert_eq!(violation.replica_b, ReplicaId(0));
+        assert_eq!(check_agreement(&logs).unwrap_err().slot, 0);
     }
 }

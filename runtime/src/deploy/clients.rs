@@ -25,7 +25,7 @@ use wire::{Addr, ClientId, ReplicaId};
 
 use super::{
     ClientFactory, ClientsSetup, Deployable, Idler, OpFactory, RunShared, Running, ThreadTotals,
-    block_timeout, latency_histogram, record_latency, spawn_thread,
+    block_timeout, decode_from, latency_histogram, record_latency, spawn_thread,
 };
 use crate::actor::{Client, Context, Counters, Dest, Outbox, SharedState};
 use crate::net::{Transport, Waker};
@@ -237,24 +237,25 @@ impl<C: Client> ClientThread<C> {
         self.transport.flush()?;
         let mut next_tick = self.clock;
         let mut published = self.clock;
-        let mut datagrams: Vec<(usize, usize)> = Vec::new();
+        let mut datagrams: Vec<(SocketAddr, usize, usize)> = Vec::new();
         let mut arena: Vec<u8> = Vec::new();
 
         while !run.stopping() {
             // Replies.
             arena.clear();
             datagrams.clear();
-            let received = self.transport.recv(|_src, bytes| {
+            let received = self.transport.recv(|src, bytes| {
                 let start = arena.len();
                 arena.extend_from_slice(bytes);
-                datagrams.push((start, arena.len()));
+                datagrams.push((src, start, arena.len()));
             })?;
             self.clock = Instant::now();
-            for &(start, end) in &datagrams {
-                let (from, msg) = match shared.decode(&arena[start..end]) {
+            for &(src, start, end) in &datagrams {
+                let (from, msg) = match decode_from(shared, &self.replicas, src, &arena[start..end])
+                {
                     Ok(decoded) => decoded,
                     Err(reason) => {
-                        self.counters.add(reason.0, 1);
+                        self.counters.add(reason, 1);
                         continue;
                     }
                 };
@@ -303,7 +304,7 @@ impl<C: Client> ClientThread<C> {
         }
         self.publish(run);
         let mut counters = std::mem::take(&mut self.counters);
-        counters.merge(self.transport.counters());
+        self.transport.add_totals(&mut counters);
         for slot in &self.slots {
             counters.merge(&slot.outbox.counters);
         }

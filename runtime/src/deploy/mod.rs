@@ -32,7 +32,7 @@ use hdrhistogram::Histogram;
 use wire::control::{Idle, Load, ThreadMap, TransportKind};
 use wire::{ClientId, ReplicaId};
 
-use crate::actor::{Counters, State};
+use crate::actor::{Counters, SharedState, Source, State};
 use crate::net::{self, Waker};
 use crate::rng::Rng;
 
@@ -68,6 +68,28 @@ pub fn transport_options() -> net::Options {
         gso: OFFLOADS,
         gro: OFFLOADS,
         ..net::Options::default()
+    }
+}
+
+/// Decodes a datagram from `src`, whose source is replica `i` if `src` is
+/// `replicas[i]`, and drops a message that did not come from the address of
+/// the sender it names (see [`Source`]). The reason on `Err` is for the drop
+/// counters.
+fn decode_from<H: SharedState>(
+    shared: &H,
+    replicas: &[SocketAddr],
+    src: SocketAddr,
+    bytes: &[u8],
+) -> Result<(wire::Addr, H::Message), &'static str> {
+    // A linear scan: groups are small, and it beats hashing at n = 4..7.
+    let source = replicas
+        .iter()
+        .position(|&addr| addr == src)
+        .map_or(Source::Other, |i| Source::Replica(ReplicaId(i as u8)));
+    match shared.decode(source, bytes) {
+        Ok((from, _)) if !source.may_send_as(from) => Err(crate::node::WRONG_SOURCE),
+        Ok(decoded) => Ok(decoded),
+        Err(reason) => Err(reason.0),
     }
 }
 

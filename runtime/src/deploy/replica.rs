@@ -29,7 +29,7 @@ use wire::{Addr, ClientId, ReplicaId};
 
 use super::{
     Deployable, Idler, ReplicaSetup, RunShared, Running, STAGE_BATCH_MAX, STAGE_QUEUE_MAX,
-    ThreadTotals, block_timeout, spawn_thread, transport_options,
+    ThreadTotals, block_timeout, decode_from, spawn_thread, transport_options,
 };
 use crate::actor::{Context, Counters, Dest, Outbox, SharedState, State};
 use crate::net::{Transport, Waker};
@@ -333,9 +333,9 @@ fn single_thread<S: State>(
         let received = transport.recv(|src, bytes| arena.push(src, bytes))?;
         core.tick();
         for &(src, start, end) in &arena.datagrams {
-            match shared.decode(&arena.bytes[start..end]) {
+            match decode_from(shared, &replicas, src, &arena.bytes[start..end]) {
                 Ok((from, msg)) => core.on_message(src, from, msg),
-                Err(reason) => counters.add(reason.0, 1),
+                Err(reason) => counters.add(reason, 1),
             }
             send_all(&mut core, &mut transport, &mut counters)?;
         }
@@ -353,7 +353,7 @@ fn single_thread<S: State>(
             idler.woke();
         }
     }
-    counters.merge(transport.counters());
+    transport.add_totals(&mut counters);
     counters.merge(&core.into_counters());
     Ok(ThreadTotals {
         counters,
@@ -399,7 +399,7 @@ impl<T> StageOutput<T> {
 
 /// The stages one thread runs in the multi-threaded pipeline.
 struct PipelineThread<S: State> {
-    /// The replica's bound socket (Receive), or this thread's own (Send only).
+    /// The replica's bound socket (Receive), or a send-only handle on it.
     transport: Option<Transport>,
     receive: Option<StageOutput<Inbound>>,
     verify: Option<VerifyStage<S::Message>>,
@@ -459,8 +459,16 @@ fn spawn_pipeline<S: Deployable>(
     let (outgoing_tx, outgoing_rx) = bounded::<Outgoing<S::Outbound>>(STAGE_QUEUE_MAX);
 
     let me = transport.local_addr();
-    let kind = transport.kind();
     let replicas = core.replicas.clone();
+    // Send-only threads send through a second handle on the replica's own
+    // socket, so that peers see every message come from the replica's
+    // address (they drop replica messages from anywhere else).
+    let mut senders = Vec::new();
+    for spec in specs {
+        if spec.stages.contains(&Stage::Send) && !spec.stages.contains(&Stage::Receive) {
+            senders.push(transport.sender()?);
+        }
+    }
     let mut bound = Some(transport);
     let mut core = Some(core);
     let mut threads = Vec::new();
@@ -469,13 +477,7 @@ fn spawn_pipeline<S: Deployable>(
         let transport = if has(Stage::Receive) {
             bound.take()
         } else if has(Stage::Send) {
-            // A socket of its own on the replica's address, any port: sends do
-            // not contend with the receiving thread.
-            Some(Transport::bind_with(
-                SocketAddr::new(me.ip(), 0),
-                kind,
-                &transport_options(),
-            )?)
+            senders.pop()
         } else {
             None
         };
@@ -560,9 +562,9 @@ impl<S: State> PipelineThread<S> {
             if let Some(VerifyStage { input, output: out }) = &self.verify {
                 let mut verified = 0;
                 for (src, bytes) in input.try_iter().take(STAGE_BATCH_MAX) {
-                    match shared.decode(&bytes) {
+                    match decode_from(shared, replicas, src, &bytes) {
                         Ok((from, msg)) => out.push((src, from, msg), &mut counters),
-                        Err(reason) => counters.add(reason.0, 1),
+                        Err(reason) => counters.add(reason, 1),
                     }
                     verified += 1;
                 }
@@ -610,8 +612,11 @@ impl<S: State> PipelineThread<S> {
                 idler.woke();
             }
         }
-        if let Some(transport) = &self.transport {
-            counters.merge(transport.counters());
+        match (&self.transport, &self.receive) {
+            // The socket's kernel drops once, by the thread that receives.
+            (Some(transport), Some(_)) => transport.add_totals(&mut counters),
+            (Some(transport), None) => counters.merge(transport.counters()),
+            (None, _) => {}
         }
         if let Some(stage) = self.protocol {
             counters.merge(&stage.core.into_counters());

@@ -59,7 +59,6 @@ impl Epoll {
         })
     }
 
-    #[cfg(test)]
     pub(super) fn socket(&self) -> &UdpSocket {
         &self.socket
     }
@@ -465,6 +464,27 @@ fn sendmmsg(socket: &UdpSocket, hdrs: &mut [libc::mmsghdr]) -> Result<usize, i32
             },
         }
     }
+}
+
+/// How many datagrams the kernel dropped at `socket` for a full receive
+/// buffer: `SO_MEMINFO`'s `SK_MEMINFO_DROPS`. `None` if the kernel does not
+/// report it.
+pub(super) fn socket_drops(socket: &UdpSocket) -> Option<u64> {
+    let mut info = [0u32; 16];
+    let mut len = size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is a live buffer of `len` bytes that the kernel writes
+    // at most `len` bytes into, and `len` is a live `socklen_t` it updates.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &raw mut len,
+        )
+    };
+    let drops = libc::SK_MEMINFO_DROPS as usize;
+    (result == 0 && len as usize >= (drops + 1) * size_of::<u32>()).then(|| u64::from(info[drops]))
 }
 
 /// Turns UDP checksums off on `socket` (`SO_NO_CHECK`): the kernel then

@@ -102,6 +102,9 @@ pub mod counter {
     pub const BUFFER_CAPPED: &str = "transport: socket buffer capped";
     /// GSO or GRO was asked for but the kernel does not support it (set once).
     pub const OFFLOAD_UNAVAILABLE: &str = "transport: gso/gro unavailable";
+    /// Datagrams the kernel dropped because the socket's receive buffer was
+    /// full (read once, when the transport's counters are totalled).
+    pub const KERNEL_DROPS: &str = "transport: kernel receive drops";
 }
 
 /// Switches for [`Transport::bind_with`]. The default is what
@@ -217,6 +220,26 @@ impl Transport {
         Ok(Transport { inner })
     }
 
+    /// A second handle on this transport's socket, for a thread that only
+    /// sends: what it sends leaves from the same address and port (peers
+    /// check that replica messages come from the replica's address), on a
+    /// backend of the same kind with the same options. It must never
+    /// receive or wait: the socket's datagrams belong to this transport.
+    pub fn sender(&self) -> io::Result<Transport> {
+        let (socket, config) = match &self.inner {
+            Inner::Uring(t) => (t.socket().try_clone()?, t.config),
+            Inner::Epoll(t) => (t.socket().try_clone()?, t.config),
+        };
+        let counters = Counters::default();
+        let inner = match self.kind() {
+            TransportKind::IoUring => Inner::Uring(Box::new(
+                uring::Uring::new(socket, config, counters).map_err(|(e, _)| e)?,
+            )),
+            _ => Inner::Epoll(Box::new(epoll::Epoll::new(socket, config, counters)?)),
+        };
+        Ok(Transport { inner })
+    }
+
     /// The transport in use: `IoUring` or `Epoll`, never `Auto`.
     pub fn kind(&self) -> TransportKind {
         match self.inner {
@@ -274,6 +297,16 @@ impl Transport {
         }
     }
 
+    /// [`Transport::counters`] and the kernel's receive drops
+    /// ([`counter::KERNEL_DROPS`]), added to `into`: a transport's totals at
+    /// the end of a run.
+    pub fn add_totals(&self, into: &mut Counters) {
+        into.merge(self.counters());
+        if let Some(drops) = self.kernel_drops().filter(|&d| d > 0) {
+            into.add(counter::KERNEL_DROPS, drops);
+        }
+    }
+
     /// Datagrams sent and received, and dropped by reason (names in
     /// [`counter`]).
     pub fn counters(&self) -> &Counters {
@@ -298,6 +331,17 @@ impl Transport {
             Inner::Uring(t) => &t.config,
             Inner::Epoll(t) => &t.config,
         }
+    }
+
+    /// Datagrams the kernel dropped at this socket because its receive buffer
+    /// was full (`SO_MEMINFO`'s drop count): load the receiver could not keep
+    /// up with, or a flood. `None` where the kernel does not say.
+    pub fn kernel_drops(&self) -> Option<u64> {
+        let socket = match &self.inner {
+            Inner::Uring(t) => t.socket(),
+            Inner::Epoll(t) => t.socket(),
+        };
+        epoll::socket_drops(socket)
     }
 
     #[cfg(test)]

@@ -402,7 +402,6 @@ impl Uring {
         registered.ok().map(|()| buf_ring)
     }
 
-    #[cfg(test)]
     pub(super) fn socket(&self) -> &UdpSocket {
         &self.socket
     }

@@ -4,25 +4,41 @@
 //! virtual time. One seed drives every random choice: message delays, loss,
 //! duplication, reordering, the workload's operations and think times, and the
 //! random streams handed to each node. Faults that a test scripts (crashes,
-//! restarts, partitions, Byzantine tampering) are scheduled at virtual times,
-//! and those times can themselves be drawn from the seed.
+//! restarts, pauses, partitions, one-way link cuts, Byzantine tampering) are
+//! scheduled at virtual times, and those times can themselves be drawn from
+//! the seed.
 //!
-//! Every delivery and every client completion is folded into a trace hash: the
-//! same seed gives the same hash, always, which is how a failure found once is
-//! replayed exactly.
+//! Every delivery (with its sender) and every client completion is folded into
+//! a trace hash: the same seed gives the same hash, always, which is how a
+//! failure found once is replayed exactly. With [`Simulator::enable_trace`] the
+//! simulator also keeps a readable timeline: deliveries with sender and kind,
+//! timers, what nodes note about themselves (views entered, sequence numbers
+//! executed, drops and their reasons), faults, client operations.
 //!
 //! Events are ordered by `(time, sequence number)`, and the sequence number is
 //! the order in which they were scheduled, so nothing depends on hash-map order,
 //! addresses in memory, or the wall clock.
+//!
+//! Liveness is judged from the last heal: fault actions scheduled with
+//! [`Simulator::schedule_fault`] are counted until they have run, and heals
+//! (of partitions, pauses, crashes, the network) note their time, so
+//! [`Simulator::run_until_live`] can give the clients a bound counted from the
+//! moment the last fault ended.
+
+mod adversary;
+mod trace;
+
+pub use adversary::{Adversary, Byzantine, Noise, Tactics, Tamper, TamperReport, random_datagram};
+pub use trace::TraceEvent;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::time::Duration;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use wire::sim::FaultCounts;
-use wire::{Addr, ClientId, MESSAGE_SIZE_MAX};
+use wire::{Addr, ClientId};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::actor::{Counters, Dest};
@@ -48,6 +64,10 @@ pub struct Network {
     /// more, so that later ones overtake it.
     pub reorder_rate: f64,
     pub reorder_delay_max: Duration,
+    /// Probability that a datagram is held back for long: up to
+    /// `long_delay_max` more, long enough to arrive views later.
+    pub long_delay_rate: f64,
+    pub long_delay_max: Duration,
 }
 
 impl Network {
@@ -71,6 +91,8 @@ impl Network {
             duplicate_rate: 0.0,
             reorder_rate: 0.0,
             reorder_delay_max: Duration::ZERO,
+            long_delay_rate: 0.0,
+            long_delay_max: Duration::ZERO,
         }
     }
 
@@ -83,6 +105,19 @@ impl Network {
             duplicate_rate: rate,
             reorder_rate: rate,
             reorder_delay_max: Duration::from_millis(2),
+            long_delay_rate: 0.0,
+            long_delay_max: Duration::ZERO,
+        }
+    }
+
+    /// [`Network::faulty`], and with probability `rate` a datagram is held
+    /// back for up to `max` (for a protocol with timeouts of tens of
+    /// milliseconds, a few hundred: it arrives in a later view).
+    pub fn laggy(rate: f64, max: Duration) -> Network {
+        Network {
+            long_delay_rate: rate,
+            long_delay_max: max,
+            ..Network::faulty(rate)
         }
     }
 }
@@ -90,6 +125,9 @@ impl Network {
 /// Events at one virtual instant past which the simulator declares a livelock:
 /// something keeps scheduling work without letting time pass.
 pub const EVENTS_PER_INSTANT_MAX: u64 = 1_000_000;
+
+/// Trace events kept at most; a longer run's trace is cut short and says so.
+pub const TRACE_EVENTS_MAX: usize = 2_000_000;
 
 /// Makes a node: at start, and again on every restart. It gets the node's own
 /// random stream.
@@ -100,140 +138,6 @@ pub type Workload = Box<dyn FnMut(&mut Rng, ClientId) -> Vec<u8>>;
 
 /// A scripted action, run at its scheduled virtual time.
 pub type Action = Box<dyn FnOnce(&mut Simulator)>;
-
-/// What a Byzantine node does to each datagram it sends. Called once per
-/// destination (a datagram to all replicas is offered once for each), so a
-/// tamperer can equivocate: tell different replicas different things.
-pub trait Tamper {
-    /// `bytes` was about to go to `to`. Push what goes out instead (to any
-    /// destination, any number of datagrams, or none) onto `out`.
-    fn tamper(&mut self, rng: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>);
-}
-
-impl<F: FnMut(&mut Rng, Addr, Vec<u8>, &mut Vec<(Addr, Vec<u8>)>)> Tamper for F {
-    fn tamper(&mut self, rng: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>) {
-        self(rng, to, bytes, out);
-    }
-}
-
-/// Ready-made Byzantine behaviours for [`Simulator::set_byzantine`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Byzantine {
-    /// Sends nothing at all.
-    Silent,
-    /// Overwrites between one and `flips` (at least one) random bytes of
-    /// each datagram.
-    Corrupt { flips: usize },
-    /// Sends each datagram `copies` times (at least once).
-    Duplicate { copies: usize },
-    /// Replaces each datagram with random bytes of a random length, sometimes
-    /// over the size limit.
-    Garbage,
-}
-
-impl Tamper for Byzantine {
-    fn tamper(
-        &mut self,
-        rng: &mut Rng,
-        to: Addr,
-        mut bytes: Vec<u8>,
-        out: &mut Vec<(Addr, Vec<u8>)>,
-    ) {
-        match *self {
-            Byzantine::Silent => {}
-            Byzantine::Corrupt { flips } => {
-                if !bytes.is_empty() {
-                    for _ in 0..rng.between(1, flips.max(1) as u64) {
-                        let i = rng.below(bytes.len() as u64) as usize;
-                        bytes[i] = rng.next_u64() as u8;
-                    }
-                }
-                out.push((to, bytes));
-            }
-            Byzantine::Duplicate { copies } => {
-                for _ in 1..copies {
-                    out.push((to, bytes.clone()));
-                }
-                out.push((to, bytes));
-            }
-            Byzantine::Garbage => out.push((to, random_datagram(rng))),
-        }
-    }
-}
-
-/// Random bytes: mostly short, sometimes empty, now and then over the limit.
-pub fn random_datagram(rng: &mut Rng) -> Vec<u8> {
-    let len = match rng.below(20) {
-        0 => 0,
-        1 => MESSAGE_SIZE_MAX + 1 + rng.below(100) as usize,
-        _ => rng.between(1, 300) as usize,
-    };
-    let mut bytes = vec![0; len];
-    rng.fill(&mut bytes);
-    bytes
-}
-
-/// A node that receives nothing useful and sends random datagrams to `target`
-/// every `interval`: the network's idea of an attacker that does not know the
-/// protocol.
-#[derive(Debug)]
-pub struct Noise {
-    addr: Addr,
-    target: Addr,
-    interval: Duration,
-    rng: Rng,
-    next: Time,
-    counters: Counters,
-}
-
-impl Noise {
-    pub fn new(addr: Addr, target: Addr, interval: Duration, rng: Rng) -> Noise {
-        assert!(
-            interval > Duration::ZERO,
-            "Noise with no interval would never let time pass"
-        );
-        Noise {
-            addr,
-            target,
-            interval,
-            rng,
-            next: Time::ZERO,
-            counters: Counters::default(),
-        }
-    }
-}
-
-impl Process for Noise {
-    fn addr(&self) -> Addr {
-        self.addr
-    }
-
-    fn start(&mut self, now: Time, _out: &mut Vec<Packet>) {
-        self.next = now + self.interval;
-    }
-
-    fn on_packet(&mut self, _now: Time, _bytes: &[u8], _out: &mut Vec<Packet>) {
-        self.counters.add("noise: ignored", 1);
-    }
-
-    fn on_timers(&mut self, now: Time, out: &mut Vec<Packet>) {
-        if now >= self.next {
-            out.push(Packet {
-                dest: Dest::To(self.target),
-                bytes: random_datagram(&mut self.rng),
-            });
-            self.next = now + self.interval;
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Time> {
-        Some(self.next)
-    }
-
-    fn counters(&self) -> &Counters {
-        &self.counters
-    }
-}
 
 /// The simulator. Build it, add nodes and clients, schedule faults, run.
 pub struct Simulator {
@@ -251,13 +155,21 @@ pub struct Simulator {
     index: FxHashMap<Addr, usize>,
     /// Replica addresses in id order, for [`Dest::Replicas`].
     replicas: Vec<Addr>,
+    /// Links cut in one direction: `(from, to)` node indexes.
+    cut: FxHashSet<(usize, usize)>,
     workload: Option<Workload>,
     /// Clients with operations left to issue or outstanding.
     busy_clients: usize,
     think_time_max: Duration,
     history: Vec<Operation>,
-    trace: Xxh3,
+    trace_hash: Xxh3,
+    trace: Option<Vec<TraceEvent>>,
     faults: FaultCounts,
+    /// Fault actions scheduled and not yet run.
+    faults_pending: usize,
+    /// When the last fault ended (a heal, a resume, a restart, the network
+    /// made calm again).
+    last_heal: Time,
     deliveries: u64,
     /// Events processed at the current instant, to catch a livelock.
     events_this_instant: u64,
@@ -266,6 +178,7 @@ pub struct Simulator {
     /// Scratch buffers, reused across events.
     packets: Vec<Packet>,
     tampered: Vec<(Addr, Vec<u8>)>,
+    notes: Vec<String>,
 }
 
 impl fmt::Debug for Simulator {
@@ -291,6 +204,9 @@ struct Slot {
     /// The time of the earliest timer event queued for this node; events
     /// queued for other times are stale and ignored.
     timer_at: Option<Time>,
+    /// Stopped with its memory: receives nothing (datagrams to it are lost),
+    /// fires no timers, sends nothing, until resumed.
+    paused: bool,
     /// Nodes talk only to nodes in the same group. Everyone starts in 0.
     group: u32,
     byzantine: Option<Box<dyn Tamper>>,
@@ -301,6 +217,10 @@ struct Slot {
 struct ClientSlot {
     /// Operations still to issue.
     remaining: u64,
+    /// Issues no operation after this time (a steady client).
+    until: Option<Time>,
+    /// Its own think time, instead of the workload's.
+    think_time_max: Option<Duration>,
     /// Index in the history of the outstanding operation.
     outstanding: Option<usize>,
     /// This client's workload stream: which operations it issues does not
@@ -309,10 +229,22 @@ struct ClientSlot {
 }
 
 enum EventKind {
-    Deliver { to: usize, bytes: Vec<u8> },
-    Timer { node: usize, incarnation: u32 },
-    Invoke { node: usize, incarnation: u32 },
+    Deliver {
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        incarnation: u32,
+    },
+    Invoke {
+        node: usize,
+        incarnation: u32,
+    },
     Action(Action),
+    /// A fault action: counted in `faults_pending` until it has run.
+    Fault(Action),
 }
 
 /// Events in `(time, sequence)` order, the sequence number counting pushes.
@@ -375,17 +307,22 @@ impl Simulator {
             nodes: Vec::new(),
             index: FxHashMap::default(),
             replicas: Vec::new(),
+            cut: FxHashSet::default(),
             workload: None,
             busy_clients: 0,
             think_time_max: Duration::ZERO,
             history: Vec::new(),
-            trace: Xxh3::new(),
+            trace_hash: Xxh3::new(),
+            trace: None,
             faults: FaultCounts::default(),
+            faults_pending: 0,
+            last_heal: Time::ZERO,
             deliveries: 0,
             events_this_instant: 0,
             retired_counters: Counters::default(),
             packets: Vec::new(),
             tampered: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -397,9 +334,26 @@ impl Simulator {
         self.now
     }
 
+    /// Keeps a readable timeline of the run from now on (see the module
+    /// docs), for [`Simulator::trace`]. Nodes added later keep one too.
+    pub fn enable_trace(&mut self) {
+        self.trace.get_or_insert_with(Vec::new);
+        for slot in &mut self.nodes {
+            if let Some(process) = slot.process.as_mut() {
+                process.set_tracing();
+            }
+        }
+    }
+
+    /// The timeline so far, if [`Simulator::enable_trace`] was called.
+    pub fn trace(&self) -> Option<&[TraceEvent]> {
+        self.trace.as_deref()
+    }
+
     /// Changes how the network treats datagrams sent from now on.
     pub fn set_network(&mut self, network: Network) {
         network.validate();
+        self.record(None, || format!("fault: network now {network:?}"));
         self.network = network;
     }
 
@@ -419,12 +373,38 @@ impl Simulator {
     /// Adds a client that will issue `ops` operations from the workload, one
     /// at a time, and starts it now.
     pub fn add_client(&mut self, id: ClientId, ops: u64, factory: Factory) {
+        self.add_client_slot(id, ops, None, None, factory);
+    }
+
+    /// Adds a steady client: it issues operations one after the other,
+    /// thinking up to `think_time_max` between them, until `until`, and
+    /// starts it now. A steady load that keeps a group busy through faults.
+    pub fn add_steady_client(
+        &mut self,
+        id: ClientId,
+        until: Time,
+        think_time_max: Duration,
+        factory: Factory,
+    ) {
+        self.add_client_slot(id, u64::MAX, Some(until), Some(think_time_max), factory);
+    }
+
+    fn add_client_slot(
+        &mut self,
+        id: ClientId,
+        ops: u64,
+        until: Option<Time>,
+        think_time_max: Option<Duration>,
+        factory: Factory,
+    ) {
         assert!(
             self.workload.is_some(),
             "set a workload before adding clients"
         );
         let client = ClientSlot {
             remaining: ops,
+            until,
+            think_time_max,
             outstanding: None,
             rng: self.workload_rng.fork(),
         };
@@ -452,6 +432,7 @@ impl Simulator {
             rng,
             incarnation: 0,
             timer_at: None,
+            paused: false,
             group: 0,
             byzantine: None,
             client,
@@ -468,7 +449,11 @@ impl Simulator {
     fn start(&mut self, node: usize) {
         let now = self.now;
         let mut packets = std::mem::take(&mut self.packets);
+        let tracing = self.trace.is_some();
         if let Some(process) = self.nodes[node].process.as_mut() {
+            if tracing {
+                process.set_tracing();
+            }
             process.start(now, &mut packets);
         }
         self.after_call(node, &mut packets);
@@ -478,6 +463,28 @@ impl Simulator {
     /// Runs `action` at virtual time `at` (now, if `at` has passed).
     pub fn schedule(&mut self, at: Time, action: impl FnOnce(&mut Simulator) + 'static) {
         self.push(at.max(self.now), EventKind::Action(Box::new(action)));
+    }
+
+    /// Runs the fault action `action` at `at`, like [`Simulator::schedule`],
+    /// and counts it as pending until then: [`Simulator::run_until_live`]
+    /// does not judge liveness while a fault is still to come. An action that
+    /// reschedules itself (a restart that waits for another node's recovery)
+    /// stays pending.
+    pub fn schedule_fault(&mut self, at: Time, action: impl FnOnce(&mut Simulator) + 'static) {
+        self.faults_pending += 1;
+        self.push(at.max(self.now), EventKind::Fault(Box::new(action)));
+    }
+
+    /// Notes that a fault ended now: liveness is judged from the last such
+    /// moment. Heals, resumes and restarts note it themselves; call it when
+    /// ending a fault the simulator cannot see as one (a calmer network).
+    pub fn mark_healed(&mut self) {
+        self.last_heal = self.now;
+    }
+
+    /// When the last fault ended.
+    pub fn last_heal(&self) -> Time {
+        self.last_heal
     }
 
     /// Crashes the node: it loses all volatile state, and datagrams and timers
@@ -492,6 +499,7 @@ impl Simulator {
             self.retired_counters.merge(process.counters());
             slot.incarnation += 1;
             slot.timer_at = None;
+            slot.paused = false;
             if let Some(client) = slot.client.as_mut() {
                 if client.remaining > 0 || client.outstanding.is_some() {
                     self.busy_clients -= 1;
@@ -500,6 +508,7 @@ impl Simulator {
                 client.outstanding = None;
             }
             self.faults.crashes += 1;
+            self.record(Some(addr), || "fault: crash".to_string());
         }
     }
 
@@ -515,7 +524,40 @@ impl Simulator {
         slot.incarnation += 1;
         slot.timer_at = None;
         self.faults.restarts += 1;
+        self.mark_healed();
+        self.record(Some(addr), || "fault: restart".to_string());
         self.start(node);
+    }
+
+    /// Stops a replica with its memory kept (a process stopped, a machine
+    /// frozen): datagrams to it are lost, its timers wait, it sends nothing,
+    /// until [`Simulator::resume`]. Unlike a crash, it comes back as it was.
+    pub fn pause(&mut self, addr: Addr) {
+        let node = self.index[&addr];
+        let slot = &mut self.nodes[node];
+        assert!(slot.client.is_none(), "pause: {addr} is a client");
+        if slot.process.is_some() && !slot.paused {
+            slot.paused = true;
+            self.faults.pauses += 1;
+            self.record(Some(addr), || "fault: pause".to_string());
+        }
+    }
+
+    /// Resumes a paused node: timers that fell due while it was stopped fire
+    /// now.
+    pub fn resume(&mut self, addr: Addr) {
+        let node = self.index[&addr];
+        let slot = &mut self.nodes[node];
+        if !slot.paused {
+            return;
+        }
+        slot.paused = false;
+        slot.timer_at = None;
+        self.mark_healed();
+        self.record(Some(addr), || "fault: resume".to_string());
+        let mut packets = std::mem::take(&mut self.packets);
+        self.after_call(node, &mut packets);
+        self.packets = packets;
     }
 
     /// Replaces a running node by another process at the same address (say, a
@@ -542,6 +584,7 @@ impl Simulator {
                 self.busy_clients -= 1;
             }
         }
+        self.record(Some(addr), || "fault: replaced".to_string());
         self.start(node);
         if invoke {
             self.schedule_invoke(node);
@@ -549,7 +592,8 @@ impl Simulator {
     }
 
     /// Splits the network: the nodes of each group talk only among themselves.
-    /// Nodes not named form one more group.
+    /// Nodes not named form one more group. Datagrams already on their way
+    /// between groups are lost too (checked at delivery).
     pub fn partition(&mut self, groups: &[&[Addr]]) {
         for slot in &mut self.nodes {
             slot.group = 0;
@@ -561,19 +605,40 @@ impl Simulator {
             }
         }
         self.faults.partitions += 1;
+        self.record(None, || format!("fault: partition {groups:?}"));
     }
 
-    /// Ends any partition.
+    /// Cuts the links from every node of `from` to every node of `to`, in
+    /// that direction only (an asymmetric partition): `to` still reaches
+    /// `from`. Adds to the cuts already made.
+    pub fn cut(&mut self, from: &[Addr], to: &[Addr]) {
+        for a in from {
+            for b in to {
+                if a != b {
+                    self.cut.insert((self.index[a], self.index[b]));
+                }
+            }
+        }
+        self.faults.oneway_cuts += 1;
+        self.record(None, || format!("fault: cut {from:?} -> {to:?}"));
+    }
+
+    /// Ends any partition and every one-way cut.
     pub fn heal(&mut self) {
         for slot in &mut self.nodes {
             slot.group = 0;
         }
+        self.cut.clear();
+        self.mark_healed();
+        self.record(None, || "fault: heal".to_string());
     }
 
-    /// Makes `addr` Byzantine: every datagram it sends passes through `tamper`.
+    /// Makes `addr` Byzantine: every datagram it sends passes through `tamper`,
+    /// and every datagram it receives is shown to it.
     pub fn set_byzantine(&mut self, addr: Addr, tamper: Box<dyn Tamper>) {
         let node = self.index[&addr];
         self.nodes[node].byzantine = Some(tamper);
+        self.record(Some(addr), || "fault: byzantine".to_string());
     }
 
     /// Processes the next event. Returns false when nothing is left to do.
@@ -593,10 +658,14 @@ impl Simulator {
         }
         self.now = at;
         match kind {
-            EventKind::Deliver { to, bytes } => self.deliver(to, bytes),
+            EventKind::Deliver { from, to, bytes } => self.deliver(from, to, bytes),
             EventKind::Timer { node, incarnation } => self.fire_timers(node, incarnation, at),
             EventKind::Invoke { node, incarnation } => self.invoke(node, incarnation),
             EventKind::Action(action) => action(self),
+            EventKind::Fault(action) => {
+                self.faults_pending -= 1;
+                action(self);
+            }
         }
         true
     }
@@ -629,6 +698,47 @@ impl Simulator {
         }
     }
 
+    /// Runs until every live client has finished, or until an operation
+    /// has waited `bound` past the later of its invocation and the last heal
+    /// (with no fault still to come), or until `limit` whatever happens.
+    /// Returns whether the clients finished. So operations pending through
+    /// the faults must finish within `bound` of the heal, and every later
+    /// one within `bound` of its start: a group that serves some clients
+    /// and starves another fails as surely as one that stops.
+    pub fn run_until_live(&mut self, bound: Duration, limit: Time) -> bool {
+        loop {
+            if self.busy_clients == 0 {
+                return true;
+            }
+            let deadline = if self.faults_pending > 0 {
+                limit
+            } else {
+                self.liveness_deadline(bound).min(limit)
+            };
+            match self.queue.next_time() {
+                Some(at) if at <= deadline => {
+                    self.step();
+                }
+                _ => {
+                    self.now = self.now.max(deadline);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// The earliest time by which an outstanding operation must complete:
+    /// `bound` after the later of its invocation and the last heal.
+    pub fn liveness_deadline(&self, bound: Duration) -> Time {
+        self.nodes
+            .iter()
+            .filter(|slot| slot.process.is_some())
+            .filter_map(|slot| slot.client.as_ref()?.outstanding)
+            .map(|index| self.history[index].invoked.max(self.last_heal) + bound)
+            .min()
+            .unwrap_or(Time::MAX)
+    }
+
     /// Every client operation so far, in invocation order.
     pub fn history(&self) -> &[Operation] {
         &self.history
@@ -652,7 +762,7 @@ impl Simulator {
 
     /// The hash of every delivery and completion so far.
     pub fn trace_hash(&self) -> u64 {
-        self.trace.digest()
+        self.trace_hash.digest()
     }
 
     /// Counters of all nodes, running or retired, merged.
@@ -670,6 +780,16 @@ impl Simulator {
         Some(self.nodes[node].process.as_ref()?.counters())
     }
 
+    /// Whether `addr` is a client that gave up for good.
+    pub fn has_failed(&self, addr: Addr) -> bool {
+        self.index.get(&addr).is_some_and(|&node| {
+            self.nodes[node]
+                .process
+                .as_ref()
+                .is_some_and(|p| p.has_failed())
+        })
+    }
+
     /// Whether `addr` is running (added and not crashed).
     pub fn is_running(&self, addr: Addr) -> bool {
         self.index
@@ -677,23 +797,92 @@ impl Simulator {
             .is_some_and(|&node| self.nodes[node].process.is_some())
     }
 
+    /// Whether `addr` is running and says it is still recovering.
+    pub fn is_recovering(&self, addr: Addr) -> bool {
+        self.index.get(&addr).is_some_and(|&node| {
+            self.nodes[node]
+                .process
+                .as_ref()
+                .is_some_and(|p| p.is_recovering())
+        })
+    }
+
+    /// How far `addr` has executed, if it runs and says.
+    pub fn executed_slot(&self, addr: Addr) -> Option<u64> {
+        let node = *self.index.get(&addr)?;
+        self.nodes[node].process.as_ref()?.executed_slot()
+    }
+
+    /// Whether `addr` is paused.
+    pub fn is_paused(&self, addr: Addr) -> bool {
+        self.index
+            .get(&addr)
+            .is_some_and(|&node| self.nodes[node].paused)
+    }
+
     fn push(&mut self, at: Time, kind: EventKind) {
         self.queue.push(at, kind);
     }
 
-    fn deliver(&mut self, node: usize, bytes: Vec<u8>) {
-        let now = self.now;
+    /// Adds a line to the trace, if one is kept.
+    fn record(&mut self, node: Option<Addr>, line: impl FnOnce() -> String) {
+        if let Some(trace) = &mut self.trace {
+            trace::push(trace, self.now, node, line());
+        }
+    }
+
+    /// Moves what node `node` noted in its last call into the trace.
+    fn collect_notes(&mut self, node: usize) {
+        let Some(trace) = &mut self.trace else {
+            return;
+        };
         let slot = &mut self.nodes[node];
+        if let Some(process) = slot.process.as_mut() {
+            process.take_notes(&mut self.notes);
+        }
+        for line in self.notes.drain(..) {
+            trace::push(trace, self.now, Some(slot.addr), line);
+        }
+    }
+
+    fn link_open(&self, from: usize, to: usize) -> bool {
+        self.nodes[from].group == self.nodes[to].group
+            && (self.cut.is_empty() || !self.cut.contains(&(from, to)))
+    }
+
+    fn deliver(&mut self, from: usize, node: usize, bytes: Vec<u8>) {
+        let now = self.now;
+        if !self.link_open(from, node) {
+            // A partition came up while the datagram was on its way.
+            self.faults.cut_in_flight += 1;
+            return;
+        }
+        let sender = self.nodes[from].addr;
+        let slot = &mut self.nodes[node];
+        if slot.paused {
+            return;
+        }
         let Some(process) = slot.process.as_mut() else {
             return; // Crashed: the datagram is lost.
         };
         self.deliveries += 1;
-        self.trace.update(&now.as_nanos().to_le_bytes());
-        hash_addr(&mut self.trace, slot.addr);
-        self.trace.update(&(bytes.len() as u64).to_le_bytes());
-        self.trace.update(&bytes);
+        self.trace_hash.update(&now.as_nanos().to_le_bytes());
+        hash_addr(&mut self.trace_hash, sender);
+        hash_addr(&mut self.trace_hash, slot.addr);
+        self.trace_hash.update(&(bytes.len() as u64).to_le_bytes());
+        self.trace_hash.update(&bytes);
+        if let Some(trace) = &mut self.trace {
+            let line = format!("<- {sender}: {}", process.describe(&bytes));
+            trace::push(trace, now, Some(slot.addr), line);
+        }
+        if let Some(tamper) = slot.byzantine.as_mut() {
+            if !tamper.accept(sender, &bytes) {
+                return;
+            }
+            tamper.observe(sender, &bytes);
+        }
         let mut packets = std::mem::take(&mut self.packets);
-        process.on_packet(now, &bytes, &mut packets);
+        process.on_packet(now, sender, &bytes, &mut packets);
         self.after_call(node, &mut packets);
         self.packets = packets;
     }
@@ -704,6 +893,9 @@ impl Simulator {
             return; // Stale: the node restarted, or an earlier event replaced this one.
         }
         slot.timer_at = None;
+        if slot.paused {
+            return; // Re-queued when it resumes.
+        }
         let Some(process) = slot.process.as_mut() else {
             return;
         };
@@ -733,11 +925,19 @@ impl Simulator {
             unreachable!("clients have client addresses");
         };
         let op = workload(&mut client.rng, id);
-        self.trace.update(&now.as_nanos().to_le_bytes());
-        hash_addr(&mut self.trace, slot.addr);
-        self.trace.update(&op);
+        self.trace_hash.update(&now.as_nanos().to_le_bytes());
+        hash_addr(&mut self.trace_hash, slot.addr);
+        self.trace_hash.update(&op);
         client.remaining -= 1;
         client.outstanding = Some(self.history.len());
+        if let Some(trace) = &mut self.trace {
+            let line = format!(
+                "invokes operation {} ({} bytes)",
+                self.history.len(),
+                op.len()
+            );
+            trace::push(trace, now, Some(slot.addr), line);
+        }
         self.history.push(Operation {
             client: id,
             op: op.clone(),
@@ -750,15 +950,16 @@ impl Simulator {
         self.packets = packets;
     }
 
-    /// After any call into a node: collect a client's result, send what the
-    /// node sent, and queue its next timer.
+    /// After any call into a node: collect a client's result and the node's
+    /// trace lines, send what the node sent, and queue its next timer.
     fn after_call(&mut self, node: usize, packets: &mut Vec<Packet>) {
         self.collect_result(node);
-        let from = self.nodes[node].addr;
+        self.collect_notes(node);
         for Packet { dest, bytes } in packets.drain(..) {
             match dest {
                 Dest::To(to) => self.send(node, to, bytes),
                 Dest::Replicas => {
+                    let from = self.nodes[node].addr;
                     for i in 0..self.replicas.len() {
                         let to = self.replicas[i];
                         if to != from {
@@ -773,6 +974,9 @@ impl Simulator {
         // a retransmission timer re-armed on every request) is caught when the
         // queued event fires early and finds nothing due.
         let slot = &mut self.nodes[node];
+        if slot.paused {
+            return;
+        }
         if let Some(deadline) = slot.process.as_ref().and_then(|p| p.next_deadline()) {
             let at = deadline.max(self.now);
             if slot.timer_at.is_none_or(|queued| at < queued) {
@@ -788,6 +992,16 @@ impl Simulator {
         let (Some(process), Some(client)) = (slot.process.as_mut(), slot.client.as_mut()) else {
             return;
         };
+        if process.has_failed() && (client.remaining > 0 || client.outstanding.is_some()) {
+            // Gave up: like a crash, its operation stays incomplete.
+            client.remaining = 0;
+            client.outstanding = None;
+            self.busy_clients -= 1;
+            if let Some(trace) = &mut self.trace {
+                trace::push(trace, self.now, Some(slot.addr), "gives up".to_string());
+            }
+            return;
+        }
         let Some(result) = process.take_result() else {
             return;
         };
@@ -795,10 +1009,17 @@ impl Simulator {
             .outstanding
             .take()
             .expect("a client returned a result with no operation outstanding");
-        self.trace.update(&self.now.as_nanos().to_le_bytes());
-        hash_addr(&mut self.trace, slot.addr);
-        self.trace.update(&result);
+        self.trace_hash.update(&self.now.as_nanos().to_le_bytes());
+        hash_addr(&mut self.trace_hash, slot.addr);
+        self.trace_hash.update(&result);
+        if let Some(trace) = &mut self.trace {
+            let line = format!("completes operation {index}");
+            trace::push(trace, self.now, Some(slot.addr), line);
+        }
         self.history[index].completed = Some((self.now, result));
+        if client.until.is_some_and(|until| self.now >= until) {
+            client.remaining = 0;
+        }
         if client.remaining > 0 {
             self.schedule_invoke(node);
         } else {
@@ -810,7 +1031,12 @@ impl Simulator {
         // At least a nanosecond: the checker treats operations that touch in
         // time as concurrent, and a client's next operation must come strictly
         // after its previous one completed.
-        let think = self.think_time_max.as_nanos() as u64;
+        let think_max = self.nodes[node]
+            .client
+            .as_ref()
+            .and_then(|c| c.think_time_max)
+            .unwrap_or(self.think_time_max);
+        let think = think_max.as_nanos() as u64;
         let delay = if think <= 1 {
             1
         } else {
@@ -829,7 +1055,16 @@ impl Simulator {
         if let Some(mut tamper) = self.nodes[from_node].byzantine.take() {
             let mut out = std::mem::take(&mut self.tampered);
             tamper.tamper(&mut self.rng, to, bytes, &mut out);
+            let report = tamper.take_report();
             self.faults.byzantine += 1;
+            self.faults.mutated += report.mutated;
+            self.faults.replayed += report.replayed;
+            if let Some(trace) = &mut self.trace {
+                let addr = self.nodes[from_node].addr;
+                for note in report.notes {
+                    trace::push(trace, self.now, Some(addr), format!("byzantine: {note}"));
+                }
+            }
             for (to, bytes) in out.drain(..) {
                 self.transmit(from_node, to, bytes);
             }
@@ -844,7 +1079,7 @@ impl Simulator {
         let Some(&to_node) = self.index.get(&to) else {
             return; // Nobody there: lost, as on a real network.
         };
-        if self.nodes[from_node].group != self.nodes[to_node].group {
+        if !self.link_open(from_node, to_node) {
             return; // Partitioned.
         }
         if self.rng.chance(self.network.drop_rate) {
@@ -857,13 +1092,21 @@ impl Simulator {
             self.push(
                 at,
                 EventKind::Deliver {
+                    from: from_node,
                     to: to_node,
                     bytes: bytes.clone(),
                 },
             );
         }
         let at = self.now + self.draw_delay();
-        self.push(at, EventKind::Deliver { to: to_node, bytes });
+        self.push(
+            at,
+            EventKind::Deliver {
+                from: from_node,
+                to: to_node,
+                bytes,
+            },
+        );
     }
 
     fn draw_delay(&mut self) -> Duration {
@@ -877,6 +1120,12 @@ impl Simulator {
             nanos += self
                 .rng
                 .between(0, network.reorder_delay_max.as_nanos() as u64);
+        }
+        if self.rng.chance(network.long_delay_rate) {
+            self.faults.delayed += 1;
+            nanos += self
+                .rng
+                .between(0, network.long_delay_max.as_nanos() as u64);
         }
         Duration::from_nanos(nanos)
     }

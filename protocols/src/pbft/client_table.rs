@@ -1,0 +1,275 @@
+//! The client table: at-most-once execution with a bounded number of
+//! sessions.
+//!
+//! A client registers before its first request: a registration is a request
+//! like any other (numbered 0, with no operation), ordered by the protocol,
+//! and executing it opens a session whose number is where it executed (slot
+//! and position), so it differs from every session before it. Later requests
+//! carry the session number. The table keeps each session's latest request
+//! number and result: a request with a higher number executes, a
+//! retransmission of the latest gets the stored result again, an older one
+//! is ignored.
+//!
+//! The table holds at most `max` sessions. Registering one more evicts the
+//! session that executed least recently. Registration and eviction happen at
+//! execution, in the order the protocol fixed, so every replica keeps and
+//! evicts the same sessions: their at-most-once decisions never diverge
+//! (an entry evicted at one replica and kept at another would let a
+//! retransmission execute at one and not at the other). A request whose
+//! session is not in the table (evicted, or never opened) is not executed:
+//! its client is told it was evicted, and gives up, since it cannot know
+//! whether its last request executed before the eviction (TigerBeetle does
+//! the same). A replay of an old request carries its old session number and
+//! is refused the same way; a replayed registration opens a session nobody
+//! uses.
+
+use std::collections::{BTreeMap, HashMap};
+
+use wire::ClientId;
+
+/// A client's session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub number: u64,
+    /// The latest request executed, and its result.
+    pub request_num: u64,
+    pub result: Vec<u8>,
+    /// When the session last executed (the table's execution counter).
+    last_used: u64,
+}
+
+/// What the table says about a request that is about to execute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// A new request of a live session: execute it, then [`ClientTable::record`].
+    Execute,
+    /// The session's latest request again: answer with its stored result.
+    Duplicate(Vec<u8>),
+    /// Older than the session's latest: ignore.
+    Stale,
+    /// No such session: the client was evicted (or never registered).
+    Evicted,
+}
+
+/// Sessions by client, bounded; see the module docs.
+#[derive(Clone, Debug)]
+pub struct ClientTable {
+    sessions: HashMap<ClientId, Session>,
+    /// Clients by when they last executed: the front is evicted first.
+    by_use: BTreeMap<u64, ClientId>,
+    /// Counts executions and registrations; deterministic across replicas.
+    clock: u64,
+    max: usize,
+}
+
+impl ClientTable {
+    pub fn new(max: usize) -> ClientTable {
+        assert!(max > 0, "a client table holds at least one session");
+        ClientTable {
+            sessions: HashMap::new(),
+            by_use: BTreeMap::new(),
+            clock: 0,
+            max,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    pub fn get(&self, client: ClientId) -> Option<&Session> {
+        self.sessions.get(&client)
+    }
+
+    /// Whether request `request_num` of `client` under `session` has
+    /// already executed (or can never execute): what a primary checks before
+    /// it queues a request.
+    pub fn is_settled(&self, client: ClientId, session: u64, request_num: u64) -> bool {
+        self.sessions
+            .get(&client)
+            .is_some_and(|s| s.number == session && s.request_num >= request_num)
+    }
+
+    /// Opens a session for `client` numbered `number`, evicting the least
+    /// recently used one if the table is full. A client that already has a
+    /// session keeps it (a retransmitted registration). Returns the client
+    /// evicted, if any.
+    pub fn register(&mut self, client: ClientId, number: u64) -> (u64, Option<ClientId>) {
+        if let Some(session) = self.sessions.get(&client) {
+            return (session.number, None);
+        }
+        let mut evicted = None;
+        if self.sessions.len() >= self.max {
+            let (_, oldest) = self.by_use.pop_first().expect("a full table has sessions");
+            self.sessions.remove(&oldest);
+            evicted = Some(oldest);
+        }
+        self.clock += 1;
+        self.by_use.insert(self.clock, client);
+        self.sessions.insert(
+            client,
+            Session {
+                number,
+                request_num: 0,
+                result: Vec::new(),
+                last_used: self.clock,
+            },
+        );
+        (number, evicted)
+    }
+
+    /// What to do with request `request_num` of `client` under `session`.
+    pub fn admit(&self, client: ClientId, session: u64, request_num: u64) -> Admission {
+        match self.sessions.get(&client) {
+            Some(s) if s.number == session => match request_num.cmp(&s.request_num) {
+                std::cmp::Ordering::Greater => Admission::Execute,
+                std::cmp::Ordering::Equal => Admission::Duplicate(s.result.clone()),
+                std::cmp::Ordering::Less => Admission::Stale,
+            },
+            _ => Admission::Evicted,
+        }
+    }
+
+    /// Records the result of an admitted request.
+    pub fn record(&mut self, client: ClientId, request_num: u64, result: Vec<u8>) {
+        let session = self
+            .sessions
+            .get_mut(&client)
+            .expect("only admitted requests are recorded");
+        self.by_use.remove(&session.last_used);
+        self.clock += 1;
+        session.last_used = self.clock;
+        session.request_num = request_num;
+        session.result = result;
+        self.by_use.insert(self.clock, client);
+    }
+
+    /// The table as bytes, deterministically (sorted by client), for
+    /// checkpoints: little-endian and length-prefixed.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut clients: Vec<(&ClientId, &Session)> = self.sessions.iter().collect();
+        clients.sort_unstable_by_key(|(c, _)| **c);
+        out.extend_from_slice(&self.clock.to_le_bytes());
+        out.extend_from_slice(&(clients.len() as u64).to_le_bytes());
+        for (client, s) in clients {
+            for n in [client.0, s.number, s.request_num, s.last_used] {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            out.extend_from_slice(&(s.result.len() as u64).to_le_bytes());
+            out.extend_from_slice(&s.result);
+        }
+    }
+
+    /// Inverse of [`ClientTable::encode`], from the front of `bytes`;
+    /// `None` if malformed or over `max`.
+    pub fn decode(bytes: &mut &[u8], max: usize) -> Option<ClientTable> {
+        let mut table = ClientTable::new(max);
+        table.clock = take_u64(bytes)?;
+        let count = take_u64(bytes)?;
+        if count > max as u64 {
+            return None;
+        }
+        for _ in 0..count {
+            let client = ClientId(take_u64(bytes)?);
+            let number = take_u64(bytes)?;
+            let request_num = take_u64(bytes)?;
+            let last_used = take_u64(bytes)?;
+            let len = usize::try_from(take_u64(bytes)?).ok()?;
+            let (result, rest) = bytes.split_at_checked(len)?;
+            *bytes = rest;
+            if table.by_use.insert(last_used, client).is_some() {
+                return None;
+            }
+            let session = Session {
+                number,
+                request_num,
+                result: result.to_vec(),
+                last_used,
+            };
+            if table.sessions.insert(client, session).is_some() {
+                return None;
+            }
+        }
+        Some(table)
+    }
+}
+
+fn take_u64(bytes: &mut &[u8]) -> Option<u64> {
+    let (head, rest) = bytes.split_at_checked(8)?;
+    *bytes = rest;
+    Some(u64::from_le_bytes(head.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: ClientId = ClientId(1);
+    const B: ClientId = ClientId(2);
+    const C: ClientId = ClientId(3);
+
+    #[test]
+    fn at_most_once_within_a_session() {
+        let mut table = ClientTable::new(4);
+        let (session, _) = table.register(A, 10);
+        assert_eq!(session, 10);
+        assert_eq!(table.admit(A, 10, 1), Admission::Execute);
+        table.record(A, 1, b"r1".to_vec());
+        assert_eq!(table.admit(A, 10, 1), Admission::Duplicate(b"r1".to_vec()));
+        assert_eq!(table.admit(A, 10, 0), Admission::Stale);
+        assert_eq!(table.admit(A, 10, 2), Admission::Execute);
+        // Another session number: a replay from an earlier session.
+        assert_eq!(table.admit(A, 9, 5), Admission::Evicted);
+        // Registering again keeps the session.
+        assert_eq!(table.register(A, 20), (10, None));
+    }
+
+    #[test]
+    fn the_least_recently_executed_session_is_evicted() {
+        let mut table = ClientTable::new(2);
+        table.register(A, 1);
+        table.register(B, 2);
+        table.record(A, 1, Vec::new());
+        // B executed least recently (only its registration): it goes.
+        assert_eq!(table.register(C, 3), (3, Some(B)));
+        assert_eq!(table.admit(B, 2, 1), Admission::Evicted);
+        assert_eq!(table.len(), 2);
+        // A replayed registration of B opens a new session; B's old requests
+        // are still refused.
+        assert_eq!(table.register(B, 4), (4, Some(A)));
+        assert_eq!(table.admit(B, 2, 1), Admission::Evicted);
+    }
+
+    #[test]
+    fn two_tables_fed_the_same_order_agree_and_encode_alike() {
+        let ops = [(A, 0), (B, 0), (A, 1), (C, 0), (B, 1), (A, 2), (C, 1)];
+        let run = || {
+            let mut table = ClientTable::new(2);
+            for (i, &(client, num)) in ops.iter().enumerate() {
+                if num == 0 {
+                    table.register(client, i as u64);
+                } else if let Some(s) = table.get(client).map(|s| s.number)
+                    && table.admit(client, s, num) == Admission::Execute
+                {
+                    table.record(client, num, vec![num as u8]);
+                }
+            }
+            let mut bytes = Vec::new();
+            table.encode(&mut bytes);
+            bytes
+        };
+        assert_eq!(run(), run());
+        let bytes = run();
+        let decoded = ClientTable::decode(&mut &bytes[..], 2).unwrap();
+        let mut again = Vec::new();
+        decoded.encode(&mut again);
+        assert_eq!(bytes, again);
+        // A table larger than the bound, or cut short, does not decode.
+        assert!(ClientTable::decode(&mut &bytes[..], 1).is_none());
+        assert!(ClientTable::decode(&mut &bytes[..bytes.len() - 1], 2).is_none());
+    }
+}

@@ -1,0 +1,237 @@
+//! Recovery of a replica that restarted with empty memory (TOCS §4.3.2,
+//! proactive recovery).
+//!
+//! A replica that comes back without its state must not act as if it were
+//! new: before it crashed it may have sent prepares and commits (and, as
+//! primary, pre-prepares) for sequence numbers up to its high watermark, and
+//! voting again there for something else would be equivocation; its empty
+//! prepared set in a view change could drop a request that committed.
+//! Learning the view and the stable checkpoint is not enough. So it
+//! recovers first, and counts toward the f faulty replicas until it has:
+//!
+//! 1. **Estimating**: it asks every replica for its latest checkpoint `c` and
+//!    the highest sequence number it accepted a pre-prepare for, `p`
+//!    (`QueryStable`, with a fresh nonce so that replies to an earlier
+//!    recovery cannot be replayed), and takes part in nothing else.
+//! 2. From the replies it picks `c_M`: a value `c` reported by some replica
+//!    `j` such that 2f replicas other than `j` reported a `c` at most `c_M`
+//!    and f others a `p` at least `c_M` (its own, amnesiac, values count as
+//!    zero), the highest such. Its high watermark before the crash was at
+//!    most `H = c_M + L`: no correct replica was beyond, and a faulty one
+//!    cannot push `c_M` past what a correct replica prepared.
+//! 3. **Waiting**: it takes part again (view changes, state transfer,
+//!    execution of what others commit), but sends no pre-prepare, prepare or
+//!    commit for any sequence number at or below `H`, until a checkpoint at
+//!    or above `H` is stable and it has that state. Its status messages say
+//!    `H`, so that an idle primary fills the sequence numbers up to it with
+//!    null batches and recovery does not wait for clients.
+//!
+//! Then it is **done**: nothing it may have said before the crash lies above
+//! the stable checkpoint any more.
+
+use std::collections::BTreeMap;
+
+use runtime::Addr;
+use wire::ReplicaId;
+use wire::pbft::{Message, QueryStable, ReplyStable, Seq};
+
+use super::super::LOG_MAX;
+use super::super::codec::{Inbound, Outbound};
+use super::{Ctx, Replica};
+
+/// Where a replica stands in recovering from a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Asking the group where it stands: per replica, the lowest checkpoint
+    /// and the highest prepared sequence number it reported.
+    Estimating {
+        nonce: u64,
+        replies: BTreeMap<ReplicaId, (Seq, Seq)>,
+    },
+    /// Waiting for a stable checkpoint at or above `high`, voting only above
+    /// it.
+    Waiting { high: Seq },
+    /// Not recovering.
+    Done,
+}
+
+impl Recovery {
+    pub(super) fn starting() -> Recovery {
+        Recovery::Estimating {
+            nonce: 0,
+            replies: BTreeMap::new(),
+        }
+    }
+
+    pub fn is_estimating(&self) -> bool {
+        matches!(self, Recovery::Estimating { .. })
+    }
+
+    /// Whether this replica must not send a pre-prepare, prepare or commit
+    /// for `seq`.
+    pub(super) fn mutes(&self, seq: Seq) -> bool {
+        match self {
+            Recovery::Estimating { .. } => true,
+            Recovery::Waiting { high } => seq <= *high,
+            Recovery::Done => false,
+        }
+    }
+}
+
+/// What an estimating replica handles: the estimation's own messages.
+pub(super) fn handled_while_estimating(msg: &Inbound) -> bool {
+    matches!(
+        msg,
+        Inbound::Message(Message::QueryStable(_) | Message::ReplyStable(_))
+    )
+}
+
+impl Replica {
+    /// On start: a restarted replica asks where the group stands.
+    pub(super) fn start_recovery(&mut self, ctx: &mut Ctx<'_, '_>) {
+        if let Recovery::Estimating { nonce, .. } = &mut self.recovery {
+            *nonce = ctx.rng().next_u64();
+            ctx.note(|| "recovering: estimating the high watermark".to_string());
+            self.query_stable(ctx);
+        }
+    }
+
+    /// Asks every replica for its checkpoint and prepared sequence numbers
+    /// (again, on every status tick until enough answered).
+    pub(super) fn query_stable(&mut self, ctx: &mut Ctx<'_, '_>) {
+        if let Recovery::Estimating { nonce, .. } = self.recovery {
+            ctx.count("recovery: query sent");
+            let query = QueryStable {
+                replica: self.id,
+                nonce,
+            };
+            ctx.send_to_replicas(Outbound::QueryStable(query));
+        }
+    }
+
+    /// Answers a recovering peer with where this replica stands.
+    pub(super) fn on_query_stable(&mut self, query: QueryStable, ctx: &mut Ctx<'_, '_>) {
+        let checkpoint = self
+            .own_checkpoints
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(self.stable.seq)
+            .max(self.stable.seq);
+        let prepared = self
+            .log
+            .iter()
+            .rev()
+            .find(|(_, slot)| slot.pre_prepare.is_some())
+            .map_or(self.executed, |(&seq, _)| seq)
+            .max(self.executed);
+        let reply = ReplyStable {
+            replica: self.id,
+            to: query.replica,
+            nonce: query.nonce,
+            checkpoint,
+            prepared,
+        };
+        ctx.send(Addr::Replica(query.replica), Outbound::ReplyStable(reply));
+    }
+
+    pub(super) fn on_reply_stable(&mut self, reply: ReplyStable, ctx: &mut Ctx<'_, '_>) {
+        let f = self.config.f;
+        let Recovery::Estimating { nonce, replies } = &mut self.recovery else {
+            ctx.drop_message("reply-stable: not recovering");
+            return;
+        };
+        if reply.nonce != *nonce || reply.to != self.id {
+            ctx.drop_message("reply-stable: not for this recovery");
+            return;
+        }
+        let entry = replies
+            .entry(reply.replica)
+            .or_insert((reply.checkpoint, reply.prepared));
+        entry.0 = entry.0.min(reply.checkpoint);
+        entry.1 = entry.1.max(reply.prepared);
+        let Some(c_m) = estimate(replies, f) else {
+            return;
+        };
+        let high = c_m.saturating_add(LOG_MAX);
+        self.recovery = Recovery::Waiting { high };
+        ctx.count("recovery: high watermark estimated");
+        ctx.note(|| format!("recovering: waits for a stable checkpoint at n{high} or above"));
+        // Say so at once: peers answer with the stable checkpoint and the
+        // view, and an idle primary starts filling up to `high`.
+        self.behind = true;
+        self.executed_at_status = self.executed;
+        self.send_status(ctx);
+    }
+
+    /// A recovering replica is done once a checkpoint at or above its
+    /// estimate is stable and it has that checkpoint's state.
+    pub(super) fn check_recovered(&mut self, ctx: &mut Ctx<'_, '_>) {
+        let Recovery::Waiting { high } = self.recovery else {
+            return;
+        };
+        if self.stable.seq >= high && self.transfer.is_none() && self.executed >= self.stable.seq {
+            self.recovery = Recovery::Done;
+            ctx.count("recovery: done");
+            ctx.note(|| format!("recovered at stable checkpoint n{}", self.stable.seq));
+        }
+    }
+}
+
+/// The highest `c_M` the replies allow (TOCS §4.3.2), with the recovering
+/// replica's own checkpoint and prepared numbers taken as zero; `None`
+/// until the replies allow one.
+fn estimate(replies: &BTreeMap<ReplicaId, (Seq, Seq)>, f: usize) -> Option<Seq> {
+    replies
+        .iter()
+        .filter(|&(j, &(c_j, _))| {
+            let others = || replies.iter().filter(move |(k, _)| *k != j);
+            let at_most = others().filter(|(_, (c, _))| *c <= c_j).count() + 1;
+            let prepared_beyond =
+                others().filter(|(_, (_, p))| *p >= c_j).count() + usize::from(c_j == 0);
+            at_most >= 2 * f && prepared_beyond >= f
+        })
+        .map(|(_, &(c, _))| c)
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replies(values: &[(u8, Seq, Seq)]) -> BTreeMap<ReplicaId, (Seq, Seq)> {
+        values
+            .iter()
+            .map(|&(r, c, p)| (ReplicaId(r), (c, p)))
+            .collect()
+    }
+
+    #[test]
+    fn three_correct_replies_give_their_checkpoint() {
+        assert_eq!(
+            estimate(&replies(&[(1, 16, 20), (2, 16, 21), (3, 8, 18)]), 1),
+            Some(16)
+        );
+    }
+
+    #[test]
+    fn one_reply_is_not_enough_with_f_one() {
+        // One reply and its own zero: the checkpoint it reports has one
+        // replica at or below it, not two.
+        assert_eq!(estimate(&replies(&[(1, 16, 20)]), 1), None);
+        assert_eq!(estimate(&replies(&[(1, 16, 20), (2, 16, 17)]), 1), Some(16));
+    }
+
+    #[test]
+    fn a_faulty_reply_cannot_push_the_estimate_past_what_others_prepared() {
+        // n = 7, f = 2: one faulty replica says u64::MAX; the correct say 24.
+        let values = [
+            (1, u64::MAX, u64::MAX),
+            (2, 24, 30),
+            (3, 24, 31),
+            (4, 24, 29),
+            (5, 16, 25),
+        ];
+        assert_eq!(estimate(&replies(&values), 2), Some(24));
+    }
+}
