@@ -27,6 +27,8 @@
 //! | `run_ops` | operations completed over the whole run, warm-up and cool-down included: the sum of the per-interval counts, or `measured_ops` if that is larger (no intervals recorded) |
 //! | `replica_cpu_ratio_to_baseline` | `replica_cpu_us_per_op` over the mean of the `unreplicated` trials' at the same load: how many times the baseline's CPU an operation costs the replicas |
 //! | `mean_batch` | requests per batch the protocol's leader proposed (its `requests batched` counter over its `batches proposed`, [`wire::control::BATCHES_COUNTER`]); empty for a protocol that does not batch |
+//! | `view_changes` | view changes the replicas started, summed over replicas ([`wire::control::VIEW_CHANGES_COUNTER`]): a correct leader under load should cause none |
+//! | `kernel_drops` | datagrams the kernel dropped at full socket receive buffers, every node together ([`wire::control::KERNEL_DROPS_COUNTER`]) |
 //!
 //! The CPU figures divide by `run_ops`, not `measured_ops`, because the CPU
 //! times cover the processes' whole lives, warm-up and cool-down included;
@@ -53,7 +55,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use wire::control::{BATCHES_COUNTER, IntervalReport, REQUESTS_BATCHED_COUNTER};
+use wire::control::{
+    BATCHES_COUNTER, IntervalReport, KERNEL_DROPS_COUNTER, REQUESTS_BATCHED_COUNTER,
+    VIEW_CHANGES_COUNTER,
+};
 
 /// The protocol every other one is compared with (`ratio_to_baseline`).
 pub const BASELINE_PROTOCOL: &str = "unreplicated";
@@ -109,6 +114,11 @@ impl PointResult {
     /// operation completed.
     pub fn replica_cpu_us_per_op(&self) -> Option<f64> {
         per_op_us(self.replica_cpu_ms, self.run_ops())
+    }
+
+    /// The counter `name`, summed over every node (0 if none reported it).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
     }
 
     /// Requests per batch the leader proposed, over the whole run; `None` if
@@ -441,6 +451,8 @@ struct CsvRow {
     run_ops: u64,
     replica_cpu_ratio_to_baseline: Option<f64>,
     mean_batch: Option<f64>,
+    view_changes: u64,
+    kernel_drops: u64,
 }
 
 fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
@@ -488,6 +500,8 @@ fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
                     ratio(cpu, baseline_cpu.get(&(point.clients, point.offered_ops)))
                 }),
                 mean_batch: point.mean_batch(),
+                view_changes: point.counter(VIEW_CHANGES_COUNTER),
+                kernel_drops: point.counter(KERNEL_DROPS_COUNTER),
             })
             .context("writing a CSV row")?;
     }
@@ -503,7 +517,7 @@ fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
         .map_err(|error| anyhow::anyhow!("writing the CSV: {}", error.error()))
 }
 
-const CSV_HEADER: [&str; 18] = [
+const CSV_HEADER: [&str; 20] = [
     "protocol",
     "clients",
     "trial",
@@ -522,6 +536,8 @@ const CSV_HEADER: [&str; 18] = [
     "run_ops",
     "replica_cpu_ratio_to_baseline",
     "mean_batch",
+    "view_changes",
+    "kernel_drops",
 ];
 
 /// Writes `path.tmp`, then renames it over `path`.

@@ -491,6 +491,14 @@ pub const BATCHES_COUNTER: &str = "batches proposed";
 /// Counter a batching protocol's leader adds a batch's request count to.
 pub const REQUESTS_BATCHED_COUNTER: &str = "requests batched";
 
+/// Counter a replica adds one to each time it starts a view change (or any
+/// change of leader): summed over replicas in the results.
+pub const VIEW_CHANGES_COUNTER: &str = "view change: started";
+
+/// Counter of datagrams the kernel dropped at a socket whose receive buffer
+/// was full: a node that could not keep up, or a flood.
+pub const KERNEL_DROPS_COUNTER: &str = "transport: kernel receive drops";
+
 /// A node's totals.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FinalReport {

@@ -533,13 +533,13 @@ impl Codec {
     /// The pre-prepare's header, read without decoding its batch, and
     /// checked against its source and what this replica already accepted.
     fn screen_pre_prepare(&self, source: Source, bytes: &[u8]) -> Result<(), DropReason> {
-        let Ok((tag, header)) = wire::codec::decode_prefix::<(u32, Signed<PrePrepare>)>(bytes)
-        else {
-            return Ok(()); // Not a pre-prepare; the full decode decides.
-        };
-        if tag != PRE_PREPARE_TAG {
+        // The variant index is a varint: one byte for small ones.
+        if bytes.first() != Some(&(PRE_PREPARE_TAG as u8)) {
             return Ok(());
         }
+        let Ok((_, header)) = wire::codec::decode_prefix::<(u32, Signed<PrePrepare>)>(bytes) else {
+            return Ok(()); // Malformed; the full decode says why.
+        };
         let PrePrepare { view, seq, .. } = header.payload;
         if source != Source::Replica(self.config.primary(view)) {
             return Err(DropReason("pre-prepare: not from the primary's address"));
@@ -551,7 +551,8 @@ impl Codec {
     }
 }
 
-/// The variant index of [`Message::PrePrepare`] in the codec's encoding.
+/// The variant index of [`Message::PrePrepare`] in the codec's encoding
+/// (checked by a test).
 const PRE_PREPARE_TAG: u32 = 5;
 
 /// `replica` must be the datagram's source.
@@ -1028,4 +1029,539 @@ pub fn compute_new_view<'a>(
         })
         .collect();
     (stable, pre_prepares)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::pbft::StateChunk;
+
+    const N: usize = 4;
+
+    fn group() -> (Vec<SecretKey>, Arc<Config>) {
+        let keys: Vec<SecretKey> = (0..N)
+            .map(|i| SecretKey::from_seed(format!("codec test {i}").as_bytes()))
+            .collect();
+        let public: Vec<PublicKey> = keys
+            .iter()
+            .map(|k| Signer::new(k).unwrap().public_key())
+            .collect();
+        (keys, Arc::new(Config::new(&public).unwrap()))
+    }
+
+    fn replica(config: &Arc<Config>, keys: &[SecretKey], i: u8) -> Codec {
+        Codec::replica(Arc::clone(config), ReplicaId(i), &keys[usize::from(i)]).unwrap()
+    }
+
+    fn from(i: u8) -> Source {
+        Source::Replica(ReplicaId(i))
+    }
+
+    fn signer(keys: &[SecretKey], i: u8) -> Signer {
+        Signer::new(&keys[usize::from(i)]).unwrap()
+    }
+
+    fn bytes(msg: &Message) -> Vec<u8> {
+        wire::codec::encode_to_vec(msg).unwrap()
+    }
+
+    /// A request from client `id` of `client`, authenticated and encoded.
+    fn request_bytes(client: &Codec, id: ClientId, num: u64) -> Vec<u8> {
+        let request = Request {
+            client_id: id,
+            request_num: num,
+            op: b"op".to_vec(),
+        };
+        let mut buf = Vec::new();
+        client
+            .encode(&Outbound::Request(1, request), &mut buf)
+            .unwrap();
+        buf
+    }
+
+    fn auth_request(client: &Codec, id: ClientId, num: u64) -> AuthRequest {
+        match wire::decode::<Message>(&request_bytes(client, id, num)).unwrap() {
+            Message::Request(r) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    fn reason<T: std::fmt::Debug>(result: Result<T, DropReason>) -> &'static str {
+        result.expect_err("dropped").0
+    }
+
+    /// `request_overhead` bounds what a request adds to a batch beyond its
+    /// operation, with the longest varints, so a batch that
+    /// `BATCH_BYTES_MAX` admits fits a datagram.
+    #[test]
+    fn request_overhead_bounds_the_encoding() {
+        for n in [4, 7, 10] {
+            let request = AuthRequest {
+                session: u64::MAX,
+                request: Request {
+                    client_id: ClientId(u64::MAX),
+                    request_num: u64::MAX,
+                    op: vec![7; super::super::REQUEST_OP_MAX],
+                },
+                key: Signer::new(&SecretKey::from_seed(b"k"))
+                    .unwrap()
+                    .public_key(),
+                auth: vec![wire::Mac([1; 32]); n],
+            };
+            let encoded = wire::codec::encode_to_vec(&request).unwrap();
+            assert!(
+                encoded.len() <= request.request.op.len() + super::super::request_overhead(n),
+                "n = {n}: {} bytes",
+                encoded.len()
+            );
+        }
+    }
+
+    #[test]
+    fn request_authenticators_check_at_every_replica() {
+        let (keys, config) = group();
+        let client = Codec::client(Arc::clone(&config), b"seed");
+        let id = ClientId(7);
+        client.register_client(id);
+        let request = request_bytes(&client, id, 1);
+        for i in 0..N as u8 {
+            let (from, _) = replica(&config, &keys, i)
+                .decode(Source::Other, &request)
+                .unwrap();
+            assert_eq!(from, Addr::Client(id));
+        }
+        // A request from a replica's address is refused, whatever it says.
+        let one = replica(&config, &keys, 1);
+        assert_eq!(
+            reason(one.decode(from(2), &request)),
+            "request: from a replica's address"
+        );
+        // The replica's own entry is checked: replica 1 with replica 2's
+        // entry broken still accepts; replica 2 drops it.
+        let mut auth = auth_request(&client, id, 2);
+        auth.auth[2].0[0] ^= 1;
+        let broken = bytes(&Message::Request(auth.clone()));
+        one.decode(Source::Other, &broken).unwrap();
+        let two = replica(&config, &keys, 2);
+        assert_eq!(
+            reason(two.decode(Source::Other, &broken)),
+            "request: bad authenticator"
+        );
+        // An altered operation, session, or an authenticator of the wrong
+        // length, fails everywhere.
+        auth.auth[2].0[0] ^= 1;
+        let mut altered = auth.clone();
+        altered.request.op.push(0);
+        assert!(
+            one.decode(Source::Other, &bytes(&Message::Request(altered)))
+                .is_err()
+        );
+        let mut other_session = auth.clone();
+        other_session.session += 1;
+        assert!(
+            one.decode(Source::Other, &bytes(&Message::Request(other_session)))
+                .is_err()
+        );
+        auth.auth.pop();
+        assert!(
+            one.decode(Source::Other, &bytes(&Message::Request(auth)))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn reply_macs_check_and_first_key_wins() {
+        let (keys, config) = group();
+        let replica_2 = replica(&config, &keys, 2);
+        let client = Codec::client(Arc::clone(&config), b"seed");
+        let id = ClientId(7);
+        client.register_client(id);
+        let reply = Reply {
+            view: 0,
+            replica: ReplicaId(2),
+            client_id: id,
+            request_num: 1,
+            result: b"ok".to_vec(),
+        };
+        let mut buf = Vec::new();
+        // No request from the client yet: the replica has no key to MAC with.
+        assert!(
+            replica_2
+                .encode(&Outbound::Reply(reply.clone()), &mut buf)
+                .is_err()
+        );
+        replica_2
+            .decode(Source::Other, &request_bytes(&client, id, 1))
+            .unwrap();
+        buf.clear();
+        replica_2
+            .encode(&Outbound::Reply(reply.clone()), &mut buf)
+            .unwrap();
+        let (sender, _) = client.decode(from(2), &buf).unwrap();
+        assert_eq!(sender, Addr::Replica(ReplicaId(2)));
+        // From another replica's address: refused before the MAC is checked.
+        assert_eq!(
+            reason(client.decode(from(1), &buf)),
+            "message: not from the sender's address"
+        );
+
+        // A flipped MAC bit, or a reply naming another replica, fails.
+        let mut tampered = buf.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(reason(client.decode(from(2), &tampered)), "reply: bad MAC");
+        let Message::Reply(mut forged) = wire::decode::<Message>(&buf).unwrap() else {
+            panic!("a reply");
+        };
+        forged.reply.replica = ReplicaId(1);
+        let forged = bytes(&Message::Reply(forged));
+        assert_eq!(reason(client.decode(from(1), &forged)), "reply: bad MAC");
+
+        // Another key for the same client id (an impostor's node, with a
+        // validly authenticated request of its own) is refused; the first
+        // stays.
+        let impostor = Codec::client(Arc::clone(&config), b"impostor");
+        impostor.register_client(id);
+        assert_eq!(
+            reason(replica_2.decode(Source::Other, &request_bytes(&impostor, id, 2))),
+            "request: client already has another key"
+        );
+        replica_2
+            .decode(Source::Other, &request_bytes(&client, id, 2))
+            .unwrap();
+    }
+
+    /// A signed message that names another replica than its source is
+    /// dropped before its signature is checked: a replay of another's
+    /// message, or a forgery, costs a decode and a comparison.
+    #[test]
+    fn messages_from_the_wrong_address_are_dropped_before_the_signature() {
+        let (keys, config) = group();
+        let backup = replica(&config, &keys, 1);
+        let prepare = Prepare {
+            view: 0,
+            seq: 1,
+            digest: Digest::of(b"batch"),
+            replica: ReplicaId(2),
+        };
+        let signed = Signed::sign(prepare, &signer(&keys, 2)).unwrap();
+        let good = bytes(&Message::Prepare(signed));
+        backup.decode(from(2), &good).unwrap();
+        assert_eq!(
+            reason(backup.decode(from(3), &good)),
+            "message: not from the sender's address"
+        );
+        assert_eq!(
+            reason(backup.decode(Source::Other, &good)),
+            "message: not from the sender's address"
+        );
+        // Signed by replica 3 but naming replica 2, from replica 2's address.
+        let forged = Signed::sign(prepare, &signer(&keys, 3)).unwrap();
+        assert_eq!(
+            reason(backup.decode(from(2), &bytes(&Message::Prepare(forged)))),
+            "prepare: bad signature"
+        );
+    }
+
+    /// A pre-prepare from anywhere but the primary's address, or for a view
+    /// and sequence number this replica has accepted already, is dropped
+    /// from its header: its batch is not even decoded.
+    #[test]
+    fn pre_prepares_are_screened_by_their_header() {
+        let (keys, config) = group();
+        let client = Codec::client(Arc::clone(&config), b"seed");
+        client.register_client(ClientId(1));
+        let batch = vec![auth_request(&client, ClientId(1), 1)];
+        let header = PrePrepare {
+            view: 0,
+            seq: 1,
+            digest: batch_digest(&batch).unwrap(),
+        };
+        let primary = replica(&config, &keys, 0);
+        let mut pp = Vec::new();
+        primary
+            .encode(&Outbound::PrePrepare(header, batch), &mut pp)
+            .unwrap();
+        let backup = replica(&config, &keys, 1);
+        assert!(matches!(
+            backup.decode(from(0), &pp),
+            Ok((_, Inbound::Message(Message::PrePrepare(..))))
+        ));
+        assert_eq!(
+            reason(backup.decode(from(2), &pp)),
+            "pre-prepare: not from the primary's address"
+        );
+        assert_eq!(pp[0], PRE_PREPARE_TAG as u8, "the tag is the first byte");
+        backup.settle_pre_prepared(0, 1);
+        assert_eq!(
+            reason(backup.decode(from(0), &pp)),
+            "pre-prepare: already accepted"
+        );
+        // The same sequence number in another view is not screened.
+        assert!(!Settled::is_set(&backup.settled.pre_prepared, 1, 1));
+        // Nor is sequence number 0 matched by an empty slot.
+        assert!(!Settled::is_set(&backup.settled.pre_prepared, 0, 0));
+    }
+
+    /// A request in a batch that this replica cannot authenticate does not
+    /// drop the batch: the pre-prepare comes through unchecked, for the
+    /// replica to prepare once others vouch for it. Relayed requests are
+    /// filtered one by one.
+    #[test]
+    fn requests_that_fail_here_do_not_drop_a_batch_or_a_relay() {
+        let (keys, config) = group();
+        let client = Codec::client(Arc::clone(&config), b"seed");
+        for id in 1..=3 {
+            client.register_client(ClientId(id));
+        }
+        let mut batch: Vec<AuthRequest> = (1..=3)
+            .map(|id| auth_request(&client, ClientId(id), 1))
+            .collect();
+        batch[1].auth[2].0[0] ^= 1;
+        let header = PrePrepare {
+            view: 0,
+            seq: 1,
+            digest: batch_digest(&batch).unwrap(),
+        };
+        let mut pp = Vec::new();
+        replica(&config, &keys, 0)
+            .encode(&Outbound::PrePrepare(header, batch.clone()), &mut pp)
+            .unwrap();
+        assert!(matches!(
+            replica(&config, &keys, 1).decode(from(0), &pp),
+            Ok((_, Inbound::Message(Message::PrePrepare(..))))
+        ));
+        assert!(matches!(
+            replica(&config, &keys, 2).decode(from(0), &pp),
+            Ok((_, Inbound::UncheckedPrePrepare(..)))
+        ));
+        let relayed = bytes(&Message::Relayed(ReplicaId(1), batch));
+        let Ok((
+            _,
+            Inbound::Relayed {
+                requests, refused, ..
+            },
+        )) = replica(&config, &keys, 2).decode(from(1), &relayed)
+        else {
+            panic!("relayed requests come through");
+        };
+        assert_eq!((requests.len(), refused), (2, 1));
+    }
+
+    fn prepared_cert(keys: &[SecretKey], view: View, seq: Seq, digest: Digest) -> PreparedCert {
+        let primary = (view % N as u64) as u8;
+        let pp = Signed::sign(PrePrepare { view, seq, digest }, &signer(keys, primary)).unwrap();
+        let prepares = (0..N as u8)
+            .filter(|&r| r != primary)
+            .take(2)
+            .map(|r| {
+                let p = Prepare {
+                    view,
+                    seq,
+                    digest,
+                    replica: ReplicaId(r),
+                };
+                (
+                    ReplicaId(r),
+                    Signed::sign(p, &signer(keys, r)).unwrap().signature,
+                )
+            })
+            .collect();
+        PreparedCert {
+            view,
+            seq,
+            digest,
+            pre_prepare: Some(pp.signature),
+            prepares,
+        }
+    }
+
+    fn view_change(
+        keys: &[SecretKey],
+        sender: u8,
+        view: View,
+        prepared: Vec<PreparedCert>,
+    ) -> Signed<ViewChange> {
+        let vc = ViewChange {
+            view,
+            replica: ReplicaId(sender),
+            checkpoint: CheckpointCert {
+                seq: 0,
+                digest: Digest::default(),
+                signatures: Vec::new(),
+            },
+            prepared,
+        };
+        Signed::sign(vc, &signer(keys, sender)).unwrap()
+    }
+
+    /// §4.4: view-change validation refuses forged prepared certificates,
+    /// certificates too small, from the future or outside the watermarks,
+    /// and a view change to view 0.
+    #[test]
+    fn forged_view_changes_are_refused() {
+        let (keys, config) = group();
+        let digest = Digest::of(b"batch");
+        let good = view_change(&keys, 3, 1, vec![prepared_cert(&keys, 0, 1, digest)]);
+        check_view_change(&config, &good).unwrap();
+
+        // A prepare signed by another replica than it names.
+        let mut cert = prepared_cert(&keys, 0, 1, digest);
+        cert.prepares[0].1 = cert.prepares[1].1;
+        let forged = view_change(&keys, 3, 1, vec![cert]);
+        assert_eq!(
+            reason(check_view_change(&config, &forged)),
+            "view-change: bad prepare"
+        );
+        // Too few prepares (the sender counts for itself).
+        let mut cert = prepared_cert(&keys, 0, 1, digest);
+        cert.prepares.truncate(0);
+        let thin = view_change(&keys, 3, 1, vec![cert]);
+        assert_eq!(
+            reason(check_view_change(&config, &thin)),
+            "view-change: too few prepares"
+        );
+        // A certificate for the digest the primary did not sign.
+        let mut cert = prepared_cert(&keys, 0, 1, digest);
+        cert.digest = Digest::of(b"other");
+        let swapped = view_change(&keys, 3, 1, vec![cert]);
+        assert!(check_view_change(&config, &swapped).is_err());
+        // From the view being changed to, or later.
+        let future = view_change(&keys, 3, 1, vec![prepared_cert(&keys, 1, 1, digest)]);
+        assert_eq!(
+            reason(check_view_change(&config, &future)),
+            "view-change: certificate from a later view"
+        );
+        // Beyond the watermarks of its checkpoint, or twice one seq.
+        let far = view_change(
+            &keys,
+            3,
+            1,
+            vec![prepared_cert(&keys, 0, LOG_MAX + 1, digest)],
+        );
+        assert_eq!(
+            reason(check_view_change(&config, &far)),
+            "view-change: certificate outside watermarks"
+        );
+        let twice = view_change(
+            &keys,
+            3,
+            1,
+            vec![
+                prepared_cert(&keys, 0, 1, digest),
+                prepared_cert(&keys, 0, 1, digest),
+            ],
+        );
+        assert_eq!(
+            reason(check_view_change(&config, &twice)),
+            "view-change: two certificates for one seq"
+        );
+        assert_eq!(
+            reason(check_view_change(
+                &config,
+                &view_change(&keys, 3, 0, Vec::new())
+            )),
+            "view-change: to view 0"
+        );
+        // A checkpoint proof without enough signers.
+        let mut lying = good.payload.clone();
+        lying.checkpoint.seq = 8;
+        let lying = Signed::sign(lying, &signer(&keys, 3)).unwrap();
+        assert!(check_view_change(&config, &lying).is_err());
+    }
+
+    fn new_view(
+        keys: &[SecretKey],
+        view: View,
+        vcs: Vec<Signed<ViewChange>>,
+        o: &[(Seq, Digest)],
+        by: u8,
+    ) -> NewView {
+        NewView {
+            view,
+            view_changes: vcs,
+            pre_prepares: o
+                .iter()
+                .map(|&(seq, digest)| {
+                    Signed::sign(PrePrepare { view, seq, digest }, &signer(keys, by)).unwrap()
+                })
+                .collect(),
+        }
+    }
+
+    /// §4.4: a new-view is checked by recomputing O from its V: an O that
+    /// drops or changes what prepared, pre-prepares signed by another than
+    /// the view's primary, too few or mixed view-changes are refused.
+    #[test]
+    fn forged_new_views_are_refused() {
+        let (keys, config) = group();
+        let digest = Digest::of(b"batch");
+        let vcs = || {
+            vec![
+                view_change(&keys, 1, 1, Vec::new()),
+                view_change(&keys, 2, 1, vec![prepared_cert(&keys, 0, 2, digest)]),
+                view_change(&keys, 3, 1, Vec::new()),
+            ]
+        };
+        let null = config.null_digest;
+        let o = [(1, null), (2, digest)];
+        check_new_view(&config, &new_view(&keys, 1, vcs(), &o, 1)).unwrap();
+        // O that ignores the prepared certificate, or nulls it, or is short.
+        for wrong in [
+            &[(1, null), (2, null)][..],
+            &[(1, digest), (2, digest)],
+            &[(1, null)],
+        ] {
+            assert_eq!(
+                reason(check_new_view(
+                    &config,
+                    &new_view(&keys, 1, vcs(), wrong, 1)
+                )),
+                "new-view: wrong pre-prepares"
+            );
+        }
+        // Signed by a replica that is not view 1's primary.
+        assert_eq!(
+            reason(check_new_view(&config, &new_view(&keys, 1, vcs(), &o, 2))),
+            "new-view: bad pre-prepare"
+        );
+        // Too few view-changes, or one twice, or one for another view.
+        let mut few = vcs();
+        few.pop();
+        assert_eq!(
+            reason(check_new_view(&config, &new_view(&keys, 1, few, &o, 1))),
+            "new-view: too few distinct view-changes"
+        );
+        let mut twice = vcs();
+        twice[2] = twice[1].clone();
+        assert!(check_new_view(&config, &new_view(&keys, 1, twice, &o, 1)).is_err());
+        let mut mixed = vcs();
+        mixed[0] = view_change(&keys, 1, 2, Vec::new());
+        assert_eq!(
+            reason(check_new_view(&config, &new_view(&keys, 1, mixed, &o, 1))),
+            "new-view: view-change for another view"
+        );
+    }
+
+    /// State chunks are unsigned: the codec only checks who it says sent it
+    /// came from there (the replica checks the chunk against the
+    /// checkpoint, see `replica/transfer.rs`).
+    #[test]
+    fn state_chunks_must_come_from_the_replica_they_name() {
+        let (keys, config) = group();
+        let chunk = StateChunk {
+            replica: ReplicaId(2),
+            seq: 8,
+            index: 0,
+            size: u64::MAX,
+            data: vec![1; 10],
+            proof: Vec::new(),
+        };
+        let msg = bytes(&Message::StateChunk(chunk));
+        let backup = replica(&config, &keys, 1);
+        backup.decode(from(2), &msg).unwrap();
+        assert_eq!(
+            reason(backup.decode(from(3), &msg)),
+            "message: not from the sender's address"
+        );
+    }
 }

@@ -4,153 +4,126 @@
 //!
 //! # Algorithm
 //!
-//! n = 3f+1 replicas tolerate f Byzantine ones. They move through views; the
-//! primary of view v is replica v mod n, the others are backups.
+//! n ≥ 3f+1 replicas tolerate f Byzantine ones. They move through views; the
+//! primary of view v is replica v mod n, the others are backups. A quorum is
+//! ⌈(n + f + 1)/2⌉ replicas (2f+1 when n = 3f+1), so that two quorums share
+//! f+1 replicas, one of them correct, whatever n the configuration is given
+//! ([`Config::quorum`]).
 //!
-//! **Normal case (§4.2).** A client sends its request to the primary it
-//! believes in (and, before its first, a hello to every replica, so that the
-//! runtime learns where to send their replies), and on a timeout retransmits
-//! to every replica; backups relay it to the primary. The first
+//! **Clients and sessions (§4.1).** Before its first operation a client
+//! registers: request 0, with no operation, sent to the primary (and as a
+//! hello to the other replicas, so that they learn where to send their
+//! replies; authenticated like any request, so nobody else can say where
+//! they go). Executing a registration opens a session in the client table;
+//! every later request carries the session's number. The table keeps each
+//! session's latest request number and result, so a request executes at
+//! most once and a retransmission gets the stored result again. It holds at
+//! most [`Config::client_table_max`] sessions: registering one more evicts
+//! the least recently used, at execution, so every replica evicts the same;
+//! an evicted client is told, and gives up (see `client_table.rs`).
+//!
+//! A client sends its request to the primary it believes in and, on a
+//! timeout, to every replica; backups relay it to the primary. The first
 //! retransmission waits [`CLIENT_RESEND_INTERVAL`] or twice the client's
 //! smoothed latency, whichever is longer, and each further one twice as long
-//! as the last, up to [`CLIENT_RESEND_MAX`]: an overloaded group is not
-//! flooded with copies of requests it has queued, and backups do not take a
-//! slow primary for a faulty one.
+//! as the last, up to [`CLIENT_RESEND_MAX`]. The client accepts a result
+//! once f+1 distinct replicas sent the same one.
 //!
-//! The primary gathers requests into batches (at most [`BATCH_SIZE_MAX`]
-//! requests) and gives each batch the next sequence number, keeping at most
-//! [`WINDOW_MAX`] batches in flight (proposed, not yet executed). Batches
-//! adapt to the load: with nothing in flight the primary proposes whatever it
-//! has at once; with batches in flight it pipelines another only when a full
-//! one is queued, so that at moderate load requests gather into one batch per
-//! round instead of each paying for a round of signatures alone. Three phases
-//! order a batch:
+//! **Normal case (§4.2).** The primary gathers requests into batches (at
+//! most [`BATCH_SIZE_MAX`] requests) and gives each batch the next sequence
+//! number, keeping at most [`WINDOW_MAX`] batches in flight. Batches adapt to
+//! the load: with nothing in flight the primary proposes whatever it has at
+//! once; with batches in flight it pipelines another only when a full one is
+//! queued. Three phases order a batch:
 //!
 //! 1. pre-prepare: the primary multicasts `<PRE-PREPARE, v, n, d>` signed, with
 //!    the batch whose digest is d;
 //! 2. prepare: a backup that accepts it (right view, n within the watermarks,
 //!    no other digest accepted for v, n) multicasts `<PREPARE, v, n, d, i>`.
-//!    A replica is *prepared* once it has the pre-prepare and 2f matching
-//!    prepares from distinct backups: then no other batch can be prepared at
-//!    v, n by a correct replica;
-//! 3. commit: a prepared replica multicasts `<COMMIT, v, n, d, i>`; with 2f+1
-//!    matching commits the batch is *committed-local*, and it executes once
-//!    every lower sequence number has executed.
-//!
-//! Execution goes through the [`App`](crate::app::App), request by request.
-//! A client table keeps each client's latest request number and result, so a
-//! request executes at most once and a retransmission gets the stored result
-//! again. Each replica replies to the client directly; the client accepts a
-//! result once f+1 distinct replicas sent the same one (at least one of them
-//! is correct).
+//!    A replica is *prepared* once it has the pre-prepare and quorum − 1
+//!    matching prepares from distinct backups;
+//! 3. commit: a prepared replica multicasts `<COMMIT, v, n, d, i>`; with a
+//!    quorum of matching commits the batch is *committed-local*, and it
+//!    executes once every lower sequence number has executed.
 //!
 //! **Checkpoints and garbage collection (§4.3).** After executing a sequence
 //! number that is a multiple of [`CHECKPOINT_INTERVAL`], a replica snapshots
-//! its state (application and client table), and multicasts
-//! `<CHECKPOINT, n, d, i>` with the snapshot's digest. 2f+1 matching
-//! checkpoint messages make the checkpoint *stable*: they are its proof. The
-//! stable checkpoint's sequence number is the low watermark h; the high
-//! watermark is h + [`LOG_MAX`]. Everything in the log at or below h is
-//! discarded, so the log holds at most `LOG_MAX` sequence numbers.
+//! its state (application and client table) and multicasts
+//! `<CHECKPOINT, n, d, i>`; a quorum of matching votes makes it *stable*. The
+//! stable checkpoint is the low watermark h; the high watermark is
+//! h + [`LOG_MAX`], and everything at or below h is discarded.
 //!
-//! **View change (§4.4; TOCS §4.5).** A backup that received a request starts
-//! a timer; if the request has not executed when it fires, the backup moves to
-//! view v+1 and multicasts `<VIEW-CHANGE, v+1, n, C, P, i>`: its stable
-//! checkpoint n with proof C, and P, a prepared certificate for every sequence
-//! number above n at which it prepared. The primary of v+1, with 2f+1 of them
-//! (V), computes O: for every n between the highest stable checkpoint in V
-//! (min-s) and the highest prepared sequence number (max-s), a pre-prepare for
-//! v+1 with the digest of the certificate of the highest view, or the null
-//! batch (empty) if there is none. It multicasts `<NEW-VIEW, v+1, V, O>`.
-//! Backups check it by recomputing O from V (a faulty primary cannot smuggle
-//! anything in), and prepare O's pre-prepares in the new view. A replica whose
-//! timer fires again before the new view starts moves on to v+2 with the
-//! timeout doubled (back to the first once it executes a request, unless
-//! f+1 peers' statuses say it is only catching up with them); a replica that
-//! sees f+1 view-change messages for higher views joins the lowest of them
-//! (so a view change cannot stall on replicas that never timed out).
+//! **View change (§4.4; TOCS §4.5).** One timer watches the primary, and runs
+//! only while a backup waits for a request to execute; it fires when nothing
+//! executed for the view-change timeout, or when the oldest waiting request
+//! has waited longer than the group needs to drain a queue of one request
+//! per client at its current rate: a busy correct primary is not taken for a
+//! faulty one, and one that censors a client is replaced however busy it
+//! keeps the others (`replica/view_change.rs`). The backup moves to view v+1
+//! and multicasts `<VIEW-CHANGE, v+1, n, C, P, i>`; the primary of v+1, with
+//! a quorum of them (V), computes O (for every n from the highest stable
+//! checkpoint in V to the highest prepared sequence number, the digest of
+//! the certificate of the highest view, or the null batch) and multicasts
+//! `<NEW-VIEW, v+1, V, O>`; backups recompute O from V. Timeouts double per
+//! view change; f+1 view-changes for later views make a replica join the
+//! lowest. Entering a view, every backup hands the new primary the requests
+//! it waits for, so the next view does not wait for clients' retransmissions.
 //!
-//! **State transfer (TOCS §5.3.2).** A replica that learns of a stable
-//! checkpoint above what it executed (it was partitioned, or restarted with
-//! empty state) fetches the checkpoint's state in chunks from other replicas
-//! and checks it against the checkpoint's digest before restoring it.
+//! **State transfer (TOCS §5.3.2).** A replica behind a stable checkpoint
+//! fetches its state chunk by chunk. The checkpoint's digest commits to the
+//! state's size and a Merkle tree over its chunks ([`wire::merkle`]): each
+//! chunk is checked on arrival, whoever sent it.
 //!
-//! **Retransmission.** The paper leaves retransmission of lost messages to the
-//! implementation. Here a replica that made no progress for
-//! [`STATUS_INTERVAL`] while it has work outstanding multicasts a signed
-//! *status* (its view, last executed and stable sequence numbers); peers answer
-//! with what it misses: their pre-prepares, prepares and commits above what it
-//! executed, checkpoint votes, the new-view message of a later view, or the
-//! proof of a later stable checkpoint. Batches referred to by digest only (in
-//! a new-view's O) are fetched with `FetchBatch`.
+//! **Recovery (TOCS §4.3.2).** A replica that restarts without its memory
+//! first estimates the high watermark H from the others' replies, then takes
+//! part but sends no pre-prepare, prepare or commit at or below H until a
+//! checkpoint at or above H is stable and it has its state; it counts toward
+//! f meanwhile (`replica/recovery.rs`).
+//!
+//! **Retransmission.** A replica that made no progress for
+//! [`STATUS_INTERVAL`] while it has work outstanding, and every replica
+//! every [`STATUS_HEARTBEAT`], multicasts a signed status; peers answer with
+//! what it lacks (`replica/status.rs`).
 //!
 //! # Cryptography
 //!
 //! Replica-to-replica messages are signed with secp256k1 (the paper's
-//! signature variant; its MAC authenticators between replicas are not
-//! implemented). The [`Codec`] signs in `encode` and verifies in `decode`, so
-//! the runtime can spread both over threads; a [`Replica`] sees verified
-//! messages only. A few rare messages that a replica keeps as proof of its own
-//! statements (checkpoint votes, view-change, the pre-prepares of a new view)
-//! are signed in the protocol thread.
+//! signature variant). The [`Codec`] signs in `encode` and verifies in
+//! `decode`, so the runtime can spread both over threads; cheap checks come
+//! first: a message naming another replica than its source address is
+//! dropped before its signature is checked, and a pre-prepare for a view and
+//! sequence number this replica accepted already is dropped from its header.
 //!
 //! **Requests and replies carry MACs (§4; TOCS §3.2).** Each client and each
-//! replica share a key: every client has a secp256k1 key pair (derived from a
-//! client key seed and its id: the run's seed in the simulator, a fresh seed
-//! per benchmark point from the runner), and both sides compute the pair's key
-//! by ECDH, the client from the replicas' public keys in the [`Config`], a
-//! replica's codec from its secret key and the client's public key, which
-//! every request carries. A replica computes it once per client and keeps it
-//! in a table of at most [`CLIENT_KEYS_MAX`] clients.
-//!
-//! A request travels with an *authenticator*: one HMAC-SHA256 of the request
-//! per replica, each under that replica's key. The client's codec computes it
-//! in `encode`; a replica's codec checks its own entry in `decode`, both for a
-//! request from a client (or relayed by a backup) and for every request in a
-//! pre-prepare, and drops what fails (`request: bad authenticator`,
-//! `pre-prepare: a request is not authenticated`). So backups can relay
-//! requests to the primary (§4.4) without being able to alter them, and a
-//! faulty primary cannot forge a request in a client's name: the backups'
-//! entries would not check, no correct backup prepares it, and the view
-//! change replaces the primary. A request re-proposed in a new view is
-//! accepted by digest, as its prepared certificate vouches for it.
-//!
-//! A reply travels as `<REPLY, v, t, c, i, r>` with one HMAC-SHA256 under the
-//! pair's key instead of a signature: the replica's codec MACs it in `encode`
-//! (a reply to a client whose key it does not know yet is dropped there; the
-//! client's retransmission brings a request that teaches it), and the
-//! client's codec checks it in `decode` (in constant time) and drops a reply
-//! whose MAC fails (`reply: bad MAC`). A MAC costs about a microsecond against
-//! tens for a signature and its check, so a client's f+1 matching replies and
-//! a request's n MACs are cheap. A faulty replica still cannot pose as
-//! another: it does not know the key that replica shares with the client.
+//! replica share a key, agreed by ECDH from the client's key pair (derived
+//! from a client key seed and its id) and the replica's. A request travels
+//! with an *authenticator*, one HMAC-SHA256 of the session and request per
+//! replica; a replica's codec checks its own entry. A faulty primary cannot
+//! forge a request: no correct backup's entry would check. A batch with a
+//! request this replica cannot check (the client's authenticator is good at
+//! some replicas only: the "big MAC" attack) is not dropped: the backup
+//! prepares it once f+1 replicas vouch for it (the primary and f backups),
+//! so such a client costs no view change as long as its authenticator checks
+//! at the primary and one backup. A reply carries one MAC.
 //!
 //! Trust assumption: a replica keeps the first public key under which a
-//! request for a client id checked (a different key later is dropped as
-//! `request: client already has another key`). Whoever sends the first
-//! request for an unused client id owns that id; nobody can take over an id
-//! whose requests a replica has already checked. A request under an unknown
-//! client id costs a replica an ECDH before its MAC can be checked, so a
-//! flood of requests under fresh ids costs CPU. Where a replica sends a
-//! client's replies is learnt from the source address of the client's
-//! datagrams (hellos included), which UDP does not authenticate. A
-//! deployment would bind client ids to keys (a certificate, or keys
-//! configured at the replicas) and addresses.
-//! A faulty client can send an authenticator that checks at some replicas
-//! and not at others; the paper then lets a backup accept a request it cannot
-//! check once it is prepared by others, which is not implemented here: such
-//! a client can make a correct primary look faulty and cost a view change.
-//! The simulator's faults are replicas and the network, not clients.
+//! request for a client id checked. A deployment would bind client ids to
+//! keys (a certificate, or keys configured at the replicas). A replica
+//! learns where to send a client's replies from the source address of the
+//! client's authenticated datagrams; an attacker that captures one and
+//! replays it from a spoofed address can redirect that client's replies
+//! until its next datagram.
 //!
 //! # Bounds
 //!
-//! The log holds sequence numbers in (h, h + [`LOG_MAX`]]; the primary's queue
-//! of unproposed requests holds at most [`PENDING_MAX`]; checkpoint votes are
-//! kept for at most [`CHECKPOINT_VOTES_MAX`] sequence numbers; one view-change
-//! message per replica; one outstanding state transfer. Messages are bounded
-//! by [`wire::MESSAGE_SIZE_MAX`]: a view-change carries at most `LOG_MAX`
-//! certificates, which with these constants keeps a new-view under the limit
-//! for n ≤ 7.
+//! The log holds sequence numbers in (h, h + [`LOG_MAX`]]; the primary's
+//! queue holds at most [`PENDING_MAX`] requests and [`PENDING_BYTES_MAX`]
+//! bytes, a backup's waiting requests [`WAITING_MAX`] and
+//! [`WAITING_BYTES_MAX`]; the client table [`CLIENT_TABLE_MAX`] sessions by
+//! default; checkpoint votes [`CHECKPOINT_VOTES_MAX`] sequence numbers; a few
+//! view-changes per replica; one state transfer, of at most
+//! [`STATE_SIZE_MAX`] bytes. A view-change carries at most `LOG_MAX`
+//! certificates, which keeps a new-view in a datagram for n ≤ 7.
 
 mod client;
 mod client_table;

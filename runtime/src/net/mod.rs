@@ -104,7 +104,7 @@ pub mod counter {
     pub const OFFLOAD_UNAVAILABLE: &str = "transport: gso/gro unavailable";
     /// Datagrams the kernel dropped because the socket's receive buffer was
     /// full (read once, when the transport's counters are totalled).
-    pub const KERNEL_DROPS: &str = "transport: kernel receive drops";
+    pub const KERNEL_DROPS: &str = wire::control::KERNEL_DROPS_COUNTER;
 }
 
 /// Switches for [`Transport::bind_with`]. The default is what
@@ -1120,6 +1120,42 @@ mod tests {
             rcvbuf >= 32 << 20 || counters.get(counter::BUFFER_CAPPED) == 1,
             "{rcvbuf}"
         );
+    }
+
+    /// A receiver that does not keep up loses datagrams in the kernel; the
+    /// transport reports how many (a flood that overflows a replica's socket
+    /// shows in its counters), and a send-only handle on the same socket
+    /// sends from the same address.
+    #[test]
+    fn kernel_receive_drops_are_counted_and_a_sender_shares_the_address() {
+        for kind in kinds() {
+            let small = Options {
+                socket_buffer_bytes: 4096,
+                ..Options::default()
+            };
+            let receiver = Transport::bind_with(LOCALHOST, kind, &small).unwrap();
+            let flood = UdpSocket::bind(LOCALHOST).unwrap();
+            for _ in 0..2_000 {
+                let _ = flood.send_to(&[7; 1000], receiver.local_addr());
+            }
+            let drops = receiver.kernel_drops().expect("the kernel says");
+            assert!(drops > 1_000, "{kind:?}: {drops} drops");
+            let mut totals = Counters::default();
+            receiver.add_totals(&mut totals);
+            assert_eq!(totals.get(counter::KERNEL_DROPS), drops);
+
+            let mut sender = receiver.sender().unwrap();
+            assert_eq!(sender.local_addr(), receiver.local_addr());
+            let probe = UdpSocket::bind(LOCALHOST).unwrap();
+            sender.send(probe.local_addr().unwrap(), b"hi").unwrap();
+            sender.flush().unwrap();
+            let mut buf = [0; 16];
+            probe
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let (len, from) = probe.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..len], from), (&b"hi"[..], receiver.local_addr()));
+        }
     }
 
     #[test]

@@ -139,6 +139,19 @@ impl Replica {
                 self.recovery_targets.remove(&status.replica);
             }
         }
+        if status.recovering.is_some()
+            && status.replica == self.config.primary(self.view)
+            && status.view == self.view
+            && !status.changing
+            && !self.changing
+        {
+            // The primary says, signed, that it is recovering: it proposes
+            // nothing until the group is past its estimate, which an idle
+            // group never gets to without a primary. Move on.
+            ctx.count("view change: the primary is recovering");
+            self.start_next_view(ctx);
+            return;
+        }
         if status.executed < self.stable.seq && status.stable < self.stable.seq {
             let msg = StableCheckpoint {
                 replica: self.id,

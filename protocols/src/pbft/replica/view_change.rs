@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use runtime::{Addr, ReplicaId, Time};
 use wire::Signed;
+use wire::control::VIEW_CHANGES_COUNTER;
 use wire::pbft::{AuthRequest, Message, NewView, PrePrepare, PreparedCert, View, ViewChange};
 
 use super::super::codec::{Outbound, compute_new_view};
@@ -114,7 +115,7 @@ impl Replica {
         self.start_next_view(ctx);
     }
 
-    fn start_next_view(&mut self, ctx: &mut Ctx<'_, '_>) {
+    pub(super) fn start_next_view(&mut self, ctx: &mut Ctx<'_, '_>) {
         match self.view.checked_add(1) {
             Some(next) => self.start_view_change(next, ctx),
             None => ctx.drop_message("view change: no view after the last"),
@@ -136,7 +137,7 @@ impl Replica {
     /// checkpoint and the prepared certificates above it.
     fn start_view_change(&mut self, view: View, ctx: &mut Ctx<'_, '_>) {
         assert!(view > self.view, "view changes go forward");
-        ctx.count("view change: started");
+        ctx.count(VIEW_CHANGES_COUNTER);
         ctx.note(|| format!("changes to view {view}"));
         self.view = view;
         self.changing = true;
