@@ -145,10 +145,7 @@ fn quorums_intersect_in_a_correct_replica_for_every_n() {
         let keys = simulated_keys(35, n);
         let config = protocols::simulate::pbft::group(&keys);
         let (q, f) = (config.quorum(), config.f);
-        assert!(
-            2 * q - n > f,
-            "n = {n}: quorums of {q} share under f + 1"
-        );
+        assert!(2 * q - n > f, "n = {n}: quorums of {q} share under f + 1");
         assert!(
             q <= n - f,
             "n = {n}: a quorum of {q} needs a faulty replica"
