@@ -729,3 +729,31 @@ fn a_slow_correct_primary_under_load_is_not_replaced() {
     // search can settle; agreement is what this run is about.
     log.check_agreement().unwrap();
 }
+
+/// Review finding: a primary cut off from the other replicas (not from its
+/// clients) keeps queueing requests while the others move to view 1; when
+/// the cut heals it joins view 1 from a relayed new-view, without a view
+/// change of its own, and used to keep its queue as a backup: nobody
+/// proposed those requests, and it asked for help every status interval
+/// for ever. Now the queue becomes requests it waits for and hands over.
+#[test]
+fn a_deposed_primary_hands_over_its_queue_when_it_joins_a_later_view() {
+    let System { mut sim, log, .. } = system(45, Network::reliable(), 4, 4, 60);
+    let others = [replica(1), replica(2), replica(3)];
+    sim.schedule(Time::from_nanos(10_000_000), move |sim| {
+        sim.cut(&[replica(0)], &others);
+        sim.cut(&others, &[replica(0)]);
+    });
+    sim.schedule(Time::from_nanos(1_000_000_000), |sim| sim.heal());
+    sim.run_until(Time::from_nanos(1_500_000_000));
+    assert!(counter(&sim, replica(0), "view change: new view") >= 1);
+    assert!(counter(&sim, replica(0), "request: already proposed") >= 1);
+    // Idle now: only heartbeats, not a status every interval.
+    let before = counter(&sim, replica(0), "status: sent");
+    sim.run_until(sim.now() + Duration::from_secs(2));
+    let sent = counter(&sim, replica(0), "status: sent") - before;
+    assert!(sent <= 10, "{sent} statuses in 2 s of idleness");
+    assert_eq!(sim.ops_completed(), 240);
+    check(&sim, &log).unwrap();
+    check_caught_up(&sim, &log, LOG_MAX).unwrap();
+}

@@ -22,15 +22,25 @@
 //! the same). A replay of an old request carries its old session number and
 //! is refused the same way; a replayed registration opens a session nobody
 //! uses.
+//!
+//! A session is bound to the public key its registration carried: a request
+//! under another key (one that checked at a replica that had lost the
+//! client's key, say) is not executed, and its client is not told anything.
+//! Every replica decides this alike too, so the binding of a client id to a
+//! key is whatever the protocol ordered first, not whatever a replica's
+//! codec happened to keep.
 
 use std::collections::{BTreeMap, HashMap};
 
 use wire::ClientId;
+use wire::crypto::PublicKey;
 
 /// A client's session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
     pub number: u64,
+    /// The key the session registered under.
+    pub key: PublicKey,
     /// The latest request executed, and its result.
     pub request_num: u64,
     pub result: Vec<u8>,
@@ -49,6 +59,8 @@ pub enum Admission {
     Stale,
     /// No such session: the client was evicted (or never registered).
     Evicted,
+    /// The session registered under another key: ignore, and tell nobody.
+    OtherKey,
 }
 
 /// Sessions by client, bounded; see the module docs.
@@ -94,13 +106,19 @@ impl ClientTable {
             .is_some_and(|s| s.number == session && s.request_num >= request_num)
     }
 
-    /// Opens a session for `client` numbered `number`, evicting the least
-    /// recently used one if the table is full. A client that already has a
-    /// session keeps it (a retransmitted registration). Returns the client
-    /// evicted, if any.
-    pub fn register(&mut self, client: ClientId, number: u64) -> (u64, Option<ClientId>) {
+    /// Opens a session for `client` under `key` numbered `number`, evicting
+    /// the least recently used one if the table is full. A client that
+    /// already has a session keeps it (a retransmitted registration).
+    /// Returns the session's number and the client evicted, if any; `None`
+    /// if the client has a session under another key.
+    pub fn register(
+        &mut self,
+        client: ClientId,
+        key: PublicKey,
+        number: u64,
+    ) -> Option<(u64, Option<ClientId>)> {
         if let Some(session) = self.sessions.get(&client) {
-            return (session.number, None);
+            return (session.key == key).then_some((session.number, None));
         }
         let mut evicted = None;
         if self.sessions.len() >= self.max {
@@ -114,17 +132,31 @@ impl ClientTable {
             client,
             Session {
                 number,
+                key,
                 request_num: 0,
                 result: Vec::new(),
                 last_used: self.clock,
             },
         );
-        (number, evicted)
+        Some((number, evicted))
     }
 
-    /// What to do with request `request_num` of `client` under `session`.
-    pub fn admit(&self, client: ClientId, session: u64, request_num: u64) -> Admission {
+    /// The sessions' clients and keys.
+    pub fn keys(&self) -> impl Iterator<Item = (ClientId, PublicKey)> + '_ {
+        self.sessions.iter().map(|(c, s)| (*c, s.key))
+    }
+
+    /// What to do with request `request_num` of `client` under `session`,
+    /// authenticated under `key`.
+    pub fn admit(
+        &self,
+        client: ClientId,
+        key: &PublicKey,
+        session: u64,
+        request_num: u64,
+    ) -> Admission {
         match self.sessions.get(&client) {
+            Some(s) if s.number == session && s.key != *key => Admission::OtherKey,
             Some(s) if s.number == session => match request_num.cmp(&s.request_num) {
                 std::cmp::Ordering::Greater => Admission::Execute,
                 std::cmp::Ordering::Equal => Admission::Duplicate(s.result.clone()),
@@ -159,6 +191,7 @@ impl ClientTable {
             for n in [client.0, s.number, s.request_num, s.last_used] {
                 out.extend_from_slice(&n.to_le_bytes());
             }
+            out.extend_from_slice(&s.key.0);
             out.extend_from_slice(&(s.result.len() as u64).to_le_bytes());
             out.extend_from_slice(&s.result);
         }
@@ -178,6 +211,9 @@ impl ClientTable {
             let number = take_u64(bytes)?;
             let request_num = take_u64(bytes)?;
             let last_used = take_u64(bytes)?;
+            let (key, rest) = bytes.split_first_chunk::<33>()?;
+            let key = PublicKey(*key);
+            *bytes = rest;
             let len = usize::try_from(take_u64(bytes)?).ok()?;
             let (result, rest) = bytes.split_at_checked(len)?;
             *bytes = rest;
@@ -186,6 +222,7 @@ impl ClientTable {
             }
             let session = Session {
                 number,
+                key,
                 request_num,
                 result: result.to_vec(),
                 last_used,
@@ -211,37 +248,45 @@ mod tests {
     const A: ClientId = ClientId(1);
     const B: ClientId = ClientId(2);
     const C: ClientId = ClientId(3);
+    const K: PublicKey = PublicKey([2; 33]);
+    const OTHER: PublicKey = PublicKey([3; 33]);
 
     #[test]
     fn at_most_once_within_a_session() {
         let mut table = ClientTable::new(4);
-        let (session, _) = table.register(A, 10);
+        let (session, _) = table.register(A, K, 10).unwrap();
         assert_eq!(session, 10);
-        assert_eq!(table.admit(A, 10, 1), Admission::Execute);
+        assert_eq!(table.admit(A, &K, 10, 1), Admission::Execute);
         table.record(A, 1, b"r1".to_vec());
-        assert_eq!(table.admit(A, 10, 1), Admission::Duplicate(b"r1".to_vec()));
-        assert_eq!(table.admit(A, 10, 0), Admission::Stale);
-        assert_eq!(table.admit(A, 10, 2), Admission::Execute);
+        assert_eq!(
+            table.admit(A, &K, 10, 1),
+            Admission::Duplicate(b"r1".to_vec())
+        );
+        assert_eq!(table.admit(A, &K, 10, 0), Admission::Stale);
+        assert_eq!(table.admit(A, &K, 10, 2), Admission::Execute);
         // Another session number: a replay from an earlier session.
-        assert_eq!(table.admit(A, 9, 5), Admission::Evicted);
+        assert_eq!(table.admit(A, &K, 9, 5), Admission::Evicted);
         // Registering again keeps the session.
-        assert_eq!(table.register(A, 20), (10, None));
+        assert_eq!(table.register(A, K, 20), Some((10, None)));
+        // Another key gets neither a session nor its requests executed.
+        assert_eq!(table.register(A, OTHER, 20), None);
+        assert_eq!(table.admit(A, &OTHER, 10, 3), Admission::OtherKey);
     }
 
     #[test]
     fn the_least_recently_executed_session_is_evicted() {
         let mut table = ClientTable::new(2);
-        table.register(A, 1);
-        table.register(B, 2);
+        table.register(A, K, 1);
+        table.register(B, K, 2);
         table.record(A, 1, Vec::new());
         // B executed least recently (only its registration): it goes.
-        assert_eq!(table.register(C, 3), (3, Some(B)));
-        assert_eq!(table.admit(B, 2, 1), Admission::Evicted);
+        assert_eq!(table.register(C, K, 3), Some((3, Some(B))));
+        assert_eq!(table.admit(B, &K, 2, 1), Admission::Evicted);
         assert_eq!(table.len(), 2);
         // A replayed registration of B opens a new session; B's old requests
         // are still refused.
-        assert_eq!(table.register(B, 4), (4, Some(A)));
-        assert_eq!(table.admit(B, 2, 1), Admission::Evicted);
+        assert_eq!(table.register(B, K, 4), Some((4, Some(A))));
+        assert_eq!(table.admit(B, &K, 2, 1), Admission::Evicted);
     }
 
     #[test]
@@ -251,9 +296,9 @@ mod tests {
             let mut table = ClientTable::new(2);
             for (i, &(client, num)) in ops.iter().enumerate() {
                 if num == 0 {
-                    table.register(client, i as u64);
+                    table.register(client, K, i as u64);
                 } else if let Some(s) = table.get(client).map(|s| s.number)
-                    && table.admit(client, s, num) == Admission::Execute
+                    && table.admit(client, &K, s, num) == Admission::Execute
                 {
                     table.record(client, num, vec![num as u8]);
                 }

@@ -10,7 +10,7 @@
 //! and sequence number this replica has already accepted is dropped before
 //! its batch is even decoded.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -281,31 +281,64 @@ impl Settled {
 /// client-replica pair).
 #[derive(Debug)]
 enum Macs {
-    /// A replica's secret key (for ECDH) and the key it shares with each
-    /// client it authenticated a request from: the first public key under
-    /// which a client's request checked wins, and the table holds at most
-    /// [`CLIENT_KEYS_MAX`] clients.
+    /// A replica's secret key (for ECDH) and the keys it shares with
+    /// clients.
     Replica {
         /// This replica's id: which entry of a request's authenticator is
         /// its own.
         me: ReplicaId,
         secret: SecretKey,
-        /// SipHash (std's default): client ids are chosen by clients, so a
-        /// hasher without a secret key would be a hash-flooding target.
-        clients: RwLock<std::collections::HashMap<ClientId, (PublicKey, MacKey)>>,
+        clients: RwLock<SharedKeys>,
     },
     /// The clients of a client node: each one's key pair derives from `seed`
     /// and its id; for each registered client, its public key and the key it
     /// shares with each replica, in replica order.
     Client {
         seed: Vec<u8>,
-        clients: RwLock<std::collections::HashMap<ClientId, ClientKeys>>,
+        clients: RwLock<HashMap<ClientId, ClientKeys>>,
     },
 }
 
 /// A client's public key, and the key it shares with each replica, in replica
 /// order.
 type ClientKeys = (PublicKey, Arc<[MacKey]>);
+
+/// The keys a replica shares with clients, by client. Those of clients with
+/// a session are *pinned*: the replica sets them as it executes
+/// registrations and evictions (and after a state transfer), so they are the
+/// sessions' keys, and a request under another key is refused. Of other
+/// clients, the first public key under which a request checked is kept, for
+/// at most [`CLIENT_KEYS_MAX`] clients: one more evicts an arbitrary one of
+/// them (which pays for an ECDH again at its next request). A request is
+/// never checked under a key that is not kept, so a flood of keys cannot
+/// make a replica check a client's requests under a key of the flooder's
+/// choosing once its table is full.
+///
+/// The maps use SipHash (std's default): client ids are chosen by clients,
+/// so a hasher without a secret key would be a hash-flooding target.
+#[derive(Debug, Default)]
+struct SharedKeys {
+    pinned: HashMap<ClientId, (PublicKey, MacKey)>,
+    other: HashMap<ClientId, (PublicKey, MacKey)>,
+}
+
+impl SharedKeys {
+    fn get(&self, client: &ClientId) -> Option<&(PublicKey, MacKey)> {
+        self.pinned.get(client).or_else(|| self.other.get(client))
+    }
+
+    /// Keeps `key` for a client without a session, evicting another such
+    /// client's if full.
+    fn insert_other(&mut self, client: ClientId, key: (PublicKey, MacKey)) {
+        if self.other.len() >= CLIENT_KEYS_MAX
+            && !self.other.contains_key(&client)
+            && let Some(&evicted) = self.other.keys().next()
+        {
+            self.other.remove(&evicted);
+        }
+        self.other.insert(client, key);
+    }
+}
 
 /// Client `id`'s secret key, derived from the client key seed (simulated if
 /// the group's keys are).
@@ -336,7 +369,7 @@ impl Codec {
             macs: Macs::Replica {
                 me,
                 secret: key.clone(),
-                clients: RwLock::new(std::collections::HashMap::new()),
+                clients: RwLock::new(SharedKeys::default()),
             },
         })
     }
@@ -351,7 +384,7 @@ impl Codec {
             settled: Settled::new(),
             macs: Macs::Client {
                 seed: client_key_seed.to_vec(),
-                clients: RwLock::new(std::collections::HashMap::new()),
+                clients: RwLock::new(HashMap::new()),
             },
         }
     }
@@ -381,6 +414,62 @@ impl Codec {
 
     pub fn config(&self) -> &Arc<Config> {
         &self.config
+    }
+
+    /// A replica opened a session for `client` under `key`: its requests
+    /// check under `key` only, for as long as the session lasts.
+    pub(crate) fn pin_client(&self, client: ClientId, key: PublicKey) {
+        let Macs::Replica {
+            secret, clients, ..
+        } = &self.macs
+        else {
+            return;
+        };
+        let mut keys = clients.write().expect("not poisoned");
+        let kept = match keys.other.remove(&client) {
+            Some(kept) if kept.0 == key => Some(kept),
+            _ => keys.pinned.get(&client).filter(|k| k.0 == key).cloned(),
+        };
+        // The registration was checked somewhere, but perhaps not here, or
+        // under a key this table no longer holds: derive it.
+        let shared = kept.or_else(|| {
+            let public = key.parse().ok()?;
+            Some((key, MacKey::agree(&public, secret).ok()?))
+        });
+        match shared {
+            Some(shared) => keys.pinned.insert(client, shared),
+            None => keys.pinned.remove(&client),
+        };
+    }
+
+    /// A replica evicted `client`'s session: its key is kept like any
+    /// other client's.
+    pub(crate) fn unpin_client(&self, client: ClientId) {
+        let Macs::Replica { clients, .. } = &self.macs else {
+            return;
+        };
+        let mut keys = clients.write().expect("not poisoned");
+        if let Some(shared) = keys.pinned.remove(&client) {
+            keys.insert_other(client, shared);
+        }
+    }
+
+    /// A replica installed a client table from a state transfer: the
+    /// sessions' keys become the pinned ones.
+    pub(crate) fn repin_clients(&self, sessions: impl Iterator<Item = (ClientId, PublicKey)>) {
+        let Macs::Replica { clients, .. } = &self.macs else {
+            return;
+        };
+        let pinned = std::mem::take(&mut clients.write().expect("not poisoned").pinned);
+        for (client, shared) in pinned {
+            clients
+                .write()
+                .expect("not poisoned")
+                .insert_other(client, shared);
+        }
+        for (client, key) in sessions {
+            self.pin_client(client, key);
+        }
     }
 
     /// The replica accepted a pre-prepare at (`view`, `seq`) and has its
@@ -498,17 +587,17 @@ impl Codec {
         key.verify_encoded(&request.authenticated(), mac)
             .map_err(|_| DropReason("request: bad authenticator"))?;
         let mut clients = clients.write().expect("not poisoned");
-        if clients.len() >= CLIENT_KEYS_MAX && !clients.contains_key(&client) {
-            // Checked, but not kept: replies to this client are not sent
-            // (no key to MAC them), and its next request pays for ECDH again.
-            return Ok(());
-        }
         // Another thread may have raced us here: the first key still wins.
-        let (known, _) = clients.entry(client).or_insert((request.key, key));
-        if *known != request.key {
-            return Err(DropReason("request: client already has another key"));
+        match clients.get(&client) {
+            Some((known, _)) if *known != request.key => {
+                Err(DropReason("request: client already has another key"))
+            }
+            Some(_) => Ok(()),
+            None => {
+                clients.insert_other(client, (request.key, key));
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// A client checks a reply's MAC under the key it shares with the replica
@@ -1563,5 +1652,62 @@ mod tests {
             reason(backup.decode(from(3), &msg)),
             "message: not from the sender's address"
         );
+    }
+
+    /// A flood of requests under fresh client keys fills the table of
+    /// clients without a session, but evicts none with a session, never
+    /// rebinds one, and never leaves a checked client without its key (the
+    /// table used to check requests from further clients under whatever key
+    /// they carried, without keeping it).
+    #[test]
+    fn a_flood_of_client_keys_neither_rebinds_nor_forgets_a_session() {
+        let keys = crate::simulate::pbft::simulated_keys(3, N);
+        let config = Arc::new(crate::simulate::pbft::group(&keys));
+        let me = replica(&config, &keys, 1);
+        let honest = Codec::client(Arc::clone(&config), b"honest");
+        let forger = Codec::client(Arc::clone(&config), b"forger");
+        let flood = Codec::client(Arc::clone(&config), b"flood");
+        let (pinned, unpinned) = (ClientId(1), ClientId(2));
+        for id in [pinned, unpinned] {
+            honest.register_client(id);
+            forger.register_client(id);
+            me.decode(Source::Other, &request_bytes(&honest, id, 1))
+                .unwrap();
+        }
+        let key = auth_request(&honest, pinned, 1).key;
+        me.pin_client(pinned, key);
+        let first = 1000;
+        for i in first..first + CLIENT_KEYS_MAX as u64 + 100 {
+            flood.register_client(ClientId(i));
+            me.decode(Source::Other, &request_bytes(&flood, ClientId(i), 1))
+                .unwrap();
+        }
+        let Macs::Replica { clients, .. } = &me.macs else {
+            unreachable!()
+        };
+        let table = clients.read().unwrap();
+        assert_eq!(table.other.len(), CLIENT_KEYS_MAX);
+        assert_eq!(table.pinned.len(), 1);
+        // The newest flooder is kept: replies to it can be MACed.
+        assert!(
+            table
+                .get(&ClientId(first + CLIENT_KEYS_MAX as u64 + 99))
+                .is_some()
+        );
+        drop(table);
+        assert_eq!(
+            reason(me.decode(Source::Other, &request_bytes(&forger, pinned, 2))),
+            "request: client already has another key"
+        );
+        me.decode(Source::Other, &request_bytes(&honest, pinned, 2))
+            .unwrap();
+        // Evicting the session unpins the key; a state transfer pins the
+        // installed sessions' keys.
+        me.unpin_client(pinned);
+        me.repin_clients([(pinned, key)].into_iter());
+        let table = clients.read().unwrap();
+        assert_eq!(table.pinned.get(&pinned).map(|k| k.0), Some(key));
+        assert!(!table.other.contains_key(&pinned));
+        assert!(table.other.len() < CLIENT_KEYS_MAX);
     }
 }

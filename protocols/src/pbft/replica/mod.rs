@@ -154,10 +154,11 @@ struct Slot {
     /// The batch, once known, with its digest (it may be from an earlier
     /// view's pre-prepare, and then may not match).
     batch: Option<(Digest, Vec<AuthRequest>)>,
-    /// The batch of `prepared`, kept while later views accept other
-    /// digests here: a later new view may choose it again, and then someone
-    /// must still have it.
-    prepared_batch: Option<(Digest, Vec<AuthRequest>)>,
+    /// Batches of other digests this slot held in earlier views, at most
+    /// [`EARLIER_BATCHES_MAX`] (the one of `prepared` is evicted last): a
+    /// later new view may choose one of them again, and then the replicas
+    /// that had it must still answer for it.
+    earlier: Vec<(Digest, Vec<AuthRequest>)>,
     /// At most one prepare per replica (the latest view's).
     prepares: BTreeMap<ReplicaId, (View, Digest, Signature)>,
     /// At most one commit per replica.
@@ -468,6 +469,10 @@ impl Replica {
         }
         assert!(self.transfer.is_some() || self.executed >= self.stable.seq);
         assert!(self.pending.len() <= PENDING_MAX && self.pending_bytes <= PENDING_BYTES_MAX);
+        assert!(
+            self.pending.is_empty() || (self.is_primary() && !self.changing),
+            "only the primary of a started view queues requests"
+        );
         assert!(self.waiting.len() <= WAITING_MAX && self.waiting.bytes <= WAITING_BYTES_MAX);
         assert_eq!(self.waiting.len(), self.waiting.by_age.len());
         assert!(self.clients.len() <= self.config.client_table_max);
@@ -486,14 +491,72 @@ impl Replica {
     }
 }
 
+/// Batches of earlier digests a slot keeps (see `Slot::earlier`): a faulty
+/// primary proposes one digest per view, so this many views back.
+const EARLIER_BATCHES_MAX: usize = 3;
+
 impl Slot {
     /// The batch with `digest`, if this slot knows it.
     fn batch_for(&self, digest: Digest) -> Option<&Vec<AuthRequest>> {
-        [&self.batch, &self.prepared_batch]
-            .into_iter()
-            .flatten()
+        self.batch
+            .iter()
+            .chain(&self.earlier)
             .find(|(d, _)| *d == digest)
             .map(|(_, batch)| batch)
+    }
+
+    /// Whether this slot holds the batch of the digest it accepted.
+    fn has_batch(&self) -> bool {
+        matches!((&self.pre_prepare, &self.batch), (Some((_, d, _)), Some((b, _))) if d == b)
+    }
+
+    /// Makes `batch` (of `digest`) the slot's batch, keeping the one it
+    /// replaces among the earlier ones.
+    fn set_batch(&mut self, digest: Digest, batch: Vec<AuthRequest>) {
+        self.stash_batch();
+        self.earlier.retain(|(d, _)| *d != digest);
+        self.batch = Some((digest, batch));
+    }
+
+    /// Moves the slot's batch among the earlier ones, evicting the oldest
+    /// that is not the prepared certificate's when they are full.
+    fn stash_batch(&mut self) {
+        let Some((digest, batch)) = self.batch.take() else {
+            return;
+        };
+        if self.earlier.iter().any(|(d, _)| *d == digest) {
+            return;
+        }
+        if self.earlier.len() == EARLIER_BATCHES_MAX {
+            let prepared = self.prepared.as_ref().map(|cert| cert.digest);
+            let oldest = self
+                .earlier
+                .iter()
+                .position(|(d, _)| Some(*d) != prepared)
+                .unwrap_or(0);
+            self.earlier.remove(oldest);
+        }
+        self.earlier.push((digest, batch));
+    }
+
+    /// Takes the batch of `digest` as the slot's, from the earlier ones or
+    /// (the null batch) from nothing; without it, the slot holds none until
+    /// it is fetched. Returns whether the slot now has it.
+    fn take_batch_for(&mut self, digest: Digest, null_digest: Digest) -> bool {
+        if self.batch.as_ref().is_some_and(|(d, _)| *d == digest) {
+            return true;
+        }
+        if let Some(i) = self.earlier.iter().position(|(d, _)| *d == digest) {
+            let (_, batch) = self.earlier.remove(i);
+            self.set_batch(digest, batch);
+            true
+        } else if digest == null_digest {
+            self.set_batch(digest, Vec::new());
+            true
+        } else {
+            self.stash_batch();
+            false
+        }
     }
 
     /// Accepts the pre-prepare `(view, digest)` here, forgetting what was
@@ -611,5 +674,59 @@ impl Replica {
             Message::QueryStable(q) => self.on_query_stable(q.payload, ctx),
             Message::ReplyStable(r) => self.on_reply_stable(r.payload, ctx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(i: u8) -> Digest {
+        Digest([i; 32])
+    }
+
+    #[test]
+    fn a_slot_keeps_the_batches_of_earlier_views() {
+        // View 1 pre-prepares X, view 2 Y, view 3's new view chooses X again
+        // (from a certificate of view 1): the slot still has X.
+        let (x, y, null) = (digest(1), digest(2), digest(0));
+        let mut slot = Slot::default();
+        slot.enter(1, x, None);
+        slot.set_batch(x, Vec::new());
+        slot.enter(2, y, None);
+        slot.set_batch(y, Vec::new());
+        slot.enter(3, x, None);
+        assert!(slot.take_batch_for(x, null));
+        assert!(slot.has_batch());
+        // A digest nobody sent it leaves the slot without a batch but
+        // forgets neither X nor Y.
+        slot.enter(4, digest(9), None);
+        assert!(!slot.take_batch_for(digest(9), null));
+        assert!(!slot.has_batch());
+        assert!(slot.batch_for(x).is_some() && slot.batch_for(y).is_some());
+        assert!(slot.take_batch_for(null, null));
+    }
+
+    #[test]
+    fn the_prepared_batch_is_evicted_last() {
+        let null = digest(0);
+        let mut slot = Slot::default();
+        slot.set_batch(digest(1), Vec::new());
+        slot.prepared = Some(PreparedCert {
+            view: 1,
+            seq: 1,
+            digest: digest(1),
+            pre_prepare: None,
+            prepares: Vec::new(),
+        });
+        for i in 2..=10 {
+            slot.enter(u64::from(i), digest(i), None);
+            slot.set_batch(digest(i), Vec::new());
+        }
+        assert!(slot.earlier.len() <= EARLIER_BATCHES_MAX);
+        assert!(slot.batch_for(digest(1)).is_some(), "the prepared batch");
+        assert!(slot.batch_for(digest(10)).is_some());
+        assert!(slot.batch_for(digest(2)).is_none(), "the oldest other");
+        assert!(!slot.take_batch_for(digest(2), null));
     }
 }

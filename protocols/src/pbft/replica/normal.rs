@@ -39,6 +39,10 @@ impl Replica {
                 return;
             }
             if let Some(session) = self.clients.get(client) {
+                if session.key != auth.key {
+                    ctx.drop_message("request: client has a session under another key");
+                    return;
+                }
                 // Registered already (the reply was lost): the session again.
                 ctx.count("request: registration answered again");
                 let reply = self.reply(client, 0, session.number.to_le_bytes().to_vec());
@@ -48,8 +52,12 @@ impl Replica {
         } else {
             match self
                 .clients
-                .admit(client, auth.session, request.request_num)
+                .admit(client, &auth.key, auth.session, request.request_num)
             {
+                Admission::OtherKey => {
+                    ctx.drop_message("request: client has a session under another key");
+                    return;
+                }
                 Admission::Stale => {
                     ctx.drop_message("request: older than the latest");
                     return;
@@ -188,7 +196,7 @@ impl Replica {
         let view = self.view;
         let slot = self.log.entry(seq).or_default();
         slot.enter(view, digest, None);
-        slot.batch = Some((digest, batch.clone()));
+        slot.set_batch(digest, batch.clone());
         let pp = PrePrepare { view, seq, digest };
         ctx.send_to_replicas(Outbound::PrePrepare(pp, batch));
         self.advance(seq, ctx);
@@ -221,8 +229,8 @@ impl Replica {
                 return;
             }
             ctx.drop_message("pre-prepare: duplicate");
-            if slot.batch.as_ref().is_none_or(|(d, _)| *d != digest) {
-                slot.batch = Some((digest, batch));
+            if !slot.has_batch() {
+                slot.set_batch(digest, batch);
                 self.codec.settle_pre_prepared(view, seq);
                 self.execute_committed(ctx);
             }
@@ -230,7 +238,7 @@ impl Replica {
         }
         slot.enter(view, digest, Some(pp.signature));
         slot.unchecked = !checked;
-        slot.batch = Some((digest, batch));
+        slot.set_batch(digest, batch);
         self.codec.settle_pre_prepared(view, seq);
         self.advance(seq, ctx);
     }
@@ -375,11 +383,6 @@ impl Replica {
                 pre_prepare: pp_signature,
                 prepares,
             });
-            if let Some((d, batch)) = &slot.batch
-                && *d == digest
-            {
-                slot.prepared_batch = Some((digest, batch.clone()));
-            }
             self.codec.settle_prepared(view, seq);
         }
         if !slot.sent_commit && may_vote {
@@ -471,23 +474,33 @@ impl Replica {
                     request_num: num,
                     op,
                 },
+            key,
             ..
         } = auth;
         let outcome = if num == 0 {
             let number = seq
                 .saturating_mul(SESSION_STRIDE)
                 .saturating_add(index as u64);
-            let (number, evicted) = self.clients.register(client, number);
-            if let Some(evicted) = evicted {
-                ctx.count("client table: session evicted");
-                self.proposed.remove(&evicted);
-                self.waiting.remove(evicted);
+            match self.clients.register(client, key, number) {
+                Some((number, evicted)) => {
+                    if let Some(evicted) = evicted {
+                        ctx.count("client table: session evicted");
+                        self.proposed.remove(&evicted);
+                        self.waiting.remove(evicted);
+                        self.codec.unpin_client(evicted);
+                    }
+                    self.codec.pin_client(client, key);
+                    let reply = self.reply(client, 0, number.to_le_bytes().to_vec());
+                    ctx.send(Addr::Client(client), reply);
+                    "registered"
+                }
+                None => {
+                    ctx.count("execute: registration under another key skipped");
+                    "other key"
+                }
             }
-            let reply = self.reply(client, 0, number.to_le_bytes().to_vec());
-            ctx.send(Addr::Client(client), reply);
-            "registered"
         } else {
-            match self.clients.admit(client, session, num) {
+            match self.clients.admit(client, &key, session, num) {
                 Admission::Execute => {
                     let at = Position {
                         slot: seq,
@@ -504,6 +517,10 @@ impl Replica {
                 Admission::Duplicate(_) | Admission::Stale => {
                     ctx.count("execute: duplicate request skipped");
                     "duplicate"
+                }
+                Admission::OtherKey => {
+                    ctx.count("execute: request under another key skipped");
+                    "other key"
                 }
                 Admission::Evicted => {
                     ctx.count("execute: session evicted");

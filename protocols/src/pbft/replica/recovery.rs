@@ -14,11 +14,15 @@
 //!    (`QueryStable`, with a fresh nonce so that replies to an earlier
 //!    recovery cannot be replayed), and takes part in nothing else.
 //! 2. From the replies it picks `c_M`: a value `c` reported by some replica
-//!    `j` such that 2f replicas other than `j` reported a `c` at most `c_M`
-//!    and f others a `p` at least `c_M` (its own, amnesiac, values count as
-//!    zero), the highest such. Its high watermark before the crash was at
-//!    most `H = c_M + L`: no correct replica was beyond, and a faulty one
-//!    cannot push `c_M` past what a correct replica prepared.
+//!    `j` such that n − q + f replicas other than `j` reported a `c` at most
+//!    `c_M` (q the quorum; 2f when n = 3f+1) and f others a `p` at least
+//!    `c_M` (its own, amnesiac, values count as zero), the highest such.
+//!    With n − q + f + 1 replicas at or below `c_M`, the quorum that made
+//!    its last stable checkpoint before the crash (at least q − f of them
+//!    correct) cannot lie wholly above `c_M`, so that checkpoint was at most
+//!    `c_M` and its high watermark at most `H = c_M + L`; and with f + 1 at
+//!    or above it, one correct replica prepared there, so a faulty one
+//!    cannot push `c_M`, and the wait, past what the group reached.
 //! 3. **Waiting**: it takes part again (view changes, state transfer,
 //!    execution of what others commit), but sends no pre-prepare, prepare or
 //!    commit for any sequence number at or below `H`, until a checkpoint at
@@ -150,7 +154,8 @@ impl Replica {
             .or_insert((reply.checkpoint, reply.prepared));
         entry.0 = entry.0.min(reply.checkpoint);
         entry.1 = entry.1.max(reply.prepared);
-        let Some(c_m) = estimate(replies, f) else {
+        let at_most = self.config.n - self.config.quorum() + f;
+        let Some(c_m) = estimate(replies, at_most, f) else {
             return;
         };
         let high = c_m.saturating_add(LOG_MAX);
@@ -178,10 +183,15 @@ impl Replica {
     }
 }
 
-/// The highest `c_M` the replies allow (TOCS §4.3.2), with the recovering
-/// replica's own checkpoint and prepared numbers taken as zero; `None`
-/// until the replies allow one.
-fn estimate(replies: &BTreeMap<ReplicaId, (Seq, Seq)>, f: usize) -> Option<Seq> {
+/// The highest `c_M` the replies allow (TOCS §4.3.2): reported by some `j`
+/// with `at_most` replicas other than `j` at or below it and `f` others
+/// prepared at or above it, the recovering replica's own checkpoint and
+/// prepared numbers taken as zero; `None` until the replies allow one.
+fn estimate(
+    replies: &BTreeMap<ReplicaId, (Seq, Seq)>,
+    at_most_needed: usize,
+    f: usize,
+) -> Option<Seq> {
     replies
         .iter()
         .filter(|&(j, &(c_j, _))| {
@@ -189,7 +199,7 @@ fn estimate(replies: &BTreeMap<ReplicaId, (Seq, Seq)>, f: usize) -> Option<Seq> 
             let at_most = others().filter(|(_, (c, _))| *c <= c_j).count() + 1;
             let prepared_beyond =
                 others().filter(|(_, (_, p))| *p >= c_j).count() + usize::from(c_j == 0);
-            at_most >= 2 * f && prepared_beyond >= f
+            at_most >= at_most_needed && prepared_beyond >= f
         })
         .map(|(_, &(c, _))| c)
         .max()
@@ -209,7 +219,7 @@ mod tests {
     #[test]
     fn three_correct_replies_give_their_checkpoint() {
         assert_eq!(
-            estimate(&replies(&[(1, 16, 20), (2, 16, 21), (3, 8, 18)]), 1),
+            estimate(&replies(&[(1, 16, 20), (2, 16, 21), (3, 8, 18)]), 2, 1),
             Some(16)
         );
     }
@@ -218,8 +228,11 @@ mod tests {
     fn one_reply_is_not_enough_with_f_one() {
         // One reply and its own zero: the checkpoint it reports has one
         // replica at or below it, not two.
-        assert_eq!(estimate(&replies(&[(1, 16, 20)]), 1), None);
-        assert_eq!(estimate(&replies(&[(1, 16, 20), (2, 16, 17)]), 1), Some(16));
+        assert_eq!(estimate(&replies(&[(1, 16, 20)]), 2, 1), None);
+        assert_eq!(
+            estimate(&replies(&[(1, 16, 20), (2, 16, 17)]), 2, 1),
+            Some(16)
+        );
     }
 
     #[test]
@@ -232,6 +245,19 @@ mod tests {
             (4, 24, 29),
             (5, 16, 25),
         ];
-        assert_eq!(estimate(&replies(&values), 2), Some(24));
+        assert_eq!(estimate(&replies(&values), 4, 2), Some(24));
+    }
+
+    #[test]
+    fn with_n_six_the_estimate_needs_three_at_or_below() {
+        // n = 6, f = 1, quorum 4: replicas 0 (recovering), 1, 2 and 3 made
+        // checkpoint 16 stable before 0 crashed; 4 is correct but behind,
+        // 5 is faulty. With 2f = 2 replicas at or below (4 and its own
+        // zero), 0 would settle for 0 and vote again in 17..=32.
+        let early = replies(&[(4, 0, 0), (5, 0, 16)]);
+        assert_eq!(estimate(&early, 2, 1), Some(0), "the n = 3f+1 threshold");
+        assert_eq!(estimate(&early, 3, 1), None);
+        let later = replies(&[(4, 0, 0), (5, 0, 16), (1, 16, 20)]);
+        assert_eq!(estimate(&later, 3, 1), Some(16));
     }
 }

@@ -248,7 +248,7 @@ impl Replica {
     pub(super) fn fetch_missing_batches(&mut self, ctx: &mut Ctx<'_, '_>) {
         for slot in self.log.values() {
             if let Some((_, digest, _)) = slot.pre_prepare
-                && slot.batch.as_ref().is_none_or(|(d, _)| *d != digest)
+                && !slot.has_batch()
             {
                 ctx.count("batch: fetch");
                 let fetch = FetchBatch {
@@ -285,9 +285,9 @@ impl Replica {
         for (&seq, slot) in &mut self.log {
             if let Some((view, digest, _)) = slot.pre_prepare
                 && digest == batch.digest
-                && slot.batch.as_ref().is_none_or(|(d, _)| *d != digest)
+                && !slot.has_batch()
             {
-                slot.batch = Some((digest, batch.requests.clone()));
+                slot.set_batch(digest, batch.requests.clone());
                 self.codec.settle_pre_prepared(view, seq);
                 used = true;
             }

@@ -194,6 +194,7 @@ impl Replica {
             .expect("a state a quorum certified decodes");
         self.app.restore(app);
         self.clients = clients;
+        self.codec.repin_clients(self.clients.keys());
         self.executed = seq;
         self.executed_at_status = seq;
         self.stable_state = Some(Snapshot::of(state));

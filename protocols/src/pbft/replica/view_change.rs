@@ -141,16 +141,7 @@ impl Replica {
         ctx.note(|| format!("changes to view {view}"));
         self.view = view;
         self.changing = true;
-        // A primary's queue becomes requests to wait for, handed to the
-        // next primary with the rest.
-        let now = ctx.now();
-        for request in std::mem::take(&mut self.pending) {
-            if !self.waiting.insert(request, now) {
-                ctx.drop_message("request: waiting table full");
-            }
-        }
-        self.pending_bytes = 0;
-        self.proposed.clear();
+        self.pending_to_waiting(ctx);
         let prepared: Vec<PreparedCert> = self
             .log
             .values()
@@ -239,6 +230,19 @@ impl Replica {
         self.arm_new_view_timer(ctx);
     }
 
+    /// A primary's queue becomes requests to wait for, handed to the next
+    /// primary with the rest.
+    fn pending_to_waiting(&mut self, ctx: &mut Ctx<'_, '_>) {
+        let now = ctx.now();
+        for request in std::mem::take(&mut self.pending) {
+            if !self.waiting.insert(request, now) {
+                ctx.drop_message("request: waiting table full");
+            }
+        }
+        self.pending_bytes = 0;
+        self.proposed.clear();
+    }
+
     /// Keeps a (checked) view-change message, and at most
     /// `VIEW_CHANGES_PER_REPLICA` views of its sender, the latest.
     fn keep_view_change(&mut self, vc: Signed<ViewChange>) {
@@ -314,7 +318,9 @@ impl Replica {
         self.new_view_timer_armed = false;
         self.view_changes.retain(|&(v, _), _| v > view);
         self.own_view_changes.retain(|&v, _| v > view);
-        self.proposed.clear();
+        // A primary that joins a later view without a view change of its
+        // own (a relayed new-view) still holds its queue.
+        self.pending_to_waiting(ctx);
         ctx.count("view change: new view");
         ctx.note(|| format!("enters view {view}"));
         self.adopt_stable(stable, ctx);
@@ -332,13 +338,7 @@ impl Replica {
             let signature = (primary != self.id).then_some(pp.signature);
             let slot = self.log.entry(seq).or_default();
             slot.enter(view, digest, signature);
-            if slot.batch.as_ref().is_none_or(|(d, _)| *d != digest) {
-                slot.batch = match slot.batch_for(digest) {
-                    Some(batch) => Some((digest, batch.clone())),
-                    None => (digest == null_digest).then(|| (digest, Vec::new())),
-                };
-            }
-            if slot.batch.is_some() {
+            if slot.take_batch_for(digest, null_digest) {
                 self.codec.settle_pre_prepared(view, seq);
             }
         }
