@@ -210,6 +210,12 @@ fn start_pbft(config: &NodeConfig) -> anyhow::Result<Running> {
     if n < 4 {
         bail!("pbft needs at least 4 replicas (3f + 1), but `replicas` names {n}");
     }
+    if n > pbft::REPLICAS_MAX {
+        bail!(
+            "pbft runs at most {} replicas (a new-view message must fit a datagram), but `replicas` names {n}",
+            pbft::REPLICAS_MAX
+        );
+    }
     if config.public_keys.len() != n {
         bail!(
             "pbft needs one public key per replica: {} keys for {n} replicas",

@@ -141,7 +141,7 @@ fn with_n_6_the_halves_of_a_partition_cannot_both_commit() {
 /// replicas that may be correct.
 #[test]
 fn quorums_intersect_in_a_correct_replica_for_every_n() {
-    for n in 1..=20 {
+    for n in 1..=protocols::pbft::REPLICAS_MAX {
         let keys = simulated_keys(35, n);
         let config = protocols::simulate::pbft::group(&keys);
         let (q, f) = (config.quorum(), config.f);
@@ -756,4 +756,52 @@ fn a_deposed_primary_hands_over_its_queue_when_it_joins_a_later_view() {
     assert_eq!(sim.ops_completed(), 240);
     check(&sim, &log).unwrap();
     check_caught_up(&sim, &log, LOG_MAX).unwrap();
+}
+
+/// Review finding: a faulty replica whose every status says it recovers
+/// toward a checkpoint two logs ahead (and that asks where the group stands
+/// as a recovering replica would, with a fresh nonce each time) kept an idle
+/// primary proposing a null batch every status interval for ever. Padding
+/// now follows only a recovery this replica saw start, once, and a new one
+/// from the same peer counts after a while only.
+#[test]
+fn a_replica_that_always_says_it_recovers_cannot_keep_the_primary_padding() {
+    let System { mut sim, log, .. } = system(46, Network::reliable(), 4, 2, 20);
+    let key = keys(46, 4)[3].clone();
+    let signer = Signer::new(&key).unwrap();
+    let nonce = Rc::new(RefCell::new(0u64));
+    sim.set_byzantine(
+        replica(3),
+        Box::new(
+            move |_: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
+                let Ok(Message::Status(s)) = wire::decode::<Message>(&bytes) else {
+                    out.push((to, bytes));
+                    return;
+                };
+                let mut status = s.payload;
+                status.recovering = Some(status.stable + 2 * LOG_MAX);
+                let status = Signed::sign(status, &signer).unwrap();
+                *nonce.borrow_mut() += 1;
+                let query = wire::pbft::QueryStable {
+                    replica: ReplicaId(3),
+                    nonce: *nonce.borrow(),
+                };
+                let query = Signed::sign(query, &signer).unwrap();
+                for msg in [Message::Status(status), Message::QueryStable(query)] {
+                    out.push((to, wire::codec::encode_to_vec(&msg).unwrap()));
+                }
+            },
+        ),
+    );
+    run_live(&mut sim);
+    assert_eq!(sim.ops_completed(), 40);
+    let before = total(&sim, "recovery: null batch proposed");
+    sim.run_until(sim.now() + Duration::from_secs(10));
+    let padded = total(&sim, "recovery: null batch proposed") - before;
+    // At most one recovery's worth (two logs) every two seconds.
+    assert!(
+        padded <= 6 * 2 * LOG_MAX,
+        "{padded} null batches in 10 idle seconds"
+    );
+    check(&sim, &log).unwrap();
 }

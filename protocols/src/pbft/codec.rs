@@ -27,7 +27,9 @@ use wire::{
     VerifyingKey,
 };
 
-use super::{BATCH_SIZE_MAX, CHECKPOINT_INTERVAL, CLIENT_KEYS_MAX, CLIENT_TABLE_MAX, LOG_MAX};
+use super::{
+    BATCH_SIZE_MAX, CHECKPOINT_INTERVAL, CLIENT_KEYS_MAX, CLIENT_TABLE_MAX, LOG_MAX, REPLICAS_MAX,
+};
 use crate::planted::{self, Bug};
 
 pub use wire::pbft::batch_digest;
@@ -51,7 +53,10 @@ pub struct Config {
 impl Config {
     /// The group of replicas whose public keys are `keys`, in id order.
     pub fn new(keys: &[PublicKey]) -> Result<Config, CryptoError> {
-        assert!(!keys.is_empty() && keys.len() <= 255, "1..=255 replicas");
+        assert!(
+            !keys.is_empty() && keys.len() <= REPLICAS_MAX,
+            "a PBFT group has 1..={REPLICAS_MAX} replicas"
+        );
         let public_keys = keys.to_vec();
         let keys: Vec<VerifyingKey> = keys
             .iter()
@@ -923,8 +928,10 @@ pub fn check_checkpoint_cert(config: &Config, cert: &CheckpointCert) -> Result<(
         return Err(DropReason("checkpoint proof: not at an interval"));
     }
     let signers: BTreeSet<ReplicaId> = cert.signatures.iter().map(|(r, _)| *r).collect();
-    if signers.len() != cert.signatures.len() || signers.len() < config.quorum() {
-        return Err(DropReason("checkpoint proof: too few distinct signers"));
+    if signers.len() != cert.signatures.len() || signers.len() != config.quorum() {
+        return Err(DropReason(
+            "checkpoint proof: not a quorum of distinct signers",
+        ));
     }
     for (replica, signature) in &cert.signatures {
         let vote = Checkpoint {
@@ -993,7 +1000,7 @@ fn check_prepared_cert(
     cert: &PreparedCert,
 ) -> Result<(), DropReason> {
     let primary = config.primary(cert.view);
-    if cert.prepares.len() > config.n {
+    if cert.prepares.len() >= config.quorum() {
         return Err(DropReason("view-change: too many prepares"));
     }
     match &cert.pre_prepare {
@@ -1008,6 +1015,7 @@ fn check_prepared_cert(
         None if sender == primary => {}
         None => return Err(DropReason("view-change: certificate without pre-prepare")),
     }
+    let mut listed = BTreeSet::new();
     let mut backups = BTreeSet::new();
     if sender != primary {
         backups.insert(sender);
@@ -1022,6 +1030,9 @@ fn check_prepared_cert(
             digest: cert.digest,
             replica: *replica,
         };
+        if !listed.insert(*replica) {
+            return Err(DropReason("view-change: two prepares from one replica"));
+        }
         config.verify(&prepare, signature, *replica, "view-change: bad prepare")?;
         backups.insert(*replica);
     }
@@ -1035,12 +1046,12 @@ fn check_prepared_cert(
 /// view from distinct replicas, and exactly the pre-prepares that
 /// [`compute_new_view`] derives from them, signed by the view's primary.
 pub fn check_new_view(config: &Config, nv: &NewView) -> Result<(), DropReason> {
-    if nv.view_changes.len() > config.n || nv.pre_prepares.len() as u64 > LOG_MAX {
-        return Err(DropReason("new-view: too large"));
+    if nv.view_changes.len() != config.quorum() || nv.pre_prepares.len() as u64 > LOG_MAX {
+        return Err(DropReason("new-view: not a quorum of view-changes"));
     }
     let senders: BTreeSet<ReplicaId> = nv.view_changes.iter().map(|v| v.payload.replica).collect();
-    if senders.len() != nv.view_changes.len() || senders.len() < config.quorum() {
-        return Err(DropReason("new-view: too few distinct view-changes"));
+    if senders.len() != nv.view_changes.len() {
+        return Err(DropReason("new-view: two view-changes from one replica"));
     }
     for vc in &nv.view_changes {
         if vc.payload.view != nv.view {
@@ -1509,6 +1520,25 @@ mod tests {
             reason(check_view_change(&config, &thin)),
             "view-change: too few prepares"
         );
+        // One prepare listed twice (a padded certificate costs a check per
+        // entry), or more prepares than a quorum needs (view-changes must
+        // stay within a datagram).
+        let mut cert = prepared_cert(&keys, 0, 1, digest);
+        cert.prepares.truncate(1);
+        cert.prepares.push(cert.prepares[0]);
+        let padded = view_change(&keys, 3, 1, vec![cert]);
+        assert_eq!(
+            reason(check_view_change(&config, &padded)),
+            "view-change: two prepares from one replica"
+        );
+        let mut cert = prepared_cert(&keys, 0, 1, digest);
+        let extra = cert.prepares[0];
+        cert.prepares.push(extra);
+        let long = view_change(&keys, 3, 1, vec![cert]);
+        assert_eq!(
+            reason(check_view_change(&config, &long)),
+            "view-change: too many prepares"
+        );
         // A certificate for the digest the primary did not sign.
         let mut cert = prepared_cert(&keys, 0, 1, digest);
         cert.digest = Digest::of(b"other");
@@ -1618,11 +1648,14 @@ mod tests {
         few.pop();
         assert_eq!(
             reason(check_new_view(&config, &new_view(&keys, 1, few, &o, 1))),
-            "new-view: too few distinct view-changes"
+            "new-view: not a quorum of view-changes"
         );
         let mut twice = vcs();
         twice[2] = twice[1].clone();
-        assert!(check_new_view(&config, &new_view(&keys, 1, twice, &o, 1)).is_err());
+        assert_eq!(
+            reason(check_new_view(&config, &new_view(&keys, 1, twice, &o, 1))),
+            "new-view: two view-changes from one replica"
+        );
         let mut mixed = vcs();
         mixed[0] = view_change(&keys, 1, 2, Vec::new());
         assert_eq!(
@@ -1709,5 +1742,62 @@ mod tests {
         assert_eq!(table.pinned.get(&pinned).map(|k| k.0), Some(key));
         assert!(!table.other.contains_key(&pinned));
         assert!(table.other.len() < CLIENT_KEYS_MAX);
+    }
+
+    /// The largest new-view the checks accept for quorums of `q`, encoded: `q`
+    /// view-changes, each with a checkpoint proof of a quorum of
+    /// signatures and `LOG_MAX` certificates of `q - 1` prepares, every
+    /// number at its longest varint.
+    fn largest_new_view(q: usize) -> usize {
+        let sig = Signature([7; 64]);
+        let far = u64::MAX;
+        let cert = PreparedCert {
+            view: far,
+            seq: far,
+            digest: Digest([1; 32]),
+            pre_prepare: Some(sig),
+            prepares: vec![(ReplicaId(u8::MAX), sig); q - 1],
+        };
+        let vc = Signed {
+            payload: ViewChange {
+                view: far,
+                replica: ReplicaId(u8::MAX),
+                checkpoint: CheckpointCert {
+                    seq: far,
+                    digest: Digest([1; 32]),
+                    signatures: vec![(ReplicaId(u8::MAX), sig); q],
+                },
+                prepared: vec![cert; LOG_MAX as usize],
+            },
+            signature: sig,
+        };
+        let pp = Signed {
+            payload: PrePrepare {
+                view: far,
+                seq: far,
+                digest: Digest([1; 32]),
+            },
+            signature: sig,
+        };
+        let nv = NewView {
+            view: far,
+            view_changes: vec![vc; q],
+            pre_prepares: vec![pp; LOG_MAX as usize],
+        };
+        wire::codec::encode_to_vec(&Message::NewView(nv)).map_or(usize::MAX, |b| b.len())
+    }
+
+    #[test]
+    fn the_largest_new_view_fits_a_datagram_up_to_replicas_max() {
+        let quorum = |n: usize| (n + (n - 1) / 3 + 2) / 2;
+        for n in 1..=REPLICAS_MAX {
+            let keys = crate::simulate::pbft::simulated_keys(5, n);
+            assert_eq!(quorum(n), crate::simulate::pbft::group(&keys).quorum());
+            assert!(
+                largest_new_view(quorum(n)) <= wire::MESSAGE_SIZE_MAX,
+                "n = {n}"
+            );
+        }
+        assert!(largest_new_view(quorum(REPLICAS_MAX + 1)) > wire::MESSAGE_SIZE_MAX);
     }
 }

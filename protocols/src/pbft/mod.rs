@@ -140,6 +140,12 @@ pub use replica::{Recovery, Replica, ReplicaTimer};
 
 use std::time::Duration;
 
+/// Most replicas in a group: with more, the largest new-view message the
+/// checks accept (a quorum of view-changes, each with a quorum's
+/// checkpoint proof and `LOG_MAX` prepared certificates) would not fit a
+/// datagram. [`Config::new`] refuses more.
+pub const REPLICAS_MAX: usize = 10;
+
 /// Most requests in one batch.
 pub const BATCH_SIZE_MAX: usize = 256;
 

@@ -51,6 +51,7 @@ impl Replica {
             .iter()
             .filter(|(_, (d, _))| *d == digest)
             .map(|(r, (_, s))| (*r, *s))
+            .take(self.config.quorum())
             .collect();
         if signatures.len() >= self.config.quorum() {
             let cert = CheckpointCert {
@@ -99,7 +100,9 @@ impl Replica {
         self.own_checkpoints.retain(|&s, _| s > seq);
         self.checkpoint_votes.retain(|&s, _| s > seq);
         self.log.retain(|&s, _| s > seq);
-        self.recovery_targets.retain(|_, &mut target| target > seq);
+        for peer in self.recovering_peers.values_mut() {
+            peer.reached |= peer.target.is_some_and(|target| target <= seq);
+        }
         self.seq_next = self.seq_next.max(seq.saturating_add(1));
         ctx.count("checkpoint: stable");
         ctx.note(|| format!("stable checkpoint n{seq}"));

@@ -127,9 +127,10 @@ pub struct Replica {
 
     /// Where this replica stands in recovering from a restart.
     recovery: Recovery,
-    /// Recovering peers and the stable checkpoint each waits for: an idle
-    /// primary proposes null batches until it is reached. At most n.
-    recovery_targets: BTreeMap<ReplicaId, Seq>,
+    /// Peers seen starting a recovery, and the stable checkpoint each waits
+    /// for: an idle primary proposes null batches until it is reached. At
+    /// most n.
+    recovering_peers: BTreeMap<ReplicaId, PeerRecovery>,
 
     /// `executed` at the previous status tick: no change means stuck.
     executed_at_status: Seq,
@@ -140,6 +141,20 @@ pub struct Replica {
     /// The sequence number each peer last said (in a status) it had
     /// executed: n entries at most.
     peer_executed: BTreeMap<ReplicaId, Seq>,
+}
+
+/// A peer's recovery as this replica saw it (see `status.rs`): when its
+/// first `QueryStable` came, and the stable checkpoint its statuses then
+/// named, taken once per recovery.
+#[derive(Debug)]
+struct PeerRecovery {
+    started: Time,
+    target: Option<Seq>,
+    /// The group reached `target`: nothing more to pad for.
+    reached: bool,
+    /// Another recovery started before [`recovery::RECOVERY_REPEAT_MIN`]
+    /// passed: it counts once that much time has.
+    again: bool,
 }
 
 /// A sequence number's entry in the log.
@@ -355,7 +370,7 @@ impl Replica {
             new_view: None,
             transfer: None,
             recovery,
-            recovery_targets: BTreeMap::new(),
+            recovering_peers: BTreeMap::new(),
             executed_at_status: 0,
             status_sent_at: Time::ZERO,
             // A fresh replica may have restarted behind the others: ask once.
@@ -479,7 +494,7 @@ impl Replica {
         assert!(self.checkpoint_votes.len() <= CHECKPOINT_VOTES_MAX);
         assert!(self.view_changes.len() <= self.config.n * VIEW_CHANGES_PER_REPLICA);
         assert!(self.own_view_changes.len() <= OWN_VIEW_CHANGES_MAX);
-        assert!(self.recovery_targets.len() <= self.config.n);
+        assert!(self.recovering_peers.len() <= self.config.n);
         assert!(self.peer_executed.len() <= self.config.n);
         assert!(self.own_checkpoints.len() as u64 <= LOG_MAX / CHECKPOINT_INTERVAL + 1);
         if self.recovery.is_estimating() {

@@ -371,11 +371,13 @@ impl Replica {
             .as_ref()
             .is_some_and(|c| c.view == view && c.digest == digest);
         if !prepared_here {
-            let prepares = matching_prepares(slot);
+            let mut prepares = matching_prepares(slot);
             let own = usize::from(id != primary && slot.sent_prepare);
             if prepares.len() + own + 1 < quorum {
                 return;
             }
+            // No more than a quorum's worth: view-changes stay small.
+            prepares.truncate(quorum - 1 - own);
             slot.prepared = Some(PreparedCert {
                 view,
                 seq,

@@ -34,14 +34,40 @@
 //! the stable checkpoint any more.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use runtime::Addr;
+use runtime::{Addr, Time};
 use wire::ReplicaId;
 use wire::pbft::{Message, QueryStable, ReplyStable, Seq};
 
 use super::super::LOG_MAX;
 use super::super::codec::{Inbound, Outbound};
-use super::{Ctx, Replica};
+use super::{Ctx, PeerRecovery, Replica};
+
+/// How long after a peer started a recovery another one counts: a faulty
+/// peer that says it recovers over and over gets an idle primary to pad for
+/// it this often at most.
+pub(super) const RECOVERY_REPEAT_MIN: Duration = Duration::from_secs(2);
+
+impl PeerRecovery {
+    fn starting(now: Time) -> PeerRecovery {
+        PeerRecovery {
+            started: now,
+            target: None,
+            reached: false,
+            again: false,
+        }
+    }
+
+    /// The peer's recovery, if one is under way: a deferred one starts now
+    /// if its time has come.
+    pub(super) fn current(&mut self, now: Time) -> Option<&mut PeerRecovery> {
+        if self.again && now.since(self.started) >= RECOVERY_REPEAT_MIN {
+            *self = PeerRecovery::starting(now);
+        }
+        (!self.reached).then_some(self)
+    }
+}
 
 /// Where a replica stands in recovering from a restart.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,8 +139,20 @@ impl Replica {
         }
     }
 
-    /// Answers a recovering peer with where this replica stands.
+    /// Answers a recovering peer with where this replica stands, and notes
+    /// that it recovers (one recovery per [`RECOVERY_REPEAT_MIN`]: what an
+    /// idle primary pads for).
     pub(super) fn on_query_stable(&mut self, query: QueryStable, ctx: &mut Ctx<'_, '_>) {
+        let now = ctx.now();
+        match self.recovering_peers.get_mut(&query.replica) {
+            // Still estimating: the same recovery asking again.
+            Some(peer) if peer.target.is_none() => {}
+            Some(peer) if now.since(peer.started) < RECOVERY_REPEAT_MIN => peer.again = true,
+            _ => {
+                self.recovering_peers
+                    .insert(query.replica, PeerRecovery::starting(now));
+            }
+        }
         let checkpoint = self
             .own_checkpoints
             .keys()

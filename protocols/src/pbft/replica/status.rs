@@ -109,7 +109,13 @@ impl Replica {
     /// An idle primary proposes one null batch per tick while a recovering
     /// peer waits for a stable checkpoint further on (see `recovery.rs`).
     fn pad_for_recovery(&mut self, ctx: &mut Ctx<'_, '_>) {
-        let Some(&target) = self.recovery_targets.values().max() else {
+        let Some(target) = self
+            .recovering_peers
+            .values()
+            .filter(|peer| !peer.reached)
+            .filter_map(|peer| peer.target)
+            .max()
+        else {
             return;
         };
         if self.pending.is_empty()
@@ -126,20 +132,28 @@ impl Replica {
     pub(super) fn on_status(&mut self, status: Status, ctx: &mut Ctx<'_, '_>) {
         let to = Addr::Replica(status.replica);
         self.peer_executed.insert(status.replica, status.executed);
-        match status.recovering {
-            // Only a target this replica can see the group reach: a faulty
-            // peer cannot make an idle primary pad for ever.
-            Some(high)
-                if high > self.stable.seq
-                    && high <= self.high_watermark().saturating_add(LOG_MAX) =>
-            {
-                self.recovery_targets.insert(status.replica, high);
-            }
-            _ => {
-                self.recovery_targets.remove(&status.replica);
-            }
+        // A target is taken once per recovery this replica saw start, and
+        // only one it can see the group reach: a faulty peer cannot make an
+        // idle primary pad for ever by naming ever further ones.
+        let (stable, reach) = (
+            self.stable.seq,
+            self.high_watermark().saturating_add(LOG_MAX),
+        );
+        let now = ctx.now();
+        let recovering = self
+            .recovering_peers
+            .get_mut(&status.replica)
+            .and_then(|peer| peer.current(now));
+        let seen_recovering = recovering.is_some();
+        if let (Some(peer), Some(high)) = (recovering, status.recovering)
+            && peer.target.is_none()
+            && high > stable
+            && high <= reach
+        {
+            peer.target = Some(high);
         }
         if status.recovering.is_some()
+            && seen_recovering
             && status.replica == self.config.primary(self.view)
             && status.view == self.view
             && !status.changing
