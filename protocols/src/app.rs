@@ -86,11 +86,19 @@ impl App for NullApp {
     }
 }
 
+/// Bytes a [`KvApp`]'s snapshot may take: a put that would grow it past
+/// this answers [`OpResult::Full`]. Deterministic, so every replica refuses
+/// the same puts, and a replicated store's checkpoints stay within what a
+/// state transfer accepts.
+pub const KV_BYTES_MAX: usize = 128 << 20;
+
 /// A key-value store over byte keys and values; operations and results are
 /// [`wire::kv::Op`] and [`wire::kv::OpResult`] in the codec's encoding.
 #[derive(Clone, Debug, Default)]
 pub struct KvApp {
     store: HashMap<Vec<u8>, Vec<u8>>,
+    /// The snapshot's size: [`KvApp::entry_bytes`] summed over the entries.
+    bytes: usize,
 }
 
 impl KvApp {
@@ -102,11 +110,38 @@ impl KvApp {
         self.store.is_empty()
     }
 
+    /// Bytes the snapshot takes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Bytes an entry takes in the snapshot.
+    fn entry_bytes(key: &[u8], value: &[u8]) -> usize {
+        8 + key.len() + value.len()
+    }
+
     pub fn apply(&mut self, op: Op) -> OpResult {
         match op {
             Op::Get { key } => OpResult::Value(self.store.get(&key).cloned()),
-            Op::Put { key, value } => OpResult::Replaced(self.store.insert(key, value)),
-            Op::Delete { key } => OpResult::Removed(self.store.remove(&key)),
+            Op::Put { key, value } => {
+                let old = self
+                    .store
+                    .get(&key)
+                    .map_or(0, |old| Self::entry_bytes(&key, old));
+                let bytes = self.bytes - old + Self::entry_bytes(&key, &value);
+                if bytes > KV_BYTES_MAX && bytes > self.bytes {
+                    return OpResult::Full;
+                }
+                self.bytes = bytes;
+                OpResult::Replaced(self.store.insert(key, value))
+            }
+            Op::Delete { key } => {
+                let removed = self.store.remove(&key);
+                if let Some(value) = &removed {
+                    self.bytes -= Self::entry_bytes(&key, value);
+                }
+                OpResult::Removed(removed)
+            }
         }
     }
 }
@@ -150,6 +185,7 @@ impl App for KvApp {
             part
         }
         self.store.clear();
+        self.bytes = snapshot.len();
         let mut rest = snapshot;
         while !rest.is_empty() {
             let key = part(&mut rest).to_vec();
@@ -267,5 +303,40 @@ mod tests {
     #[test]
     fn null_app_returns_nothing() {
         assert!(NullApp.execute(b"anything").is_empty());
+    }
+
+    #[test]
+    fn a_store_at_its_budget_refuses_puts_that_grow_it() {
+        let mut app = KvApp::default();
+        let big = vec![7; 32 << 20];
+        for k in ["a", "b", "c"] {
+            let put = Op::Put {
+                key: key(k),
+                value: big.clone(),
+            };
+            assert_eq!(app.apply(put), OpResult::Replaced(None));
+        }
+        // A fourth would take the store past KV_BYTES_MAX.
+        let put = |k: &str, len: usize| Op::Put {
+            key: key(k),
+            value: vec![1; len],
+        };
+        assert_eq!(app.apply(put("d", 32 << 20)), OpResult::Full);
+        assert_eq!(app.apply(Op::Get { key: key("d") }), OpResult::Value(None));
+        // Replacing a value by a smaller one, or deleting, is still fine,
+        // and frees room.
+        assert!(matches!(
+            app.apply(put("a", 1)),
+            OpResult::Replaced(Some(_))
+        ));
+        assert!(matches!(
+            app.apply(put("d", 32 << 20)),
+            OpResult::Replaced(None)
+        ));
+        assert_eq!(app.bytes(), app.snapshot().len());
+        assert!(app.bytes() <= KV_BYTES_MAX);
+        let mut restored = KvApp::default();
+        restored.restore(&app.snapshot());
+        assert_eq!(restored.bytes(), app.bytes());
     }
 }

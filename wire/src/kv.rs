@@ -43,4 +43,7 @@ pub enum OpResult {
     Removed(Option<Vec<u8>>),
     /// The operation bytes did not decode as an [`Op`].
     Invalid,
+    /// `Put`: the store is at its size budget and the put would grow it;
+    /// nothing changed.
+    Full,
 }

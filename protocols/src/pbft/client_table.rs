@@ -10,8 +10,10 @@
 //! retransmission of the latest gets the stored result again, an older one
 //! is ignored.
 //!
-//! The table holds at most `max` sessions. Registering one more evicts the
-//! session that executed least recently. Registration and eviction happen at
+//! The table holds at most `max` sessions, and their stored results at most
+//! [`RESULT_BYTES_MAX`] bytes. Registering one more session, or storing a
+//! result past that budget, evicts the sessions that executed least
+//! recently. Registration and eviction happen at
 //! execution, in the order the protocol fixed, so every replica keeps and
 //! evicts the same sessions: their at-most-once decisions never diverge
 //! (an entry evicted at one replica and kept at another would let a
@@ -63,10 +65,17 @@ pub enum Admission {
     OtherKey,
 }
 
+/// Bytes of results the table stores at most: with the sessions
+/// themselves, its part of a checkpoint stays well within what a state
+/// transfer accepts.
+pub const RESULT_BYTES_MAX: usize = 64 << 20;
+
 /// Sessions by client, bounded; see the module docs.
 #[derive(Clone, Debug)]
 pub struct ClientTable {
     sessions: HashMap<ClientId, Session>,
+    /// The stored results' bytes, summed.
+    result_bytes: usize,
     /// Clients by when they last executed: the front is evicted first.
     by_use: BTreeMap<u64, ClientId>,
     /// Counts executions and registrations; deterministic across replicas.
@@ -79,6 +88,7 @@ impl ClientTable {
         assert!(max > 0, "a client table holds at least one session");
         ClientTable {
             sessions: HashMap::new(),
+            result_bytes: 0,
             by_use: BTreeMap::new(),
             clock: 0,
             max,
@@ -122,9 +132,7 @@ impl ClientTable {
         }
         let mut evicted = None;
         if self.sessions.len() >= self.max {
-            let (_, oldest) = self.by_use.pop_first().expect("a full table has sessions");
-            self.sessions.remove(&oldest);
-            evicted = Some(oldest);
+            evicted = self.evict_oldest();
         }
         self.clock += 1;
         self.by_use.insert(self.clock, client);
@@ -166,8 +174,21 @@ impl ClientTable {
         }
     }
 
-    /// Records the result of an admitted request.
-    pub fn record(&mut self, client: ClientId, request_num: u64, result: Vec<u8>) {
+    /// Evicts the session that executed least recently.
+    fn evict_oldest(&mut self) -> Option<ClientId> {
+        let (_, oldest) = self.by_use.pop_first()?;
+        let session = self
+            .sessions
+            .remove(&oldest)
+            .expect("by_use names sessions");
+        self.result_bytes -= session.result.len();
+        Some(oldest)
+    }
+
+    /// Records the result of an admitted request. Returns the sessions
+    /// evicted to keep the results within [`RESULT_BYTES_MAX`] (never this
+    /// client's: it executed last).
+    pub fn record(&mut self, client: ClientId, request_num: u64, result: Vec<u8>) -> Vec<ClientId> {
         let session = self
             .sessions
             .get_mut(&client)
@@ -176,8 +197,14 @@ impl ClientTable {
         self.clock += 1;
         session.last_used = self.clock;
         session.request_num = request_num;
+        self.result_bytes = self.result_bytes - session.result.len() + result.len();
         session.result = result;
         self.by_use.insert(self.clock, client);
+        let mut evicted = Vec::new();
+        while self.result_bytes > RESULT_BYTES_MAX && self.sessions.len() > 1 {
+            evicted.extend(self.evict_oldest());
+        }
+        evicted
     }
 
     /// The table as bytes, deterministically (sorted by client), for
@@ -227,11 +254,12 @@ impl ClientTable {
                 result: result.to_vec(),
                 last_used,
             };
+            table.result_bytes += session.result.len();
             if table.sessions.insert(client, session).is_some() {
                 return None;
             }
         }
-        Some(table)
+        (table.result_bytes <= RESULT_BYTES_MAX).then_some(table)
     }
 }
 
@@ -316,5 +344,27 @@ mod tests {
         // A table larger than the bound, or cut short, does not decode.
         assert!(ClientTable::decode(&mut &bytes[..], 1).is_none());
         assert!(ClientTable::decode(&mut &bytes[..bytes.len() - 1], 2).is_none());
+    }
+
+    #[test]
+    fn stored_results_stay_within_their_budget() {
+        let mut table = ClientTable::new(16);
+        let big = vec![0; RESULT_BYTES_MAX / 4];
+        let clients: Vec<ClientId> = (1..=5).map(ClientId).collect();
+        for (i, &c) in clients.iter().enumerate() {
+            table.register(c, K, i as u64);
+        }
+        let mut evicted = Vec::new();
+        for (i, &c) in clients.iter().enumerate() {
+            evicted.extend(table.record(c, 1, big.clone()));
+            assert!(table.result_bytes <= RESULT_BYTES_MAX, "after {i}");
+        }
+        // The fifth result evicts the session that executed least recently.
+        assert_eq!(evicted, vec![clients[0]]);
+        assert_eq!(table.admit(clients[0], &K, 0, 2), Admission::Evicted);
+        let mut bytes = Vec::new();
+        table.encode(&mut bytes);
+        let decoded = ClientTable::decode(&mut &bytes[..], 16).unwrap();
+        assert_eq!(decoded.result_bytes, table.result_bytes);
     }
 }

@@ -73,9 +73,10 @@ impl Config {
         })
     }
 
-    /// The same group with a client table of at most `max` sessions.
+    /// The same group with a client table of at most `max` sessions (at most
+    /// [`CLIENT_TABLE_MAX`], so that checkpoints stay within a transfer).
     pub fn with_client_table_max(mut self, max: usize) -> Config {
-        assert!(max > 0);
+        assert!(max > 0 && max <= CLIENT_TABLE_MAX);
         self.client_table_max = max;
         self
     }

@@ -131,7 +131,7 @@ mod codec;
 mod replica;
 
 pub use client::{Client, ClientTimer};
-pub use client_table::{Admission, ClientTable, Session};
+pub use client_table::{Admission, ClientTable, RESULT_BYTES_MAX, Session};
 pub use codec::{
     Codec, Config, Inbound, Outbound, Payload, batch_digest, check_checkpoint_cert, check_new_view,
     check_view_change, compute_new_view,
@@ -206,6 +206,13 @@ pub const CHECKPOINT_VOTES_MAX: usize = 8;
 
 /// Largest state a replica accepts in a state transfer.
 pub const STATE_SIZE_MAX: u64 = 256 * 1024 * 1024;
+
+// A key-value store at its budget and a full client table (a session takes
+// 73 bytes besides its result) fit a transfer. Other applications must keep
+// their snapshots within what is left.
+const _: () = assert!(
+    crate::app::KV_BYTES_MAX + RESULT_BYTES_MAX + CLIENT_TABLE_MAX * 128 <= STATE_SIZE_MAX as usize
+);
 
 /// Bytes of state per chunk: a chunk and its Merkle path fit a datagram.
 pub const STATE_CHUNK_MAX: usize = 32 * 1024;

@@ -9,7 +9,8 @@
 //!
 //! 1. Decode every operation and result. Bytes that do not decode, a result of
 //!    the wrong kind, and `OpResult::Invalid` are violations outright: the
-//!    harness only issues valid operations.
+//!    harness only issues valid operations (and never fills a store, so
+//!    `OpResult::Full` is a wrong kind too).
 //! 2. Split the history by key. Every operation touches exactly one key, and
 //!    linearizability is compositional (Herlihy & Wing, theorem 1), so each
 //!    key's sub-history is checked alone against a one-register model whose
@@ -241,6 +242,7 @@ impl fmt::Display for ShownOp {
                 write!(f, " -> removed {}", OptionBytes(removed.as_deref()))
             }
             (Some(OpResult::Invalid), _) => f.write_str(" -> invalid"),
+            (Some(OpResult::Full), _) => f.write_str(" -> full"),
             (None, Some(_)) => f.write_str(" -> (undecodable)"),
             (None, None) => Ok(()),
         }

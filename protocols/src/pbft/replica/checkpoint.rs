@@ -20,6 +20,11 @@ impl Snapshot {
 impl Replica {
     pub(super) fn take_checkpoint(&mut self, seq: Seq, ctx: &mut Ctx<'_, '_>) {
         let snapshot = Snapshot::of(self.encode_state());
+        if snapshot.state.len() as u64 > super::super::STATE_SIZE_MAX {
+            // An application beyond its budget: replicas that fall behind
+            // this checkpoint cannot fetch it.
+            ctx.count("checkpoint: state larger than a transfer accepts");
+        }
         let digest = snapshot.digest();
         self.own_checkpoints.insert(seq, snapshot);
         let vote = self.codec.sign(Checkpoint {

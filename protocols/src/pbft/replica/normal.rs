@@ -462,6 +462,14 @@ impl Replica {
         }
     }
 
+    /// The client table evicted `client`'s session.
+    fn forget_session(&mut self, client: runtime::ClientId, ctx: &mut Ctx<'_, '_>) {
+        ctx.count("client table: session evicted");
+        self.proposed.remove(&client);
+        self.waiting.remove(client);
+        self.codec.unpin_client(client);
+    }
+
     /// Executes one request of the batch at `seq` through the client table:
     /// a registration opens a session, a new request of a live session
     /// executes, a duplicate is skipped, and a request whose session is gone
@@ -486,10 +494,7 @@ impl Replica {
             match self.clients.register(client, key, number) {
                 Some((number, evicted)) => {
                     if let Some(evicted) = evicted {
-                        ctx.count("client table: session evicted");
-                        self.proposed.remove(&evicted);
-                        self.waiting.remove(evicted);
-                        self.codec.unpin_client(evicted);
+                        self.forget_session(evicted, ctx);
                     }
                     self.codec.pin_client(client, key);
                     let reply = self.reply(client, 0, number.to_le_bytes().to_vec());
@@ -513,7 +518,9 @@ impl Replica {
                     self.executed_since_tick += 1;
                     let reply = self.reply(client, num, result.clone());
                     ctx.send(Addr::Client(client), reply);
-                    self.clients.record(client, num, result);
+                    for evicted in self.clients.record(client, num, result) {
+                        self.forget_session(evicted, ctx);
+                    }
                     ""
                 }
                 Admission::Duplicate(_) | Admission::Stale => {
