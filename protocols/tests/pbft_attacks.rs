@@ -805,3 +805,43 @@ fn a_replica_that_always_says_it_recovers_cannot_keep_the_primary_padding() {
     );
     check(&sim, &log).unwrap();
 }
+
+/// Review finding: every signed status a replica gets may be answered with
+/// a window of pre-prepares and its view's new-view, so a faulty replica
+/// that sends each of its statuses fifty times over multiplied what the
+/// others send it fifty-fold. Now a replica answers a peer's statuses at
+/// most once per half status interval.
+#[test]
+fn a_flood_of_statuses_is_not_answered_in_kind() {
+    let System { mut sim, log, .. } = system(47, Network::reliable(), 4, 2, 40);
+    sim.set_byzantine(
+        replica(3),
+        Box::new(
+            |_: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
+                let copies = match wire::decode::<Message>(&bytes) {
+                    Ok(Message::Status(_)) => 50,
+                    _ => 1,
+                };
+                out.extend(std::iter::repeat_n((to, bytes), copies));
+            },
+        ),
+    );
+    // Replica 3 falls behind for a while, so it sends statuses that want
+    // answers, and then heartbeats.
+    sim.schedule(Time::from_nanos(2_000_000), |sim| sim.pause(replica(3)));
+    sim.schedule(Time::from_nanos(200_000_000), |sim| sim.resume(replica(3)));
+    run_live(&mut sim);
+    sim.run_until(Time::from_nanos(2_000_000_000));
+    assert_eq!(sim.ops_completed(), 80);
+    let statuses = counter(&sim, replica(3), "status: sent");
+    let refused: u64 = (0..3)
+        .map(|r| counter(&sim, replica(r), "status: answered this peer just now"))
+        .sum();
+    assert!(statuses > 0);
+    assert!(
+        refused >= 3 * 45 * statuses,
+        "{refused} of {} copies refused",
+        3 * 50 * statuses
+    );
+    check(&sim, &log).unwrap();
+}

@@ -253,6 +253,10 @@ struct Settled {
     pre_prepared: [(AtomicU64, AtomicU64); SETTLED_SLOTS],
     prepared: [(AtomicU64, AtomicU64); SETTLED_SLOTS],
     committed: [(AtomicU64, AtomicU64); SETTLED_SLOTS],
+    /// The latest view the replica entered: view-changes and new-views for
+    /// it or an earlier one are dropped before their (many) signatures are
+    /// checked, so replaying them costs a replica nothing.
+    entered: AtomicU64,
 }
 
 impl Settled {
@@ -262,6 +266,7 @@ impl Settled {
             pre_prepared: slots(),
             prepared: slots(),
             committed: slots(),
+            entered: AtomicU64::new(0),
         }
     }
 
@@ -482,6 +487,12 @@ impl Codec {
     /// batch: its codec drops further pre-prepares for them unread.
     pub(crate) fn settle_pre_prepared(&self, view: View, seq: Seq) {
         Settled::set(&self.settled.pre_prepared, view, seq);
+    }
+
+    /// The replica entered `view`: its codec drops view-changes and
+    /// new-views for it and earlier views unchecked.
+    pub(crate) fn settle_view(&self, view: View) {
+        self.settled.entered.fetch_max(view, Ordering::Relaxed);
     }
 
     /// The replica is prepared at (`view`, `seq`): its codec drops further
@@ -773,6 +784,9 @@ impl SharedState for Codec {
             }
             Message::ViewChange(vc) => {
                 let from = from_replica(source, vc.payload.replica, wrong)?;
+                if vc.payload.view <= self.settled.entered.load(Ordering::Relaxed) {
+                    return Err(DropReason("view-change: for a view entered already"));
+                }
                 check_view_change(config, vc)?;
                 from
             }
@@ -781,6 +795,9 @@ impl SharedState for Codec {
                 let Source::Replica(relayer) = source else {
                     return Err(DropReason(wrong));
                 };
+                if nv.view <= self.settled.entered.load(Ordering::Relaxed) {
+                    return Err(DropReason("new-view: for a view entered already"));
+                }
                 check_new_view(config, nv)?;
                 Addr::Replica(relayer)
             }
@@ -1625,6 +1642,20 @@ mod tests {
         let null = config.null_digest;
         let o = [(1, null), (2, digest)];
         check_new_view(&config, &new_view(&keys, 1, vcs(), &o, 1)).unwrap();
+        // Replayed to a replica that entered view 1 already: dropped before
+        // a signature is checked, and so are its view-changes.
+        let two = replica(&config, &keys, 2);
+        let encoded = bytes(&Message::NewView(new_view(&keys, 1, vcs(), &o, 1)));
+        two.decode(from(3), &encoded).unwrap();
+        two.settle_view(1);
+        assert_eq!(
+            reason(two.decode(from(3), &encoded)),
+            "new-view: for a view entered already"
+        );
+        assert_eq!(
+            reason(two.decode(from(3), &bytes(&Message::ViewChange(vcs().remove(2))))),
+            "view-change: for a view entered already"
+        );
         // O that ignores the prepared certificate, or nulls it, or is short.
         for wrong in [
             &[(1, null), (2, null)][..],

@@ -136,6 +136,11 @@ pub struct Replica {
     executed_at_status: Seq,
     /// When this replica last multicast its status.
     status_sent_at: Time,
+    /// When this replica last answered each peer's status: one answer per
+    /// half status interval, so a faulty peer's flood of statuses (each of
+    /// which may be answered with a window of pre-prepares) is not
+    /// amplified. At most n.
+    status_answered_at: BTreeMap<ReplicaId, Time>,
     /// Saw a message from beyond its watermarks or view since the last tick.
     behind: bool,
     /// The sequence number each peer last said (in a status) it had
@@ -373,6 +378,7 @@ impl Replica {
             recovering_peers: BTreeMap::new(),
             executed_at_status: 0,
             status_sent_at: Time::ZERO,
+            status_answered_at: BTreeMap::new(),
             // A fresh replica may have restarted behind the others: ask once.
             behind: true,
             peer_executed: BTreeMap::new(),
@@ -496,6 +502,7 @@ impl Replica {
         assert!(self.own_view_changes.len() <= OWN_VIEW_CHANGES_MAX);
         assert!(self.recovering_peers.len() <= self.config.n);
         assert!(self.peer_executed.len() <= self.config.n);
+        assert!(self.status_answered_at.len() <= self.config.n);
         assert!(self.own_checkpoints.len() as u64 <= LOG_MAX / CHECKPOINT_INTERVAL + 1);
         if self.recovery.is_estimating() {
             assert!(

@@ -130,6 +130,14 @@ impl Replica {
 
     /// Answers a stuck peer with what it lacks.
     pub(super) fn on_status(&mut self, status: Status, ctx: &mut Ctx<'_, '_>) {
+        let now = ctx.now();
+        if let Some(&at) = self.status_answered_at.get(&status.replica)
+            && now.since(at) < STATUS_INTERVAL / 2
+        {
+            ctx.drop_message("status: answered this peer just now");
+            return;
+        }
+        self.status_answered_at.insert(status.replica, now);
         let to = Addr::Replica(status.replica);
         self.peer_executed.insert(status.replica, status.executed);
         // A target is taken once per recovery this replica saw start, and
@@ -139,7 +147,6 @@ impl Replica {
             self.stable.seq,
             self.high_watermark().saturating_add(LOG_MAX),
         );
-        let now = ctx.now();
         let recovering = self
             .recovering_peers
             .get_mut(&status.replica)

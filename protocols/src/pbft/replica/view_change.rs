@@ -315,6 +315,7 @@ impl Replica {
             compute_new_view(&self.config, nv.view_changes.iter().map(|vc| &vc.payload));
         self.view = view;
         self.changing = false;
+        self.codec.settle_view(view);
         self.new_view_timer_armed = false;
         self.view_changes.retain(|&(v, _), _| v > view);
         self.own_view_changes.retain(|&v, _| v > view);
