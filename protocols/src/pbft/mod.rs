@@ -243,6 +243,9 @@ pub const STATUS_HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long a replica waits for a state chunk before asking someone else.
 pub const TRANSFER_RETRY: Duration = Duration::from_millis(10);
 
+/// State chunks a replica asks for at once in a state transfer (1 MiB).
+pub const TRANSFER_WINDOW: u64 = 32;
+
 /// How long a client waits at least before it first retransmits a request
 /// (to every replica); longer when its operations usually take longer.
 pub const CLIENT_RESEND_INTERVAL: Duration = Duration::from_millis(30);

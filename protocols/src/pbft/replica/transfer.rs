@@ -10,6 +10,13 @@
 //! chunks that belong to it, up to the certified size. Chunks that checked
 //! are kept when the transfer moves on to another source (after a timeout):
 //! they are right, whoever sent them.
+//!
+//! Chunks are fetched [`TRANSFER_WINDOW`] at a time, not one per round trip
+//! (the first alone, since it tells the size): under load the stable
+//! checkpoint moves on every few milliseconds, the replicas discard the
+//! older one, and a transfer slower than that would start over for ever.
+
+use std::collections::BTreeMap;
 
 use runtime::Addr;
 use wire::merkle::{self, StateTree, chunk_count};
@@ -17,7 +24,7 @@ use wire::pbft::{FetchState, Message, Seq, StableCheckpoint, StateChunk};
 use wire::{Digest, ReplicaId};
 
 use super::super::codec::Outbound;
-use super::super::{STATE_CHUNK_MAX, STATE_SIZE_MAX, TRANSFER_RETRY};
+use super::super::{STATE_CHUNK_MAX, STATE_SIZE_MAX, TRANSFER_RETRY, TRANSFER_WINDOW};
 use super::checkpoint::decode_state;
 use super::{Ctx, Replica, ReplicaTimer, Snapshot};
 use crate::planted::{self, Bug};
@@ -33,6 +40,11 @@ pub(super) struct Transfer {
     /// `data[i * STATE_CHUNK_MAX..]`.
     data: Vec<u8>,
     chunks: u64,
+    /// Chunks that checked but came before an earlier one, by index: at
+    /// most [`TRANSFER_WINDOW`].
+    ahead: BTreeMap<u64, Vec<u8>>,
+    /// The next chunk to ask for.
+    requested: u64,
     /// The replica asked; rotated on timeouts.
     source: ReplicaId,
 }
@@ -54,9 +66,11 @@ impl Replica {
             size: None,
             data: Vec::new(),
             chunks: 0,
+            ahead: BTreeMap::new(),
+            requested: 0,
             source,
         });
-        self.request_chunk(ctx);
+        self.request_chunks(ctx);
     }
 
     fn next_replica(&self, after: ReplicaId) -> ReplicaId {
@@ -68,15 +82,31 @@ impl Replica {
         ReplicaId(next)
     }
 
-    fn request_chunk(&mut self, ctx: &mut Ctx<'_, '_>) {
-        let Some(t) = &self.transfer else { return };
-        let fetch = FetchState {
-            replica: self.id,
-            seq: t.seq,
-            index: t.chunks,
+    /// Asks the source for the chunks of the window not yet asked for: the
+    /// first chunk alone until the size is known.
+    fn request_chunks(&mut self, ctx: &mut Ctx<'_, '_>) {
+        let id = self.id;
+        let Some(t) = &mut self.transfer else { return };
+        let end = match t.size {
+            Some(size) => chunk_count(size, STATE_CHUNK_MAX).min(t.chunks + TRANSFER_WINDOW),
+            None => 1,
         };
-        ctx.send(Addr::Replica(t.source), Outbound::FetchState(fetch));
-        ctx.set_timer(ReplicaTimer::Transfer, TRANSFER_RETRY);
+        let mut asked = false;
+        while t.requested < end {
+            if !t.ahead.contains_key(&t.requested) {
+                let fetch = FetchState {
+                    replica: id,
+                    seq: t.seq,
+                    index: t.requested,
+                };
+                ctx.send(Addr::Replica(t.source), Outbound::FetchState(fetch));
+                asked = true;
+            }
+            t.requested += 1;
+        }
+        if asked {
+            ctx.set_timer(ReplicaTimer::Transfer, TRANSFER_RETRY);
+        }
     }
 
     pub(super) fn on_fetch_state(&mut self, fetch: FetchState, ctx: &mut Ctx<'_, '_>) {
@@ -122,7 +152,11 @@ impl Replica {
             ctx.drop_message("state-chunk: no transfer in progress");
             return;
         };
-        if chunk.seq != t.seq || chunk.index != t.chunks {
+        let in_window = chunk.index >= t.chunks
+            && chunk.index < t.chunks + TRANSFER_WINDOW
+            && (chunk.index == t.chunks || t.size.is_some())
+            && !t.ahead.contains_key(&chunk.index);
+        if chunk.seq != t.seq || !in_window || (unchecked && chunk.index != t.chunks) {
             ctx.drop_message("state-chunk: not the one asked for");
             return;
         }
@@ -153,11 +187,16 @@ impl Replica {
             }
             t.size = Some(chunk.size);
         }
-        t.data.extend_from_slice(&chunk.data);
-        t.chunks += 1;
+        t.ahead.insert(chunk.index, chunk.data);
+        while let Some(data) = t.ahead.remove(&t.chunks) {
+            t.data.extend_from_slice(&data);
+            t.chunks += 1;
+        }
+        // A timeout's retry asked again from the first missing chunk on.
+        t.requested = t.requested.max(t.chunks);
         let size = t.size.expect("set above");
         if t.chunks < chunk_count(size, STATE_CHUNK_MAX) && (t.data.len() as u64) < size {
-            self.request_chunk(ctx);
+            self.request_chunks(ctx);
             return;
         }
         if unchecked && StateTree::new(&t.data, STATE_CHUNK_MAX).digest() != t.digest {
@@ -168,8 +207,9 @@ impl Replica {
             let next = self.next_replica(source);
             if let Some(t) = &mut self.transfer {
                 t.source = next;
+                t.requested = t.chunks;
             }
-            self.request_chunk(ctx);
+            self.request_chunks(ctx);
             return;
         }
         let t = self.transfer.take().expect("transfer in progress");
@@ -184,9 +224,10 @@ impl Replica {
         let next = self.next_replica(source);
         if let Some(t) = &mut self.transfer {
             t.source = next;
+            t.requested = t.chunks;
         }
         ctx.count("state transfer: retry");
-        self.request_chunk(ctx);
+        self.request_chunks(ctx);
     }
 
     fn install_state(&mut self, seq: Seq, state: Vec<u8>, ctx: &mut Ctx<'_, '_>) {
