@@ -50,6 +50,19 @@ fn add_probed_replica(
     );
 }
 
+/// The keys and configuration of four replicas and a reliable simulator
+/// with the usual workload, for a test that adds the nodes itself.
+fn bare(seed: u64) -> (Vec<wire::SecretKey>, Arc<Config>, Simulator, ExecutionLog) {
+    let keys = keys(seed, 4);
+    let config = protocols::simulate::pbft::config(&keys);
+    let mut sim = Simulator::new(seed, Network::reliable());
+    sim.set_workload(
+        KvWorkload::default().into_workload(),
+        Duration::from_millis(1),
+    );
+    (keys, config, sim, ExecutionLog::default())
+}
+
 /// Runs to the end with the seeded runs' liveness rule.
 fn run_live(sim: &mut Simulator) {
     assert!(
@@ -312,15 +325,7 @@ fn replayed_messages_of_others_are_dropped_before_they_cost_a_check() {
 /// above H is stable and it has its state, and counts as faulty until then.
 #[test]
 fn a_restarted_replica_sends_no_vote_at_or_below_its_estimate() {
-    let seed = 40;
-    let keys = keys(seed, 4);
-    let config = protocols::simulate::pbft::config(&keys);
-    let mut sim = Simulator::new(seed, Network::reliable());
-    sim.set_workload(
-        KvWorkload::default().into_workload(),
-        Duration::from_millis(1),
-    );
-    let log = ExecutionLog::default();
+    let (keys, config, mut sim, log) = bare(40);
     // What replica 2 did, in order: its recovery state after each event, and
     // each vote it sent.
     #[derive(Debug)]
@@ -864,19 +869,10 @@ fn filled_store(bytes: usize) -> KvApp {
 /// checkpoint moved on (the others no longer had the one it was fetching).
 /// Under steady load, with a state of two megabytes, checkpoints move on
 /// faster than that, and the replica never caught up while the load lasted.
-/// Now chunks are fetched a window at a time, and a replica keeps a
-/// checkpoint someone is still fetching after a later one is stable.
+/// Now chunks are fetched a window at a time.
 #[test]
 fn a_lagging_replica_catches_up_a_large_state_under_load() {
-    let seed = 48;
-    let keys = keys(seed, 4);
-    let config = protocols::simulate::pbft::config(&keys);
-    let mut sim = Simulator::new(seed, Network::reliable());
-    let log = ExecutionLog::default();
-    sim.set_workload(
-        KvWorkload::default().into_workload(),
-        Duration::from_millis(1),
-    );
+    let (keys, config, mut sim, log) = bare(48);
     let filled = filled_store(2 << 20);
     for (i, key) in keys.iter().enumerate() {
         let (log, config, key, filled) = (

@@ -35,7 +35,11 @@ pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
             addrs.push(addr);
         }
     }
-    assert_eq!(addrs.len(), n, "no free ports left below the ephemeral range");
+    assert_eq!(
+        addrs.len(),
+        n,
+        "no free ports left below the ephemeral range"
+    );
     addrs
 }
 
