@@ -160,8 +160,8 @@ pub struct Checkpoint {
     pub replica: ReplicaId,
 }
 
-/// Proof that checkpoint `(seq, digest)` is stable: the signatures of 2f+1
-/// distinct replicas over [`Checkpoint`] votes for it. Sequence number 0 is the
+/// Proof that checkpoint `(seq, digest)` is stable: the signatures of a
+/// quorum of distinct replicas over [`Checkpoint`] votes for it. Sequence number 0 is the
 /// initial state, stable without signatures.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct CheckpointCert {
@@ -195,7 +195,7 @@ pub struct ViewChange {
     pub prepared: Vec<PreparedCert>,
 }
 
-/// The primary of `view` starts it: 2f+1 view-change messages (V) and the
+/// The primary of `view` starts it: a quorum of view-change messages (V) and the
 /// pre-prepares it computed from them (O), each signed by it.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct NewView {

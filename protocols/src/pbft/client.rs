@@ -243,8 +243,9 @@ impl runtime::Client for Client {
         match self.session {
             Session::Open(_) => self.invoke_registered(op, ctx),
             Session::Unregistered => {
-                // Register first: to the primary as a request, to the others
-                // as a hello, so that they know where to send their replies.
+                // Register first: to the primary as a request, and to every
+                // replica as a hello, so that they know where to send their
+                // replies.
                 let registration = Request {
                     client_id: self.id,
                     request_num: 0,

@@ -12,15 +12,19 @@
 //!
 //! **Clients and sessions (§4.1).** Before its first operation a client
 //! registers: request 0, with no operation, sent to the primary (and as a
-//! hello to the other replicas, so that they learn where to send their
-//! replies; authenticated like any request, so nobody else can say where
-//! they go). Executing a registration opens a session in the client table;
-//! every later request carries the session's number. The table keeps each
+//! hello to every replica, so that they learn where to send their replies;
+//! authenticated like any request, so nobody else can say where they go).
+//! Executing a registration opens a session in the client table, bound to
+//! the public key the registration carried; every later request carries the
+//! session's number, and executes only under that key. The table keeps each
 //! session's latest request number and result, so a request executes at
 //! most once and a retransmission gets the stored result again. It holds at
-//! most [`Config::client_table_max`] sessions: registering one more evicts
-//! the least recently used, at execution, so every replica evicts the same;
-//! an evicted client is told, and gives up (see `client_table.rs`).
+//! most [`Config::client_table_max`] sessions and [`RESULT_BYTES_MAX`] bytes
+//! of results: past either, the least recently used sessions are evicted, at
+//! execution, so every replica evicts the same; an evicted client is told,
+//! and gives up (see `client_table.rs`). Sessions cost nothing to open, so
+//! a client that opens many can evict others': a deployment would admit
+//! clients (the trust assumption below).
 //!
 //! A client sends its request to the primary it believes in and, on a
 //! timeout, to every replica; backups relay it to the primary. The first
@@ -70,20 +74,31 @@
 //! it waits for, so the next view does not wait for clients' retransmissions.
 //!
 //! **State transfer (TOCS §5.3.2).** A replica behind a stable checkpoint
-//! fetches its state chunk by chunk. The checkpoint's digest commits to the
-//! state's size and a Merkle tree over its chunks ([`wire::merkle`]): each
-//! chunk is checked on arrival, whoever sent it.
+//! fetches its state, [`TRANSFER_WINDOW`] chunks at a time. The
+//! checkpoint's digest commits to the state's size and a Merkle tree over
+//! its chunks ([`wire::merkle`]): each chunk is checked on arrival, whoever
+//! sent it. The others keep only their stable checkpoint and later ones, so
+//! a transfer must finish before the group moves on past the next
+//! checkpoint, or it starts over from the new one: with a window of 1 MiB a
+//! state of megabytes transfers under full load, one of hundreds would
+//! not.
 //!
 //! **Recovery (TOCS §4.3.2).** A replica that restarts without its memory
 //! first estimates the high watermark H from the others' replies, then takes
 //! part but sends no pre-prepare, prepare or commit at or below H until a
 //! checkpoint at or above H is stable and it has its state; it counts toward
-//! f meanwhile (`replica/recovery.rs`).
+//! f meanwhile (`replica/recovery.rs`). As the primary of a new view it still
+//! sends the new-view, whose pre-prepares every backup recomputes from V; as
+//! the primary of its current view it says it recovers, and the backups move
+//! on to the next view.
 //!
 //! **Retransmission.** A replica that made no progress for
 //! [`STATUS_INTERVAL`] while it has work outstanding, and every replica
 //! every [`STATUS_HEARTBEAT`], multicasts a signed status; peers answer with
-//! what it lacks (`replica/status.rs`).
+//! what it lacks (`replica/status.rs`), a peer's statuses once per half
+//! interval at most, so a flood of them is not answered in kind. A slot
+//! keeps the batches of the last few digests it held, so that whichever one
+//! a new view chooses, the replicas that had it can answer a `FetchBatch`.
 //!
 //! # Cryptography
 //!
@@ -91,8 +106,10 @@
 //! signature variant). The [`Codec`] signs in `encode` and verifies in
 //! `decode`, so the runtime can spread both over threads; cheap checks come
 //! first: a message naming another replica than its source address is
-//! dropped before its signature is checked, and a pre-prepare for a view and
-//! sequence number this replica accepted already is dropped from its header.
+//! dropped before its signature is checked, a pre-prepare for a view and
+//! sequence number this replica accepted already is dropped from its header,
+//! and view-changes and new-views (up to a few hundred signatures each) for
+//! a view it entered already are dropped unchecked.
 //!
 //! **Requests and replies carry MACs (§4; TOCS §3.2).** Each client and each
 //! replica share a key, agreed by ECDH from the client's key pair (derived
@@ -104,11 +121,17 @@
 //! some replicas only: the "big MAC" attack) is not dropped: the backup
 //! prepares it once f+1 replicas vouch for it (the primary and f backups),
 //! so such a client costs no view change as long as its authenticator checks
-//! at the primary and one backup. A reply carries one MAC.
+//! at the primary and at f backups. A reply carries one MAC.
 //!
-//! Trust assumption: a replica keeps the first public key under which a
-//! request for a client id checked. A deployment would bind client ids to
-//! keys (a certificate, or keys configured at the replicas). A replica
+//! A replica keeps the key it shares with every client that has a session
+//! (pinned as the session opens, so it is the session's), and with at most
+//! [`CLIENT_KEYS_MAX`] others: a flood of fresh keys evicts only those, and
+//! a request is never checked under a key the replica does not keep.
+//!
+//! Trust assumption: the first public key under which a client id's
+//! registration executes owns that id (and, at a replica, the first under
+//! which a request checked, until then). A deployment would bind client ids
+//! to keys (a certificate, or keys configured at the replicas). A replica
 //! learns where to send a client's replies from the source address of the
 //! client's authenticated datagrams; an attacker that captures one and
 //! replays it from a spoofed address can redirect that client's replies
@@ -116,14 +139,19 @@
 //!
 //! # Bounds
 //!
-//! The log holds sequence numbers in (h, h + [`LOG_MAX`]]; the primary's
-//! queue holds at most [`PENDING_MAX`] requests and [`PENDING_BYTES_MAX`]
-//! bytes, a backup's waiting requests [`WAITING_MAX`] and
-//! [`WAITING_BYTES_MAX`]; the client table [`CLIENT_TABLE_MAX`] sessions by
-//! default; checkpoint votes [`CHECKPOINT_VOTES_MAX`] sequence numbers; a few
+//! The log holds sequence numbers in (h, h + [`LOG_MAX`]], each with at
+//! most a few batches; the primary's queue holds at most [`PENDING_MAX`]
+//! requests and [`PENDING_BYTES_MAX`] bytes, a backup's waiting requests
+//! [`WAITING_MAX`] and [`WAITING_BYTES_MAX`]; the client table at most
+//! [`CLIENT_TABLE_MAX`] sessions and [`RESULT_BYTES_MAX`] bytes of results;
+//! the key table those sessions' keys and [`CLIENT_KEYS_MAX`] more;
+//! checkpoint votes [`CHECKPOINT_VOTES_MAX`] sequence numbers; a few
 //! view-changes per replica; one state transfer, of at most
-//! [`STATE_SIZE_MAX`] bytes. A view-change carries at most `LOG_MAX`
-//! certificates, which keeps a new-view in a datagram for n ≤ 7.
+//! [`STATE_SIZE_MAX`] bytes, which a key-value store at its budget
+//! ([`crate::app::KV_BYTES_MAX`]) and a full client table stay within. A
+//! view-change carries at most `LOG_MAX` certificates of a quorum's
+//! signatures each, which keeps the largest new-view in a datagram for up
+//! to [`REPLICAS_MAX`] replicas.
 
 mod client;
 mod client_table;
@@ -177,9 +205,9 @@ pub const CHECKPOINT_INTERVAL: u64 = 8;
 /// log's capacity in sequence numbers.
 pub const LOG_MAX: u64 = 2 * CHECKPOINT_INTERVAL;
 
-/// Clients whose MAC keys a replica keeps: a request from a further client is
-/// still checked (at the cost of an ECDH each time), but replies to it are
-/// not sent.
+/// Clients without a session whose MAC keys a replica keeps (those with a
+/// session always keep theirs): one more evicts an arbitrary one of them,
+/// which pays for an ECDH again at its next request.
 pub const CLIENT_KEYS_MAX: usize = 1 << 16;
 
 /// Sessions in the client table (the default of [`Config::client_table_max`]):

@@ -17,18 +17,24 @@
 //!    `j` such that n − q + f replicas other than `j` reported a `c` at most
 //!    `c_M` (q the quorum; 2f when n = 3f+1) and f others a `p` at least
 //!    `c_M` (its own, amnesiac, values count as zero), the highest such.
-//!    With n − q + f + 1 replicas at or below `c_M`, the quorum that made
-//!    its last stable checkpoint before the crash (at least q − f of them
-//!    correct) cannot lie wholly above `c_M`, so that checkpoint was at most
-//!    `c_M` and its high watermark at most `H = c_M + L`; and with f + 1 at
-//!    or above it, one correct replica prepared there, so a faulty one
-//!    cannot push `c_M`, and the wait, past what the group reached.
+//!    The quorum that made its last stable checkpoint before the crash has
+//!    at least q − f correct members, which report that checkpoint or a
+//!    later one; with n − q + f + 1 replicas at or below `c_M` they cannot
+//!    all be elsewhere, so that checkpoint was at most `c_M` and its high
+//!    watermark at most `H = c_M + L`. With f + 1 prepared at or above
+//!    `c_M`, one correct replica got there, so a faulty one cannot push
+//!    `c_M`, and the wait, past what the group reached.
 //! 3. **Waiting**: it takes part again (view changes, state transfer,
 //!    execution of what others commit), but sends no pre-prepare, prepare or
 //!    commit for any sequence number at or below `H`, until a checkpoint at
-//!    or above `H` is stable and it has that state. Its status messages say
-//!    `H`, so that an idle primary fills the sequence numbers up to it with
-//!    null batches and recovery does not wait for clients.
+//!    or above `H` is stable and it has that state. (As the primary of a new
+//!    view it still sends the new-view: every backup recomputes its
+//!    pre-prepares from V, so it cannot say anything else there; as the
+//!    primary of its current view it says it recovers, and the backups move
+//!    to the next view.) Its status messages say `H`, so that an idle
+//!    primary that saw its query fills the sequence numbers up to it with
+//!    null batches, once per recovery, and recovery does not wait for
+//!    clients.
 //!
 //! Then it is **done**: nothing it may have said before the crash lies above
 //! the stable checkpoint any more.
