@@ -85,7 +85,7 @@ fn commit_without_prepared_is_caught() {
 
 #[test]
 fn a_new_view_check_that_ignores_prepared_is_caught() {
-    caught_within(Bug::NewViewIgnoresPrepared, 4_000);
+    caught_within(Bug::NewViewIgnoresPrepared, 6_000);
 }
 
 /// Without a bug planted, the same build passes the seeds it ran for the
