@@ -11,7 +11,7 @@
 //! its batch is even decoded.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use runtime::{Addr, DropReason, ReplicaId, SharedState, Source};
@@ -257,6 +257,10 @@ struct Settled {
     /// it or an earlier one are dropped before their (many) signatures are
     /// checked, so replaying them costs a replica nothing.
     entered: AtomicU64,
+    /// The replica is changing views: it drops clients' requests, so they
+    /// are dropped before their MACs are checked (under load, thousands of
+    /// them would otherwise queue ahead of the view change's messages).
+    changing: AtomicBool,
 }
 
 impl Settled {
@@ -267,6 +271,7 @@ impl Settled {
             prepared: slots(),
             committed: slots(),
             entered: AtomicU64::new(0),
+            changing: AtomicBool::new(false),
         }
     }
 
@@ -495,6 +500,12 @@ impl Codec {
         self.settled.entered.fetch_max(view, Ordering::Relaxed);
     }
 
+    /// The replica started (`true`) or finished a view change: its codec
+    /// drops clients' requests meanwhile, unchecked.
+    pub(crate) fn set_changing(&self, changing: bool) {
+        self.settled.changing.store(changing, Ordering::Relaxed);
+    }
+
     /// The replica is prepared at (`view`, `seq`): its codec drops further
     /// prepares for them unchecked.
     pub(crate) fn settle_prepared(&self, view: View, seq: Seq) {
@@ -687,6 +698,11 @@ impl SharedState for Codec {
             Message::Request(request) | Message::Hello(request) => {
                 if source != Source::Other {
                     return Err(DropReason("request: from a replica's address"));
+                }
+                if matches!(msg, Message::Request(_))
+                    && self.settled.changing.load(Ordering::Relaxed)
+                {
+                    return Err(DropReason("request: view change in progress"));
                 }
                 self.check_request(request)?;
                 Addr::Client(request.request.client_id)
@@ -1248,6 +1264,26 @@ mod tests {
                 .unwrap();
             assert_eq!(from, Addr::Client(id));
         }
+        // While the replica changes views, requests are dropped before
+        // their MACs are checked; hellos still count.
+        let changing = replica(&config, &keys, 3);
+        changing.set_changing(true);
+        assert_eq!(
+            reason(changing.decode(Source::Other, &request)),
+            "request: view change in progress"
+        );
+        let registration = Request {
+            client_id: id,
+            request_num: 0,
+            op: Vec::new(),
+        };
+        let mut hello = Vec::new();
+        client
+            .encode(&Outbound::Hello(registration), &mut hello)
+            .unwrap();
+        changing.decode(Source::Other, &hello).unwrap();
+        changing.set_changing(false);
+        changing.decode(Source::Other, &request).unwrap();
         // A request from a replica's address is refused, whatever it says.
         let one = replica(&config, &keys, 1);
         assert_eq!(

@@ -141,6 +141,7 @@ impl Replica {
         ctx.note(|| format!("changes to view {view}"));
         self.view = view;
         self.changing = true;
+        self.codec.set_changing(true);
         self.pending_to_waiting(ctx);
         let prepared: Vec<PreparedCert> = self
             .log
@@ -316,6 +317,7 @@ impl Replica {
         self.view = view;
         self.changing = false;
         self.codec.settle_view(view);
+        self.codec.set_changing(false);
         self.new_view_timer_armed = false;
         self.view_changes.retain(|&(v, _), _| v > view);
         self.own_view_changes.retain(|&v, _| v > view);
