@@ -108,8 +108,10 @@
 //! first: a message naming another replica than its source address is
 //! dropped before its signature is checked, a pre-prepare for a view and
 //! sequence number this replica accepted already is dropped from its header,
-//! and view-changes and new-views (up to a few hundred signatures each) for
-//! a view it entered already are dropped unchecked.
+//! view-changes and new-views (up to a few hundred signatures each) for a
+//! view it entered already are dropped unchecked, and so are clients'
+//! requests while it changes views (it would drop them after the check:
+//! under load, thousands would queue ahead of the view change's messages).
 //!
 //! **Requests and replies carry MACs (§4; TOCS §3.2).** Each client and each
 //! replica share a key, agreed by ECDH from the client's key pair (derived
