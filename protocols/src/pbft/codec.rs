@@ -334,13 +334,38 @@ type ClientKeys = (PublicKey, Arc<[MacKey]>);
 /// so a hasher without a secret key would be a hash-flooding target.
 #[derive(Debug, Default)]
 struct SharedKeys {
-    pinned: HashMap<ClientId, (PublicKey, MacKey)>,
+    /// A pinned key's MAC key is derived when it is first needed (a state
+    /// transfer pins thousands at once, and deriving is an ECDH each).
+    pinned: HashMap<ClientId, (PublicKey, Option<MacKey>)>,
     other: HashMap<ClientId, (PublicKey, MacKey)>,
 }
 
 impl SharedKeys {
-    fn get(&self, client: &ClientId) -> Option<&(PublicKey, MacKey)> {
-        self.pinned.get(client).or_else(|| self.other.get(client))
+    /// The client's public key, and the MAC key if derived already.
+    fn get(&self, client: &ClientId) -> Option<(PublicKey, Option<&MacKey>)> {
+        match self.pinned.get(client) {
+            Some((key, mac)) => Some((*key, mac.as_ref())),
+            None => self.other.get(client).map(|(key, mac)| (*key, Some(mac))),
+        }
+    }
+
+    /// Keeps `mac`, derived for `key`, unless the client has another key;
+    /// `false` if it has.
+    fn keep(&mut self, client: ClientId, key: PublicKey, mac: MacKey) -> bool {
+        if let Some((pinned, derived)) = self.pinned.get_mut(&client) {
+            if *pinned != key {
+                return false;
+            }
+            derived.get_or_insert(mac);
+            return true;
+        }
+        match self.other.get(&client) {
+            Some((known, _)) => *known == key,
+            None => {
+                self.insert_other(client, (key, mac));
+                true
+            }
+        }
     }
 
     /// Keeps `key` for a client without a session, evicting another such
@@ -435,27 +460,22 @@ impl Codec {
     /// A replica opened a session for `client` under `key`: its requests
     /// check under `key` only, for as long as the session lasts.
     pub(crate) fn pin_client(&self, client: ClientId, key: PublicKey) {
-        let Macs::Replica {
-            secret, clients, ..
-        } = &self.macs
-        else {
+        let Macs::Replica { clients, .. } = &self.macs else {
             return;
         };
         let mut keys = clients.write().expect("not poisoned");
-        let kept = match keys.other.remove(&client) {
-            Some(kept) if kept.0 == key => Some(kept),
-            _ => keys.pinned.get(&client).filter(|k| k.0 == key).cloned(),
-        };
         // The registration was checked somewhere, but perhaps not here, or
-        // under a key this table no longer holds: derive it.
-        let shared = kept.or_else(|| {
-            let public = key.parse().ok()?;
-            Some((key, MacKey::agree(&public, secret).ok()?))
-        });
-        match shared {
-            Some(shared) => keys.pinned.insert(client, shared),
-            None => keys.pinned.remove(&client),
+        // under a key this table no longer holds: then the MAC key is
+        // derived when first needed.
+        let mac = match keys.other.remove(&client) {
+            Some((known, mac)) if known == key => Some(mac),
+            _ => keys
+                .pinned
+                .get(&client)
+                .filter(|(known, _)| *known == key)
+                .and_then(|(_, mac)| mac.clone()),
         };
+        keys.pinned.insert(client, (key, mac));
     }
 
     /// A replica evicted `client`'s session: its key is kept like any
@@ -465,8 +485,8 @@ impl Codec {
             return;
         };
         let mut keys = clients.write().expect("not poisoned");
-        if let Some(shared) = keys.pinned.remove(&client) {
-            keys.insert_other(client, shared);
+        if let Some((key, Some(mac))) = keys.pinned.remove(&client) {
+            keys.insert_other(client, (key, mac));
         }
     }
 
@@ -477,11 +497,13 @@ impl Codec {
             return;
         };
         let pinned = std::mem::take(&mut clients.write().expect("not poisoned").pinned);
-        for (client, shared) in pinned {
-            clients
-                .write()
-                .expect("not poisoned")
-                .insert_other(client, shared);
+        for (client, (key, mac)) in pinned {
+            if let Some(mac) = mac {
+                clients
+                    .write()
+                    .expect("not poisoned")
+                    .insert_other(client, (key, mac));
+            }
         }
         for (client, key) in sessions {
             self.pin_client(client, key);
@@ -537,17 +559,37 @@ impl Codec {
 
     /// A replica MACs `reply` under the key it shares with the client.
     fn mac_reply(&self, reply: &Reply) -> Result<MacReply, DropReason> {
-        let Macs::Replica { clients, .. } = &self.macs else {
+        let Macs::Replica {
+            secret, clients, ..
+        } = &self.macs
+        else {
             return Err(DropReason("encode: a client sends no replies"));
         };
-        let mac = clients
+        let client = reply.client_id;
+        let found = clients
             .read()
             .expect("not poisoned")
-            .get(&reply.client_id)
-            .ok_or(DropReason("encode: no key for the client"))?
-            .1
-            .mac_encoded(reply)
-            .map_err(|_| DropReason("encode: failed"))?;
+            .get(&client)
+            .map(|(key, mac)| (key, mac.map(|mac| mac.mac_encoded(reply))));
+        let mac = match found {
+            None => return Err(DropReason("encode: no key for the client")),
+            Some((_, Some(mac))) => mac,
+            Some((key, None)) => {
+                // Pinned, not yet derived.
+                let mac_key = key
+                    .parse()
+                    .ok()
+                    .and_then(|public| MacKey::agree(&public, secret).ok())
+                    .ok_or(DropReason("encode: bad client key"))?;
+                let mac = mac_key.mac_encoded(reply);
+                clients
+                    .write()
+                    .expect("not poisoned")
+                    .keep(client, key, mac_key);
+                mac
+            }
+        }
+        .map_err(|_| DropReason("encode: failed"))?;
         Ok(MacReply {
             reply: reply.clone(),
             mac,
@@ -596,13 +638,16 @@ impl Codec {
         };
         let client = request.request.client_id;
         match clients.read().expect("not poisoned").get(&client) {
-            Some((known, key)) if *known == request.key => {
+            Some((known, Some(key))) if known == request.key => {
                 return key
                     .verify_encoded(&request.authenticated(), mac)
                     .map_err(|_| DropReason("request: bad authenticator"));
             }
-            Some(_) => return Err(DropReason("request: client already has another key")),
-            None => {}
+            Some((known, _)) if known != request.key => {
+                return Err(DropReason("request: client already has another key"));
+            }
+            // Pinned but not derived yet, or not known.
+            Some(_) | None => {}
         }
         // A first request from this client: derive the shared key (ECDH),
         // and keep it once a request checked under it.
@@ -614,17 +659,15 @@ impl Codec {
             MacKey::agree(&public, secret).map_err(|_| DropReason("request: bad client key"))?;
         key.verify_encoded(&request.authenticated(), mac)
             .map_err(|_| DropReason("request: bad authenticator"))?;
-        let mut clients = clients.write().expect("not poisoned");
         // Another thread may have raced us here: the first key still wins.
-        match clients.get(&client) {
-            Some((known, _)) if *known != request.key => {
-                Err(DropReason("request: client already has another key"))
-            }
-            Some(_) => Ok(()),
-            None => {
-                clients.insert_other(client, (request.key, key));
-                Ok(())
-            }
+        let kept = clients
+            .write()
+            .expect("not poisoned")
+            .keep(client, request.key, key);
+        if kept {
+            Ok(())
+        } else {
+            Err(DropReason("request: client already has another key"))
         }
     }
 
@@ -1810,6 +1853,35 @@ mod tests {
         assert_eq!(table.pinned.get(&pinned).map(|k| k.0), Some(key));
         assert!(!table.other.contains_key(&pinned));
         assert!(table.other.len() < CLIENT_KEYS_MAX);
+        drop(table);
+        // A replica that installs a client table afresh pins its keys without
+        // deriving them; the first request or reply derives the MAC key.
+        let fresh = replica(&config, &keys, 1);
+        fresh.repin_clients([(pinned, key)].into_iter());
+        let Macs::Replica { clients, .. } = &fresh.macs else {
+            unreachable!()
+        };
+        assert!(clients.read().unwrap().pinned[&pinned].1.is_none());
+        assert_eq!(
+            reason(fresh.decode(Source::Other, &request_bytes(&forger, pinned, 3))),
+            "request: client already has another key"
+        );
+        fresh
+            .decode(Source::Other, &request_bytes(&honest, pinned, 3))
+            .unwrap();
+        assert!(clients.read().unwrap().pinned[&pinned].1.is_some());
+        let other = replica(&config, &keys, 1);
+        other.repin_clients([(pinned, key)].into_iter());
+        let reply = Reply {
+            view: 0,
+            replica: ReplicaId(1),
+            client_id: pinned,
+            request_num: 3,
+            result: Vec::new(),
+        };
+        let mut encoded = Vec::new();
+        other.encode(&Outbound::Reply(reply), &mut encoded).unwrap();
+        honest.decode(from(1), &encoded).unwrap();
     }
 
     /// The largest new-view the checks accept for quorums of `q`, encoded: `q`
