@@ -1263,6 +1263,24 @@ mod tests {
         }
     }
 
+    /// `replica` checks request `num` of client `id` from `first`, and
+    /// refuses the same from `other`, which has another key for `id`.
+    fn only_the_first_key_checks(
+        replica: &Codec,
+        first: &Codec,
+        other: &Codec,
+        id: ClientId,
+        num: u64,
+    ) {
+        assert_eq!(
+            reason(replica.decode(Source::Other, &request_bytes(other, id, num))),
+            "request: client already has another key"
+        );
+        replica
+            .decode(Source::Other, &request_bytes(first, id, num))
+            .unwrap();
+    }
+
     fn reason<T: std::fmt::Debug>(result: Result<T, DropReason>) -> &'static str {
         result.expect_err("dropped").0
     }
@@ -1418,13 +1436,7 @@ mod tests {
         // stays.
         let impostor = Codec::client(Arc::clone(&config), b"impostor");
         impostor.register_client(id);
-        assert_eq!(
-            reason(replica_2.decode(Source::Other, &request_bytes(&impostor, id, 2))),
-            "request: client already has another key"
-        );
-        replica_2
-            .decode(Source::Other, &request_bytes(&client, id, 2))
-            .unwrap();
+        only_the_first_key_checks(&replica_2, &client, &impostor, id, 2);
     }
 
     /// A signed message that names another replica than its source is
@@ -1839,12 +1851,7 @@ mod tests {
                 .is_some()
         );
         drop(table);
-        assert_eq!(
-            reason(me.decode(Source::Other, &request_bytes(&forger, pinned, 2))),
-            "request: client already has another key"
-        );
-        me.decode(Source::Other, &request_bytes(&honest, pinned, 2))
-            .unwrap();
+        only_the_first_key_checks(&me, &honest, &forger, pinned, 2);
         // Evicting the session unpins the key; a state transfer pins the
         // installed sessions' keys.
         me.unpin_client(pinned);
@@ -1862,13 +1869,7 @@ mod tests {
             unreachable!()
         };
         assert!(clients.read().unwrap().pinned[&pinned].1.is_none());
-        assert_eq!(
-            reason(fresh.decode(Source::Other, &request_bytes(&forger, pinned, 3))),
-            "request: client already has another key"
-        );
-        fresh
-            .decode(Source::Other, &request_bytes(&honest, pinned, 3))
-            .unwrap();
+        only_the_first_key_checks(&fresh, &honest, &forger, pinned, 3);
         assert!(clients.read().unwrap().pinned[&pinned].1.is_some());
         let other = replica(&config, &keys, 1);
         other.repin_clients([(pinned, key)].into_iter());
