@@ -139,7 +139,13 @@ impl Experiment {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.protocols.is_empty(), "no protocol to run");
         for protocol in &self.protocols {
-            replica_count(protocol, self.f)?;
+            let n = replica_count(protocol, self.f)?;
+            anyhow::ensure!(
+                n <= u32::from(crate::run::PORT_SET_SIZE),
+                "{protocol} at f = {} needs {n} replicas; a run takes at most {}",
+                self.f,
+                crate::run::PORT_SET_SIZE
+            );
         }
         let loads = match &self.sweep {
             Sweep::Clients(counts) => {

@@ -30,9 +30,28 @@ use crate::hosts::{Host, Launcher, Provider};
 use crate::loopback::EXIT_TIMEOUT;
 use crate::results::{PointResult, RunResults, thousands};
 
-/// UDP port of replica `i` on hosts with an address of their own
-/// (namespaces, remote machines): `REPLICA_PORT_BASE + i`.
+/// UDP ports of replicas on hosts with an address of their own
+/// (namespaces, remote machines) start here: replica `i` of the point with
+/// index `p` listens on `REPLICA_PORT_BASE + (p % PORT_SETS) * PORT_SET_SIZE
+/// + i`.
+///
+/// Consecutive points use different ports: a node's socket can stay bound
+/// for tens of milliseconds after the node exits (io_uring releases it
+/// asynchronously), and the next point's replica would fail to bind it.
 pub const REPLICA_PORT_BASE: u16 = 7000;
+
+/// Ports per point (more than any protocol's replica count).
+pub const PORT_SET_SIZE: u16 = 32;
+
+/// How many points go by before a port is used again.
+pub const PORT_SETS: u16 = 16;
+
+/// Where replica `i` of the point with index `point` listens on a host with
+/// an address of its own (see [`REPLICA_PORT_BASE`]).
+pub fn replica_port(point: usize, i: usize) -> u16 {
+    let set = (point % usize::from(PORT_SETS)) as u16;
+    REPLICA_PORT_BASE + set * PORT_SET_SIZE + i as u16
+}
 
 /// How long the clients may stay silent before the run gives up on them.
 const SILENCE_MAX: Duration = Duration::from_secs(10);
@@ -57,9 +76,9 @@ pub fn run_experiment(
         .unwrap_or(1);
     let hosts = provider.hosts(replicas_max as usize + 1, node_binary)?;
     let mut points = Vec::new();
-    for point in experiment.points() {
+    for (index, point) in experiment.points().into_iter().enumerate() {
         let bar = progress.add(point_bar(&point, experiment.duration));
-        let result = run_point(experiment, &point, &hosts, node_binary, &bar);
+        let result = run_point(experiment, &point, index, &hosts, node_binary, &bar);
         match result {
             Ok(result) => {
                 bar.finish_with_message(format!(
@@ -163,6 +182,7 @@ impl Node {
 fn run_point(
     experiment: &Experiment,
     point: &Point,
+    index: usize,
     hosts: &[Host],
     node_binary: &Path,
     bar: &ProgressBar,
@@ -183,7 +203,7 @@ fn run_point(
     let replica_addrs = hosts[..n]
         .iter()
         .enumerate()
-        .map(|(i, host)| replica_addr(host, i))
+        .map(|(i, host)| replica_addr(host, index, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     // Fresh keys for every point: replicas of a signed protocol each get
@@ -282,16 +302,17 @@ fn run_point(
     point_result(point, &client_report, &replica_reports, intervals)
 }
 
-/// Where replica `i` on `host` listens: a free port on a local address (other
-/// runs may share the loopback addresses), a fixed one elsewhere.
-fn replica_addr(host: &Host, i: usize) -> anyhow::Result<SocketAddr> {
+/// Where replica `i` of point `index` on `host` listens: a free port on a
+/// local address (other runs may share the loopback addresses), a fixed one
+/// per point elsewhere ([`replica_port`]).
+fn replica_addr(host: &Host, index: usize, i: usize) -> anyhow::Result<SocketAddr> {
     match host.launcher {
         Launcher::Local => {
             let probe = UdpSocket::bind((host.addr, 0))
                 .with_context(|| format!("finding a free UDP port on {host}"))?;
             Ok(probe.local_addr()?)
         }
-        _ => Ok(SocketAddr::new(host.addr, REPLICA_PORT_BASE + i as u16)),
+        _ => Ok(SocketAddr::new(host.addr, replica_port(index, i))),
     }
 }
 
@@ -376,6 +397,17 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consecutive_points_never_share_a_replica_port() {
+        let n = usize::from(PORT_SET_SIZE);
+        let ports = |point| (0..n).map(move |i| replica_port(point, i));
+        for point in 0..40 {
+            for port in ports(point) {
+                assert!(!ports(point + 1).any(|p| p == port), "point {point}");
+            }
+        }
+    }
 
     #[test]
     fn dates() {

@@ -480,3 +480,21 @@ fn run_ok(program: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// A sweep of several points and trials through the runner itself, both
+/// protocols: every point's replicas bind the ports of a node that has just
+/// exited on the same host, which failed at the second point while a socket
+/// closed by io_uring stayed bound for a few tens of milliseconds.
+#[test]
+fn a_sweep_of_several_points_and_trials_across_namespaces() {
+    let test = "a_sweep_of_several_points_and_trials_across_namespaces";
+    let _turn = serial();
+    if !namespaces_available(test) {
+        return;
+    }
+    let mut provider = NetnsHosts::new(NetemProfile::default()).unwrap();
+    let prefix = provider.prefix();
+    common::sweep_points_and_trials(&mut provider, &String::new);
+    provider.cleanup().unwrap();
+    assert_nothing_left(&prefix, &[]);
+}

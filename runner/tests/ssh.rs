@@ -240,3 +240,18 @@ fn nodes_go_round_robin_over_the_machines() {
     );
     provider.cleanup().unwrap();
 }
+
+/// A sweep of several points and trials through the runner itself, both
+/// protocols, on two ssh hosts: every point starts its nodes on machines
+/// whose previous nodes have just exited (here, slow ssh teardown happens
+/// to hide the port a closed io_uring socket keeps bound for a while, which
+/// the namespace test shows).
+#[test]
+fn a_sweep_of_several_points_and_trials_on_ssh_hosts() {
+    let Some(sshd) = TestSshd::start() else {
+        return;
+    };
+    let mut provider = provider(&sshd, &["127.0.0.2", "127.0.0.3"]);
+    common::sweep_points_and_trials(&mut provider, &|| format!("sshd log:\n{}", sshd.log()));
+    provider.cleanup().unwrap();
+}
