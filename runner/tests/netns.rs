@@ -47,7 +47,9 @@ fn namespaces_available(test: &str) -> bool {
     match NetnsHosts::available() {
         Ok(()) => true,
         Err(reason) => {
-            eprintln!("skipping {test}: network namespaces unavailable: {reason}");
+            // Root cannot be installed; iproute2 can, and .ci/run does.
+            let why = format!("network namespaces unavailable: {reason}");
+            common::skip(test, &why, common::is_root());
             false
         }
     }
@@ -64,7 +66,7 @@ fn unreplicated_across_namespaces_with_netem_delay() {
         return;
     }
     if let Err(reason) = NetnsHosts::netem_available() {
-        eprintln!("skipping {test}: netem unavailable: {reason}");
+        common::skip(test, &format!("netem unavailable: {reason}"), false);
         return;
     }
     let mut provider = NetnsHosts::new(NetemProfile::delay(DELAY)).unwrap();
@@ -215,7 +217,7 @@ fn missing_netem_is_a_clear_error_and_leaves_nothing() {
         return;
     }
     if NetnsHosts::netem_available().is_ok() {
-        eprintln!("skipping {test}: this kernel has netem");
+        common::skip(test, "this kernel has netem", false);
         return;
     }
     let mut provider = NetnsHosts::new(NetemProfile::delay(DELAY)).unwrap();

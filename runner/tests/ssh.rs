@@ -172,7 +172,11 @@ fn dropping_the_provider_stops_the_remote_nodes() {
 #[test]
 fn a_host_that_refuses_the_connection_is_named_quickly() {
     if Command::new("ssh").arg("-V").output().is_err() {
-        eprintln!("skipping: no `ssh` on PATH (install openssh-client to run this test)");
+        common::skip(
+            "a_host_that_refuses_the_connection_is_named_quickly",
+            "no `ssh` on PATH (install openssh-client to run it)",
+            true,
+        );
         return;
     }
     // Nobody listens there (unless someone takes the port in between).

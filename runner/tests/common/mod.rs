@@ -49,3 +49,29 @@ pub fn sweep_points_and_trials(
         );
     }
 }
+
+/// Says that a test skips, and why, where cargo shows it even for a test
+/// that passes (straight to the standard error, not through the test
+/// harness's capture). Under CI (`CI=true`), a test whose prerequisite
+/// `.ci/run` installs (`ci_installs`) must not skip: it fails instead.
+#[allow(dead_code)] // Not every test binary skips.
+pub fn skip(test: &str, why: &str, ci_installs: bool) {
+    use std::io::Write;
+    if ci_installs && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {why}, under CI, where .ci/run installs it: this test must run");
+    }
+    let _ = writeln!(std::io::stderr(), "skipping {test}: {why}");
+}
+
+/// Whether this process runs as root (what network namespaces need).
+#[allow(dead_code)]
+pub fn is_root() -> bool {
+    // The second field of `Uid:` is the effective user id.
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
+}

@@ -38,11 +38,19 @@ impl TestSshd {
     /// listens; `None`, after saying why, if OpenSSH is not installed.
     pub fn start() -> Option<TestSshd> {
         if !Path::new(SSHD).exists() {
-            eprintln!("skipping: {SSHD} not found (install openssh-server to run this test)");
+            crate::common::skip(
+                thread::current().name().unwrap_or("an ssh test"),
+                &format!("{SSHD} not found (install openssh-server to run it)"),
+                true,
+            );
             return None;
         }
         if Command::new("ssh").arg("-V").output().is_err() {
-            eprintln!("skipping: no `ssh` on PATH (install openssh-client to run this test)");
+            crate::common::skip(
+                thread::current().name().unwrap_or("an ssh test"),
+                "no `ssh` on PATH (install openssh-client to run it)",
+                true,
+            );
             return None;
         }
         // sshd refuses to start without its privilege separation directory,
