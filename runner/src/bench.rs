@@ -300,18 +300,38 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     run_and_save(&experiment, provider.as_mut(), args.out.as_deref())
 }
 
-/// Runs `experiment`, prints the summary, writes the files.
+/// Runs `experiment`, prints the summary, writes the files: after every
+/// point, so that a run that fails keeps the points it finished.
 fn run_and_save(
     experiment: &Experiment,
     provider: &mut dyn Provider,
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let results = run_on(experiment, provider)?;
-    println!("{}", results::summary_table(&results));
     let dir = match out {
         Some(dir) => dir.to_path_buf(),
         None => default_dir(&experiment.name),
     };
+    // Before the first point: a folder that cannot be made fails now.
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut kept = 0;
+    let mut keep = |results: &RunResults| {
+        results::write_all(&dir, results)?;
+        kept = results.points.len();
+        Ok(())
+    };
+    let results = match run_on(experiment, provider, &mut keep) {
+        Ok(results) => results,
+        Err(error) => {
+            if kept > 0 {
+                eprintln!(
+                    "the {kept} points finished before the failure are in {}",
+                    dir.display()
+                );
+            }
+            return Err(error);
+        }
+    };
+    println!("{}", results::summary_table(&results));
     let written = results::write_all(&dir, &results)?;
     println!(
         "results: {}\n         {}\nplot:    {}\n         {}",
@@ -325,7 +345,11 @@ fn run_and_save(
 
 /// Builds the node binary, runs `experiment`, and cleans up the hosts
 /// whatever happens.
-fn run_on(experiment: &Experiment, provider: &mut dyn Provider) -> anyhow::Result<RunResults> {
+fn run_on(
+    experiment: &Experiment,
+    provider: &mut dyn Provider,
+    finished: &mut dyn FnMut(&RunResults) -> anyhow::Result<()>,
+) -> anyhow::Result<RunResults> {
     experiment.validate()?;
     let node = cargo::build_node()?;
     let progress = MultiProgress::new();
@@ -335,7 +359,7 @@ fn run_on(experiment: &Experiment, provider: &mut dyn Provider) -> anyhow::Resul
         experiment.points().len(),
         provider.describe()
     );
-    let result = run_experiment(experiment, provider, &node, &progress);
+    let result = run_experiment(experiment, provider, &node, &progress, finished);
     let cleaned = provider.cleanup();
     let results = result?;
     cleaned.context("cleaning up the hosts")?;
@@ -390,7 +414,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<ExitCode> {
         };
         args.common.apply(&mut experiment);
         eprintln!("thread map: {name}");
-        let results = run_on(&experiment, provider.as_mut())?;
+        let results = run_on(&experiment, provider.as_mut(), &mut |_| Ok(()))?;
         let point = &results.points[0];
         rows.push((
             name,

@@ -185,6 +185,11 @@ impl NodeProcess {
         })
     }
 
+    /// How the process ended, if it has (without waiting).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Waits at most `timeout` for the node to exit; kills it if it does not.
     /// Once it has exited, its last stderr lines are in [`Self::stderr_tail`].
     pub fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {

@@ -57,15 +57,19 @@ pub fn replica_port(point: usize, i: usize) -> u16 {
 const SILENCE_MAX: Duration = Duration::from_secs(10);
 
 /// Runs every point of `experiment` and returns the results. `progress`
-/// draws to the terminal (hidden when stderr is not one).
+/// draws to the terminal (hidden when stderr is not one). After each point,
+/// `finished` gets the results so far (to keep them on disk as the run goes:
+/// a point that fails ends the run, and the points before it stay).
 pub fn run_experiment(
     experiment: &Experiment,
     provider: &mut dyn Provider,
     node_binary: &Path,
     progress: &MultiProgress,
+    finished: &mut dyn FnMut(&RunResults) -> anyhow::Result<()>,
 ) -> anyhow::Result<RunResults> {
     experiment.validate()?;
     let started = now_rfc3339();
+    let recorded = serde_json::to_value(experiment).context("recording the experiment")?;
     let replicas_max = experiment
         .protocols
         .iter()
@@ -75,6 +79,14 @@ pub fn run_experiment(
         .max()
         .unwrap_or(1);
     let hosts = provider.hosts(replicas_max as usize + 1, node_binary)?;
+    let described = provider.describe();
+    let results = |points: &[PointResult]| RunResults {
+        name: experiment.name.clone(),
+        started: started.clone(),
+        hosts: described.clone(),
+        experiment: recorded.clone(),
+        points: points.to_vec(),
+    };
     let mut points = Vec::new();
     for (index, point) in experiment.points().into_iter().enumerate() {
         let bar = progress.add(point_bar(&point, experiment.duration));
@@ -88,6 +100,7 @@ pub fn run_experiment(
                     result.latency_us_p99
                 ));
                 points.push(result);
+                finished(&results(&points))?;
             }
             Err(error) => {
                 bar.abandon_with_message("failed");
@@ -95,13 +108,7 @@ pub fn run_experiment(
             }
         }
     }
-    Ok(RunResults {
-        name: experiment.name.clone(),
-        started,
-        hosts: provider.describe(),
-        experiment: serde_json::to_value(experiment).context("recording the experiment")?,
-        points,
-    })
+    Ok(results(&points))
 }
 
 fn point_bar(point: &Point, duration: Duration) -> ProgressBar {
@@ -272,7 +279,10 @@ fn run_point(
     let mut last_report = Instant::now();
     while start.elapsed() < experiment.duration {
         let left = experiment.duration.saturating_sub(start.elapsed());
-        if let Some(interval) = clients.next_interval(left.min(Duration::from_millis(100)))? {
+        let next = clients
+            .next_interval(left.min(Duration::from_millis(100)))
+            .map_err(|e| with_exits(e, &mut replicas, &mut clients))?;
+        if let Some(interval) = next {
             let seconds = experiment.report_interval.as_secs_f64();
             bar.set_message(format!(
                 "{:>12} ops/s  p50 {:>6} µs",
@@ -288,8 +298,8 @@ fn run_point(
                 SILENCE_MAX.as_secs()
             );
         }
-        for replica in &mut replicas {
-            replica.drain()?;
+        if let Err(error) = replicas.iter_mut().try_for_each(Node::drain) {
+            return Err(with_exits(error, &mut replicas, &mut clients));
         }
         bar.set_position(start.elapsed().as_millis() as u64);
     }
@@ -300,6 +310,24 @@ fn run_point(
         replica_reports.push(replica.finish()?.0);
     }
     point_result(point, &client_report, &replica_reports, intervals)
+}
+
+/// `error`, with how every node of the point that has ended ended: a node
+/// killed by a signal says which.
+fn with_exits(error: anyhow::Error, replicas: &mut [Node], clients: &mut Node) -> anyhow::Error {
+    let exits: Vec<String> = replicas
+        .iter_mut()
+        .chain(std::iter::once(clients))
+        .filter_map(|node| {
+            let status = node.process.exited()?;
+            (!status.success()).then(|| format!("{} ended: {status}", node.control.name()))
+        })
+        .collect();
+    if exits.is_empty() {
+        error
+    } else {
+        error.context(exits.join("; "))
+    }
 }
 
 /// Where replica `i` of point `index` on `host` listens: a free port on a

@@ -36,7 +36,10 @@ pub fn sweep_points_and_trials(
         ..Experiment::default_comparison()
     };
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
-    let results = runner::run::run_experiment(&experiment, provider, node_binary(), &progress)
+    let results =
+        runner::run::run_experiment(&experiment, provider, node_binary(), &progress, &mut |_| {
+            Ok(())
+        })
         .unwrap_or_else(|e| panic!("{e:#}\n{}", context()));
     assert_eq!(results.points.len(), experiment.points().len());
     assert_eq!(results.points.len(), 2 * 2 * 2);
