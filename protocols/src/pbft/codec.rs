@@ -1613,41 +1613,41 @@ mod tests {
         let good = view_change(&keys, 3, 1, vec![prepared_cert(&keys, 0, 1, digest)]);
         check_view_change(&config, &good).unwrap();
 
-        // A prepare signed by another replica than it names.
-        let mut cert = prepared_cert(&keys, 0, 1, digest);
-        cert.prepares[0].1 = cert.prepares[1].1;
-        let forged = view_change(&keys, 3, 1, vec![cert]);
-        assert_eq!(
-            reason(check_view_change(&config, &forged)),
-            "view-change: bad prepare"
-        );
-        // Too few prepares (the sender counts for itself).
-        let mut cert = prepared_cert(&keys, 0, 1, digest);
-        cert.prepares.truncate(0);
-        let thin = view_change(&keys, 3, 1, vec![cert]);
-        assert_eq!(
-            reason(check_view_change(&config, &thin)),
-            "view-change: too few prepares"
-        );
-        // One prepare listed twice (a padded certificate costs a check per
-        // entry), or more prepares than a quorum needs (view-changes must
-        // stay within a datagram).
-        let mut cert = prepared_cert(&keys, 0, 1, digest);
-        cert.prepares.truncate(1);
-        cert.prepares.push(cert.prepares[0]);
-        let padded = view_change(&keys, 3, 1, vec![cert]);
-        assert_eq!(
-            reason(check_view_change(&config, &padded)),
-            "view-change: two prepares from one replica"
-        );
-        let mut cert = prepared_cert(&keys, 0, 1, digest);
-        let extra = cert.prepares[0];
-        cert.prepares.push(extra);
-        let long = view_change(&keys, 3, 1, vec![cert]);
-        assert_eq!(
-            reason(check_view_change(&config, &long)),
-            "view-change: too many prepares"
-        );
+        // Certificates altered from a good one, and why each is refused.
+        type Alter = fn(&mut PreparedCert);
+        let altered: [(Alter, &str); 4] = [
+            // A prepare signed by another replica than it names.
+            (
+                |cert| cert.prepares[0].1 = cert.prepares[1].1,
+                "view-change: bad prepare",
+            ),
+            // Too few prepares (the sender counts for itself).
+            (
+                |cert| cert.prepares.clear(),
+                "view-change: too few prepares",
+            ),
+            // One prepare listed twice (a padded certificate costs a check
+            // per entry).
+            (
+                |cert| {
+                    cert.prepares.truncate(1);
+                    cert.prepares.push(cert.prepares[0]);
+                },
+                "view-change: two prepares from one replica",
+            ),
+            // More prepares than a quorum needs (view-changes must stay
+            // within a datagram).
+            (
+                |cert| cert.prepares.push(cert.prepares[0]),
+                "view-change: too many prepares",
+            ),
+        ];
+        for (alter, why) in altered {
+            let mut cert = prepared_cert(&keys, 0, 1, digest);
+            alter(&mut cert);
+            let vc = view_change(&keys, 3, 1, vec![cert]);
+            assert_eq!(reason(check_view_change(&config, &vc)), why);
+        }
         // A certificate for the digest the primary did not sign.
         let mut cert = prepared_cert(&keys, 0, 1, digest);
         cert.digest = Digest::of(b"other");

@@ -79,9 +79,11 @@
 //! its chunks ([`wire::merkle`]): each chunk is checked on arrival, whoever
 //! sent it. The others keep only their stable checkpoint and later ones, so
 //! a transfer must finish before the group moves on past the next
-//! checkpoint, or it starts over from the new one: with a window of 1 MiB a
-//! state of megabytes transfers under full load, one of hundreds would
-//! not.
+//! checkpoint, or it starts over from the new one. With a window of 1 MiB,
+//! a state of 2 MB transfers under steady load in the simulator
+//! (`a_lagging_replica_catches_up_a_large_state_under_load`); how large a
+//! state still does on real hosts is not measured, and a large enough one
+//! would start over for as long as the load lasts.
 //!
 //! **Recovery (TOCS §4.3.2).** A replica that restarts without its memory
 //! first estimates the high watermark H from the others' replies, then takes
