@@ -9,13 +9,16 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use indicatif::MultiProgress;
 use runner::cargo;
-use runner::experiment::{Experiment, Sweep};
+use runner::experiment::{BASELINE, Experiment, PROTOCOLS, Sweep};
 use runner::hosts::netns::{NetemProfile, NetnsHosts};
 use runner::hosts::ssh::SshHosts;
 use runner::hosts::{LocalHosts, Provider};
+use runner::provenance::Provenance;
 use runner::results::thousands;
 use runner::results::{self, RunResults};
-use runner::run::{now_rfc3339, run_experiment};
+use runner::run::{now_rfc3339, run_experiment_at};
+use runner::threads;
+use serde::Serialize;
 use wire::control::{
     AppConfig, Idle, KeyDistribution, KvWorkload, Stage, ThreadMap, ThreadSpec, TransportKind,
     Workload,
@@ -24,35 +27,54 @@ use wire::control::{
 /// Where results go unless `--out` says otherwise.
 const RESULTS_DIR: &str = "results";
 
+/// Clients sharing an open-loop sweep's rates unless `--clients` says.
+const OPEN_LOOP_CLIENTS: u32 = 100;
+
+/// The protocols `--protocol` accepts.
+fn protocol_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(PROTOCOLS.iter().map(|info| info.name))
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Protocol to run; repeat for several. The unreplicated baseline is
-    /// added if missing, so every point has its ratio.
-    #[arg(long = "protocol", required = true)]
+    /// Protocol to run; repeat or separate with commas for several. The
+    /// unreplicated baseline is added if missing, so every point has its
+    /// ratio.
+    #[arg(long = "protocol", required = true, value_delimiter = ',', value_parser = protocol_names())]
     protocols: Vec<String>,
-    /// Closed-loop client counts to sweep, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+    /// Closed loop: client counts to sweep, comma-separated [default:
+    /// 1,10,100,1000, as the default comparison]. With `--rates`: the one
+    /// count of clients that share each rate [default: 100].
+    #[arg(long, value_delimiter = ',')]
     clients: Vec<u32>,
-    /// Open loop instead: offered rates (operations per second) to sweep,
-    /// comma-separated, shared by `--clients` clients (one count).
+    /// Open loop instead: offered rates (operations per second, all clients
+    /// together) to sweep, comma-separated, e.g. `--rates 1000,10000,50000`.
     #[arg(long, value_delimiter = ',')]
     rates: Vec<u64>,
     #[command(flatten)]
     common: CommonArgs,
-    /// Measured runs per point.
+    /// Measured runs of every point. Trials interleave protocols (A trial 1,
+    /// B trial 1, A trial 2, ...); the table and plot show their mean and
+    /// spread.
     #[arg(long, default_value_t = 1)]
     trials: u32,
-    /// Folder for results.csv, results.json and the plots
-    /// [default: results/<timestamp>-bench].
-    #[arg(long)]
-    out: Option<PathBuf>,
+    /// Stages to threads to cores for every replica, in the form `runner
+    /// tune` prints: threads separated by `/`, stages joined by `+`, `@N`
+    /// pins to core N; e.g. `receive+verify/protocol+send@1`, or `single`,
+    /// `per-stage` [default: one thread, pinned to core 0 for a single local
+    /// replica].
+    #[arg(long, value_parser = parse_thread_map)]
+    replica_threads: Option<ThreadMap>,
+    #[command(flatten)]
+    out: OutArgs,
     #[command(flatten)]
     hosts: HostArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
-    #[arg(long)]
+    /// Protocol whose replicas' thread maps to try.
+    #[arg(long, value_parser = protocol_names())]
     protocol: String,
     /// Closed-loop clients to tune at.
     #[arg(long, default_value_t = 100)]
@@ -63,7 +85,36 @@ pub struct TuneArgs {
     #[command(flatten)]
     common: CommonArgs,
     #[command(flatten)]
+    out: OutArgs,
+    #[command(flatten)]
     hosts: HostArgs,
+}
+
+/// `runner rerun`: an experiment again, from its results.
+#[derive(Debug, Args)]
+pub struct RerunArgs {
+    /// A results.json a run wrote: its experiment runs again, unchanged.
+    results: PathBuf,
+    #[command(flatten)]
+    out: OutArgs,
+    /// Where the nodes run this time (the recorded run's hosts are in its
+    /// results.json, under `hosts`).
+    #[command(flatten)]
+    hosts: HostArgs,
+}
+
+/// Where a run's files go.
+#[derive(Debug, Args)]
+struct OutArgs {
+    /// Folder for the results (results.csv, results.json, plot.svg and
+    /// plot.png; tune.csv and tune.json for `tune`) [default: results/<start
+    /// time>-<experiment name>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Let `--out` name a folder that already holds files (results in it are
+    /// replaced).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Debug, Args)]
@@ -71,35 +122,47 @@ struct CommonArgs {
     /// How long each point runs, warm-up and cool-down included.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     duration: Duration,
+    /// Trimmed from the start of each point before measuring (connections
+    /// set up, caches and batches warm).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     warmup: Duration,
+    /// Trimmed from the end of each point (clients stopping).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "500ms")]
     cooldown: Duration,
-    /// Faults to tolerate (replicated protocols run 3f+1 or 2f+1 replicas).
+    /// Faults to tolerate: PBFT runs 3f+1 replicas (f = 1 to 3); the
+    /// unreplicated baseline always runs one.
     #[arg(long, default_value_t = 1)]
     f: u32,
+    /// UDP transport of every node: `auto` takes io_uring where the kernel
+    /// has it, else epoll; the table says which each node used.
     #[arg(long, value_enum, default_value_t = TransportArg::Auto)]
     transport: TransportArg,
-    /// `busy`, or `spin:<µs>` (spin that long, then block).
+    /// What a node thread does with no work: `busy` polls (a core per
+    /// thread, lowest latency), `spin:<µs>` polls that long, then blocks.
     #[arg(long, default_value = "spin:100", value_parser = parse_idle)]
     idle: Idle,
     /// Client threads (one socket each) in the clients node.
     #[arg(long, default_value_t = 1)]
     client_threads: u32,
-    /// `null` or `kv`.
+    /// The replicated application: `null` (operations are opaque bytes, the
+    /// reply is empty) or `kv` (a key-value store: gets and puts).
     #[arg(long, value_enum, default_value_t = AppArg::Null)]
     app: AppArg,
-    /// Null app: operation size in bytes.
+    /// Null app: bytes in each operation.
     #[arg(long, default_value_t = 16)]
     op_size: u32,
-    /// KV app: number of keys, value size, read ratio, zipf exponent (0:
-    /// uniform).
+    /// KV app: keys the operations draw from.
     #[arg(long, default_value_t = 1000)]
     keys: u64,
+    /// KV app: bytes in each put's value.
     #[arg(long, default_value_t = 64)]
     value_size: u32,
+    /// KV app: fraction of operations that are gets (0 to 1); the rest are
+    /// puts.
     #[arg(long, default_value_t = 0.5)]
     read_ratio: f64,
+    /// KV app: zipf exponent of the key popularity (0: every key equally
+    /// likely; 0.99 is the usual skewed workload).
     #[arg(long, default_value_t = 0.0)]
     zipf: f64,
 }
@@ -119,7 +182,7 @@ struct HostArgs {
     #[arg(long)]
     ssh_identity: Option<PathBuf>,
     /// netns: delay added to every packet leaving a node (a round trip
-    /// between two nodes crosses two).
+    /// between two nodes crosses two); needs the kernel's netem qdisc.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     netem_delay: Duration,
     /// netns: random variation around the delay.
@@ -138,7 +201,8 @@ enum HostKind {
     /// Processes on 127.0.0.x.
     Local,
     /// Processes in network namespaces on this machine, one per node,
-    /// joined by a bridge, optionally with emulated WAN links (netem).
+    /// joined by a bridge, optionally with emulated WAN links (netem); needs
+    /// root and iproute2.
     Netns,
     /// Processes on remote machines, started over ssh.
     Ssh,
@@ -166,6 +230,10 @@ fn parse_idle(s: &str) -> Result<Idle, String> {
             .map(|spin_us| Idle::SpinThenBlock { spin_us })
             .ok_or_else(|| format!("{s:?}: expected `busy` or `spin:<microseconds>`")),
     }
+}
+
+fn parse_thread_map(s: &str) -> Result<ThreadMap, String> {
+    threads::parse(s)
 }
 
 impl CommonArgs {
@@ -224,7 +292,11 @@ impl HostArgs {
                 let mut hosts = match (&self.ssh_hosts_file, self.ssh_hosts.is_empty()) {
                     (Some(file), true) => SshHosts::from_file(file)?,
                     (None, false) => SshHosts::from_specs(&self.ssh_hosts)?,
-                    _ => {
+                    (None, true) => anyhow::bail!(
+                        "--hosts ssh needs the machines to run on: --ssh-host [user@]host[:port] \
+                         (repeat for several) or --ssh-hosts-file FILE"
+                    ),
+                    (Some(_), false) => {
                         anyhow::bail!("--hosts ssh takes --ssh-hosts-file or --ssh-host, not both")
                     }
                 };
@@ -240,19 +312,21 @@ impl HostArgs {
 /// Overrides for the default comparison (for quick runs and tests).
 #[derive(Debug, Args)]
 pub struct DefaultArgs {
-    /// How long each point runs [default: the experiment's, 5s].
+    /// How long each point runs, warm-up and cool-down included [default:
+    /// 5s].
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
+    /// Trimmed from the start of each point [default: 1s].
     #[arg(long, value_parser = humantime::parse_duration)]
     warmup: Option<Duration>,
+    /// Trimmed from the end of each point [default: 500ms].
     #[arg(long, value_parser = humantime::parse_duration)]
     cooldown: Option<Duration>,
     /// Closed-loop client counts, comma-separated [default: 1,10,100,1000].
     #[arg(long, value_delimiter = ',')]
     clients: Vec<u32>,
-    /// Folder for the results [default: results/<timestamp>-default].
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutArgs,
 }
 
 /// The default comparison, on local hosts.
@@ -264,7 +338,8 @@ pub fn run_default(args: &DefaultArgs) -> anyhow::Result<ExitCode> {
     if !args.clients.is_empty() {
         experiment.sweep = Sweep::Clients(args.clients.clone());
     }
-    run_and_save(&experiment, &mut LocalHosts, args.out.as_deref())
+    let out = Out::new(args.out.out.as_deref(), args.out.overwrite);
+    run_and_save(&experiment, &mut LocalHosts, out)
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
@@ -272,32 +347,129 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         name: "bench".to_string(),
         ..Experiment::default_comparison()
     };
-    experiment.protocols = args.protocols.clone();
-    if !experiment
-        .protocols
-        .iter()
-        .any(|p| p == runner::experiment::BASELINE)
-    {
-        experiment
-            .protocols
-            .insert(0, runner::experiment::BASELINE.to_string());
+    experiment.protocols.clear();
+    for protocol in &args.protocols {
+        if !experiment.protocols.contains(protocol) {
+            experiment.protocols.push(protocol.clone());
+        }
+    }
+    if !experiment.protocols.iter().any(|p| p == BASELINE) {
+        experiment.protocols.insert(0, BASELINE.to_string());
     }
     experiment.sweep = if args.rates.is_empty() {
-        Sweep::Clients(args.clients.clone())
+        if args.clients.is_empty() {
+            experiment.sweep
+        } else {
+            Sweep::Clients(args.clients.clone())
+        }
     } else {
-        anyhow::ensure!(
-            args.clients.len() == 1,
-            "an open-loop sweep (--rates) takes one --clients count"
-        );
+        let clients = match args.clients[..] {
+            [] => OPEN_LOOP_CLIENTS,
+            [clients] => clients,
+            _ => anyhow::bail!(
+                "--rates sweeps offered rates with one --clients count, not {}",
+                args.clients.len()
+            ),
+        };
         Sweep::Rates {
-            clients: args.clients[0],
+            clients,
             rates: args.rates.clone(),
         }
     };
     experiment.trials = args.trials;
+    experiment.replica_threads = args.replica_threads.clone();
     args.common.apply(&mut experiment);
+    // Everything about the experiment before the hosts are set up.
+    experiment.validate()?;
+    let out = Out::new(args.out.out.as_deref(), args.out.overwrite);
+    out.check()?;
     let mut provider = args.hosts.provider()?;
-    run_and_save(&experiment, provider.as_mut(), args.out.as_deref())
+    run_and_save(&experiment, provider.as_mut(), out)
+}
+
+pub fn rerun(args: &RerunArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.results)
+        .with_context(|| format!("reading {}", args.results.display()))?;
+    let recorded: RunResults = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a results.json", args.results.display()))?;
+    let experiment: Experiment =
+        serde_json::from_value(recorded.experiment.clone()).with_context(|| {
+            format!(
+                "{} records an experiment this runner cannot read (written by another version?)",
+                args.results.display()
+            )
+        })?;
+    eprintln!(
+        "rerunning {} of {} (hosts then: {})",
+        experiment.name, recorded.started, recorded.hosts
+    );
+    let now = Provenance::of_this_machine(cargo::workspace_root());
+    if let (Some(then), Some(commit)) = (&recorded.provenance.commit, &now.commit)
+        && (then != commit || now.dirty == Some(true))
+    {
+        eprintln!(
+            "warning: recorded at commit {then}{}; this tree is at {commit}{}",
+            if recorded.provenance.dirty == Some(true) {
+                " (dirty)"
+            } else {
+                ""
+            },
+            if now.dirty == Some(true) {
+                " (dirty)"
+            } else {
+                ""
+            },
+        );
+    }
+    experiment.validate()?;
+    let out = Out::new(args.out.out.as_deref(), args.out.overwrite);
+    out.check()?;
+    let mut provider = args.hosts.provider()?;
+    run_and_save(&experiment, provider.as_mut(), out)
+}
+
+/// Where a run's files go: a folder the user named, or one named after the
+/// run's start time under [`RESULTS_DIR`].
+#[derive(Clone, Copy, Debug)]
+struct Out<'a> {
+    dir: Option<&'a Path>,
+    overwrite: bool,
+}
+
+impl<'a> Out<'a> {
+    fn new(dir: Option<&'a Path>, overwrite: bool) -> Out<'a> {
+        Out { dir, overwrite }
+    }
+
+    /// Before anything runs: a named folder that holds files, or is not a
+    /// folder, is refused (unless overwriting).
+    fn check(&self) -> anyhow::Result<()> {
+        let Some(dir) = self.dir else { return Ok(()) };
+        if dir.exists() {
+            anyhow::ensure!(dir.is_dir(), "--out {}: not a folder", dir.display());
+            let full = std::fs::read_dir(dir)
+                .with_context(|| format!("--out {}: reading it", dir.display()))?
+                .next()
+                .is_some();
+            anyhow::ensure!(
+                !full || self.overwrite,
+                "--out {} already holds files; choose another folder, or pass --overwrite",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Makes the folder: `started` names it unless the user did.
+    fn create(&self, name: &str, started: &str) -> anyhow::Result<PathBuf> {
+        self.check()?;
+        let dir = match self.dir {
+            Some(dir) => dir.to_path_buf(),
+            None => default_dir(name, started),
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
 }
 
 /// Runs `experiment`, prints the summary, writes the files: after every
@@ -305,26 +477,27 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 fn run_and_save(
     experiment: &Experiment,
     provider: &mut dyn Provider,
-    out: Option<&Path>,
+    out: Out<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let dir = match out {
-        Some(dir) => dir.to_path_buf(),
-        None => default_dir(&experiment.name),
-    };
+    experiment.validate()?;
+    out.check()?;
+    let node = cargo::build_node()?;
+    let started = now_rfc3339();
     // Before the first point: a folder that cannot be made fails now.
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = out.create(&experiment.name, &started)?;
     let mut kept = 0;
     let mut keep = |results: &RunResults| {
         results::write_all(&dir, results)?;
         kept = results.points.len();
         Ok(())
     };
-    let results = match run_on(experiment, provider, &mut keep) {
+    let results = match run_on(experiment, &started, provider, &node, &mut keep) {
         Ok(results) => results,
         Err(error) => {
             if kept > 0 {
                 eprintln!(
-                    "the {kept} points finished before the failure are in {}",
+                    "the {} finished before the failure are in {}",
+                    plural(kept, "point"),
                     dir.display()
                 );
             }
@@ -343,104 +516,222 @@ fn run_and_save(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the node binary, runs `experiment`, and cleans up the hosts
+/// Runs `experiment` with a built node binary, and cleans up the hosts
 /// whatever happens.
 fn run_on(
     experiment: &Experiment,
+    started: &str,
     provider: &mut dyn Provider,
+    node: &Path,
     finished: &mut dyn FnMut(&RunResults) -> anyhow::Result<()>,
 ) -> anyhow::Result<RunResults> {
-    experiment.validate()?;
-    let node = cargo::build_node()?;
     let progress = MultiProgress::new();
     eprintln!(
-        "{}: {} points on {}",
+        "{}: {} on {}",
         experiment.name,
-        experiment.points().len(),
+        plural(experiment.points().len(), "point"),
         provider.describe()
     );
-    let result = run_experiment(experiment, provider, &node, &progress, finished);
+    let result = run_experiment_at(experiment, started, provider, node, &progress, finished);
     let cleaned = provider.cleanup();
     let results = result?;
     cleaned.context("cleaning up the hosts")?;
     Ok(results)
 }
 
-/// `results/<timestamp>-<name>` under the current directory.
-fn default_dir(name: &str) -> PathBuf {
-    let stamp = now_rfc3339().replace([':', '-'], "").replace('T', "-");
+/// "1 point", "3 points".
+fn plural(count: usize, what: &str) -> String {
+    if count == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{count} {what}s")
+    }
+}
+
+/// `results/<start time>-<name>` under the current directory, the start time
+/// as the results record it (`2026-12-03T15:41:51Z` names
+/// `20261203-154151-<name>`).
+fn default_dir(name: &str, started: &str) -> PathBuf {
+    let stamp = started.replace([':', '-'], "").replace('T', "-");
     Path::new(RESULTS_DIR).join(format!("{}-{name}", stamp.trim_end_matches('Z')))
 }
 
 /// Thread maps worth trying for a replica on this machine.
-fn candidate_maps(verify_max: u32) -> Vec<(String, ThreadMap)> {
+fn candidate_maps(verify_max: u32) -> Vec<ThreadMap> {
     let spec = |stages: &[Stage], core: Option<u32>| ThreadSpec {
         stages: stages.to_vec(),
         core,
     };
     let mut maps = vec![
-        ("one thread, core 0".to_string(), ThreadMap::single(Some(0))),
-        ("one thread, unpinned".to_string(), ThreadMap::single(None)),
-        (
-            "receive+verify | protocol+send".to_string(),
-            ThreadMap {
-                threads: vec![
-                    spec(&[Stage::Receive, Stage::Verify], None),
-                    spec(&[Stage::Protocol, Stage::Send], None),
-                ],
-            },
-        ),
-        ("a thread per stage".to_string(), ThreadMap::per_stage()),
+        ThreadMap::single(Some(0)),
+        ThreadMap::single(None),
+        ThreadMap {
+            threads: vec![
+                spec(&[Stage::Receive, Stage::Verify], None),
+                spec(&[Stage::Protocol, Stage::Send], None),
+            ],
+        },
+        ThreadMap::per_stage(),
     ];
     for verifiers in 2..=verify_max {
         let mut threads = vec![spec(&[Stage::Receive], None)];
         threads.extend((0..verifiers).map(|_| spec(&[Stage::Verify], None)));
         threads.push(spec(&[Stage::Protocol, Stage::Send], None));
-        maps.push((format!("{verifiers} verify threads"), ThreadMap { threads }));
+        maps.push(ThreadMap { threads });
     }
     maps
 }
 
+/// One thread map's result in `runner tune`.
+#[derive(Debug, Serialize)]
+struct TuneRow {
+    /// In the form `--replica-threads` takes.
+    thread_map: String,
+    throughput_ops: f64,
+    latency_us_p50: u64,
+    latency_us_p99: u64,
+    replica_cpu_us_per_op: Option<f64>,
+}
+
+/// What `runner tune` writes to tune.json.
+#[derive(Debug, Serialize)]
+struct TuneResults<'a> {
+    started: &'a str,
+    protocol: &'a str,
+    clients: u32,
+    hosts: String,
+    experiment: &'a Experiment,
+    provenance: Provenance,
+    rows: &'a [TuneRow],
+}
+
 pub fn tune(args: &TuneArgs) -> anyhow::Result<ExitCode> {
+    let mut base = Experiment {
+        name: "tune".to_string(),
+        protocols: vec![args.protocol.clone()],
+        sweep: Sweep::Clients(vec![args.clients]),
+        ..Experiment::default_comparison()
+    };
+    args.common.apply(&mut base);
+    base.validate()?;
+    let out = Out::new(args.out.out.as_deref(), args.out.overwrite);
+    out.check()?;
     let mut provider = args.hosts.provider()?;
+    let node = cargo::build_node()?;
+    let started = now_rfc3339();
+    let dir = out.create(&base.name, &started)?;
     let mut rows = Vec::new();
-    for (name, map) in candidate_maps(args.verify_max) {
-        let mut experiment = Experiment {
-            name: format!("tune {}", args.protocol),
-            protocols: vec![args.protocol.clone()],
-            sweep: Sweep::Clients(vec![args.clients]),
-            replica_threads: Some(map),
-            ..Experiment::default_comparison()
+    for map in candidate_maps(args.verify_max) {
+        let experiment = Experiment {
+            replica_threads: Some(map.clone()),
+            ..base.clone()
         };
-        args.common.apply(&mut experiment);
-        eprintln!("thread map: {name}");
-        let results = run_on(&experiment, provider.as_mut(), &mut |_| Ok(()))?;
+        eprintln!("--replica-threads {}", threads::format(&map));
+        let results = run_on(
+            &experiment,
+            &now_rfc3339(),
+            provider.as_mut(),
+            &node,
+            &mut |_| Ok(()),
+        )?;
         let point = &results.points[0];
-        rows.push((
-            name,
-            point.throughput_ops,
-            point.latency_us_p50,
-            point.latency_us_p99,
-        ));
+        rows.push(TuneRow {
+            thread_map: threads::format(&map),
+            throughput_ops: point.throughput_ops,
+            latency_us_p50: point.latency_us_p50,
+            latency_us_p99: point.latency_us_p99,
+            replica_cpu_us_per_op: point.replica_cpu_us_per_op(),
+        });
+        write_tune(&dir, &started, &base, provider.describe(), &rows)?;
     }
     println!(
-        "{:<34} {:>14} {:>9} {:>9}",
-        "thread map", "ops/s", "p50 µs", "p99 µs"
+        "{:<40} {:>12} {:>8} {:>8} {:>13}",
+        "--replica-threads", "ops/s", "p50 µs", "p99 µs", "replica µs/op"
     );
-    for (name, ops, p50, p99) in &rows {
+    for row in &rows {
         println!(
-            "{name:<34} {:>14} {p50:>9} {p99:>9}",
-            thousands(ops.round() as u64)
+            "{:<40} {:>12} {:>8} {:>8} {:>13}",
+            row.thread_map,
+            thousands(row.throughput_ops.round() as u64),
+            row.latency_us_p50,
+            row.latency_us_p99,
+            row.replica_cpu_us_per_op
+                .map_or_else(|| "-".to_string(), |us| format!("{us:.1}"))
         );
     }
     let best = rows
         .iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .max_by(|a, b| a.throughput_ops.total_cmp(&b.throughput_ops))
         .expect("at least one thread map");
     println!(
-        "best: {} ({} ops/s)",
-        best.0,
-        thousands(best.1.round() as u64)
+        "best: --replica-threads {} ({} ops/s)\nresults: {}",
+        best.thread_map,
+        thousands(best.throughput_ops.round() as u64),
+        dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// tune.csv and tune.json in `dir`, for the maps tried so far.
+fn write_tune(
+    dir: &Path,
+    started: &str,
+    experiment: &Experiment,
+    hosts: String,
+    rows: &[TuneRow],
+) -> anyhow::Result<()> {
+    let csv_path = dir.join("tune.csv");
+    let mut csv = csv::Writer::from_path(&csv_path)
+        .with_context(|| format!("writing {}", csv_path.display()))?;
+    for row in rows {
+        csv.serialize(row)?;
+    }
+    csv.flush()?;
+    let json = TuneResults {
+        started,
+        protocol: &experiment.protocols[0],
+        clients: match &experiment.sweep {
+            Sweep::Clients(counts) => counts[0],
+            Sweep::Rates { clients, .. } => *clients,
+        },
+        hosts,
+        experiment,
+        provenance: Provenance::of_this_machine(cargo::workspace_root()),
+        rows,
+    };
+    let json_path = dir.join("tune.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_results_folder_carries_the_start_time() {
+        assert_eq!(
+            default_dir("bench", "2026-12-03T15:41:51Z"),
+            Path::new("results/20261203-154151-bench")
+        );
+        assert_eq!(plural(1, "point"), "1 point");
+        assert_eq!(plural(2, "point"), "2 points");
+    }
+
+    #[test]
+    fn an_out_folder_with_files_is_refused_unless_overwriting() {
+        let dir = std::env::temp_dir().join(format!("runner-out-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(Out::new(Some(&dir), false).check().is_ok(), "missing: fine");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(Out::new(Some(&dir), false).check().is_ok(), "empty: fine");
+        std::fs::write(dir.join("results.csv"), "old").unwrap();
+        let error = Out::new(Some(&dir), false).check().unwrap_err();
+        assert!(error.to_string().contains("--overwrite"), "{error}");
+        assert!(Out::new(Some(&dir), true).check().is_ok());
+        let file = dir.join("results.csv");
+        assert!(Out::new(Some(&file), true).check().is_err(), "a file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -4,22 +4,43 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-use wire::control::{AppConfig, Idle, ThreadMap, TransportKind, Workload};
+use serde::{Deserialize, Serialize};
+use wire::control::{
+    AppConfig, Idle, KV_VALUE_SIZE_MAX, KeyDistribution, OP_SIZE_MAX, ThreadMap, TransportKind,
+    Workload, ZIPF_KEYS_MAX,
+};
 
-/// The protocols the node program runs, and how many replicas each needs to
-/// tolerate `f` faults. The runner does not link protocol code, so this list
-/// is kept in step with `protocols::simulate::Protocol` by hand.
-pub const PROTOCOLS: &[(&str, Replication)] = &[
-    ("unreplicated", Replication::Single),
-    ("pbft", Replication::Bft),
+/// A protocol the node program runs, as the runner needs to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtocolInfo {
+    pub name: &'static str,
+    /// How many replicas it runs for `f` faults.
+    pub replication: Replication,
+    /// The largest group it supports (its own bound, checked by its replicas).
+    pub replicas_max: u32,
+}
+
+/// The protocols the node program runs. The runner does not link protocol
+/// code, so this list is kept in step with `protocols::simulate::Protocol`
+/// (and PBFT's `REPLICAS_MAX`) by hand.
+pub const PROTOCOLS: &[ProtocolInfo] = &[
+    ProtocolInfo {
+        name: "unreplicated",
+        replication: Replication::Single,
+        replicas_max: 1,
+    },
+    ProtocolInfo {
+        name: "pbft",
+        replication: Replication::Bft,
+        replicas_max: 10,
+    },
 ];
 
 /// Protocols whose replicas sign their messages, and so need keys.
 pub const SIGNED: &[&str] = &["pbft"];
 
 /// How many replicas a protocol runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Replication {
     /// One server, whatever `f`.
     Single,
@@ -32,22 +53,105 @@ pub enum Replication {
 /// The protocol every other is compared to.
 pub const BASELINE: &str = "unreplicated";
 
+/// Most faults a run asks for (a protocol's own group bound may be lower:
+/// PBFT runs at most 10 replicas, so `f <= 3`).
+pub const F_MAX: u32 = 10;
+
+/// Most clients at one point (they share one clients node).
+pub const CLIENTS_MAX: u32 = 100_000;
+
+/// Most client threads in the clients node.
+pub const CLIENT_THREADS_MAX: u32 = 64;
+
+/// Longest point.
+pub const DURATION_MAX: Duration = Duration::from_secs(3600);
+
+/// What is wrong with `workload` for `app`, in the command line's words.
+fn workload_problems(app: AppConfig, workload: &Workload) -> Vec<String> {
+    let mut problems = Vec::new();
+    match (app, workload) {
+        (AppConfig::Null, Workload::Null { op_size }) => {
+            if *op_size as usize > OP_SIZE_MAX {
+                problems.push(format!(
+                    "--op-size {op_size}: at most {OP_SIZE_MAX} bytes (an operation fits in a datagram)"
+                ));
+            }
+        }
+        (AppConfig::Kv, Workload::Kv(kv)) => {
+            if kv.keys == 0 {
+                problems.push("--keys 0: the key-value workload needs at least one key".into());
+            }
+            if kv.value_size as usize > KV_VALUE_SIZE_MAX {
+                problems.push(format!(
+                    "--value-size {}: at most {KV_VALUE_SIZE_MAX} bytes",
+                    kv.value_size
+                ));
+            }
+            if !(0.0..=1.0).contains(&kv.read_ratio) {
+                problems.push(format!(
+                    "--read-ratio {}: a fraction of reads, 0 to 1",
+                    kv.read_ratio
+                ));
+            }
+            if let KeyDistribution::Zipf { exponent } = kv.distribution {
+                if !exponent.is_finite() || exponent < 0.0 {
+                    problems.push(format!("--zipf {exponent}: a finite exponent, 0 or more"));
+                }
+                if kv.keys > ZIPF_KEYS_MAX {
+                    problems.push(format!(
+                        "--keys {}: a zipf workload takes at most {ZIPF_KEYS_MAX} keys",
+                        kv.keys
+                    ));
+                }
+            }
+        }
+        (app, _) => problems.push(format!("the workload does not fit the {app:?} app")),
+    }
+    problems
+}
+
+/// What the runner knows of `protocol`, if the node program runs it.
+pub fn protocol_info(protocol: &str) -> Option<&'static ProtocolInfo> {
+    PROTOCOLS.iter().find(|info| info.name == protocol)
+}
+
+/// How `protocol` replicates, if it is one the node program runs.
+pub fn replication(protocol: &str) -> Option<Replication> {
+    protocol_info(protocol).map(|info| info.replication)
+}
+
+/// The protocols the node program runs, for messages: "unreplicated, pbft".
+pub fn known_protocols() -> String {
+    let known: Vec<_> = PROTOCOLS.iter().map(|info| info.name).collect();
+    known.join(", ")
+}
+
+/// Checks `protocol` is one the node program runs; the error names the
+/// known ones.
+pub fn check_protocol(protocol: &str) -> anyhow::Result<()> {
+    match replication(protocol) {
+        Some(_) => Ok(()),
+        None => anyhow::bail!(
+            "unknown protocol {protocol:?}; known: {}",
+            known_protocols()
+        ),
+    }
+}
+
 /// Replicas `protocol` runs to tolerate `f` faults, or an error naming the
 /// known protocols.
 pub fn replica_count(protocol: &str, f: u32) -> anyhow::Result<u32> {
-    let Some((_, replication)) = PROTOCOLS.iter().find(|(name, _)| *name == protocol) else {
-        let known: Vec<_> = PROTOCOLS.iter().map(|(name, _)| *name).collect();
-        anyhow::bail!("unknown protocol {protocol:?}; known: {}", known.join(", "));
-    };
+    check_protocol(protocol)?;
+    let replication = replication(protocol).expect("checked");
     Ok(match replication {
         Replication::Single => 1,
-        Replication::Bft => 3 * f + 1,
-        Replication::Cft => 2 * f + 1,
+        Replication::Bft => f.saturating_mul(3).saturating_add(1),
+        Replication::Cft => f.saturating_mul(2).saturating_add(1),
     })
 }
 
 /// How load is offered at each point of a sweep.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Sweep {
     /// Closed loop: one point per client count.
     Clients(Vec<u32>),
@@ -57,7 +161,7 @@ pub enum Sweep {
 }
 
 /// One experiment: every protocol at every load of the sweep, `trials` times.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Experiment {
     /// Names the results folder and the plot.
     pub name: String,
@@ -94,7 +198,7 @@ impl Experiment {
     pub fn default_comparison() -> Experiment {
         Experiment {
             name: "default".to_string(),
-            protocols: PROTOCOLS.iter().map(|(name, _)| name.to_string()).collect(),
+            protocols: PROTOCOLS.iter().map(|info| info.name.to_string()).collect(),
             f: 1,
             sweep: Sweep::Clients(vec![1, 10, 100, 1000]),
             duration: Duration::from_secs(5),
@@ -112,16 +216,19 @@ impl Experiment {
         }
     }
 
-    /// Every point, in the order they run: by protocol, then load, then trial.
+    /// Every point, in the order they run: trial by trial, and within a
+    /// trial load by load, every protocol at that load before the next load.
+    /// So protocols interleave (A trial 1, B trial 1, A trial 2, ...), and a
+    /// noisy minute on the machine lands on all of them rather than on one.
     pub fn points(&self) -> Vec<Point> {
         let loads: Vec<(u32, Option<u64>)> = match &self.sweep {
             Sweep::Clients(counts) => counts.iter().map(|&c| (c, None)).collect(),
             Sweep::Rates { clients, rates } => rates.iter().map(|&r| (*clients, Some(r))).collect(),
         };
         let mut points = Vec::new();
-        for protocol in &self.protocols {
+        for trial in 1..=self.trials {
             for &(clients, rate) in &loads {
-                for trial in 0..self.trials {
+                for protocol in &self.protocols {
                     points.push(Point {
                         protocol: protocol.clone(),
                         clients,
@@ -134,51 +241,132 @@ impl Experiment {
         points
     }
 
-    /// Checks the experiment can run: known protocols, a non-empty sweep, a
-    /// measured window left after trimming.
+    /// Checks the experiment can run, before any node starts: one error
+    /// listing every problem found, one line each.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.protocols.is_empty(), "no protocol to run");
-        for protocol in &self.protocols {
-            let n = replica_count(protocol, self.f)?;
-            anyhow::ensure!(
-                n <= u32::from(crate::run::PORT_SET_SIZE),
-                "{protocol} at f = {} needs {n} replicas; a run takes at most {}",
-                self.f,
-                crate::run::PORT_SET_SIZE
-            );
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{}", problems.join("\n"))
         }
-        let loads = match &self.sweep {
-            Sweep::Clients(counts) => {
-                anyhow::ensure!(
-                    counts.iter().all(|&c| c > 0),
-                    "client counts must be positive"
-                );
-                counts.len()
-            }
-            Sweep::Rates { clients, rates } => {
-                anyhow::ensure!(*clients > 0, "open loop needs clients");
-                anyhow::ensure!(rates.iter().all(|&r| r > 0), "rates must be positive");
-                rates.len()
-            }
-        };
-        anyhow::ensure!(loads > 0, "the sweep has no point");
-        anyhow::ensure!(self.trials > 0, "trials must be positive");
-        anyhow::ensure!(self.client_threads > 0, "client threads must be positive");
-        anyhow::ensure!(
-            self.warmup + self.cooldown < self.duration,
-            "warm-up ({:?}) and cool-down ({:?}) leave nothing of the duration ({:?})",
-            self.warmup,
-            self.cooldown,
-            self.duration
-        );
-        if let Some(threads) = &self.replica_threads {
-            threads
-                .validate()
-                .map_err(|e| anyhow::anyhow!("thread map: {e}"))?;
-        }
-        Ok(())
     }
 
+    /// Everything wrong with the experiment, one line each, in the words of
+    /// the command line's options (`--f`, `--read-ratio`, ...), which name
+    /// the experiment's fields.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, problem: String| {
+            if !ok {
+                problems.push(problem);
+            }
+        };
+        check(!self.protocols.is_empty(), "no protocol to run".into());
+        for protocol in &self.protocols {
+            match replica_count(protocol, self.f) {
+                Err(error) => check(false, format!("--protocol {protocol}: {error}")),
+                Ok(n) => {
+                    let replicated = replication(protocol) != Some(Replication::Single);
+                    check(
+                        !replicated || self.f > 0,
+                        format!("--f 0: {protocol} is replicated, to tolerate f >= 1 faults"),
+                    );
+                    let most = protocol_info(protocol)
+                        .map_or(0, |info| info.replicas_max)
+                        .min(u32::from(crate::run::PORT_SET_SIZE));
+                    check(
+                        n <= most,
+                        format!(
+                            "--f {}: {protocol} would run {n} replicas; it runs at most {most}",
+                            self.f
+                        ),
+                    );
+                }
+            }
+        }
+        check(self.f <= F_MAX, format!("--f {}: at most {F_MAX}", self.f));
+        let mut seen = Vec::new();
+        for protocol in &self.protocols {
+            check(
+                !seen.contains(&protocol),
+                format!("--protocol {protocol} is given twice"),
+            );
+            seen.push(protocol);
+        }
+        match &self.sweep {
+            Sweep::Clients(counts) => {
+                check(
+                    !counts.is_empty(),
+                    "--clients: the sweep has no point".into(),
+                );
+                check(
+                    counts.iter().all(|&c| (1..=CLIENTS_MAX).contains(&c)),
+                    format!("--clients: each count must be 1 to {CLIENTS_MAX}"),
+                );
+            }
+            Sweep::Rates { clients, rates } => {
+                check(
+                    (1..=CLIENTS_MAX).contains(clients),
+                    format!("--clients {clients}: open loop needs 1 to {CLIENTS_MAX} clients"),
+                );
+                check(!rates.is_empty(), "--rates: the sweep has no point".into());
+                check(
+                    rates.iter().all(|&r| r > 0),
+                    "--rates: each rate must be positive".into(),
+                );
+            }
+        }
+        check(self.trials > 0, "--trials 0: at least one trial".into());
+        check(
+            (1..=CLIENT_THREADS_MAX).contains(&self.client_threads),
+            format!(
+                "--client-threads {}: must be 1 to {CLIENT_THREADS_MAX}",
+                self.client_threads
+            ),
+        );
+        let fewest = match &self.sweep {
+            Sweep::Clients(counts) => counts.iter().copied().min().unwrap_or(1),
+            Sweep::Rates { clients, .. } => *clients,
+        };
+        check(
+            self.client_threads <= fewest.max(1),
+            format!(
+                "--client-threads {}: more threads than the {fewest} clients of the smallest point",
+                self.client_threads
+            ),
+        );
+        check(
+            self.warmup + self.cooldown < self.duration,
+            format!(
+                "--warmup {} and --cooldown {} leave nothing of --duration {}",
+                humantime::format_duration(self.warmup),
+                humantime::format_duration(self.cooldown),
+                humantime::format_duration(self.duration)
+            ),
+        );
+        check(
+            self.duration <= DURATION_MAX,
+            format!(
+                "--duration {}: at most {}",
+                humantime::format_duration(self.duration),
+                humantime::format_duration(DURATION_MAX)
+            ),
+        );
+        check(
+            !self.resend.is_zero(),
+            "the clients' resend interval must be positive".into(),
+        );
+        check(
+            self.report_interval >= Duration::from_millis(10),
+            "the report interval must be at least 10 ms".into(),
+        );
+        if let Some(Err(e)) = self.replica_threads.as_ref().map(ThreadMap::validate) {
+            check(false, format!("--replica-threads: {e}"));
+        }
+        problems.extend(workload_problems(self.app, &self.workload));
+        problems
+    }
     /// The measured window of each point.
     pub fn measured(&self) -> Duration {
         self.duration - self.warmup - self.cooldown
@@ -192,6 +380,7 @@ pub struct Point {
     pub clients: u32,
     /// Open loop: offered operations per second.
     pub rate: Option<u64>,
+    /// 1-based, as the progress line and the results show it.
     pub trial: u32,
 }
 
@@ -201,7 +390,7 @@ impl std::fmt::Display for Point {
         if let Some(rate) = self.rate {
             write!(f, " rate={rate}/s")?;
         }
-        write!(f, " trial {}", self.trial + 1)
+        write!(f, " trial {}", self.trial)
     }
 }
 
@@ -221,43 +410,158 @@ mod tests {
     }
 
     #[test]
-    fn points_cover_protocols_loads_and_trials() {
+    fn points_interleave_protocols_within_each_trial() {
         let experiment = Experiment {
-            protocols: vec!["unreplicated".into()],
+            protocols: vec!["unreplicated".into(), "pbft".into()],
             sweep: Sweep::Clients(vec![1, 10]),
             trials: 3,
             ..Experiment::default_comparison()
         };
         let points = experiment.points();
-        assert_eq!(points.len(), 6);
-        assert_eq!(points[5].clients, 10);
-        assert_eq!(points[5].trial, 2);
+        assert_eq!(points.len(), 12);
+        let order: Vec<_> = points
+            .iter()
+            .take(5)
+            .map(|p| (p.trial, p.clients, p.protocol.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (1, 1, "unreplicated"),
+                (1, 1, "pbft"),
+                (1, 10, "unreplicated"),
+                (1, 10, "pbft"),
+                (2, 1, "unreplicated"),
+            ]
+        );
+        assert_eq!(points[11].trial, 3);
+        assert_eq!(points[11].to_string(), "pbft clients=10 trial 3");
     }
 
+    /// Each bad input is one line naming the option, and every problem is
+    /// listed, not only the first.
     #[test]
-    fn invalid_experiments_are_refused() {
+    fn every_problem_is_one_line_naming_its_option() {
         let base = Experiment::default_comparison();
-        let unknown = Experiment {
-            protocols: vec!["paxos-made-up".into()],
-            ..base.clone()
+        let kv = |keys, read_ratio| {
+            Workload::Kv(wire::control::KvWorkload {
+                keys,
+                value_size: 64,
+                read_ratio,
+                distribution: KeyDistribution::Uniform,
+            })
         };
-        assert!(
-            unknown
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("known: unreplicated, pbft")
-        );
-        let no_window = Experiment {
-            warmup: Duration::from_secs(5),
-            ..base.clone()
-        };
-        assert!(no_window.validate().is_err());
-        let no_clients = Experiment {
-            sweep: Sweep::Clients(vec![0]),
+        let cases: Vec<(Experiment, &str)> = vec![
+            (
+                Experiment {
+                    protocols: vec!["raft".into()],
+                    ..base.clone()
+                },
+                "--protocol raft: unknown protocol \"raft\"; known: unreplicated, pbft",
+            ),
+            (
+                Experiment {
+                    f: 0,
+                    ..base.clone()
+                },
+                "--f 0: pbft is replicated",
+            ),
+            (
+                Experiment {
+                    f: 4,
+                    ..base.clone()
+                },
+                "--f 4: pbft would run 13 replicas; it runs at most 10",
+            ),
+            (
+                Experiment {
+                    f: u32::MAX,
+                    ..base.clone()
+                },
+                "at most 10",
+            ),
+            (
+                Experiment {
+                    warmup: Duration::from_secs(5),
+                    ..base.clone()
+                },
+                "--warmup 5s and --cooldown 500ms leave nothing of --duration 5s",
+            ),
+            (
+                Experiment {
+                    sweep: Sweep::Clients(vec![0]),
+                    ..base.clone()
+                },
+                "--clients: each count must be 1 to 100000",
+            ),
+            (
+                Experiment {
+                    sweep: Sweep::Rates {
+                        clients: 10,
+                        rates: vec![],
+                    },
+                    ..base.clone()
+                },
+                "--rates: the sweep has no point",
+            ),
+            (
+                Experiment {
+                    trials: 0,
+                    ..base.clone()
+                },
+                "--trials 0",
+            ),
+            (
+                Experiment {
+                    workload: Workload::Null { op_size: 100_000 },
+                    ..base.clone()
+                },
+                "--op-size 100000: at most",
+            ),
+            (
+                Experiment {
+                    app: AppConfig::Kv,
+                    workload: kv(0, 2.0),
+                    ..base.clone()
+                },
+                "--keys 0: the key-value workload needs at least one key\n\
+                 --read-ratio 2: a fraction of reads, 0 to 1",
+            ),
+        ];
+        for (experiment, expected) in cases {
+            let error = experiment.validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{error:?} lacks {expected:?}");
+        }
+        let two = Experiment {
+            f: 0,
+            trials: 0,
             ..base
         };
-        assert!(no_clients.validate().is_err());
+        let error = two.validate().unwrap_err().to_string();
+        assert_eq!(error.lines().count(), 2, "{error}");
+    }
+
+    /// `runner rerun` reads the experiment back from results.json.
+    #[test]
+    fn an_experiment_reads_back_from_its_record() {
+        let experiment = Experiment {
+            sweep: Sweep::Rates {
+                clients: 7,
+                rates: vec![100, 2000],
+            },
+            replica_threads: Some(ThreadMap::per_stage()),
+            app: AppConfig::Kv,
+            workload: Workload::Kv(wire::control::KvWorkload {
+                keys: 10,
+                value_size: 3,
+                read_ratio: 0.25,
+                distribution: KeyDistribution::Zipf { exponent: 0.99 },
+            }),
+            ..Experiment::default_comparison()
+        };
+        let recorded = serde_json::to_value(&experiment).unwrap();
+        let back: Experiment = serde_json::from_value(recorded).unwrap();
+        assert_eq!(back, experiment);
     }
 
     #[test]

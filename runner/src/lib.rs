@@ -17,5 +17,7 @@ pub mod experiment;
 pub mod hosts;
 pub mod loopback;
 pub mod plot;
+pub mod provenance;
 pub mod results;
 pub mod run;
+pub mod threads;

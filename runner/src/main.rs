@@ -8,6 +8,7 @@
 //!   protocol against the unreplicated baseline over a small client sweep.
 //! - `runner bench`: a custom sweep (protocols, loads, durations, hosts).
 //! - `runner tune`: tries replica thread maps and reports the best.
+//! - `runner rerun results.json`: a recorded experiment again.
 //! - `runner sim`: seeds of a protocol in the simulator, or one seed replayed.
 
 mod bench;
@@ -41,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Try replica thread maps for a protocol and report the best.
     Tune(bench::TuneArgs),
+    /// Run the experiment a results.json records again.
+    Rerun(bench::RerunArgs),
     /// Simulate a protocol over many seeds, or replay one seed.
     Sim(sim::SimArgs),
 }
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         None => bench::run_default(&cli.default),
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Tune(args)) => bench::tune(&args),
+        Some(Command::Rerun(args)) => bench::rerun(&args),
         Some(Command::Sim(args)) => sim::run(&args),
     };
     match result {

@@ -15,7 +15,7 @@
 //!
 //! | column | meaning |
 //! | --- | --- |
-//! | `protocol`, `clients`, `trial` | the point; `trial` is 0-based |
+//! | `protocol`, `clients`, `trial` | the point; `trial` counts from 1, as the progress line does |
 //! | `throughput_ops` | operations completed per second in the measured window |
 //! | `latency_us_p50`, `latency_us_p99`, `latency_us_mean` | request latency in the measured window, µs |
 //! | `offered_ops` | open loop: the offered rate, operations per second; empty in closed loop |
@@ -76,7 +76,7 @@ pub struct PointResult {
     pub clients: u32,
     /// Open loop: the offered rate, operations per second.
     pub offered_ops: Option<u64>,
-    /// 0-based.
+    /// Counts from 1.
     pub trial: u32,
     /// Operations completed per second in the measured window (warm-up and
     /// cool-down trimmed).
@@ -143,8 +143,11 @@ pub struct RunResults {
     pub started: String,
     /// Where it ran: `local processes on 127.0.0.2 and up`, ...
     pub hosts: String,
-    /// The experiment as configured, for the record.
+    /// The experiment as configured: `runner rerun` runs it again.
     pub experiment: serde_json::Value,
+    /// The code, toolchain, machine and load the numbers came from.
+    #[serde(default)]
+    pub provenance: crate::provenance::Provenance,
     pub points: Vec<PointResult>,
 }
 
@@ -605,6 +608,7 @@ pub(crate) mod tests {
             started: "2025-01-01T00:00:00Z".to_owned(),
             hosts: "local processes on 127.0.0.2 and up".to_owned(),
             experiment: serde_json::json!({"clients": [1, 8, 64], "trials": 2}),
+            provenance: Default::default(),
             points,
         }
     }

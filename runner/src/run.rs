@@ -28,6 +28,7 @@ use crate::control::{Control, NodeProcess};
 use crate::experiment::{Experiment, Point, SIGNED, replica_count};
 use crate::hosts::{Host, Launcher, Provider};
 use crate::loopback::EXIT_TIMEOUT;
+use crate::provenance::Provenance;
 use crate::results::{PointResult, RunResults, thousands};
 
 /// UDP ports of replicas on hosts with an address of their own
@@ -67,8 +68,28 @@ pub fn run_experiment(
     progress: &MultiProgress,
     finished: &mut dyn FnMut(&RunResults) -> anyhow::Result<()>,
 ) -> anyhow::Result<RunResults> {
-    experiment.validate()?;
     let started = now_rfc3339();
+    run_experiment_at(
+        experiment,
+        &started,
+        provider,
+        node_binary,
+        progress,
+        finished,
+    )
+}
+
+/// [`run_experiment`], with the start time the results record given (so
+/// that a results folder named before the run carries the same time).
+pub fn run_experiment_at(
+    experiment: &Experiment,
+    started: &str,
+    provider: &mut dyn Provider,
+    node_binary: &Path,
+    progress: &MultiProgress,
+    finished: &mut dyn FnMut(&RunResults) -> anyhow::Result<()>,
+) -> anyhow::Result<RunResults> {
+    experiment.validate()?;
     let recorded = serde_json::to_value(experiment).context("recording the experiment")?;
     let replicas_max = experiment
         .protocols
@@ -80,11 +101,17 @@ pub fn run_experiment(
         .unwrap_or(1);
     let hosts = provider.hosts(replicas_max as usize + 1, node_binary)?;
     let described = provider.describe();
-    let results = |points: &[PointResult]| RunResults {
+    let mut provenance = Provenance::of_this_machine(crate::cargo::workspace_root());
+    let ticks = provenance.start();
+    for warning in warnings(experiment, &hosts, &provenance) {
+        let _ = progress.println(format!("warning: {warning}"));
+    }
+    let results = |points: &[PointResult], provenance: &Provenance| RunResults {
         name: experiment.name.clone(),
-        started: started.clone(),
+        started: started.to_string(),
         hosts: described.clone(),
         experiment: recorded.clone(),
+        provenance: provenance.clone(),
         points: points.to_vec(),
     };
     let mut points = Vec::new();
@@ -100,7 +127,8 @@ pub fn run_experiment(
                     result.latency_us_p99
                 ));
                 points.push(result);
-                finished(&results(&points))?;
+                provenance.point_done(&ticks);
+                finished(&results(&points, &provenance))?;
             }
             Err(error) => {
                 bar.abandon_with_message("failed");
@@ -108,7 +136,61 @@ pub fn run_experiment(
             }
         }
     }
-    Ok(results(&points))
+    Ok(results(&points, &provenance))
+}
+
+/// A host runs this many busy threads per core, or more, before a run's
+/// latencies say more about the scheduler than about the protocol.
+pub const OVERSUBSCRIBED_THREADS_PER_CORE: usize = 3;
+
+/// The machine counts as busy before a run when more than this percent of
+/// its CPU time is taken.
+pub const BUSY_PERCENT_MAX: f64 = 25.0;
+
+/// What a user should know before trusting this run's latencies: threads
+/// far beyond the cores of this machine, or a machine already busy.
+pub fn warnings(experiment: &Experiment, hosts: &[Host], provenance: &Provenance) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let here = hosts
+        .iter()
+        .filter(|h| matches!(h.launcher, Launcher::Local | Launcher::Netns { .. }))
+        .count();
+    let cores = provenance.cores.max(1);
+    if here > 0 {
+        let per_replica = experiment
+            .replica_threads
+            .as_ref()
+            .map_or(1, |map| map.threads.len());
+        let busiest = experiment
+            .protocols
+            .iter()
+            .filter_map(|p| replica_count(p, experiment.f).ok())
+            .max()
+            .unwrap_or(1) as usize;
+        // Only nodes on this machine compete for its cores.
+        let replicas_here = busiest.min(here);
+        let clients_here = usize::from(here > busiest);
+        let threads =
+            replicas_here * per_replica + clients_here * experiment.client_threads as usize;
+        if threads >= OVERSUBSCRIBED_THREADS_PER_CORE * cores {
+            warnings.push(format!(
+                "{} processes with {threads} node threads share this machine's {cores} cores:                  expect latencies set by the scheduler",
+                replicas_here + clients_here
+            ));
+        }
+    }
+    if let Some(busy) = provenance.busy_percent_before
+        && busy > BUSY_PERCENT_MAX
+    {
+        warnings.push(format!(
+            "this machine was {busy:.0}% busy before the run (load average {}): \
+             other work will compete with the nodes",
+            provenance
+                .load_before
+                .map_or_else(|| "unknown".to_string(), |l| format!("{l:.2}"))
+        ));
+    }
+    warnings
 }
 
 fn point_bar(point: &Point, duration: Duration) -> ProgressBar {

@@ -35,8 +35,10 @@ const BAD_LINE_QUOTED_MAX: usize = 200;
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("which").required(true).args(["seed", "seeds"])))]
 pub struct SimArgs {
-    /// Protocol to simulate, e.g. `unreplicated`.
-    #[arg(long)]
+    /// Protocol to simulate.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        runner::experiment::PROTOCOLS.iter().map(|info| info.name)
+    ))]
     protocol: String,
     /// Replay this one seed, printing its report and trace hash.
     #[arg(long)]
