@@ -53,6 +53,20 @@ pub enum Replication {
 /// The protocol every other is compared to.
 pub const BASELINE: &str = "unreplicated";
 
+/// The default comparison's client counts (and `bench`'s closed-loop sweep).
+pub const DEFAULT_CLIENTS: &[u32] = &[1, 10, 100, 1000];
+
+/// What the default comparison's points take together, at most, while each
+/// lasts at least [`DEFAULT_POINT_MIN`].
+pub const DEFAULT_POINTS_BUDGET: Duration = Duration::from_secs(48);
+
+/// The default comparison's shortest point: shorter, and warm-up and the
+/// first report intervals weigh too much.
+pub const DEFAULT_POINT_MIN: Duration = Duration::from_secs(2);
+
+/// The default comparison's longest point.
+pub const DEFAULT_POINT_MAX: Duration = Duration::from_secs(5);
+
 /// Most faults a run asks for (a protocol's own group bound may be lower:
 /// PBFT runs at most 10 replicas, so `f <= 3`).
 pub const F_MAX: u32 = 10;
@@ -195,15 +209,24 @@ impl Experiment {
     /// The default comparison: every protocol against the unreplicated
     /// baseline over a small closed-loop client sweep, null operations, about
     /// a minute on this machine.
+    ///
+    /// It stays near a minute as protocols are added: its points share
+    /// [`DEFAULT_POINTS_BUDGET`], each between [`DEFAULT_POINT_MIN`] and
+    /// [`DEFAULT_POINT_MAX`] long (5 s with two protocols, 2.4 s with five),
+    /// warm-up a fifth of a point and cool-down a tenth.
     pub fn default_comparison() -> Experiment {
+        let protocols: Vec<String> = PROTOCOLS.iter().map(|info| info.name.to_string()).collect();
+        let loads = DEFAULT_CLIENTS.len() as u32;
+        let duration = (DEFAULT_POINTS_BUDGET / (loads * protocols.len() as u32).max(1))
+            .clamp(DEFAULT_POINT_MIN, DEFAULT_POINT_MAX);
         Experiment {
             name: "default".to_string(),
-            protocols: PROTOCOLS.iter().map(|info| info.name.to_string()).collect(),
+            protocols,
             f: 1,
-            sweep: Sweep::Clients(vec![1, 10, 100, 1000]),
-            duration: Duration::from_secs(5),
-            warmup: Duration::from_secs(1),
-            cooldown: Duration::from_millis(500),
+            sweep: Sweep::Clients(DEFAULT_CLIENTS.to_vec()),
+            duration,
+            warmup: duration / 5,
+            cooldown: duration / 10,
             trials: 1,
             replica_threads: None,
             client_threads: 1,
