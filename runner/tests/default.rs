@@ -168,3 +168,82 @@ fn a_node_killed_mid_run_is_reported_and_every_node_stops() {
         assert!(!alive, "node {pid} still runs");
     }
 }
+
+/// A multi-point, multi-trial sweep on local hosts through `runner bench`,
+/// and the same experiment again through `runner rerun` of its results.json.
+#[test]
+fn a_local_sweep_of_points_and_trials_runs_again_from_its_results() {
+    let dir = out_dir("sweep");
+    let again = out_dir("rerun");
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(args)
+            .output()
+            .expect("runner runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{args:?} failed:\n{stderr}");
+        stderr
+    };
+    let dir_arg = dir.to_str().unwrap();
+    run(&[
+        "bench",
+        "--protocol",
+        "pbft",
+        "--clients",
+        "1,4",
+        "--trials",
+        "2",
+        "--duration",
+        "1200ms",
+        "--warmup",
+        "200ms",
+        "--cooldown",
+        "100ms",
+        "--out",
+        dir_arg,
+    ]);
+    let read = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap()
+    };
+    let first = read(&dir);
+    let points = first["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2 * 2 * 2, "protocols x loads x trials");
+    // Trials interleave protocols and count from 1.
+    let order: Vec<(u64, u64, &str)> = points
+        .iter()
+        .map(|p| {
+            (
+                p["trial"].as_u64().unwrap(),
+                p["clients"].as_u64().unwrap(),
+                p["protocol"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(order[0], (1, 1, "unreplicated"));
+    assert_eq!(order[1], (1, 1, "pbft"));
+    assert_eq!(order[7], (2, 4, "pbft"));
+    for point in points {
+        assert!(point["measured_ops"].as_u64().unwrap() > 0, "{point}");
+    }
+    let provenance = &first["provenance"];
+    assert!(provenance["cores"].as_u64().unwrap() >= 1, "{provenance}");
+    assert!(provenance["kernel"].is_string(), "{provenance}");
+    assert_eq!(provenance["command_line"][1], "bench", "{provenance}");
+    assert_eq!(
+        provenance["load_after_points"].as_array().unwrap().len(),
+        points.len()
+    );
+
+    let stderr = run(&[
+        "rerun",
+        dir.join("results.json").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(stderr.contains("rerunning bench"), "{stderr}");
+    let second = read(&again);
+    assert_eq!(second["experiment"], first["experiment"]);
+    assert_eq!(second["points"].as_array().unwrap().len(), points.len());
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&again);
+}
