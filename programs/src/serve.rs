@@ -2,11 +2,25 @@
 //! reporting over a TCP control connection (the protocol is in
 //! [`wire::control`]).
 //!
-//! The node listens on `--host`:`--port` and prints `listening on <addr>` as
-//! the first line on stdout, so a parent that asked for port 0 learns the
-//! port. It accepts one connection (within [`ACCEPT_TIMEOUT`]) and expects a
-//! [`Command::Run`] as the first frame (within [`FIRST_COMMAND_TIMEOUT`]). It
-//! validates the configuration, starts the node on the real runtime, answers
+//! The node first reads its control secret, one line of hex, from its
+//! standard input (the runner that starts it writes a fresh one there; it is
+//! never on the command line, where `ps` shows it). It listens on
+//! `--host`:`--port` and prints `listening on <addr>` as the first line on
+//! stdout, so a parent that asked for port 0 learns the port.
+//!
+//! Every connection must prove knowledge of the secret
+//! ([`wire::control::auth`]: an HMAC challenge-response, then the node proves
+//! itself) within [`HANDSHAKE_TIMEOUT`] of being accepted. Handshakes run on
+//! their own threads, at most [`HANDSHAKES_MAX`] at once, so a peer that
+//! connects and says nothing, or trickles bytes, holds one of those slots
+//! for at most the timeout and never the runner's connection. A connection
+//! that fails is closed, logged on stderr and counted (the final report's
+//! [`CONTROL_REFUSED_COUNTER`]); the first that succeeds is the runner's, and
+//! the port stops listening. Waiting for it ends after [`ACCEPT_TIMEOUT`].
+//!
+//! The runner's first frame must then be a whole [`Command::Run`] within
+//! [`FIRST_COMMAND_TIMEOUT`] (a deadline for the frame, not for each read).
+//! The node validates the configuration, starts on the real runtime, answers
 //! [`Event::Started`], then sends an [`Event::Interval`] every
 //! `report_interval_ms` while a reader thread watches the connection. On
 //! [`Command::Stop`], or when the runner hangs up, it stops the node, sends
@@ -14,11 +28,12 @@
 //!
 //! Anything else ends the node with one [`Event::Error`] line (also printed on
 //! stderr) and exit status 1: a malformed frame, another version, an invalid
-//! configuration, an unknown protocol, a socket that does not bind, a node
-//! thread that fails, a panic. Every wait has a timeout, so a node never hangs
-//! on a silent runner.
+//! configuration (every count and id has an upper bound), an unknown
+//! protocol, a socket that does not bind, memory that is not there for the
+//! clients asked for, a node thread that fails, a panic. Every wait has a
+//! timeout, so a node never hangs on a silent runner.
 
-use std::io::{self, Read, Write as _};
+use std::io::{self, BufRead as _, Read, Write as _};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -34,9 +49,10 @@ use protocols::app::{App, KvApp, NullApp};
 use protocols::simulate::Protocol;
 use protocols::{pbft, unreplicated};
 use runtime::deploy::{self, ClientFactory, ClientsSetup, ReplicaSetup, Running, Totals};
+use wire::control::auth::{ControlSecret, DeadlineReader, HandshakeError, node_handshake};
 use wire::control::{
-    AppConfig, ClientsConfig, Command, Event, EventFrame, FinalReport, FrameError, IntervalReport,
-    NodeConfig, Role, Started, decode_command, read_frame, write_frame,
+    AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, Event, EventFrame, FinalReport,
+    FrameError, IntervalReport, NodeConfig, Role, Started, decode_command, read_frame, write_frame,
 };
 use wire::{ClientId, ReplicaId};
 
@@ -44,8 +60,15 @@ use crate::{panics, workload};
 
 /// How long the node waits for the runner to connect.
 pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the node waits for the first command once connected.
+/// How long a connection has, from being accepted, to finish the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most handshakes in progress at once; a connection beyond them is closed.
+pub const HANDSHAKES_MAX: usize = 8;
+/// How long the node waits for the whole first command once the runner has
+/// proved itself.
 pub const FIRST_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest line the node reads its secret from.
+const SECRET_LINE_MAX: u64 = 1024;
 /// How often the node checks whether one of its threads failed.
 const FAILURE_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How long the node waits, after its last event, for the runner to close the
@@ -67,6 +90,7 @@ pub struct ServeArgs {
 /// Serves one control connection, then exits: 0 after a clean stop, 1 after
 /// an error (reported on the connection and on stderr).
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let secret = read_secret(io::stdin().lock())?;
     let listener = TcpListener::bind((args.host, args.port))
         .with_context(|| format!("listening on {}", SocketAddr::new(args.host, args.port)))?;
     let addr = listener
@@ -77,14 +101,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .and_then(|()| stdout.flush())
         .context("writing to stdout")?;
     drop(stdout);
-    let stream = accept_within(&listener, ACCEPT_TIMEOUT)?;
+    let (stream, refused) = accept_runner(&listener, &secret, ACCEPT_TIMEOUT)?;
     drop(listener);
 
     // Panics still print to stderr (for the runner's stderr tail), and also
     // become the error event.
     panics::install_hook(true);
     let mut conn = Connection::new(stream);
-    let result = panics::catch(|| serve(&mut conn))
+    let result = panics::catch(|| serve(&mut conn, refused))
         .unwrap_or_else(|message| Err(anyhow!("panic: {message}")));
     match result {
         Ok(()) => {
@@ -103,9 +127,101 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The control secret: the first line of `input`.
+fn read_secret(input: impl io::BufRead) -> anyhow::Result<ControlSecret> {
+    let mut line = String::new();
+    input
+        .take(SECRET_LINE_MAX)
+        .read_line(&mut line)
+        .context("reading the control secret from stdin")?;
+    if line.trim().is_empty() {
+        bail!(
+            "no control secret on stdin: whoever starts a node writes one line of 64 hex \
+             digits there, and answers the handshake with it (wire::control::auth)"
+        );
+    }
+    ControlSecret::from_hex(&line).map_err(|e| anyhow!("the control secret on stdin: {e}"))
+}
+
+/// Accepts connections until one proves it holds `secret` (at most
+/// `timeout`); returns it and how many were refused before it.
+fn accept_runner(
+    listener: &TcpListener,
+    secret: &ControlSecret,
+    timeout: Duration,
+) -> anyhow::Result<(TcpStream, u64)> {
+    // A blocking accept cannot time out; poll a non-blocking one. The control
+    // plane is not in a hurry.
+    listener
+        .set_nonblocking(true)
+        .context("setting up the control port")?;
+    let deadline = Instant::now() + timeout;
+    let (done_tx, done) = mpsc::channel::<(SocketAddr, Result<TcpStream, HandshakeError>)>();
+    let mut pending = 0;
+    let mut refused = 0;
+    loop {
+        while let Ok((peer, outcome)) = done.try_recv() {
+            pending -= 1;
+            match outcome {
+                Ok(stream) => return Ok((stream, refused)),
+                Err(error) => {
+                    refused += 1;
+                    eprintln!("control connection from {peer} refused: {error}");
+                }
+            }
+        }
+        match listener.accept() {
+            Ok((stream, peer)) if pending >= HANDSHAKES_MAX => {
+                refused += 1;
+                eprintln!(
+                    "control connection from {peer} refused: {HANDSHAKES_MAX} handshakes already \
+                     in progress"
+                );
+                drop(stream);
+            }
+            Ok((stream, peer)) => {
+                let done_tx = done_tx.clone();
+                let secret = secret.clone();
+                thread::Builder::new()
+                    .name("control-handshake".to_string())
+                    .spawn(move || {
+                        let _ = done_tx.send((peer, handshake(stream, &secret)));
+                    })
+                    .context("starting a control handshake thread")?;
+                pending += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    bail!(
+                        "no runner connected with the control secret within {} s ({refused} \
+                         connections refused)",
+                        timeout.as_secs()
+                    );
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).context("accepting a control connection"),
+        }
+    }
+}
+
+/// One connection's handshake, within [`HANDSHAKE_TIMEOUT`]; a connection
+/// that fails is dropped (closed).
+fn handshake(mut stream: TcpStream, secret: &ControlSecret) -> Result<TcpStream, HandshakeError> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    stream.set_nonblocking(false)?;
+    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let _ = stream.set_nodelay(true);
+    node_handshake(&mut stream, secret, deadline)?;
+    stream.set_read_timeout(None)?;
+    stream.set_write_timeout(None)?;
+    Ok(stream)
+}
+
 /// Everything after the connection is accepted; an error becomes the one
 /// [`Event::Error`] the runner gets.
-fn serve(conn: &mut Connection) -> anyhow::Result<()> {
+fn serve(conn: &mut Connection, refused: u64) -> anyhow::Result<()> {
     let config = conn.first_command()?;
     config.validate().context("invalid config")?;
     let protocol: Protocol = config.protocol.parse().map_err(|e: String| anyhow!(e))?;
@@ -123,7 +239,10 @@ fn serve(conn: &mut Connection) -> anyhow::Result<()> {
         Ending::Stop | Ending::Hangup => {
             let totals = running.stop().with_context(|| format!("{node} failed"))?;
             let clients = matches!(config.role, Role::Clients(_));
-            let report = final_report(totals, start.elapsed(), clients)?;
+            let mut report = final_report(totals, start.elapsed(), clients)?;
+            report
+                .counters
+                .push((CONTROL_REFUSED_COUNTER.to_string(), refused));
             // After a hang-up nobody is listening; that is fine.
             let _ = conn.send(Event::Finished(report));
             Ok(())
@@ -359,34 +478,6 @@ fn cpu_ms() -> anyhow::Result<u64> {
     Ok(ms(usage.user_time()) + ms(usage.system_time()))
 }
 
-/// Waits for one connection, at most `timeout`.
-fn accept_within(listener: &TcpListener, timeout: Duration) -> anyhow::Result<TcpStream> {
-    // A blocking accept cannot time out; poll a non-blocking one. The control
-    // plane is not in a hurry.
-    listener
-        .set_nonblocking(true)
-        .context("setting up the control port")?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        match listener.accept() {
-            Ok((stream, _peer)) => {
-                stream
-                    .set_nonblocking(false)
-                    .context("setting up the control connection")?;
-                return Ok(stream);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    bail!("no runner connected within {} s", timeout.as_secs());
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).context("accepting the control connection"),
-        }
-    }
-}
-
 /// What the connection's reader thread passes on.
 enum Incoming {
     Command(Command),
@@ -412,16 +503,15 @@ impl Connection {
         }
     }
 
-    /// Reads the first frame, which must be `Run`.
+    /// Reads the first frame, which must be `Run`, whole within
+    /// [`FIRST_COMMAND_TIMEOUT`].
     fn first_command(&mut self) -> anyhow::Result<NodeConfig> {
-        self.stream
-            .set_read_timeout(Some(FIRST_COMMAND_TIMEOUT))
-            .context("setting a read timeout")?;
-        let frame = match read_frame(&mut self.stream) {
+        let deadline = Instant::now() + FIRST_COMMAND_TIMEOUT;
+        let frame = match read_frame(&mut DeadlineReader::new(&self.stream, deadline)) {
             Ok(Some(frame)) => frame,
             Ok(None) => bail!("the runner hung up before sending a command"),
             Err(FrameError::TimedOut) => bail!(
-                "no command within {} s of connecting",
+                "no whole command within {} s of the handshake",
                 FIRST_COMMAND_TIMEOUT.as_secs()
             ),
             Err(error) => return Err(error).context("reading the first command"),

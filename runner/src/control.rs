@@ -1,11 +1,14 @@
 //! Starting `node serve` processes and talking to them.
 //!
-//! [`NodeProcess::spawn`] starts `node serve --port 0 --host <host>`, learns
-//! its control address from the `listening on <addr>` line, and keeps the
-//! last lines of its stderr. [`NodeProcess::connect`] opens the control
-//! connection; [`Control`] sends commands and waits for events, each with a
-//! timeout, so a silent or dead node is an error, never a hang. A
-//! [`NodeProcess`] kills its child when dropped.
+//! [`NodeProcess::spawn`] starts `node serve --port 0 --host <host>` with a
+//! fresh control secret on its stdin (one per node, never on the command
+//! line), learns its control address from the `listening on <addr>` line,
+//! and keeps the last lines of its stderr. [`NodeProcess::connect`] opens the
+//! control connection and proves the secret in the handshake of
+//! [`wire::control::auth`] (and checks the node's proof in turn);
+//! [`Control`] sends commands and waits for events, each with a timeout, so a
+//! silent or dead node is an error, never a hang. A [`NodeProcess`] kills its
+//! child when dropped.
 //!
 //! Every error names the node (its host, and its role once it has one) and
 //! ends with the last lines the node wrote to stderr:
@@ -30,6 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow};
 
 use crate::hosts::Host;
+use wire::control::auth::{ControlSecret, runner_handshake};
 use wire::control::{
     Command, CommandFrame, Event, FinalReport, NodeConfig, Started, decode_event, read_frame,
     write_frame,
@@ -54,6 +58,8 @@ pub struct NodeProcess {
     child: Child,
     control_addr: SocketAddr,
     node: Arc<NodeInfo>,
+    /// What the node was handed on its stdin, and the handshake proves.
+    secret: ControlSecret,
 }
 
 impl NodeProcess {
@@ -66,13 +72,19 @@ impl NodeProcess {
     /// Starts `node serve` on `host` (locally, in a namespace, or over ssh)
     /// and waits (at most [`LISTEN_TIMEOUT`]) for it to say where it listens.
     pub fn spawn_on(host: &Host, node_binary: &Path) -> anyhow::Result<NodeProcess> {
+        let secret = ControlSecret::random().context("making a control secret")?;
         let mut child = host
             .serve_command(node_binary)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {} on {host}", node_binary.display()))?;
+        // The secret, then end of input: the node reads one line. A node
+        // that died at once shows up below, when it does not listen.
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = writeln!(stdin, "{}", secret.to_hex());
+        }
         let host_name = host.name.clone();
         let host = host.addr;
         let node = Arc::new(NodeInfo::new(host, host_name));
@@ -97,6 +109,7 @@ impl NodeProcess {
             child,
             control_addr: SocketAddr::new(host, 0),
             node,
+            secret,
         };
         spawned?;
         let line = match line_rx.recv_timeout(LISTEN_TIMEOUT) {
@@ -151,9 +164,17 @@ impl NodeProcess {
         self.node.tail(Duration::ZERO)
     }
 
-    /// Opens the control connection. A node serves one connection only.
+    /// Opens the control connection and proves the node's secret (within
+    /// [`CONNECT_TIMEOUT`]). A node serves one connection only.
     pub fn connect(&self) -> anyhow::Result<Control> {
-        let stream =
+        self.connect_with(&self.secret)
+    }
+
+    /// [`Self::connect`] with another secret: for tests of how a node treats
+    /// a peer without its secret.
+    pub fn connect_with(&self, secret: &ControlSecret) -> anyhow::Result<Control> {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let mut stream =
             TcpStream::connect_timeout(&self.control_addr, CONNECT_TIMEOUT).map_err(|e| {
                 self.node.error(format!(
                     "connecting to its control port {}: {e}",
@@ -161,6 +182,14 @@ impl NodeProcess {
                 ))
             })?;
         let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(CONNECT_TIMEOUT));
+        runner_handshake(&mut stream, secret, deadline)
+            .and_then(|()| {
+                stream.set_read_timeout(None)?;
+                stream.set_write_timeout(None)?;
+                Ok(())
+            })
+            .map_err(|e| self.node.error(format!("control handshake: {e}")))?;
         let mut reader = stream
             .try_clone()
             .context("cloning the control connection")?;

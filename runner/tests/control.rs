@@ -4,14 +4,16 @@
 
 mod common;
 
-use std::net::IpAddr;
-use std::time::Duration;
+use std::io::{Read as _, Write as _};
+use std::net::{IpAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use runner::control::{Control, NodeProcess};
 use serde_json::json;
+use wire::control::auth::ControlSecret;
 use wire::control::{
-    AppConfig, Command, CommandFrame, Event, Idle, NodeConfig, Role, ThreadMap, TransportKind,
-    write_frame,
+    AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, CommandFrame, Event, Idle, Load,
+    NodeConfig, Role, Stage, ThreadMap, ThreadSpec, TransportKind, Workload, write_frame,
 };
 
 /// Longest any step may take; far above what a healthy node needs.
@@ -195,7 +197,7 @@ fn a_silent_runner_does_not_hang_the_node() {
     let (node, control) = connected_node();
     // The node gives up on the first command after 10 s.
     let line = expect_error(node, control);
-    assert!(line.contains("no command within 10 s"), "{line}");
+    assert!(line.contains("no whole command within 10 s"), "{line}");
 }
 
 #[test]
@@ -221,4 +223,166 @@ fn the_listening_line_names_the_port() {
     assert_eq!(addr.ip(), localhost());
     assert_ne!(addr.port(), 0);
     // The node serves one connection; dropping the handle kills it.
+}
+
+/// Runs a replica on `control` to its final report: proof that the runner
+/// drives the node.
+fn run_to_the_end(mut node: NodeProcess, mut control: Control) -> wire::control::FinalReport {
+    control.run(&replica_config()).unwrap();
+    let report = control.stop().unwrap();
+    control.close();
+    node.wait_success(TIMEOUT).unwrap();
+    report
+}
+
+/// A peer without the node's secret gets nothing: its proof is refused and
+/// its connection closed, and the runner still connects afterwards.
+#[test]
+fn a_connection_without_the_secret_is_refused_and_closed() {
+    let node = NodeProcess::spawn(common::node_binary(), localhost()).unwrap();
+    for _ in 0..2 {
+        let stranger = ControlSecret::random().unwrap();
+        let error = node.connect_with(&stranger).unwrap_err().to_string();
+        assert!(error.contains("control handshake:"), "{error}");
+    }
+    // Nor can a peer skip the handshake and send a Run frame at once.
+    let mut raw = TcpStream::connect(node.control_addr()).unwrap();
+    let mut bytes = Vec::new();
+    write_frame(
+        &mut bytes,
+        &CommandFrame::new(Command::Run(Box::new(replica_config()))),
+    )
+    .unwrap();
+    let _ = raw.write_all(&bytes);
+    raw.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut got = Vec::new();
+    let _ = raw.read_to_end(&mut got);
+    // The challenge, and nothing after it: the connection was closed.
+    assert_eq!(got.len(), 8 + 32, "{got:?}");
+    assert_eq!(&got[..8], b"NODECTL1");
+
+    let control = node.connect().unwrap();
+    let report = run_to_the_end(node, control);
+    assert_eq!(report.counter(CONTROL_REFUSED_COUNTER), 3);
+}
+
+/// A peer that trickles a byte at a time is cut off at the handshake's
+/// deadline (5 s), not kept alive by each byte, and the runner's connection
+/// is served meanwhile.
+#[test]
+fn a_slowloris_is_cut_off_and_does_not_lock_the_runner_out() {
+    let node = NodeProcess::spawn(common::node_binary(), localhost()).unwrap();
+    let addr = node.control_addr();
+    let slowloris = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        let mut challenge = [0; 40];
+        stream.read_exact(&mut challenge).unwrap();
+        // A byte every 200 ms: each read would succeed, the whole never does.
+        while stream.write_all(&[0]).is_ok() && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(200));
+            stream
+                .set_read_timeout(Some(Duration::from_millis(1)))
+                .unwrap();
+            if let Ok(0) = stream.read(&mut [0]) {
+                break;
+            }
+        }
+        start.elapsed()
+    });
+    // And one that connects and says nothing at all.
+    let silent = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let control = node.connect().unwrap();
+    let report = run_to_the_end(node, control);
+    let cut_off = slowloris.join().unwrap();
+    assert!(
+        cut_off < Duration::from_secs(15),
+        "the slowloris held on for {cut_off:?}"
+    );
+    drop(silent);
+    assert!(report.counter(CONTROL_REFUSED_COUNTER) <= 2);
+}
+
+/// A node started without a secret on its stdin refuses to listen.
+#[test]
+fn a_node_without_a_secret_does_not_listen() {
+    let output = std::process::Command::new(common::node_binary())
+        .args(["serve", "--port", "0", "--host", "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "it listened");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no control secret on stdin"), "{stderr}");
+}
+
+/// What once aborted a node on a 96 GB allocation (10^9 clients), ate its
+/// memory until it was killed (2·10^7), panicked inside libc (a core of
+/// 1024) or passed validation only to trip an assertion (256 replicas):
+/// each is one clear error event now.
+#[test]
+fn configs_beyond_the_bounds_get_one_error_each() {
+    let clients = |count: u32| NodeConfig {
+        role: Role::Clients(ClientsConfig {
+            first_id: 1,
+            count,
+            threads: 1,
+            cores: Vec::new(),
+            bind: localhost(),
+            load: Load::Closed,
+            workload: Workload::Null { op_size: 16 },
+            resend_ms: 100,
+            warmup_ms: 0,
+            measure_ms: None,
+            key_seed: Vec::new(),
+        }),
+        replicas: vec!["127.0.0.1:9".parse().unwrap()],
+        ..replica_config()
+    };
+    let mut wide = ThreadMap::per_stage();
+    wide.threads.extend((0..996).map(|_| ThreadSpec {
+        stages: vec![Stage::Verify],
+        core: None,
+    }));
+    let cases = [
+        (
+            clients(1_000_000_000),
+            "clients: count is 1000000000; at most 100000",
+        ),
+        (
+            clients(20_000_000),
+            "clients: count is 20000000; at most 100000",
+        ),
+        (
+            NodeConfig {
+                threads: wide,
+                ..replica_config()
+            },
+            "the thread map's thread count is 1000; at most 64",
+        ),
+        (
+            NodeConfig {
+                threads: ThreadMap::single(Some(1024)),
+                ..replica_config()
+            },
+            "a thread's core is 1024; at most 1023",
+        ),
+        (
+            NodeConfig {
+                replicas: (0..256)
+                    .map(|i| std::net::SocketAddr::from(([127, 0, 0, 1], 7000 + i)))
+                    .collect(),
+                ..replica_config()
+            },
+            "256 replicas: at most 32",
+        ),
+    ];
+    for (config, expected) in cases {
+        let (node, mut control) = connected_node();
+        let error = control.run(&config).unwrap_err().to_string();
+        assert!(error.contains(expected), "{error:?} lacks {expected:?}");
+        expect_failed_exit(node);
+    }
 }

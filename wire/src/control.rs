@@ -32,6 +32,8 @@ use serde::{Deserialize, Serialize};
 use crate::codec::MESSAGE_SIZE_MAX;
 use crate::crypto::{PublicKey, SecretKey};
 
+pub mod auth;
+
 /// Bumped on every incompatible change of the types in this module.
 pub const CONTROL_VERSION: u32 = 1;
 
@@ -51,6 +53,33 @@ pub const KV_VALUE_SIZE_MAX: usize = OP_SIZE_MAX - 64;
 /// Most keys a Zipf-distributed workload may draw from. Clients sample it by
 /// binary search over a precomputed table of one `f64` per key (32 MiB here).
 pub const ZIPF_KEYS_MAX: u64 = 1 << 22;
+
+/// Most replicas a configuration names (no protocol here runs more; PBFT's
+/// own bound is lower).
+pub const REPLICAS_MAX: usize = 32;
+
+/// Most clients one clients node runs.
+pub const CLIENTS_MAX: u32 = 100_000;
+
+/// Most client threads in one clients node.
+pub const CLIENT_THREADS_MAX: u32 = 64;
+
+/// Most threads in a replica's thread map.
+pub const THREADS_MAX: usize = 64;
+
+/// Highest core id a thread may be pinned to: pinning takes a CPU set of
+/// 1024 cores (`CPU_SETSIZE`). A core the host does not have is an error when
+/// the thread starts.
+pub const CORE_ID_MAX: u32 = 1023;
+
+/// Longest report interval, resend interval, warm-up and measured window.
+pub const INTERVAL_MS_MAX: u64 = 3_600_000;
+
+/// Highest open-loop rate, operations per second.
+pub const OPEN_RATE_MAX: u64 = 100_000_000;
+
+/// Longest client key seed.
+pub const KEY_SEED_MAX: usize = 1024;
 
 /// Runner → node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -332,11 +361,69 @@ pub struct ClientsConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Load {
     /// Each client issues its next operation as soon as the previous one
-    /// completes.
+    /// completes; latency is measured from that invocation.
     Closed,
-    /// The clients together offer `ops_per_sec`, spread evenly in time; a
-    /// client that is still busy when its turn comes skips it (counted).
-    Open { ops_per_sec: u64 },
+    /// The clients together offer `ops_per_sec`, whatever the system does
+    /// with it: each client thread draws its share of the arrivals from a
+    /// schedule ([`Arrivals`]) and hands each to an idle client. Latency is
+    /// measured from an operation's scheduled arrival, not from when it was
+    /// sent, so time spent waiting for a client counts (no coordinated
+    /// omission). An arrival that finds no idle client waits in a bounded
+    /// backlog (as many arrivals as the thread has clients) for the next one
+    /// to free; one that finds the backlog full, or is still in it at stop,
+    /// is never sent and is counted in [`OPEN_LOOP_NO_FREE_CLIENT_COUNTER`].
+    Open {
+        ops_per_sec: u64,
+        /// Absent (configurations from before it existed): Poisson.
+        #[serde(default)]
+        arrivals: Arrivals,
+    },
+}
+
+/// When an open loop's arrivals are due. Either way the times come from a
+/// schedule (each arrival's time is the previous one's plus a gap), never
+/// from when a client thread happened to look: a thread that falls behind
+/// (a slow round, a descheduled core) sends or counts every arrival it
+/// missed, each with its own scheduled time, so a stall does not lower the
+/// offered rate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Arrivals {
+    /// A Poisson process: exponentially distributed gaps with mean
+    /// `threads / ops_per_sec`, drawn from each client thread's own seeded
+    /// generator, so a run's arrival times replay exactly. Independent
+    /// arrivals, bursts included: the usual model of many independent users.
+    #[default]
+    Poisson,
+    /// Evenly spaced: exactly `threads / ops_per_sec` apart on each client
+    /// thread.
+    Fixed,
+}
+
+impl Arrivals {
+    /// The name `--arrivals` takes and [`FromStr`](std::str::FromStr) reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arrivals::Poisson => "poisson",
+            Arrivals::Fixed => "fixed",
+        }
+    }
+}
+
+impl fmt::Display for Arrivals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Arrivals {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Arrivals, String> {
+        [Arrivals::Poisson, Arrivals::Fixed]
+            .into_iter()
+            .find(|arrivals| arrivals.name() == s)
+            .ok_or_else(|| format!("{s:?}: expected `poisson` or `fixed`"))
+    }
 }
 
 /// What operations clients issue.
@@ -499,6 +586,21 @@ pub const VIEW_CHANGES_COUNTER: &str = "view change: started";
 /// was full: a node that could not keep up, or a flood.
 pub const KERNEL_DROPS_COUNTER: &str = "transport: kernel receive drops";
 
+/// Counter of open-loop arrivals that were never sent because no client was
+/// free: the thread's clients were all busy and its backlog full, or the
+/// arrival was still waiting in the backlog when the clients stopped (see
+/// [`Load::Open`]). Over the whole run, warm-up and cool-down included.
+pub const OPEN_LOOP_NO_FREE_CLIENT_COUNTER: &str = "open loop: arrivals with no free client";
+
+/// Counter of open-loop arrivals, sent or not: with
+/// [`OPEN_LOOP_NO_FREE_CLIENT_COUNTER`], the share of the offered load that
+/// was never offered.
+pub const OPEN_LOOP_ARRIVALS_COUNTER: &str = "open loop: arrivals";
+
+/// Control connections a node refused before the runner's (no proof of the
+/// control secret, a handshake past its deadline, too many at once).
+pub const CONTROL_REFUSED_COUNTER: &str = "control: connections refused";
+
 /// A node's totals.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FinalReport {
@@ -539,7 +641,7 @@ impl NodeConfig {
         if replicas == 0 {
             return Err(ConfigError::NoReplicas);
         }
-        if replicas > usize::from(u8::MAX) + 1 {
+        if replicas > REPLICAS_MAX {
             return Err(ConfigError::TooManyReplicas { count: replicas });
         }
         if !self.public_keys.is_empty() && self.public_keys.len() != replicas {
@@ -551,12 +653,25 @@ impl NodeConfig {
         if self.report_interval_ms == 0 {
             return Err(ConfigError::ReportInterval);
         }
+        at_most(
+            "report_interval_ms",
+            self.report_interval_ms,
+            INTERVAL_MS_MAX,
+        )?;
         let own = match &self.role {
             Role::Replica { id } => {
                 if usize::from(*id) >= replicas {
                     return Err(ConfigError::ReplicaIdOutOfRange { id: *id, replicas });
                 }
                 self.threads.validate().map_err(ConfigError::ThreadMap)?;
+                at_most(
+                    "the thread map's thread count",
+                    self.threads.threads.len() as u64,
+                    THREADS_MAX as u64,
+                )?;
+                for core in self.threads.threads.iter().filter_map(|t| t.core) {
+                    at_most("a thread's core", core.into(), CORE_ID_MAX.into())?;
+                }
                 Some(usize::from(*id))
             }
             Role::Clients(clients) => {
@@ -600,8 +715,30 @@ impl ClientsConfig {
         if self.count == 0 {
             return Err(ConfigError::NoClients);
         }
+        at_most("clients: count", self.count.into(), CLIENTS_MAX.into())?;
         if self.threads == 0 {
             return Err(ConfigError::NoClientThreads);
+        }
+        at_most(
+            "clients: cores listed",
+            self.cores.len() as u64,
+            CLIENT_THREADS_MAX.into(),
+        )?;
+        for &core in &self.cores {
+            at_most("clients: a core", core.into(), CORE_ID_MAX.into())?;
+        }
+        at_most("clients: resend_ms", self.resend_ms, INTERVAL_MS_MAX)?;
+        at_most("clients: warmup_ms", self.warmup_ms, INTERVAL_MS_MAX)?;
+        if let Some(measure) = self.measure_ms {
+            at_most("clients: measure_ms", measure, INTERVAL_MS_MAX)?;
+        }
+        at_most(
+            "clients: key_seed bytes",
+            self.key_seed.len() as u64,
+            KEY_SEED_MAX as u64,
+        )?;
+        if let Load::Open { ops_per_sec, .. } = self.load {
+            at_most("clients: ops_per_sec", ops_per_sec, OPEN_RATE_MAX)?;
         }
         if self.threads > self.count {
             return Err(ConfigError::ClientThreads {
@@ -609,6 +746,11 @@ impl ClientsConfig {
                 count: self.count,
             });
         }
+        at_most(
+            "clients: threads",
+            self.threads.into(),
+            CLIENT_THREADS_MAX.into(),
+        )?;
         if self.first_id.checked_add(u64::from(self.count)).is_none() {
             return Err(ConfigError::ClientIds {
                 first_id: self.first_id,
@@ -618,7 +760,7 @@ impl ClientsConfig {
         if self.resend_ms == 0 {
             return Err(ConfigError::ResendInterval);
         }
-        if let Load::Open { ops_per_sec: 0 } = self.load {
+        if let Load::Open { ops_per_sec: 0, .. } = self.load {
             return Err(ConfigError::OpenLoad);
         }
         if let Some(replica) = replicas.iter().find(|r| r.is_ipv4() != self.bind.is_ipv4()) {
@@ -672,13 +814,27 @@ impl Workload {
     }
 }
 
+/// `value` of `what`, unless it is above `max`.
+fn at_most(what: &'static str, value: u64, max: u64) -> Result<(), ConfigError> {
+    if value > max {
+        return Err(ConfigError::TooLarge { what, value, max });
+    }
+    Ok(())
+}
+
 /// Why a [`NodeConfig`] cannot run.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ConfigError {
     #[error("no replica addresses (`replicas` is empty)")]
     NoReplicas,
-    #[error("{count} replicas: at most 256 (replica ids are one byte)")]
+    #[error("{count} replicas: at most {REPLICAS_MAX}")]
     TooManyReplicas { count: usize },
+    #[error("{what} is {value}; at most {max}")]
+    TooLarge {
+        what: &'static str,
+        value: u64,
+        max: u64,
+    },
     #[error("replica id {id} is out of range: `replicas` names {replicas} replica(s)")]
     ReplicaIdOutOfRange { id: u8, replicas: usize },
     #[error("replica {index} address {addr}: {problem}")]
@@ -1043,6 +1199,55 @@ mod tests {
         assert_eq!(err, ConfigError::TooManyReplicas { count: 300 });
     }
 
+    /// Every count and id has a named upper bound: what once aborted a node
+    /// (10^9 clients), ate its memory (2·10^7), or panicked in libc (core
+    /// 1024) is an error naming the field.
+    #[test]
+    fn counts_and_ids_have_upper_bounds() {
+        let message = |err: ConfigError| err.to_string();
+        for count in [1_000_000_000, 20_000_000, CLIENTS_MAX + 1] {
+            assert_eq!(
+                message(invalid(clients_config, |c| clients(c).count = count)),
+                format!("clients: count is {count}; at most {CLIENTS_MAX}")
+            );
+        }
+        let err = invalid(clients_config, |c| {
+            clients(c).count = 10_000;
+            clients(c).threads = 1000;
+        });
+        assert!(message(err).starts_with("clients: threads is 1000"));
+        let err = invalid(clients_config, |c| clients(c).cores = vec![1024]);
+        assert_eq!(message(err), "clients: a core is 1024; at most 1023");
+        let err = invalid(replica_config, |c| {
+            c.threads = ThreadMap::single(Some(1024));
+        });
+        assert_eq!(message(err), "a thread's core is 1024; at most 1023");
+        let err = invalid(replica_config, |c| {
+            let mut map = ThreadMap::per_stage();
+            map.threads.extend((0..1000).map(|_| ThreadSpec {
+                stages: vec![Stage::Verify],
+                core: None,
+            }));
+            c.threads = map;
+        });
+        assert_eq!(
+            message(err),
+            format!("the thread map's thread count is 1004; at most {THREADS_MAX}")
+        );
+        let err = invalid(replica_config, |c| {
+            c.replicas = (0..256)
+                .map(|i| SocketAddr::from(([127, 0, 0, 2], 7000 + i)))
+                .collect();
+        });
+        assert_eq!(err, ConfigError::TooManyReplicas { count: 256 });
+        let err = invalid(replica_config, |c| c.report_interval_ms = u64::MAX);
+        assert!(message(err).starts_with("report_interval_ms is"));
+        let err = invalid(clients_config, |c| clients(c).key_seed = vec![0; 1 << 20]);
+        assert!(message(err).starts_with("clients: key_seed bytes"));
+        let err = invalid(clients_config, |c| clients(c).resend_ms = u64::MAX);
+        assert!(message(err).starts_with("clients: resend_ms"));
+    }
+
     #[test]
     fn clients_side_errors() {
         assert_eq!(
@@ -1067,7 +1272,10 @@ mod tests {
         );
         assert_eq!(
             invalid(clients_config, |c| {
-                clients(c).load = Load::Open { ops_per_sec: 0 };
+                clients(c).load = Load::Open {
+                    ops_per_sec: 0,
+                    arrivals: Arrivals::Poisson,
+                };
             }),
             ConfigError::OpenLoad
         );
@@ -1120,6 +1328,33 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!("workload: op_size 65000 exceeds the maximum of {OP_SIZE_MAX} bytes")
+        );
+    }
+
+    #[test]
+    fn open_load_arrivals_default_to_poisson_and_round_trip() {
+        // A configuration from before `arrivals` existed reads as Poisson.
+        let old: Load = serde_json::from_str(r#"{"Open":{"ops_per_sec":5}}"#).unwrap();
+        assert_eq!(
+            old,
+            Load::Open {
+                ops_per_sec: 5,
+                arrivals: Arrivals::Poisson
+            }
+        );
+        for arrivals in [Arrivals::Poisson, Arrivals::Fixed] {
+            let load = Load::Open {
+                ops_per_sec: 7,
+                arrivals,
+            };
+            let json = serde_json::to_string(&load).unwrap();
+            assert_eq!(serde_json::from_str::<Load>(&json).unwrap(), load);
+            assert_eq!(arrivals.to_string().parse::<Arrivals>(), Ok(arrivals));
+        }
+        assert_eq!(Arrivals::default(), Arrivals::Poisson);
+        assert_eq!(
+            "uniform".parse::<Arrivals>(),
+            Err("\"uniform\": expected `poisson` or `fixed`".to_string())
         );
     }
 

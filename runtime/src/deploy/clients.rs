@@ -3,13 +3,25 @@
 //! Each client thread owns one socket and a slice of the clients. Replies are
 //! handed to the client they are for ([`Client::recipient`]); one timer heap
 //! serves every client on the thread. Closed loop: a client issues its next
-//! operation the moment the previous one completes. Open loop: the thread
-//! issues operations at a fixed rate, each to the next idle client.
+//! operation the moment the previous one completes. Open loop: each thread
+//! offers its share of the rate on a [`Schedule`] of arrivals (Poisson or
+//! evenly spaced, [`Arrivals`]), each to the next idle client; an arrival
+//! that finds none waits in a bounded backlog for the next client to free,
+//! and one that finds the backlog full (or is still in it at the stop) is
+//! counted ([`OPEN_LOOP_NO_FREE_CLIENT_COUNTER`]) and not sent. Arrival
+//! times come from the schedule, not from when the thread looked: a thread
+//! that fell behind takes every arrival it missed (at most
+//! [`ARRIVALS_PER_ROUND_MAX`] a round, the rest the next round), each still
+//! with its scheduled time.
 //!
-//! Latency is measured from `invoke` to the result, on the client thread's
-//! clock (read once per loop round, right after the receive), into an
-//! hdrhistogram; operations invoked during the warm-up or
-//! after the measured window (the cool-down) are counted but not measured.
+//! Latency is measured on the client thread's clock (read once per loop
+//! round, right after the receive) into an hdrhistogram, up to the round in
+//! which the result arrived and from when the operation was due: its
+//! invocation in closed loop, its scheduled arrival in open loop. So an
+//! open-loop operation that waited for a client, or behind a stalled
+//! thread, has that wait in its latency (no coordinated omission).
+//! Operations due during the warm-up or after the measured window (the
+//! cool-down) are counted but not measured.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -20,7 +32,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use wire::control::Load;
+use wire::control::{Arrivals, Load, OPEN_LOOP_ARRIVALS_COUNTER, OPEN_LOOP_NO_FREE_CLIENT_COUNTER};
 use wire::{Addr, ClientId, ReplicaId};
 
 use super::{
@@ -34,6 +46,11 @@ use crate::time::Time;
 
 /// How often a client thread publishes its progress for [`Running::metrics`].
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Open-loop arrivals one loop round takes at most; the rest stay due for the
+/// next round, their times unchanged. Bounds a round after a stall, so the
+/// thread still reads replies while it catches up.
+const ARRIVALS_PER_ROUND_MAX: usize = 1024;
 
 /// An operation generator, as one client thread uses it.
 type Ops = Box<dyn FnMut(&mut Rng) -> Vec<u8> + Send>;
@@ -71,9 +88,11 @@ pub fn spawn_clients<C: Client + Deployable>(
                 let make_client = &make_client;
                 let first = setup.first_id.0;
                 scope.spawn(move || {
-                    (lo..hi)
-                        .map(|i| make_client(ClientId(first + i)))
-                        .collect::<Vec<C>>()
+                    // A count the machine cannot hold is an error for the
+                    // caller to report, not an abort.
+                    let mut made = reserve::<C>(hi - lo)?;
+                    made.extend((lo..hi).map(|i| make_client(ClientId(first + i))));
+                    Ok::<_, io::Error>(made)
                 })
             })
             .collect();
@@ -84,8 +103,8 @@ pub fn spawn_clients<C: Client + Deployable>(
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
-            .collect()
-    });
+            .collect::<io::Result<_>>()
+    })?;
     let run = RunShared::new();
     let started = Instant::now();
     let mut handles = Vec::new();
@@ -111,24 +130,17 @@ pub fn spawn_clients<C: Client + Deployable>(
             timers: BinaryHeap::new(),
             idle: VecDeque::new(),
             load: setup.load,
+            open: None,
+            threads,
             rng: Rng::new(first.0),
             started,
             clock: started,
-            warmup_end: started + setup.warmup,
-            measure_end: setup.measure.map(|m| started + setup.warmup + m),
             counters: Counters::default(),
-            measured: latency_histogram(),
-            measured_ops: 0,
-            interval: latency_histogram(),
-            interval_ops: 0,
+            latencies: Latencies::new(
+                started + setup.warmup,
+                setup.measure.map(|m| started + setup.warmup + m),
+            ),
             buf: Vec::with_capacity(wire::MESSAGE_SIZE_MAX),
-        };
-        let tick = match setup.load {
-            Load::Closed => None,
-            Load::Open { ops_per_sec } => {
-                let per_thread = ops_per_sec as f64 / f64::from(threads);
-                (per_thread > 0.0).then(|| Duration::from_secs_f64(1.0 / per_thread))
-            }
         };
         let states = std::mem::take(&mut clients[t as usize]);
         let make_ops = Arc::clone(&make_ops);
@@ -142,7 +154,7 @@ pub fn spawn_clients<C: Client + Deployable>(
             &run,
             move || {
                 let ops = make_ops(first.0);
-                thread.run(states, ops, tick, &shared, &waker, &run_thread, idler)
+                thread.run(states, ops, &shared, &waker, &run_thread, idler)
             },
         )?);
     }
@@ -157,6 +169,25 @@ pub fn spawn_clients<C: Client + Deployable>(
     })
 }
 
+/// An empty vector with room for `count` items, or an error saying the
+/// memory is not there (instead of the abort a plain allocation would be).
+fn reserve<T>(count: u64) -> io::Result<Vec<T>> {
+    let mut items = Vec::new();
+    usize::try_from(count)
+        .ok()
+        .and_then(|count| items.try_reserve_exact(count).ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!(
+                    "clients: no memory for {count} clients of {} bytes each",
+                    size_of::<T>()
+                ),
+            )
+        })?;
+    Ok(items)
+}
+
 /// The memory one idle client costs on its thread, not counting heap memory
 /// its state points to (an idle unreplicated client points to none besides its
 /// armed-timer list).
@@ -167,8 +198,10 @@ pub fn client_slot_bytes<C: Client>() -> usize {
 struct Slot<C: Client> {
     state: C,
     outbox: Outbox<C::Outbound, C::Timer>,
-    /// When the outstanding operation was invoked.
-    invoked: Option<Instant>,
+    /// When the outstanding operation was due, which its latency counts
+    /// from: its invocation (closed loop) or its scheduled arrival (open
+    /// loop).
+    due: Option<Instant>,
     /// The earliest deadline queued for this client in the thread's heap.
     timer_at: Option<Time>,
 }
@@ -184,58 +217,44 @@ struct ClientThread<C: Client> {
     /// Open loop: clients with nothing outstanding, in the order they finished.
     idle: VecDeque<u32>,
     load: Load,
+    /// Open loop: the arrivals, made when the thread starts.
+    open: Option<OpenLoop>,
+    /// Client threads of the run (this thread offers its share of the rate).
+    threads: u32,
     rng: Rng,
     started: Instant,
     /// The clock as read once per loop round, right after the receive: what
     /// the round's calls see as now, invoke stamps and completion times
     /// (one clock read a round, not several per operation).
     clock: Instant,
-    warmup_end: Instant,
-    measure_end: Option<Instant>,
     counters: Counters,
-    measured: Histogram<u64>,
-    measured_ops: u64,
-    /// Since the last publication.
-    interval: Histogram<u64>,
-    interval_ops: u64,
+    latencies: Latencies,
     buf: Vec<u8>,
 }
 
 impl<C: Client> ClientThread<C> {
-    #[allow(clippy::too_many_arguments)]
     fn run(
         mut self,
         states: Vec<C>,
         mut ops: Ops,
-        tick: Option<Duration>,
         shared: &C::Shared,
         waker: &Waker,
         run: &RunShared,
         mut idler: Idler,
     ) -> io::Result<ThreadTotals> {
-        self.slots = states
-            .into_iter()
-            .map(|state| Slot {
-                state,
-                outbox: Outbox::default(),
-                invoked: None,
-                timer_at: None,
-            })
-            .collect();
+        self.slots = reserve(states.len() as u64)?;
+        self.slots.extend(states.into_iter().map(|state| Slot {
+            state,
+            outbox: Outbox::default(),
+            due: None,
+            timer_at: None,
+        }));
         self.clock = Instant::now();
         for index in 0..self.slots.len() as u32 {
             self.call(index, shared, &mut ops, |state, ctx| state.on_start(ctx))?;
         }
-        match self.load {
-            Load::Closed => {
-                for index in 0..self.slots.len() as u32 {
-                    self.invoke(index, shared, &mut ops)?;
-                }
-            }
-            Load::Open { .. } => self.idle.extend(0..self.slots.len() as u32),
-        }
+        self.start_load(shared, &mut ops)?;
         self.transport.flush()?;
-        let mut next_tick = self.clock;
         let mut published = self.clock;
         let mut datagrams: Vec<(SocketAddr, usize, usize)> = Vec::new();
         let mut arena: Vec<u8> = Vec::new();
@@ -270,16 +289,7 @@ impl<C: Client> ClientThread<C> {
             // Timers.
             let fired = self.fire_timers(shared, &mut ops)?;
             // Open-loop arrivals.
-            if let Some(tick) = tick {
-                let now = self.clock;
-                while next_tick <= now {
-                    match self.idle.pop_front() {
-                        Some(index) => self.invoke(index, shared, &mut ops)?,
-                        None => self.counters.add("open loop: no idle client", 1),
-                    }
-                    next_tick += tick;
-                }
-            }
+            self.arrive(shared, &mut ops)?;
             self.transport.flush()?;
             if self.clock.saturating_duration_since(published) >= PUBLISH_INTERVAL {
                 self.publish(run);
@@ -292,8 +302,9 @@ impl<C: Client> ClientThread<C> {
                         .timers
                         .peek()
                         .map(|Reverse((at, _))| self.started + Duration::from_nanos(at.as_nanos()));
-                    if tick.is_some() {
-                        deadline = Some(deadline.map_or(next_tick, |d| d.min(next_tick)));
+                    if let Some(open) = &self.open {
+                        let next = self.started + open.schedule.next();
+                        deadline = Some(deadline.map_or(next, |d| d.min(next)));
                     }
                     let timeout = block_timeout(Instant::now(), deadline).min(PUBLISH_INTERVAL);
                     self.transport.wait(timeout, waker)?;
@@ -304,15 +315,65 @@ impl<C: Client> ClientThread<C> {
         }
         self.publish(run);
         let mut counters = std::mem::take(&mut self.counters);
+        if let Some(open) = self.open.take() {
+            open.add_totals(&mut counters);
+        }
         self.transport.add_totals(&mut counters);
         for slot in &self.slots {
             counters.merge(&slot.outbox.counters);
         }
         Ok(ThreadTotals {
             counters,
-            latency_us: Some(self.measured),
-            measured_ops: self.measured_ops,
+            latency_us: Some(self.latencies.measured),
+            measured_ops: self.latencies.measured_ops,
         })
+    }
+
+    /// Starts the load: closed loop, every client's first operation; open
+    /// loop, every client idle and the arrival schedule from now.
+    fn start_load(&mut self, shared: &C::Shared, ops: &mut Ops) -> io::Result<()> {
+        match self.load {
+            Load::Closed => {
+                for index in 0..self.slots.len() as u32 {
+                    self.invoke(index, self.clock, shared, ops)?;
+                }
+            }
+            Load::Open {
+                ops_per_sec,
+                arrivals,
+            } => {
+                self.idle.extend(0..self.slots.len() as u32);
+                // Its own generator, forked from the thread's: the arrival
+                // times replay exactly, whatever the operations draw.
+                let schedule = Schedule::new(
+                    arrivals,
+                    ops_per_sec as f64 / f64::from(self.threads),
+                    self.clock.saturating_duration_since(self.started),
+                    self.rng.fork(),
+                );
+                self.open = Some(OpenLoop::new(schedule, self.slots.len()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Open loop: this round's arrivals, each to the next idle client with
+    /// its scheduled time, or to the backlog if none is idle.
+    fn arrive(&mut self, shared: &C::Shared, ops: &mut Ops) -> io::Result<()> {
+        let now = self.clock.saturating_duration_since(self.started);
+        for _ in 0..ARRIVALS_PER_ROUND_MAX {
+            let Some(open) = &mut self.open else {
+                break;
+            };
+            let Some(due) = open.due(now) else {
+                break;
+            };
+            match self.idle.pop_front() {
+                Some(index) => self.invoke(index, self.started + due, shared, ops)?,
+                None => open.defer(due),
+            }
+        }
+        Ok(())
     }
 
     /// The round's clock as protocol time.
@@ -352,14 +413,23 @@ impl<C: Client> ClientThread<C> {
         Ok(fired)
     }
 
-    fn invoke(&mut self, index: u32, shared: &C::Shared, ops: &mut Ops) -> io::Result<()> {
+    /// Starts an operation on client `index`, due at `due` (its latency counts
+    /// from then).
+    fn invoke(
+        &mut self,
+        index: u32,
+        due: Instant,
+        shared: &C::Shared,
+        ops: &mut Ops,
+    ) -> io::Result<()> {
         let op = ops(&mut self.rng);
-        self.slots[index as usize].invoked = Some(self.clock);
+        self.slots[index as usize].due = Some(due);
         self.call(index, shared, ops, |state, ctx| state.invoke(op, ctx))
     }
 
-    /// Calls into one client, sends what it sent, collects its result (and,
-    /// closed loop, starts its next operation), and queues its next timer.
+    /// Calls into one client, sends what it sent, collects its result (and
+    /// starts its next operation: closed loop at once, open loop the oldest
+    /// arrival in the backlog, if any), and queues its next timer.
     fn call(
         &mut self,
         index: u32,
@@ -377,16 +447,24 @@ impl<C: Client> ClientThread<C> {
         self.flush_sends(index, shared)?;
         if self.slots[index as usize].state.take_result().is_some() {
             self.complete(index);
-            match self.load {
-                Load::Closed => {
+            let due = match self.load {
+                Load::Closed => Some(self.clock),
+                Load::Open { .. } => self
+                    .open
+                    .as_mut()
+                    .and_then(OpenLoop::next_queued)
+                    .map(|due| self.started + due),
+            };
+            match due {
+                Some(due) => {
                     let op = ops(&mut self.rng);
                     let slot = &mut self.slots[index as usize];
-                    slot.invoked = Some(self.clock);
+                    slot.due = Some(due);
                     let mut ctx = Context::new(now, me, &mut slot.outbox, &mut self.rng);
                     slot.state.invoke(op, &mut ctx);
                     self.flush_sends(index, shared)?;
                 }
-                Load::Open { .. } => self.idle.push_back(index),
+                None => self.idle.push_back(index),
             }
         }
         self.schedule_timer(index);
@@ -418,18 +496,12 @@ impl<C: Client> ClientThread<C> {
     }
 
     fn complete(&mut self, index: u32) {
-        let Some(invoked) = self.slots[index as usize].invoked.take() else {
+        let Some(due) = self.slots[index as usize].due.take() else {
             self.counters
                 .add("clients: result with nothing outstanding", 1);
             return;
         };
-        let latency = self.clock.saturating_duration_since(invoked);
-        record_latency(&mut self.interval, latency);
-        self.interval_ops += 1;
-        if invoked >= self.warmup_end && self.measure_end.is_none_or(|end| invoked < end) {
-            record_latency(&mut self.measured, latency);
-            self.measured_ops += 1;
-        }
+        self.latencies.record(due, self.clock);
     }
 
     fn schedule_timer(&mut self, index: u32) {
@@ -443,16 +515,497 @@ impl<C: Client> ClientThread<C> {
     }
 
     fn publish(&mut self, run: &RunShared) {
-        if self.interval_ops == 0 {
+        let latencies = &mut self.latencies;
+        if latencies.interval_ops == 0 {
             return;
         }
-        run.ops.fetch_add(self.interval_ops, Ordering::Relaxed);
-        self.interval_ops = 0;
+        run.ops.fetch_add(latencies.interval_ops, Ordering::Relaxed);
+        latencies.interval_ops = 0;
         let mut shared = run
             .interval_latency
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        shared.add(&self.interval).expect("same histogram bounds");
-        self.interval.reset();
+        shared
+            .add(&latencies.interval)
+            .expect("same histogram bounds");
+        latencies.interval.reset();
+    }
+}
+
+/// One client thread's latencies: every completed operation's, for the
+/// progress reports, and those due in the measured window, for the totals.
+struct Latencies {
+    warmup_end: Instant,
+    measure_end: Option<Instant>,
+    measured: Histogram<u64>,
+    measured_ops: u64,
+    /// Since the last publication.
+    interval: Histogram<u64>,
+    interval_ops: u64,
+}
+
+impl Latencies {
+    fn new(warmup_end: Instant, measure_end: Option<Instant>) -> Latencies {
+        Latencies {
+            warmup_end,
+            measure_end,
+            measured: latency_histogram(),
+            measured_ops: 0,
+            interval: latency_histogram(),
+            interval_ops: 0,
+        }
+    }
+
+    /// An operation due at `due` (invoked then, closed loop; scheduled to
+    /// arrive then, open loop, however much later it was sent) completed at
+    /// `done`. Measured if it was due inside the measured window.
+    fn record(&mut self, due: Instant, done: Instant) {
+        let latency = done.saturating_duration_since(due);
+        record_latency(&mut self.interval, latency);
+        self.interval_ops += 1;
+        if due >= self.warmup_end && self.measure_end.is_none_or(|end| due < end) {
+            record_latency(&mut self.measured, latency);
+            self.measured_ops += 1;
+        }
+    }
+}
+
+/// One client thread's open-loop arrival times: each the previous one's plus
+/// a gap ([`Arrivals`]), from the thread's start, whenever the thread gets to
+/// look. Times are since the thread's `started`.
+struct Schedule {
+    arrivals: Arrivals,
+    /// Mean gap between arrivals, ns (infinite at rate 0: none ever due).
+    gap_ns: f64,
+    start_ns: f64,
+    /// Arrivals taken so far.
+    taken: u64,
+    /// The next arrival, ns.
+    next_ns: f64,
+    rng: Rng,
+}
+
+impl Schedule {
+    /// `ops_per_sec` arrivals a second on average from `start`: the first is
+    /// a gap after it.
+    fn new(arrivals: Arrivals, ops_per_sec: f64, start: Duration, rng: Rng) -> Schedule {
+        let mut schedule = Schedule {
+            arrivals,
+            gap_ns: 1e9 / ops_per_sec,
+            start_ns: start.as_nanos() as f64,
+            taken: 0,
+            next_ns: 0.0,
+            rng,
+        };
+        schedule.next_ns = schedule.start_ns + schedule.gap();
+        schedule
+    }
+
+    /// The next arrival's time.
+    fn next(&self) -> Duration {
+        // Saturates (an infinite gap: never).
+        Duration::from_nanos(self.next_ns as u64)
+    }
+
+    /// The next arrival, taken off the schedule, if it is due by `now`.
+    fn due(&mut self, now: Duration) -> Option<Duration> {
+        let due = self.next();
+        if due > now {
+            return None;
+        }
+        self.taken += 1;
+        self.next_ns = match self.arrivals {
+            // From the start, not the previous arrival: no rounding drift.
+            Arrivals::Fixed => self.start_ns + (self.taken + 1) as f64 * self.gap_ns,
+            Arrivals::Poisson => self.next_ns + self.gap(),
+        };
+        Some(due)
+    }
+
+    /// A gap to the next arrival, ns.
+    fn gap(&mut self) -> f64 {
+        match self.arrivals {
+            Arrivals::Fixed => self.gap_ns,
+            Arrivals::Poisson => {
+                // Inverse transform: -ln(u) for u uniform in (0, 1] (53
+                // random bits) is exponential with mean 1; never infinite.
+                let u = ((self.rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+                -u.ln() * self.gap_ns
+            }
+        }
+    }
+}
+
+/// One client thread's open loop: its [`Schedule`], the arrivals waiting
+/// for a client, and what became of them.
+struct OpenLoop {
+    schedule: Schedule,
+    /// Arrivals that found every client busy, by scheduled time, oldest
+    /// first; the next client to free takes the oldest.
+    backlog: VecDeque<Duration>,
+    /// The backlog's bound: as many arrivals as the thread has clients, so
+    /// that an overloaded system queues at most one more round of them in
+    /// the clients (memory and queueing stay bounded) and the rest are
+    /// counted.
+    backlog_max: usize,
+    arrivals: u64,
+    no_free_client: u64,
+}
+
+impl OpenLoop {
+    fn new(schedule: Schedule, clients: usize) -> OpenLoop {
+        OpenLoop {
+            schedule,
+            backlog: VecDeque::new(),
+            backlog_max: clients,
+            arrivals: 0,
+            no_free_client: 0,
+        }
+    }
+
+    /// The next arrival due by `now`, to send at once.
+    fn due(&mut self, now: Duration) -> Option<Duration> {
+        let due = self.schedule.due(now)?;
+        self.arrivals += 1;
+        Some(due)
+    }
+
+    /// An arrival that found no idle client: to the backlog, or, if that is
+    /// full, not sent (counted).
+    fn defer(&mut self, due: Duration) {
+        if self.backlog.len() < self.backlog_max {
+            self.backlog.push_back(due);
+        } else {
+            self.no_free_client += 1;
+        }
+    }
+
+    /// The oldest arrival in the backlog, for a client that just freed.
+    fn next_queued(&mut self) -> Option<Duration> {
+        self.backlog.pop_front()
+    }
+
+    /// Adds the counts to `counters`; arrivals still in the backlog were
+    /// never sent, so they count as finding no free client. Both counters
+    /// are there even at zero, so a results file shows them.
+    fn add_totals(self, counters: &mut Counters) {
+        counters.add(OPEN_LOOP_ARRIVALS_COUNTER, self.arrivals);
+        counters.add(
+            OPEN_LOOP_NO_FREE_CLIENT_COUNTER,
+            self.no_free_client + self.backlog.len() as u64,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wire::control::TransportKind;
+
+    use super::*;
+    use crate::actor::{DropReason, Source, State};
+    use crate::net::Options;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// The schedule's next `n` arrivals, however late it is polled.
+    fn take(schedule: &mut Schedule, n: usize) -> Vec<Duration> {
+        (0..n)
+            .map(|_| schedule.due(Duration::MAX).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn fixed_arrivals_are_exactly_a_gap_apart() {
+        let mut schedule = Schedule::new(Arrivals::Fixed, 4000.0, 5 * MS, Rng::new(1));
+        let times = take(&mut schedule, 100_000);
+        for (k, &time) in times.iter().enumerate() {
+            assert_eq!(time, 5 * MS + Duration::from_micros(250) * (k as u32 + 1));
+        }
+        // A gap that is not a whole number of nanoseconds does not drift.
+        let mut schedule = Schedule::new(Arrivals::Fixed, 3.0, Duration::ZERO, Rng::new(1));
+        let times = take(&mut schedule, 3000);
+        assert_eq!(times[2999], Duration::from_secs(1000));
+    }
+
+    #[test]
+    fn poisson_gaps_average_the_rate_and_vary_like_an_exponential() {
+        let n = 200_000;
+        let mut schedule = Schedule::new(Arrivals::Poisson, 1000.0, Duration::ZERO, Rng::new(7));
+        let times = take(&mut schedule, n);
+        let gaps: Vec<f64> = std::iter::once(times[0])
+            .chain(times.windows(2).map(|w| w[1] - w[0]))
+            .map(|gap| gap.as_secs_f64() * 1e3)
+            .collect();
+        let mean = gaps.iter().sum::<f64>() / n as f64;
+        let variance = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / n as f64;
+        // Mean 1 ms; an exponential's standard deviation equals its mean.
+        assert!((mean - 1.0).abs() < 0.01, "mean gap {mean} ms");
+        assert!(
+            (variance.sqrt() - 1.0).abs() < 0.02,
+            "sd {}",
+            variance.sqrt()
+        );
+        // Memoryless: about e^-1 of the gaps exceed the mean.
+        let long = gaps.iter().filter(|&&g| g > 1.0).count() as f64 / n as f64;
+        assert!((long - (-1.0f64).exp()).abs() < 0.01, "{long}");
+        // The same seed, the same arrivals.
+        let mut again = Schedule::new(Arrivals::Poisson, 1000.0, Duration::ZERO, Rng::new(7));
+        assert_eq!(take(&mut again, n), times);
+    }
+
+    /// A late poll yields every arrival it missed, each at its scheduled
+    /// time: the arrivals do not depend on when the thread looks.
+    #[test]
+    fn a_late_poll_yields_the_missed_arrivals() {
+        let mut schedule = Schedule::new(Arrivals::Fixed, 1000.0, Duration::ZERO, Rng::new(1));
+        let late = Duration::from_micros(10_500);
+        let mut missed = Vec::new();
+        while let Some(time) = schedule.due(late) {
+            missed.push(time);
+        }
+        assert_eq!(missed, (1..=10).map(|k| k * MS).collect::<Vec<_>>());
+        assert_eq!(schedule.next(), 11 * MS);
+        assert_eq!(schedule.due(late), None);
+
+        for arrivals in [Arrivals::Poisson, Arrivals::Fixed] {
+            let end = Duration::from_secs(1);
+            let mut often = Schedule::new(arrivals, 5000.0, Duration::ZERO, Rng::new(3));
+            let mut polled = Vec::new();
+            for step in 1..=10_000u32 {
+                while let Some(time) = often.due(Duration::from_micros(100) * step) {
+                    polled.push(time);
+                }
+            }
+            let mut once = Schedule::new(arrivals, 5000.0, Duration::ZERO, Rng::new(3));
+            let mut stalled = Vec::new();
+            while let Some(time) = once.due(end) {
+                stalled.push(time);
+            }
+            assert_eq!(polled, stalled, "{arrivals:?}");
+            assert!((4800..5200).contains(&stalled.len()), "{}", stalled.len());
+        }
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_and_counts_what_it_cannot_hold() {
+        let schedule = Schedule::new(Arrivals::Fixed, 1000.0, Duration::ZERO, Rng::new(1));
+        let mut open = OpenLoop::new(schedule, 2);
+        let mut sent = 0;
+        while let Some(due) = open.due(5 * MS) {
+            if sent < 1 {
+                sent += 1; // One idle client.
+            } else {
+                open.defer(due);
+            }
+        }
+        // 1 ms sent, 2 and 3 ms queued, 4 and 5 ms counted.
+        assert_eq!(open.next_queued(), Some(2 * MS));
+        let mut counters = Counters::default();
+        open.add_totals(&mut counters);
+        assert_eq!(counters.get(OPEN_LOOP_ARRIVALS_COUNTER), 5);
+        // 4 and 5 ms found no room; 3 ms was still queued at the stop.
+        assert_eq!(counters.get(OPEN_LOOP_NO_FREE_CLIENT_COUNTER), 3);
+    }
+
+    /// A client that completes its operation when any message arrives.
+    #[derive(Default)]
+    struct Echo {
+        outstanding: bool,
+        result: Option<Vec<u8>>,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum NoTimer {}
+
+    struct NoCodec;
+
+    impl SharedState for NoCodec {
+        type Message = ();
+        type Outbound = ();
+
+        fn decode(&self, _: Source, _: &[u8]) -> Result<(Addr, ()), DropReason> {
+            Err(DropReason("test: nothing decodes"))
+        }
+
+        fn encode(&self, _: &(), _: &mut Vec<u8>) -> Result<(), DropReason> {
+            Ok(())
+        }
+    }
+
+    impl State for Echo {
+        type Message = ();
+        type Outbound = ();
+        type Timer = NoTimer;
+        type Shared = NoCodec;
+
+        fn on_message(&mut self, _: Addr, _: (), _: &mut Context<'_, (), NoTimer>) {
+            if std::mem::take(&mut self.outstanding) {
+                self.result = Some(Vec::new());
+            }
+        }
+
+        fn on_timer(&mut self, timer: NoTimer, _: &mut Context<'_, (), NoTimer>) {
+            match timer {}
+        }
+    }
+
+    impl Client for Echo {
+        fn invoke(&mut self, _: Vec<u8>, _: &mut Context<'_, (), NoTimer>) {
+            self.outstanding = true;
+        }
+
+        fn take_result(&mut self) -> Option<Vec<u8>> {
+            self.result.take()
+        }
+
+        fn recipient(_: &()) -> Option<ClientId> {
+            None
+        }
+    }
+
+    /// A client thread of `clients` [`Echo`]s whose clock the test sets:
+    /// nothing here reads the real clock but for the starting instant.
+    fn thread(load: Load, clients: usize) -> (ClientThread<Echo>, Ops) {
+        let started = Instant::now();
+        let transport = Transport::bind_with(
+            "127.0.0.1:0".parse().unwrap(),
+            TransportKind::Epoll,
+            &Options::default(),
+        )
+        .unwrap();
+        let mut thread = ClientThread {
+            first: ClientId(1),
+            slots: (0..clients)
+                .map(|_| Slot {
+                    state: Echo::default(),
+                    outbox: Outbox::default(),
+                    due: None,
+                    timer_at: None,
+                })
+                .collect(),
+            transport,
+            replicas: Vec::new(),
+            timers: BinaryHeap::new(),
+            idle: VecDeque::new(),
+            load,
+            open: None,
+            threads: 1,
+            rng: Rng::new(1),
+            started,
+            clock: started,
+            counters: Counters::default(),
+            latencies: Latencies::new(started, None),
+            buf: Vec::new(),
+        };
+        let mut ops: Ops = Box::new(|_: &mut Rng| Vec::new());
+        thread.start_load(&NoCodec, &mut ops).unwrap();
+        (thread, ops)
+    }
+
+    /// Delivers a reply to client `index` at `at` after the thread started.
+    fn reply(thread: &mut ClientThread<Echo>, ops: &mut Ops, index: u32, at: Duration) {
+        thread.clock = thread.started + at;
+        let from = Addr::Replica(ReplicaId(0));
+        thread
+            .call(index, &NoCodec, ops, |state, ctx| {
+                state.on_message(from, (), ctx)
+            })
+            .unwrap();
+    }
+
+    /// The measured latencies, to the millisecond, smallest first.
+    fn latencies_ms(thread: &ClientThread<Echo>) -> Vec<u64> {
+        let measured = &thread.latencies.measured;
+        measured
+            .iter_recorded()
+            .flat_map(|v| {
+                let ms = (measured.median_equivalent(v.value_iterated_to()) + 500) / 1000;
+                std::iter::repeat_n(ms, v.count_at_value() as usize)
+            })
+            .collect()
+    }
+
+    /// Open loop: an operation's latency counts from its scheduled arrival,
+    /// however late it was sent, whether the thread was late to look or it
+    /// waited in the backlog for a client.
+    #[test]
+    fn open_loop_latency_counts_from_the_scheduled_arrival() {
+        let (mut thread, mut ops) = thread(
+            Load::Open {
+                ops_per_sec: 1000,
+                arrivals: Arrivals::Fixed,
+            },
+            1,
+        );
+        // Arrivals at 1, 2, ... ms. The thread first looks at 6 ms: the 1 ms
+        // arrival goes to the one client (sent 5 ms late), the 2 ms one to
+        // the backlog (room for one), 3 to 6 ms are counted.
+        thread.clock = thread.started + 6 * MS;
+        thread.arrive(&NoCodec, &mut ops).unwrap();
+        assert_eq!(thread.slots[0].due, Some(thread.started + MS));
+        // Done at 7 ms: 6 ms from its intended time, not 1 ms from its send.
+        // The client at once takes the 2 ms arrival from the backlog.
+        reply(&mut thread, &mut ops, 0, 7 * MS);
+        assert_eq!(thread.slots[0].due, Some(thread.started + 2 * MS));
+        reply(&mut thread, &mut ops, 0, 9 * MS);
+        assert_eq!(latencies_ms(&thread), [6, 7]);
+        assert_eq!(thread.idle, [0]);
+        let mut counters = Counters::default();
+        thread.open.take().unwrap().add_totals(&mut counters);
+        assert_eq!(counters.get(OPEN_LOOP_ARRIVALS_COUNTER), 6);
+        assert_eq!(counters.get(OPEN_LOOP_NO_FREE_CLIENT_COUNTER), 4);
+    }
+
+    /// After a stall, a round takes at most `ARRIVALS_PER_ROUND_MAX` of the
+    /// missed arrivals; the next round goes on where it stopped.
+    #[test]
+    fn a_round_takes_a_bounded_share_of_a_backlog_of_arrivals() {
+        let (mut thread, mut ops) = thread(
+            Load::Open {
+                ops_per_sec: 1_000_000,
+                arrivals: Arrivals::Fixed,
+            },
+            1,
+        );
+        thread.clock = thread.started + 10 * MS;
+        let round = ARRIVALS_PER_ROUND_MAX as u64;
+        for rounds in 1..=3 {
+            thread.arrive(&NoCodec, &mut ops).unwrap();
+            let open = thread.open.as_ref().unwrap();
+            assert_eq!(open.arrivals, rounds * round);
+            assert_eq!(
+                open.schedule.next(),
+                Duration::from_micros(rounds * round + 1)
+            );
+        }
+    }
+
+    /// Closed loop: latency counts from each invocation.
+    #[test]
+    fn closed_loop_latency_counts_from_the_invocation() {
+        let (mut thread, mut ops) = thread(Load::Closed, 1);
+        reply(&mut thread, &mut ops, 0, 3 * MS);
+        // Invoked again at 3 ms, done at 4 ms.
+        reply(&mut thread, &mut ops, 0, 4 * MS);
+        assert_eq!(latencies_ms(&thread), [1, 3]);
+        assert!(thread.open.is_none());
+    }
+
+    /// Whether an operation is measured goes by when it was due: one due in
+    /// the warm-up is not, however late it completes.
+    #[test]
+    fn the_measured_window_goes_by_the_due_time() {
+        let t0 = Instant::now();
+        let mut latencies = Latencies::new(t0 + 10 * MS, Some(t0 + 20 * MS));
+        latencies.record(t0 + 9 * MS, t0 + 15 * MS);
+        latencies.record(t0 + 10 * MS, t0 + 25 * MS);
+        latencies.record(t0 + 20 * MS, t0 + 21 * MS);
+        assert_eq!(latencies.interval_ops, 3);
+        assert_eq!(latencies.measured_ops, 1);
+        assert!(
+            latencies
+                .measured
+                .equivalent(latencies.measured.max(), 15_000)
+        );
     }
 }
