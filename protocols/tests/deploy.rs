@@ -14,7 +14,10 @@ use protocols::app::KvApp;
 use protocols::unreplicated::{Client, Codec, Server};
 use runtime::deploy::{ClientsSetup, ReplicaSetup, Running, spawn_clients, spawn_replica};
 use runtime::{ClientId, ReplicaId, Rng};
-use wire::control::{Idle, Load, Stage, ThreadMap, ThreadSpec, TransportKind};
+use wire::control::{
+    Arrivals, Idle, Load, OPEN_LOOP_ARRIVALS_COUNTER, OPEN_LOOP_NO_FREE_CLIENT_COUNTER, Stage,
+    ThreadMap, ThreadSpec, TransportKind,
+};
 use wire::kv::Op;
 
 use common::{LOCALHOST, free_addrs, kv_ops};
@@ -168,21 +171,34 @@ fn parallel_verify_and_send_stages() {
 }
 
 #[test]
-fn open_loop_offers_a_fixed_rate() {
-    let (server, addr) = start_server(ThreadMap::single(None), SPIN, TransportKind::Auto);
-    let clients = start_clients(
-        addr,
-        50,
-        Load::Open { ops_per_sec: 2000 },
-        SPIN,
-        TransportKind::Auto,
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let totals = clients.stop().unwrap();
-    server.stop().unwrap();
-    // About 1000 operations were offered; allow for a slow start and a noisy
-    // machine, but not for a closed loop running flat out.
-    assert!(totals.ops > 100 && totals.ops < 2000, "{} ops", totals.ops);
+fn open_loop_offers_its_rate() {
+    for arrivals in [Arrivals::Poisson, Arrivals::Fixed] {
+        let (server, addr) = start_server(ThreadMap::single(None), SPIN, TransportKind::Auto);
+        let clients = start_clients(
+            addr,
+            50,
+            Load::Open {
+                ops_per_sec: 2000,
+                arrivals,
+            },
+            SPIN,
+            TransportKind::Auto,
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let totals = clients.stop().unwrap();
+        server.stop().unwrap();
+        // About 1000 operations were offered; allow for a slow start and a
+        // noisy machine, but not for a closed loop running flat out.
+        assert!(
+            totals.ops > 100 && totals.ops < 2000,
+            "{arrivals:?}: {} ops",
+            totals.ops
+        );
+        // Every arrival was sent or counted as finding no free client.
+        let offered = totals.counters.get(OPEN_LOOP_ARRIVALS_COUNTER);
+        let unsent = totals.counters.get(OPEN_LOOP_NO_FREE_CLIENT_COUNTER);
+        assert!(offered >= totals.ops + unsent, "{arrivals:?}: {totals:?}");
+    }
 }
 
 #[test]

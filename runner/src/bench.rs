@@ -20,8 +20,8 @@ use runner::run::{now_rfc3339, run_experiment_at};
 use runner::threads;
 use serde::Serialize;
 use wire::control::{
-    AppConfig, Idle, KeyDistribution, KvWorkload, Stage, ThreadMap, ThreadSpec, TransportKind,
-    Workload,
+    AppConfig, Arrivals, Idle, KeyDistribution, KvWorkload, Stage, ThreadMap, ThreadSpec,
+    TransportKind, Workload,
 };
 
 /// Where results go unless `--out` says otherwise.
@@ -51,6 +51,12 @@ pub struct BenchArgs {
     /// together) to sweep, comma-separated, e.g. `--rates 1000,10000,50000`.
     #[arg(long, value_delimiter = ',')]
     rates: Vec<u64>,
+    /// With `--rates`: when operations arrive, `poisson` (exponential gaps:
+    /// independent users, bursts included) or `fixed` (evenly spaced).
+    /// Either way latency counts from each arrival's scheduled time, and
+    /// arrivals that find every client busy are counted.
+    #[arg(long, default_value_t = Arrivals::Poisson)]
+    arrivals: Arrivals,
     #[command(flatten)]
     common: CommonArgs,
     /// Measured runs of every point. Trials interleave protocols (A trial 1,
@@ -376,6 +382,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             rates: args.rates.clone(),
         }
     };
+    experiment.arrivals = args.arrivals;
     experiment.trials = args.trials;
     experiment.replica_threads = args.replica_threads.clone();
     args.common.apply(&mut experiment);

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wire::control::{
-    AppConfig, Idle, KV_VALUE_SIZE_MAX, KeyDistribution, OP_SIZE_MAX, ThreadMap, TransportKind,
-    Workload, ZIPF_KEYS_MAX,
+    AppConfig, Arrivals, Idle, KV_VALUE_SIZE_MAX, KeyDistribution, OP_SIZE_MAX, ThreadMap,
+    TransportKind, Workload, ZIPF_KEYS_MAX,
 };
 
 /// A protocol the node program runs, as the runner needs to know it.
@@ -183,6 +183,10 @@ pub struct Experiment {
     /// Faults to tolerate (sets the replica count of replicated protocols).
     pub f: u32,
     pub sweep: Sweep,
+    /// Open loop: when arrivals are due (absent in experiments recorded
+    /// before it existed: Poisson).
+    #[serde(default)]
+    pub arrivals: Arrivals,
     /// How long clients run at each point, warm-up and cool-down included.
     pub duration: Duration,
     /// Trimmed at the start of each point.
@@ -224,6 +228,7 @@ impl Experiment {
             protocols,
             f: 1,
             sweep: Sweep::Clients(DEFAULT_CLIENTS.to_vec()),
+            arrivals: Arrivals::Poisson,
             duration,
             warmup: duration / 5,
             cooldown: duration / 10,

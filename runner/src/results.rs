@@ -29,6 +29,7 @@
 //! | `mean_batch` | requests per batch the protocol's leader proposed (its `requests batched` counter over its `batches proposed`, [`wire::control::BATCHES_COUNTER`]); empty for a protocol that does not batch |
 //! | `view_changes` | view changes the replicas started, summed over replicas ([`wire::control::VIEW_CHANGES_COUNTER`]): a correct leader under load should cause none |
 //! | `kernel_drops` | datagrams the kernel dropped at full socket receive buffers, every node together ([`wire::control::KERNEL_DROPS_COUNTER`]) |
+//! | `open_loop_no_free_client` | open loop: scheduled arrivals never sent because every client was busy and the backlog full, or still queued at the stop, over the whole run ([`wire::control::OPEN_LOOP_NO_FREE_CLIENT_COUNTER`]); empty in closed loop |
 //!
 //! The CPU figures divide by `run_ops`, not `measured_ops`, because the CPU
 //! times cover the processes' whole lives, warm-up and cool-down included;
@@ -56,8 +57,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use wire::control::{
-    BATCHES_COUNTER, IntervalReport, KERNEL_DROPS_COUNTER, REQUESTS_BATCHED_COUNTER,
-    VIEW_CHANGES_COUNTER,
+    BATCHES_COUNTER, IntervalReport, KERNEL_DROPS_COUNTER, OPEN_LOOP_NO_FREE_CLIENT_COUNTER,
+    REQUESTS_BATCHED_COUNTER, VIEW_CHANGES_COUNTER,
 };
 
 /// The protocol every other one is compared with (`ratio_to_baseline`).
@@ -456,6 +457,7 @@ struct CsvRow {
     mean_batch: Option<f64>,
     view_changes: u64,
     kernel_drops: u64,
+    open_loop_no_free_client: Option<u64>,
 }
 
 fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
@@ -505,6 +507,9 @@ fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
                 mean_batch: point.mean_batch(),
                 view_changes: point.counter(VIEW_CHANGES_COUNTER),
                 kernel_drops: point.counter(KERNEL_DROPS_COUNTER),
+                open_loop_no_free_client: point
+                    .offered_ops
+                    .map(|_| point.counter(OPEN_LOOP_NO_FREE_CLIENT_COUNTER)),
             })
             .context("writing a CSV row")?;
     }
@@ -520,7 +525,7 @@ fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
         .map_err(|error| anyhow::anyhow!("writing the CSV: {}", error.error()))
 }
 
-const CSV_HEADER: [&str; 20] = [
+const CSV_HEADER: [&str; 21] = [
     "protocol",
     "clients",
     "trial",
@@ -541,6 +546,7 @@ const CSV_HEADER: [&str; 20] = [
     "mean_batch",
     "view_changes",
     "kernel_drops",
+    "open_loop_no_free_client",
 ];
 
 /// Writes `path.tmp`, then renames it over `path`.
@@ -831,6 +837,29 @@ pub(crate) mod tests {
         let table = summary_table(&results);
         assert!(table.lines().next().unwrap().contains("offered ops/s"));
         assert!(table.contains("640,000"), "{table}");
+    }
+
+    #[test]
+    fn results_csv_counts_open_loop_arrivals_with_no_free_client() {
+        let mut results = sample();
+        results.points[0].offered_ops = Some(1000);
+        results.points[0]
+            .counters
+            .insert(OPEN_LOOP_NO_FREE_CLIENT_COUNTER.to_owned(), 7);
+        let written = write_all(&scratch("no-free-client"), &results).unwrap();
+        let (_, rows) = read_csv(&written.csv);
+        let open: Vec<_> = rows
+            .iter()
+            .filter(|row| row.offered_ops.is_some())
+            .collect();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].open_loop_no_free_client, Some(7));
+        // Not applicable in closed loop: empty.
+        assert!(
+            rows.iter()
+                .filter(|row| row.offered_ops.is_none())
+                .all(|row| row.open_loop_no_free_client.is_none())
+        );
     }
 
     #[test]

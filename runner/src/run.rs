@@ -343,7 +343,10 @@ fn run_point(
             bind: clients_host.addr,
             load: match point.rate {
                 None => Load::Closed,
-                Some(ops_per_sec) => Load::Open { ops_per_sec },
+                Some(ops_per_sec) => Load::Open {
+                    ops_per_sec,
+                    arrivals: experiment.arrivals,
+                },
             },
             workload: experiment.workload.clone(),
             resend_ms: millis(experiment.resend),
