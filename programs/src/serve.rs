@@ -14,9 +14,11 @@
 //! their own threads, at most [`HANDSHAKES_MAX`] at once, so a peer that
 //! connects and says nothing, or trickles bytes, holds one of those slots
 //! for at most the timeout and never the runner's connection. A connection
-//! that fails is closed, logged on stderr and counted (the final report's
-//! [`CONTROL_REFUSED_COUNTER`]); the first that succeeds is the runner's, and
-//! the port stops listening. Waiting for it ends after [`ACCEPT_TIMEOUT`].
+//! that fails (a wrong proof, garbage, the deadline) is closed, logged on
+//! stderr and counted (the final report's [`CONTROL_REFUSED_COUNTER`]); the
+//! first that succeeds is the runner's, and the port stops listening.
+//! Handshakes still in progress then run to their deadline and are refused
+//! (and counted) too. Waiting for the runner ends after [`ACCEPT_TIMEOUT`].
 //!
 //! The runner's first frame must then be a whole [`Command::Run`] within
 //! [`FIRST_COMMAND_TIMEOUT`] (a deadline for the frame, not for each read).
@@ -37,6 +39,7 @@ use std::io::{self, BufRead as _, Read, Write as _};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -67,6 +70,9 @@ pub const HANDSHAKES_MAX: usize = 8;
 /// How long the node waits for the whole first command once the runner has
 /// proved itself.
 pub const FIRST_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+// `validate` lets through every replica count a protocol here can run.
+const _: () = assert!(pbft::REPLICAS_MAX <= wire::control::REPLICAS_MAX);
+
 /// Longest line the node reads its secret from.
 const SECRET_LINE_MAX: u64 = 1024;
 /// How often the node checks whether one of its threads failed.
@@ -101,14 +107,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .and_then(|()| stdout.flush())
         .context("writing to stdout")?;
     drop(stdout);
-    let (stream, refused) = accept_runner(&listener, &secret, ACCEPT_TIMEOUT)?;
+    let refused = Refused::default();
+    let stream = accept_runner(&listener, &secret, ACCEPT_TIMEOUT, &refused)?;
     drop(listener);
 
     // Panics still print to stderr (for the runner's stderr tail), and also
     // become the error event.
     panics::install_hook(true);
     let mut conn = Connection::new(stream);
-    let result = panics::catch(|| serve(&mut conn, refused))
+    let result = panics::catch(|| serve(&mut conn, &refused))
         .unwrap_or_else(|message| Err(anyhow!("panic: {message}")));
     match result {
         Ok(()) => {
@@ -143,49 +150,64 @@ fn read_secret(input: impl io::BufRead) -> anyhow::Result<ControlSecret> {
     ControlSecret::from_hex(&line).map_err(|e| anyhow!("the control secret on stdin: {e}"))
 }
 
+/// Control connections refused so far: by the handshake threads (each logs
+/// its own, also after the runner's connection won) and by the accept loop
+/// (too many handshakes at once). Read for the final report.
+type Refused = Arc<AtomicU64>;
+
 /// Accepts connections until one proves it holds `secret` (at most
-/// `timeout`); returns it and how many were refused before it.
+/// `timeout`); returns it. Handshakes still in progress then go on to their
+/// deadline on their own threads, and count in `refused` when they fail.
 fn accept_runner(
     listener: &TcpListener,
     secret: &ControlSecret,
     timeout: Duration,
-) -> anyhow::Result<(TcpStream, u64)> {
+    refused: &Refused,
+) -> anyhow::Result<TcpStream> {
     // A blocking accept cannot time out; poll a non-blocking one. The control
     // plane is not in a hurry.
     listener
         .set_nonblocking(true)
         .context("setting up the control port")?;
     let deadline = Instant::now() + timeout;
-    let (done_tx, done) = mpsc::channel::<(SocketAddr, Result<TcpStream, HandshakeError>)>();
+    // A handshake thread sends its connection once it passed, or `None`
+    // once it failed (it has logged and counted that itself).
+    let (done_tx, done) = mpsc::channel::<Option<TcpStream>>();
     let mut pending = 0;
-    let mut refused = 0;
     loop {
-        while let Ok((peer, outcome)) = done.try_recv() {
+        while let Ok(outcome) = done.try_recv() {
             pending -= 1;
-            match outcome {
-                Ok(stream) => return Ok((stream, refused)),
-                Err(error) => {
-                    refused += 1;
-                    eprintln!("control connection from {peer} refused: {error}");
-                }
+            if let Some(stream) = outcome {
+                return Ok(stream);
             }
         }
         match listener.accept() {
             Ok((stream, peer)) if pending >= HANDSHAKES_MAX => {
-                refused += 1;
-                eprintln!(
-                    "control connection from {peer} refused: {HANDSHAKES_MAX} handshakes already \
-                     in progress"
+                refuse(
+                    refused,
+                    peer,
+                    &format!("{HANDSHAKES_MAX} handshakes already in progress"),
                 );
                 drop(stream);
             }
             Ok((stream, peer)) => {
                 let done_tx = done_tx.clone();
                 let secret = secret.clone();
+                let refused = Arc::clone(refused);
                 thread::Builder::new()
                     .name("control-handshake".to_string())
-                    .spawn(move || {
-                        let _ = done_tx.send((peer, handshake(stream, &secret)));
+                    .spawn(move || match handshake(stream, &secret) {
+                        Ok(stream) => {
+                            if done_tx.send(Some(stream)).is_err() {
+                                // Another connection passed first; this one
+                                // is closed as it drops.
+                                refuse(&refused, peer, "another connection is the runner's");
+                            }
+                        }
+                        Err(error) => {
+                            refuse(&refused, peer, &error.to_string());
+                            let _ = done_tx.send(None);
+                        }
                     })
                     .context("starting a control handshake thread")?;
                 pending += 1;
@@ -193,9 +215,10 @@ fn accept_runner(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if Instant::now() >= deadline {
                     bail!(
-                        "no runner connected with the control secret within {} s ({refused} \
+                        "no runner connected with the control secret within {} s ({} \
                          connections refused)",
-                        timeout.as_secs()
+                        timeout.as_secs(),
+                        refused.load(Ordering::Relaxed)
                     );
                 }
                 thread::sleep(Duration::from_millis(10));
@@ -206,8 +229,14 @@ fn accept_runner(
     }
 }
 
-/// One connection's handshake, within [`HANDSHAKE_TIMEOUT`]; a connection
-/// that fails is dropped (closed).
+/// Counts and logs a refused control connection.
+fn refuse(refused: &Refused, peer: SocketAddr, why: &str) {
+    let count = refused.fetch_add(1, Ordering::Relaxed) + 1;
+    eprintln!("control connection from {peer} refused ({count} so far): {why}");
+}
+
+/// One connection's handshake, within [`HANDSHAKE_TIMEOUT`] of now; the
+/// caller drops (closes) a connection that fails.
 fn handshake(mut stream: TcpStream, secret: &ControlSecret) -> Result<TcpStream, HandshakeError> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     stream.set_nonblocking(false)?;
@@ -221,7 +250,7 @@ fn handshake(mut stream: TcpStream, secret: &ControlSecret) -> Result<TcpStream,
 
 /// Everything after the connection is accepted; an error becomes the one
 /// [`Event::Error`] the runner gets.
-fn serve(conn: &mut Connection, refused: u64) -> anyhow::Result<()> {
+fn serve(conn: &mut Connection, refused: &Refused) -> anyhow::Result<()> {
     let config = conn.first_command()?;
     config.validate().context("invalid config")?;
     let protocol: Protocol = config.protocol.parse().map_err(|e: String| anyhow!(e))?;
@@ -240,9 +269,10 @@ fn serve(conn: &mut Connection, refused: u64) -> anyhow::Result<()> {
             let totals = running.stop().with_context(|| format!("{node} failed"))?;
             let clients = matches!(config.role, Role::Clients(_));
             let mut report = final_report(totals, start.elapsed(), clients)?;
-            report
-                .counters
-                .push((CONTROL_REFUSED_COUNTER.to_string(), refused));
+            report.counters.push((
+                CONTROL_REFUSED_COUNTER.to_string(),
+                refused.load(Ordering::Relaxed),
+            ));
             // After a hang-up nobody is listening; that is fine.
             let _ = conn.send(Event::Finished(report));
             Ok(())

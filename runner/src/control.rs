@@ -1,8 +1,9 @@
 //! Starting `node serve` processes and talking to them.
 //!
 //! [`NodeProcess::spawn`] starts `node serve --port 0 --host <host>` with a
-//! fresh control secret on its stdin (one per node, never on the command
-//! line), learns its control address from the `listening on <addr>` line,
+//! fresh control secret on its stdin (never on the command line; one per
+//! node, so a node, or a host, learns only its own and cannot drive the
+//! others), learns its control address from the `listening on <addr>` line,
 //! and keeps the last lines of its stderr. [`NodeProcess::connect`] opens the
 //! control connection and proves the secret in the handshake of
 //! [`wire::control::auth`] (and checks the node's proof in turn);

@@ -71,11 +71,9 @@ pub const DEFAULT_POINT_MAX: Duration = Duration::from_secs(5);
 /// PBFT runs at most 10 replicas, so `f <= 3`).
 pub const F_MAX: u32 = 10;
 
-/// Most clients at one point (they share one clients node).
-pub const CLIENTS_MAX: u32 = 100_000;
-
-/// Most client threads in the clients node.
-pub const CLIENT_THREADS_MAX: u32 = 64;
+/// Most clients at one point (they share one clients node), and most
+/// client threads in it: the node's own bounds.
+pub use wire::control::{CLIENT_THREADS_MAX, CLIENTS_MAX};
 
 /// Longest point.
 pub const DURATION_MAX: Duration = Duration::from_secs(3600);

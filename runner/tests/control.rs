@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
+use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -266,42 +266,121 @@ fn a_connection_without_the_secret_is_refused_and_closed() {
     assert_eq!(report.counter(CONTROL_REFUSED_COUNTER), 3);
 }
 
-/// A peer that trickles a byte at a time is cut off at the handshake's
-/// deadline (5 s), not kept alive by each byte, and the runner's connection
-/// is served meanwhile.
+/// How long after the node's handshake deadline (5 s from accept) a peer
+/// may still be connected: scheduling slack, far below what the peers below
+/// would hold the connection for if each byte renewed a timeout (32 s).
+const DEADLINE_SLACK: Duration = Duration::from_secs(3);
+
+/// A peer that trickles one byte a second is cut off at the handshake's
+/// deadline (5 s), not kept alive by each byte; one that connects and sends
+/// nothing is cut off there too; and the runner, connecting while both are
+/// pending, gets in at once and runs the node.
 #[test]
-fn a_slowloris_is_cut_off_and_does_not_lock_the_runner_out() {
-    let node = NodeProcess::spawn(common::node_binary(), localhost()).unwrap();
+fn a_slowloris_and_a_silent_peer_are_cut_off_and_do_not_lock_the_runner_out() {
+    let mut node = NodeProcess::spawn(common::node_binary(), localhost()).unwrap();
     let addr = node.control_addr();
     let slowloris = std::thread::spawn(move || {
         let mut stream = TcpStream::connect(addr).unwrap();
         let start = Instant::now();
-        let mut challenge = [0; 40];
-        stream.read_exact(&mut challenge).unwrap();
-        // A byte every 200 ms: each read would succeed, the whole never does.
-        while stream.write_all(&[0]).is_ok() && start.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(200));
-            stream
-                .set_read_timeout(Some(Duration::from_millis(1)))
-                .unwrap();
-            if let Ok(0) = stream.read(&mut [0]) {
+        let mut hello = [0; 40];
+        stream.read_exact(&mut hello).unwrap();
+        // Reading for a second between bytes: the node's answer (none
+        // expected) or its hang-up.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        while start.elapsed() < Duration::from_secs(40) {
+            if stream.write_all(&[0]).is_err() {
                 break;
+            }
+            match stream.read(&mut [0]) {
+                Ok(0) => break,
+                Ok(_) => panic!("the node answered a slowloris"),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
             }
         }
         start.elapsed()
     });
-    // And one that connects and says nothing at all.
-    let silent = TcpStream::connect(addr).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let control = node.connect().unwrap();
-    let report = run_to_the_end(node, control);
-    let cut_off = slowloris.join().unwrap();
+    let silent = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(40)))
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        (start.elapsed(), got.len())
+    });
+    // Both are connected (and in their handshakes) before the runner.
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    let mut control = node.connect().unwrap();
+    let connected = start.elapsed();
     assert!(
-        cut_off < Duration::from_secs(15),
-        "the slowloris held on for {cut_off:?}"
+        connected < Duration::from_secs(2),
+        "the runner waited {connected:?} behind the other peers"
     );
-    drop(silent);
-    assert!(report.counter(CONTROL_REFUSED_COUNTER) <= 2);
+    control.run(&replica_config()).unwrap();
+
+    // The node keeps running while the peers are cut off.
+    let limit = Duration::from_secs(5) + DEADLINE_SLACK;
+    let trickled = slowloris.join().unwrap();
+    assert!(trickled < limit, "the slowloris held on for {trickled:?}");
+    let (silent_for, got) = silent.join().unwrap();
+    assert!(
+        silent_for < limit,
+        "the silent peer held on for {silent_for:?}"
+    );
+    assert_eq!(got, 40, "the magic and the challenge, then the hang-up");
+
+    let report = control.stop().unwrap();
+    control.close();
+    node.wait_success(TIMEOUT).unwrap();
+    assert_eq!(report.counter(CONTROL_REFUSED_COUNTER), 2);
+    // Each refusal is on the node's stderr, with why.
+    let stderr = node.stderr_tail();
+    assert_eq!(
+        stderr
+            .matches("the handshake did not finish by its deadline")
+            .count(),
+        2,
+        "{stderr}"
+    );
+}
+
+/// A core the host does not have (but below the bound) is an error event
+/// from the node, not a panic.
+#[test]
+fn a_core_the_host_lacks_is_an_error_event() {
+    let core = 1000;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > core as usize {
+        common::skip(
+            "a_core_the_host_lacks_is_an_error_event",
+            "this host has core 1000",
+            false,
+        );
+        return;
+    }
+    let config = NodeConfig {
+        threads: ThreadMap::single(Some(core)),
+        ..replica_config()
+    };
+    let (mut node, mut control) = connected_node();
+    // The thread fails as it starts: before or just after `Started`.
+    let error = match control.run(&config) {
+        Err(error) => error.to_string(),
+        Ok(_) => match control.next_event(TIMEOUT) {
+            Ok(Some(Event::Error(line))) => line,
+            other => panic!("expected an Error event, got {other:?}"),
+        },
+    };
+    assert!(error.contains("cannot pin to core 1000"), "{error}");
+    control.close();
+    let status = node.wait(TIMEOUT).unwrap();
+    assert_eq!(status.code(), Some(1), "{status}");
+    assert!(!error.contains("panic"), "{error}");
 }
 
 /// A node started without a secret on its stdin refuses to listen.

@@ -8,18 +8,29 @@
 //! Anything wrong (a malformed frame, another version, an invalid config) gets
 //! one [`Event::Error`] line back and a nonzero exit.
 //!
+//! Who may connect: the runner hands each node a fresh secret on its standard
+//! input, and every connection first passes the handshake of [`auth`] (an
+//! HMAC-SHA256 challenge-response under that secret, then the node proves
+//! itself back) within a deadline; only then come frames. The first frame has
+//! one deadline for the whole of it ([`auth::DeadlineReader`]), so a peer
+//! that trickles bytes cannot hold the connection open.
+//!
 //! Framing: each message is a 4-byte big-endian length, then the message as
 //! JSON. The control plane is not the data plane: it carries a handful of
 //! messages per run, and JSON makes its errors readable ("missing field
-//! `replicas`") and lets a person drive a node by hand. The first field of
-//! every message is its [`CONTROL_VERSION`], checked before anything else.
+//! `replicas`"). The first field of every message is its
+//! [`CONTROL_VERSION`], checked before anything else.
 //!
 //! Both ends go through the same few functions: [`write_frame`] and
 //! [`read_frame`] move frames (a length over [`CONTROL_FRAME_MAX`] is refused
 //! before anything is allocated), [`decode_command`] and [`decode_event`]
 //! check the version and then parse, and [`NodeConfig::validate`] refuses a
-//! configuration no node could run. Each failure is a typed error whose
-//! `Display` is one line a person can act on.
+//! configuration no node could run, or one beyond the named upper bound of
+//! any count, id, size, rate or time in it ([`REPLICAS_MAX`],
+//! [`CLIENTS_MAX`], [`CORE_ID_MAX`] and the rest below), so that no
+//! configuration makes a node abort on an allocation, overflow a clock or
+//! panic in a system call. Each failure is a typed error whose `Display` is
+//! one line a person can act on, naming the field.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -80,6 +91,10 @@ pub const OPEN_RATE_MAX: u64 = 100_000_000;
 
 /// Longest client key seed.
 pub const KEY_SEED_MAX: usize = 1024;
+
+/// Longest spin of [`Idle::SpinThenBlock`], in microseconds (one second; a
+/// longer spin is a busy thread by another name).
+pub const SPIN_US_MAX: u32 = 1_000_000;
 
 /// Runner → node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -516,6 +531,8 @@ impl ThreadMap {
     /// Checks the map can run: every stage somewhere, `Receive` and `Protocol`
     /// exactly once, no thread without stages.
     pub fn validate(&self) -> Result<(), String> {
+        /// Receive, Verify, Protocol, Send.
+        const STAGES: usize = 4;
         let count = |stage: Stage| {
             self.threads
                 .iter()
@@ -525,6 +542,19 @@ impl ThreadMap {
         };
         if let Some(i) = self.threads.iter().position(|t| t.stages.is_empty()) {
             return Err(format!("thread {i} has no stages"));
+        }
+        for (i, thread) in self.threads.iter().enumerate() {
+            if thread.stages.len() > STAGES {
+                return Err(format!(
+                    "thread {i} lists {} stages; there are {STAGES}",
+                    thread.stages.len()
+                ));
+            }
+            for (j, stage) in thread.stages.iter().enumerate() {
+                if thread.stages[..j].contains(stage) {
+                    return Err(format!("thread {i} lists {stage:?} twice"));
+                }
+            }
         }
         for stage in [Stage::Receive, Stage::Protocol] {
             if count(stage) != 1 {
@@ -658,17 +688,21 @@ impl NodeConfig {
             self.report_interval_ms,
             INTERVAL_MS_MAX,
         )?;
+        if let Idle::SpinThenBlock { spin_us } = self.idle {
+            at_most("idle: spin_us", spin_us.into(), SPIN_US_MAX.into())?;
+        }
+        // Bounded for clients too, who do not use the map.
+        at_most(
+            "the thread map's thread count",
+            self.threads.threads.len() as u64,
+            THREADS_MAX as u64,
+        )?;
         let own = match &self.role {
             Role::Replica { id } => {
                 if usize::from(*id) >= replicas {
                     return Err(ConfigError::ReplicaIdOutOfRange { id: *id, replicas });
                 }
                 self.threads.validate().map_err(ConfigError::ThreadMap)?;
-                at_most(
-                    "the thread map's thread count",
-                    self.threads.threads.len() as u64,
-                    THREADS_MAX as u64,
-                )?;
                 for core in self.threads.threads.iter().filter_map(|t| t.core) {
                     at_most("a thread's core", core.into(), CORE_ID_MAX.into())?;
                 }
@@ -1246,6 +1280,35 @@ mod tests {
         assert!(message(err).starts_with("clients: key_seed bytes"));
         let err = invalid(clients_config, |c| clients(c).resend_ms = u64::MAX);
         assert!(message(err).starts_with("clients: resend_ms"));
+        let err = invalid(replica_config, |c| {
+            c.idle = Idle::SpinThenBlock { spin_us: u32::MAX };
+        });
+        assert_eq!(
+            message(err),
+            format!("idle: spin_us is {}; at most {SPIN_US_MAX}", u32::MAX)
+        );
+        // A stage twice on one thread, or a thread of a million stages (each
+        // would be checked against the others), is refused as such.
+        let err = invalid(replica_config, |c| {
+            c.threads.threads[0].stages.push(Stage::Verify);
+        });
+        assert_eq!(
+            message(err),
+            "thread map: thread 0 lists 5 stages; there are 4"
+        );
+        let err = invalid(replica_config, |c| {
+            c.threads = ThreadMap::per_stage();
+            c.threads.threads[1].stages.push(Stage::Verify);
+        });
+        assert_eq!(message(err), "thread map: thread 1 lists Verify twice");
+        let err = invalid(replica_config, |c| {
+            c.threads.threads[0].stages = vec![Stage::Verify; 1 << 20];
+        });
+        assert!(message(err).contains("lists 1048576 stages"));
+        let err = invalid(clients_config, |c| {
+            c.threads.threads = vec![c.threads.threads[0].clone(); THREADS_MAX + 1];
+        });
+        assert!(message(err).starts_with("the thread map's thread count is 65"));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! (namespaces, veths, remote processes), which it removes on
 //! [`Provider::cleanup`], on drop, and (through [`crate::cleanup`]) on Ctrl-C.
 //! A [`Host`] knows how to start `node serve` there; the runner then talks to
-//! the node over TCP at the host's address, like any other.
+//! the node over TCP at the host's address, like any other. Every launcher
+//! passes the node's standard input through (the runner writes the node's
+//! control secret there, [`crate::control`]), so none may redirect it.
 
 pub mod netns;
 pub mod ssh;

@@ -11,7 +11,12 @@
 //!
 //! Node `i` runs on machine `i % machines`. The node binds the line's second
 //! field, or else the address the host name resolves to here; other nodes
-//! and the runner reach it there.
+//! and the runner reach it there. Its control port is on that address too,
+//! so anyone on that network can reach it; what keeps them out is the
+//! control handshake: the runner writes the node's secret to the remote
+//! node's stdin through `ssh` (never onto a command line), and only a
+//! connection that proves the secret drives the node
+//! ([`wire::control::auth`]).
 //!
 //! [`Provider::hosts`] copies the node binary once to each machine it uses,
 //! into a directory of this run (`/tmp/pbench-<pid>-<nonce>/node`), and each
@@ -743,6 +748,8 @@ mod tests {
         assert_eq!(before[i + 1], "/keys/id");
         let p = before.iter().position(|a| a == "-p").unwrap();
         assert_eq!(before[p + 1], "2222");
+        // The node's control secret goes through ssh's stdin: never `-n`.
+        assert!(!before.iter().any(|a| a == "-n"), "{ssh:?}");
 
         let scp = args(&t.copy_command(Path::new("/bin/node"), Path::new("/tmp/r/node")));
         assert_eq!(
