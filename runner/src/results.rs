@@ -2,10 +2,14 @@
 //! `results.json`, `plot.svg`, `plot.png`.
 //!
 //! [`write_all`] writes the four files; [`summary_table`] is the table the
-//! runner prints at the end. Both, and the plot, average a protocol's trials
-//! at one load the same way ([`loads`]): the mean of the trials' throughputs,
-//! of their p50s and of their p99s (a mean of percentiles, not a percentile of
-//! the merged histograms; each trial's own percentiles are in the CSV).
+//! runner prints at the end. Both, and the plot, aggregate a protocol's trials
+//! at one load the same way ([`loads`], [`Spread`]): the mean, lowest and
+//! highest value and the sample standard deviation of the trials'
+//! throughputs, of their p50s and of their p99s (percentiles are each trial's
+//! own, from its histogram: a mean of percentiles, not a percentile of the
+//! merged histograms). Points are grouped by protocol, clients and offered
+//! rate, whatever order they ran in; within a group the values are sorted
+//! before they are summed, so the figures do not depend on that order.
 //!
 //! # `results.csv`
 //!
@@ -30,6 +34,14 @@
 //! | `view_changes` | view changes the replicas started, summed over replicas ([`wire::control::VIEW_CHANGES_COUNTER`]): a correct leader under load should cause none |
 //! | `kernel_drops` | datagrams the kernel dropped at full socket receive buffers, every node together ([`wire::control::KERNEL_DROPS_COUNTER`]) |
 //! | `open_loop_no_free_client` | open loop: scheduled arrivals never sent because every client was busy and the backlog full, or still queued at the stop, over the whole run ([`wire::control::OPEN_LOOP_NO_FREE_CLIENT_COUNTER`]); empty in closed loop |
+//! | `replicas` | replicas the protocol ran (`f` from the recorded experiment); empty if the experiment does not read back |
+//! | `replica_transport`, `client_transport` | the UDP transport the replicas, and the clients node, reported using (`io_uring`, `epoll`; `io_uring+epoll` if the replicas differed); empty in results recorded before nodes reported it |
+//! | `trials` | trials of this row's load (protocol, `clients`, `offered_ops`) in the run |
+//! | `throughput_ops_mean`, `_min`, `_max`, `_stdev` | over the trials of this row's load: mean, lowest, highest, sample standard deviation (n − 1; empty with one trial). The same on every row of the load: one row per load (`trial` = 1) is the summary table |
+//! | `latency_us_p50_mean`, `_min`, `_max`, `_stdev` | the same for the trials' p50 |
+//! | `latency_us_p99_mean`, `_min`, `_max`, `_stdev` | the same for the trials' p99 |
+//! | `replica_cpu_us_per_op_mean`, `_min`, `_max` | the same for `replica_cpu_us_per_op` |
+//! | `mean_batch_mean`, `_min`, `_max` | the same for `mean_batch` |
 //!
 //! The CPU figures divide by `run_ops`, not `measured_ops`, because the CPU
 //! times cover the processes' whole lives, warm-up and cool-down included;
@@ -42,24 +54,30 @@
 //! # `results.json`
 //!
 //! The whole [`RunResults`], pretty-printed: the configured experiment, every
-//! point with its per-interval series and counters. It reads back into an
-//! equal `RunResults` (floats round-trip exactly).
+//! point with its per-interval series, counters and the transport each node
+//! used. It reads back into an equal `RunResults` (floats round-trip exactly).
 //!
 //! # `plot.svg`, `plot.png`
 //!
-//! Throughput against latency, one curve per protocol: see [`crate::plot`].
+//! Throughput against latency, one curve per protocol, with error bars and
+//! load labels, and smaller panels of CPU per operation, batch size and (open
+//! loop) throughput against offered load: see [`crate::plot`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use wire::control::{
-    BATCHES_COUNTER, IntervalReport, KERNEL_DROPS_COUNTER, OPEN_LOOP_NO_FREE_CLIENT_COUNTER,
-    REQUESTS_BATCHED_COUNTER, VIEW_CHANGES_COUNTER,
+    AppConfig, BATCHES_COUNTER, Idle, IntervalReport, KERNEL_DROPS_COUNTER, KeyDistribution,
+    OPEN_LOOP_NO_FREE_CLIENT_COUNTER, REQUESTS_BATCHED_COUNTER, TransportKind,
+    VIEW_CHANGES_COUNTER, Workload,
 };
+
+use crate::experiment::{Experiment, Sweep, replica_count};
 
 /// The protocol every other one is compared with (`ratio_to_baseline`).
 pub const BASELINE_PROTOCOL: &str = "unreplicated";
@@ -95,6 +113,13 @@ pub struct PointResult {
     pub client_cpu_ms: u64,
     /// Every node's counters, summed by name.
     pub counters: BTreeMap<String, u64>,
+    /// The transport each replica reported in its `Started` event, by
+    /// replica id (empty in results recorded before nodes reported it).
+    #[serde(default)]
+    pub replica_transports: Vec<TransportKind>,
+    /// The transport the clients node reported.
+    #[serde(default)]
+    pub client_transport: Option<TransportKind>,
 }
 
 impl PointResult {
@@ -152,6 +177,14 @@ pub struct RunResults {
     pub points: Vec<PointResult>,
 }
 
+impl RunResults {
+    /// The recorded experiment, if it reads back (results written by an
+    /// older runner may not).
+    pub fn recorded_experiment(&self) -> Option<Experiment> {
+        serde_json::from_value(self.experiment.clone()).ok()
+    }
+}
+
 /// The files [`write_all`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
@@ -161,26 +194,76 @@ pub struct Written {
     pub png: PathBuf,
 }
 
-/// One protocol at one load, its trials averaged.
+/// One figure over a load's trials.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+    /// The sample standard deviation (n − 1 in the denominator); `None` for
+    /// a single value.
+    pub stdev: Option<f64>,
+}
+
+impl Spread {
+    /// The spread of `values`, `None` if there are none. The values are
+    /// sorted before they are summed, so their order does not change a bit
+    /// of the result.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+        let mut values: Vec<f64> = values.into_iter().collect();
+        values.sort_by(f64::total_cmp);
+        let (&min, &max) = (values.first()?, values.last()?);
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let stdev = (values.len() > 1).then(|| {
+            let squares: f64 = values.iter().map(|value| (value - mean).powi(2)).sum();
+            (squares / (n - 1.0)).sqrt()
+        });
+        Some(Spread {
+            mean,
+            min,
+            max,
+            stdev,
+        })
+    }
+
+    /// Whether the trials differ at all (something for an error bar to show).
+    pub fn varies(&self) -> bool {
+        self.max > self.min
+    }
+}
+
+/// One protocol at one load, its trials aggregated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Load {
     pub protocol: String,
     pub clients: u32,
     pub offered_ops: Option<u64>,
-    /// How many trials were averaged (at least 1).
+    /// How many trials were aggregated (at least 1).
     pub trials: u32,
-    /// Means over the trials.
-    pub throughput_ops: f64,
-    pub latency_us_p50: f64,
-    pub latency_us_p99: f64,
-    /// `throughput_ops` over the baseline's at the same load, if it ran there.
+    pub throughput_ops: Spread,
+    pub latency_us_p50: Spread,
+    pub latency_us_p99: Spread,
+    /// Mean `throughput_ops` over the baseline's at the same load, if it ran
+    /// there.
     pub ratio_to_baseline: Option<f64>,
-    /// Mean over the trials of the replicas' CPU per operation, µs.
-    pub replica_cpu_us_per_op: Option<f64>,
-    /// `replica_cpu_us_per_op` over the baseline's at the same load.
+    /// The replicas' CPU per operation, µs, over the trials that completed
+    /// an operation.
+    pub replica_cpu_us_per_op: Option<Spread>,
+    /// Mean `replica_cpu_us_per_op` over the baseline's at the same load.
     pub cpu_ratio_to_baseline: Option<f64>,
-    /// Mean over the trials of requests per batch, for a batching protocol.
-    pub mean_batch: Option<f64>,
+    /// Requests per batch, over the trials that reported batches; `None`
+    /// for a protocol that does not batch.
+    pub mean_batch: Option<Spread>,
+}
+
+impl Load {
+    /// Where the load sits on a load axis: the offered rate in open loop,
+    /// else the client count.
+    pub fn level(&self) -> f64 {
+        self.offered_ops
+            .map_or(f64::from(self.clients), |rate| rate as f64)
+    }
 }
 
 /// Creates `dir` (and its parents) and writes `results.csv`, `results.json`,
@@ -204,62 +287,351 @@ pub fn write_all(dir: &Path, results: &RunResults) -> anyhow::Result<Written> {
     Ok(written)
 }
 
-/// A fixed-width table for the terminal: one row per (protocol, load), trials
-/// averaged, `unreplicated` first, then protocols by name, then by clients.
-/// The offered-rate column appears only if some point ran open loop.
+/// How a run was set up, each part as the table header and the plot's
+/// subtitle print it. Parts the recorded experiment would tell are `None` if
+/// it does not read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setup {
+    /// `f = 1: unreplicated 1 replica, pbft 4 replicas`.
+    pub replicas: Option<String>,
+    /// `null app, 16-byte operations` or `kv app: 10,000 keys, 128-byte
+    /// values, 90% gets, zipf 0.99`.
+    pub workload: Option<String>,
+    /// `closed loop` or `open loop, poisson arrivals, 100 clients`.
+    pub load: Option<String>,
+    /// What the nodes reported using: `io_uring`, or `replicas io_uring,
+    /// clients epoll`; with what was asked if that differs (`auto →
+    /// io_uring`).
+    pub transport: String,
+    /// `busy polling` or `spin 100 µs, then block`.
+    pub idle: Option<String>,
+    /// `5 s per point, 3.5 s measured (1 s warm-up, 500 ms cool-down trimmed)`.
+    pub window: Option<String>,
+    /// `3 trials per load`, `1–3 trials per load` (a run cut short).
+    pub trials: String,
+    /// The most trials any load has.
+    pub trials_max: u32,
+}
+
+/// The run's [`Setup`], from its recorded experiment and its points.
+pub fn setup(results: &RunResults) -> Setup {
+    let experiment = results.recorded_experiment();
+    let loads = loads(results);
+    let mut protocols: Vec<&str> = loads.iter().map(|load| load.protocol.as_str()).collect();
+    protocols.dedup();
+    if protocols.is_empty()
+        && let Some(experiment) = &experiment
+    {
+        protocols = experiment.protocols.iter().map(String::as_str).collect();
+        protocols.sort_by_key(|protocol| ProtocolOrder(protocol));
+    }
+    let replicas = experiment.as_ref().map(|experiment| {
+        let counts: Vec<String> = protocols
+            .iter()
+            .map(|protocol| match replica_count(protocol, experiment.f) {
+                Ok(1) => format!("{protocol} 1 replica"),
+                Ok(n) => format!("{protocol} {n} replicas"),
+                Err(_) => format!("{protocol} ? replicas"),
+            })
+            .collect();
+        format!("f = {}: {}", experiment.f, counts.join(", "))
+    });
+    let workload = experiment
+        .as_ref()
+        .map(|experiment| workload_label(experiment.app, &experiment.workload));
+    let load = experiment
+        .as_ref()
+        .map(|experiment| match &experiment.sweep {
+            Sweep::Clients(_) => "closed loop".to_owned(),
+            Sweep::Rates { clients, .. } => format!(
+                "open loop, {} arrivals, {} client{}",
+                experiment.arrivals,
+                thousands(u64::from(*clients)),
+                if *clients == 1 { "" } else { "s" }
+            ),
+        });
+    let idle = experiment.as_ref().map(|experiment| match experiment.idle {
+        Idle::Busy => "busy polling".to_owned(),
+        Idle::SpinThenBlock { spin_us } => format!("spin {spin_us} µs, then block"),
+    });
+    let window = experiment.as_ref().map(|experiment| {
+        format!(
+            "{} per point, {} measured ({} warm-up, {} cool-down trimmed)",
+            duration_label(experiment.duration),
+            duration_label(experiment.measured()),
+            duration_label(experiment.warmup),
+            duration_label(experiment.cooldown)
+        )
+    });
+    let min = loads.iter().map(|load| load.trials).min().unwrap_or(0);
+    let max = loads.iter().map(|load| load.trials).max().unwrap_or(0);
+    let trials = match (min, max) {
+        (0, _) => experiment.as_ref().map_or("no trials".to_owned(), |e| {
+            format!(
+                "{} trial{} per load",
+                e.trials,
+                if e.trials == 1 { "" } else { "s" }
+            )
+        }),
+        (1, 1) => "1 trial per load".to_owned(),
+        (min, max) if min == max => format!("{min} trials per load"),
+        (min, max) => format!("{min}–{max} trials per load"),
+    };
+    Setup {
+        replicas,
+        workload,
+        load,
+        transport: transport_label(results, experiment.as_ref().map(|e| e.transport)),
+        idle,
+        window,
+        trials,
+        trials_max: max,
+    }
+}
+
+fn workload_label(app: AppConfig, workload: &Workload) -> String {
+    match (app, workload) {
+        (AppConfig::Null, Workload::Null { op_size }) => {
+            format!("null app, {op_size}-byte operations")
+        }
+        (_, Workload::Kv(kv)) => format!(
+            "kv app: {} keys, {}-byte values, {}% gets, {}",
+            thousands(kv.keys),
+            kv.value_size,
+            trimmed_number(kv.read_ratio * 100.0),
+            match kv.distribution {
+                KeyDistribution::Uniform => "uniform keys".to_owned(),
+                KeyDistribution::Zipf { exponent } =>
+                    format!("zipf {} keys", trimmed_number(exponent)),
+            }
+        ),
+        (app, Workload::Null { op_size }) => format!("{app:?} app, {op_size}-byte operations"),
+    }
+}
+
+/// `io_uring`, `epoll`, `auto`.
+pub fn transport_name(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::Auto => "auto",
+        TransportKind::IoUring => "io_uring",
+        TransportKind::Epoll => "epoll",
+    }
+}
+
+/// The kinds in `kinds`, distinct, joined with `+`; empty for none.
+fn transports_joined(kinds: impl IntoIterator<Item = TransportKind>) -> String {
+    let names: BTreeSet<&str> = kinds.into_iter().map(transport_name).collect();
+    names.into_iter().collect::<Vec<_>>().join("+")
+}
+
+/// What every node of the run reported using, with what was asked if the
+/// nodes' choice differs from it.
+fn transport_label(results: &RunResults, asked: Option<TransportKind>) -> String {
+    let replicas = transports_joined(
+        results
+            .points
+            .iter()
+            .flat_map(|point| point.replica_transports.iter().copied()),
+    );
+    let clients = transports_joined(
+        results
+            .points
+            .iter()
+            .filter_map(|point| point.client_transport),
+    );
+    let used = match (replicas.as_str(), clients.as_str()) {
+        ("", "") => {
+            return asked.map_or("transport not recorded".to_owned(), |asked| {
+                format!(
+                    "transport {} (asked; nodes did not report)",
+                    transport_name(asked)
+                )
+            });
+        }
+        (replicas, clients) if replicas == clients || clients.is_empty() => replicas.to_owned(),
+        ("", clients) => clients.to_owned(),
+        (replicas, clients) => format!("replicas {replicas}, clients {clients}"),
+    };
+    match asked {
+        Some(asked) if transport_name(asked) != used => {
+            format!("transport {} → {used}", transport_name(asked))
+        }
+        _ => format!("transport {used}"),
+    }
+}
+
+/// `2 s`, `1.5 s`, `500 ms`.
+fn duration_label(duration: Duration) -> String {
+    if duration >= Duration::from_secs(1) {
+        format!("{} s", trimmed_number(duration.as_secs_f64()))
+    } else {
+        format!("{} ms", duration.as_millis())
+    }
+}
+
+/// Up to three decimals, trailing zeros dropped.
+fn trimmed_number(value: f64) -> String {
+    let text = format!("{value:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// The lines above the table: name, time and hosts, then the [`Setup`].
+fn table_header(results: &RunResults) -> Vec<String> {
+    let setup = setup(results);
+    let unknown = || "(not recorded)".to_owned();
+    let mut lines = vec![format!(
+        "{} · started {} · {}",
+        results.name, results.started, results.hosts
+    )];
+    lines.push(format!(
+        "replicas: {}",
+        setup.replicas.clone().unwrap_or_else(unknown)
+    ));
+    lines.push(format!(
+        "workload: {}, {}",
+        setup.workload.clone().unwrap_or_else(unknown),
+        setup.load.clone().unwrap_or_else(unknown)
+    ));
+    lines.push(format!(
+        "nodes:    {} · idle: {}",
+        setup.transport,
+        setup.idle.clone().unwrap_or_else(unknown)
+    ));
+    lines.push(format!(
+        "points:   {} · {}",
+        setup.window.clone().unwrap_or_else(unknown),
+        setup.trials
+    ));
+    lines
+}
+
+/// The summary the runner prints at the end: what ran (f and each protocol's
+/// replicas, app and workload, the transport the nodes used, idle mode,
+/// point length and measured window, trials), then a fixed-width table with
+/// one row per (protocol, load), trials aggregated, `unreplicated` first,
+/// then protocols by name, then by clients; then a legend of the columns.
+/// The offered-rate column appears only if some point ran open loop, the
+/// min–max columns only if some load has more than one trial.
 ///
 /// ```text
-/// protocol      clients  throughput ops/s  p50 µs  p99 µs  vs unreplicated  batch  CPU µs/op  CPU vs unrepl.
-/// unreplicated        1            12,500      78     130            1.00x      —        9.0            1.0x
-/// pbft                1             3,900     251     410            0.31x    1.0       90.0           10.0x
+/// protocol      clients  throughput ops/s  ops/s min–max  p50 µs  p50 min–max  ...  vs unreplicated  batch  CPU µs/op  CPU vs unrepl.
+/// unreplicated        1            12,500  12,400–12,600      78        77–79  ...            1.00x      —        9.0            1.0x
+/// pbft                1             3,900    3,850–3,950     251      249–253  ...            0.31x    1.0       90.0           10.0x
 /// ```
-/// `batch` is the mean batch size of a batching protocol; `CPU µs/op` the
-/// replicas' CPU per operation, all replicas together; `CPU vs unrepl.` its
-/// ratio to the baseline's at the same load.
 pub fn summary_table(results: &RunResults) -> String {
     let loads = loads(results);
     let open_loop = loads.iter().any(|load| load.offered_ops.is_some());
+    let spread = loads.iter().any(|load| load.trials > 1);
 
-    let mut header = vec!["protocol", "clients"];
+    // Each column with what the legend says of it; the min–max columns
+    // share one line of the legend.
+    let mut columns: Vec<(&str, Option<&str>)> = vec![
+        ("protocol", None),
+        (
+            "clients",
+            Some(if open_loop {
+                "clients sharing the offered rate (closed loop: each with one request outstanding)"
+            } else {
+                "closed-loop clients, each with one request outstanding"
+            }),
+        ),
+    ];
     if open_loop {
-        header.push("offered ops/s");
+        columns.push((
+            "offered ops/s",
+            Some("open loop: operations offered per second (— : closed loop)"),
+        ));
     }
-    header.extend([
+    columns.push((
         "throughput ops/s",
+        Some("operations completed per second in the measured window; mean over trials"),
+    ));
+    if spread {
+        columns.push(("ops/s min–max", None));
+    }
+    columns.push((
         "p50 µs",
+        Some("median latency in the measured window; mean of the trials' medians"),
+    ));
+    if spread {
+        columns.push(("p50 min–max", None));
+    }
+    columns.push((
         "p99 µs",
-        "vs unreplicated",
-        "batch",
-        "CPU µs/op",
-        "CPU vs unrepl.",
+        Some("99th-percentile latency; mean of the trials' p99s"),
+    ));
+    if spread {
+        columns.push(("p99 min–max", None));
+    }
+    columns.extend([
+        (
+            "vs unreplicated",
+            Some("throughput over the unreplicated baseline's at the same load"),
+        ),
+        (
+            "batch",
+            Some("requests per batch the leader proposed (— : the protocol does not batch)"),
+        ),
+        (
+            "CPU µs/op",
+            Some("CPU time of all replicas together per operation, over the whole run"),
+        ),
+        (
+            "CPU vs unrepl.",
+            Some("CPU µs/op over the baseline's at the same load"),
+        ),
     ]);
+    let mut legend: Vec<(&str, &str)> = Vec::new();
+    for (name, meaning) in &columns {
+        if let Some(meaning) = meaning {
+            legend.push((name, meaning));
+        }
+        if *name == "p99 µs" && spread {
+            legend.push((
+                "… min–max",
+                "the lowest and the highest trial (results.csv: also the standard deviation)",
+            ));
+        }
+    }
+    let dash = || "—".to_owned();
     let rows: Vec<Vec<String>> = loads
         .iter()
         .map(|load| {
             let mut row = vec![load.protocol.clone(), load.clients.to_string()];
             if open_loop {
-                row.push(load.offered_ops.map_or("—".to_owned(), thousands));
+                row.push(load.offered_ops.map_or_else(dash, thousands));
             }
-            row.push(thousands(load.throughput_ops.round() as u64));
-            row.push(thousands(load.latency_us_p50.round() as u64));
-            row.push(thousands(load.latency_us_p99.round() as u64));
-            row.push(load.ratio_to_baseline.map_or("—".to_owned(), ratio_label));
+            let rounded = |value: f64| thousands(value.round() as u64);
+            let range =
+                |spread: &Spread| format!("{}–{}", rounded(spread.min), rounded(spread.max));
+            for figure in [
+                &load.throughput_ops,
+                &load.latency_us_p50,
+                &load.latency_us_p99,
+            ] {
+                row.push(rounded(figure.mean));
+                if spread {
+                    row.push(range(figure));
+                }
+            }
+            row.push(load.ratio_to_baseline.map_or_else(dash, ratio_label));
             row.push(
                 load.mean_batch
-                    .map_or("—".to_owned(), |b| format!("{b:.1}")),
+                    .map_or_else(dash, |b| format!("{:.1}", b.mean)),
             );
             row.push(
                 load.replica_cpu_us_per_op
-                    .map_or("—".to_owned(), |cpu| format!("{cpu:.1}")),
+                    .map_or_else(dash, |cpu| one_decimal(cpu.mean)),
             );
             row.push(
                 load.cpu_ratio_to_baseline
-                    .map_or("—".to_owned(), |r| format!("{r:.1}x")),
+                    .map_or_else(dash, |r| format!("{r:.1}x")),
             );
             row
         })
         .collect();
 
+    let header: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
     let widths: Vec<usize> = (0..header.len())
         .map(|column| {
             rows.iter()
@@ -270,6 +642,11 @@ pub fn summary_table(results: &RunResults) -> String {
         })
         .collect();
     let mut table = String::new();
+    for line in table_header(results) {
+        table.push_str(&line);
+        table.push('\n');
+    }
+    table.push('\n');
     let mut line = |cells: &[&str]| {
         let mut text = String::new();
         for (column, cell) in cells.iter().enumerate() {
@@ -290,15 +667,25 @@ pub fn summary_table(results: &RunResults) -> String {
     for row in &rows {
         line(&row.iter().map(String::as_str).collect::<Vec<_>>());
     }
+    table.push('\n');
+    let name_width = legend
+        .iter()
+        .map(|(name, _)| name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (name, meaning) in legend {
+        let _ = writeln!(table, "  {name:<name_width$}  {meaning}");
+    }
     table
 }
 
-/// The points grouped by (protocol, clients, offered rate), trials averaged,
-/// in table order: `unreplicated` first, then protocols by name, then
-/// clients, then offered rate.
-pub fn loads(results: &RunResults) -> Vec<Load> {
-    let mut groups: BTreeMap<(ProtocolOrder<'_>, u32, Option<u64>), Vec<&PointResult>> =
-        BTreeMap::new();
+/// A load's key: protocol (baseline first), clients, offered rate.
+type LoadKey<'a> = (ProtocolOrder<'a>, u32, Option<u64>);
+
+/// The points grouped by load, whatever order they ran in; each group sorted
+/// by trial.
+fn groups(results: &RunResults) -> BTreeMap<LoadKey<'_>, Vec<&PointResult>> {
+    let mut groups: BTreeMap<LoadKey<'_>, Vec<&PointResult>> = BTreeMap::new();
     for point in &results.points {
         groups
             .entry((
@@ -309,30 +696,76 @@ pub fn loads(results: &RunResults) -> Vec<Load> {
             .or_default()
             .push(point);
     }
-    let baselines = baseline_throughputs(results);
-    let baseline_cpu = baseline_cpu_per_op(results);
+    for trials in groups.values_mut() {
+        trials.sort_by_key(|point| point.trial);
+    }
     groups
+}
+
+/// The points grouped by (protocol, clients, offered rate), trials
+/// aggregated, in table order: `unreplicated` first, then protocols by name,
+/// then clients, then offered rate. The order the points ran in does not
+/// matter.
+pub fn loads(results: &RunResults) -> Vec<Load> {
+    let mut loads: Vec<Load> = groups(results)
         .into_iter()
         .map(|((protocol, clients, offered_ops), trials)| {
-            let throughput_ops = mean(trials.iter().map(|point| point.throughput_ops));
-            let replica_cpu_us_per_op =
-                mean_of_some(trials.iter().map(|point| point.replica_cpu_us_per_op()));
+            let spread = |value: fn(&PointResult) -> f64| {
+                Spread::of(trials.iter().map(|point| value(point))).expect("a group has a point")
+            };
             Load {
                 protocol: protocol.0.to_owned(),
                 clients,
                 offered_ops,
                 trials: u32::try_from(trials.len()).unwrap_or(u32::MAX),
-                throughput_ops,
-                latency_us_p50: mean(trials.iter().map(|point| point.latency_us_p50 as f64)),
-                latency_us_p99: mean(trials.iter().map(|point| point.latency_us_p99 as f64)),
-                ratio_to_baseline: ratio(throughput_ops, baselines.get(&(clients, offered_ops))),
-                replica_cpu_us_per_op,
-                cpu_ratio_to_baseline: replica_cpu_us_per_op
-                    .and_then(|cpu| ratio(cpu, baseline_cpu.get(&(clients, offered_ops)))),
-                mean_batch: mean_of_some(trials.iter().map(|point| point.mean_batch())),
+                throughput_ops: spread(|point| point.throughput_ops),
+                latency_us_p50: spread(|point| point.latency_us_p50 as f64),
+                latency_us_p99: spread(|point| point.latency_us_p99 as f64),
+                ratio_to_baseline: None,
+                replica_cpu_us_per_op: Spread::of(
+                    trials
+                        .iter()
+                        .filter_map(|point| point.replica_cpu_us_per_op()),
+                ),
+                cpu_ratio_to_baseline: None,
+                mean_batch: Spread::of(trials.iter().filter_map(|point| point.mean_batch())),
             }
         })
-        .collect()
+        .collect();
+    let baselines = Baselines::of(&loads);
+    for load in &mut loads {
+        let key = (load.clients, load.offered_ops);
+        load.ratio_to_baseline = ratio(load.throughput_ops.mean, baselines.throughput.get(&key));
+        load.cpu_ratio_to_baseline = load
+            .replica_cpu_us_per_op
+            .and_then(|cpu| ratio(cpu.mean, baselines.cpu.get(&key)));
+    }
+    loads
+}
+
+/// The baseline's means, by (clients, offered rate).
+#[derive(Default)]
+struct Baselines {
+    throughput: BTreeMap<(u32, Option<u64>), f64>,
+    /// Replica CPU per operation, µs.
+    cpu: BTreeMap<(u32, Option<u64>), f64>,
+}
+
+impl Baselines {
+    fn of(loads: &[Load]) -> Baselines {
+        let mut baselines = Baselines::default();
+        for load in loads
+            .iter()
+            .filter(|load| load.protocol == BASELINE_PROTOCOL)
+        {
+            let key = (load.clients, load.offered_ops);
+            baselines.throughput.insert(key, load.throughput_ops.mean);
+            if let Some(cpu) = load.replica_cpu_us_per_op {
+                baselines.cpu.insert(key, cpu.mean);
+            }
+        }
+        baselines
+    }
 }
 
 /// Orders protocol names with [`BASELINE_PROTOCOL`] first, then by name.
@@ -353,62 +786,28 @@ impl PartialOrd for ProtocolOrder<'_> {
     }
 }
 
-/// The baseline's mean throughput over its trials, by (clients, offered rate).
-fn baseline_throughputs(results: &RunResults) -> BTreeMap<(u32, Option<u64>), f64> {
-    let mut sums: BTreeMap<(u32, Option<u64>), (f64, u32)> = BTreeMap::new();
-    for point in &results.points {
-        if point.protocol == BASELINE_PROTOCOL {
-            let sum = sums.entry((point.clients, point.offered_ops)).or_default();
-            sum.0 += point.throughput_ops;
-            sum.1 += 1;
-        }
-    }
-    sums.into_iter()
-        .map(|(load, (sum, count))| (load, sum / f64::from(count)))
-        .collect()
-}
-
-/// The baseline's replica CPU per operation, mean over its trials, by
-/// (clients, offered rate).
-fn baseline_cpu_per_op(results: &RunResults) -> BTreeMap<(u32, Option<u64>), f64> {
-    let mut groups: BTreeMap<(u32, Option<u64>), Vec<Option<f64>>> = BTreeMap::new();
-    for point in &results.points {
-        if point.protocol == BASELINE_PROTOCOL {
-            groups
-                .entry((point.clients, point.offered_ops))
-                .or_default()
-                .push(point.replica_cpu_us_per_op());
-        }
-    }
-    groups
-        .into_iter()
-        .filter_map(|(load, values)| Some((load, mean_of_some(values.into_iter())?)))
-        .collect()
-}
-
 fn ratio(value: f64, baseline: Option<&f64>) -> Option<f64> {
     baseline
         .filter(|&&baseline| baseline > 0.0)
         .map(|baseline| value / baseline)
 }
 
-/// The mean of the values that are there; `None` if none is.
-fn mean_of_some(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    let present: Vec<f64> = values.flatten().collect();
-    (!present.is_empty()).then(|| mean(present.into_iter()))
-}
-
+#[cfg(test)]
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, count) = values.fold((0.0, 0u32), |(sum, count), value| (sum + value, count + 1));
-    if count == 0 {
-        0.0
-    } else {
-        sum / f64::from(count)
-    }
+    Spread::of(values).map_or(0.0, |spread| spread.mean)
 }
 
 fn per_op_us(cpu_ms: u64, ops: u64) -> Option<f64> {
     (ops > 0).then(|| cpu_ms as f64 * 1000.0 / ops as f64)
+}
+
+/// `9.0`, `167.1`; `2,705` from 1000 on, where the decimal says nothing.
+fn one_decimal(value: f64) -> String {
+    if value >= 1000.0 {
+        thousands(value.round() as u64)
+    } else {
+        format!("{value:.1}")
+    }
 }
 
 /// `0.31x`; three decimals below 0.1 (`0.012x`), so a slow protocol does not
@@ -458,60 +857,95 @@ struct CsvRow {
     view_changes: u64,
     kernel_drops: u64,
     open_loop_no_free_client: Option<u64>,
+    replicas: Option<u32>,
+    replica_transport: Option<String>,
+    client_transport: Option<String>,
+    trials: u32,
+    throughput_ops_mean: f64,
+    throughput_ops_min: f64,
+    throughput_ops_max: f64,
+    throughput_ops_stdev: Option<f64>,
+    latency_us_p50_mean: f64,
+    latency_us_p50_min: f64,
+    latency_us_p50_max: f64,
+    latency_us_p50_stdev: Option<f64>,
+    latency_us_p99_mean: f64,
+    latency_us_p99_min: f64,
+    latency_us_p99_max: f64,
+    latency_us_p99_stdev: Option<f64>,
+    replica_cpu_us_per_op_mean: Option<f64>,
+    replica_cpu_us_per_op_min: Option<f64>,
+    replica_cpu_us_per_op_max: Option<f64>,
+    mean_batch_mean: Option<f64>,
+    mean_batch_min: Option<f64>,
+    mean_batch_max: Option<f64>,
 }
 
 fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
-    let baselines = baseline_throughputs(results);
-    let baseline_cpu = baseline_cpu_per_op(results);
-    let mut points: Vec<&PointResult> = results.points.iter().collect();
-    points.sort_by(|a, b| {
-        (
-            ProtocolOrder(&a.protocol),
-            a.clients,
-            a.offered_ops,
-            a.trial,
-        )
-            .cmp(&(
-                ProtocolOrder(&b.protocol),
-                b.clients,
-                b.offered_ops,
-                b.trial,
-            ))
-    });
+    // loads() aggregates groups() in the same order: one load per group.
+    let loads = loads(results);
+    let baselines = Baselines::of(&loads);
+    let f = results.recorded_experiment().map(|experiment| experiment.f);
     let mut writer = csv::Writer::from_writer(Vec::new());
-    for point in points {
-        writer
-            .serialize(CsvRow {
-                protocol: point.protocol.clone(),
-                clients: point.clients,
-                trial: point.trial,
-                throughput_ops: point.throughput_ops,
-                latency_us_p50: point.latency_us_p50,
-                latency_us_p99: point.latency_us_p99,
-                latency_us_mean: point.latency_us_mean,
-                offered_ops: point.offered_ops,
-                measured_ops: point.measured_ops,
-                measured_ms: point.measured_ms,
-                ratio_to_baseline: ratio(
-                    point.throughput_ops,
-                    baselines.get(&(point.clients, point.offered_ops)),
-                ),
-                replica_cpu_ms: point.replica_cpu_ms,
-                client_cpu_ms: point.client_cpu_ms,
-                cpu_us_per_op: point.cpu_us_per_op(),
-                replica_cpu_us_per_op: point.replica_cpu_us_per_op(),
-                run_ops: point.run_ops(),
-                replica_cpu_ratio_to_baseline: point.replica_cpu_us_per_op().and_then(|cpu| {
-                    ratio(cpu, baseline_cpu.get(&(point.clients, point.offered_ops)))
-                }),
-                mean_batch: point.mean_batch(),
-                view_changes: point.counter(VIEW_CHANGES_COUNTER),
-                kernel_drops: point.counter(KERNEL_DROPS_COUNTER),
-                open_loop_no_free_client: point
-                    .offered_ops
-                    .map(|_| point.counter(OPEN_LOOP_NO_FREE_CLIENT_COUNTER)),
-            })
-            .context("writing a CSV row")?;
+    for (load, trials) in loads.iter().zip(groups(results).into_values()) {
+        for point in trials {
+            let key = (point.clients, point.offered_ops);
+            let (cpu, batch) = (load.replica_cpu_us_per_op, load.mean_batch);
+            let nonempty = |text: String| (!text.is_empty()).then_some(text);
+            writer
+                .serialize(CsvRow {
+                    protocol: point.protocol.clone(),
+                    clients: point.clients,
+                    trial: point.trial,
+                    throughput_ops: point.throughput_ops,
+                    latency_us_p50: point.latency_us_p50,
+                    latency_us_p99: point.latency_us_p99,
+                    latency_us_mean: point.latency_us_mean,
+                    offered_ops: point.offered_ops,
+                    measured_ops: point.measured_ops,
+                    measured_ms: point.measured_ms,
+                    ratio_to_baseline: ratio(point.throughput_ops, baselines.throughput.get(&key)),
+                    replica_cpu_ms: point.replica_cpu_ms,
+                    client_cpu_ms: point.client_cpu_ms,
+                    cpu_us_per_op: point.cpu_us_per_op(),
+                    replica_cpu_us_per_op: point.replica_cpu_us_per_op(),
+                    run_ops: point.run_ops(),
+                    replica_cpu_ratio_to_baseline: point
+                        .replica_cpu_us_per_op()
+                        .and_then(|cpu| ratio(cpu, baselines.cpu.get(&key))),
+                    mean_batch: point.mean_batch(),
+                    view_changes: point.counter(VIEW_CHANGES_COUNTER),
+                    kernel_drops: point.counter(KERNEL_DROPS_COUNTER),
+                    open_loop_no_free_client: point
+                        .offered_ops
+                        .map(|_| point.counter(OPEN_LOOP_NO_FREE_CLIENT_COUNTER)),
+                    replicas: f.and_then(|f| replica_count(&point.protocol, f).ok()),
+                    replica_transport: nonempty(transports_joined(
+                        point.replica_transports.iter().copied(),
+                    )),
+                    client_transport: point.client_transport.map(|t| transport_name(t).to_owned()),
+                    trials: load.trials,
+                    throughput_ops_mean: load.throughput_ops.mean,
+                    throughput_ops_min: load.throughput_ops.min,
+                    throughput_ops_max: load.throughput_ops.max,
+                    throughput_ops_stdev: load.throughput_ops.stdev,
+                    latency_us_p50_mean: load.latency_us_p50.mean,
+                    latency_us_p50_min: load.latency_us_p50.min,
+                    latency_us_p50_max: load.latency_us_p50.max,
+                    latency_us_p50_stdev: load.latency_us_p50.stdev,
+                    latency_us_p99_mean: load.latency_us_p99.mean,
+                    latency_us_p99_min: load.latency_us_p99.min,
+                    latency_us_p99_max: load.latency_us_p99.max,
+                    latency_us_p99_stdev: load.latency_us_p99.stdev,
+                    replica_cpu_us_per_op_mean: cpu.map(|s| s.mean),
+                    replica_cpu_us_per_op_min: cpu.map(|s| s.min),
+                    replica_cpu_us_per_op_max: cpu.map(|s| s.max),
+                    mean_batch_mean: batch.map(|s| s.mean),
+                    mean_batch_min: batch.map(|s| s.min),
+                    mean_batch_max: batch.map(|s| s.max),
+                })
+                .context("writing a CSV row")?;
+        }
     }
     if results.points.is_empty() {
         // serialize() writes the header with the first row; keep it for an
@@ -525,7 +959,8 @@ fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
         .map_err(|error| anyhow::anyhow!("writing the CSV: {}", error.error()))
 }
 
-const CSV_HEADER: [&str; 21] = [
+/// The columns of `results.csv`, in order (see the module documentation).
+pub const CSV_HEADER: [&str; 43] = [
     "protocol",
     "clients",
     "trial",
@@ -547,6 +982,28 @@ const CSV_HEADER: [&str; 21] = [
     "view_changes",
     "kernel_drops",
     "open_loop_no_free_client",
+    "replicas",
+    "replica_transport",
+    "client_transport",
+    "trials",
+    "throughput_ops_mean",
+    "throughput_ops_min",
+    "throughput_ops_max",
+    "throughput_ops_stdev",
+    "latency_us_p50_mean",
+    "latency_us_p50_min",
+    "latency_us_p50_max",
+    "latency_us_p50_stdev",
+    "latency_us_p99_mean",
+    "latency_us_p99_min",
+    "latency_us_p99_max",
+    "latency_us_p99_stdev",
+    "replica_cpu_us_per_op_mean",
+    "replica_cpu_us_per_op_min",
+    "replica_cpu_us_per_op_max",
+    "mean_batch_mean",
+    "mean_batch_min",
+    "mean_batch_max",
 ];
 
 /// Writes `path.tmp`, then renames it over `path`.
@@ -593,19 +1050,28 @@ pub(crate) mod tests {
             replica_cpu_ms: 9_000,
             client_cpu_ms: 4_000,
             counters: BTreeMap::from([("sent".to_owned(), measured_ops * 2)]),
+            replica_transports: vec![TransportKind::IoUring],
+            client_transport: Some(TransportKind::IoUring),
         }
     }
 
     /// Two protocols × three client counts × two trials.
     pub(crate) fn sample() -> RunResults {
+        sample_with_trials(2)
+    }
+
+    /// Two protocols × three client counts × `trials` trials (numbered from
+    /// 0), PBFT with batching counters.
+    pub(crate) fn sample_with_trials(trials: u32) -> RunResults {
         let mut points = Vec::new();
         for clients in [1, 8, 64] {
-            for trial in 0..2 {
+            for trial in 0..trials {
                 points.push(point("unreplicated", clients, trial, 1.0));
                 let mut pbft = point("pbft", clients, trial, 0.3);
                 pbft.counters.insert(BATCHES_COUNTER.to_owned(), 100);
                 pbft.counters
                     .insert(REQUESTS_BATCHED_COUNTER.to_owned(), 1_000);
+                pbft.replica_transports = vec![TransportKind::IoUring; 4];
                 points.push(pbft);
             }
         }
@@ -613,10 +1079,25 @@ pub(crate) mod tests {
             name: "default".to_owned(),
             started: "2025-01-01T00:00:00Z".to_owned(),
             hosts: "local processes on 127.0.0.2 and up".to_owned(),
-            experiment: serde_json::json!({"clients": [1, 8, 64], "trials": 2}),
+            experiment: serde_json::to_value(Experiment {
+                sweep: Sweep::Clients(vec![1, 8, 64]),
+                trials,
+                ..Experiment::default_comparison()
+            })
+            .unwrap(),
             provenance: Default::default(),
             points,
         }
+    }
+
+    /// The table's column header and rows, without the setup above it and
+    /// the legend below.
+    pub(crate) fn table_lines(table: &str) -> Vec<&str> {
+        table
+            .lines()
+            .skip_while(|line| !line.starts_with("protocol "))
+            .take_while(|line| !line.is_empty())
+            .collect()
     }
 
     fn read_csv(path: &Path) -> (Vec<String>, Vec<CsvRow>) {
@@ -772,7 +1253,7 @@ pub(crate) mod tests {
     fn results_summary_table_one_row_per_load() {
         let table = summary_table(&sample());
         println!("{table}");
-        let lines: Vec<&str> = table.lines().collect();
+        let lines = table_lines(&table);
         assert_eq!(lines.len(), 1 + 2 * 3, "{table}");
         assert!(lines[0].starts_with("protocol"));
         assert!(lines[0].ends_with("CPU vs unrepl."));
@@ -835,7 +1316,7 @@ pub(crate) mod tests {
             point.offered_ops = Some(10_000 * u64::from(point.clients));
         }
         let table = summary_table(&results);
-        assert!(table.lines().next().unwrap().contains("offered ops/s"));
+        assert!(table_lines(&table)[0].contains("offered ops/s"));
         assert!(table.contains("640,000"), "{table}");
     }
 
@@ -880,6 +1361,260 @@ pub(crate) mod tests {
             ..point
         };
         assert_eq!(idle.cpu_us_per_op(), None);
+    }
+
+    #[test]
+    fn results_spread_is_mean_min_max_and_sample_stdev() {
+        let spread = Spread::of([4.0, 2.0, 9.0]).unwrap();
+        assert_eq!(spread.mean, 5.0);
+        assert_eq!((spread.min, spread.max), (2.0, 9.0));
+        // Deviations -1, -3, 4: squares 26, over n - 1 = 2.
+        assert!((spread.stdev.unwrap() - 13f64.sqrt()).abs() < 1e-12);
+        assert!(spread.varies());
+        let one = Spread::of([7.0]).unwrap();
+        assert_eq!(
+            one,
+            Spread {
+                mean: 7.0,
+                min: 7.0,
+                max: 7.0,
+                stdev: None
+            }
+        );
+        assert!(!one.varies());
+        assert_eq!(Spread::of([]), None);
+        // The order of the values does not change a bit of the result.
+        let values = [0.1, 0.7, 1e6, 0.2, 3.3];
+        let mut reversed = values;
+        reversed.reverse();
+        assert_eq!(Spread::of(values), Spread::of(reversed));
+    }
+
+    #[test]
+    fn results_loads_aggregate_trials_whatever_order_they_ran_in() {
+        let results = sample_with_trials(3);
+        let loads = loads(&results);
+        assert_eq!(loads.len(), 6);
+        assert!(loads.iter().all(|load| load.trials == 3));
+        let pbft = loads
+            .iter()
+            .find(|load| load.protocol == "pbft" && load.clients == 8)
+            .unwrap();
+        let trials: Vec<&PointResult> = results
+            .points
+            .iter()
+            .filter(|point| point.protocol == "pbft" && point.clients == 8)
+            .collect();
+        let throughputs: Vec<f64> = trials.iter().map(|point| point.throughput_ops).collect();
+        assert_eq!(
+            pbft.throughput_ops,
+            Spread::of(throughputs.clone()).unwrap()
+        );
+        assert_eq!(pbft.throughput_ops.min, throughputs[0]);
+        assert_eq!(pbft.throughput_ops.max, throughputs[2]);
+        let p99: Vec<f64> = trials
+            .iter()
+            .map(|point| point.latency_us_p99 as f64)
+            .collect();
+        assert_eq!(pbft.latency_us_p99, Spread::of(p99).unwrap());
+        assert!(pbft.throughput_ops.stdev.unwrap() > 0.0);
+        assert_eq!(pbft.mean_batch.unwrap().mean, 10.0);
+        assert!((pbft.ratio_to_baseline.unwrap() - 0.3).abs() < 1e-9);
+
+        // The same points in other orders: protocols interleaved, trials
+        // reversed, loads shuffled. Every figure is the same, to the bit.
+        let mut reversed = results.clone();
+        reversed.points.reverse();
+        let mut rotated = results.clone();
+        rotated.points.rotate_left(7);
+        let mut interleaved = results.clone();
+        interleaved
+            .points
+            .sort_by_key(|point| (point.trial, point.clients, point.protocol.clone()));
+        for other in [&reversed, &rotated, &interleaved] {
+            assert_ne!(other.points, results.points);
+            assert_eq!(super::loads(other), loads);
+            assert_eq!(csv_bytes(other).unwrap(), csv_bytes(&results).unwrap());
+            assert_eq!(summary_table(other), summary_table(&results));
+        }
+    }
+
+    #[test]
+    fn results_csv_has_each_loads_spread() {
+        let mut results = sample();
+        // pbft at one client ran one trial only.
+        results
+            .points
+            .retain(|point| !(point.protocol == "pbft" && point.clients == 1 && point.trial == 1));
+        let dir = scratch("spread");
+        let written = write_all(&dir, &results).unwrap();
+        let (header, rows) = read_csv(&written.csv);
+        assert_eq!(header, CSV_HEADER);
+        for row in &rows {
+            let replicas = if row.protocol == "pbft" { 4 } else { 1 };
+            assert_eq!(row.replicas, Some(replicas), "{row:?}");
+            assert_eq!(row.replica_transport.as_deref(), Some("io_uring"));
+            assert_eq!(row.client_transport.as_deref(), Some("io_uring"));
+            let load: Vec<&CsvRow> = rows
+                .iter()
+                .filter(|other| other.protocol == row.protocol && other.clients == row.clients)
+                .collect();
+            assert_eq!(row.trials as usize, load.len());
+            let throughputs: Vec<f64> = load.iter().map(|row| row.throughput_ops).collect();
+            let spread = Spread::of(throughputs).unwrap();
+            assert_eq!(row.throughput_ops_mean, spread.mean);
+            assert_eq!(row.throughput_ops_min, spread.min);
+            assert_eq!(row.throughput_ops_max, spread.max);
+            assert_eq!(row.throughput_ops_stdev, spread.stdev);
+            let p50: Vec<u64> = load.iter().map(|row| row.latency_us_p50).collect();
+            assert_eq!(row.latency_us_p50_min, *p50.iter().min().unwrap() as f64);
+            assert_eq!(row.latency_us_p50_max, *p50.iter().max().unwrap() as f64);
+            let p99: Vec<u64> = load.iter().map(|row| row.latency_us_p99).collect();
+            assert_eq!(row.latency_us_p99_min, *p99.iter().min().unwrap() as f64);
+            assert_eq!(row.latency_us_p99_max, *p99.iter().max().unwrap() as f64);
+            assert!(row.replica_cpu_us_per_op_min <= row.replica_cpu_us_per_op_max);
+            assert_eq!(row.mean_batch_mean, row.mean_batch);
+        }
+        let single = rows
+            .iter()
+            .find(|row| row.protocol == "pbft" && row.clients == 1)
+            .unwrap();
+        assert_eq!(single.trials, 1);
+        assert_eq!(single.throughput_ops_stdev, None);
+        assert_eq!(single.latency_us_p99_stdev, None);
+        assert_eq!(single.throughput_ops_min, single.throughput_ops);
+        // Two trials: the sample standard deviation is |a - b| / √2.
+        let pair: Vec<&CsvRow> = rows
+            .iter()
+            .filter(|row| row.protocol == "pbft" && row.clients == 8)
+            .collect();
+        let expected = (pair[0].throughput_ops - pair[1].throughput_ops).abs() / 2f64.sqrt();
+        assert!((pair[0].throughput_ops_stdev.unwrap() - expected).abs() < 1e-9);
+        let csv = fs::read_to_string(&written.csv).unwrap();
+        assert!(csv.lines().next().unwrap().ends_with("mean_batch_max"));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn results_summary_table_says_how_the_run_was_set_up() {
+        let table = summary_table(&sample());
+        for text in [
+            "default · started 2025-01-01T00:00:00Z · local processes on 127.0.0.2 and up",
+            "f = 1: unreplicated 1 replica, pbft 4 replicas",
+            "null app, 16-byte operations, closed loop",
+            "transport auto → io_uring",
+            "idle: spin 100 µs, then block",
+            "5 s per point, 3.5 s measured (1 s warm-up, 500 ms cool-down trimmed)",
+            "2 trials per load",
+        ] {
+            assert!(table.contains(text), "{text:?} missing:\n{table}");
+        }
+        let lines = table_lines(&table);
+        for column in ["ops/s min–max", "p50 min–max", "p99 min–max"] {
+            assert!(lines[0].contains(column), "{}", lines[0]);
+        }
+        assert!(lines[3].contains("35,556–36,267"), "{}", lines[3]);
+        // The legend under the table explains the columns.
+        let legend: Vec<&str> = table
+            .lines()
+            .skip_while(|line| !line.starts_with("protocol "))
+            .skip_while(|line| !line.is_empty())
+            .skip(1)
+            .collect();
+        for column in [
+            "clients",
+            "throughput ops/s",
+            "p50 µs",
+            "p99 µs",
+            "… min–max",
+            "vs unreplicated",
+            "batch",
+            "CPU µs/op",
+            "CPU vs unrepl.",
+        ] {
+            assert!(
+                legend
+                    .iter()
+                    .any(|line| line.trim_start().starts_with(column)),
+                "{column} not in the legend:\n{table}"
+            );
+        }
+
+        // One trial: no min–max columns.
+        let table = summary_table(&sample_with_trials(1));
+        assert!(table.contains("1 trial per load"), "{table}");
+        assert!(!table.contains("min–max"), "{table}");
+
+        // Another setup: f = 2, the kv app, open loop, busy polling, epoll
+        // asked, and the replicas' transport not the clients'.
+        let mut results = sample();
+        let experiment = Experiment {
+            f: 2,
+            app: AppConfig::Kv,
+            workload: Workload::Kv(wire::control::KvWorkload {
+                keys: 10_000,
+                value_size: 128,
+                read_ratio: 0.9,
+                distribution: KeyDistribution::Zipf { exponent: 0.99 },
+            }),
+            sweep: Sweep::Rates {
+                clients: 100,
+                rates: vec![1000],
+            },
+            idle: Idle::Busy,
+            transport: TransportKind::Epoll,
+            ..Experiment::default_comparison()
+        };
+        results.experiment = serde_json::to_value(experiment).unwrap();
+        for point in &mut results.points {
+            point.client_transport = Some(TransportKind::Epoll);
+        }
+        let table = summary_table(&results);
+        for text in [
+            "f = 2: unreplicated 1 replica, pbft 7 replicas",
+            "kv app: 10,000 keys, 128-byte values, 90% gets, zipf 0.99 keys",
+            "open loop, poisson arrivals, 100 clients",
+            "transport epoll → replicas io_uring, clients epoll",
+            "idle: busy polling",
+        ] {
+            assert!(table.contains(text), "{text:?} missing:\n{table}");
+        }
+
+        // An experiment that does not read back, nodes that did not report
+        // their transport: still a table, saying what it does not know.
+        results.experiment = serde_json::json!({"clients": [1, 8, 64]});
+        for point in &mut results.points {
+            point.replica_transports.clear();
+            point.client_transport = None;
+        }
+        let table = summary_table(&results);
+        assert!(table.contains("replicas: (not recorded)"), "{table}");
+        assert!(table.contains("transport not recorded"), "{table}");
+        assert_eq!(table_lines(&table).len(), 7, "{table}");
+        let dir = scratch("unrecorded");
+        let written = write_all(&dir, &results).unwrap();
+        let (_, rows) = read_csv(&written.csv);
+        assert!(rows.iter().all(|row| row.replicas.is_none()
+            && row.replica_transport.is_none()
+            && row.client_transport.is_none()));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn results_json_without_transports_reads_back() {
+        // Results recorded before nodes reported their transport.
+        let mut json = serde_json::to_value(sample()).unwrap();
+        for point in json["points"].as_array_mut().unwrap() {
+            let point = point.as_object_mut().unwrap();
+            point.remove("replica_transports");
+            point.remove("client_transport");
+        }
+        let back: RunResults = serde_json::from_value(json).unwrap();
+        assert!(
+            back.points.iter().all(
+                |point| point.replica_transports.is_empty() && point.client_transport.is_none()
+            )
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use hdrhistogram::serialization::Deserializer;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wire::control::{
     ClientsConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role, ThreadMap,
+    TransportKind,
 };
 use wire::{SecretKey, Signer};
 
@@ -212,6 +213,8 @@ struct Node {
     process: NodeProcess,
     control: Control,
     intervals: Vec<IntervalReport>,
+    /// The transport the node reported in `Started`.
+    transport: TransportKind,
 }
 
 impl Node {
@@ -231,6 +234,7 @@ impl Node {
                 process,
                 control,
                 intervals: Vec::new(),
+                transport: started.transport,
             },
             addr,
         ))
@@ -389,12 +393,29 @@ fn run_point(
         bar.set_position(start.elapsed().as_millis() as u64);
     }
 
+    let transports = Transports {
+        replicas: replicas.iter().map(|replica| replica.transport).collect(),
+        clients: clients.transport,
+    };
     let (client_report, intervals) = clients.finish()?;
     let mut replica_reports = Vec::with_capacity(n);
     for replica in replicas {
         replica_reports.push(replica.finish()?.0);
     }
-    point_result(point, &client_report, &replica_reports, intervals)
+    point_result(
+        point,
+        &client_report,
+        &replica_reports,
+        intervals,
+        transports,
+    )
+}
+
+/// The transport each node of a point reported using.
+struct Transports {
+    /// By replica id.
+    replicas: Vec<TransportKind>,
+    clients: TransportKind,
 }
 
 /// `error`, with how every node of the point that has ended ended: a node
@@ -434,6 +455,7 @@ fn point_result(
     clients: &FinalReport,
     replicas: &[FinalReport],
     intervals: Vec<IntervalReport>,
+    transports: Transports,
 ) -> anyhow::Result<PointResult> {
     let histogram: Histogram<u64> = Deserializer::new()
         .deserialize(&mut &clients.latency_histogram[..])
@@ -464,6 +486,8 @@ fn point_result(
         replica_cpu_ms: replicas.iter().map(|r| r.cpu_ms).sum(),
         client_cpu_ms: clients.cpu_ms,
         counters,
+        replica_transports: transports.replicas,
+        client_transport: Some(transports.clients),
     })
 }
 
