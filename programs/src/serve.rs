@@ -260,6 +260,7 @@ fn serve(conn: &mut Connection, refused: &Refused) -> anyhow::Result<()> {
     conn.send(Event::Started(Started {
         transport: running.transport(),
         addrs: running.local_addrs(),
+        parameters: parameters(protocol),
     }))?;
     conn.listen()?;
 
@@ -344,6 +345,18 @@ fn report_until_stopped(
             Some(Incoming::Hangup) => return Ending::Hangup,
         }
     }
+}
+
+/// The protocol's fixed parameters, for the record of a run.
+fn parameters(protocol: Protocol) -> Vec<(String, String)> {
+    let parameters = match protocol {
+        Protocol::Unreplicated => Vec::new(),
+        Protocol::Pbft => pbft::parameters(),
+    };
+    parameters
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect()
 }
 
 /// Starts the node `config` describes, on the real runtime.

@@ -174,6 +174,10 @@ pub struct RunResults {
     /// The code, toolchain, machine and load the numbers came from.
     #[serde(default)]
     pub provenance: crate::provenance::Provenance,
+    /// Every protocol's fixed parameters (batch maximum, window, timeouts,
+    /// ...), name and value, as its replicas reported them.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, Vec<(String, String)>>,
     pub points: Vec<PointResult>,
 }
 
@@ -1086,6 +1090,7 @@ pub(crate) mod tests {
             })
             .unwrap(),
             provenance: Default::default(),
+            parameters: Default::default(),
             points,
         }
     }

@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wire::control::{
-    ClientsConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role, ThreadMap,
+    ClientsConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role, Started, ThreadMap,
     TransportKind,
 };
 use wire::{SecretKey, Signer};
@@ -107,20 +107,26 @@ pub fn run_experiment_at(
     for warning in warnings(experiment, &hosts, &provenance) {
         let _ = progress.println(format!("warning: {warning}"));
     }
-    let results = |points: &[PointResult], provenance: &Provenance| RunResults {
-        name: experiment.name.clone(),
-        started: started.to_string(),
-        hosts: described.clone(),
-        experiment: recorded.clone(),
-        provenance: provenance.clone(),
-        points: points.to_vec(),
-    };
+    let mut parameters = BTreeMap::new();
+    let results =
+        |points: &[PointResult],
+         provenance: &Provenance,
+         parameters: &BTreeMap<String, Vec<(String, String)>>| RunResults {
+            name: experiment.name.clone(),
+            started: started.to_string(),
+            hosts: described.clone(),
+            experiment: recorded.clone(),
+            provenance: provenance.clone(),
+            parameters: parameters.clone(),
+            points: points.to_vec(),
+        };
     let mut points = Vec::new();
     for (index, point) in experiment.points().into_iter().enumerate() {
         let bar = progress.add(point_bar(&point, experiment.duration));
         let result = run_point(experiment, &point, index, &hosts, node_binary, &bar);
         match result {
-            Ok(result) => {
+            Ok((result, reported)) => {
+                parameters.entry(point.protocol.clone()).or_insert(reported);
                 bar.finish_with_message(format!(
                     "{:>12} ops/s  p50 {:>6} µs  p99 {:>6} µs",
                     thousands(result.throughput_ops.round() as u64),
@@ -129,7 +135,7 @@ pub fn run_experiment_at(
                 ));
                 points.push(result);
                 provenance.point_done(&ticks);
-                finished(&results(&points, &provenance))?;
+                finished(&results(&points, &provenance, &parameters))?;
             }
             Err(error) => {
                 bar.abandon_with_message("failed");
@@ -137,7 +143,7 @@ pub fn run_experiment_at(
             }
         }
     }
-    Ok(results(&points, &provenance))
+    Ok(results(&points, &provenance, &parameters))
 }
 
 /// A host runs this many busy threads per core, or more, before a run's
@@ -222,13 +228,13 @@ impl Node {
         host: &Host,
         node_binary: &Path,
         config: &NodeConfig,
-    ) -> anyhow::Result<(Node, SocketAddr)> {
+    ) -> anyhow::Result<(Node, Started)> {
         let process = NodeProcess::spawn_on(host, node_binary)?;
         let mut control = process.connect()?;
         let started = control.run(config)?;
-        let Some(&addr) = started.addrs.first() else {
+        if started.addrs.is_empty() {
             bail!("{} started but reported no UDP address", control.name());
-        };
+        }
         Ok((
             Node {
                 process,
@@ -236,7 +242,7 @@ impl Node {
                 intervals: Vec::new(),
                 transport: started.transport,
             },
-            addr,
+            started,
         ))
     }
 
@@ -279,8 +285,10 @@ fn run_point(
     hosts: &[Host],
     node_binary: &Path,
     bar: &ProgressBar,
-) -> anyhow::Result<PointResult> {
+) -> anyhow::Result<(PointResult, Vec<(String, String)>)> {
     let n = replica_count(&point.protocol, experiment.f)? as usize;
+    // The protocol's parameters, as the first replica reported them.
+    let mut parameters = Vec::new();
     let clients_host = &hosts[n];
     // One replica on this machine: it gets core 0 and the clients core 1, so
     // the two never share a core. Otherwise the scheduler places threads.
@@ -335,7 +343,10 @@ fn run_point(
             secret_key: secret_keys.get(i).cloned(),
             ..base.clone()
         };
-        let (node, _) = Node::start(host, node_binary, &config)?;
+        let (node, started) = Node::start(host, node_binary, &config)?;
+        if i == 0 {
+            parameters = started.parameters;
+        }
         replicas.push(node);
     }
     let clients_config = NodeConfig {
@@ -402,13 +413,14 @@ fn run_point(
     for replica in replicas {
         replica_reports.push(replica.finish()?.0);
     }
-    point_result(
+    let result = point_result(
         point,
         &client_report,
         &replica_reports,
         intervals,
         transports,
-    )
+    )?;
+    Ok((result, parameters))
 }
 
 /// The transport each node of a point reported using.

@@ -233,6 +233,15 @@ fn a_local_sweep_of_points_and_trials_runs_again_from_its_results() {
         provenance["load_after_points"].as_array().unwrap().len(),
         points.len()
     );
+    // Every protocol's parameters, as its replicas reported them.
+    let pbft = first["parameters"]["pbft"].as_array().unwrap();
+    assert!(
+        pbft.iter()
+            .any(|p| p[0] == "batch size max"
+                && p[1].as_str().is_some_and(|v| v.parse::<u32>().is_ok())),
+        "{pbft:?}"
+    );
+    assert_eq!(first["parameters"]["unreplicated"], serde_json::json!([]));
 
     let stderr = run(&[
         "rerun",

@@ -292,6 +292,11 @@ pub struct Started {
     pub transport: TransportKind,
     /// The UDP addresses the node's sockets are bound to.
     pub addrs: Vec<SocketAddr>,
+    /// The protocol's fixed parameters (batch maximum, window, timeouts,
+    /// ...), name and value, as the node was built with them: what a
+    /// results file records next to the figures.
+    #[serde(default)]
+    pub parameters: Vec<(String, String)>,
 }
 
 /// Everything a node needs to run. Carries the node's own secret key only.
@@ -1000,6 +1005,7 @@ mod tests {
             Event::Started(Started {
                 transport: TransportKind::IoUring,
                 addrs: vec!["127.0.0.2:7000".parse().unwrap()],
+                parameters: vec![("batch size max".into(), "256".into())],
             }),
             Event::Interval(IntervalReport {
                 elapsed_ms: 500,

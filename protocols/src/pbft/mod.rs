@@ -178,6 +178,30 @@ use std::time::Duration;
 /// datagram. [`Config::new`] refuses more.
 pub const REPLICAS_MAX: usize = 10;
 
+/// The parameters a PBFT replica runs with, name and value, for the record
+/// of a run (`node serve` reports them when it starts).
+pub fn parameters() -> Vec<(&'static str, String)> {
+    let ms = |d: Duration| format!("{} ms", d.as_millis());
+    vec![
+        ("batch size max", BATCH_SIZE_MAX.to_string()),
+        ("batch bytes max", BATCH_BYTES_MAX.to_string()),
+        ("window max", WINDOW_MAX.to_string()),
+        ("checkpoint interval", CHECKPOINT_INTERVAL.to_string()),
+        ("log max", LOG_MAX.to_string()),
+        ("view change timeout", ms(VIEW_CHANGE_TIMEOUT)),
+        ("view change timeout max", ms(VIEW_CHANGE_TIMEOUT_MAX)),
+        ("request timeout max", ms(REQUEST_TIMEOUT_MAX)),
+        ("queue drain factor", QUEUE_DRAIN_FACTOR.to_string()),
+        ("status interval", ms(STATUS_INTERVAL)),
+        ("status heartbeat", ms(STATUS_HEARTBEAT)),
+        ("transfer window", TRANSFER_WINDOW.to_string()),
+        ("client resend interval", ms(CLIENT_RESEND_INTERVAL)),
+        ("client resend max", ms(CLIENT_RESEND_MAX)),
+        ("client table max", CLIENT_TABLE_MAX.to_string()),
+        ("replicas max", REPLICAS_MAX.to_string()),
+    ]
+}
+
 /// Most requests in one batch.
 pub const BATCH_SIZE_MAX: usize = 256;
 
