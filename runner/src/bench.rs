@@ -608,7 +608,7 @@ struct TuneResults<'a> {
     clients: u32,
     hosts: String,
     experiment: &'a Experiment,
-    provenance: Provenance,
+    provenance: &'a Provenance,
     rows: &'a [TuneRow],
 }
 
@@ -627,6 +627,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<ExitCode> {
     let node = cargo::build_node()?;
     let started = now_rfc3339();
     let dir = out.create(&base.name, &started)?;
+    let provenance = Provenance::of_this_machine(cargo::workspace_root());
     let mut rows = Vec::new();
     for map in candidate_maps(args.verify_max) {
         let experiment = Experiment {
@@ -649,7 +650,14 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<ExitCode> {
             latency_us_p99: point.latency_us_p99,
             replica_cpu_us_per_op: point.replica_cpu_us_per_op(),
         });
-        write_tune(&dir, &started, &base, provider.describe(), &rows)?;
+        write_tune(
+            &dir,
+            &started,
+            &base,
+            provider.describe(),
+            &provenance,
+            &rows,
+        )?;
     }
     println!(
         "{:<40} {:>12} {:>8} {:>8} {:>13}",
@@ -685,6 +693,7 @@ fn write_tune(
     started: &str,
     experiment: &Experiment,
     hosts: String,
+    provenance: &Provenance,
     rows: &[TuneRow],
 ) -> anyhow::Result<()> {
     let csv_path = dir.join("tune.csv");
@@ -703,7 +712,7 @@ fn write_tune(
         },
         hosts,
         experiment,
-        provenance: Provenance::of_this_machine(cargo::workspace_root()),
+        provenance,
         rows,
     };
     let json_path = dir.join("tune.json");

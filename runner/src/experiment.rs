@@ -5,10 +5,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wire::control::{
-    AppConfig, Arrivals, Idle, KV_VALUE_SIZE_MAX, KeyDistribution, OP_SIZE_MAX, ThreadMap,
-    TransportKind, Workload, ZIPF_KEYS_MAX,
-};
+use wire::control::{AppConfig, Arrivals, ConfigError, Idle, ThreadMap, TransportKind, Workload};
 
 /// A protocol the node program runs, as the runner needs to know it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,48 +75,45 @@ pub use wire::control::{CLIENT_THREADS_MAX, CLIENTS_MAX};
 /// Longest point.
 pub const DURATION_MAX: Duration = Duration::from_secs(3600);
 
-/// What is wrong with `workload` for `app`, in the command line's words.
+/// What is wrong with `workload` for `app`: the node's own rules
+/// ([`Workload::problems`]), in the command line's words.
 fn workload_problems(app: AppConfig, workload: &Workload) -> Vec<String> {
-    let mut problems = Vec::new();
-    match (app, workload) {
-        (AppConfig::Null, Workload::Null { op_size }) => {
-            if *op_size as usize > OP_SIZE_MAX {
-                problems.push(format!(
-                    "--op-size {op_size}: at most {OP_SIZE_MAX} bytes (an operation fits in a datagram)"
-                ));
-            }
-        }
-        (AppConfig::Kv, Workload::Kv(kv)) => {
-            if kv.keys == 0 {
-                problems.push("--keys 0: the key-value workload needs at least one key".into());
-            }
-            if kv.value_size as usize > KV_VALUE_SIZE_MAX {
-                problems.push(format!(
-                    "--value-size {}: at most {KV_VALUE_SIZE_MAX} bytes",
-                    kv.value_size
-                ));
-            }
-            if !(0.0..=1.0).contains(&kv.read_ratio) {
-                problems.push(format!(
-                    "--read-ratio {}: a fraction of reads, 0 to 1",
-                    kv.read_ratio
-                ));
-            }
-            if let KeyDistribution::Zipf { exponent } = kv.distribution {
-                if !exponent.is_finite() || exponent < 0.0 {
-                    problems.push(format!("--zipf {exponent}: a finite exponent, 0 or more"));
-                }
-                if kv.keys > ZIPF_KEYS_MAX {
-                    problems.push(format!(
-                        "--keys {}: a zipf workload takes at most {ZIPF_KEYS_MAX} keys",
-                        kv.keys
-                    ));
-                }
-            }
-        }
-        (app, _) => problems.push(format!("the workload does not fit the {app:?} app")),
+    let fits = matches!(
+        (app, workload),
+        (AppConfig::Null, Workload::Null { .. }) | (AppConfig::Kv, Workload::Kv(_))
+    );
+    if !fits {
+        return vec![format!("the workload does not fit the {app:?} app")];
     }
-    problems
+    let keys = match workload {
+        Workload::Kv(kv) => kv.keys,
+        Workload::Null { .. } => 0,
+    };
+    workload
+        .problems()
+        .into_iter()
+        .map(|problem| match problem {
+            ConfigError::OpSize { size, max } => {
+                format!("--op-size {size}: at most {max} bytes (an operation fits in a datagram)")
+            }
+            ConfigError::NoKeys => {
+                "--keys 0: the key-value workload needs at least one key".to_string()
+            }
+            ConfigError::ValueSize { size, max } => {
+                format!("--value-size {size}: at most {max} bytes")
+            }
+            ConfigError::ReadRatio(ratio) => {
+                format!("--read-ratio {ratio}: a fraction of reads, 0 to 1")
+            }
+            ConfigError::ZipfExponent(exponent) => {
+                format!("--zipf {exponent}: a finite exponent, 0 or more")
+            }
+            ConfigError::ZipfKeys { max, .. } => {
+                format!("--keys {keys}: a zipf workload takes at most {max} keys")
+            }
+            other => format!("workload: {other}"),
+        })
+        .collect()
 }
 
 /// What the runner knows of `protocol`, if the node program runs it.
@@ -423,6 +417,7 @@ impl std::fmt::Display for Point {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wire::control::KeyDistribution;
 
     #[test]
     fn default_comparison_is_valid_and_about_a_minute() {

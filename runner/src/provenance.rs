@@ -196,5 +196,17 @@ mod tests {
         assert!(!provenance.command_line.is_empty());
         // Linux is what the runtime needs; the kernel is always readable there.
         assert!(provenance.kernel.is_some());
+        assert!(
+            provenance
+                .rustc
+                .as_deref()
+                .is_some_and(|v| v.starts_with("rustc "))
+        );
+        // In a git checkout (CI's clone, a developer's tree) the commit is read.
+        if crate::cargo::workspace_root().join(".git").exists() {
+            let commit = provenance.commit.expect("the commit of a checkout");
+            assert_eq!(commit.len(), 40, "{commit}");
+            assert!(provenance.dirty.is_some());
+        }
     }
 }

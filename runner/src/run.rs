@@ -558,6 +558,58 @@ mod tests {
         }
     }
 
+    /// The warnings say no when there is nothing to warn of, and yes past
+    /// each threshold.
+    #[test]
+    fn warnings_for_oversubscribed_cores_and_a_busy_machine() {
+        let hosts: Vec<Host> = (2..=12)
+            .map(|i| Host::local(std::net::IpAddr::from([127, 0, 0, i])))
+            .collect();
+        let quiet = Provenance {
+            cores: 2,
+            busy_percent_before: Some(3.0),
+            ..Provenance::default()
+        };
+        let default = Experiment::default_comparison();
+        // f = 1: four single-thread replicas and a clients node on 2 cores.
+        assert_eq!(warnings(&default, &hosts, &quiet), Vec::<String>::new());
+        let f3 = Experiment {
+            f: 3,
+            ..default.clone()
+        };
+        let warned = warnings(&f3, &hosts, &quiet);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].starts_with("11 processes with 11 node threads share this machine's 2 cores"),
+            "{warned:?}"
+        );
+        // The same experiment on remote hosts does not load this machine.
+        let remote: Vec<Host> = hosts
+            .iter()
+            .map(|h| Host {
+                launcher: Launcher::Ssh {
+                    target: crate::hosts::ssh::SshTarget::parse("me@10.0.0.2").unwrap(),
+                    remote_binary: "/tmp/node".into(),
+                },
+                ..h.clone()
+            })
+            .collect();
+        assert!(warnings(&f3, &remote, &quiet).is_empty());
+        let busy = Provenance {
+            busy_percent_before: Some(60.0),
+            load_before: Some(1.5),
+            ..quiet
+        };
+        let warned = warnings(&default, &hosts, &busy);
+        assert_eq!(
+            warned,
+            [
+                "this machine was 60% busy before the run (load average 1.50): \
+              other work will compete with the nodes"
+            ]
+        );
+    }
+
     #[test]
     fn dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));

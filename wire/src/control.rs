@@ -814,10 +814,18 @@ impl ClientsConfig {
 
 impl Workload {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every reason the workload cannot run, in order; empty if it can. The
+    /// runner checks an experiment's workload with this before any node
+    /// starts, so the rules live here only.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
         match self {
             Workload::Null { op_size } => {
                 if *op_size as usize > OP_SIZE_MAX {
-                    return Err(ConfigError::OpSize {
+                    problems.push(ConfigError::OpSize {
                         size: *op_size,
                         max: OP_SIZE_MAX,
                     });
@@ -825,23 +833,23 @@ impl Workload {
             }
             Workload::Kv(kv) => {
                 if kv.keys == 0 {
-                    return Err(ConfigError::NoKeys);
+                    problems.push(ConfigError::NoKeys);
                 }
                 if kv.value_size as usize > KV_VALUE_SIZE_MAX {
-                    return Err(ConfigError::ValueSize {
+                    problems.push(ConfigError::ValueSize {
                         size: kv.value_size,
                         max: KV_VALUE_SIZE_MAX,
                     });
                 }
                 if !(0.0..=1.0).contains(&kv.read_ratio) {
-                    return Err(ConfigError::ReadRatio(kv.read_ratio));
+                    problems.push(ConfigError::ReadRatio(kv.read_ratio));
                 }
                 if let KeyDistribution::Zipf { exponent } = kv.distribution {
                     if !exponent.is_finite() || exponent < 0.0 {
-                        return Err(ConfigError::ZipfExponent(exponent));
+                        problems.push(ConfigError::ZipfExponent(exponent));
                     }
                     if kv.keys > ZIPF_KEYS_MAX {
-                        return Err(ConfigError::ZipfKeys {
+                        problems.push(ConfigError::ZipfKeys {
                             keys: kv.keys,
                             max: ZIPF_KEYS_MAX,
                         });
@@ -849,7 +857,7 @@ impl Workload {
                 }
             }
         }
-        Ok(())
+        problems
     }
 }
 
