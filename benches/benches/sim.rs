@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use protocols::simulate::run_seed;
 use protocols::simulate::unreplicated::system;
-use protocols::simulate::{Protocol, run_seed};
 use runtime::Time;
 use runtime::sim::Network;
 
@@ -36,13 +36,13 @@ fn bench_sim(c: &mut Criterion) {
     }
     // Whole seeds as the runner runs them: fault plan, checkers and all.
     let deliveries: u64 = (0..20)
-        .map(|seed| run_seed(Protocol::Unreplicated, seed).deliveries)
+        .map(|seed| run_seed(protocols::unreplicated::PROTOCOL, seed).deliveries)
         .sum();
     group.throughput(Throughput::Elements(deliveries));
     group.bench_function("run_seed/20-seeds-with-checks", |b| {
         b.iter(|| {
             for seed in 0..20 {
-                assert!(run_seed(Protocol::Unreplicated, seed).passed);
+                assert!(run_seed(protocols::unreplicated::PROTOCOL, seed).passed);
             }
         })
     });

@@ -49,14 +49,14 @@ use clap::Args;
 use hdrhistogram::serialization::{Serializer as _, V2Serializer};
 use nix::sys::resource::{UsageWho, getrusage};
 use protocols::app::{App, KvApp, NullApp};
-use protocols::simulate::Protocol;
-use protocols::{pbft, unreplicated};
-use runtime::deploy::{self, ClientFactory, ClientsSetup, ReplicaSetup, Running, Totals};
+use protocols::registry::{Protocol, Start};
+use runtime::deploy::{ClientsSetup, ReplicaSetup, Running, Totals};
 use wire::control::auth::{ControlSecret, DeadlineReader, HandshakeError, node_handshake};
 use wire::control::{
     AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, Event, EventFrame, FinalReport,
     FrameError, IntervalReport, NodeConfig, Role, Started, decode_command, read_frame, write_frame,
 };
+use wire::registry::Settings;
 use wire::{ClientId, ReplicaId};
 
 use crate::{panics, workload};
@@ -70,8 +70,6 @@ pub const HANDSHAKES_MAX: usize = 8;
 /// How long the node waits for the whole first command once the runner has
 /// proved itself.
 pub const FIRST_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-// `validate` lets through every replica count a protocol here can run.
-const _: () = assert!(pbft::REPLICAS_MAX <= wire::control::REPLICAS_MAX);
 
 /// Longest line the node reads its secret from.
 const SECRET_LINE_MAX: u64 = 1024;
@@ -254,13 +252,18 @@ fn serve(conn: &mut Connection, refused: &Refused) -> anyhow::Result<()> {
     let config = conn.first_command()?;
     config.validate().context("invalid config")?;
     let protocol: Protocol = config.protocol.parse().map_err(|e: String| anyhow!(e))?;
+    let settings = protocol
+        .spec()
+        .settings(&config.settings)
+        .map_err(|problems| anyhow!(problems.join("; ")))?;
     let node = config.role.to_string();
     let start = Instant::now();
-    let running = start_node(protocol, &config).with_context(|| format!("starting {node}"))?;
+    let running =
+        start_node(protocol, &settings, &config).with_context(|| format!("starting {node}"))?;
     conn.send(Event::Started(Started {
         transport: running.transport(),
         addrs: running.local_addrs(),
-        parameters: parameters(protocol),
+        parameters: protocol.parameters(&settings),
     }))?;
     conn.listen()?;
 
@@ -347,111 +350,31 @@ fn report_until_stopped(
     }
 }
 
-/// The protocol's fixed parameters, for the record of a run.
-fn parameters(protocol: Protocol) -> Vec<(String, String)> {
-    let parameters = match protocol {
-        Protocol::Unreplicated => Vec::new(),
-        Protocol::Pbft => pbft::parameters(),
+/// Starts the node `config` describes, on the real runtime, through the
+/// protocol's entry in the registry.
+fn start_node(
+    protocol: Protocol,
+    settings: &Settings,
+    config: &NodeConfig,
+) -> anyhow::Result<Running> {
+    let node = match &config.role {
+        Role::Replica { id } => Start::Replica {
+            id: ReplicaId(*id),
+            secret_key: config.secret_key.clone(),
+            app: app(config.app),
+            setup: replica_setup(config, *id),
+        },
+        Role::Clients(clients) => Start::Clients {
+            resend: Duration::from_millis(clients.resend_ms),
+            key_seed: clients.key_seed.clone(),
+            ops: workload::op_factory(&clients.workload),
+            setup: clients_setup(config, clients),
+        },
     };
-    parameters
-        .into_iter()
-        .map(|(name, value)| (name.to_string(), value))
-        .collect()
-}
-
-/// Starts the node `config` describes, on the real runtime.
-fn start_node(protocol: Protocol, config: &NodeConfig) -> anyhow::Result<Running> {
-    match protocol {
-        Protocol::Unreplicated => start_unreplicated(config),
-        Protocol::Pbft => start_pbft(config),
-    }
-}
-
-fn start_pbft(config: &NodeConfig) -> anyhow::Result<Running> {
-    let n = config.replicas.len();
-    if n < 4 {
-        bail!("pbft needs at least 4 replicas (3f + 1), but `replicas` names {n}");
-    }
-    if n > pbft::REPLICAS_MAX {
-        bail!(
-            "pbft runs at most {} replicas (a new-view message must fit a datagram), but `replicas` names {n}",
-            pbft::REPLICAS_MAX
-        );
-    }
-    if config.public_keys.len() != n {
-        bail!(
-            "pbft needs one public key per replica: {} keys for {n} replicas",
-            config.public_keys.len()
-        );
-    }
-    let group =
-        Arc::new(pbft::Config::new(&config.public_keys).map_err(|e| anyhow!("public keys: {e}"))?);
-    let running = match &config.role {
-        Role::Replica { id } => {
-            let Some(key) = &config.secret_key else {
-                bail!("a pbft replica needs its secret key (`secret_key`)");
-            };
-            let codec = Arc::new(
-                pbft::Codec::replica(Arc::clone(&group), ReplicaId(*id), key)
-                    .map_err(|e| anyhow!("secret key: {e}"))?,
-            );
-            if pbft_public_key(key)? != config.public_keys[usize::from(*id)] {
-                bail!("secret_key does not match public_keys[{id}]");
-            }
-            let replica = pbft::Replica::new(ReplicaId(*id), Arc::clone(&codec), app(config.app));
-            deploy::spawn_replica(replica, codec, replica_setup(config, *id))
-        }
-        Role::Clients(clients) => {
-            let resend = Duration::from_millis(clients.resend_ms);
-            let codec = Arc::new(pbft::Codec::client(group, &clients.key_seed));
-            let client_codec = Arc::clone(&codec);
-            let make_client: ClientFactory<pbft::Client> = Arc::new(move |id| {
-                client_codec.register_client(id);
-                pbft::Client::new(id, Arc::clone(client_codec.config()), resend)
-            });
-            deploy::spawn_clients(
-                make_client,
-                codec,
-                workload::op_factory(&clients.workload),
-                clients_setup(config, clients),
-            )
-        }
-    };
-    running.map_err(Into::into)
-}
-
-fn pbft_public_key(key: &wire::SecretKey) -> anyhow::Result<wire::PublicKey> {
-    Ok(wire::Signer::new(key)
-        .map_err(|e| anyhow!("secret key: {e}"))?
-        .public_key())
-}
-
-fn start_unreplicated(config: &NodeConfig) -> anyhow::Result<Running> {
-    if config.replicas.len() != 1 {
-        bail!(
-            "unreplicated runs exactly one replica, but `replicas` names {}",
-            config.replicas.len()
-        );
-    }
-    let codec = Arc::new(unreplicated::Codec);
-    let running = match &config.role {
-        Role::Replica { id } => {
-            let server = unreplicated::Server::new(app(config.app));
-            deploy::spawn_replica(server, codec, replica_setup(config, *id))
-        }
-        Role::Clients(clients) => {
-            let resend = Duration::from_millis(clients.resend_ms);
-            let make_client: ClientFactory<unreplicated::Client> =
-                Arc::new(move |id| unreplicated::Client::new(id, resend));
-            deploy::spawn_clients(
-                make_client,
-                codec,
-                workload::op_factory(&clients.workload),
-                clients_setup(config, clients),
-            )
-        }
-    };
-    running.map_err(Into::into)
+    protocol
+        .kit()
+        .start(config, settings, node)
+        .map_err(|e| anyhow!(e))
 }
 
 fn app(app: AppConfig) -> Box<dyn App> {

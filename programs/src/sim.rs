@@ -275,7 +275,12 @@ mod tests {
 
     #[test]
     fn passed_report_has_trace_hash_line_and_verdict() {
-        let text = render_report(Protocol::Unreplicated, Profile::Mix, &report(true), &[]);
+        let text = render_report(
+            protocols::unreplicated::PROTOCOL,
+            Profile::Mix,
+            &report(true),
+            &[],
+        );
         assert!(text.lines().any(|l| l == "trace hash: 00ff"), "{text}");
         assert!(text.lines().any(|l| l == "PASSED"), "{text}");
         assert!(text.contains("faults injected: 3 (dropped 1,"), "{text}");
@@ -288,7 +293,12 @@ mod tests {
 
     #[test]
     fn failed_report_names_reason_and_replay_command() {
-        let text = render_report(Protocol::Unreplicated, Profile::All, &report(false), &[]);
+        let text = render_report(
+            protocols::unreplicated::PROTOCOL,
+            Profile::All,
+            &report(false),
+            &[],
+        );
         assert!(text.contains("FAILED: linearizability violated"), "{text}");
         assert!(
             text.contains(
@@ -302,7 +312,7 @@ mod tests {
     #[test]
     fn panic_becomes_failed_report_with_message() {
         panics::install_hook(false);
-        let report = run_caught(Protocol::Unreplicated, 42, Profile::Mix, || {
+        let report = run_caught(protocols::unreplicated::PROTOCOL, 42, Profile::Mix, || {
             panic!("invariant broken: slot 3")
         });
         assert!(!report.passed);

@@ -23,9 +23,15 @@ use wire::kv::Op;
 /// datagram, ratios are in range, a Zipf table fits in memory).
 pub fn op_factory(workload: &Workload) -> OpFactory {
     match workload {
-        Workload::Null { op_size } => {
-            let op_size = *op_size as usize;
-            Arc::new(move |_thread| Box::new(move |_rng: &mut Rng| vec![0; op_size]))
+        Workload::Null {
+            op_size,
+            reply_size,
+        } => {
+            let op = wire::control::null_op(*op_size as usize, *reply_size);
+            Arc::new(move |_thread| {
+                let op = op.clone();
+                Box::new(move |_rng: &mut Rng| op.clone())
+            })
         }
         Workload::Kv(kv) => {
             let ops = KvOps::new(kv);
@@ -156,10 +162,16 @@ mod tests {
 
     #[test]
     fn null_ops_have_the_configured_size() {
-        let mut ops = op_factory(&Workload::Null { op_size: 32 })(3);
+        let mut ops = op_factory(&Workload::Null {
+            op_size: 32,
+            reply_size: 0,
+        })(3);
         let mut rng = Rng::new(1);
         assert_eq!(ops(&mut rng), vec![0; 32]);
-        let mut ops = op_factory(&Workload::Null { op_size: 0 })(3);
+        let mut ops = op_factory(&Workload::Null {
+            op_size: 0,
+            reply_size: 0,
+        })(3);
         assert!(ops(&mut rng).is_empty());
     }
 

@@ -68,13 +68,17 @@ pub trait App: Send {
     fn restore(&mut self, snapshot: &[u8]);
 }
 
-/// Does nothing and returns an empty result: measures the protocol alone.
+/// Does nothing and returns an empty result (or zeros of the size the
+/// operation asks for): measures the protocol alone.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NullApp;
 
 impl App for NullApp {
-    fn execute(&mut self, _op: &[u8]) -> Vec<u8> {
-        Vec::new()
+    /// An empty reply, or as many zeros as the operation asks for
+    /// ([`wire::control::null_op`], at most
+    /// [`wire::control::REPLY_SIZE_MAX`]).
+    fn execute(&mut self, op: &[u8]) -> Vec<u8> {
+        vec![0; wire::control::null_reply_size(op)]
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -198,6 +202,19 @@ impl App for KvApp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wire::control::{REPLY_SIZE_MAX, null_op};
+
+    /// A null operation gets the reply it asks for, within the bound,
+    /// whatever bytes a client sends.
+    #[test]
+    fn null_replies_are_as_long_as_asked_and_bounded() {
+        let mut app = NullApp;
+        assert!(app.execute(&null_op(16, 0)).is_empty());
+        assert_eq!(app.execute(&null_op(16, 600)), vec![0; 600]);
+        assert!(app.execute(&null_op(3, 600)).is_empty(), "too short to ask");
+        assert!(app.execute(&[]).is_empty());
+        assert_eq!(app.execute(&[0xff; 8]).len(), REPLY_SIZE_MAX);
+    }
 
     fn run(app: &mut KvApp, op: Op) -> OpResult {
         let bytes = wire::codec::encode_to_vec(&op).unwrap();

@@ -3,6 +3,9 @@
 //! - [`app`]: the [`app::App`] trait and the null and key-value applications.
 //! - [`unreplicated`]: the baseline every replicated protocol is compared to.
 //! - [`pbft`]: Practical Byzantine Fault Tolerance (Castro & Liskov).
+//! - [`registry`]: the one list of protocols, and the [`registry::Kit`]
+//!   trait a protocol implements to be run by `node serve`, `node sim` and
+//!   the seeded runs.
 //! - [`simulate`]: runs one seed of a protocol in the simulator with faults and
 //!   checkers; what `node sim` and the tests call.
 //! - [`planted`]: bugs put back on purpose (test builds only), to show the
@@ -11,5 +14,6 @@
 pub mod app;
 pub mod pbft;
 pub mod planted;
+pub mod registry;
 pub mod simulate;
 pub mod unreplicated;

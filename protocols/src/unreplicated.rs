@@ -275,3 +275,53 @@ impl SharedState for Codec {
         }
     }
 }
+
+/// The baseline in the protocol registry ([`crate::registry`]).
+pub const PROTOCOL: crate::registry::Protocol = crate::registry::Protocol::new(&Kit);
+
+/// What the registry runs the baseline with.
+#[derive(Clone, Copy, Debug)]
+pub struct Kit;
+
+impl crate::registry::Kit for Kit {
+    fn spec(&self) -> &'static wire::registry::ProtocolSpec {
+        &wire::unreplicated::SPEC
+    }
+
+    fn start(
+        &self,
+        _config: &wire::control::NodeConfig,
+        _settings: &wire::registry::Settings,
+        node: crate::registry::Start,
+    ) -> Result<runtime::deploy::Running, String> {
+        use crate::registry::Start;
+        use runtime::deploy;
+        let codec = std::sync::Arc::new(Codec);
+        let running = match node {
+            Start::Replica { app, setup, .. } => {
+                deploy::spawn_replica(Server::new(app), codec, setup)
+            }
+            Start::Clients {
+                resend, ops, setup, ..
+            } => {
+                let make_client: deploy::ClientFactory<Client> =
+                    std::sync::Arc::new(move |id| Client::new(id, resend));
+                deploy::spawn_clients(make_client, codec, ops, setup)
+            }
+        };
+        running.map_err(|e| e.to_string())
+    }
+
+    fn random_run(
+        &self,
+        seed: u64,
+        profile: crate::simulate::Profile,
+        trace: bool,
+    ) -> crate::simulate::Simulated {
+        crate::simulate::unreplicated::random_run(seed, profile, trace)
+    }
+
+    fn fixed_run(&self, clients: u64, ops: u64) -> crate::simulate::Simulated {
+        crate::simulate::unreplicated::fixed_run(clients, ops)
+    }
+}

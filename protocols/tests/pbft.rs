@@ -8,14 +8,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use protocols::app::KvApp;
-use protocols::pbft::{
-    CHECKPOINT_INTERVAL, CHECKPOINT_VOTES_MAX, LOG_MAX, VIEW_CHANGE_TIMEOUT, batch_digest,
-};
+use protocols::pbft::{CHECKPOINT_INTERVAL, CHECKPOINT_VOTES_MAX, LOG_MAX, batch_digest};
 use protocols::simulate::pbft::{
     System, add_client, config, equivocate, keys, replica_node, system,
 };
 use protocols::simulate::{
-    Entry, ExecutionLog, KvWorkload, Profile, Protocol, check, replay_command, run_seed, simulate,
+    Entry, ExecutionLog, KvWorkload, Profile, check, replay_command, run_seed, simulate,
 };
 use runtime::sim::{Byzantine, Network, Simulator};
 use runtime::{Addr, ReplicaId, Rng, Time};
@@ -181,7 +179,7 @@ fn two_consecutive_faulty_primaries() {
     assert!(total(&sim, "view change: new view took too long") >= 5);
     assert_eq!(ran_view_1.get(), 0, "view 1 was abandoned");
     assert!(counter(&sim, replica(2), "view change: new view sent") >= 1);
-    let doubled = 2 * VIEW_CHANGE_TIMEOUT.as_millis() as u64;
+    let doubled = 2 * wire::pbft::VIEW_CHANGE_TIMEOUT_MS.default;
     assert!(
         timeout_max.get() >= doubled,
         "timeout reached {} ms",
@@ -408,8 +406,8 @@ fn partitioned_replica_catches_up_by_state_transfer() {
 #[test]
 fn same_seed_same_trace_hash() {
     for seed in [0, 1, 42, 1_000_003] {
-        let a = run_seed(Protocol::Pbft, seed);
-        let b = run_seed(Protocol::Pbft, seed);
+        let a = run_seed(protocols::pbft::PROTOCOL, seed);
+        let b = run_seed(protocols::pbft::PROTOCOL, seed);
         assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
         assert_eq!(
             (a.ops_completed, a.deliveries, a.faults, a.simulated_ns),
@@ -427,12 +425,12 @@ fn random_seeds(profile: Profile, seeds: std::ops::Range<u64>) -> Vec<(&'static 
         .map(|(name, _)| (*name, 0))
         .collect::<Vec<_>>();
     for seed in seeds {
-        let report = simulate(Protocol::Pbft, seed, profile, false).report;
+        let report = simulate(protocols::pbft::PROTOCOL, seed, profile, false).report;
         assert!(
             report.passed,
             "seed {seed} failed: {}\nreplay: {}",
             report.failure.unwrap_or_default(),
-            replay_command(Protocol::Pbft, seed, profile)
+            replay_command(protocols::pbft::PROTOCOL, seed, profile)
         );
         for ((_, runs), (_, n)) in runs_with.iter_mut().zip(report.faults.kinds()) {
             *runs += u64::from(n > 0);
@@ -495,8 +493,10 @@ fn beyond_the_model_the_checkers_find_violations() {
         .filter(|&seed| {
             // A replica that finds itself diverged from a stable checkpoint
             // panics: that is a failure too.
-            std::panic::catch_unwind(|| simulate(Protocol::Pbft, seed, Profile::Beyond, false))
-                .map_or(true, |outcome| !outcome.report.passed)
+            std::panic::catch_unwind(|| {
+                simulate(protocols::pbft::PROTOCOL, seed, Profile::Beyond, false)
+            })
+            .map_or(true, |outcome| !outcome.report.passed)
         })
         .count();
     assert!(

@@ -30,7 +30,7 @@ fn first_failure(bug: Bug, budget: u64) -> Option<(u64, String)> {
     (0..budget).find_map(|seed| {
         let run = catch_unwind(AssertUnwindSafe(|| {
             planted::with(Some(bug), || {
-                simulate(Protocol::Pbft, seed, Profile::All, false)
+                simulate(protocols::pbft::PROTOCOL, seed, Profile::All, false)
             })
         }));
         match run {
@@ -93,7 +93,7 @@ fn a_new_view_check_that_ignores_prepared_is_caught() {
 #[test]
 fn nothing_planted_nothing_caught() {
     for seed in 0..200 {
-        let outcome = simulate(Protocol::Pbft, seed, Profile::All, false);
+        let outcome = simulate(protocols::pbft::PROTOCOL, seed, Profile::All, false);
         assert!(
             outcome.report.passed,
             "seed {seed}: {:?}",

@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use protocols::simulate::unreplicated::{RESEND_INTERVAL, add_client, system};
-use protocols::simulate::{ExecutionLog, Profile, Protocol, check, replay_command, run_seed};
+use protocols::simulate::{ExecutionLog, Profile, check, replay_command, run_seed};
 use protocols::unreplicated::SERVER;
 use runtime::check::linearizability;
 use runtime::sim::{Network, Noise, Simulator};
@@ -230,8 +230,8 @@ fn server_restart_loses_state() {
 #[test]
 fn same_seed_same_trace_hash() {
     for seed in [0, 1, 42, 1_000_003] {
-        let a = run_seed(Protocol::Unreplicated, seed);
-        let b = run_seed(Protocol::Unreplicated, seed);
+        let a = run_seed(protocols::unreplicated::PROTOCOL, seed);
+        let b = run_seed(protocols::unreplicated::PROTOCOL, seed);
         assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
         assert_eq!(
             (a.ops_completed, a.deliveries, a.faults, a.simulated_ns),
@@ -243,7 +243,7 @@ fn same_seed_same_trace_hash() {
 #[test]
 fn different_seeds_different_trace_hashes() {
     let hashes: std::collections::HashSet<String> = (0..50)
-        .map(|seed| run_seed(Protocol::Unreplicated, seed).trace_hash)
+        .map(|seed| run_seed(protocols::unreplicated::PROTOCOL, seed).trace_hash)
         .collect();
     assert_eq!(hashes.len(), 50);
 }
@@ -256,12 +256,12 @@ fn random_seeds_pass() {
     let mut faults = wire::sim::FaultCounts::default();
     let mut ops = 0;
     for seed in 0..500 {
-        let report = run_seed(Protocol::Unreplicated, seed);
+        let report = run_seed(protocols::unreplicated::PROTOCOL, seed);
         assert!(
             report.passed,
             "seed {seed} failed: {}\nreplay: {}",
             report.failure.unwrap_or_default(),
-            replay_command(Protocol::Unreplicated, seed, Profile::Mix)
+            replay_command(protocols::unreplicated::PROTOCOL, seed, Profile::Mix)
         );
         faults.add(&report.faults);
         ops += report.ops_completed;

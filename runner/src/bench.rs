@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use indicatif::MultiProgress;
 use runner::cargo;
-use runner::experiment::{BASELINE, Experiment, PROTOCOLS, Sweep};
+use runner::experiment::{BASELINE, Experiment, PROTOCOLS, Setting, Sweep};
 use runner::hosts::netns::{NetemProfile, NetnsHosts};
 use runner::hosts::ssh::SshHosts;
 use runner::hosts::{LocalHosts, Provider};
@@ -32,7 +32,7 @@ const OPEN_LOOP_CLIENTS: u32 = 100;
 
 /// The protocols `--protocol` accepts.
 fn protocol_names() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(PROTOCOLS.iter().map(|info| info.name))
+    clap::builder::PossibleValuesParser::new(PROTOCOLS.iter().map(|spec| spec.name))
 }
 
 #[derive(Debug, Args)]
@@ -154,15 +154,29 @@ struct CommonArgs {
     /// reply is empty) or `kv` (a key-value store: gets and puts).
     #[arg(long, value_enum, default_value_t = AppArg::Null)]
     app: AppArg,
-    /// Null app: bytes in each operation.
-    #[arg(long, default_value_t = 16)]
-    op_size: u32,
+    /// Null app: bytes in each operation; several, comma-separated, sweep
+    /// them.
+    #[arg(long, value_delimiter = ',', default_value = "16")]
+    op_size: Vec<u32>,
+    /// Null app: bytes in each reply (the operation asks for them, so it
+    /// needs at least 4 bytes); several, comma-separated, sweep them.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    reply_size: Vec<u32>,
     /// KV app: keys the operations draw from.
     #[arg(long, default_value_t = 1000)]
     keys: u64,
-    /// KV app: bytes in each put's value.
-    #[arg(long, default_value_t = 64)]
-    value_size: u32,
+    /// KV app: bytes in each put's value; several, comma-separated, sweep
+    /// them.
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    value_size: Vec<u32>,
+    /// A protocol tunable or workload parameter, `NAME=VALUE`, or swept,
+    /// `NAME=V1,V2,...`; repeat for several (sweeps multiply). Tunables are
+    /// `PROTOCOL.TUNABLE` (`pbft.batch_max=16`; `runner protocols` lists
+    /// them with their bounds); workload parameters are `op_size`,
+    /// `reply_size`, `value_size` and `keys`. Every value used is recorded
+    /// in the results.
+    #[arg(long = "set", value_parser = Setting::parse)]
+    set: Vec<Setting>,
     /// KV app: fraction of operations that are gets (0 to 1); the rest are
     /// puts.
     #[arg(long, default_value_t = 0.5)]
@@ -255,18 +269,20 @@ impl CommonArgs {
         };
         experiment.idle = self.idle;
         experiment.client_threads = self.client_threads;
+        let first = |values: &[u32], default| values.first().copied().unwrap_or(default);
         (experiment.app, experiment.workload) = match self.app {
             AppArg::Null => (
                 AppConfig::Null,
                 Workload::Null {
-                    op_size: self.op_size,
+                    op_size: first(&self.op_size, 16),
+                    reply_size: first(&self.reply_size, 0),
                 },
             ),
             AppArg::Kv => (
                 AppConfig::Kv,
                 Workload::Kv(KvWorkload {
                     keys: self.keys,
-                    value_size: self.value_size,
+                    value_size: first(&self.value_size, 64),
                     read_ratio: self.read_ratio,
                     distribution: if self.zipf > 0.0 {
                         KeyDistribution::Zipf {
@@ -278,6 +294,20 @@ impl CommonArgs {
                 }),
             ),
         };
+        experiment.settings = self.set.clone();
+        let swept = [
+            ("op_size", &self.op_size),
+            ("reply_size", &self.reply_size),
+            ("value_size", &self.value_size),
+        ];
+        for (name, values) in swept {
+            if values.len() > 1 {
+                experiment.settings.push(Setting {
+                    name: name.to_string(),
+                    values: values.iter().map(|&v| u64::from(v)).collect(),
+                });
+            }
+        }
     }
 }
 
@@ -333,6 +363,48 @@ pub struct DefaultArgs {
     clients: Vec<u32>,
     #[command(flatten)]
     out: OutArgs,
+}
+
+/// What `runner protocols` prints: every protocol of the registry, how many
+/// replicas it runs, and its tunables with their defaults and bounds.
+pub fn protocols_text() -> String {
+    let mut text = String::new();
+    for spec in PROTOCOLS {
+        let mut traits = vec![if spec.is_replicated() {
+            format!("{} replicas", spec.replication.rule())
+        } else {
+            "one replica".to_string()
+        }];
+        if spec.is_replicated() {
+            traits.push(format!("at most {}", spec.replicas_max));
+        }
+        if spec.signs {
+            traits.push("signed".to_string());
+        }
+        if spec.batches {
+            traits.push("batches".to_string());
+        }
+        text.push_str(&format!(
+            "{} ({})\n  {}\n",
+            spec.name,
+            traits.join(", "),
+            spec.about
+        ));
+        if spec.tunables.is_empty() {
+            text.push_str("  no tunables\n");
+        }
+        for t in spec.tunables {
+            text.push_str(&format!(
+                "  {}.{} = {} {} ({} to {}): {}\n",
+                spec.name, t.name, t.default, t.unit, t.min, t.max, t.about
+            ));
+        }
+    }
+    text.push_str(&format!(
+        "workload parameters (--set NAME=V[,V...] or their own options): {}\n",
+        runner::experiment::WORKLOAD_PARAMETERS.join(", ")
+    ));
+    text
 }
 
 /// The default comparison, on local hosts.

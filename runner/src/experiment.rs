@@ -7,48 +7,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use wire::control::{AppConfig, Arrivals, ConfigError, Idle, ThreadMap, TransportKind, Workload};
 
-/// A protocol the node program runs, as the runner needs to know it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProtocolInfo {
-    pub name: &'static str,
-    /// How many replicas it runs for `f` faults.
-    pub replication: Replication,
-    /// The largest group it supports (its own bound, checked by its replicas).
-    pub replicas_max: u32,
-}
-
-/// The protocols the node program runs. The runner does not link protocol
-/// code, so this list is kept in step with `protocols::simulate::Protocol`
-/// (and PBFT's `REPLICAS_MAX`) by hand.
-pub const PROTOCOLS: &[ProtocolInfo] = &[
-    ProtocolInfo {
-        name: "unreplicated",
-        replication: Replication::Single,
-        replicas_max: 1,
-    },
-    ProtocolInfo {
-        name: "pbft",
-        replication: Replication::Bft,
-        replicas_max: 10,
-    },
-];
-
-/// Protocols whose replicas sign their messages, and so need keys.
-pub const SIGNED: &[&str] = &["pbft"];
-
-/// How many replicas a protocol runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Replication {
-    /// One server, whatever `f`.
-    Single,
-    /// `3f + 1` replicas (Byzantine fault tolerance).
-    Bft,
-    /// `2f + 1` replicas (crash fault tolerance).
-    Cft,
-}
+/// The protocols the node program runs, from the one registry in `wire`
+/// (the runner links no protocol code, and keeps no list of its own).
+pub use wire::registry::{PROTOCOLS, ProtocolSpec, Replication};
 
 /// The protocol every other is compared to.
-pub const BASELINE: &str = "unreplicated";
+pub const BASELINE: &str = wire::registry::BASELINE.name;
 
 /// The default comparison's client counts (and `bench`'s closed-loop sweep).
 pub const DEFAULT_CLIENTS: &[u32] = &[1, 10, 100, 1000];
@@ -96,6 +60,13 @@ fn workload_problems(app: AppConfig, workload: &Workload) -> Vec<String> {
             ConfigError::OpSize { size, max } => {
                 format!("--op-size {size}: at most {max} bytes (an operation fits in a datagram)")
             }
+            ConfigError::ReplySize { size, max } => {
+                format!("--reply-size {size}: at most {max} bytes (a reply fits in a datagram)")
+            }
+            ConfigError::ReplySizeNeedsOp { op_size } => format!(
+                "--op-size {op_size}: with --reply-size, at least 4 bytes (the operation carries \
+                 the reply's size)"
+            ),
             ConfigError::NoKeys => {
                 "--keys 0: the key-value workload needs at least one key".to_string()
             }
@@ -111,49 +82,34 @@ fn workload_problems(app: AppConfig, workload: &Workload) -> Vec<String> {
             ConfigError::ZipfKeys { max, .. } => {
                 format!("--keys {keys}: a zipf workload takes at most {max} keys")
             }
-            other => format!("workload: {other}"),
+            other => other.to_string(),
         })
         .collect()
 }
 
-/// What the runner knows of `protocol`, if the node program runs it.
-pub fn protocol_info(protocol: &str) -> Option<&'static ProtocolInfo> {
-    PROTOCOLS.iter().find(|info| info.name == protocol)
-}
-
-/// How `protocol` replicates, if it is one the node program runs.
-pub fn replication(protocol: &str) -> Option<Replication> {
-    protocol_info(protocol).map(|info| info.replication)
+/// What the registry says of `protocol`, if the node program runs it.
+pub fn protocol_spec(protocol: &str) -> Option<&'static ProtocolSpec> {
+    wire::registry::find(protocol)
 }
 
 /// The protocols the node program runs, for messages: "unreplicated, pbft".
 pub fn known_protocols() -> String {
-    let known: Vec<_> = PROTOCOLS.iter().map(|info| info.name).collect();
-    known.join(", ")
+    wire::registry::names()
 }
 
 /// Checks `protocol` is one the node program runs; the error names the
 /// known ones.
 pub fn check_protocol(protocol: &str) -> anyhow::Result<()> {
-    match replication(protocol) {
-        Some(_) => Ok(()),
-        None => anyhow::bail!(
-            "unknown protocol {protocol:?}; known: {}",
-            known_protocols()
-        ),
-    }
+    wire::registry::lookup(protocol)
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Replicas `protocol` runs to tolerate `f` faults, or an error naming the
 /// known protocols.
 pub fn replica_count(protocol: &str, f: u32) -> anyhow::Result<u32> {
-    check_protocol(protocol)?;
-    let replication = replication(protocol).expect("checked");
-    Ok(match replication {
-        Replication::Single => 1,
-        Replication::Bft => f.saturating_mul(3).saturating_add(1),
-        Replication::Cft => f.saturating_mul(2).saturating_add(1),
-    })
+    let spec = wire::registry::lookup(protocol).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(spec.replicas(f))
 }
 
 /// How load is offered at each point of a sweep.
@@ -195,6 +151,12 @@ pub struct Experiment {
     pub transport: TransportKind,
     pub app: AppConfig,
     pub workload: Workload,
+    /// Protocol tunables (`pbft.batch_max`) and workload parameters
+    /// (`op_size`) this experiment sets, each to one value or swept over
+    /// several (see [`Setting`]). Absent in experiments recorded before
+    /// settings existed: none.
+    #[serde(default)]
+    pub settings: Vec<Setting>,
     /// Client retransmission interval.
     pub resend: Duration,
     /// How often nodes report progress.
@@ -211,7 +173,7 @@ impl Experiment {
     /// [`DEFAULT_POINT_MAX`] long (5 s with two protocols, 2.4 s with five),
     /// warm-up a fifth of a point and cool-down a tenth.
     pub fn default_comparison() -> Experiment {
-        let protocols: Vec<String> = PROTOCOLS.iter().map(|info| info.name.to_string()).collect();
+        let protocols: Vec<String> = PROTOCOLS.iter().map(|spec| spec.name.to_string()).collect();
         let loads = DEFAULT_CLIENTS.len() as u32;
         let duration = (DEFAULT_POINTS_BUDGET / (loads * protocols.len() as u32).max(1))
             .clamp(DEFAULT_POINT_MIN, DEFAULT_POINT_MAX);
@@ -230,16 +192,22 @@ impl Experiment {
             idle: Idle::SpinThenBlock { spin_us: 100 },
             transport: TransportKind::Auto,
             app: AppConfig::Null,
-            workload: Workload::Null { op_size: 16 },
+            workload: Workload::Null {
+                op_size: 16,
+                reply_size: 0,
+            },
+            settings: Vec::new(),
             resend: Duration::from_millis(200),
             report_interval: Duration::from_millis(250),
         }
     }
 
     /// Every point, in the order they run: trial by trial, and within a
-    /// trial load by load, every protocol at that load before the next load.
-    /// So protocols interleave (A trial 1, B trial 1, A trial 2, ...), and a
-    /// noisy minute on the machine lands on all of them rather than on one.
+    /// trial load by load, every protocol at that load before the next load
+    /// (each protocol in every variant of the settings swept that apply to
+    /// it: its own tunables and the workload's). So protocols interleave (A
+    /// trial 1, B trial 1, A trial 2, ...), and a noisy minute on the
+    /// machine lands on all of them rather than on one.
     pub fn points(&self) -> Vec<Point> {
         let loads: Vec<(u32, Option<u64>)> = match &self.sweep {
             Sweep::Clients(counts) => counts.iter().map(|&c| (c, None)).collect(),
@@ -249,16 +217,88 @@ impl Experiment {
         for trial in 1..=self.trials {
             for &(clients, rate) in &loads {
                 for protocol in &self.protocols {
-                    points.push(Point {
-                        protocol: protocol.clone(),
-                        clients,
-                        rate,
-                        trial,
-                    });
+                    for variant in self.variants(protocol) {
+                        points.push(Point {
+                            protocol: protocol.clone(),
+                            variant,
+                            clients,
+                            rate,
+                            trial,
+                        });
+                    }
                 }
             }
         }
         points
+    }
+
+    /// Every combination of the swept settings (more than one value) that
+    /// apply to `protocol`, in the order given; one empty variant when none
+    /// is swept.
+    pub fn variants(&self, protocol: &str) -> Vec<Vec<(String, u64)>> {
+        let mut variants = vec![Vec::new()];
+        for setting in &self.settings {
+            if setting.values.len() < 2 || !setting.applies_to(protocol) {
+                continue;
+            }
+            variants = variants
+                .into_iter()
+                .flat_map(|variant| {
+                    setting.values.iter().map(move |&value| {
+                        let mut variant = variant.clone();
+                        variant.push((setting.name.clone(), value));
+                        variant
+                    })
+                })
+                .collect();
+        }
+        variants
+    }
+
+    /// How many [`Experiment::variants`] `protocol` has (saturating), without
+    /// making them.
+    pub fn variant_count(&self, protocol: &str) -> usize {
+        self.settings
+            .iter()
+            .filter(|setting| setting.values.len() > 1 && setting.applies_to(protocol))
+            .fold(1usize, |count, setting| {
+                count.saturating_mul(setting.values.len())
+            })
+    }
+
+    /// The value of `setting` at `point`: the point's own if it is swept,
+    /// else the one value given.
+    fn value_at(setting: &Setting, point: &Point) -> Option<u64> {
+        match point.variant.iter().find(|(name, _)| *name == setting.name) {
+            Some(&(_, value)) => Some(value),
+            None => setting.values.first().copied(),
+        }
+    }
+
+    /// The tunables `point`'s protocol runs with, as its nodes take them
+    /// (names without the protocol); the others keep their defaults.
+    pub fn node_settings(&self, point: &Point) -> Vec<(String, u64)> {
+        self.settings
+            .iter()
+            .filter_map(|setting| {
+                let (protocol, tunable) = setting.name.split_once('.')?;
+                let value = Self::value_at(setting, point)?;
+                (protocol == point.protocol).then(|| (tunable.to_string(), value))
+            })
+            .collect()
+    }
+
+    /// The workload at `point`: the experiment's, with the workload
+    /// parameters set or swept.
+    pub fn workload_at(&self, point: &Point) -> Workload {
+        let mut workload = self.workload.clone();
+        for setting in &self.settings {
+            let Some(value) = Self::value_at(setting, point) else {
+                continue;
+            };
+            let _ = set_workload_parameter(&mut workload, &setting.name, value);
+        }
+        workload
     }
 
     /// Checks the experiment can run, before any node starts: one error
@@ -287,14 +327,13 @@ impl Experiment {
             match replica_count(protocol, self.f) {
                 Err(error) => check(false, format!("--protocol {protocol}: {error}")),
                 Ok(n) => {
-                    let replicated = replication(protocol) != Some(Replication::Single);
+                    let spec = protocol_spec(protocol).expect("a known protocol");
+                    let replicated = spec.is_replicated();
                     check(
                         !replicated || self.f > 0,
                         format!("--f 0: {protocol} is replicated, to tolerate f >= 1 faults"),
                     );
-                    let most = protocol_info(protocol)
-                        .map_or(0, |info| info.replicas_max)
-                        .min(u32::from(crate::run::PORT_SET_SIZE));
+                    let most = (spec.replicas_max as u32).min(u32::from(crate::run::PORT_SET_SIZE));
                     check(
                         n <= most,
                         format!(
@@ -384,7 +423,108 @@ impl Experiment {
         if let Some(Err(e)) = self.replica_threads.as_ref().map(ThreadMap::validate) {
             check(false, format!("--replica-threads: {e}"));
         }
-        problems.extend(workload_problems(self.app, &self.workload));
+        let points = self
+            .protocols
+            .iter()
+            .map(|protocol| self.variant_count(protocol))
+            .fold(0usize, usize::saturating_add)
+            .saturating_mul(self.loads())
+            .saturating_mul(self.trials as usize);
+        check(
+            points <= POINTS_MAX,
+            format!("the experiment has {points} points; at most {POINTS_MAX}"),
+        );
+        problems.extend(self.settings_problems());
+        // Every workload a point runs (the base one if no point does).
+        let mut workloads = vec![self.workload.clone()];
+        for protocol in self.protocols.iter().take(PROTOCOLS.len()) {
+            if self.variant_count(protocol) > POINTS_MAX {
+                continue;
+            }
+            for variant in self.variants(protocol) {
+                let point = Point {
+                    protocol: protocol.clone(),
+                    variant,
+                    clients: 1,
+                    rate: None,
+                    trial: 1,
+                };
+                let workload = self.workload_at(&point);
+                if !workloads.contains(&workload) {
+                    workloads.push(workload);
+                }
+            }
+        }
+        for workload in &workloads {
+            for problem in workload_problems(self.app, workload) {
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
+        }
+        problems
+    }
+
+    /// Loads in the sweep.
+    fn loads(&self) -> usize {
+        match &self.sweep {
+            Sweep::Clients(counts) => counts.len(),
+            Sweep::Rates { rates, .. } => rates.len(),
+        }
+    }
+
+    /// What is wrong with the settings, in the words of `--set`.
+    fn settings_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (i, setting) in self.settings.iter().enumerate() {
+            let name = &setting.name;
+            if self.settings[..i].iter().any(|s| s.name == *name) {
+                problems.push(format!("--set {name} is given twice"));
+                continue;
+            }
+            if setting.values.is_empty() {
+                problems.push(format!("--set {name}: no value"));
+                continue;
+            }
+            match name.split_once('.') {
+                Some((protocol, tunable)) => {
+                    let Some(spec) = protocol_spec(protocol) else {
+                        problems.push(format!(
+                            "--set {name}: unknown protocol {protocol:?}; known: {}",
+                            known_protocols()
+                        ));
+                        continue;
+                    };
+                    if !self.protocols.iter().any(|p| p == protocol) {
+                        problems.push(format!(
+                            "--set {name}: {protocol} is not one of the protocols this \
+                             experiment runs"
+                        ));
+                    }
+                    let Some(tunable) = spec.tunable(tunable) else {
+                        problems.push(format!(
+                            "--set {name}: {protocol} has no tunable {tunable:?} (it has: {})",
+                            spec.tunable_names()
+                        ));
+                        continue;
+                    };
+                    for &value in &setting.values {
+                        if let Err(problem) = tunable.check(value) {
+                            problems.push(format!("--set {protocol}.{problem}"));
+                        }
+                    }
+                }
+                None => {
+                    let mut workload = self.workload.clone();
+                    for &value in &setting.values {
+                        if let Err(problem) = set_workload_parameter(&mut workload, name, value) {
+                            problems.push(problem);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
         problems
     }
     /// The measured window of each point.
@@ -393,10 +533,85 @@ impl Experiment {
     }
 }
 
+/// Most points one experiment runs (sweeps multiply).
+pub const POINTS_MAX: usize = 10_000;
+
+/// A parameter an experiment sets to one value, or sweeps over several:
+/// `pbft.batch_max` (a protocol's tunable, bounds from the registry) or a
+/// workload parameter, [`WORKLOAD_PARAMETERS`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setting {
+    pub name: String,
+    pub values: Vec<u64>,
+}
+
+impl Setting {
+    /// Whether the setting concerns `protocol`'s points: its own tunables
+    /// and every workload parameter.
+    pub fn applies_to(&self, protocol: &str) -> bool {
+        match self.name.split_once('.') {
+            Some((owner, _)) => owner == protocol,
+            None => true,
+        }
+    }
+
+    /// `NAME=V[,V...]`, as `--set` takes it.
+    pub fn parse(text: &str) -> Result<Setting, String> {
+        let (name, values) = text.split_once('=').ok_or_else(|| {
+            format!("{text:?}: expected NAME=VALUE[,VALUE...], e.g. pbft.batch_max=16")
+        })?;
+        let values = values
+            .split(',')
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{text:?}: {v:?} is not a whole number"))
+            })
+            .collect::<Result<Vec<u64>, String>>()?;
+        Ok(Setting {
+            name: name.trim().to_string(),
+            values,
+        })
+    }
+}
+
+/// The workload parameters `--set` (and their own options) set or sweep.
+pub const WORKLOAD_PARAMETERS: &[&str] = &["op_size", "reply_size", "value_size", "keys"];
+
+/// Sets the workload parameter `name` to `value`, or says why it cannot
+/// (unknown, not this workload's, out of range for its field).
+fn set_workload_parameter(workload: &mut Workload, name: &str, value: u64) -> Result<(), String> {
+    let as_u32 = |value: u64| {
+        u32::try_from(value).map_err(|_| format!("--{} {value}: too large", name.replace('_', "-")))
+    };
+    match (name, workload) {
+        ("op_size", Workload::Null { op_size, .. }) => *op_size = as_u32(value)?,
+        ("reply_size", Workload::Null { reply_size, .. }) => *reply_size = as_u32(value)?,
+        ("value_size", Workload::Kv(kv)) => kv.value_size = as_u32(value)?,
+        ("keys", Workload::Kv(kv)) => kv.keys = value,
+        (name, _) if WORKLOAD_PARAMETERS.contains(&name) => {
+            return Err(format!(
+                "--set {name}: not a parameter of this workload (op_size and reply_size are the \
+                 null app's; value_size and keys the kv app's)"
+            ));
+        }
+        (name, _) => {
+            return Err(format!(
+                "--set {name}: neither a workload parameter ({}) nor PROTOCOL.TUNABLE",
+                WORKLOAD_PARAMETERS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One run of one protocol at one load.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Point {
     pub protocol: String,
+    /// The value of every swept setting that applies to the protocol (see
+    /// [`Experiment::variants`]); empty when nothing is swept.
+    pub variant: Vec<(String, u64)>,
     pub clients: u32,
     /// Open loop: offered operations per second.
     pub rate: Option<u64>,
@@ -404,9 +619,34 @@ pub struct Point {
     pub trial: u32,
 }
 
+impl Point {
+    /// The curve the point belongs to: the protocol, and the swept values
+    /// if any (`pbft batch_max=16`).
+    pub fn series(&self) -> String {
+        series(&self.protocol, &self.variant)
+    }
+}
+
+/// `protocol`, then each swept value: `pbft batch_max=16 op_size=64` (a
+/// tunable's name without its protocol).
+pub fn series(protocol: &str, variant: &[(String, u64)]) -> String {
+    let mut series = protocol.to_string();
+    for (name, value) in variant {
+        let name = name
+            .split_once('.')
+            .map_or(name.as_str(), |(_, tunable)| tunable);
+        series.push_str(&format!(" {name}={value}"));
+    }
+    series
+}
+
 impl std::fmt::Display for Point {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} clients={}", self.protocol, self.clients)?;
+        write!(f, "{}", self.protocol)?;
+        for (name, value) in &self.variant {
+            write!(f, " {name}={value}")?;
+        }
+        write!(f, " clients={}", self.clients)?;
         if let Some(rate) = self.rate {
             write!(f, " rate={rate}/s")?;
         }
@@ -418,6 +658,123 @@ impl std::fmt::Display for Point {
 mod tests {
     use super::*;
     use wire::control::KeyDistribution;
+
+    fn setting(name: &str, values: &[u64]) -> Setting {
+        Setting {
+            name: name.to_string(),
+            values: values.to_vec(),
+        }
+    }
+
+    #[test]
+    fn settings_parse() {
+        assert_eq!(
+            Setting::parse("pbft.batch_max=1, 16").unwrap(),
+            setting("pbft.batch_max", &[1, 16])
+        );
+        assert!(Setting::parse("pbft.batch_max").is_err());
+        assert!(Setting::parse("pbft.batch_max=x").is_err());
+        assert!(Setting::parse("pbft.batch_max=-1").is_err());
+        assert!(Setting::parse("pbft.batch_max=").is_err());
+    }
+
+    /// Swept settings multiply into variants, each applied only where it
+    /// belongs: a protocol's tunables to its own points, workload
+    /// parameters to everyone's.
+    #[test]
+    fn sweeps_make_variants_per_protocol() {
+        let mut experiment = Experiment::default_comparison();
+        experiment.sweep = Sweep::Clients(vec![1, 10]);
+        experiment.settings = vec![
+            setting("pbft.batch_max", &[1, 16]),
+            setting("pbft.window", &[2]),
+            setting("op_size", &[8, 64]),
+        ];
+        experiment.validate().unwrap();
+        assert_eq!(experiment.variant_count("pbft"), 4);
+        assert_eq!(experiment.variant_count("unreplicated"), 2);
+        let points = experiment.points();
+        assert_eq!(points.len(), 2 * (2 + 4));
+        let labels: Vec<String> = points[..6].iter().map(Point::series).collect();
+        assert_eq!(
+            labels,
+            [
+                "unreplicated op_size=8",
+                "unreplicated op_size=64",
+                "pbft batch_max=1 op_size=8",
+                "pbft batch_max=1 op_size=64",
+                "pbft batch_max=16 op_size=8",
+                "pbft batch_max=16 op_size=64",
+            ]
+        );
+        assert!(points[..6].iter().all(|p| p.clients == 1));
+        let pbft = &points[4];
+        assert_eq!(
+            experiment.node_settings(pbft),
+            vec![("batch_max".to_string(), 16), ("window".to_string(), 2)]
+        );
+        assert_eq!(
+            experiment.workload_at(pbft),
+            Workload::Null {
+                op_size: 8,
+                reply_size: 0
+            }
+        );
+        // The baseline gets no PBFT tunable.
+        assert!(experiment.node_settings(&points[1]).is_empty());
+        assert_eq!(
+            experiment.workload_at(&points[1]),
+            Workload::Null {
+                op_size: 64,
+                reply_size: 0
+            }
+        );
+    }
+
+    #[test]
+    fn settings_problems_are_listed() {
+        let mut experiment = Experiment::default_comparison();
+        experiment.settings = vec![
+            setting("pbft.batch_max", &[0, 257]),
+            setting("pbft.batch_max", &[1]),
+            setting("op_size", &[100_000]),
+            setting("keys", &[1]),
+            setting("nonsense", &[1]),
+            setting("pbft.window", &[]),
+        ];
+        let problems = experiment.problems();
+        assert_eq!(
+            problems,
+            [
+                "--set pbft.batch_max=0: out of range, 1 to 256 requests (default 256)",
+                "--set pbft.batch_max=257: out of range, 1 to 256 requests (default 256)",
+                "--set pbft.batch_max is given twice",
+                "--set keys: not a parameter of this workload (op_size and reply_size are the \
+                 null app's; value_size and keys the kv app's)",
+                "--set nonsense: neither a workload parameter (op_size, reply_size, value_size, \
+                 keys) nor PROTOCOL.TUNABLE",
+                "--set pbft.window: no value",
+                "--op-size 100000: at most 64483 bytes (an operation fits in a datagram)",
+            ]
+        );
+        experiment.protocols = vec![BASELINE.to_string()];
+        experiment.settings = vec![setting("pbft.window", &[2])];
+        assert_eq!(
+            experiment.problems(),
+            ["--set pbft.window: pbft is not one of the protocols this experiment runs"]
+        );
+    }
+
+    /// An experiment recorded before settings existed reads back without
+    /// them.
+    #[test]
+    fn experiments_without_settings_read_back() {
+        let experiment = Experiment::default_comparison();
+        let mut json = serde_json::to_value(&experiment).unwrap();
+        json.as_object_mut().unwrap().remove("settings");
+        let back: Experiment = serde_json::from_value(json).unwrap();
+        assert_eq!(back, experiment);
+    }
 
     #[test]
     fn default_comparison_is_valid_and_about_a_minute() {
@@ -534,7 +891,10 @@ mod tests {
             ),
             (
                 Experiment {
-                    workload: Workload::Null { op_size: 100_000 },
+                    workload: Workload::Null {
+                        op_size: 100_000,
+                        reply_size: 0,
+                    },
                     ..base.clone()
                 },
                 "--op-size 100000: at most",

@@ -71,7 +71,10 @@ impl LoopbackSpec {
             transport: TransportKind::Auto,
             idle: Idle::SpinThenBlock { spin_us: 50 },
             app: AppConfig::Null,
-            workload: Workload::Null { op_size: 8 },
+            workload: Workload::Null {
+                op_size: 8,
+                reply_size: 0,
+            },
             load: Load::Closed,
             resend: Duration::from_millis(100),
             warmup: Duration::ZERO,
@@ -93,6 +96,7 @@ impl LoopbackSpec {
             idle: self.idle,
             transport: self.transport,
             report_interval_ms: millis(self.report_interval),
+            settings: Vec::new(),
         }
     }
 

@@ -46,6 +46,9 @@ enum Command {
     Rerun(bench::RerunArgs),
     /// Simulate a protocol over many seeds, or replay one seed.
     Sim(sim::SimArgs),
+    /// List the protocols, their replica rules and their tunables (what
+    /// `--set PROTOCOL.TUNABLE=VALUE` takes, with defaults and bounds).
+    Protocols,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,10 @@ fn main() -> ExitCode {
         Some(Command::Tune(args)) => bench::tune(&args),
         Some(Command::Rerun(args)) => bench::rerun(&args),
         Some(Command::Sim(args)) => sim::run(&args),
+        Some(Command::Protocols) => {
+            print!("{}", bench::protocols_text());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

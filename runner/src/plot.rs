@@ -631,11 +631,11 @@ fn curves(results: &RunResults) -> Vec<Curve> {
             continue;
         }
         match curves.last_mut() {
-            Some(curve) if curve.protocol == load.protocol => curve.loads.push(load),
+            Some(curve) if curve.protocol == load.series() => curve.loads.push(load),
             _ => {
                 let index = curves.len();
                 curves.push(Curve {
-                    protocol: load.protocol.clone(),
+                    protocol: load.series(),
                     loads: vec![load],
                     colour: PALETTE[index % PALETTE.len()],
                     marker: MARKERS[index % MARKERS.len()],

@@ -20,6 +20,7 @@
 //! | column | meaning |
 //! | --- | --- |
 //! | `protocol`, `clients`, `trial` | the point; `trial` counts from 1, as the progress line does |
+//! | `variant` | the swept settings' values at the point (`batch_max=16 op_size=64`: a protocol's tunables, workload parameters); empty when nothing is swept. Each variant is its own curve and table row, and is compared with the baseline at the same workload |
 //! | `throughput_ops` | operations completed per second in the measured window |
 //! | `latency_us_p50`, `latency_us_p99`, `latency_us_mean` | request latency in the measured window, µs |
 //! | `offered_ops` | open loop: the offered rate, operations per second; empty in closed loop |
@@ -77,10 +78,7 @@ use wire::control::{
     VIEW_CHANGES_COUNTER, Workload,
 };
 
-use crate::experiment::{Experiment, Sweep, replica_count};
-
-/// The protocol every other one is compared with (`ratio_to_baseline`).
-pub const BASELINE_PROTOCOL: &str = "unreplicated";
+use crate::experiment::{BASELINE, Experiment, Sweep, replica_count};
 
 pub const CSV_FILE: &str = "results.csv";
 pub const JSON_FILE: &str = "results.json";
@@ -91,6 +89,11 @@ pub const PNG_FILE: &str = "plot.png";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PointResult {
     pub protocol: String,
+    /// The swept settings' values at this point (see
+    /// [`crate::experiment::Experiment::variants`]); empty when nothing was
+    /// swept, and in results recorded before sweeps existed.
+    #[serde(default)]
+    pub variant: Vec<(String, u64)>,
     /// Closed-loop clients (or, open loop, the clients sharing the rate).
     pub clients: u32,
     /// Open loop: the offered rate, operations per second.
@@ -241,6 +244,8 @@ impl Spread {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Load {
     pub protocol: String,
+    /// The swept settings' values (see [`PointResult::variant`]).
+    pub variant: Vec<(String, u64)>,
     pub clients: u32,
     pub offered_ops: Option<u64>,
     /// How many trials were aggregated (at least 1).
@@ -262,6 +267,17 @@ pub struct Load {
 }
 
 impl Load {
+    /// Its curve's name: the protocol, and the swept values if any.
+    pub fn series(&self) -> String {
+        crate::experiment::series(&self.protocol, &self.variant)
+    }
+
+    /// The swept workload parameters (not the protocol's tunables): the
+    /// part of the variant the baseline shares.
+    fn workload_variant(&self) -> Vec<(String, u64)> {
+        workload_variant(&self.variant)
+    }
+
     /// Where the load sits on a load axis: the offered rate in open loop,
     /// else the client count.
     pub fn level(&self) -> f64 {
@@ -395,8 +411,18 @@ pub fn setup(results: &RunResults) -> Setup {
 
 fn workload_label(app: AppConfig, workload: &Workload) -> String {
     match (app, workload) {
-        (AppConfig::Null, Workload::Null { op_size }) => {
-            format!("null app, {op_size}-byte operations")
+        (
+            AppConfig::Null,
+            Workload::Null {
+                op_size,
+                reply_size,
+            },
+        ) => {
+            let mut label = format!("null app, {op_size}-byte operations");
+            if *reply_size > 0 {
+                label.push_str(&format!(", {reply_size}-byte replies"));
+            }
+            label
         }
         (_, Workload::Kv(kv)) => format!(
             "kv app: {} keys, {}-byte values, {}% gets, {}",
@@ -409,7 +435,7 @@ fn workload_label(app: AppConfig, workload: &Workload) -> String {
                     format!("zipf {} keys", trimmed_number(exponent)),
             }
         ),
-        (app, Workload::Null { op_size }) => format!("{app:?} app, {op_size}-byte operations"),
+        (app, Workload::Null { op_size, .. }) => format!("{app:?} app, {op_size}-byte operations"),
     }
 }
 
@@ -601,7 +627,7 @@ pub fn summary_table(results: &RunResults) -> String {
     let rows: Vec<Vec<String>> = loads
         .iter()
         .map(|load| {
-            let mut row = vec![load.protocol.clone(), load.clients.to_string()];
+            let mut row = vec![load.series(), load.clients.to_string()];
             if open_loop {
                 row.push(load.offered_ops.map_or_else(dash, thousands));
             }
@@ -683,8 +709,19 @@ pub fn summary_table(results: &RunResults) -> String {
     table
 }
 
-/// A load's key: protocol (baseline first), clients, offered rate.
-type LoadKey<'a> = (ProtocolOrder<'a>, u32, Option<u64>);
+/// A load's key: protocol (baseline first), swept values, clients, offered
+/// rate.
+type LoadKey<'a> = (ProtocolOrder<'a>, &'a [(String, u64)], u32, Option<u64>);
+
+/// The workload parameters among swept values (a tunable's name has its
+/// protocol before a dot).
+fn workload_variant(variant: &[(String, u64)]) -> Vec<(String, u64)> {
+    variant
+        .iter()
+        .filter(|(name, _)| !name.contains('.'))
+        .cloned()
+        .collect()
+}
 
 /// The points grouped by load, whatever order they ran in; each group sorted
 /// by trial.
@@ -694,6 +731,7 @@ fn groups(results: &RunResults) -> BTreeMap<LoadKey<'_>, Vec<&PointResult>> {
         groups
             .entry((
                 ProtocolOrder(&point.protocol),
+                &point.variant[..],
                 point.clients,
                 point.offered_ops,
             ))
@@ -713,12 +751,13 @@ fn groups(results: &RunResults) -> BTreeMap<LoadKey<'_>, Vec<&PointResult>> {
 pub fn loads(results: &RunResults) -> Vec<Load> {
     let mut loads: Vec<Load> = groups(results)
         .into_iter()
-        .map(|((protocol, clients, offered_ops), trials)| {
+        .map(|((protocol, variant, clients, offered_ops), trials)| {
             let spread = |value: fn(&PointResult) -> f64| {
                 Spread::of(trials.iter().map(|point| value(point))).expect("a group has a point")
             };
             Load {
                 protocol: protocol.0.to_owned(),
+                variant: variant.to_vec(),
                 clients,
                 offered_ops,
                 trials: u32::try_from(trials.len()).unwrap_or(u32::MAX),
@@ -738,7 +777,7 @@ pub fn loads(results: &RunResults) -> Vec<Load> {
         .collect();
     let baselines = Baselines::of(&loads);
     for load in &mut loads {
-        let key = (load.clients, load.offered_ops);
+        let key = (load.workload_variant(), load.clients, load.offered_ops);
         load.ratio_to_baseline = ratio(load.throughput_ops.mean, baselines.throughput.get(&key));
         load.cpu_ratio_to_baseline = load
             .replica_cpu_us_per_op
@@ -747,23 +786,26 @@ pub fn loads(results: &RunResults) -> Vec<Load> {
     loads
 }
 
-/// The baseline's means, by (clients, offered rate).
+/// Where the baseline ran: swept workload parameters, clients, offered
+/// rate.
+type BaselineKey = (Vec<(String, u64)>, u32, Option<u64>);
+
+/// The baseline's means, by (swept workload, clients, offered rate).
 #[derive(Default)]
 struct Baselines {
-    throughput: BTreeMap<(u32, Option<u64>), f64>,
+    throughput: BTreeMap<BaselineKey, f64>,
     /// Replica CPU per operation, µs.
-    cpu: BTreeMap<(u32, Option<u64>), f64>,
+    cpu: BTreeMap<BaselineKey, f64>,
 }
 
 impl Baselines {
     fn of(loads: &[Load]) -> Baselines {
         let mut baselines = Baselines::default();
-        for load in loads
-            .iter()
-            .filter(|load| load.protocol == BASELINE_PROTOCOL)
-        {
-            let key = (load.clients, load.offered_ops);
-            baselines.throughput.insert(key, load.throughput_ops.mean);
+        for load in loads.iter().filter(|load| load.protocol == BASELINE) {
+            let key = (load.workload_variant(), load.clients, load.offered_ops);
+            baselines
+                .throughput
+                .insert(key.clone(), load.throughput_ops.mean);
             if let Some(cpu) = load.replica_cpu_us_per_op {
                 baselines.cpu.insert(key, cpu.mean);
             }
@@ -772,14 +814,14 @@ impl Baselines {
     }
 }
 
-/// Orders protocol names with [`BASELINE_PROTOCOL`] first, then by name.
+/// Orders protocol names with [`BASELINE`] first, then by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ProtocolOrder<'a>(&'a str);
 
 impl Ord for ProtocolOrder<'_> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.0 != BASELINE_PROTOCOL)
-            .cmp(&(other.0 != BASELINE_PROTOCOL))
+        (self.0 != BASELINE)
+            .cmp(&(other.0 != BASELINE))
             .then_with(|| self.0.cmp(other.0))
     }
 }
@@ -841,6 +883,9 @@ pub fn thousands(value: u64) -> String {
 #[derive(Debug, Serialize, Deserialize)]
 struct CsvRow {
     protocol: String,
+    /// The swept values, `batch_max=16 op_size=64`; empty when nothing is
+    /// swept.
+    variant: String,
     clients: u32,
     trial: u32,
     throughput_ops: f64,
@@ -893,12 +938,19 @@ fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for (load, trials) in loads.iter().zip(groups(results).into_values()) {
         for point in trials {
-            let key = (point.clients, point.offered_ops);
+            let key = (
+                workload_variant(&point.variant),
+                point.clients,
+                point.offered_ops,
+            );
             let (cpu, batch) = (load.replica_cpu_us_per_op, load.mean_batch);
             let nonempty = |text: String| (!text.is_empty()).then_some(text);
             writer
                 .serialize(CsvRow {
                     protocol: point.protocol.clone(),
+                    variant: crate::experiment::series("", &point.variant)
+                        .trim_start()
+                        .to_string(),
                     clients: point.clients,
                     trial: point.trial,
                     throughput_ops: point.throughput_ops,
@@ -964,8 +1016,9 @@ fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The columns of `results.csv`, in order (see the module documentation).
-pub const CSV_HEADER: [&str; 43] = [
+pub const CSV_HEADER: [&str; 44] = [
     "protocol",
+    "variant",
     "clients",
     "trial",
     "throughput_ops",
@@ -1034,6 +1087,7 @@ pub(crate) mod tests {
         let measured_ops = (throughput_ops * measured_ms as f64 / 1000.0) as u64;
         PointResult {
             protocol: protocol.to_owned(),
+            variant: Vec::new(),
             clients,
             offered_ops: None,
             trial,

@@ -26,7 +26,7 @@ use wire::control::{
 use wire::{SecretKey, Signer};
 
 use crate::control::{Control, NodeProcess};
-use crate::experiment::{Experiment, Point, SIGNED, replica_count};
+use crate::experiment::{Experiment, Point, protocol_spec, replica_count};
 use crate::hosts::{Host, Launcher, Provider};
 use crate::loopback::EXIT_TIMEOUT;
 use crate::provenance::Provenance;
@@ -126,7 +126,7 @@ pub fn run_experiment_at(
         let result = run_point(experiment, &point, index, &hosts, node_binary, &bar);
         match result {
             Ok((result, reported)) => {
-                parameters.entry(point.protocol.clone()).or_insert(reported);
+                parameters.entry(point.series()).or_insert(reported);
                 bar.finish_with_message(format!(
                     "{:>12} ops/s  p50 {:>6} µs  p99 {:>6} µs",
                     thousands(result.throughput_ops.round() as u64),
@@ -309,7 +309,9 @@ fn run_point(
 
     // Fresh keys for every point: replicas of a signed protocol each get
     // their own secret key and everyone's public keys.
-    let secret_keys: Vec<SecretKey> = if SIGNED.contains(&point.protocol.as_str()) {
+    let secret_keys: Vec<SecretKey> = if protocol_spec(&point.protocol)
+        .is_some_and(|spec| spec.signs)
+    {
         let nonce = now_nanos();
         (0..n)
             .map(|i| {
@@ -335,6 +337,7 @@ fn run_point(
         idle: experiment.idle,
         transport: experiment.transport,
         report_interval_ms: millis(experiment.report_interval),
+        settings: experiment.node_settings(point),
     };
     let mut replicas = Vec::with_capacity(n);
     for (i, host) in hosts[..n].iter().enumerate() {
@@ -363,7 +366,7 @@ fn run_point(
                     arrivals: experiment.arrivals,
                 },
             },
-            workload: experiment.workload.clone(),
+            workload: experiment.workload_at(point),
             resend_ms: millis(experiment.resend),
             warmup_ms: millis(experiment.warmup),
             measure_ms: Some(millis(experiment.measured())),
@@ -481,6 +484,7 @@ fn point_result(
     let seconds = clients.measured_ms as f64 / 1000.0;
     Ok(PointResult {
         protocol: point.protocol.clone(),
+        variant: point.variant.clone(),
         clients: point.clients,
         offered_ops: point.rate,
         trial: point.trial,

@@ -37,7 +37,7 @@ const BAD_LINE_QUOTED_MAX: usize = 200;
 pub struct SimArgs {
     /// Protocol to simulate.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
-        runner::experiment::PROTOCOLS.iter().map(|info| info.name)
+        runner::experiment::PROTOCOLS.iter().map(|spec| spec.name)
     ))]
     protocol: String,
     /// Replay this one seed, printing its report and trace hash.

@@ -112,6 +112,104 @@ fn every_problem_gets_its_own_line() {
     );
 }
 
+/// Settings are checked against the registry's bounds before anything
+/// runs: each bad one gets its own line, in `--set`'s words.
+#[test]
+fn settings_out_of_bounds_are_refused() {
+    let (ok, stderr) = runner(&[
+        "bench",
+        "--protocol",
+        "pbft",
+        "--set",
+        "pbft.batch_max=16,0",
+        "--set",
+        "pbft.window=99999999999999999999",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("is not a whole number"), "{stderr}");
+    let (ok, stderr) = runner(&[
+        "bench",
+        "--protocol",
+        "pbft",
+        "--set",
+        "pbft.batch_max=16,0",
+        "--set",
+        "pbft.nope=1",
+        "--set",
+        "unreplicated.batch_max=2",
+        "--set",
+        "value_size=3",
+        "--op-size",
+        "2",
+        "--reply-size",
+        "8",
+    ]);
+    assert!(!ok);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "error: --set pbft.batch_max=0: out of range, 1 to 256 requests (default 256)",
+            "--set pbft.nope: pbft has no tunable \"nope\" (it has: batch_max, window, \
+             view_change_timeout_ms, status_interval_ms, client_table_max)",
+            "--set unreplicated.batch_max: unreplicated has no tunable \"batch_max\" (it has: none)",
+            "--set value_size: not a parameter of this workload (op_size and reply_size are the \
+             null app's; value_size and keys the kv app's)",
+            "--op-size 2: with --reply-size, at least 4 bytes (the operation carries the reply's size)",
+        ],
+        "{stderr}"
+    );
+    refused(
+        &["bench", "--protocol", "pbft", "--set", "batch_max"],
+        "expected NAME=VALUE",
+    );
+    refused(
+        &["bench", "--protocol", "pbft", "--set", "raft.x=1"],
+        "--set raft.x: unknown protocol \"raft\"",
+    );
+    // A sweep that multiplies past the bound.
+    let many: String = (1..=200)
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    refused(
+        &[
+            "bench",
+            "--protocol",
+            "pbft",
+            "--set",
+            &format!("pbft.batch_max={many}"),
+            "--set",
+            "pbft.window=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16",
+            "--trials",
+            "5",
+        ],
+        "points; at most 10000",
+    );
+}
+
+/// `runner protocols` lists every protocol of the registry with its
+/// tunables and their bounds.
+#[test]
+fn protocols_lists_the_registry() {
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("protocols")
+        .output()
+        .expect("running the runner");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for spec in wire::registry::PROTOCOLS {
+        assert!(text.contains(spec.name), "{text}");
+        for t in spec.tunables {
+            let line = format!(
+                "{}.{} = {} {} ({} to {})",
+                spec.name, t.name, t.default, t.unit, t.min, t.max
+            );
+            assert!(text.contains(&line), "{line:?} not in {text}");
+        }
+    }
+}
+
 /// An `--out` folder that holds files is refused before the run, so an
 /// earlier run's results are never overwritten by surprise.
 #[test]

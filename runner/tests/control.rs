@@ -41,6 +41,7 @@ fn replica_config() -> NodeConfig {
         idle: Idle::SpinThenBlock { spin_us: 10 },
         transport: TransportKind::Auto,
         report_interval_ms: 100,
+        settings: Vec::new(),
     }
 }
 
@@ -411,7 +412,10 @@ fn configs_beyond_the_bounds_get_one_error_each() {
             cores: Vec::new(),
             bind: localhost(),
             load: Load::Closed,
-            workload: Workload::Null { op_size: 16 },
+            workload: Workload::Null {
+                op_size: 16,
+                reply_size: 0,
+            },
             resend_ms: 100,
             warmup_ms: 0,
             measure_ms: None,

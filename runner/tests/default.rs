@@ -256,3 +256,92 @@ fn a_local_sweep_of_points_and_trials_runs_again_from_its_results() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&again);
 }
+
+/// A tunable and a workload parameter swept through the real binary: each
+/// value reaches the nodes (PBFT at `batch_max=1` proposes batches of one
+/// request, however many clients wait; replies are as long as asked) and is
+/// recorded in the results, one curve per variant.
+#[test]
+fn a_sweep_over_a_tunable_and_a_workload_parameter_reaches_the_nodes() {
+    let dir = out_dir("sweep");
+    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["bench", "--protocol", "pbft", "--clients", "20"])
+        .args(["--set", "pbft.batch_max=1,32", "--reply-size", "0,600"])
+        .args([
+            "--duration",
+            "1500ms",
+            "--warmup",
+            "300ms",
+            "--cooldown",
+            "200ms",
+        ])
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .expect("runner runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "runner failed:\n{stdout}\n{stderr}"
+    );
+    for series in [
+        "unreplicated reply_size=0",
+        "unreplicated reply_size=600",
+        "pbft batch_max=1 reply_size=0",
+        "pbft batch_max=32 reply_size=600",
+    ] {
+        assert!(stdout.contains(series), "no row {series:?}:\n{stdout}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2 + 4, "one point per variant");
+    for point in points {
+        let variant = point["variant"].as_array().unwrap();
+        let value = |name: &str| {
+            variant
+                .iter()
+                .find(|entry| entry[0] == name)
+                .and_then(|entry| entry[1].as_u64())
+        };
+        assert!(point["throughput_ops"].as_f64().unwrap() > 0.0, "{point}");
+        if value("pbft.batch_max") == Some(1) {
+            let batches = point["counters"]["batches proposed"].as_u64().unwrap();
+            let requests = point["counters"]["requests batched"].as_u64().unwrap();
+            assert!(batches > 0 && requests <= batches, "{point}");
+        }
+    }
+    // What each replica ran with, as it reported it.
+    let parameters = &json["parameters"];
+    for (series, batch) in [
+        ("pbft batch_max=1 reply_size=600", "1 requests"),
+        ("pbft batch_max=32 reply_size=0", "32 requests"),
+    ] {
+        let reported = parameters[series]
+            .as_array()
+            .unwrap_or_else(|| panic!("{parameters}"));
+        assert!(
+            reported
+                .iter()
+                .any(|entry| entry[0] == "batch_max" && entry[1] == batch),
+            "{series}: {reported:?}"
+        );
+    }
+    // The CSV names the variant of every row.
+    let mut csv = csv::Reader::from_path(dir.join("results.csv")).expect("results.csv");
+    let variant = csv
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "variant")
+        .unwrap();
+    let variants: std::collections::BTreeSet<String> = csv
+        .records()
+        .map(|r| r.unwrap()[variant].to_string())
+        .collect();
+    assert!(
+        variants.contains("batch_max=1 reply_size=600"),
+        "{variants:?}"
+    );
+}

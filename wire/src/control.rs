@@ -65,9 +65,40 @@ pub const KV_VALUE_SIZE_MAX: usize = OP_SIZE_MAX - 64;
 /// binary search over a precomputed table of one `f64` per key (32 MiB here).
 pub const ZIPF_KEYS_MAX: u64 = 1 << 22;
 
+/// Largest reply a null operation may ask for: with a protocol's header
+/// and authenticator it fits a datagram.
+pub const REPLY_SIZE_MAX: usize = 32 * 1024;
+
+/// Bytes at the start of a null operation that say how long its reply is.
+pub const NULL_OP_HEADER: usize = 4;
+
+/// A null operation of `op_size` bytes asking for a reply of `reply_size`
+/// bytes: the size, little endian, in its first [`NULL_OP_HEADER`] bytes
+/// (when it asks for one), zeros after.
+pub fn null_op(op_size: usize, reply_size: u32) -> Vec<u8> {
+    let mut op = vec![0; op_size];
+    if reply_size > 0 && op_size >= NULL_OP_HEADER {
+        op[..NULL_OP_HEADER].copy_from_slice(&reply_size.to_le_bytes());
+    }
+    op
+}
+
+/// How long a reply the null operation `op` asks for: what [`null_op`]
+/// wrote, at most [`REPLY_SIZE_MAX`] whatever a client wrote; 0 for an
+/// operation too short to say.
+pub fn null_reply_size(op: &[u8]) -> usize {
+    match op.first_chunk::<NULL_OP_HEADER>() {
+        Some(header) => (u32::from_le_bytes(*header) as usize).min(REPLY_SIZE_MAX),
+        None => 0,
+    }
+}
+
 /// Most replicas a configuration names (no protocol here runs more; PBFT's
 /// own bound is lower).
 pub const REPLICAS_MAX: usize = 32;
+
+/// Most tunables one configuration sets.
+pub const SETTINGS_MAX: usize = 64;
 
 /// Most clients one clients node runs.
 pub const CLIENTS_MAX: u32 = 100_000;
@@ -322,6 +353,11 @@ pub struct NodeConfig {
     pub transport: TransportKind,
     /// How often the node sends an [`Event::Interval`].
     pub report_interval_ms: u64,
+    /// The protocol's tunables this run changes, by name (see
+    /// [`crate::registry`]); every other keeps its default. At most
+    /// [`SETTINGS_MAX`].
+    #[serde(default)]
+    pub settings: Vec<(String, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -449,8 +485,13 @@ impl std::str::FromStr for Arrivals {
 /// What operations clients issue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Workload {
-    /// Opaque operations of `op_size` bytes for the null application.
-    Null { op_size: u32 },
+    /// Opaque operations of `op_size` bytes for the null application, each
+    /// asking for a reply of `reply_size` bytes ([`null_op`]).
+    Null {
+        op_size: u32,
+        #[serde(default)]
+        reply_size: u32,
+    },
     /// Key-value operations.
     Kv(KvWorkload),
 }
@@ -689,6 +730,11 @@ impl NodeConfig {
             return Err(ConfigError::ReportInterval);
         }
         at_most(
+            "the count of settings",
+            self.settings.len() as u64,
+            SETTINGS_MAX as u64,
+        )?;
+        at_most(
             "report_interval_ms",
             self.report_interval_ms,
             INTERVAL_MS_MAX,
@@ -745,6 +791,18 @@ impl NodeConfig {
                 });
             }
         }
+        // Last: what the protocol itself asks of the group and the settings.
+        let spec = crate::registry::lookup(&self.protocol).map_err(ConfigError::Protocol)?;
+        spec.check_replicas(replicas)
+            .map_err(ConfigError::Protocol)?;
+        if spec.signs && self.public_keys.len() != replicas {
+            return Err(ConfigError::PublicKeys {
+                keys: self.public_keys.len(),
+                replicas,
+            });
+        }
+        spec.settings(&self.settings)
+            .map_err(|problems| ConfigError::Protocol(problems.join("; ")))?;
         Ok(())
     }
 }
@@ -823,12 +881,24 @@ impl Workload {
     pub fn problems(&self) -> Vec<ConfigError> {
         let mut problems = Vec::new();
         match self {
-            Workload::Null { op_size } => {
+            Workload::Null {
+                op_size,
+                reply_size,
+            } => {
                 if *op_size as usize > OP_SIZE_MAX {
                     problems.push(ConfigError::OpSize {
                         size: *op_size,
                         max: OP_SIZE_MAX,
                     });
+                }
+                if *reply_size as usize > REPLY_SIZE_MAX {
+                    problems.push(ConfigError::ReplySize {
+                        size: *reply_size,
+                        max: REPLY_SIZE_MAX,
+                    });
+                }
+                if *reply_size > 0 && (*op_size as usize) < NULL_OP_HEADER {
+                    problems.push(ConfigError::ReplySizeNeedsOp { op_size: *op_size });
                 }
             }
             Workload::Kv(kv) => {
@@ -872,6 +942,10 @@ fn at_most(what: &'static str, value: u64, max: u64) -> Result<(), ConfigError> 
 /// Why a [`NodeConfig`] cannot run.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ConfigError {
+    /// An unknown protocol, a group it does not run, or settings out of its
+    /// bounds ([`crate::registry`]).
+    #[error("{0}")]
+    Protocol(String),
     #[error("no replica addresses (`replicas` is empty)")]
     NoReplicas,
     #[error("{count} replicas: at most {REPLICAS_MAX}")]
@@ -918,6 +992,12 @@ pub enum ConfigError {
     BindFamily { bind: IpAddr, replica: SocketAddr },
     #[error("workload: op_size {size} exceeds the maximum of {max} bytes")]
     OpSize { size: u32, max: usize },
+    #[error("workload: reply_size {size} exceeds the maximum of {max} bytes")]
+    ReplySize { size: u32, max: usize },
+    #[error(
+        "workload: a reply_size needs operations of at least 4 bytes to carry it, not {op_size}"
+    )]
+    ReplySizeNeedsOp { op_size: u32 },
     #[error("workload: keys is 0; it must be positive")]
     NoKeys,
     #[error("workload: value_size {size} exceeds the maximum of {max} bytes")]
@@ -946,6 +1026,7 @@ mod tests {
             idle: Idle::Busy,
             transport: TransportKind::Auto,
             report_interval_ms: 500,
+            settings: Vec::new(),
         }
     }
 
@@ -1160,10 +1241,35 @@ mod tests {
             "0.0.0.0:0".parse().unwrap(),
             "10.0.0.3:7000".parse().unwrap(),
         ];
+        config.replicas.push("10.0.0.4:7000".parse().unwrap());
+        config.protocol = "pbft".to_string();
         config.role = Role::Replica { id: 1 };
-        config.public_keys = vec![PublicKey([2; 33]); 3];
+        config.public_keys = vec![PublicKey([2; 33]); 4];
         config.threads = ThreadMap::per_stage();
+        config.settings = vec![("batch_max".to_string(), 10)];
         config.validate().unwrap();
+        config.public_keys.pop();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::PublicKeys { keys: 3, .. })
+        ));
+        config.public_keys.push(PublicKey([2; 33]));
+        config.settings = vec![("batch_max".to_string(), 0)];
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.starts_with("pbft.batch_max=0: out of range"), "{err}");
+        config.settings = vec![("batch_max".to_string(), 1); SETTINGS_MAX + 1];
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::TooLarge { .. })
+        ));
+        config.settings.clear();
+        config.replicas.pop();
+        config.public_keys.pop();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("3f + 1"), "{err}");
+        config.protocol = "raft".to_string();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.starts_with("unknown protocol \"raft\""), "{err}");
     }
 
     /// Applies `change` to a valid config and returns the validation error.
@@ -1400,7 +1506,10 @@ mod tests {
         kv(&mut config).distribution = KeyDistribution::Uniform;
         config.validate().unwrap();
         let err = invalid(clients_config, |c| {
-            clients(c).workload = Workload::Null { op_size: 65_000 };
+            clients(c).workload = Workload::Null {
+                op_size: 65_000,
+                reply_size: 0,
+            };
         });
         assert_eq!(
             err.to_string(),

@@ -11,6 +11,8 @@
 //! - [`fields`]: messages described field by field, for the simulator's
 //!   structure-aware Byzantine mutations.
 //! - [`client`], [`kv`], [`unreplicated`], [`pbft`]: message types.
+//! - [`registry`]: every protocol's name, replica rule, counters and
+//!   tunables, for the runner and the node program.
 //! - [`sim`]: what a simulation run reports back to the runner.
 
 pub mod client;
@@ -21,6 +23,7 @@ pub mod fields;
 pub mod kv;
 pub mod merkle;
 pub mod pbft;
+pub mod registry;
 pub mod sim;
 pub mod unreplicated;
 

@@ -26,6 +26,90 @@ use crate::client::Request;
 use crate::fields::{Fields, Visitor};
 use crate::{ClientId, Digest, Mac, PublicKey, ReplicaId, Signature, Signed};
 
+use crate::registry::{ProtocolSpec, Replication, Tunable};
+
+/// PBFT in the registry ([`crate::registry`]).
+pub const SPEC: ProtocolSpec = ProtocolSpec {
+    name: "pbft",
+    about: "Practical Byzantine Fault Tolerance (Castro & Liskov, OSDI 1999), with MACs for clients",
+    replication: Replication::Bft,
+    replicas_max: REPLICAS_MAX,
+    signs: true,
+    batches: true,
+    counters: &[
+        crate::control::BATCHES_COUNTER,
+        crate::control::REQUESTS_BATCHED_COUNTER,
+        crate::control::VIEW_CHANGES_COUNTER,
+        "checkpoint: stable",
+        "state transfer: started",
+        "client: retransmission",
+    ],
+    tunables: &[
+        BATCH_MAX,
+        WINDOW,
+        VIEW_CHANGE_TIMEOUT_MS,
+        STATUS_INTERVAL_MS,
+        CLIENT_TABLE_MAX,
+    ],
+};
+
+/// Most replicas in a group: with more, the largest new-view message the
+/// checks accept would not fit a datagram.
+pub const REPLICAS_MAX: usize = 10;
+
+/// Most requests in one batch on the wire: what a pre-prepare's batch may
+/// hold, and the largest [`BATCH_MAX`].
+pub const BATCH_SIZE_MAX: usize = 256;
+
+/// Distance from the low watermark to the high watermark (the paper's L),
+/// in sequence numbers; the largest useful [`WINDOW`].
+pub const LOG_MAX: u64 = 16;
+
+pub const BATCH_MAX: Tunable = Tunable {
+    name: "batch_max",
+    about: "most requests the primary puts in one batch",
+    unit: "requests",
+    default: BATCH_SIZE_MAX as u64,
+    min: 1,
+    max: BATCH_SIZE_MAX as u64,
+};
+
+pub const WINDOW: Tunable = Tunable {
+    name: "window",
+    about: "most batches the primary has proposed and not yet executed",
+    unit: "batches",
+    default: 4,
+    min: 1,
+    max: LOG_MAX,
+};
+
+pub const VIEW_CHANGE_TIMEOUT_MS: Tunable = Tunable {
+    name: "view_change_timeout_ms",
+    about: "first view-change timeout; doubled at each view change that does not complete",
+    unit: "ms",
+    default: 40,
+    min: 5,
+    max: 1000,
+};
+
+pub const STATUS_INTERVAL_MS: Tunable = Tunable {
+    name: "status_interval_ms",
+    about: "how often a replica checks whether it is stuck and asks for help",
+    unit: "ms",
+    default: 10,
+    min: 1,
+    max: 250,
+};
+
+pub const CLIENT_TABLE_MAX: Tunable = Tunable {
+    name: "client_table_max",
+    about: "sessions the client table holds before it evicts the least recently used",
+    unit: "sessions",
+    default: 1 << 16,
+    min: 1,
+    max: 1 << 16,
+};
+
 /// A view number. The primary of view `v` is replica `v mod n`.
 pub type View = u64;
 

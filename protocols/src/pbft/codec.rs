@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use runtime::{Addr, DropReason, ReplicaId, SharedState, Source};
+use std::time::Duration;
 use wire::client::Request;
 use wire::crypto::verify_digest;
+
 use wire::pbft::{
     AuthRequest, Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, MacReply, Message,
     NewView, PrePrepare, Prepare, PreparedCert, QueryStable, ReplyStable, Seq, Status, View,
@@ -31,6 +33,8 @@ use super::{
     BATCH_SIZE_MAX, CHECKPOINT_INTERVAL, CLIENT_KEYS_MAX, CLIENT_TABLE_MAX, LOG_MAX, REPLICAS_MAX,
 };
 use crate::planted::{self, Bug};
+use wire::pbft as tunable;
+use wire::registry::Settings;
 
 pub use wire::pbft::batch_digest;
 
@@ -48,6 +52,15 @@ pub struct Config {
     pub null_digest: Digest,
     /// Sessions the client table holds (see `client_table`).
     pub client_table_max: usize,
+    /// Most requests the primary puts in a batch (at most
+    /// [`BATCH_SIZE_MAX`], what a pre-prepare may carry).
+    pub batch_max: usize,
+    /// Most batches the primary has proposed and not yet executed.
+    pub window: u64,
+    /// First view-change timeout.
+    pub view_change_timeout: Duration,
+    /// How often a replica checks whether it is stuck.
+    pub status_interval: Duration,
 }
 
 impl Config {
@@ -70,7 +83,24 @@ impl Config {
             public_keys,
             null_digest: batch_digest(&[]).expect("the empty batch encodes"),
             client_table_max: CLIENT_TABLE_MAX,
+            batch_max: BATCH_SIZE_MAX,
+            window: tunable::WINDOW.default,
+            view_change_timeout: Duration::from_millis(tunable::VIEW_CHANGE_TIMEOUT_MS.default),
+            status_interval: Duration::from_millis(tunable::STATUS_INTERVAL_MS.default),
         })
+    }
+
+    /// The same group with the tunables `settings` give (PBFT's own,
+    /// checked against their bounds already: see [`wire::registry`]).
+    pub fn with_settings(mut self, settings: &Settings) -> Config {
+        assert_eq!(settings.spec().name, wire::pbft::SPEC.name);
+        // The bounds keep every value within usize on any platform we build.
+        self.batch_max = settings.get(&tunable::BATCH_MAX) as usize;
+        self.window = settings.get(&tunable::WINDOW);
+        self.view_change_timeout =
+            Duration::from_millis(settings.get(&tunable::VIEW_CHANGE_TIMEOUT_MS));
+        self.status_interval = Duration::from_millis(settings.get(&tunable::STATUS_INTERVAL_MS));
+        self.with_client_table_max(settings.get(&tunable::CLIENT_TABLE_MAX) as usize)
     }
 
     /// The same group with a client table of at most `max` sessions (at most

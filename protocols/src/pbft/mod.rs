@@ -34,8 +34,8 @@
 //! once f+1 distinct replicas sent the same one.
 //!
 //! **Normal case (§4.2).** The primary gathers requests into batches (at
-//! most [`BATCH_SIZE_MAX`] requests) and gives each batch the next sequence
-//! number, keeping at most [`WINDOW_MAX`] batches in flight. Batches adapt to
+//! most `batch_max` requests, [`Config::batch_max`]) and gives each batch the next sequence
+//! number, keeping at most `window` batches in flight (a tunable, [`Config::window`]). Batches adapt to
 //! the load: with nothing in flight the primary proposes whatever it has at
 //! once; with batches in flight it pipelines another only when a full one is
 //! queued. Three phases order a batch:
@@ -95,7 +95,7 @@
 //! on to the next view.
 //!
 //! **Retransmission.** A replica that made no progress for
-//! [`STATUS_INTERVAL`] while it has work outstanding, and every replica
+//! `status_interval_ms` ([`Config::status_interval`]) while it has work outstanding, and every replica
 //! every [`STATUS_HEARTBEAT`], multicasts a signed status; peers answer with
 //! what it lacks (`replica/status.rs`), a peer's statuses once per half
 //! interval at most, so a flood of them is not answered in kind. A slot
@@ -160,6 +160,7 @@
 mod client;
 mod client_table;
 mod codec;
+mod kit;
 mod replica;
 
 pub use client::{Client, ClientTimer};
@@ -168,6 +169,7 @@ pub use codec::{
     Codec, Config, Inbound, Outbound, Payload, batch_digest, check_checkpoint_cert, check_new_view,
     check_view_change, compute_new_view,
 };
+pub use kit::{Kit, PROTOCOL};
 pub use replica::{Recovery, Replica, ReplicaTimer};
 
 use std::time::Duration;
@@ -175,35 +177,12 @@ use std::time::Duration;
 /// Most replicas in a group: with more, the largest new-view message the
 /// checks accept (a quorum of view-changes, each with a quorum's
 /// checkpoint proof and `LOG_MAX` prepared certificates) would not fit a
-/// datagram. [`Config::new`] refuses more.
-pub const REPLICAS_MAX: usize = 10;
+/// datagram. [`Config::new`] refuses more. The registry's bound.
+pub const REPLICAS_MAX: usize = wire::pbft::REPLICAS_MAX;
 
-/// The parameters a PBFT replica runs with, name and value, for the record
-/// of a run (`node serve` reports them when it starts).
-pub fn parameters() -> Vec<(&'static str, String)> {
-    let ms = |d: Duration| format!("{} ms", d.as_millis());
-    vec![
-        ("batch size max", BATCH_SIZE_MAX.to_string()),
-        ("batch bytes max", BATCH_BYTES_MAX.to_string()),
-        ("window max", WINDOW_MAX.to_string()),
-        ("checkpoint interval", CHECKPOINT_INTERVAL.to_string()),
-        ("log max", LOG_MAX.to_string()),
-        ("view change timeout", ms(VIEW_CHANGE_TIMEOUT)),
-        ("view change timeout max", ms(VIEW_CHANGE_TIMEOUT_MAX)),
-        ("request timeout max", ms(REQUEST_TIMEOUT_MAX)),
-        ("queue drain factor", QUEUE_DRAIN_FACTOR.to_string()),
-        ("status interval", ms(STATUS_INTERVAL)),
-        ("status heartbeat", ms(STATUS_HEARTBEAT)),
-        ("transfer window", TRANSFER_WINDOW.to_string()),
-        ("client resend interval", ms(CLIENT_RESEND_INTERVAL)),
-        ("client resend max", ms(CLIENT_RESEND_MAX)),
-        ("client table max", CLIENT_TABLE_MAX.to_string()),
-        ("replicas max", REPLICAS_MAX.to_string()),
-    ]
-}
-
-/// Most requests in one batch.
-pub const BATCH_SIZE_MAX: usize = 256;
+/// Most requests in one batch on the wire; the primary's own maximum is the
+/// `batch_max` tunable ([`Config::batch_max`]), at most this.
+pub const BATCH_SIZE_MAX: usize = wire::pbft::BATCH_SIZE_MAX;
 
 /// Most bytes of requests (operations, headers and authenticators, see
 /// [`request_overhead`]) in one batch, so a pre-prepare fits a datagram.
@@ -223,15 +202,13 @@ pub fn request_overhead(n: usize) -> usize {
 /// Largest operation a replica accepts in a request.
 pub const REQUEST_OP_MAX: usize = 32 * 1024;
 
-/// Most batches the primary has proposed and not yet executed.
-pub const WINDOW_MAX: u64 = 4;
-
 /// Sequence numbers between checkpoints.
 pub const CHECKPOINT_INTERVAL: u64 = 8;
 
 /// Distance from the low watermark to the high watermark (the paper's L): the
 /// log's capacity in sequence numbers.
 pub const LOG_MAX: u64 = 2 * CHECKPOINT_INTERVAL;
+const _: () = assert!(LOG_MAX == wire::pbft::LOG_MAX);
 
 /// Clients without a session whose MAC keys a replica keeps (those with a
 /// session always keep theirs): one more evicts an arbitrary one of them,
@@ -241,6 +218,7 @@ pub const CLIENT_KEYS_MAX: usize = 1 << 16;
 /// Sessions in the client table (the default of [`Config::client_table_max`]):
 /// past it, registering evicts the session that executed least recently.
 pub const CLIENT_TABLE_MAX: usize = 1 << 16;
+const _: () = assert!(CLIENT_TABLE_MAX as u64 == wire::pbft::CLIENT_TABLE_MAX.max);
 
 /// Requests the primary queues before it proposes them: enough for every
 /// client of a large closed-loop benchmark to have one outstanding.
@@ -273,10 +251,6 @@ const _: () = assert!(
 /// Bytes of state per chunk: a chunk and its Merkle path fit a datagram.
 pub const STATE_CHUNK_MAX: usize = 32 * 1024;
 
-/// First view-change timeout; doubled at each view change that does not
-/// execute a request.
-pub const VIEW_CHANGE_TIMEOUT: Duration = Duration::from_millis(40);
-
 /// Longest view-change timeout after doubling.
 pub const VIEW_CHANGE_TIMEOUT_MAX: Duration = Duration::from_secs(1);
 
@@ -288,9 +262,6 @@ pub const QUEUE_DRAIN_FACTOR: f64 = 4.0;
 /// Longest a request may wait, however slowly the group drains its queue,
 /// before a backup suspects the primary of censoring it.
 pub const REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(5);
-
-/// How often a replica checks whether it is stuck and asks for help.
-pub const STATUS_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How often a replica tells the others where it stands even when it is not
 /// stuck: a replica left behind in an idle group learns of it this late.

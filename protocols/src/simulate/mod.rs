@@ -23,7 +23,6 @@ pub mod unreplicated;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -38,44 +37,7 @@ use crate::app::{App, Position, Unexecuted};
 
 pub use faults::Profile;
 
-/// A protocol the simulator can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Unreplicated,
-    Pbft,
-}
-
-impl Protocol {
-    pub const ALL: &[Protocol] = &[Protocol::Unreplicated, Protocol::Pbft];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Unreplicated => "unreplicated",
-            Protocol::Pbft => "pbft",
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Protocol {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Protocol, String> {
-        Protocol::ALL
-            .iter()
-            .copied()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Protocol::ALL.iter().map(|p| p.name()).collect();
-                format!("unknown protocol {s:?}; known: {}", names.join(", "))
-            })
-    }
-}
+pub use crate::registry::Protocol;
 
 /// The command that replays one seed under `profile`.
 pub fn replay_command(protocol: Protocol, seed: u64, profile: Profile) -> String {
@@ -102,6 +64,30 @@ pub struct Simulated {
     pub slack: u64,
 }
 
+impl Simulated {
+    /// A fault-free run of `replicas` replicas, run until its clients are
+    /// done (or `limit` has passed), to be judged like a seeded one.
+    pub fn fault_free(
+        mut sim: Simulator,
+        log: ExecutionLog,
+        replicas: usize,
+        limit: Duration,
+        bound: Duration,
+    ) -> Simulated {
+        sim.run_until_clients_done(runtime::Time::ZERO + limit);
+        Simulated {
+            sim,
+            log,
+            plan: faults::Plan::default(),
+            profile: Profile::None,
+            replicas,
+            bound,
+            settle: Duration::ZERO,
+            slack: 0,
+        }
+    }
+}
+
 /// A seeded run's report, its plan, and (if asked for) its timeline.
 #[derive(Debug)]
 pub struct Outcome {
@@ -121,10 +107,7 @@ pub fn run_seed(protocol: Protocol, seed: u64) -> SeedReport {
 pub fn simulate(protocol: Protocol, seed: u64, profile: Profile, trace: bool) -> Outcome {
     let started = Instant::now();
     let profile = profile.resolve(seed);
-    let mut run = match protocol {
-        Protocol::Unreplicated => unreplicated::random_run(seed, profile, trace),
-        Protocol::Pbft => pbft::random_run(seed, profile, trace),
-    };
+    let mut run = protocol.kit().random_run(seed, profile, trace);
     let mut failure = check(&run.sim, &run.log).err();
     if failure.is_none() && run.settle > Duration::ZERO {
         let settled = run.sim.now() + run.settle;

@@ -487,3 +487,13 @@ pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
         slack: crate::pbft::LOG_MAX,
     }
 }
+
+/// A fixed, fault-free run: four replicas (simulated keys, so the count is
+/// the protocol's and not secp256k1's), `clients` clients of `ops`
+/// operations each over a reliable network, to the end.
+pub fn fixed_run(clients: u64, ops: u64) -> Simulated {
+    let keys = simulated_keys(1, 4);
+    let System { sim, log, .. } =
+        system_with(1, Network::reliable(), config(&keys), keys, clients, ops);
+    Simulated::fault_free(sim, log, 4, TIME_LIMIT, LIVENESS_BOUND)
+}

@@ -39,7 +39,7 @@ use super::client_table::ClientTable;
 use super::codec::{Codec, Config, Inbound, Outbound};
 use super::{
     CHECKPOINT_INTERVAL, CHECKPOINT_VOTES_MAX, LOG_MAX, PENDING_BYTES_MAX, PENDING_MAX,
-    STATUS_INTERVAL, VIEW_CHANGE_TIMEOUT, WAITING_BYTES_MAX, WAITING_MAX,
+    WAITING_BYTES_MAX, WAITING_MAX,
 };
 use crate::app::App;
 
@@ -68,7 +68,7 @@ pub struct Replica {
     changing: bool,
     /// The timer for the new view runs (a quorum wants it).
     new_view_timer_armed: bool,
-    /// Doubles at every view change, back to [`VIEW_CHANGE_TIMEOUT`] when a
+    /// Doubles at every view change, back to [`Config::view_change_timeout`] when a
     /// request executes (§4.5.2 of TOCS: exponential back-off).
     view_change_timeout: Duration,
 
@@ -342,6 +342,7 @@ impl Replica {
         let config = Arc::clone(codec.config());
         assert!(usize::from(id.0) < config.n);
         let clients = ClientTable::new(config.client_table_max);
+        let view_change_timeout = config.view_change_timeout;
         Replica {
             id,
             config,
@@ -350,7 +351,7 @@ impl Replica {
             view: 0,
             changing: false,
             new_view_timer_armed: false,
-            view_change_timeout: VIEW_CHANGE_TIMEOUT,
+            view_change_timeout,
             log: BTreeMap::new(),
             seq_next: 1,
             executed: 0,
@@ -614,7 +615,7 @@ impl State for Replica {
     fn on_start(&mut self, ctx: &mut Ctx<'_, '_>) {
         let state = self.encode_state();
         self.stable_state = Some(Snapshot::of(state));
-        ctx.set_timer(ReplicaTimer::Status, STATUS_INTERVAL);
+        ctx.set_timer(ReplicaTimer::Status, self.config.status_interval);
         self.progress_at = ctx.now();
         self.start_recovery(ctx);
         self.check_invariants();

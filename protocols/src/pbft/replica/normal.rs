@@ -11,7 +11,7 @@ use super::super::client_table::Admission;
 use super::super::codec::{Outbound, batch_digest};
 use super::super::{
     BATCH_BYTES_MAX, BATCH_SIZE_MAX, CHECKPOINT_INTERVAL, PENDING_BYTES_MAX, PENDING_MAX,
-    REQUEST_OP_MAX, VIEW_CHANGE_TIMEOUT, WINDOW_MAX, request_overhead,
+    REQUEST_OP_MAX, request_overhead,
 };
 use super::{Ctx, Replica, request_size};
 use crate::app::{Position, Unexecuted};
@@ -138,14 +138,14 @@ impl Replica {
         while self.may_propose()
             && !self.pending.is_empty()
             && (self.seq_next <= self.executed.saturating_add(1)
-                || self.pending.len() >= BATCH_SIZE_MAX)
+                || self.pending.len() >= self.config.batch_max)
         {
             let mut batch = Vec::new();
             let mut bytes = 0;
             let overhead = request_overhead(self.config.n);
             while let Some(request) = self.pending.front() {
                 let size = request.request.op.len() + overhead;
-                if batch.len() == BATCH_SIZE_MAX
+                if batch.len() == self.config.batch_max
                     || (!batch.is_empty() && bytes + size > BATCH_BYTES_MAX)
                 {
                     break;
@@ -178,7 +178,7 @@ impl Replica {
             && !self.changing
             && self.transfer.is_none()
             && self.seq_next <= self.high_watermark()
-            && self.seq_next <= self.executed.saturating_add(WINDOW_MAX)
+            && self.seq_next <= self.executed.saturating_add(self.config.window)
             && !self.recovery.mutes(self.seq_next)
     }
 
@@ -454,7 +454,7 @@ impl Replica {
             // itself out of the quorums the others need) before it catches
             // up.
             if !self.lagging() {
-                self.view_change_timeout = VIEW_CHANGE_TIMEOUT;
+                self.view_change_timeout = self.config.view_change_timeout;
             }
             self.arm_request_timer(ctx);
             self.check_recovered(ctx);

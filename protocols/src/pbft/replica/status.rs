@@ -17,7 +17,7 @@ use wire::pbft::{
 };
 
 use super::super::codec::Outbound;
-use super::super::{LOG_MAX, STATUS_HEARTBEAT, STATUS_INTERVAL};
+use super::super::{LOG_MAX, STATUS_HEARTBEAT};
 use super::{Ctx, Recovery, Replica, ReplicaTimer};
 use crate::planted::{self, Bug};
 
@@ -25,10 +25,10 @@ use crate::planted::{self, Bug};
 const RATE_GAIN: f64 = 0.125;
 
 impl Replica {
-    /// Every [`STATUS_INTERVAL`]: a replica that made no progress while it
+    /// Every [`Config::status_interval`]: a replica that made no progress while it
     /// has work outstanding tells the others where it stands.
     pub(super) fn on_status_timeout(&mut self, ctx: &mut Ctx<'_, '_>) {
-        ctx.set_timer(ReplicaTimer::Status, STATUS_INTERVAL);
+        ctx.set_timer(ReplicaTimer::Status, self.config.status_interval);
         self.update_rate();
         if self.recovery.is_estimating() {
             self.query_stable(ctx);
@@ -97,7 +97,7 @@ impl Replica {
     /// The requests executed since the last tick, folded into the smoothed
     /// rate (per second of the tick's interval).
     fn update_rate(&mut self) {
-        let sample = self.executed_since_tick as f64 / STATUS_INTERVAL.as_secs_f64();
+        let sample = self.executed_since_tick as f64 / self.config.status_interval.as_secs_f64();
         self.rate = if self.rate == 0.0 {
             sample
         } else {
@@ -132,7 +132,7 @@ impl Replica {
     pub(super) fn on_status(&mut self, status: Status, ctx: &mut Ctx<'_, '_>) {
         let now = ctx.now();
         if let Some(&at) = self.status_answered_at.get(&status.replica)
-            && now.since(at) < STATUS_INTERVAL / 2
+            && now.since(at) < self.config.status_interval / 2
         {
             ctx.drop_message("status: answered this peer just now");
             return;

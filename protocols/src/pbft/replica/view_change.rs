@@ -47,8 +47,8 @@ use wire::pbft::{AuthRequest, Message, NewView, PrePrepare, PreparedCert, View, 
 
 use super::super::codec::{Outbound, compute_new_view};
 use super::super::{
-    BATCH_BYTES_MAX, BATCH_SIZE_MAX, QUEUE_DRAIN_FACTOR, REQUEST_TIMEOUT_MAX,
-    VIEW_CHANGE_TIMEOUT_MAX, request_overhead,
+    BATCH_BYTES_MAX, QUEUE_DRAIN_FACTOR, REQUEST_TIMEOUT_MAX, VIEW_CHANGE_TIMEOUT_MAX,
+    request_overhead,
 };
 use super::{Ctx, Replica, ReplicaTimer};
 use crate::planted::{self, Bug};
@@ -383,7 +383,7 @@ impl Replica {
         let mut bytes = 0;
         for request in requests {
             let size = request.request.op.len() + overhead;
-            if batch.len() == BATCH_SIZE_MAX
+            if batch.len() == self.config.batch_max
                 || (!batch.is_empty() && bytes + size > BATCH_BYTES_MAX)
             {
                 let relayed = Message::Relayed(self.id, std::mem::take(&mut batch));

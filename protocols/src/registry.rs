@@ -1,0 +1,200 @@
+//! The one list of protocol implementations, and what a protocol provides to
+//! be run: `node serve`, `node sim`, [`crate::simulate::run_seed`] and the
+//! benches dispatch through it and name no protocol themselves.
+//!
+//! A protocol is a value of a type implementing [`Kit`]: its entry in the
+//! wire registry ([`wire::registry::ProtocolSpec`]: name, replica rule,
+//! tunables), how to start its replica and its clients on the real runtime,
+//! and its seeded run in the simulator. [`ALL`] lists them in the order of
+//! [`wire::registry::PROTOCOLS`] (a test keeps the two in step), so adding a
+//! protocol is its folder, its spec beside its messages, and one line in
+//! each list.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use runtime::deploy::{ClientsSetup, OpFactory, ReplicaSetup, Running};
+use wire::control::NodeConfig;
+use wire::registry::{ProtocolSpec, Settings};
+use wire::{ReplicaId, SecretKey};
+
+use crate::app::App;
+use crate::simulate::{Profile, Simulated};
+
+/// Every protocol, in the order of [`wire::registry::PROTOCOLS`].
+pub const ALL: &[Protocol] = &[crate::unreplicated::PROTOCOL, crate::pbft::PROTOCOL];
+
+/// The protocol every other is compared to.
+pub const BASELINE: Protocol = ALL[0];
+
+/// What a protocol provides to be run.
+pub trait Kit: Sync {
+    /// Its entry in the wire registry.
+    fn spec(&self) -> &'static ProtocolSpec;
+
+    /// Starts one node of the group `config` describes on the real runtime
+    /// (`config` has been validated against [`Kit::spec`]).
+    fn start(
+        &self,
+        config: &NodeConfig,
+        settings: &Settings,
+        node: Start,
+    ) -> Result<Running, String>;
+
+    /// Simulates one seed under `profile` (resolved: not `Mix`), keeping a
+    /// timeline if `trace`; [`crate::simulate::simulate`] checks it.
+    fn random_run(&self, seed: u64, profile: Profile, trace: bool) -> Simulated;
+
+    /// A fixed, fault-free run of `clients` closed-loop clients with `ops`
+    /// operations each, for measuring the protocol's own cost (instruction
+    /// counts): deterministic, the same work every time.
+    fn fixed_run(&self, clients: u64, ops: u64) -> Simulated;
+
+    /// The fixed parameters a replica runs with beyond its tunables, name and
+    /// value, for the record of a run.
+    fn constants(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+/// What one node of a run is, with what it needs from the node program.
+pub enum Start {
+    Replica {
+        id: ReplicaId,
+        /// Its secret key, for protocols that sign.
+        secret_key: Option<SecretKey>,
+        app: Box<dyn App>,
+        setup: ReplicaSetup,
+    },
+    Clients {
+        /// How long a client waits before it first retransmits.
+        resend: Duration,
+        /// Seed of the clients' key pairs, for protocols that authenticate
+        /// clients.
+        key_seed: Vec<u8>,
+        ops: OpFactory,
+        setup: ClientsSetup,
+    },
+}
+
+impl fmt::Debug for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Start::Replica { id, .. } => write!(f, "Start::Replica({})", id.0),
+            Start::Clients { setup, .. } => write!(f, "Start::Clients({})", setup.count),
+        }
+    }
+}
+
+/// A protocol of the registry.
+#[derive(Clone, Copy)]
+pub struct Protocol(&'static dyn Kit);
+
+impl Protocol {
+    /// The protocol `kit` implements (each protocol module has its own as
+    /// `PROTOCOL`).
+    pub const fn new(kit: &'static dyn Kit) -> Protocol {
+        Protocol(kit)
+    }
+
+    /// The protocol named `name`, if there is one.
+    pub fn find(name: &str) -> Option<Protocol> {
+        ALL.iter().copied().find(|p| p.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.spec().name
+    }
+
+    pub fn spec(self) -> &'static ProtocolSpec {
+        self.0.spec()
+    }
+
+    pub fn kit(self) -> &'static dyn Kit {
+        self.0
+    }
+
+    /// Every value a replica runs with: its tunables as `settings` set them,
+    /// then its fixed parameters, for the record of a run.
+    pub fn parameters(self, settings: &Settings) -> Vec<(String, String)> {
+        let mut parameters = settings.record();
+        parameters.extend(
+            self.0
+                .constants()
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value)),
+        );
+        parameters
+    }
+}
+
+impl PartialEq for Protocol {
+    fn eq(&self, other: &Protocol) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Protocol {}
+
+impl std::hash::Hash for Protocol {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Protocol, String> {
+        Protocol::find(s)
+            .ok_or_else(|| format!("unknown protocol {s:?}; known: {}", wire::registry::names()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_implementations_follow_the_wire_registry() {
+        let ours: Vec<_> = ALL.iter().map(|p| p.name()).collect();
+        let wire: Vec<_> = wire::registry::PROTOCOLS.iter().map(|s| s.name).collect();
+        assert_eq!(ours, wire);
+        for (protocol, spec) in ALL.iter().zip(wire::registry::PROTOCOLS) {
+            assert_eq!(protocol.spec().name, spec.name);
+            assert_eq!(protocol.spec().tunable_names(), spec.tunable_names());
+        }
+        assert_eq!(BASELINE.spec().name, wire::registry::BASELINE.name);
+        assert_eq!("pbft".parse::<Protocol>().unwrap().name(), "pbft");
+        assert!(
+            "raft"
+                .parse::<Protocol>()
+                .unwrap_err()
+                .contains("known: unreplicated, pbft")
+        );
+    }
+
+    /// Every protocol's fixed run completes all its operations, and its
+    /// outcome passes the checkers.
+    #[test]
+    fn fixed_runs_complete_and_check() {
+        for protocol in ALL {
+            let run = protocol.kit().fixed_run(3, 10);
+            assert_eq!(run.sim.ops_completed(), 30, "{protocol}");
+            crate::simulate::check(&run.sim, &run.log).unwrap();
+        }
+    }
+}
