@@ -86,7 +86,7 @@ impl LoopbackSpec {
     /// The replica's configuration: port 0, the kernel picks.
     pub fn replica_config(&self) -> NodeConfig {
         NodeConfig {
-            protocol: "unreplicated".to_string(),
+            protocol: crate::experiment::BASELINE.to_string(),
             role: Role::Replica { id: 0 },
             replicas: vec![SocketAddr::new(self.replica_host, 0)],
             public_keys: Vec::new(),
