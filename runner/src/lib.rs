@@ -1,9 +1,20 @@
-//! The runner as a library: what the `runner` binary, its tests and (later)
-//! its experiments share.
+//! The runner as a library: what the `runner` binary (its command line is in
+//! `src/bin/runner/`), its tests and experiments written in Rust share.
 //!
-//! - [`cargo`]: building the `node` binary and finding where cargo put it.
+//! - [`experiment`]: experiments as values: protocols (from
+//!   [`wire::registry`]), loads, settings and sweeps, trials, and their
+//!   checks.
+//! - [`run`]: runs an experiment's points on hosts, one after another.
+//! - [`hosts`]: where nodes run: local processes, network namespaces, ssh.
 //! - [`control`]: starting `node serve` processes and talking to them over the
 //!   control protocol of [`wire::control`].
+//! - [`results`]: what a run measured, aggregated per load; the table and the
+//!   CSV. [`plot`]: the figure. [`save`]: the files.
+//! - [`provenance`]: the machine and the commit a run ran on.
+//! - [`threads`]: the thread-map syntax of `--replica-threads`.
+//! - [`cargo`]: building the `node` binary and finding where cargo put it.
+//! - [`cleanup`]: undoing what the runner set up outside its process
+//!   (namespaces, remote nodes) on Ctrl-C.
 //! - [`loopback`]: a whole unreplicated run on this machine, one replica node
 //!   and one clients node on loopback addresses.
 //!
@@ -20,4 +31,5 @@ pub mod plot;
 pub mod provenance;
 pub mod results;
 pub mod run;
+pub mod save;
 pub mod threads;

@@ -1,7 +1,7 @@
 //! What a run measured, and the files it leaves: `results.csv`,
 //! `results.json`, `plot.svg`, `plot.png`.
 //!
-//! [`write_all`] writes the four files; [`summary_table`] is the table the
+//! [`crate::save::write_all`] writes the four files; [`summary_table`] is the table the
 //! runner prints at the end. Both, and the plot, aggregate a protocol's trials
 //! at one load the same way ([`loads`], [`Spread`]): the mean, lowest and
 //! highest value and the sample standard deviation of the trials'
@@ -66,8 +66,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -79,11 +77,6 @@ use wire::control::{
 };
 
 use crate::experiment::{BASELINE, Experiment, Sweep, replica_count};
-
-pub const CSV_FILE: &str = "results.csv";
-pub const JSON_FILE: &str = "results.json";
-pub const SVG_FILE: &str = "plot.svg";
-pub const PNG_FILE: &str = "plot.png";
 
 /// One measured point: one protocol at one load, one trial.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -192,15 +185,6 @@ impl RunResults {
     }
 }
 
-/// The files [`write_all`] wrote.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Written {
-    pub csv: PathBuf,
-    pub json: PathBuf,
-    pub svg: PathBuf,
-    pub png: PathBuf,
-}
-
 /// One figure over a load's trials.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Spread {
@@ -284,27 +268,6 @@ impl Load {
         self.offered_ops
             .map_or(f64::from(self.clients), |rate| rate as f64)
     }
-}
-
-/// Creates `dir` (and its parents) and writes `results.csv`, `results.json`,
-/// `plot.svg` and `plot.png` into it, each first to a temporary name and then
-/// renamed, so that a file present is a whole one.
-pub fn write_all(dir: &Path, results: &RunResults) -> anyhow::Result<Written> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let written = Written {
-        csv: dir.join(CSV_FILE),
-        json: dir.join(JSON_FILE),
-        svg: dir.join(SVG_FILE),
-        png: dir.join(PNG_FILE),
-    };
-
-    write_atomically(&written.csv, &csv_bytes(results)?)?;
-    let mut json = serde_json::to_string_pretty(results).context("serializing the results")?;
-    json.push('\n');
-    write_atomically(&written.json, json.as_bytes())?;
-    write_atomically(&written.svg, crate::plot::render_svg(results)?.as_bytes())?;
-    write_atomically(&written.png, &crate::plot::render_png(results)?)?;
-    Ok(written)
 }
 
 /// How a run was set up, each part as the table header and the plot's
@@ -930,7 +893,8 @@ struct CsvRow {
     mean_batch_max: Option<f64>,
 }
 
-fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
+/// `results.csv`'s bytes (see the module documentation for the columns).
+pub fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
     // loads() aggregates groups() in the same order: one load per group.
     let loads = loads(results);
     let baselines = Baselines::of(&loads);
@@ -1064,16 +1028,11 @@ pub const CSV_HEADER: [&str; 44] = [
 ];
 
 /// Writes `path.tmp`, then renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    fs::write(&temporary, bytes).with_context(|| format!("writing {}", temporary.display()))?;
-    fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::fs;
+    use std::path::{Path, PathBuf};
+
     use super::*;
 
     /// A point with plausible numbers: throughput grows with clients and
@@ -1184,7 +1143,7 @@ pub(crate) mod tests {
         let results = sample();
         let top = scratch("all");
         let dir = top.join("nested");
-        let written = write_all(&dir, &results).unwrap();
+        let written = crate::save::write_all(&dir, &results).unwrap();
         assert_eq!(written.csv, dir.join("results.csv"));
 
         let (header, rows) = read_csv(&written.csv);
@@ -1260,7 +1219,7 @@ pub(crate) mod tests {
         let mut results = sample();
         results.points.truncate(1);
         let dir = scratch("single");
-        let written = write_all(&dir, &results).unwrap();
+        let written = crate::save::write_all(&dir, &results).unwrap();
         let (_, rows) = read_csv(&written.csv);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].ratio_to_baseline, Some(1.0));
@@ -1276,7 +1235,7 @@ pub(crate) mod tests {
         results.points.push(point("unreplicated", 2, 0, 1.0));
         results.points.push(point("hotstuff", 2, 0, 0.5));
         let dir = scratch("no-baseline");
-        let written = write_all(&dir, &results).unwrap();
+        let written = crate::save::write_all(&dir, &results).unwrap();
         let (_, rows) = read_csv(&written.csv);
         assert_eq!(rows.len(), results.points.len());
         for row in &rows {
@@ -1300,7 +1259,7 @@ pub(crate) mod tests {
         let mut results = sample();
         results.points.clear();
         let dir = scratch("empty");
-        let written = write_all(&dir, &results).unwrap();
+        let written = crate::save::write_all(&dir, &results).unwrap();
         let (header, rows) = read_csv(&written.csv);
         assert_eq!(header, CSV_HEADER);
         assert!(rows.is_empty());
@@ -1386,7 +1345,7 @@ pub(crate) mod tests {
         results.points[0]
             .counters
             .insert(OPEN_LOOP_NO_FREE_CLIENT_COUNTER.to_owned(), 7);
-        let written = write_all(&scratch("no-free-client"), &results).unwrap();
+        let written = crate::save::write_all(&scratch("no-free-client"), &results).unwrap();
         let (_, rows) = read_csv(&written.csv);
         let open: Vec<_> = rows
             .iter()
@@ -1506,7 +1465,7 @@ pub(crate) mod tests {
             .points
             .retain(|point| !(point.protocol == "pbft" && point.clients == 1 && point.trial == 1));
         let dir = scratch("spread");
-        let written = write_all(&dir, &results).unwrap();
+        let written = crate::save::write_all(&dir, &results).unwrap();
         let (header, rows) = read_csv(&written.csv);
         assert_eq!(header, CSV_HEADER);
         for row in &rows {
@@ -1651,7 +1610,7 @@ pub(crate) mod tests {
         assert!(table.contains("transport not recorded"), "{table}");
         assert_eq!(table_lines(&table).len(), 7, "{table}");
         let dir = scratch("unrecorded");
-        let written = write_all(&dir, &results).unwrap();
+        let written = crate::save::write_all(&dir, &results).unwrap();
         let (_, rows) = read_csv(&written.csv);
         assert!(rows.iter().all(|row| row.replicas.is_none()
             && row.replica_transport.is_none()

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use runner::experiment::{Experiment, Sweep};
 use runner::hosts::LocalHosts;
-use runner::results;
 use runner::run::run_experiment;
 
 /// Child processes of this process whose command is `node`.
@@ -82,7 +81,7 @@ fn a_node_killed_mid_run_is_named_and_the_finished_points_are_kept() {
         common::node_binary(),
         &progress,
         &mut |so_far| {
-            results::write_all(&dir, so_far)?;
+            runner::save::write_all(&dir, so_far)?;
             finished.store(so_far.points.len(), Ordering::SeqCst);
             Ok(())
         },

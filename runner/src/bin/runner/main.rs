@@ -10,6 +10,7 @@
 //! - `runner tune`: tries replica thread maps and reports the best.
 //! - `runner rerun results.json`: a recorded experiment again.
 //! - `runner sim`: seeds of a protocol in the simulator, or one seed replayed.
+//! - `runner protocols`: the protocols of the registry and their tunables.
 
 mod bench;
 mod sim;

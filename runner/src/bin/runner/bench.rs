@@ -566,7 +566,7 @@ fn run_and_save(
     let dir = out.create(&experiment.name, &started)?;
     let mut kept = 0;
     let mut keep = |results: &RunResults| {
-        results::write_all(&dir, results)?;
+        runner::save::write_all(&dir, results)?;
         kept = results.points.len();
         Ok(())
     };
@@ -584,7 +584,7 @@ fn run_and_save(
         }
     };
     println!("{}", results::summary_table(&results));
-    let written = results::write_all(&dir, &results)?;
+    let written = runner::save::write_all(&dir, &results)?;
     println!(
         "results: {}\n         {}\nplot:    {}\n         {}",
         written.csv.display(),
