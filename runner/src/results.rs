@@ -1149,9 +1149,10 @@ pub(crate) mod tests {
         let (header, rows) = read_csv(&written.csv);
         assert_eq!(header, CSV_HEADER);
         assert_eq!(
-            header[..6],
+            header[..7],
             [
                 "protocol",
+                "variant",
                 "clients",
                 "trial",
                 "throughput_ops",
@@ -1243,7 +1244,7 @@ pub(crate) mod tests {
             assert_eq!(row.ratio_to_baseline.is_some(), expected, "{row:?}");
         }
         let csv = fs::read_to_string(&written.csv).unwrap();
-        assert!(csv.contains("pbft,1,0,"), "{csv}");
+        assert!(csv.contains("pbft,,1,0,"), "{csv}");
         let table = summary_table(&results);
         assert!(table.contains('—'), "{table}");
         assert!(
