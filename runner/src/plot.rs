@@ -34,21 +34,19 @@
 //! Tick labels are human-readable: `25k`, `1.5M` ops/s; `1,000` µs.
 //!
 //! Text: the SVG names the generic `sans-serif` family and leaves the font to
-//! the viewer. The PNG is rasterized here, with Noto Sans Regular embedded in
-//! the binary (crate `ttf-noto-sans`, the font under the Apache License 2.0),
-//! through plotters' `ab_glyph` feature: no system font, fontconfig or
-//! freetype is needed. Both layouts use that font's metrics.
+//! the viewer. The PNG is that SVG rasterized (crate `resvg`), with Noto Sans
+//! Regular embedded in the binary (crate `ttf-noto-sans`, the font under the
+//! Apache License 2.0) standing for `sans-serif`: no system font, fontconfig
+//! or freetype is needed, and the two images are one drawing. The layout
+//! measures text with that font's metrics.
 
 use std::sync::OnceLock;
 
-use ab_glyph::{Font as _, FontRef, GlyphId, PxScale, ScaleFont as _};
 use anyhow::Context as _;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::{CoordTranslate as _, Shift};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use plotters_backend::text_anchor::{HPos as BackendHPos, VPos as BackendVPos};
-use plotters_backend::{BackendColor, BackendCoord, DrawingErrorKind};
 
 use crate::results::{self, Load, RunResults, Spread};
 
@@ -68,27 +66,31 @@ pub fn render_svg(results: &RunResults) -> anyhow::Result<String> {
     Ok(svg)
 }
 
-/// The plot as a PNG file's bytes (8-bit RGB).
+/// The plot as a PNG file's bytes: the SVG of [`render_svg`], rasterized
+/// (resvg) with the embedded font standing for its generic family.
 pub fn render_png(results: &RunResults) -> anyhow::Result<Vec<u8>> {
-    register_font()?;
-    let mut rgb = vec![0; WIDTH_PX as usize * HEIGHT_PX as usize * 3];
-    {
-        let root = PngBackend::new(&mut rgb)?.into_drawing_area();
-        draw(&root, results)?;
-        root.present().map_err(plot_error)?;
-    }
-    let mut png = Vec::new();
-    let mut encoder = png::Encoder::new(&mut png, WIDTH_PX, HEIGHT_PX);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().context("encoding the PNG")?;
-    writer.write_image_data(&rgb).context("encoding the PNG")?;
-    writer.finish().context("encoding the PNG")?;
-    Ok(png)
+    let svg = render_svg(results)?;
+    let mut options = resvg::usvg::Options::default();
+    let fonts = options.fontdb_mut();
+    fonts.load_font_data(ttf_noto_sans::REGULAR.to_vec());
+    fonts.set_sans_serif_family(EMBEDDED_FAMILY);
+    let tree = resvg::usvg::Tree::from_str(&svg, &options).context("reading the plot's SVG")?;
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(WIDTH_PX, HEIGHT_PX)
+        .context("allocating the plot's pixels")?;
+    pixmap.fill(resvg::tiny_skia::Color::WHITE);
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::identity(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().context("encoding the PNG")
 }
 
-/// The family every text in the plot uses; for the PNG it is the embedded
-/// font, for the SVG the viewer's generic sans-serif.
+/// The family name inside the embedded font file.
+const EMBEDDED_FAMILY: &str = "Noto Sans";
+
+/// The family every text in the plot uses: the viewer's generic sans-serif
+/// for the SVG, the embedded font for the PNG (and for measuring text).
 const FONT: &str = "sans-serif";
 const TITLE_SIZE: f64 = 30.0;
 const SUBTITLE_SIZE: f64 = 17.0;
@@ -1019,179 +1021,6 @@ fn trimmed(value: f64) -> String {
     }
 }
 
-/// plotters' bitmap backend with its text drawn here. plotters' `ab_glyph`
-/// text places each glyph's ink at the pen position, dropping the glyph's
-/// left side bearing: narrow letters then sit left in their cell and words
-/// look torn apart ("unrepl icated"). Here each glyph goes where the font puts
-/// it; the text box and anchoring stay plotters' (the same font's advances,
-/// the baseline half the size below the box top), so layout is unchanged.
-struct PngBackend<'a> {
-    inner: BitMapBackend<'a>,
-    font: FontRef<'static>,
-}
-
-impl<'a> PngBackend<'a> {
-    fn new(rgb: &'a mut [u8]) -> anyhow::Result<PngBackend<'a>> {
-        Ok(PngBackend {
-            inner: BitMapBackend::with_buffer(rgb, (WIDTH_PX, HEIGHT_PX)),
-            font: FontRef::try_from_slice(ttf_noto_sans::REGULAR)
-                .context("parsing the embedded Noto Sans font")?,
-        })
-    }
-}
-
-impl<'a> DrawingBackend for PngBackend<'a> {
-    type ErrorType = <BitMapBackend<'a> as DrawingBackend>::ErrorType;
-
-    fn get_size(&self) -> (u32, u32) {
-        self.inner.get_size()
-    }
-
-    fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.ensure_prepared()
-    }
-
-    fn present(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.present()
-    }
-
-    fn draw_pixel(
-        &mut self,
-        point: BackendCoord,
-        color: BackendColor,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.draw_pixel(point, color)
-    }
-
-    fn draw_line<S: plotters_backend::BackendStyle>(
-        &mut self,
-        from: BackendCoord,
-        to: BackendCoord,
-        style: &S,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.draw_line(from, to, style)
-    }
-
-    fn draw_rect<S: plotters_backend::BackendStyle>(
-        &mut self,
-        upper_left: BackendCoord,
-        bottom_right: BackendCoord,
-        style: &S,
-        fill: bool,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.draw_rect(upper_left, bottom_right, style, fill)
-    }
-
-    fn draw_path<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        path: I,
-        style: &S,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.draw_path(path, style)
-    }
-
-    fn draw_circle<S: plotters_backend::BackendStyle>(
-        &mut self,
-        center: BackendCoord,
-        radius: u32,
-        style: &S,
-        fill: bool,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.draw_circle(center, radius, style, fill)
-    }
-
-    fn fill_polygon<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        vert: I,
-        style: &S,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.fill_polygon(vert, style)
-    }
-
-    fn blit_bitmap(
-        &mut self,
-        pos: BackendCoord,
-        size: (u32, u32),
-        src: &[u8],
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.blit_bitmap(pos, size, src)
-    }
-
-    /// As plotters' default `draw_text`, but with [`draw_glyphs`].
-    fn draw_text<TStyle: plotters_backend::BackendTextStyle>(
-        &mut self,
-        text: &str,
-        style: &TStyle,
-        pos: BackendCoord,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        let color = style.color();
-        if color.alpha == 0.0 {
-            return Ok(());
-        }
-        let ((min_x, min_y), (max_x, max_y)) = style
-            .layout_box(text)
-            .map_err(|error| DrawingErrorKind::FontError(Box::new(error)))?;
-        let (width, height) = (max_x - min_x, max_y - min_y);
-        let dx = match style.anchor().h_pos {
-            BackendHPos::Left => 0,
-            BackendHPos::Center => -width / 2,
-            BackendHPos::Right => -width,
-        };
-        let dy = match style.anchor().v_pos {
-            BackendVPos::Top => 0,
-            BackendVPos::Center => -height / 2,
-            BackendVPos::Bottom => -height,
-        };
-        let transform = style.transform();
-        let (image_width, image_height) = self.get_size();
-        let mut result = Ok(());
-        draw_glyphs(&self.font, style.size(), text, |x, y, coverage| {
-            let (x, y) = transform.transform(x + dx - min_x, y + dy - min_y);
-            let (x, y) = (pos.0 + x, pos.1 + y);
-            let inside =
-                (0..image_width as i32).contains(&x) && (0..image_height as i32).contains(&y);
-            if inside && result.is_ok() {
-                result = self.inner.draw_pixel(
-                    (x, y),
-                    BackendColor {
-                        alpha: color.alpha * f64::from(coverage),
-                        rgb: color.rgb,
-                    },
-                );
-            }
-        });
-        result
-    }
-}
-
-/// Rasterizes `text` at `size` pixels (ascent to descent), the baseline at
-/// `size / 2`, calling `put(x, y, coverage)` for each pixel touched.
-fn draw_glyphs(font: &FontRef<'_>, size: f64, text: &str, mut put: impl FnMut(i32, i32, f32)) {
-    let font = font.as_scaled(PxScale::from(size as f32));
-    let baseline = size as f32 / 2.0;
-    let mut caret = 0.0;
-    let mut previous: Option<GlyphId> = None;
-    for c in text.chars() {
-        let id = font.glyph_id(c);
-        if let Some(previous) = previous {
-            caret += font.kern(previous, id);
-        }
-        let glyph = id.with_scale_and_position(font.scale(), ab_glyph::point(caret, baseline));
-        if let Some(outlined) = font.outline_glyph(glyph) {
-            let bounds = outlined.px_bounds();
-            outlined.draw(|x, y, coverage| {
-                put(
-                    bounds.min.x as i32 + x as i32,
-                    bounds.min.y as i32 + y as i32,
-                    coverage,
-                );
-            });
-        }
-        caret += font.h_advance(id);
-        previous = Some(id);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1243,25 +1072,16 @@ mod tests {
         let png = render_png(&sample()).unwrap();
         let decoder = png::Decoder::new(std::io::Cursor::new(png));
         let mut reader = decoder.read_info().unwrap();
-        let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
-        reader.next_frame(&mut rgb).unwrap();
-        let row = WIDTH_PX as usize * 3;
-        let title_rows = &rgb[20 * row..40 * row];
-        let dark = title_rows.chunks(3).filter(|pixel| pixel[0] < 100).count();
+        let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut pixels).unwrap();
+        let channels = info.color_type.samples();
+        let row = WIDTH_PX as usize * channels;
+        let title_rows = &pixels[20 * row..40 * row];
+        let dark = title_rows
+            .chunks(channels)
+            .filter(|pixel| pixel[0] < 100)
+            .count();
         assert!(dark > 200, "{dark} dark pixels in the title rows");
-    }
-
-    #[test]
-    fn plot_glyphs_keep_their_side_bearings() {
-        // "l" has a left side bearing: its ink starts right of the pen.
-        let font = FontRef::try_from_slice(ttf_noto_sans::REGULAR).unwrap();
-        let mut leftmost = i32::MAX;
-        draw_glyphs(&font, 80.0, "l", |x, _, coverage| {
-            if coverage > 0.5 {
-                leftmost = leftmost.min(x);
-            }
-        });
-        assert!((3..20).contains(&leftmost), "{leftmost}");
     }
 
     #[test]
