@@ -15,6 +15,7 @@
 //! With every stage on one thread there are no channels: a received datagram
 //! is decoded, handled and answered in one pass.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +24,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
-use rustc_hash::FxHashMap;
 use wire::control::{Stage, ThreadSpec};
 use wire::{Addr, ClientId, ReplicaId};
 
@@ -116,7 +116,10 @@ struct ProtocolCore<S: State> {
     /// see as now. Read once per batch of messages, not once per message.
     clock: Instant,
     replicas: Vec<SocketAddr>,
-    clients: FxHashMap<ClientId, SocketAddr>,
+    /// Keyed by ids that clients choose: std's SipHash with a random key,
+    /// so no one can pick ids that collide (FxHash would let a flood of
+    /// chosen ids turn every lookup into a scan).
+    clients: HashMap<ClientId, SocketAddr>,
     counters: Counters,
     /// Messages handled since metrics were last published.
     handled: u64,
@@ -137,7 +140,7 @@ impl<S: State> ProtocolCore<S> {
             started,
             clock: started,
             replicas,
-            clients: FxHashMap::default(),
+            clients: HashMap::new(),
             counters: Counters::default(),
             handled: 0,
         }
