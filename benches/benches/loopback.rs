@@ -33,7 +33,7 @@
 //! over 15% of a core, it waits for a quiet machine (a minute at most) and
 //! runs the point again, up to 3 times, keeping the least disturbed run. The
 //! notes column says when a point was disturbed or rerun. The machine is
-//! noisy (±30% between runs, MEASUREMENTS.md): compare figures from one run,
+//! noisy (up to about a third between runs, docs/MACHINE.md): compare figures from one run,
 //! or use `LOOPBACK_REPEATS`.
 //!
 //! `cargo bench -p benches --bench loopback` runs everything (about a minute
@@ -818,7 +818,7 @@ fn spawn_pinned<T: Send + 'static>(
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            // By absolute id: see MEASUREMENTS.md on `get_core_ids`.
+            // By absolute id: see docs/MACHINE.md on `get_core_ids`.
             if !core_affinity::set_for_current(core_affinity::CoreId { id: core as usize }) {
                 return Err(io::Error::other(format!("cannot pin to core {core}")));
             }

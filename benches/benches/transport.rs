@@ -10,7 +10,7 @@
 //! receiver is the bench thread and times how long it takes to be handed a
 //! number of datagrams. The transports' receivers spin on `recv` (busy
 //! polling, a core each), their senders queue 64 datagrams and flush. The
-//! reference figures for this machine are in MEASUREMENTS.md (loopback, 64 B).
+//! reference figures for this kind of machine are in docs/MACHINE.md (loopback, 64 B).
 //!
 //! Run with `cargo bench -p benches --bench transport`.
 

@@ -28,7 +28,7 @@
 //!
 //! `recv` and `flush` enter the kernel with `GETEVENTS` and
 //! `min_complete = 0`: with `DEFER_TASKRUN`, completion work runs only then,
-//! on this thread, instead of interrupting it (MEASUREMENTS.md: spinning on
+//! on this thread, instead of interrupting it (docs/MACHINE.md: spinning on
 //! the CQ without it is 3.6x slower). With `TASKRUN_FLAG` the kernel also
 //! flags pending completion work in the SQ ring, and `recv` skips the system
 //! call when there is none and nothing to submit. `wait` blocks in one
