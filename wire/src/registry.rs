@@ -88,15 +88,13 @@ impl Replication {
         }
     }
 
-    /// Whether `n` replicas follow the rule for some `f` (at least 1 for
-    /// replicated protocols).
+    /// Whether a group of `n` replicas can run: exactly one for `Single`;
+    /// otherwise at least the group for one fault (a larger group tolerates
+    /// [`Replication::faults`] of it, and quorums are sized from `n`).
     pub fn fits(self, n: usize) -> bool {
         match self {
             Replication::Single => n == 1,
-            _ => {
-                let f = self.faults(n);
-                f >= 1 && self.replicas(f as u32) as usize == n
-            }
+            _ => n >= self.replicas(1) as usize,
         }
     }
 }
@@ -144,7 +142,8 @@ impl ProtocolSpec {
                     format!("{name} runs exactly one replica, but `replicas` names {n}")
                 }
                 _ => format!(
-                    "{name} runs {} replicas for some f >= 1, but `replicas` names {n}",
+                    "{name} runs at least {} replicas ({} for f >= 1), but `replicas` names {n}",
+                    self.replication.replicas(1),
                     self.replication.rule()
                 ),
             });
@@ -332,8 +331,10 @@ mod tests {
         assert_eq!(Replication::Cft.replicas(2), 5);
         assert_eq!(Replication::Chain.replicas(2), 3);
         assert_eq!(Replication::Bft.replicas(u32::MAX), u32::MAX);
-        assert!(Replication::Bft.fits(4) && !Replication::Bft.fits(5));
-        assert!(!Replication::Bft.fits(1) && !Replication::Bft.fits(0));
+        assert!(Replication::Bft.fits(4) && Replication::Bft.fits(5));
+        assert!(!Replication::Bft.fits(3) && !Replication::Bft.fits(0));
+        assert_eq!(Replication::Bft.faults(6), 1);
+        assert_eq!(Replication::Bft.faults(7), 2);
         assert!(Replication::Single.fits(1) && !Replication::Single.fits(2));
         let pbft = lookup("pbft").unwrap();
         assert!(pbft.check_replicas(3).unwrap_err().contains("3f + 1"));
