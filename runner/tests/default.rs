@@ -237,8 +237,8 @@ fn a_local_sweep_of_points_and_trials_runs_again_from_its_results() {
     let pbft = first["parameters"]["pbft"].as_array().unwrap();
     assert!(
         pbft.iter()
-            .any(|p| p[0] == "batch size max"
-                && p[1].as_str().is_some_and(|v| v.parse::<u32>().is_ok())),
+            .any(|p| p[0] == "batch_max"
+                && p[1].as_str().is_some_and(|v| v.ends_with(" requests"))),
         "{pbft:?}"
     );
     assert_eq!(first["parameters"]["unreplicated"], serde_json::json!([]));
@@ -263,7 +263,7 @@ fn a_local_sweep_of_points_and_trials_runs_again_from_its_results() {
 /// recorded in the results, one curve per variant.
 #[test]
 fn a_sweep_over_a_tunable_and_a_workload_parameter_reaches_the_nodes() {
-    let dir = out_dir("sweep");
+    let dir = out_dir("settings-sweep");
     let output = Command::new(env!("CARGO_BIN_EXE_runner"))
         .args(["bench", "--protocol", "pbft", "--clients", "20"])
         .args(["--set", "pbft.batch_max=1,32", "--reply-size", "0,600"])
