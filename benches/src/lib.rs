@@ -12,3 +12,7 @@
 //! per second; a filter runs part of one
 //! (`cargo bench -p benches --bench codec -- decode/native`), and
 //! `cargo test -p benches --benches` runs every benchmark once as a smoke test.
+//!
+//! The `sim_workload` binary is not a criterion benchmark: it runs one fixed,
+//! fault-free simulator workload per protocol, for `scripts/instructions` to
+//! count its instructions under callgrind (docs/INSTRUCTIONS.md).
