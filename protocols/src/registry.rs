@@ -20,7 +20,8 @@ use wire::registry::{ProtocolSpec, Settings};
 use wire::{ReplicaId, SecretKey};
 
 use crate::app::App;
-use crate::simulate::{Profile, Simulated};
+use crate::simulate::{ExecutionLog, Profile, Simulated};
+use runtime::sim::Simulator;
 
 /// Every protocol, in the order of [`wire::registry::PROTOCOLS`].
 pub const ALL: &[Protocol] = &[crate::unreplicated::PROTOCOL, crate::pbft::PROTOCOL];
@@ -46,10 +47,12 @@ pub trait Kit: Sync {
     /// timeline if `trace`; [`crate::simulate::simulate`] checks it.
     fn random_run(&self, seed: u64, profile: Profile, trace: bool) -> Simulated;
 
-    /// A fixed, fault-free run of `clients` closed-loop clients with `ops`
-    /// operations each, for measuring the protocol's own cost (instruction
-    /// counts): deterministic, the same work every time.
-    fn fixed_run(&self, clients: u64, ops: u64) -> Simulated;
+    /// A fixed, fault-free system of `clients` closed-loop clients with
+    /// `ops` operations each over a reliable network, built and not yet run,
+    /// for measuring the protocol's own cost (instruction counts):
+    /// deterministic, the same work every time, with simulated keys (so the
+    /// count is the protocol's and the framework's, not secp256k1's).
+    fn fixed_system(&self, clients: u64, ops: u64) -> (Simulator, ExecutionLog);
 
     /// The fixed parameters a replica runs with beyond its tunables, name and
     /// value, for the record of a run.
@@ -192,9 +195,10 @@ mod tests {
     #[test]
     fn fixed_runs_complete_and_check() {
         for protocol in ALL {
-            let run = protocol.kit().fixed_run(3, 10);
-            assert_eq!(run.sim.ops_completed(), 30, "{protocol}");
-            crate::simulate::check(&run.sim, &run.log).unwrap();
+            let (mut sim, log) = protocol.kit().fixed_system(3, 10);
+            assert!(sim.run_until_clients_done(runtime::Time::ZERO + Duration::from_secs(60)));
+            assert_eq!(sim.ops_completed(), 30, "{protocol}");
+            crate::simulate::check(&sim, &log).unwrap();
         }
     }
 }

@@ -321,7 +321,11 @@ impl crate::registry::Kit for Kit {
         crate::simulate::unreplicated::random_run(seed, profile, trace)
     }
 
-    fn fixed_run(&self, clients: u64, ops: u64) -> crate::simulate::Simulated {
-        crate::simulate::unreplicated::fixed_run(clients, ops)
+    fn fixed_system(
+        &self,
+        clients: u64,
+        ops: u64,
+    ) -> (runtime::sim::Simulator, crate::simulate::ExecutionLog) {
+        crate::simulate::unreplicated::fixed_system(clients, ops)
     }
 }

@@ -14,7 +14,8 @@ use super::{
     STATUS_HEARTBEAT, TRANSFER_WINDOW, VIEW_CHANGE_TIMEOUT_MAX,
 };
 use crate::registry::Start;
-use crate::simulate::{self, Profile, Simulated};
+use crate::simulate::{self, ExecutionLog, Profile, Simulated};
+use runtime::sim::Simulator;
 
 /// PBFT in the protocol registry.
 pub const PROTOCOL: crate::registry::Protocol = crate::registry::Protocol::new(&Kit);
@@ -83,8 +84,8 @@ impl crate::registry::Kit for Kit {
         simulate::pbft::random_run(seed, profile, trace)
     }
 
-    fn fixed_run(&self, clients: u64, ops: u64) -> Simulated {
-        simulate::pbft::fixed_run(clients, ops)
+    fn fixed_system(&self, clients: u64, ops: u64) -> (Simulator, ExecutionLog) {
+        simulate::pbft::fixed_system(clients, ops)
     }
 
     fn constants(&self) -> Vec<(&'static str, String)> {

@@ -64,30 +64,6 @@ pub struct Simulated {
     pub slack: u64,
 }
 
-impl Simulated {
-    /// A fault-free run of `replicas` replicas, run until its clients are
-    /// done (or `limit` has passed), to be judged like a seeded one.
-    pub fn fault_free(
-        mut sim: Simulator,
-        log: ExecutionLog,
-        replicas: usize,
-        limit: Duration,
-        bound: Duration,
-    ) -> Simulated {
-        sim.run_until_clients_done(runtime::Time::ZERO + limit);
-        Simulated {
-            sim,
-            log,
-            plan: faults::Plan::default(),
-            profile: Profile::None,
-            replicas,
-            bound,
-            settle: Duration::ZERO,
-            slack: 0,
-        }
-    }
-}
-
 /// A seeded run's report, its plan, and (if asked for) its timeline.
 #[derive(Debug)]
 pub struct Outcome {

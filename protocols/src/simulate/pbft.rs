@@ -488,12 +488,12 @@ pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
     }
 }
 
-/// A fixed, fault-free run: four replicas (simulated keys, so the count is
-/// the protocol's and not secp256k1's), `clients` clients of `ops`
-/// operations each over a reliable network, to the end.
-pub fn fixed_run(clients: u64, ops: u64) -> Simulated {
+/// A fixed, fault-free system: four replicas with simulated keys, `clients`
+/// clients of `ops` operations each over a reliable network, built and not
+/// yet run.
+pub fn fixed_system(clients: u64, ops: u64) -> (Simulator, ExecutionLog) {
     let keys = simulated_keys(1, 4);
     let System { sim, log, .. } =
         system_with(1, Network::reliable(), config(&keys), keys, clients, ops);
-    Simulated::fault_free(sim, log, 4, TIME_LIMIT, LIVENESS_BOUND)
+    (sim, log)
 }

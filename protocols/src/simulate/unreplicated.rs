@@ -116,9 +116,8 @@ pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
     }
 }
 
-/// A fixed, fault-free run: `clients` clients of `ops` operations each over
-/// a reliable network, to the end.
-pub fn fixed_run(clients: u64, ops: u64) -> Simulated {
-    let (sim, log) = system(1, Network::reliable(), clients, ops);
-    Simulated::fault_free(sim, log, 1, TIME_LIMIT, LIVENESS_BOUND)
+/// A fixed, fault-free system: `clients` clients of `ops` operations each
+/// over a reliable network, built and not yet run.
+pub fn fixed_system(clients: u64, ops: u64) -> (Simulator, ExecutionLog) {
+    system(1, Network::reliable(), clients, ops)
 }
