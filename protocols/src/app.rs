@@ -318,11 +318,6 @@ mod tests {
     }
 
     #[test]
-    fn null_app_returns_nothing() {
-        assert!(NullApp.execute(b"anything").is_empty());
-    }
-
-    #[test]
     fn a_store_at_its_budget_refuses_puts_that_grow_it() {
         let mut app = KvApp::default();
         let big = vec![7; 32 << 20];
