@@ -37,6 +37,12 @@
 //! 6. Messages reach [`State::on_message`] only after [`SharedState::decode`]
 //!    accepted them, but possibly in another order than they arrived (parallel
 //!    decoders), and possibly more than once.
+//! 7. [`Context::persist`] is a barrier: what a handler sends after it leaves
+//!    only once the write is durable; what it sent before may leave at once.
+//!    After a crash, a restarted node whose durable state is not empty gets
+//!    it in [`State::on_recover`] instead of [`State::on_start`]. A crash can
+//!    come between the write and the sends behind it, and the write may or
+//!    may not have become durable (see [`crate::durable`]).
 //!
 //! And protocol code keeps these:
 //!
@@ -50,6 +56,7 @@ use std::time::Duration;
 
 use wire::{Addr, DecodeError, EncodeError};
 
+use crate::durable::{KEY_BYTES_MAX, Stored, VALUE_BYTES_MAX, Write};
 use crate::rng::Rng;
 use crate::time::Time;
 
@@ -72,6 +79,15 @@ pub trait State {
     /// Called once, before anything else: arm initial timers, send greetings.
     fn on_start(&mut self, ctx: &mut Context<'_, Self::Outbound, Self::Timer>) {
         let _ = ctx;
+    }
+
+    /// Called once, instead of [`State::on_start`], when the node restarts
+    /// and its durable state (what it wrote with [`Context::persist`] before
+    /// it crashed) is not empty. The default ignores the state and starts
+    /// afresh.
+    fn on_recover(&mut self, stored: &Stored, ctx: &mut Context<'_, Self::Outbound, Self::Timer>) {
+        let _ = stored;
+        self.on_start(ctx);
     }
 
     /// A message from `from`, which [`SharedState::decode`] vouched for (for a
@@ -260,6 +276,28 @@ impl<M, T: Copy + Eq + fmt::Debug> Context<'_, M, T> {
         self.out.sends.push((Dest::Replicas, msg));
     }
 
+    /// Writes `value` under `key` in this node's durable state, replacing
+    /// what the key held. A barrier: messages sent after this call leave
+    /// only once the write is durable (see [`crate::durable`]).
+    ///
+    /// Keys are at most [`KEY_BYTES_MAX`] bytes and values
+    /// [`VALUE_BYTES_MAX`]: a longer one is a bug in the protocol, and
+    /// panics.
+    pub fn persist(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        let (key, value) = (key.into(), value.into());
+        assert!(key.len() <= KEY_BYTES_MAX, "durable key too long");
+        assert!(value.len() <= VALUE_BYTES_MAX, "durable value too long");
+        self.out.write(Write::Put(key, value));
+    }
+
+    /// Removes `key` from this node's durable state; a barrier like
+    /// [`Context::persist`].
+    pub fn erase(&mut self, key: impl Into<Vec<u8>>) {
+        let key = key.into();
+        assert!(key.len() <= KEY_BYTES_MAX, "durable key too long");
+        self.out.write(Write::Erase(key));
+    }
+
     /// Arms `timer` to fire `after` from now, replacing its previous deadline.
     pub fn set_timer(&mut self, timer: T, after: Duration) {
         let deadline = self.now + after;
@@ -327,6 +365,22 @@ pub struct Outbox<M, T> {
     /// Trace lines from [`Context::note`] (and every count and drop); `None`
     /// unless the runtime keeps a trace.
     pub notes: Option<Vec<String>>,
+    /// Durable writes ([`Context::persist`]) since the runtime last took
+    /// them, in order.
+    pub writes: Vec<Write>,
+    /// How many of `sends` came before the first of `writes`: those may
+    /// leave before the writes are durable, the rest only after. `None`
+    /// while `writes` is empty.
+    pub barrier: Option<usize>,
+}
+
+impl<M, T> Outbox<M, T> {
+    fn write(&mut self, write: Write) {
+        if self.barrier.is_none() {
+            self.barrier = Some(self.sends.len());
+        }
+        self.writes.push(write);
+    }
 }
 
 impl<M, T> Default for Outbox<M, T> {
@@ -336,6 +390,8 @@ impl<M, T> Default for Outbox<M, T> {
             timers: Timers::default(),
             counters: Counters::default(),
             notes: None,
+            writes: Vec::new(),
+            barrier: None,
         }
     }
 }

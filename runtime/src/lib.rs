@@ -3,6 +3,12 @@
 //! - [`actor`]: the traits a protocol implements ([`State`], [`SharedState`],
 //!   [`Client`]) and the [`Context`] through which it sees time, timers,
 //!   randomness and the network. Protocol code touches nothing else.
+//! - [`durable`]: what a node keeps across a crash ([`Context::persist`],
+//!   [`State::on_recover`]), in the simulator's memory or in a file.
+//! - [`node`]: a node with its types erased, driven on the calling thread
+//!   (the simulator's unit).
+//! - [`deploy`] and [`net`]: the real runtime (stage threads, benchmark
+//!   clients, the UDP transport on io_uring or epoll).
 //! - [`sim`]: a deterministic simulator that runs whole clusters and their
 //!   clients on one thread in virtual time, under faults drawn from one seed.
 //! - [`check`]: checkers that judge a run from the outside: linearizability of
@@ -11,6 +17,7 @@
 pub mod actor;
 pub mod check;
 pub mod deploy;
+pub mod durable;
 pub mod net;
 pub mod node;
 pub mod rng;

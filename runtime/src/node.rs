@@ -10,6 +10,7 @@ use std::sync::Arc;
 use wire::Addr;
 
 use crate::actor::{Client, Context, Counters, Dest, Outbox, SharedState, Source, State};
+use crate::durable::{Stored, Write};
 use crate::rng::Rng;
 use crate::time::Time;
 
@@ -20,6 +21,16 @@ pub struct Packet {
     pub bytes: Vec<u8>,
 }
 
+/// Durable writes a node made, and where in its output the packets that must
+/// wait for them begin.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Persisted {
+    pub writes: Vec<Write>,
+    /// Packets in `out` before this index may leave before the writes are
+    /// durable; the rest only after.
+    pub barrier: usize,
+}
+
 /// A node as the simulator (or any single-threaded driver) sees it. Follows the
 /// driver contract of [`crate::actor`]; each call appends what the node sends
 /// to `out`.
@@ -28,6 +39,20 @@ pub trait Process {
 
     /// Called once, first.
     fn start(&mut self, now: Time, out: &mut Vec<Packet>);
+
+    /// Called once, first, instead of [`Process::start`], when the node
+    /// restarts with durable state (see [`State::on_recover`]).
+    fn recover(&mut self, now: Time, stored: &Stored, out: &mut Vec<Packet>) {
+        let _ = stored;
+        self.start(now, out);
+    }
+
+    /// The durable writes made by the calls since the last take, with the
+    /// index in `out` (as those calls filled it) from which packets must
+    /// wait for them. A driver takes them after every call.
+    fn take_persisted(&mut self) -> Option<Persisted> {
+        None
+    }
 
     /// One datagram arrived from `from` (the network's idea of its source).
     fn on_packet(&mut self, now: Time, from: Addr, bytes: &[u8], out: &mut Vec<Packet>);
@@ -106,6 +131,7 @@ pub struct Node<S: State> {
     shared: Arc<S::Shared>,
     outbox: Outbox<S::Outbound, S::Timer>,
     rng: Rng,
+    persisted: Option<Persisted>,
 }
 
 impl<S: State> std::fmt::Debug for Node<S> {
@@ -124,6 +150,7 @@ impl<S: State> Node<S> {
             shared,
             outbox: Outbox::default(),
             rng,
+            persisted: None,
         }
     }
 
@@ -151,13 +178,28 @@ impl<S: State> Node<S> {
     }
 
     fn drain(&mut self, out: &mut Vec<Packet>) {
-        for (dest, msg) in self.outbox.sends.drain(..) {
+        let barrier = self.outbox.barrier.take();
+        let mut mark = None;
+        for (i, (dest, msg)) in self.outbox.sends.drain(..).enumerate() {
+            if barrier == Some(i) {
+                mark = Some(out.len());
+            }
             // Most messages fit; growing from empty would reallocate 3–4 times.
             let mut bytes = Vec::with_capacity(128);
             match self.shared.encode(&msg, &mut bytes) {
                 Ok(()) => out.push(Packet { dest, bytes }),
                 Err(reason) => self.outbox.counters.add(reason.0, 1),
             }
+        }
+        if barrier.is_some() {
+            // An earlier call since the last take may have persisted too:
+            // its barrier, the earlier, holds for both.
+            let barrier = mark.unwrap_or(out.len());
+            let persisted = self.persisted.get_or_insert_with(|| Persisted {
+                writes: Vec::new(),
+                barrier,
+            });
+            persisted.writes.append(&mut self.outbox.writes);
         }
     }
 }
@@ -169,6 +211,14 @@ impl<S: State> Process for Node<S> {
 
     fn start(&mut self, now: Time, out: &mut Vec<Packet>) {
         self.call(now, out, |state, ctx| state.on_start(ctx));
+    }
+
+    fn recover(&mut self, now: Time, stored: &Stored, out: &mut Vec<Packet>) {
+        self.call(now, out, |state, ctx| state.on_recover(stored, ctx));
+    }
+
+    fn take_persisted(&mut self) -> Option<Persisted> {
+        self.persisted.take()
     }
 
     fn on_packet(&mut self, now: Time, from: Addr, bytes: &[u8], out: &mut Vec<Packet>) {
@@ -243,6 +293,14 @@ impl<S: Client> Process for ClientNode<S> {
 
     fn start(&mut self, now: Time, out: &mut Vec<Packet>) {
         self.0.start(now, out);
+    }
+
+    fn recover(&mut self, now: Time, stored: &Stored, out: &mut Vec<Packet>) {
+        self.0.recover(now, stored, out);
+    }
+
+    fn take_persisted(&mut self) -> Option<Persisted> {
+        self.0.take_persisted()
     }
 
     fn on_packet(&mut self, now: Time, from: Addr, bytes: &[u8], out: &mut Vec<Packet>) {

@@ -87,6 +87,9 @@ pub struct FaultCounts {
     pub cut_in_flight: u64,
     /// Nodes that lost their memory.
     pub crashes: u64,
+    /// Of the crashes, those that came between a durable write and the sends
+    /// waiting for it.
+    pub persist_crashes: u64,
     pub restarts: u64,
     /// Nodes stopped for a while with their memory kept.
     pub pauses: u64,
@@ -99,7 +102,7 @@ pub struct FaultCounts {
 
 impl FaultCounts {
     /// Every kind with its count, in a fixed order.
-    pub fn kinds(&self) -> [(&'static str, u64); 13] {
+    pub fn kinds(&self) -> [(&'static str, u64); 14] {
         [
             ("dropped", self.dropped),
             ("duplicated", self.duplicated),
@@ -109,6 +112,7 @@ impl FaultCounts {
             ("one-way cuts", self.oneway_cuts),
             ("cut in flight", self.cut_in_flight),
             ("crashes", self.crashes),
+            ("crashes at a persist", self.persist_crashes),
             ("restarts", self.restarts),
             ("pauses", self.pauses),
             ("byzantine", self.byzantine),
@@ -118,11 +122,11 @@ impl FaultCounts {
     }
 
     /// All faults injected, with a tampered datagram and its mutation or
-    /// replay counted once.
+    /// replay counted once, and a crash at a persist once.
     pub fn total(&self) -> u64 {
         self.kinds()
             .iter()
-            .filter(|(name, _)| !matches!(*name, "mutated" | "replayed"))
+            .filter(|(name, _)| !matches!(*name, "mutated" | "replayed" | "crashes at a persist"))
             .map(|(_, n)| n)
             .sum()
     }
@@ -136,6 +140,7 @@ impl FaultCounts {
         self.oneway_cuts += other.oneway_cuts;
         self.cut_in_flight += other.cut_in_flight;
         self.crashes += other.crashes;
+        self.persist_crashes += other.persist_crashes;
         self.restarts += other.restarts;
         self.pauses += other.pauses;
         self.byzantine += other.byzantine;

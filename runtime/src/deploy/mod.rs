@@ -37,7 +37,7 @@ use crate::net::{self, Waker};
 use crate::rng::Rng;
 
 pub use clients::{client_slot_bytes, spawn_clients};
-pub use replica::{CLIENT_ROUTES_MAX, spawn_replica};
+pub use replica::{CLIENT_ROUTES_MAX, DurableSetup, spawn_durable_replica, spawn_replica};
 
 /// Items a stage takes from its input channel per poll at most, so that one
 /// busy stage cannot starve the others on its thread.

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -32,6 +33,7 @@ use super::{
     ThreadTotals, block_timeout, decode_from, spawn_thread, transport_options,
 };
 use crate::actor::{Context, Counters, Dest, Outbox, SharedState, State};
+use crate::durable::{StateFile, Stored, Sync, Write};
 use crate::net::{Transport, Waker};
 use crate::rng::Rng;
 use crate::time::Time;
@@ -42,10 +44,32 @@ use crate::time::Time;
 pub const CLIENT_ROUTES_MAX: usize = 1 << 20;
 
 /// Starts replica `setup.id`: binds its socket and starts its stage threads.
+/// What it persists is kept in memory only (see [`spawn_durable_replica`]).
 pub fn spawn_replica<S: Deployable>(
     state: S,
     shared: Arc<S::Shared>,
     setup: ReplicaSetup,
+) -> io::Result<Running> {
+    spawn_durable_replica(state, shared, setup, None)
+}
+
+/// Where a replica keeps its durable state: a file, and whether to `fsync`
+/// it before the messages behind a persist leave.
+#[derive(Clone, Debug)]
+pub struct DurableSetup {
+    pub path: PathBuf,
+    pub sync: Sync,
+}
+
+/// Starts replica `setup.id` like [`spawn_replica`], with its durable state
+/// in `durable` (`None`: in memory, lost with the process). A file that
+/// holds state from an earlier run is replayed, and the replica recovers
+/// from it ([`crate::State::on_recover`]).
+pub fn spawn_durable_replica<S: Deployable>(
+    state: S,
+    shared: Arc<S::Shared>,
+    setup: ReplicaSetup,
+    durable: Option<DurableSetup>,
 ) -> io::Result<Running> {
     setup
         .threads
@@ -69,7 +93,15 @@ pub fn spawn_replica<S: Deployable>(
     let mut replicas = setup.replicas.clone();
     // Port 0 asks for any port: peers must be told the one the kernel chose.
     replicas[me] = local;
-    let core = ProtocolCore::new(state, setup.id, replicas, started);
+    let storage = match durable {
+        Some(DurableSetup { path, sync }) => {
+            Storage::File(StateFile::open(&path, sync).map_err(|e| {
+                io::Error::new(e.kind(), format!("durable state {}: {e}", path.display()))
+            })?)
+        }
+        None => Storage::Memory(Stored::default()),
+    };
+    let core = ProtocolCore::new(state, setup.id, replicas, started, storage);
 
     let threads = if let [only] = &setup.threads.threads[..] {
         let waker = Arc::new(Waker::new()?);
@@ -123,6 +155,38 @@ struct ProtocolCore<S: State> {
     counters: Counters,
     /// Messages handled since metrics were last published.
     handled: u64,
+    storage: Storage,
+    /// Durable writes not yet committed, and the messages sent after the
+    /// first of them, which wait for the commit (the barrier). Committed
+    /// once per batch of messages: one `fsync` for all of them.
+    pending: Vec<Write>,
+    held: Vec<(Dest, S::Outbound)>,
+}
+
+/// Where a replica's durable state goes.
+#[derive(Debug)]
+enum Storage {
+    /// Nowhere: kept for the life of the process.
+    Memory(Stored),
+    File(StateFile),
+}
+
+impl Storage {
+    fn stored(&self) -> &Stored {
+        match self {
+            Storage::Memory(stored) => stored,
+            Storage::File(file) => file.stored(),
+        }
+    }
+
+    fn commit(&mut self, writes: &[Write]) -> io::Result<()> {
+        match self {
+            Storage::Memory(stored) => stored
+                .apply(writes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e)),
+            Storage::File(file) => file.commit(writes),
+        }
+    }
 }
 
 impl<S: State> ProtocolCore<S> {
@@ -131,6 +195,7 @@ impl<S: State> ProtocolCore<S> {
         id: ReplicaId,
         replicas: Vec<SocketAddr>,
         started: Instant,
+        storage: Storage,
     ) -> ProtocolCore<S> {
         ProtocolCore {
             state,
@@ -143,6 +208,9 @@ impl<S: State> ProtocolCore<S> {
             clients: HashMap::new(),
             counters: Counters::default(),
             handled: 0,
+            storage,
+            pending: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -161,7 +229,12 @@ impl<S: State> ProtocolCore<S> {
         self.tick();
         let now = self.now();
         let mut ctx = Context::new(now, self.me, &mut self.outbox, &mut self.rng);
-        self.state.on_start(&mut ctx);
+        let stored = self.storage.stored();
+        if stored.is_empty() {
+            self.state.on_start(&mut ctx);
+        } else {
+            self.state.on_recover(stored, &mut ctx);
+        }
     }
 
     fn on_message(&mut self, src: SocketAddr, from: Addr, msg: S::Message) {
@@ -208,28 +281,48 @@ impl<S: State> ProtocolCore<S> {
         Some(self.started + Duration::from_nanos(at.as_nanos()))
     }
 
-    /// Hands every message the last calls sent to `emit`, resolved.
+    /// Hands every message the last calls sent to `emit`, resolved, except
+    /// those behind a durable write, which wait for [`ProtocolCore::commit`].
     fn drain(&mut self, mut emit: impl FnMut(Target, S::Outbound)) {
-        for (dest, msg) in self.outbox.sends.drain(..) {
-            let target = match dest {
-                Dest::Replicas => Target::Replicas,
-                Dest::To(Addr::Replica(ReplicaId(i))) => match self.replicas.get(usize::from(i)) {
-                    Some(&addr) => Target::One(addr),
-                    None => {
-                        self.counters.add("send: no such replica", 1);
-                        continue;
-                    }
-                },
-                Dest::To(Addr::Client(id)) => match self.clients.get(&id) {
-                    Some(&addr) => Target::One(addr),
-                    None => {
-                        self.counters.add("send: unknown client", 1);
-                        continue;
-                    }
-                },
-            };
-            emit(target, msg);
+        let barrier = self.outbox.barrier.take();
+        // Once one message waits, every later one waits behind it, so that
+        // messages still leave in the order they were sent.
+        let first_held = match barrier {
+            _ if !self.held.is_empty() => 0,
+            Some(i) => i,
+            None => usize::MAX,
+        };
+        for (i, (dest, msg)) in self.outbox.sends.drain(..).enumerate() {
+            if i >= first_held {
+                self.held.push((dest, msg));
+            } else if let Some(target) =
+                resolve(&self.replicas, &self.clients, &mut self.counters, dest)
+            {
+                emit(target, msg);
+            }
         }
+        self.pending.append(&mut self.outbox.writes);
+    }
+
+    /// Makes the pending durable writes durable (one `fsync` for the batch,
+    /// where the file asks for it), then hands the messages that waited for
+    /// them to `emit`. An error means the replica can no longer keep what it
+    /// promised: the caller stops.
+    fn commit(&mut self, mut emit: impl FnMut(Target, S::Outbound)) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.storage.commit(&self.pending)?;
+        self.counters.add("durable: batches committed", 1);
+        self.counters
+            .add("durable: writes committed", self.pending.len() as u64);
+        self.pending.clear();
+        for (dest, msg) in self.held.drain(..) {
+            if let Some(target) = resolve(&self.replicas, &self.clients, &mut self.counters, dest) {
+                emit(target, msg);
+            }
+        }
+        Ok(())
     }
 
     fn publish(&mut self, run: &RunShared) {
@@ -242,6 +335,32 @@ impl<S: State> ProtocolCore<S> {
     fn into_counters(mut self) -> Counters {
         self.counters.merge(&self.outbox.counters);
         self.counters
+    }
+}
+
+/// Where `dest` is, or `None` (counted) if nobody knows.
+fn resolve(
+    replicas: &[SocketAddr],
+    clients: &HashMap<ClientId, SocketAddr>,
+    counters: &mut Counters,
+    dest: Dest,
+) -> Option<Target> {
+    match dest {
+        Dest::Replicas => Some(Target::Replicas),
+        Dest::To(Addr::Replica(ReplicaId(i))) => match replicas.get(usize::from(i)) {
+            Some(&addr) => Some(Target::One(addr)),
+            None => {
+                counters.add("send: no such replica", 1);
+                None
+            }
+        },
+        Dest::To(Addr::Client(id)) => match clients.get(&id) {
+            Some(&addr) => Some(Target::One(addr)),
+            None => {
+                counters.add("send: unknown client", 1);
+                None
+            }
+        },
     }
 }
 
@@ -318,18 +437,26 @@ fn single_thread<S: State>(
     };
     let mut counters = Counters::default();
     let mut arena = Arena::default();
-    let mut send_all =
-        |core: &mut ProtocolCore<S>, transport: &mut Transport, counters: &mut Counters| {
-            let mut result = Ok(());
-            core.drain(|target, msg| {
-                if result.is_ok() {
-                    result = sender.send(transport, counters, target, &msg);
-                }
-            });
-            result
+    // `commit`: also make the batch's durable writes durable and send what
+    // waited for them (once per batch, not once per message).
+    let mut send_all = |core: &mut ProtocolCore<S>,
+                        transport: &mut Transport,
+                        counters: &mut Counters,
+                        commit: bool| {
+        let mut result = Ok(());
+        let mut emit = |target, msg: S::Outbound| {
+            if result.is_ok() {
+                result = sender.send(transport, counters, target, &msg);
+            }
         };
+        core.drain(&mut emit);
+        if commit {
+            core.commit(&mut emit)?;
+        }
+        result
+    };
     core.start();
-    send_all(&mut core, &mut transport, &mut counters)?;
+    send_all(&mut core, &mut transport, &mut counters, true)?;
     transport.flush()?;
     while !run.stopping() {
         arena.clear();
@@ -340,10 +467,10 @@ fn single_thread<S: State>(
                 Ok((from, msg)) => core.on_message(src, from, msg),
                 Err(reason) => counters.add(reason, 1),
             }
-            send_all(&mut core, &mut transport, &mut counters)?;
+            send_all(&mut core, &mut transport, &mut counters, false)?;
         }
         let fired = core.on_timers();
-        send_all(&mut core, &mut transport, &mut counters)?;
+        send_all(&mut core, &mut transport, &mut counters, true)?;
         transport.flush()?;
         core.publish(run);
         if idler.should_block(received > 0 || fired) {
@@ -549,6 +676,7 @@ impl<S: State> PipelineThread<S> {
         if let Some(ProtocolStage { core, output, .. }) = &mut self.protocol {
             core.start();
             core.drain(|target, msg| output.push((target, msg), &mut counters));
+            core.commit(|target, msg| output.push((target, msg), &mut counters))?;
             output.wake();
         }
         while !run.stopping() {
@@ -593,6 +721,7 @@ impl<S: State> PipelineThread<S> {
                     core.drain(|target, msg| out.push((target, msg), &mut counters));
                     handled = true;
                 }
+                core.commit(|target, msg| out.push((target, msg), &mut counters))?;
                 if handled {
                     out.wake();
                     core.publish(run);

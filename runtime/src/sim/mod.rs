@@ -43,6 +43,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::actor::{Counters, Dest};
 use crate::check::Operation;
+use crate::durable::{Stored, Write};
 use crate::node::{Packet, Process};
 use crate::rng::Rng;
 use crate::time::Time;
@@ -211,6 +212,12 @@ struct Slot {
     group: u32,
     byzantine: Option<Box<dyn Tamper>>,
     client: Option<ClientSlot>,
+    /// What the node wrote with `persist`: kept across crashes, handed back
+    /// on restart.
+    stored: Stored,
+    /// Crash the next time the node persists, with its writes made durable
+    /// (`true`) or lost.
+    crash_at_persist: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -436,6 +443,8 @@ impl Simulator {
             group: 0,
             byzantine: None,
             client,
+            stored: Stored::default(),
+            crash_at_persist: None,
         });
         self.index.insert(addr, node);
         if let Addr::Replica(_) = addr {
@@ -450,11 +459,16 @@ impl Simulator {
         let now = self.now;
         let mut packets = std::mem::take(&mut self.packets);
         let tracing = self.trace.is_some();
-        if let Some(process) = self.nodes[node].process.as_mut() {
+        let slot = &mut self.nodes[node];
+        if let Some(process) = slot.process.as_mut() {
             if tracing {
                 process.set_tracing();
             }
-            process.start(now, &mut packets);
+            if slot.stored.is_empty() {
+                process.start(now, &mut packets);
+            } else {
+                process.recover(now, &slot.stored, &mut packets);
+            }
         }
         self.after_call(node, &mut packets);
         self.packets = packets;
@@ -512,7 +526,36 @@ impl Simulator {
         }
     }
 
-    /// Restarts a crashed node from its factory, with fresh state.
+    /// Sends `bytes` from node `from` to `to` through the network, as if
+    /// `from` had sent it: a test's way to script a message.
+    pub fn inject(&mut self, from: Addr, to: Addr, bytes: Vec<u8>) {
+        let Some(&node) = self.index.get(&from) else {
+            panic!("inject: no node {from}");
+        };
+        self.send(node, to, bytes);
+    }
+
+    /// Crashes `addr` the next time it persists something (see
+    /// [`crate::durable`]): after the packets it sent before the write, and
+    /// before any sent after it. With `durable` the write survives (the
+    /// crash came after the disk had it), otherwise it is lost too. Both can
+    /// happen on a real machine.
+    pub fn crash_at_next_persist(&mut self, addr: Addr, durable: bool) {
+        let Some(&node) = self.index.get(&addr) else {
+            panic!("crash_at_next_persist: no node {addr}");
+        };
+        self.nodes[node].crash_at_persist = Some(durable);
+    }
+
+    /// What `addr` has made durable: it survives crashes and is handed back
+    /// on restart.
+    pub fn stored(&self, addr: Addr) -> Option<&Stored> {
+        let &node = self.index.get(&addr)?;
+        Some(&self.nodes[node].stored)
+    }
+
+    /// Restarts a crashed node from its factory, with fresh state and what
+    /// it had made durable (see [`State::on_recover`](crate::State::on_recover)).
     pub fn restart(&mut self, addr: Addr) {
         let Some(&node) = self.index.get(&addr) else {
             panic!("restart: no node {addr}");
@@ -955,6 +998,50 @@ impl Simulator {
     fn after_call(&mut self, node: usize, packets: &mut Vec<Packet>) {
         self.collect_result(node);
         self.collect_notes(node);
+        let persisted = self.nodes[node]
+            .process
+            .as_mut()
+            .and_then(|p| p.take_persisted());
+        let Some(persisted) = persisted else {
+            self.send_packets(node, packets);
+            self.queue_timer(node);
+            return;
+        };
+        // The barrier: what was sent before the writes leaves now, the rest
+        // once they are durable, which is at once unless the node crashes.
+        let mut held = packets.split_off(persisted.barrier.min(packets.len()));
+        self.send_packets(node, packets);
+        if self.make_durable(node, persisted.writes) {
+            self.send_packets(node, &mut held);
+            self.queue_timer(node);
+        }
+    }
+
+    /// Applies a node's durable writes, or crashes it there if a test asked
+    /// for that. Whether it is still running.
+    fn make_durable(&mut self, node: usize, writes: Vec<Write>) -> bool {
+        let slot = &mut self.nodes[node];
+        let addr = slot.addr;
+        let crash = slot.crash_at_persist.take();
+        if crash != Some(false)
+            && let Err(refused) = slot.stored.apply(&writes)
+        {
+            panic!("{addr} persisted beyond the bounds: {refused}");
+        }
+        self.record(Some(addr), || format!("persist: {} writes", writes.len()));
+        let Some(durable) = crash else {
+            return true;
+        };
+        self.faults.persist_crashes += 1;
+        self.record(Some(addr), || {
+            let kept = if durable { "durable" } else { "lost" };
+            format!("fault: crash at a persist (write {kept})")
+        });
+        self.crash(addr);
+        false
+    }
+
+    fn send_packets(&mut self, node: usize, packets: &mut Vec<Packet>) {
         for Packet { dest, bytes } in packets.drain(..) {
             match dest {
                 Dest::To(to) => self.send(node, to, bytes),
@@ -969,6 +1056,9 @@ impl Simulator {
                 }
             }
         }
+    }
+
+    fn queue_timer(&mut self, node: usize) {
         // Queue a timer event only when the node's deadline is earlier than
         // the one already queued. A deadline that moved later (the common case:
         // a retransmission timer re-armed on every request) is caught when the
