@@ -37,6 +37,7 @@
 
 use std::io::{self, BufRead as _, Read, Write as _};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,11 +51,13 @@ use hdrhistogram::serialization::{Serializer as _, V2Serializer};
 use nix::sys::resource::{UsageWho, getrusage};
 use protocols::app::{App, KvApp, NullApp};
 use protocols::registry::{Protocol, Start};
-use runtime::deploy::{ClientsSetup, ReplicaSetup, Running, Totals};
+use runtime::deploy::{ClientsSetup, DurableSetup, ReplicaSetup, Running, Totals};
+use runtime::durable::Sync;
 use wire::control::auth::{ControlSecret, DeadlineReader, HandshakeError, node_handshake};
 use wire::control::{
-    AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, Event, EventFrame, FinalReport,
-    FrameError, IntervalReport, NodeConfig, Role, Started, decode_command, read_frame, write_frame,
+    AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, DurableConfig, Event, EventFrame,
+    FinalReport, FrameError, IntervalReport, NodeConfig, Role, Started, decode_command, read_frame,
+    write_frame,
 };
 use wire::registry::Settings;
 use wire::{ClientId, ReplicaId};
@@ -89,6 +92,62 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
+    /// The node's run directory: a replica keeps what its protocol persists
+    /// in `replica-<id>.state` there, for a restart to recover from.
+    /// Without it, a directory of its own under the system's temporary
+    /// directory, removed when the node exits.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// Where the node keeps its files.
+#[derive(Debug)]
+struct RunDir {
+    path: PathBuf,
+    /// Made for this process, and removed when it ends.
+    temporary: bool,
+}
+
+impl RunDir {
+    fn new(dir: Option<&Path>) -> anyhow::Result<RunDir> {
+        let (path, temporary) = match dir {
+            Some(dir) => (dir.to_path_buf(), false),
+            None => (
+                std::env::temp_dir().join(format!("node-{}", std::process::id())),
+                true,
+            ),
+        };
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("making the run directory {}", path.display()))?;
+        Ok(RunDir { path, temporary })
+    }
+
+    /// Replica `id`'s durable state, as `durable` asks for it. Without
+    /// `recover`, what an earlier run left there is removed first.
+    fn durable(&self, id: u8, durable: DurableConfig) -> anyhow::Result<DurableSetup> {
+        let path = self.path.join(format!("replica-{id}.state"));
+        if !durable.recover {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+            }
+        }
+        let sync = if durable.fsync {
+            Sync::Fsync
+        } else {
+            Sync::NoFsync
+        };
+        Ok(DurableSetup { path, sync })
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// Serves one control connection, then exits: 0 after a clean stop, 1 after
@@ -113,7 +172,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // become the error event.
     panics::install_hook(true);
     let mut conn = Connection::new(stream);
-    let result = panics::catch(|| serve(&mut conn, &refused))
+    let result = panics::catch(|| serve(&mut conn, &refused, args.dir.as_deref()))
         .unwrap_or_else(|message| Err(anyhow!("panic: {message}")));
     match result {
         Ok(()) => {
@@ -248,8 +307,9 @@ fn handshake(mut stream: TcpStream, secret: &ControlSecret) -> Result<TcpStream,
 
 /// Everything after the connection is accepted; an error becomes the one
 /// [`Event::Error`] the runner gets.
-fn serve(conn: &mut Connection, refused: &Refused) -> anyhow::Result<()> {
+fn serve(conn: &mut Connection, refused: &Refused, dir: Option<&Path>) -> anyhow::Result<()> {
     let config = conn.first_command()?;
+    let dir = RunDir::new(dir)?;
     config.validate().context("invalid config")?;
     let protocol: Protocol = config.protocol.parse().map_err(|e: String| anyhow!(e))?;
     let settings = protocol
@@ -258,8 +318,8 @@ fn serve(conn: &mut Connection, refused: &Refused) -> anyhow::Result<()> {
         .map_err(|problems| anyhow!(problems.join("; ")))?;
     let node = config.role.to_string();
     let start = Instant::now();
-    let running =
-        start_node(protocol, &settings, &config).with_context(|| format!("starting {node}"))?;
+    let running = start_node(protocol, &settings, &config, &dir)
+        .with_context(|| format!("starting {node}"))?;
     conn.send(Event::Started(Started {
         transport: running.transport(),
         addrs: running.local_addrs(),
@@ -356,6 +416,7 @@ fn start_node(
     protocol: Protocol,
     settings: &Settings,
     config: &NodeConfig,
+    dir: &RunDir,
 ) -> anyhow::Result<Running> {
     let node = match &config.role {
         Role::Replica { id } => Start::Replica {
@@ -363,6 +424,7 @@ fn start_node(
             secret_key: config.secret_key.clone(),
             app: app(config.app),
             setup: replica_setup(config, *id),
+            durable: Some(dir.durable(*id, config.durable)?),
         },
         Role::Clients(clients) => Start::Clients {
             resend: Duration::from_millis(clients.resend_ms),

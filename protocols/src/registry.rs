@@ -14,7 +14,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use runtime::deploy::{ClientsSetup, OpFactory, ReplicaSetup, Running};
+use runtime::deploy::{ClientsSetup, DurableSetup, OpFactory, ReplicaSetup, Running};
 use wire::control::NodeConfig;
 use wire::registry::{ProtocolSpec, Settings};
 use wire::{ReplicaId, SecretKey};
@@ -69,6 +69,8 @@ pub enum Start {
         secret_key: Option<SecretKey>,
         app: Box<dyn App>,
         setup: ReplicaSetup,
+        /// Where it keeps what it persists (`None`: in memory only).
+        durable: Option<DurableSetup>,
     },
     Clients {
         /// How long a client waits before it first retransmits.

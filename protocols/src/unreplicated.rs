@@ -298,9 +298,12 @@ impl crate::registry::Kit for Kit {
         use runtime::deploy;
         let codec = std::sync::Arc::new(Codec);
         let running = match node {
-            Start::Replica { app, setup, .. } => {
-                deploy::spawn_replica(Server::new(app), codec, setup)
-            }
+            Start::Replica {
+                app,
+                setup,
+                durable,
+                ..
+            } => deploy::spawn_durable_replica(Server::new(app), codec, setup, durable),
             Start::Clients {
                 resend, ops, setup, ..
             } => {

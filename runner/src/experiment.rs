@@ -288,11 +288,24 @@ impl Experiment {
             .collect()
     }
 
+    /// Whether replicas `fsync` their durable state at `point` (the `fsync`
+    /// run parameter; on unless set to 0). Off is not crash-safe.
+    pub fn fsync_at(&self, point: &Point) -> bool {
+        self.settings
+            .iter()
+            .find(|setting| setting.name == FSYNC)
+            .and_then(|setting| Self::value_at(setting, point))
+            .is_none_or(|value| value != 0)
+    }
+
     /// The workload at `point`: the experiment's, with the workload
     /// parameters set or swept.
     pub fn workload_at(&self, point: &Point) -> Workload {
         let mut workload = self.workload.clone();
         for setting in &self.settings {
+            if setting.name == FSYNC {
+                continue;
+            }
             let Some(value) = Self::value_at(setting, point) else {
                 continue;
             };
@@ -514,6 +527,11 @@ impl Experiment {
                         }
                     }
                 }
+                None if name == FSYNC => {
+                    if let Some(v) = setting.values.iter().find(|&&v| v > 1) {
+                        problems.push(format!("--set fsync={v}: 0 (off) or 1 (on)"));
+                    }
+                }
                 None => {
                     let mut workload = self.workload.clone();
                     for &value in &setting.values {
@@ -578,6 +596,11 @@ impl Setting {
 /// The workload parameters `--set` (and their own options) set or sweep.
 pub const WORKLOAD_PARAMETERS: &[&str] = &["op_size", "reply_size", "value_size", "keys"];
 
+/// The run parameter that says whether replicas `fsync` what their protocol
+/// persists (1, the default) or not (0: faster, and not crash-safe). Swept
+/// like any other (`--set fsync=0,1`), so its cost shows in one run.
+pub const FSYNC: &str = "fsync";
+
 /// Sets the workload parameter `name` to `value`, or says why it cannot
 /// (unknown, not this workload's, out of range for its field).
 fn set_workload_parameter(workload: &mut Workload, name: &str, value: u64) -> Result<(), String> {
@@ -597,7 +620,7 @@ fn set_workload_parameter(workload: &mut Workload, name: &str, value: u64) -> Re
         }
         (name, _) => {
             return Err(format!(
-                "--set {name}: neither a workload parameter ({}) nor PROTOCOL.TUNABLE",
+                "--set {name}: neither a workload parameter ({}), {FSYNC}, nor PROTOCOL.TUNABLE",
                 WORKLOAD_PARAMETERS.join(", ")
             ));
         }
@@ -752,7 +775,7 @@ mod tests {
                 "--set keys: not a parameter of this workload (op_size and reply_size are the \
                  null app's; value_size and keys the kv app's)",
                 "--set nonsense: neither a workload parameter (op_size, reply_size, value_size, \
-                 keys) nor PROTOCOL.TUNABLE",
+                 keys), fsync, nor PROTOCOL.TUNABLE",
                 "--set pbft.window: no value",
                 "--op-size 100000: at most 64483 bytes (an operation fits in a datagram)",
             ]

@@ -22,8 +22,8 @@ use anyhow::{Context as _, bail};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use wire::control::{
-    AppConfig, ClientsConfig, Event, FinalReport, Idle, IntervalReport, Load, NodeConfig, Role,
-    Started, ThreadMap, TransportKind, Workload,
+    AppConfig, ClientsConfig, DurableConfig, Event, FinalReport, Idle, IntervalReport, Load,
+    NodeConfig, Role, Started, ThreadMap, TransportKind, Workload,
 };
 
 use crate::control::{Control, NodeProcess};
@@ -97,6 +97,7 @@ impl LoopbackSpec {
             transport: self.transport,
             report_interval_ms: millis(self.report_interval),
             settings: Vec::new(),
+            durable: DurableConfig::default(),
         }
     }
 

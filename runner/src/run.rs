@@ -20,8 +20,8 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wire::control::{
-    ClientsConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role, Started, ThreadMap,
-    TransportKind,
+    ClientsConfig, DurableConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role,
+    Started, ThreadMap, TransportKind,
 };
 use wire::{SecretKey, Signer};
 
@@ -338,6 +338,10 @@ fn run_point(
         transport: experiment.transport,
         report_interval_ms: millis(experiment.report_interval),
         settings: experiment.node_settings(point),
+        durable: DurableConfig {
+            fsync: experiment.fsync_at(point),
+            recover: false,
+        },
     };
     let mut replicas = Vec::with_capacity(n);
     for (i, host) in hosts[..n].iter().enumerate() {

@@ -12,8 +12,9 @@ use runner::control::{Control, NodeProcess};
 use serde_json::json;
 use wire::control::auth::ControlSecret;
 use wire::control::{
-    AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, CommandFrame, Event, Idle, Load,
-    NodeConfig, Role, Stage, ThreadMap, ThreadSpec, TransportKind, Workload, write_frame,
+    AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, CommandFrame, DurableConfig, Event,
+    Idle, Load, NodeConfig, Role, Stage, ThreadMap, ThreadSpec, TransportKind, Workload,
+    write_frame,
 };
 
 /// Longest any step may take; far above what a healthy node needs.
@@ -42,6 +43,7 @@ fn replica_config() -> NodeConfig {
         transport: TransportKind::Auto,
         report_interval_ms: 100,
         settings: Vec::new(),
+        durable: DurableConfig::default(),
     }
 }
 

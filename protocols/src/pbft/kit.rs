@@ -45,6 +45,7 @@ impl crate::registry::Kit for Kit {
                 secret_key,
                 app,
                 setup,
+                durable,
             } => {
                 let Some(key) = secret_key else {
                     return Err("a pbft replica needs its secret key (`secret_key`)".to_string());
@@ -60,7 +61,7 @@ impl crate::registry::Kit for Kit {
                         .map_err(|e| format!("secret key: {e}"))?,
                 );
                 let replica = Replica::new(id, Arc::clone(&codec), app);
-                deploy::spawn_replica(replica, codec, setup)
+                deploy::spawn_durable_replica(replica, codec, setup, durable)
             }
             Start::Clients {
                 resend,

@@ -113,6 +113,33 @@ pub struct NodeConfig {
     /// [`SETTINGS_MAX`].
     #[serde(default)]
     pub settings: Vec<(String, u64)>,
+    /// How a replica keeps what its protocol persists.
+    #[serde(default)]
+    pub durable: DurableConfig,
+}
+
+/// How a replica keeps its durable state (what the protocol persists to
+/// survive a crash): a file in the node's run directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DurableConfig {
+    /// `fsync` each batch of writes before the messages behind it leave.
+    /// Off is faster and not crash-safe: a machine that loses power may
+    /// lose writes the protocol counted on.
+    pub fsync: bool,
+    /// Replay the state file an earlier run of this replica left (a
+    /// restart). Off, the replica starts from nothing and the file is
+    /// truncated.
+    pub recover: bool,
+}
+
+impl Default for DurableConfig {
+    fn default() -> DurableConfig {
+        DurableConfig {
+            fsync: true,
+            recover: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

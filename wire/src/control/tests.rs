@@ -19,6 +19,7 @@ fn replica_config() -> NodeConfig {
         transport: TransportKind::Auto,
         report_interval_ms: 500,
         settings: Vec::new(),
+        durable: DurableConfig::default(),
     }
 }
 

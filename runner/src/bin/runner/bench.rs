@@ -173,8 +173,9 @@ struct CommonArgs {
     /// `NAME=V1,V2,...`; repeat for several (sweeps multiply). Tunables are
     /// `PROTOCOL.TUNABLE` (`pbft.batch_max=16`; `runner protocols` lists
     /// them with their bounds); workload parameters are `op_size`,
-    /// `reply_size`, `value_size` and `keys`. Every value used is recorded
-    /// in the results.
+    /// `reply_size`, `value_size` and `keys`; `fsync=0` stops replicas
+    /// from fsyncing what their protocol persists (faster, not crash-safe).
+    /// Every value used is recorded in the results.
     #[arg(long = "set", value_parser = Setting::parse)]
     set: Vec<Setting>,
     /// KV app: fraction of operations that are gets (0 to 1); the rest are
@@ -403,6 +404,11 @@ pub fn protocols_text() -> String {
     text.push_str(&format!(
         "workload parameters (--set NAME=V[,V...] or their own options): {}\n",
         runner::experiment::WORKLOAD_PARAMETERS.join(", ")
+    ));
+    text.push_str(&format!(
+        "run parameters (--set): {} = 1 (0 or 1): whether replicas fsync what their protocol \
+         persists; 0 is faster and not crash-safe\n",
+        runner::experiment::FSYNC
     ));
     text
 }
