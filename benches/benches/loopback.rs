@@ -13,17 +13,25 @@
 //!   operation completed in the measured window, over the window; latency is
 //!   of operations started after the warm-up (the runtime's histogram).
 //!
-//! The echo reference is an echo thread (`recvmmsg`, then `sendmmsg` of the
-//! same datagrams back to their sources, up to 64 at a time) and a sender
-//! thread keeping one request outstanding per client slot (24-byte datagrams:
-//! a 4-byte slot and a 4-byte sequence number, then the 16-byte operation),
-//! sending replies' successors 64 to a `sendmmsg`. Both spin on non-blocking
-//! sockets with 4 MiB buffers. The echo moves one datagram per message in
-//! the kernel; the runtime's deployed sockets use UDP GSO/GRO
-//! (`runtime::deploy::OFFLOADS`), so from 100 clients on it moves runs of up
-//! to 64 requests (and replies) per kernel buffer and beats the echo several
-//! times over; at 1 client there is nothing to batch. The runtime's target is 0.8x the echo at every
-//! client count, and 0.9x its own peak at 10,000 clients.
+//! The echo is the baseline on purpose, so it does not use the project's
+//! transport (`runtime::net`): it is the kernel's UDP path with nothing of
+//! ours on it, and the ratio to it says what the runtime and the protocol
+//! cost. It is an echo thread (`recvmmsg`, then `sendmmsg` of the same
+//! datagrams back to their sources, up to 64 at a time) and a sender thread
+//! keeping one request outstanding per client slot (24-byte datagrams: a
+//! 4-byte slot and a 4-byte sequence number, then the 16-byte operation),
+//! sending replies' successors 64 to a `sendmmsg`, both system calls through
+//! the `nix` crate's safe wrappers. Both threads spin on non-blocking sockets
+//! with 4 MiB buffers. At each client count the echo runs right before the
+//! runtime (in the default order of systems), so every ratio compares two
+//! points of the same run.
+//!
+//! The echo moves one datagram per message in the kernel; the runtime's
+//! deployed sockets use UDP GSO/GRO (`runtime::deploy::OFFLOADS`), so from
+//! 100 clients on it moves runs of up to 64 requests (and replies) per kernel
+//! buffer and beats the echo several times over; at 1 client there is
+//! nothing to batch. The runtime's target is 0.8x the echo at every client
+//! count, and 0.9x its own peak at 10,000 clients.
 //!
 //! Also printed: what an idle client costs in memory (target 1 KiB), from
 //! `client_slot_bytes` and a counting allocator.
@@ -37,9 +45,11 @@
 //! or use `LOOPBACK_REPEATS`.
 //!
 //! `cargo bench -p benches --bench loopback` runs everything (about a minute
-//! on a quiet machine; reruns and waits for quiet add to that). Without
-//! `--bench` on the command line (`cargo test --benches`, or the binary run by
-//! hand) it is a smoke run: 1 and 100 clients, 100 ms a point. Environment:
+//! on a quiet machine; reruns and waits for quiet add to that). With `--test`
+//! (`cargo bench -p benches --bench loopback -- --test`, as criterion's
+//! benches take it), or without `--bench` on the command line (`cargo test
+//! --benches`, or the binary run by hand), it is a smoke run: 1 and 100
+//! clients, 100 ms a point. Environment:
 //!
 //! - `LOOPBACK_CLIENTS=1,100`: client counts;
 //! - `LOOPBACK_SECONDS=2`: measured seconds per point (fractions allowed);
@@ -133,8 +143,8 @@ fn main() -> io::Result<()> {
     );
     if config.smoke {
         println!(
-            "smoke run (no --bench: `cargo test`, or run by hand): checks that everything runs; \
-             its figures are not measurements"
+            "smoke run (--test, or no --bench: `cargo test`, or run by hand): checks that \
+             everything runs; its figures are not measurements"
         );
     }
     println!();
@@ -202,8 +212,10 @@ struct Config {
 impl Config {
     fn from_env_and_args() -> Config {
         // `cargo bench` passes `--bench`, for custom harnesses too; `cargo
-        // test --benches` runs the same binary without it.
-        let smoke = !std::env::args().skip(1).any(|arg| arg == "--bench");
+        // test --benches` runs the same binary without it. `--test` is
+        // criterion's smoke mode, and this bench's too.
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let smoke = args.iter().any(|arg| arg == "--test") || !args.iter().any(|a| a == "--bench");
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let clients = match env("LOOPBACK_CLIENTS") {
             Some(list) => list
@@ -708,7 +720,7 @@ fn echo_sender(
     let SocketAddr::V4(server) = server else {
         return Err(io::Error::other("echo: IPv4 only"));
     };
-    let server = mmsg::sockaddr_in(server);
+    let server = nix::sys::socket::SockaddrIn::from(server);
     let fd = socket.as_raw_fd();
     let mut slots = vec![
         Slot {
@@ -1018,32 +1030,38 @@ fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
 
-/// `recvmmsg`/`sendmmsg` on raw descriptors, for the echo: the least a UDP
-/// request/reply system does, with no framework code in the way.
+/// `recvmmsg`/`sendmmsg` through `nix`'s safe wrappers, for the echo: the
+/// least a UDP request/reply system does, one datagram per message in the
+/// kernel, with no framework code in the way.
 mod mmsg {
-    #![allow(unsafe_code)]
-
-    use std::io;
-    use std::net::SocketAddrV4;
+    use std::io::{self, IoSlice, IoSliceMut};
     use std::ops::Range;
     use std::os::fd::RawFd;
+
+    use nix::errno::Errno;
+    use nix::sys::socket::{
+        ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmmsg,
+    };
 
     use super::BATCH_MAX;
 
     /// Room per datagram: anything larger than an echo request is a bug, and
     /// shows as a stale reply.
     const BUFFER_LEN: usize = 2048;
-    const NAME_LEN: libc::socklen_t = size_of::<libc::sockaddr_in>() as libc::socklen_t;
 
-    /// `BATCH_MAX` datagram buffers with their lengths and peers. The system
-    /// call headers are rebuilt from these for every call, so a `Batch` can
-    /// move freely between calls.
+    /// `BATCH_MAX` datagram buffers with their lengths and peers, and the
+    /// system call headers. Receiving and sending each have headers of their
+    /// own: `sendmmsg` points a header's name at the address it is given, and
+    /// `recvmmsg` would then write the next source there instead of into the
+    /// header's own slot, which is where `nix` reads it from.
     pub(super) struct Batch {
         bufs: Box<[[u8; BUFFER_LEN]]>,
         lens: [usize; BATCH_MAX],
-        names: [libc::sockaddr_in; BATCH_MAX],
-        iovs: [libc::iovec; BATCH_MAX],
-        hdrs: [libc::mmsghdr; BATCH_MAX],
+        /// After [`Batch::recv`], where each datagram came from; for
+        /// [`Batch::send`], where each goes.
+        peers: [Option<SockaddrIn>; BATCH_MAX],
+        recv_headers: MultiHeaders<SockaddrIn>,
+        send_headers: MultiHeaders<SockaddrIn>,
     }
 
     impl Batch {
@@ -1051,58 +1069,36 @@ mod mmsg {
             Batch {
                 bufs: vec![[0u8; BUFFER_LEN]; BATCH_MAX].into_boxed_slice(),
                 lens: [0; BATCH_MAX],
-                names: [sockaddr_in(SocketAddrV4::new([0, 0, 0, 0].into(), 0)); BATCH_MAX],
-                iovs: [libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                }; BATCH_MAX],
-                hdrs: std::array::from_fn(|_| empty_mmsghdr()),
+                peers: [None; BATCH_MAX],
+                recv_headers: MultiHeaders::preallocate(BATCH_MAX, None),
+                send_headers: MultiHeaders::preallocate(BATCH_MAX, None),
             }
         }
 
         /// Receives up to `BATCH_MAX` datagrams without blocking; returns how
         /// many (0 if none is waiting).
         pub(super) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-            for i in 0..BATCH_MAX {
-                self.iovs[i] = libc::iovec {
-                    iov_base: self.bufs[i].as_mut_ptr().cast(),
-                    iov_len: BUFFER_LEN,
-                };
-                let msg = &mut self.hdrs[i].msg_hdr;
-                msg.msg_name = (&raw mut self.names[i]).cast();
-                msg.msg_namelen = NAME_LEN;
-                msg.msg_iov = &raw mut self.iovs[i];
-                msg.msg_iovlen = 1;
-                msg.msg_control = std::ptr::null_mut();
-                msg.msg_controllen = 0;
-                msg.msg_flags = 0;
-            }
-            // SAFETY: `hdrs` holds BATCH_MAX headers and that is the count
-            // passed. Each points to its own `sockaddr_in` of NAME_LEN bytes
-            // and its own iovec, which points to its own BUFFER_LEN-byte
-            // buffer; all are fields of `self`, borrowed mutably for the whole
-            // call, and the kernel writes only within those bounds. No
-            // timeout, and MSG_DONTWAIT: the call returns at once.
-            let received = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    self.hdrs.as_mut_ptr(),
-                    BATCH_MAX as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
+            let mut bufs = self.bufs.iter_mut();
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH_MAX] =
+                std::array::from_fn(|_| [IoSliceMut::new(bufs.next().expect("BATCH_MAX buffers"))]);
+            let received = match recvmmsg(
+                fd,
+                &mut self.recv_headers,
+                &mut iovs,
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            ) {
+                Ok(received) => received,
+                Err(Errno::EAGAIN | Errno::EINTR) => return Ok(0),
+                Err(errno) => return Err(errno.into()),
             };
-            let Ok(received) = usize::try_from(received) else {
-                let error = io::Error::last_os_error();
-                return match error.raw_os_error() {
-                    Some(libc::EAGAIN | libc::EINTR) => Ok(0),
-                    _ => Err(error),
-                };
-            };
-            for i in 0..received {
-                self.lens[i] = (self.hdrs[i].msg_len as usize).min(BUFFER_LEN);
+            let mut count = 0;
+            for (i, datagram) in received.enumerate() {
+                self.lens[i] = datagram.bytes.min(BUFFER_LEN);
+                self.peers[i] = datagram.address;
+                count = i + 1;
             }
-            Ok(received)
+            Ok(count)
         }
 
         /// The payload of received datagram `i`.
@@ -1116,13 +1112,13 @@ mod mmsg {
         }
 
         /// Makes datagram `i` the first `len` bytes of its buffer, to `to`.
-        pub(super) fn set(&mut self, i: usize, len: usize, to: libc::sockaddr_in) {
+        pub(super) fn set(&mut self, i: usize, len: usize, to: SockaddrIn) {
             assert!(len <= BUFFER_LEN);
             self.lens[i] = len;
-            self.names[i] = to;
+            self.peers[i] = Some(to);
         }
 
-        /// Sends datagrams `range` (each to its name: after [`Batch::recv`],
+        /// Sends datagrams `range` (each to its peer: after [`Batch::recv`],
         /// back to its source) without blocking; returns how many the kernel
         /// took, 0 if the socket is full.
         pub(super) fn send(&mut self, fd: RawFd, range: Range<usize>) -> io::Result<usize> {
@@ -1130,63 +1126,24 @@ mod mmsg {
             if range.is_empty() {
                 return Ok(0);
             }
-            for i in range.clone() {
-                self.iovs[i] = libc::iovec {
-                    iov_base: self.bufs[i].as_mut_ptr().cast(),
-                    iov_len: self.lens[i],
-                };
-                let msg = &mut self.hdrs[i].msg_hdr;
-                msg.msg_name = (&raw mut self.names[i]).cast();
-                msg.msg_namelen = NAME_LEN;
-                msg.msg_iov = &raw mut self.iovs[i];
-                msg.msg_iovlen = 1;
-                msg.msg_control = std::ptr::null_mut();
-                msg.msg_controllen = 0;
-                msg.msg_flags = 0;
-            }
-            // SAFETY: `hdrs[range]` are in bounds (asserted) and that many
-            // are passed. Each points to its own initialised `sockaddr_in` of
-            // NAME_LEN bytes and its own iovec of `lens[i] <= BUFFER_LEN`
-            // bytes of its own buffer; all are fields of `self`, borrowed for
-            // the whole call. The kernel only reads them (and writes
-            // `msg_len`). MSG_DONTWAIT: the call returns at once.
-            let sent = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    self.hdrs[range.start..].as_mut_ptr(),
-                    range.len() as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match usize::try_from(sent) {
-                Ok(sent) => Ok(sent),
-                Err(_) => {
-                    let error = io::Error::last_os_error();
-                    match error.raw_os_error() {
-                        Some(libc::EAGAIN | libc::ENOBUFS | libc::EINTR) => Ok(0),
-                        _ => Err(error),
-                    }
-                }
+            let mut datagrams = range.clone().map(|i| &self.bufs[i][..self.lens[i]]);
+            let iovs: [[IoSlice<'_>; 1]; BATCH_MAX] =
+                std::array::from_fn(|_| [IoSlice::new(datagrams.next().unwrap_or_default())]);
+            let no_control: [ControlMessage<'_>; 0] = [];
+            match sendmmsg(
+                fd,
+                &mut self.send_headers,
+                &iovs[..range.len()],
+                &self.peers[range],
+                no_control,
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                // One item per datagram the kernel took.
+                Ok(sent) => Ok(sent.count()),
+                Err(Errno::EAGAIN | Errno::ENOBUFS | Errno::EINTR) => Ok(0),
+                Err(errno) => Err(errno.into()),
             }
         }
-    }
-
-    pub(super) fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
-        libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: addr.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(addr.ip().octets()),
-            },
-            sin_zero: [0; 8],
-        }
-    }
-
-    fn empty_mmsghdr() -> libc::mmsghdr {
-        // SAFETY: `mmsghdr` is a plain C struct of integers and raw pointers,
-        // for which all-zero bytes are a valid value (null pointers, zero
-        // lengths).
-        unsafe { std::mem::zeroed() }
     }
 }
 

@@ -48,6 +48,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a node may take from `Stop` to `Finished`.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a node may take to exit after it reported its totals.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How many of a node's last stderr lines an error shows.
 pub const STDERR_LINES_MAX: usize = 20;
 /// How long an error waits for a dying node to finish writing to stderr.

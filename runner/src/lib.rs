@@ -4,7 +4,9 @@
 //! - [`experiment`]: experiments as values: protocols (from
 //!   [`wire::registry`]), loads, settings and sweeps, trials, and their
 //!   checks.
-//! - [`run`]: runs an experiment's points on hosts, one after another.
+//! - [`run`]: runs an experiment's points on hosts, one after another; a
+//!   single point, at once or in steps ([`run::RunningPoint`]) for callers
+//!   that act while its clients run.
 //! - [`hosts`]: where nodes run: local processes, network namespaces, ssh.
 //! - [`control`]: starting `node serve` processes and talking to them over the
 //!   control protocol of [`wire::control`].
@@ -15,8 +17,6 @@
 //! - [`cargo`]: building the `node` binary and finding where cargo put it.
 //! - [`cleanup`]: undoing what the runner set up outside its process
 //!   (namespaces, remote nodes) on Ctrl-C.
-//! - [`loopback`]: a whole unreplicated run on this machine, one replica node
-//!   and one clients node on loopback addresses.
 //!
 //! Like the binary, the library depends on `wire` only, never on protocol or
 //! runtime code: nodes are separate processes.
@@ -26,7 +26,6 @@ pub mod cleanup;
 pub mod control;
 pub mod experiment;
 pub mod hosts;
-pub mod loopback;
 pub mod plot;
 pub mod provenance;
 pub mod results;

@@ -1,14 +1,20 @@
 //! Runs an [`Experiment`] on hosts from a [`Provider`], one point after the
 //! other, showing progress in the terminal, and returns what it measured.
 //!
-//! For each point: start every replica (`node serve` on its host, configured
-//! over TCP), then one clients node on the next host; read the clients'
-//! interval reports for the point's duration, showing live throughput; stop
-//! the clients, then the replicas, and collect their totals. Any node that
-//! fails to start, reports an error, crashes or falls silent stops the whole
-//! run: every node started is stopped (dropping a `NodeProcess` kills it), the
-//! provider cleans up, and the error names the host with the node's last
-//! stderr lines.
+//! For each point ([`RunningPoint`]): start every replica (`node serve` on its
+//! host, configured over TCP), then one clients node on the next host; read
+//! the clients' interval reports for the point's duration, showing live
+//! throughput; stop the clients, then the replicas, and collect their totals.
+//! Any node that fails to start, reports an error, crashes or falls silent
+//! stops the whole run: every node started is stopped (dropping a
+//! `NodeProcess` kills it), the provider cleans up, and the error names the
+//! host with the node's last stderr lines.
+//!
+//! A single point runs the same way on hosts the caller chooses:
+//! [`run_point`] from start to finish, or [`RunningPoint`] in steps, for
+//! callers that act while the clients run (tests that send a replica stray
+//! datagrams, say). Both return every node's own report
+//! ([`PointReports`]), not only the figures a run records.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -21,14 +27,13 @@ use hdrhistogram::serialization::Deserializer;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wire::control::{
     ClientsConfig, DurableConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role,
-    Started, ThreadMap, TransportKind,
+    Started, ThreadMap,
 };
 use wire::{SecretKey, Signer};
 
-use crate::control::{Control, NodeProcess};
+use crate::control::{Control, EXIT_TIMEOUT, NodeProcess};
 use crate::experiment::{Experiment, Point, protocol_spec, replica_count};
 use crate::hosts::{Host, Launcher, Provider};
-use crate::loopback::EXIT_TIMEOUT;
 use crate::provenance::Provenance;
 use crate::results::{PointResult, RunResults, thousands};
 
@@ -56,7 +61,7 @@ pub fn replica_port(point: usize, i: usize) -> u16 {
 }
 
 /// How long the clients may stay silent before the run gives up on them.
-const SILENCE_MAX: Duration = Duration::from_secs(10);
+pub const SILENCE_MAX: Duration = Duration::from_secs(10);
 
 /// Runs every point of `experiment` and returns the results. `progress`
 /// draws to the terminal (hidden when stderr is not one). After each point,
@@ -123,7 +128,7 @@ pub fn run_experiment_at(
     let mut points = Vec::new();
     for (index, point) in experiment.points().into_iter().enumerate() {
         let bar = progress.add(point_bar(&point, experiment.duration));
-        let result = run_point(experiment, &point, index, &hosts, node_binary, &bar);
+        let result = run_point_with_bar(experiment, &point, index, &hosts, node_binary, &bar);
         match result {
             Ok((result, reported)) => {
                 parameters.entry(point.series()).or_insert(reported);
@@ -214,36 +219,363 @@ fn point_bar(point: &Point, duration: Duration) -> ProgressBar {
     bar
 }
 
+/// Runs one point of `experiment` on `hosts` from start to finish, without a
+/// progress display: [`RunningPoint::start`], the clients run for the
+/// experiment's duration, [`RunningPoint::finish`]. Returns what every node
+/// reported; [`PointReports::point_result`] makes of it the figures a run
+/// records.
+pub fn run_point(
+    experiment: &Experiment,
+    point: &Point,
+    index: usize,
+    hosts: &[Host],
+    node_binary: &Path,
+) -> anyhow::Result<PointReports> {
+    let mut running = RunningPoint::start(experiment, point, index, hosts, node_binary)?;
+    running.run_for(experiment.duration, &mut |_, _| {})?;
+    running.finish()
+}
+
+/// One point in progress, for callers that act while its clients run (send
+/// the replicas stray datagrams, say, and watch the clients' intervals).
+///
+/// [`RunningPoint::start`] starts every replica (`node serve` on its host,
+/// configured over TCP), then one clients node on the next host;
+/// [`RunningPoint::run_for`] and [`RunningPoint::next_clients_interval`]
+/// follow the clients' interval reports; [`RunningPoint::finish`] stops the
+/// clients, then the replicas (so every operation a client completed was
+/// executed before the replicas' totals are taken), and waits for every node
+/// to exit with status 0. [`run_experiment`] runs each of its points this
+/// way. Dropping a `RunningPoint` kills its nodes, the clients first.
+#[derive(Debug)]
+pub struct RunningPoint {
+    // Declared first, so dropped first.
+    clients: Node,
+    /// By replica id.
+    replicas: Vec<Node>,
+}
+
+impl RunningPoint {
+    /// Starts `point` of `experiment`: replica `i` on `hosts[i]`, the clients
+    /// node on the host after the last replica. `index` is the point's place
+    /// in its run: on hosts with an address of their own it picks the
+    /// replicas' ports ([`replica_port`]), so that consecutive points never
+    /// share one (a point run alone can take 0).
+    pub fn start(
+        experiment: &Experiment,
+        point: &Point,
+        index: usize,
+        hosts: &[Host],
+        node_binary: &Path,
+    ) -> anyhow::Result<RunningPoint> {
+        experiment.validate()?;
+        let n = replica_count(&point.protocol, experiment.f)? as usize;
+        if hosts.len() <= n {
+            bail!(
+                "{point} runs {n} replica(s) and a clients node, on {} hosts; got {}",
+                n + 1,
+                hosts.len()
+            );
+        }
+        let clients_host = &hosts[n];
+        // One replica on this machine: it gets core 0 and the clients core 1,
+        // so the two never share a core. Otherwise the scheduler places
+        // threads.
+        let on_this_machine = hosts[..=n]
+            .iter()
+            .all(|h| matches!(h.launcher, Launcher::Local | Launcher::Netns { .. }));
+        let two_cores = std::thread::available_parallelism().is_ok_and(|c| c.get() >= 2);
+        let pin = on_this_machine && two_cores && n == 1;
+        let replica_threads = experiment
+            .replica_threads
+            .clone()
+            .unwrap_or_else(|| ThreadMap::single(pin.then_some(0)));
+        let replica_addrs = hosts[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, host)| replica_addr(host, index, i))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        // Fresh keys for every point: replicas of a signed protocol each get
+        // their own secret key and everyone's public keys.
+        let secret_keys: Vec<SecretKey> =
+            if protocol_spec(&point.protocol).is_some_and(|spec| spec.signs) {
+                let nonce = now_nanos();
+                (0..n)
+                    .map(|i| {
+                        SecretKey::from_seed(
+                            format!("{nonce} {} replica {i}", point.protocol).as_bytes(),
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let public_keys = secret_keys
+            .iter()
+            .map(|key| Signer::new(key).map(|signer| signer.public_key()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("making keys: {e}"))?;
+        let base = NodeConfig {
+            protocol: point.protocol.clone(),
+            role: Role::Replica { id: 0 },
+            replicas: replica_addrs,
+            public_keys,
+            secret_key: None,
+            app: experiment.app,
+            threads: replica_threads,
+            idle: experiment.idle,
+            transport: experiment.transport,
+            report_interval_ms: millis(experiment.report_interval),
+            settings: experiment.node_settings(point),
+            durable: DurableConfig {
+                fsync: experiment.fsync_at(point),
+                recover: false,
+            },
+        };
+        let mut replicas = Vec::with_capacity(n);
+        for (i, host) in hosts[..n].iter().enumerate() {
+            let config = NodeConfig {
+                role: Role::Replica { id: i as u8 },
+                secret_key: secret_keys.get(i).cloned(),
+                ..base.clone()
+            };
+            replicas.push(Node::start(host, node_binary, &config)?);
+        }
+        let clients_config = NodeConfig {
+            role: Role::Clients(ClientsConfig {
+                first_id: 1,
+                count: point.clients,
+                threads: experiment.client_threads,
+                cores: if pin { vec![1] } else { Vec::new() },
+                bind: clients_host.addr,
+                load: match point.rate {
+                    None => Load::Closed,
+                    Some(ops_per_sec) => Load::Open {
+                        ops_per_sec,
+                        arrivals: experiment.arrivals,
+                    },
+                },
+                workload: experiment.workload_at(point),
+                resend_ms: millis(experiment.resend),
+                warmup_ms: millis(experiment.warmup),
+                measure_ms: Some(millis(experiment.measured())),
+                // Fresh client keys for every point, too.
+                key_seed: format!("{} {} clients", now_nanos(), point.protocol).into_bytes(),
+            }),
+            ..base
+        };
+        let clients = Node::start(clients_host, node_binary, &clients_config)?;
+        Ok(RunningPoint { clients, replicas })
+    }
+
+    /// The replicas' UDP addresses, by id: where the clients send.
+    pub fn replica_addrs(&self) -> Vec<SocketAddr> {
+        self.replicas
+            .iter()
+            .map(|replica| replica.started.addrs[0])
+            .collect()
+    }
+
+    /// The clients' next interval report, waiting at most `timeout`; `None`
+    /// if none came. The replicas' reports that have arrived are taken in
+    /// too. An error event, a closed connection or a dead node ends the point
+    /// with an error that says how every node that has ended ended.
+    pub fn next_clients_interval(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<IntervalReport>> {
+        let next = self.clients.next_interval(timeout).and_then(|interval| {
+            self.replicas.iter_mut().try_for_each(Node::drain)?;
+            Ok(interval)
+        });
+        match next {
+            Ok(interval) => {
+                if let Some(interval) = &interval {
+                    self.clients.intervals.push(interval.clone());
+                }
+                Ok(interval)
+            }
+            Err(error) => Err(with_exits(error, &mut self.replicas, &mut self.clients)),
+        }
+    }
+
+    /// Passes over the clients' interval reports that have arrived (they stay
+    /// in [`NodeReport::intervals`]), so that the next
+    /// [`Self::next_clients_interval`] covers time from now on, give or take
+    /// one interval.
+    pub fn skip_clients_intervals(&mut self) -> anyhow::Result<()> {
+        while self.next_clients_interval(Duration::ZERO)?.is_some() {}
+        Ok(())
+    }
+
+    /// Lets the clients run for `duration` from now, following their reports.
+    /// `on_progress` gets the time since the call and each interval report
+    /// as it arrives, and `None` at least every 100 ms while none does.
+    /// Clients that send no report for [`SILENCE_MAX`] end the point.
+    pub fn run_for(
+        &mut self,
+        duration: Duration,
+        on_progress: &mut dyn FnMut(Duration, Option<&IntervalReport>),
+    ) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let mut last_report = start;
+        while start.elapsed() < duration {
+            let left = duration.saturating_sub(start.elapsed());
+            let next = self.next_clients_interval(left.min(Duration::from_millis(100)))?;
+            if next.is_some() {
+                last_report = Instant::now();
+            } else if last_report.elapsed() > SILENCE_MAX {
+                let error = anyhow::anyhow!(
+                    "{} sent no report for {} s",
+                    self.clients.control.name(),
+                    SILENCE_MAX.as_secs()
+                );
+                return Err(with_exits(error, &mut self.replicas, &mut self.clients));
+            }
+            on_progress(start.elapsed(), next.as_ref());
+        }
+        Ok(())
+    }
+
+    /// Stops the clients, then the replicas, each waited for until it has
+    /// exited with status 0; returns what every node reported.
+    pub fn finish(self) -> anyhow::Result<PointReports> {
+        let RunningPoint { clients, replicas } = self;
+        let clients = clients.finish()?;
+        let replicas = replicas
+            .into_iter()
+            .map(Node::finish)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(PointReports { replicas, clients })
+    }
+}
+
+/// What every node of a point reported, from its start to its exit.
+#[derive(Debug)]
+pub struct PointReports {
+    /// By replica id.
+    pub replicas: Vec<NodeReport>,
+    pub clients: NodeReport,
+}
+
+/// What one node reported.
+#[derive(Debug)]
+pub struct NodeReport {
+    /// The node's process on this machine (a local child, or the `ssh` that
+    /// runs a remote one); it has exited.
+    pub pid: u32,
+    pub started: Started,
+    /// Its interval reports, in order.
+    pub intervals: Vec<IntervalReport>,
+    pub report: FinalReport,
+    /// `report.latency_histogram`, read; `None` if the node sent none
+    /// (replicas).
+    pub latency_us: Option<Histogram<u64>>,
+}
+
+impl PointReports {
+    /// The figures of `point` as a run records them: throughput and latency
+    /// of the clients' measured window, every node's counters summed by
+    /// name, CPU times, transports.
+    pub fn point_result(&self, point: &Point) -> anyhow::Result<PointResult> {
+        let clients = &self.clients.report;
+        let histogram = self
+            .clients
+            .latency_us
+            .as_ref()
+            .context("the clients sent no latency histogram")?;
+        let mut counters = BTreeMap::new();
+        for report in std::iter::once(clients).chain(self.replicas.iter().map(|r| &r.report)) {
+            for (name, n) in &report.counters {
+                *counters.entry(name.clone()).or_insert(0) += n;
+            }
+        }
+        let seconds = clients.measured_ms as f64 / 1000.0;
+        Ok(PointResult {
+            protocol: point.protocol.clone(),
+            variant: point.variant.clone(),
+            clients: point.clients,
+            offered_ops: point.rate,
+            trial: point.trial,
+            throughput_ops: if seconds > 0.0 {
+                clients.measured_ops as f64 / seconds
+            } else {
+                0.0
+            },
+            latency_us_p50: histogram.value_at_quantile(0.5),
+            latency_us_p99: histogram.value_at_quantile(0.99),
+            latency_us_mean: histogram.mean(),
+            measured_ops: clients.measured_ops,
+            measured_ms: clients.measured_ms,
+            intervals: self.clients.intervals.clone(),
+            replica_cpu_ms: self.replicas.iter().map(|r| r.report.cpu_ms).sum(),
+            client_cpu_ms: clients.cpu_ms,
+            counters,
+            replica_transports: self.replicas.iter().map(|r| r.started.transport).collect(),
+            client_transport: Some(self.clients.started.transport),
+        })
+    }
+
+    /// The protocol's parameters, as the first replica reported them.
+    pub fn parameters(&self) -> Vec<(String, String)> {
+        self.replicas
+            .first()
+            .map(|replica| replica.started.parameters.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// [`run_point`] under a progress bar that shows the clients' live
+/// throughput; returns the point's figures and its protocol's parameters.
+fn run_point_with_bar(
+    experiment: &Experiment,
+    point: &Point,
+    index: usize,
+    hosts: &[Host],
+    node_binary: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<(PointResult, Vec<(String, String)>)> {
+    let mut running = RunningPoint::start(experiment, point, index, hosts, node_binary)?;
+    let seconds = experiment.report_interval.as_secs_f64();
+    running.run_for(experiment.duration, &mut |elapsed, interval| {
+        if let Some(interval) = interval {
+            bar.set_message(format!(
+                "{:>12} ops/s  p50 {:>6} µs",
+                thousands((interval.ops as f64 / seconds).round() as u64),
+                interval.latency_us_p50
+            ));
+        }
+        bar.set_position(elapsed.as_millis() as u64);
+    })?;
+    let reports = running.finish()?;
+    Ok((reports.point_result(point)?, reports.parameters()))
+}
+
 /// A node process with its control connection.
+#[derive(Debug)]
 struct Node {
     process: NodeProcess,
     control: Control,
+    /// What the node said when it started (never without a UDP address).
+    started: Started,
     intervals: Vec<IntervalReport>,
-    /// The transport the node reported in `Started`.
-    transport: TransportKind,
 }
 
 impl Node {
-    fn start(
-        host: &Host,
-        node_binary: &Path,
-        config: &NodeConfig,
-    ) -> anyhow::Result<(Node, Started)> {
+    fn start(host: &Host, node_binary: &Path, config: &NodeConfig) -> anyhow::Result<Node> {
         let process = NodeProcess::spawn_on(host, node_binary)?;
         let mut control = process.connect()?;
         let started = control.run(config)?;
         if started.addrs.is_empty() {
             bail!("{} started but reported no UDP address", control.name());
         }
-        Ok((
-            Node {
-                process,
-                control,
-                intervals: Vec::new(),
-                transport: started.transport,
-            },
+        Ok(Node {
+            process,
+            control,
             started,
-        ))
+            intervals: Vec::new(),
+        })
     }
 
     /// Every event that has arrived, without waiting: intervals are kept,
@@ -267,174 +599,30 @@ impl Node {
         }
     }
 
-    fn finish(mut self) -> anyhow::Result<(FinalReport, Vec<IntervalReport>)> {
+    fn finish(mut self) -> anyhow::Result<NodeReport> {
         self.drain()?;
         let report = self.control.stop()?;
+        let name = self.control.name();
         // Hang up at once: a node that has sent its totals lingers until the
         // runner closes the connection (so the totals are not lost to a reset).
         self.control.close();
         self.process.wait_success(EXIT_TIMEOUT)?;
-        Ok((report, self.intervals))
-    }
-}
-
-fn run_point(
-    experiment: &Experiment,
-    point: &Point,
-    index: usize,
-    hosts: &[Host],
-    node_binary: &Path,
-    bar: &ProgressBar,
-) -> anyhow::Result<(PointResult, Vec<(String, String)>)> {
-    let n = replica_count(&point.protocol, experiment.f)? as usize;
-    // The protocol's parameters, as the first replica reported them.
-    let mut parameters = Vec::new();
-    let clients_host = &hosts[n];
-    // One replica on this machine: it gets core 0 and the clients core 1, so
-    // the two never share a core. Otherwise the scheduler places threads.
-    let on_this_machine = hosts[..=n]
-        .iter()
-        .all(|h| matches!(h.launcher, Launcher::Local | Launcher::Netns { .. }));
-    let two_cores = std::thread::available_parallelism().is_ok_and(|c| c.get() >= 2);
-    let pin = on_this_machine && two_cores && n == 1;
-    let replica_threads = experiment
-        .replica_threads
-        .clone()
-        .unwrap_or_else(|| ThreadMap::single(pin.then_some(0)));
-    let replica_addrs = hosts[..n]
-        .iter()
-        .enumerate()
-        .map(|(i, host)| replica_addr(host, index, i))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-
-    // Fresh keys for every point: replicas of a signed protocol each get
-    // their own secret key and everyone's public keys.
-    let secret_keys: Vec<SecretKey> = if protocol_spec(&point.protocol)
-        .is_some_and(|spec| spec.signs)
-    {
-        let nonce = now_nanos();
-        (0..n)
-            .map(|i| {
-                SecretKey::from_seed(format!("{nonce} {} replica {i}", point.protocol).as_bytes())
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let public_keys = secret_keys
-        .iter()
-        .map(|key| Signer::new(key).map(|signer| signer.public_key()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("making keys: {e}"))?;
-    let base = NodeConfig {
-        protocol: point.protocol.clone(),
-        role: Role::Replica { id: 0 },
-        replicas: replica_addrs.clone(),
-        public_keys,
-        secret_key: None,
-        app: experiment.app,
-        threads: replica_threads,
-        idle: experiment.idle,
-        transport: experiment.transport,
-        report_interval_ms: millis(experiment.report_interval),
-        settings: experiment.node_settings(point),
-        durable: DurableConfig {
-            fsync: experiment.fsync_at(point),
-            recover: false,
-        },
-    };
-    let mut replicas = Vec::with_capacity(n);
-    for (i, host) in hosts[..n].iter().enumerate() {
-        let config = NodeConfig {
-            role: Role::Replica { id: i as u8 },
-            secret_key: secret_keys.get(i).cloned(),
-            ..base.clone()
+        let latency_us = if report.latency_histogram.is_empty() {
+            None
+        } else {
+            let histogram = Deserializer::new()
+                .deserialize(&mut &report.latency_histogram[..])
+                .with_context(|| format!("{name} sent an unreadable latency histogram"))?;
+            Some(histogram)
         };
-        let (node, started) = Node::start(host, node_binary, &config)?;
-        if i == 0 {
-            parameters = started.parameters;
-        }
-        replicas.push(node);
+        Ok(NodeReport {
+            pid: self.process.pid(),
+            started: self.started,
+            intervals: self.intervals,
+            report,
+            latency_us,
+        })
     }
-    let clients_config = NodeConfig {
-        role: Role::Clients(ClientsConfig {
-            first_id: 1,
-            count: point.clients,
-            threads: experiment.client_threads,
-            cores: if pin { vec![1] } else { Vec::new() },
-            bind: clients_host.addr,
-            load: match point.rate {
-                None => Load::Closed,
-                Some(ops_per_sec) => Load::Open {
-                    ops_per_sec,
-                    arrivals: experiment.arrivals,
-                },
-            },
-            workload: experiment.workload_at(point),
-            resend_ms: millis(experiment.resend),
-            warmup_ms: millis(experiment.warmup),
-            measure_ms: Some(millis(experiment.measured())),
-            // Fresh client keys for every point, too.
-            key_seed: format!("{} {} clients", now_nanos(), point.protocol).into_bytes(),
-        }),
-        ..base
-    };
-    let (mut clients, _) = Node::start(clients_host, node_binary, &clients_config)?;
-
-    // Run for the duration, showing the clients' live throughput.
-    let start = Instant::now();
-    let mut last_report = Instant::now();
-    while start.elapsed() < experiment.duration {
-        let left = experiment.duration.saturating_sub(start.elapsed());
-        let next = clients
-            .next_interval(left.min(Duration::from_millis(100)))
-            .map_err(|e| with_exits(e, &mut replicas, &mut clients))?;
-        if let Some(interval) = next {
-            let seconds = experiment.report_interval.as_secs_f64();
-            bar.set_message(format!(
-                "{:>12} ops/s  p50 {:>6} µs",
-                thousands((interval.ops as f64 / seconds).round() as u64),
-                interval.latency_us_p50
-            ));
-            clients.intervals.push(interval);
-            last_report = Instant::now();
-        } else if last_report.elapsed() > SILENCE_MAX {
-            bail!(
-                "{} sent no report for {} s",
-                clients.control.name(),
-                SILENCE_MAX.as_secs()
-            );
-        }
-        if let Err(error) = replicas.iter_mut().try_for_each(Node::drain) {
-            return Err(with_exits(error, &mut replicas, &mut clients));
-        }
-        bar.set_position(start.elapsed().as_millis() as u64);
-    }
-
-    let transports = Transports {
-        replicas: replicas.iter().map(|replica| replica.transport).collect(),
-        clients: clients.transport,
-    };
-    let (client_report, intervals) = clients.finish()?;
-    let mut replica_reports = Vec::with_capacity(n);
-    for replica in replicas {
-        replica_reports.push(replica.finish()?.0);
-    }
-    let result = point_result(
-        point,
-        &client_report,
-        &replica_reports,
-        intervals,
-        transports,
-    )?;
-    Ok((result, parameters))
-}
-
-/// The transport each node of a point reported using.
-struct Transports {
-    /// By replica id.
-    replicas: Vec<TransportKind>,
-    clients: TransportKind,
 }
 
 /// `error`, with how every node of the point that has ended ended: a node
@@ -467,48 +655,6 @@ fn replica_addr(host: &Host, index: usize, i: usize) -> anyhow::Result<SocketAdd
         }
         _ => Ok(SocketAddr::new(host.addr, replica_port(index, i))),
     }
-}
-
-fn point_result(
-    point: &Point,
-    clients: &FinalReport,
-    replicas: &[FinalReport],
-    intervals: Vec<IntervalReport>,
-    transports: Transports,
-) -> anyhow::Result<PointResult> {
-    let histogram: Histogram<u64> = Deserializer::new()
-        .deserialize(&mut &clients.latency_histogram[..])
-        .context("the clients sent an unreadable latency histogram")?;
-    let mut counters = BTreeMap::new();
-    for report in std::iter::once(clients).chain(replicas) {
-        for (name, n) in &report.counters {
-            *counters.entry(name.clone()).or_insert(0) += n;
-        }
-    }
-    let seconds = clients.measured_ms as f64 / 1000.0;
-    Ok(PointResult {
-        protocol: point.protocol.clone(),
-        variant: point.variant.clone(),
-        clients: point.clients,
-        offered_ops: point.rate,
-        trial: point.trial,
-        throughput_ops: if seconds > 0.0 {
-            clients.measured_ops as f64 / seconds
-        } else {
-            0.0
-        },
-        latency_us_p50: histogram.value_at_quantile(0.5),
-        latency_us_p99: histogram.value_at_quantile(0.99),
-        latency_us_mean: histogram.mean(),
-        measured_ops: clients.measured_ops,
-        measured_ms: clients.measured_ms,
-        intervals,
-        replica_cpu_ms: replicas.iter().map(|r| r.cpu_ms).sum(),
-        client_cpu_ms: clients.cpu_ms,
-        counters,
-        replica_transports: transports.replicas,
-        client_transport: Some(transports.clients),
-    })
 }
 
 fn millis(d: Duration) -> u64 {

@@ -23,11 +23,9 @@ use std::thread;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::Deserializer;
 use runner::control::NodeProcess;
 use runner::hosts::netns::{NetemProfile, NetnsHosts};
 use runner::hosts::{Host, Launcher, Provider};
-use runner::loopback::{EXIT_TIMEOUT, LoopbackSpec};
 use wire::control::FinalReport;
 
 /// Closed-loop clients: a few, so that queueing adds little to the delay.
@@ -321,39 +319,24 @@ impl Run {
 }
 
 /// A replica in `hosts[0]`'s namespace and [`CLIENTS`] clients in
-/// `hosts[1]`'s, for [`DURATION`]; both nodes stopped and exited with 0.
+/// `hosts[1]`'s, for [`DURATION`], through the runner's engine; both nodes
+/// stopped and exited with 0.
 fn run_unreplicated(hosts: &[Host]) -> anyhow::Result<Run> {
-    let node_binary = common::node_binary();
-    let spec = LoopbackSpec {
-        replica_host: hosts[0].addr,
-        clients_host: hosts[1].addr,
-        ..LoopbackSpec::unreplicated(CLIENTS, DURATION)
-    };
-    let mut replica = NodeProcess::spawn_on(&hosts[0], node_binary)?;
-    let mut replica_control = replica.connect()?;
-    let started = replica_control.run(&spec.replica_config())?;
-    let replica_addr = *started
-        .addrs
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("the replica reported no UDP address"))?;
-    assert_eq!(replica_addr.ip(), hosts[0].addr);
-    let mut clients = NodeProcess::spawn_on(&hosts[1], node_binary)?;
-    let mut clients_control = clients.connect()?;
-    clients_control.run(&spec.clients_config(replica_addr))?;
-    thread::sleep(DURATION);
-    // Clients first, so that every completed operation was executed.
-    let clients_report = clients_control.stop()?;
-    let replica_report = replica_control.stop()?;
-    clients.wait_success(EXIT_TIMEOUT)?;
-    replica.wait_success(EXIT_TIMEOUT)?;
-    let latency_us = Deserializer::new()
-        .deserialize(&mut &clients_report.latency_histogram[..])
-        .map_err(|e| anyhow::anyhow!("unreadable latency histogram: {e:?}"))?;
+    let experiment = common::unreplicated(CLIENTS, DURATION);
+    let point = common::only_point(&experiment);
+    let result = runner::run::run_point(&experiment, &point, 0, hosts, common::node_binary())?;
+    let [replica] = <[_; 1]>::try_from(result.replicas)
+        .map_err(|replicas| anyhow::anyhow!("{} replicas, not 1", replicas.len()))?;
+    assert_eq!(replica.started.addrs[0].ip(), hosts[0].addr);
+    let clients = result.clients;
+    let latency_us = clients
+        .latency_us
+        .ok_or_else(|| anyhow::anyhow!("the clients sent no latency histogram"))?;
     Ok(Run {
-        clients: clients_report,
-        replica: replica_report,
+        clients: clients.report,
+        replica: replica.report,
         latency_us,
-        pids: vec![replica.pid(), clients.pid()],
+        pids: vec![replica.pid, clients.pid],
     })
 }
 

@@ -5,8 +5,10 @@
 //! message, where `/usr/sbin/sshd` is not installed.
 //!
 //! Both machines are this one, reached as 127.0.0.1, so the test can look at
-//! "remote" processes and files directly; their nodes bind 127.0.0.2 and
-//! 127.0.0.3, as the hosts file's second field says.
+//! "remote" processes and files directly; their nodes bind the address the
+//! hosts file's second field gives, 127.0.0.2 and up. Ssh hosts give
+//! replicas fixed ports ([`runner::run::replica_port`]), so tests that may
+//! run at once use addresses of their own.
 
 mod common;
 #[path = "common/sshd.rs"]
@@ -20,13 +22,10 @@ use std::time::{Duration, Instant};
 use runner::control::NodeProcess;
 use runner::hosts::ssh::SshHosts;
 use runner::hosts::{Host, Launcher, Provider};
-use runner::loopback::LoopbackSpec;
 use sshd::TestSshd;
 
 const CLIENTS: u32 = 100;
 const DURATION: Duration = Duration::from_secs(2);
-/// How long a node may take to exit after its totals.
-const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The provider for `sshd`, with one machine per node address.
 fn provider(sshd: &TestSshd, node_addrs: &[&str]) -> SshHosts {
@@ -64,7 +63,7 @@ fn an_unreplicated_run_on_two_ssh_hosts_and_its_cleanup() {
         return;
     };
     let node_binary = common::node_binary();
-    let mut provider = provider(&sshd, &["127.0.0.2", "127.0.0.3"]);
+    let mut provider = provider(&sshd, &["127.0.0.7", "127.0.0.8"]);
     let hosts = match provider.hosts(2, node_binary) {
         Ok(hosts) => hosts,
         Err(error) => panic!("{error:#}\nsshd log:\n{}", sshd.log()),
@@ -74,7 +73,7 @@ fn an_unreplicated_run_on_two_ssh_hosts_and_its_cleanup() {
     assert_eq!(hosts.len(), 2);
     assert_eq!(
         hosts[0].name,
-        format!("ssh 127.0.0.1:{} (127.0.0.2)", sshd.port)
+        format!("ssh 127.0.0.1:{} (127.0.0.7)", sshd.port)
     );
     for host in &hosts {
         let Launcher::Ssh { remote_binary, .. } = &host.launcher else {
@@ -89,29 +88,19 @@ fn an_unreplicated_run_on_two_ssh_hosts_and_its_cleanup() {
     );
     assert!(Command::new(&remote_node).arg("--help").output().is_ok());
 
-    let spec = LoopbackSpec {
-        replica_host: hosts[0].addr,
-        clients_host: hosts[1].addr,
-        ..LoopbackSpec::unreplicated(CLIENTS, DURATION)
-    };
-    let mut replica = NodeProcess::spawn_on(&hosts[0], node_binary).unwrap();
-    let mut replica_control = replica.connect().unwrap();
-    let replica_started = replica_control.run(&spec.replica_config()).unwrap();
-    let replica_addr = replica_started.addrs[0];
-    assert_eq!(replica_addr.ip(), hosts[0].addr);
-    let mut clients = NodeProcess::spawn_on(&hosts[1], node_binary).unwrap();
-    let mut clients_control = clients.connect().unwrap();
-    clients_control
-        .run(&spec.clients_config(replica_addr))
-        .unwrap();
-    thread::sleep(DURATION);
-    let clients_report = clients_control.stop().unwrap();
-    let replica_report = replica_control.stop().unwrap();
+    // One point through the runner's engine: the replica on the first
+    // machine, the clients on the second.
+    let experiment = common::unreplicated(CLIENTS, DURATION);
+    let point = common::only_point(&experiment);
+    let result = runner::run::run_point(&experiment, &point, 0, &hosts, node_binary)
+        .unwrap_or_else(|e| panic!("{e:#}\nsshd log:\n{}", sshd.log()));
+    let replica = &result.replicas[0];
+    assert_eq!(replica.started.addrs[0].ip(), hosts[0].addr);
+    let (clients_report, replica_report) = (&result.clients.report, &replica.report);
     assert!(clients_report.ops > 0, "no operation: {clients_report:?}");
     assert!(clients_report.ops <= replica_report.ops);
-    // The local ssh exits with the remote node's status.
-    clients.wait_success(EXIT_TIMEOUT).unwrap();
-    replica.wait_success(EXIT_TIMEOUT).unwrap();
+    // The local ssh exited with the remote node's status, 0: `finish` waits
+    // for that.
     println!(
         "{} operations in {} s over ssh",
         clients_report.ops,

@@ -1,20 +1,24 @@
 //! The unreplicated baseline on the real runtime, end to end: a replica node
 //! on 127.0.0.2 and a clients node on 127.0.0.3, started as `node serve`
-//! processes and driven over their control connections.
+//! processes and driven over their control connections by the runner's own
+//! engine, one point at a time ([`runner::run::run_point`], and
+//! [`RunningPoint`] in steps where the test acts while the clients run).
 //!
 //! The runs share this machine's two cores (replica on core 0, clients on
 //! core 1), so the tests take turns ([`serial`]).
 
 mod common;
 
-use std::net::UdpSocket;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use runner::loopback::{self, Loopback, LoopbackResult, LoopbackSpec};
+use runner::experiment::Experiment;
+use runner::hosts::Host;
+use runner::run::{PointReports, RunningPoint};
 use wire::client::Request;
-use wire::control::{FinalReport, Idle, TransportKind};
+use wire::control::{FinalReport, Idle, IntervalReport, TransportKind};
 use wire::unreplicated::Message;
 use wire::{ClientId, MESSAGE_SIZE_MAX};
 
@@ -27,12 +31,17 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn spec(transport: TransportKind, idle: Idle) -> LoopbackSpec {
-    LoopbackSpec {
+fn experiment(transport: TransportKind, idle: Idle) -> Experiment {
+    Experiment {
         transport,
         idle,
-        ..LoopbackSpec::unreplicated(CLIENTS, DURATION)
+        ..common::unreplicated(CLIENTS, DURATION)
     }
+}
+
+/// The replica on 127.0.0.2, the clients on 127.0.0.3.
+fn hosts() -> [Host; 2] {
+    [2, 3].map(|last| Host::local(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))))
 }
 
 /// Drops the replica counted because a datagram did not decode (the names
@@ -49,9 +58,11 @@ fn decode_drops(report: &FinalReport) -> u64 {
 /// What every clean run must show: clients completed operations, every
 /// completed operation was executed, no reply was malformed, and the
 /// histogram holds what the clients measured.
-fn check_clean_run(result: &LoopbackResult, transport: TransportKind) {
+fn check_clean_run(result: &PointReports, transport: TransportKind) {
+    assert_eq!(result.replicas.len(), 1);
+    let replica_node = &result.replicas[0];
     let clients = &result.clients.report;
-    let replica = &result.replica.report;
+    let replica = &replica_node.report;
     assert!(clients.ops > 0, "no operation completed: {clients:?}");
     // The replica counts every request it handled, retransmissions too, so
     // it is at least what the clients completed.
@@ -70,9 +81,9 @@ fn check_clean_run(result: &LoopbackResult, transport: TransportKind) {
         .expect("clients send a latency histogram");
     assert_eq!(histogram.len(), clients.measured_ops);
     assert!(clients.measured_ops > 0);
-    assert!(result.replica.latency_us.is_none());
+    assert!(replica_node.latency_us.is_none());
     if transport != TransportKind::Auto {
-        assert_eq!(result.replica.started.transport, transport);
+        assert_eq!(replica_node.started.transport, transport);
         assert_eq!(result.clients.started.transport, transport);
     }
     assert!(
@@ -94,10 +105,10 @@ fn check_clean_run(result: &LoopbackResult, transport: TransportKind) {
 
 fn run_clean(transport: TransportKind, idle: Idle) {
     let _turn = serial();
-    let result = match loopback::run(common::node_binary(), &spec(transport, idle)) {
-        Ok(result) => result,
-        Err(error) => panic!("{error:#}"),
-    };
+    let experiment = experiment(transport, idle);
+    let point = common::only_point(&experiment);
+    let result = runner::run::run_point(&experiment, &point, 0, &hosts(), common::node_binary())
+        .unwrap_or_else(|error| panic!("{error:#}"));
     check_clean_run(&result, transport);
 }
 
@@ -121,24 +132,28 @@ fn epoll_spin_then_block() {
     run_clean(TransportKind::Epoll, Idle::SpinThenBlock { spin_us: 50 });
 }
 
+/// The clients' next interval report; one must come within 5 s.
+fn next_interval(run: &mut RunningPoint) -> IntervalReport {
+    run.next_clients_interval(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .expect("the clients sent no interval report within 5 s")
+}
+
 /// Random bytes, truncated requests, forged lengths and datagrams as large as
 /// UDP allows, sent at the replica while clients run: each is dropped and
 /// counted, none stops the replica, and the clients keep completing.
 #[test]
 fn bad_datagrams_are_dropped_and_counted() {
     let _turn = serial();
-    let node = common::node_binary();
-    let spec = spec(TransportKind::Auto, Idle::SpinThenBlock { spin_us: 50 });
-    let mut run = match Loopback::start(node, &spec) {
-        Ok(run) => run,
-        Err(error) => panic!("{error:#}"),
-    };
-    run.next_clients_interval(Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let experiment = experiment(TransportKind::Auto, Idle::SpinThenBlock { spin_us: 50 });
+    let point = common::only_point(&experiment);
+    let mut run = RunningPoint::start(&experiment, &point, 0, &hosts(), common::node_binary())
+        .unwrap_or_else(|error| panic!("{error:#}"));
+    next_interval(&mut run);
 
     let garbage = bad_datagrams();
     let socket = UdpSocket::bind("127.0.0.4:0").unwrap();
-    let replica = run.replica_addr();
+    let replica = run.replica_addrs()[0];
     for (i, datagram) in garbage.iter().enumerate() {
         socket.send_to(datagram, replica).unwrap();
         // Pace the large ones so the replica's socket buffer never
@@ -151,29 +166,24 @@ fn bad_datagrams_are_dropped_and_counted() {
 
     // Intervals that began after the garbage still show progress.
     run.skip_clients_intervals().unwrap();
-    run.next_clients_interval(Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let after = run
-        .next_clients_interval(Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    next_interval(&mut run);
+    let after = next_interval(&mut run);
     assert!(
         after.ops > 0,
         "clients stalled after the garbage: {after:?}"
     );
 
-    let result = match run.finish() {
-        Ok(result) => result,
-        Err(error) => panic!("{error:#}"),
-    };
-    let dropped = decode_drops(&result.replica.report);
+    let result = run.finish().unwrap_or_else(|error| panic!("{error:#}"));
+    let replica = &result.replicas[0].report;
+    let dropped = decode_drops(replica);
     let sent = garbage.len() as u64;
     assert!(
         dropped <= sent && dropped >= sent * 9 / 10,
         "sent {sent} bad datagrams, the replica counted {dropped} decode drops: {:?}",
-        result.replica.report.counters
+        replica.counters
     );
     assert_eq!(decode_drops(&result.clients.report), 0);
-    assert!(result.clients.report.ops <= result.replica.report.ops);
+    assert!(result.clients.report.ops <= replica.ops);
 }
 
 /// Datagrams no replica may accept. Each fails to decode as an unreplicated

@@ -53,6 +53,51 @@ pub fn sweep_points_and_trials(
     }
 }
 
+/// One point of the unreplicated baseline, as the single-point tests run it:
+/// `clients` closed-loop clients on one thread for `duration`, nothing
+/// trimmed, 8-byte null operations, a resend interval of 100 ms, a report
+/// every 200 ms, spin-then-block idling and whichever transport the kernel
+/// offers. With the replica on this machine (local or in a namespace) and
+/// two cores, the runner pins the replica to core 0 and the clients to core 1.
+#[allow(dead_code)] // Not every test binary runs a single point.
+pub fn unreplicated(clients: u32, duration: std::time::Duration) -> runner::experiment::Experiment {
+    use runner::experiment::{BASELINE, Experiment, Sweep};
+    use std::time::Duration;
+    use wire::control::{AppConfig, Idle, TransportKind, Workload};
+
+    Experiment {
+        name: "unreplicated".to_string(),
+        protocols: vec![BASELINE.to_string()],
+        f: 0,
+        sweep: Sweep::Clients(vec![clients]),
+        duration,
+        warmup: Duration::ZERO,
+        cooldown: Duration::ZERO,
+        trials: 1,
+        replica_threads: None,
+        client_threads: 1,
+        idle: Idle::SpinThenBlock { spin_us: 50 },
+        transport: TransportKind::Auto,
+        app: AppConfig::Null,
+        workload: Workload::Null {
+            op_size: 8,
+            reply_size: 0,
+        },
+        settings: Vec::new(),
+        resend: Duration::from_millis(100),
+        report_interval: Duration::from_millis(200),
+        ..Experiment::default_comparison()
+    }
+}
+
+/// The one point of an experiment that has one.
+#[allow(dead_code)]
+pub fn only_point(experiment: &runner::experiment::Experiment) -> runner::experiment::Point {
+    let mut points = experiment.points();
+    assert_eq!(points.len(), 1, "{points:?}");
+    points.remove(0)
+}
+
 /// Says that a test skips, and why, where cargo shows it even for a test
 /// that passes (straight to the standard error, not through the test
 /// harness's capture). Under CI (`CI=true`), a test whose prerequisite
