@@ -366,6 +366,8 @@ mod tests {
         assert!(problems[2].contains("no such tunable"));
         assert!(problems[3].starts_with("pbft.window=18446744073709551615"));
         let base = lookup("unreplicated").unwrap();
-        assert!(base.settings(&[("batch_max".into(), 1)]).unwrap_err()[0].contains("none"));
+        let problem = &base.settings(&[("batch_max".into(), 1)]).unwrap_err()[0];
+        assert!(problem.contains("no such tunable"), "{problem}");
+        assert!(base.settings(&[("durable".into(), 2)]).is_err());
     }
 }
