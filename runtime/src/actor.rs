@@ -46,6 +46,11 @@
 //!
 //! And protocol code keeps these:
 //!
+//! - The state reaches its codec only through [`crate::hint`]'s drop-only
+//!   hints (what it has settled, so decoders can drop what it would drop
+//!   anyway) and through the codec's own signing: nothing a decoder does
+//!   depends on the state in any other way.
+//!
 //! - No panics on anything a peer can send: bad input is dropped with
 //!   [`Context::drop_message`] (or [`DropReason`] from `decode`), which counts it
 //!   by reason. A panic means a bug in this node, and stops it.

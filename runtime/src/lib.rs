@@ -5,6 +5,8 @@
 //!   randomness and the network. Protocol code touches nothing else.
 //! - [`durable`]: what a node keeps across a crash ([`Context::persist`],
 //!   [`State::on_recover`]), in the simulator's memory or in a file.
+//! - [`hint`]: the one channel from a node's state to its codec (drop-only
+//!   hints decoders read without locks).
 //! - [`node`]: a node with its types erased, driven on the calling thread
 //!   (the simulator's unit).
 //! - [`deploy`] and [`net`]: the real runtime (stage threads, benchmark
@@ -18,6 +20,7 @@ pub mod actor;
 pub mod check;
 pub mod deploy;
 pub mod durable;
+pub mod hint;
 pub mod net;
 pub mod node;
 pub mod rng;

@@ -11,9 +11,9 @@
 //! its batch is even decoded.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use runtime::hint::{Flag, Marks, Watermark};
 use runtime::{Addr, DropReason, ReplicaId, SharedState, Source};
 use std::time::Duration;
 use wire::client::Request;
@@ -272,55 +272,24 @@ const SETTLED_SLOTS: usize = 2 * LOG_MAX as usize;
 /// of a signature check and a batch of MACs. All per view: a view change
 /// starts the phases of what did not execute again.
 ///
-/// The protocol thread writes, decoding threads read, without locks. A slot
-/// is overwritten only by a sequence number `SETTLED_SLOTS` higher, by when
-/// the older one is below the low watermark; a reader that sees a slot's
-/// view and sequence number from different writes can only drop a message
-/// for a sequence number the replica drops anyway. Dropping is always safe:
-/// nothing unverified is ever accepted.
-#[derive(Debug)]
+/// Hints in the runtime's sense ([`runtime::hint`]): the protocol thread
+/// writes, decoding threads read, without locks, and they only ever make a
+/// decoder drop what the replica drops anyway, so a stale or torn read is
+/// safe. A mark is overwritten only by a sequence number `SETTLED_SLOTS`
+/// higher, by when the older one is below the low watermark.
+#[derive(Debug, Default)]
 struct Settled {
-    pre_prepared: [(AtomicU64, AtomicU64); SETTLED_SLOTS],
-    prepared: [(AtomicU64, AtomicU64); SETTLED_SLOTS],
-    committed: [(AtomicU64, AtomicU64); SETTLED_SLOTS],
+    pre_prepared: Marks<SETTLED_SLOTS>,
+    prepared: Marks<SETTLED_SLOTS>,
+    committed: Marks<SETTLED_SLOTS>,
     /// The latest view the replica entered: view-changes and new-views for
     /// it or an earlier one are dropped before their (many) signatures are
     /// checked, so replaying them costs a replica nothing.
-    entered: AtomicU64,
+    entered: Watermark,
     /// The replica is changing views: it drops clients' requests, so they
     /// are dropped before their MACs are checked (under load, thousands of
     /// them would otherwise queue ahead of the view change's messages).
-    changing: AtomicBool,
-}
-
-impl Settled {
-    fn new() -> Settled {
-        let slots = || std::array::from_fn(|_| (AtomicU64::new(0), AtomicU64::new(0)));
-        Settled {
-            pre_prepared: slots(),
-            prepared: slots(),
-            committed: slots(),
-            entered: AtomicU64::new(0),
-            changing: AtomicBool::new(false),
-        }
-    }
-
-    fn slot(seq: Seq) -> usize {
-        (seq % SETTLED_SLOTS as u64) as usize
-    }
-
-    fn set(slots: &[(AtomicU64, AtomicU64)], view: View, seq: Seq) {
-        let (v, s) = &slots[Self::slot(seq)];
-        v.store(view, Ordering::Relaxed);
-        s.store(seq, Ordering::Release);
-    }
-
-    fn is_set(slots: &[(AtomicU64, AtomicU64)], view: View, seq: Seq) -> bool {
-        // Sequence number 0 is never in the log: an unwritten slot (0, 0)
-        // must not match a forged message for it.
-        let (v, s) = &slots[Self::slot(seq)];
-        seq != 0 && s.load(Ordering::Acquire) == seq && v.load(Ordering::Relaxed) == view
-    }
+    changing: Flag,
 }
 
 /// The keys that authenticate requests and replies (§4: MACs, one key per
@@ -436,7 +405,7 @@ impl Codec {
         Ok(Codec {
             config,
             signer: Some(Signer::new(key)?),
-            settled: Settled::new(),
+            settled: Settled::default(),
             macs: Macs::Replica {
                 me,
                 secret: key.clone(),
@@ -452,7 +421,7 @@ impl Codec {
         Codec {
             config,
             signer: None,
-            settled: Settled::new(),
+            settled: Settled::default(),
             macs: Macs::Client {
                 seed: client_key_seed.to_vec(),
                 clients: RwLock::new(HashMap::new()),
@@ -543,31 +512,31 @@ impl Codec {
     /// The replica accepted a pre-prepare at (`view`, `seq`) and has its
     /// batch: its codec drops further pre-prepares for them unread.
     pub(crate) fn settle_pre_prepared(&self, view: View, seq: Seq) {
-        Settled::set(&self.settled.pre_prepared, view, seq);
+        self.settled.pre_prepared.mark(view, seq);
     }
 
     /// The replica entered `view`: its codec drops view-changes and
     /// new-views for it and earlier views unchecked.
     pub(crate) fn settle_view(&self, view: View) {
-        self.settled.entered.fetch_max(view, Ordering::Relaxed);
+        self.settled.entered.raise(view);
     }
 
     /// The replica started (`true`) or finished a view change: its codec
     /// drops clients' requests meanwhile, unchecked.
     pub(crate) fn set_changing(&self, changing: bool) {
-        self.settled.changing.store(changing, Ordering::Relaxed);
+        self.settled.changing.set(changing);
     }
 
     /// The replica is prepared at (`view`, `seq`): its codec drops further
     /// prepares for them unchecked.
     pub(crate) fn settle_prepared(&self, view: View, seq: Seq) {
-        Settled::set(&self.settled.prepared, view, seq);
+        self.settled.prepared.mark(view, seq);
     }
 
     /// The replica is committed-local at (`view`, `seq`): its codec drops
     /// further commits for them unchecked.
     pub(crate) fn settle_committed(&self, view: View, seq: Seq) {
-        Settled::set(&self.settled.committed, view, seq);
+        self.settled.committed.mark(view, seq);
     }
 
     /// Signs `payload` with this node's key. A replica's protocol thread uses
@@ -734,7 +703,7 @@ impl Codec {
         if source != Source::Replica(self.config.primary(view)) {
             return Err(DropReason("pre-prepare: not from the primary's address"));
         }
-        if Settled::is_set(&self.settled.pre_prepared, view, seq) {
+        if self.settled.pre_prepared.is_marked(view, seq) {
             return Err(DropReason("pre-prepare: already accepted"));
         }
         Ok(())
@@ -772,9 +741,7 @@ impl SharedState for Codec {
                 if source != Source::Other {
                     return Err(DropReason("request: from a replica's address"));
                 }
-                if matches!(msg, Message::Request(_))
-                    && self.settled.changing.load(Ordering::Relaxed)
-                {
+                if matches!(msg, Message::Request(_)) && self.settled.changing.get() {
                     return Err(DropReason("request: view change in progress"));
                 }
                 self.check_request(request)?;
@@ -834,7 +801,11 @@ impl SharedState for Codec {
             }
             Message::Prepare(p) => {
                 let from = from_replica(source, p.payload.replica, wrong)?;
-                if Settled::is_set(&self.settled.prepared, p.payload.view, p.payload.seq) {
+                if self
+                    .settled
+                    .prepared
+                    .is_marked(p.payload.view, p.payload.seq)
+                {
                     return Err(DropReason("prepare: already prepared"));
                 }
                 config.verify(
@@ -847,7 +818,11 @@ impl SharedState for Codec {
             }
             Message::Commit(c) => {
                 let from = from_replica(source, c.payload.replica, wrong)?;
-                if Settled::is_set(&self.settled.committed, c.payload.view, c.payload.seq) {
+                if self
+                    .settled
+                    .committed
+                    .is_marked(c.payload.view, c.payload.seq)
+                {
                     return Err(DropReason("commit: already committed"));
                 }
                 config.verify(
@@ -873,7 +848,7 @@ impl SharedState for Codec {
             }
             Message::ViewChange(vc) => {
                 let from = from_replica(source, vc.payload.replica, wrong)?;
-                if vc.payload.view <= self.settled.entered.load(Ordering::Relaxed) {
+                if vc.payload.view <= self.settled.entered.get() {
                     return Err(DropReason("view-change: for a view entered already"));
                 }
                 check_view_change(config, vc)?;
@@ -884,7 +859,7 @@ impl SharedState for Codec {
                 let Source::Replica(relayer) = source else {
                     return Err(DropReason(wrong));
                 };
-                if nv.view <= self.settled.entered.load(Ordering::Relaxed) {
+                if nv.view <= self.settled.entered.get() {
                     return Err(DropReason("new-view: for a view entered already"));
                 }
                 check_new_view(config, nv)?;
@@ -1536,9 +1511,9 @@ mod tests {
             "pre-prepare: already accepted"
         );
         // The same sequence number in another view is not screened.
-        assert!(!Settled::is_set(&backup.settled.pre_prepared, 1, 1));
+        assert!(!backup.settled.pre_prepared.is_marked(1, 1));
         // Nor is sequence number 0 matched by an empty slot.
-        assert!(!Settled::is_set(&backup.settled.pre_prepared, 0, 0));
+        assert!(!backup.settled.pre_prepared.is_marked(0, 0));
     }
 
     /// A request in a batch that this replica cannot authenticate does not
