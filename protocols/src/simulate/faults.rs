@@ -52,6 +52,11 @@ pub struct Group {
     /// without durable state or a recovery protocol loses data by design if
     /// its only server forgets).
     pub amnesia: bool,
+    /// Replicas keep what they persist through a crash ([`runtime::durable`]),
+    /// so crashing one (and restarting it) stays within the model whatever
+    /// the budget, and a crash may come between a persist and the sends
+    /// behind it.
+    pub durable: bool,
 }
 
 /// A protocol's Byzantine behaviours: for replica `id`, a tamperer drawn
@@ -183,7 +188,37 @@ pub fn schedule(
     // Crashes: without memory within the budget, with memory (pauses) of
     // any number, and of clients.
     if crash_faults(profile) {
-        if group.amnesia {
+        if group.durable {
+            for _ in 0..rng.between(1, 3) {
+                let victim = correct[rng.below(correct.len() as u64) as usize];
+                let crash = at(rng, window);
+                let restart = (crash + Duration::from_millis(rng.between(1, 200))).min(window);
+                // At its next persist (the write kept or lost), or at once.
+                let at_persist = rng.chance(0.5).then(|| rng.chance(0.5));
+                let how = match at_persist {
+                    Some(true) => "at its next persist (write kept)",
+                    Some(false) => "at its next persist (write lost)",
+                    None => "with its durable state",
+                };
+                plan.summary.push(format!(
+                    "{victim} crashes {how} from {crash}, restarts at {restart}"
+                ));
+                sim.schedule_fault(crash, move |sim| {
+                    if sim.is_running(victim) && !sim.is_paused(victim) {
+                        match at_persist {
+                            Some(durable) => sim.crash_at_next_persist(victim, durable),
+                            None => sim.crash(victim),
+                        }
+                    }
+                });
+                sim.schedule_fault(restart, move |sim| {
+                    sim.cancel_crash_at_persist(victim);
+                    if !sim.is_running(victim) {
+                        sim.restart(victim);
+                    }
+                });
+            }
+        } else if group.amnesia {
             for _ in 0..rng.between(1, 3) {
                 let victim = correct[rng.below(correct.len() as u64) as usize];
                 let crash = at(rng, window);
@@ -276,6 +311,7 @@ pub fn schedule(
     sim.schedule_fault(window, move |sim| {
         sim.heal();
         for &r in &replicas {
+            sim.cancel_crash_at_persist(r);
             if !sim.is_running(r) {
                 sim.restart(r);
             } else {

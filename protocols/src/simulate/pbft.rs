@@ -439,6 +439,7 @@ pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
         clients: (1..=clients).map(|id| Addr::Client(ClientId(id))).collect(),
         f: config.f,
         amnesia: true,
+        durable: false,
     };
     let f = config.f;
     let mut behaviours = |rng: &mut Rng, id| behaviour(&keys, clients, rng, id);

@@ -90,6 +90,7 @@ pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
         clients: (1..=clients).map(|id| Addr::Client(ClientId(id))).collect(),
         f: 0,
         amnesia: false,
+        durable: false,
     };
     let adversaries = Adversaries {
         byzantine: None,

@@ -547,6 +547,13 @@ impl Simulator {
         self.nodes[node].crash_at_persist = Some(durable);
     }
 
+    /// Disarms [`Simulator::crash_at_next_persist`] for `addr`, if armed.
+    pub fn cancel_crash_at_persist(&mut self, addr: Addr) {
+        if let Some(&node) = self.index.get(&addr) {
+            self.nodes[node].crash_at_persist = None;
+        }
+    }
+
     /// What `addr` has made durable: it survives crashes and is handed back
     /// on restart.
     pub fn stored(&self, addr: Addr) -> Option<&Stored> {
