@@ -35,7 +35,7 @@ use wire::pbft::{
 };
 use wire::{Digest, Signature, Signed};
 
-use super::client_table::ClientTable;
+use super::client_table::{self, ClientTable};
 use super::codec::{Codec, Config, Inbound, Outbound};
 use super::{
     CHECKPOINT_INTERVAL, CHECKPOINT_VOTES_MAX, LOG_MAX, PENDING_BYTES_MAX, PENDING_MAX,
@@ -341,7 +341,7 @@ impl Replica {
     ) -> Replica {
         let config = Arc::clone(codec.config());
         assert!(usize::from(id.0) < config.n);
-        let clients = ClientTable::new(config.client_table_max);
+        let clients = client_table::new(config.client_table_max);
         let view_change_timeout = config.view_change_timeout;
         Replica {
             id,

@@ -39,13 +39,13 @@ impl Replica {
                 return;
             }
             if let Some(session) = self.clients.get(client) {
-                if session.key != auth.key {
+                if session.binding != auth.key {
                     ctx.drop_message("request: client has a session under another key");
                     return;
                 }
                 // Registered already (the reply was lost): the session again.
                 ctx.count("request: registration answered again");
-                let reply = self.reply(client, 0, session.number.to_le_bytes().to_vec());
+                let reply = self.reply(client, 0, session.session.to_le_bytes().to_vec());
                 ctx.send(Addr::Client(client), reply);
                 return;
             }
@@ -54,7 +54,7 @@ impl Replica {
                 .clients
                 .admit(client, &auth.key, auth.session, request.request_num)
             {
-                Admission::OtherKey => {
+                Admission::OtherBinding => {
                     ctx.drop_message("request: client has a session under another key");
                     return;
                 }
@@ -64,14 +64,14 @@ impl Replica {
                 }
                 Admission::Duplicate(result) => {
                     ctx.count("request: resent reply");
-                    let reply = self.reply(client, request.request_num, result);
+                    let reply = self.reply(client, request.request_num, result.to_vec());
                     ctx.send(Addr::Client(client), reply);
                     return;
                 }
                 // An unknown session may be one this replica has not
                 // executed the registration of yet: only execution says
                 // "evicted".
-                Admission::Execute | Admission::Evicted => {}
+                Admission::Execute | Admission::Unknown => {}
             }
         }
         if self.changing {
@@ -527,11 +527,11 @@ impl Replica {
                     ctx.count("execute: duplicate request skipped");
                     "duplicate"
                 }
-                Admission::OtherKey => {
+                Admission::OtherBinding => {
                     ctx.count("execute: request under another key skipped");
                     "other key"
                 }
-                Admission::Evicted => {
+                Admission::Unknown => {
                     ctx.count("execute: session evicted");
                     let notice = Reply {
                         view: self.view,
