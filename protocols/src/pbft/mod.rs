@@ -23,8 +23,8 @@
 //! of results: past either, the least recently used sessions are evicted, at
 //! execution, so every replica evicts the same; an evicted client is told,
 //! and gives up (see `client_table.rs`, over the shared
-//! [`crate::common::ClientTable`]). Sessions cost nothing to open, so
-//! a client that opens many can evict others': a deployment would admit
+//! [`crate::common::ClientTable`]). Sessions cost nothing to open, so a
+//! client that opens many can evict others': a deployment would admit
 //! clients (the trust assumption below).
 //!
 //! A client sends its request to the primary it believes in and, on a
@@ -32,8 +32,7 @@
 //! retransmission waits [`CLIENT_RESEND_INTERVAL`] or twice the client's
 //! smoothed latency, whichever is longer, and each further one twice as long
 //! as the last, up to [`CLIENT_RESEND_MAX`] ([`crate::common::Retransmit`]).
-//! The client accepts a result
-//! once f+1 distinct replicas sent the same one.
+//! The client accepts a result once f+1 distinct replicas sent the same one.
 //!
 //! **Normal case (§4.2).** The primary gathers requests into batches (at
 //! most `batch_max` requests, [`Config::batch_max`]) and gives each batch the next sequence
