@@ -39,14 +39,14 @@ impl Replica {
                 ctx.drop_message("request: malformed registration");
                 return;
             }
-            if let Some(session) = self.clients.get(client) {
-                if session.binding != auth.key {
+            if let Some(entry) = self.clients.get(client) {
+                if entry.binding != auth.key {
                     ctx.drop_message("request: client has a session under another key");
                     return;
                 }
                 // Registered already (the reply was lost): the session again.
                 ctx.count("request: registration answered again");
-                let reply = self.reply(client, 0, session.session.to_le_bytes().to_vec());
+                let reply = self.reply(client, 0, entry.session.to_le_bytes().to_vec());
                 ctx.send(Addr::Client(client), reply);
                 return;
             }
