@@ -1,6 +1,11 @@
 //! Protocols as sans-IO state machines, and the applications they replicate.
 //!
 //! - [`app`]: the [`app::App`] trait and the null and key-value applications.
+//! - [`common`]: building blocks protocols share: the client table
+//!   (at-most-once execution, cached replies, bounded with
+//!   least-recently-executed eviction, snapshots), the clients'
+//!   retransmission schedule (smoothed latency, floor, cap, backoff) and
+//!   vote sets (distinct voters, matching keys, thresholds).
 //! - [`unreplicated`]: the baseline every replicated protocol is compared to.
 //! - [`pbft`]: Practical Byzantine Fault Tolerance (Castro & Liskov).
 //! - [`registry`]: the one list of protocols, and the [`registry::Kit`]
@@ -12,6 +17,7 @@
 //!   seeded runs catch them.
 
 pub mod app;
+pub mod common;
 pub mod pbft;
 pub mod planted;
 pub mod registry;

@@ -7,16 +7,30 @@
 //! # Algorithm
 //!
 //! A client numbers its requests 1, 2, 3, … and has at most one outstanding.
-//! It sends the request to the server and retransmits it every
-//! `resend_interval` until the matching reply arrives.
+//! It sends the request to the server and retransmits it until the matching
+//! reply arrives: first after twice its smoothed latency (at least
+//! `resend_interval`), then each time twice as long, up to [`RESEND_MAX`]
+//! ([`crate::common::Retransmit`], the schedule PBFT's clients use).
 //!
-//! The server keeps a client table: for each client, the number of its latest
-//! request and the reply to it. A request with a higher number is executed
-//! and its reply stored; a retransmission of the latest request gets the stored
-//! reply again without executing anything; an older request is ignored (its
-//! client has already seen the reply, or it would not have moved on). So each
-//! request executes at most once, however the network loses, duplicates or
-//! reorders datagrams.
+//! The server keeps a client table ([`crate::common::ClientTable`], with one
+//! session per client and no binding): for each client, the number of its
+//! latest request and the result of it. A request with a higher number is
+//! executed and its result stored; a retransmission of the latest request
+//! gets the stored result again without executing anything; an older request
+//! is ignored (its client has already seen the reply, or it would not have
+//! moved on). A client the table does not know gets an entry. So each request
+//! executes at most once, however the network loses, duplicates or reorders
+//! datagrams.
+//!
+//! The table is bounded: at most [`CLIENT_TABLE_MAX`] clients and
+//! [`RESULT_BYTES_MAX`] bytes of results, past which the clients that
+//! executed least recently are forgotten. A forgotten client's next request
+//! executes as any new one; only a retransmission of its last request, if
+//! that request's reply was lost and [`CLIENT_TABLE_MAX`] other clients
+//! executed since, would execute twice, as after a restart (below). The
+//! baseline has no way to tell a client it was forgotten (PBFT has): it
+//! trusts the network, and the bound only keeps a flood of client ids from
+//! growing the server without limit.
 //!
 //! # Faults
 //!
@@ -30,33 +44,36 @@
 
 use std::time::Duration;
 
-use rustc_hash::FxHashMap;
-
 use runtime::{Addr, ClientId, Context, DropReason, ReplicaId, SharedState, Source, State};
 use wire::client::{Reply, Request};
 use wire::unreplicated::Message;
 
 use crate::app::{App, Position};
+use crate::common::{Admission, ClientTable, Retransmit};
 
 /// The server's address: the only replica.
 pub const SERVER: Addr = Addr::Replica(ReplicaId(0));
 
+/// Clients the server's table holds at most (see the module docs).
+pub const CLIENT_TABLE_MAX: usize = 1 << 18;
+
+/// Bytes of results the server's table stores at most.
+pub const RESULT_BYTES_MAX: usize = 256 << 20;
+
+/// Longest wait between a client's retransmissions of one request, after
+/// doubling.
+pub const RESEND_MAX: Duration = Duration::from_millis(500);
+
+/// The one session of every client: the baseline has no registration.
+const SESSION: u64 = 0;
+
 /// The single server.
 pub struct Server {
     app: Box<dyn App>,
-    /// Per client: its latest request number and the reply to it. One entry
-    /// per client that ever sent a request; clients are not forgotten, since
-    /// forgetting one would let a retransmitted request execute twice.
-    /// FxHash: client ids are not secret, and the table is looked up on
-    /// every request (SipHash cost more than the rest of the handler).
-    client_table: FxHashMap<ClientId, ClientEntry>,
+    /// Per client: its latest request number and the result of it.
+    client_table: ClientTable<()>,
     /// Requests executed: the slot of the next one.
     executed: u64,
-}
-
-struct ClientEntry {
-    request_num: u64,
-    reply: Reply,
 }
 
 impl std::fmt::Debug for Server {
@@ -75,44 +92,65 @@ impl Server {
     pub fn new(app: Box<dyn App>) -> Server {
         Server {
             app,
-            client_table: FxHashMap::default(),
+            client_table: ClientTable::new(CLIENT_TABLE_MAX, RESULT_BYTES_MAX),
             executed: 0,
         }
     }
 
     fn on_request(&mut self, request: Request, ctx: &mut Context<'_, Message, ServerTimer>) {
-        let client = Addr::Client(request.client_id);
-        if let Some(entry) = self.client_table.get(&request.client_id) {
-            if request.request_num < entry.request_num {
+        let Request {
+            client_id,
+            request_num,
+            op,
+        } = request;
+        let client = Addr::Client(client_id);
+        match self
+            .client_table
+            .admit(client_id, &(), SESSION, request_num)
+        {
+            Admission::Stale => {
                 ctx.drop_message("request: older than the latest");
                 return;
             }
-            if request.request_num == entry.request_num {
+            Admission::Duplicate(result) => {
                 ctx.count("request: resent cached reply");
-                ctx.send(client, Message::Reply(entry.reply.clone()));
+                let reply = Reply {
+                    client_id,
+                    request_num,
+                    result: result.to_vec(),
+                };
+                ctx.send(client, Message::Reply(reply));
                 return;
             }
+            Admission::Execute => {}
+            Admission::Unknown => {
+                let (_, evicted) = self
+                    .client_table
+                    .register(client_id, (), SESSION)
+                    .expect("no binding to differ");
+                if evicted.is_some() {
+                    ctx.count("client table: client forgotten");
+                }
+            }
+            Admission::OtherBinding => unreachable!("no binding to differ"),
         }
         let at = Position {
             slot: self.executed,
-            client: request.client_id,
-            request_num: request.request_num,
+            client: client_id,
+            request_num,
         };
         self.executed += 1;
-        let result = self.app.execute_at(at, &request.op);
+        let result = self.app.execute_at(at, &op);
         let reply = Reply {
-            client_id: request.client_id,
-            request_num: request.request_num,
-            result,
+            client_id,
+            request_num,
+            result: result.clone(),
         };
-        ctx.send(client, Message::Reply(reply.clone()));
-        self.client_table.insert(
-            request.client_id,
-            ClientEntry {
-                request_num: request.request_num,
-                reply,
-            },
-        );
+        ctx.send(client, Message::Reply(reply));
+        let evicted = self.client_table.record(client_id, request_num, result);
+        if !evicted.is_empty() {
+            ctx.count_n("client table: client forgotten", evicted.len() as u64);
+        }
     }
 }
 
@@ -146,7 +184,8 @@ impl State for Server {
 #[derive(Debug)]
 pub struct Client {
     id: ClientId,
-    resend_interval: Duration,
+    /// When to retransmit the outstanding request.
+    resend: Retransmit,
     /// Number of the latest request sent; 0 before the first.
     request_num: u64,
     outstanding: Option<Request>,
@@ -160,11 +199,13 @@ pub enum ClientTimer {
 }
 
 impl Client {
+    /// Client `id`, which first retransmits a request after
+    /// `resend_interval` at least (see the module docs).
     pub fn new(id: ClientId, resend_interval: Duration) -> Client {
         assert!(resend_interval > Duration::ZERO);
         Client {
             id,
-            resend_interval,
+            resend: Retransmit::new(resend_interval, RESEND_MAX),
             request_num: 0,
             outstanding: None,
             result: None,
@@ -182,6 +223,7 @@ impl Client {
         }
         self.outstanding = None;
         self.result = Some(reply.result);
+        self.resend.complete(ctx.now());
         ctx.cancel_timer(ClientTimer::Resend);
     }
 }
@@ -213,7 +255,7 @@ impl State for Client {
                 };
                 ctx.count("client: retransmission");
                 ctx.send(SERVER, Message::Request(request.clone()));
-                ctx.set_timer(ClientTimer::Resend, self.resend_interval);
+                ctx.set_timer(ClientTimer::Resend, self.resend.backoff());
             }
         }
     }
@@ -228,8 +270,9 @@ impl runtime::Client for Client {
             request_num: self.request_num,
             op,
         };
+        self.resend.begin(ctx.now());
         ctx.send(SERVER, Message::Request(request.clone()));
-        ctx.set_timer(ClientTimer::Resend, self.resend_interval);
+        ctx.set_timer(ClientTimer::Resend, self.resend.first());
         self.outstanding = Some(request);
     }
 

@@ -15,28 +15,24 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtime::{Addr, ClientId, Context, ReplicaId, State, Time};
+use runtime::{Addr, ClientId, Context, ReplicaId, State};
 use wire::client::Request;
 use wire::pbft::{Message, Reply, View};
 
 use super::CLIENT_RESEND_MAX;
 use super::codec::{Codec, Config, Inbound, Outbound};
+use crate::common::Retransmit;
 
 /// A closed-loop PBFT client.
 #[derive(Debug)]
 pub struct Client {
     id: ClientId,
     config: Arc<Config>,
-    /// The first retransmission of a request waits at least this long.
-    resend_interval: Duration,
-    /// The next retransmission of the outstanding request waits this long:
-    /// doubled at each one, up to [`CLIENT_RESEND_MAX`].
-    resend_after: Duration,
-    /// Smoothed latency of this client's operations (as TCP smooths round
-    /// trips: each new sample weighs 1/8); zero before the first.
-    latency: Duration,
-    /// When the outstanding operation was invoked.
-    invoked: Time,
+    /// When to retransmit: the first time after twice the smoothed latency
+    /// of this client's operations (at least the resend interval), then
+    /// twice as long each time, up to [`CLIENT_RESEND_MAX`]. An operation's
+    /// latency runs from its invocation, registration included.
+    resend: Retransmit,
     /// The view the client believes current, learnt from replies.
     view: View,
     session: Session,
@@ -74,10 +70,7 @@ impl Client {
         Client {
             id,
             config,
-            resend_interval,
-            resend_after: resend_interval,
-            latency: Duration::ZERO,
-            invoked: Time::ZERO,
+            resend: Retransmit::new(resend_interval, CLIENT_RESEND_MAX),
             view: 0,
             session: Session::Unregistered,
             request_num: 0,
@@ -104,13 +97,9 @@ impl Client {
             Outbound::Request(self.session_number(), request.clone()),
         );
         // The first retransmission waits for twice the usual latency (at
-        // least `resend_interval`), so that requests queued behind others at
-        // a busy primary are not taken for lost.
-        self.resend_after = (self.latency * 2).clamp(
-            self.resend_interval,
-            CLIENT_RESEND_MAX.max(self.resend_interval),
-        );
-        ctx.set_timer(ClientTimer::Resend, self.resend_after);
+        // least the resend interval), so that requests queued behind others
+        // at a busy primary are not taken for lost.
+        ctx.set_timer(ClientTimer::Resend, self.resend.first());
         self.outstanding = Some(request);
         self.replies.clear();
     }
@@ -171,12 +160,7 @@ impl Client {
             return;
         }
         self.result = Some(reply.result);
-        let sample = ctx.now().since(self.invoked);
-        self.latency = if self.latency.is_zero() {
-            sample
-        } else {
-            (self.latency * 7 + sample) / 8
-        };
+        self.resend.complete(ctx.now());
     }
 
     fn invoke_registered(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Outbound, ClientTimer>) {
@@ -228,9 +212,7 @@ impl State for Client {
                 ctx.count("client: retransmission");
                 let session = self.session_number();
                 ctx.send_to_replicas(Outbound::Request(session, request.clone()));
-                self.resend_after =
-                    (self.resend_after * 2).min(CLIENT_RESEND_MAX.max(self.resend_interval));
-                ctx.set_timer(ClientTimer::Resend, self.resend_after);
+                ctx.set_timer(ClientTimer::Resend, self.resend.backoff());
             }
         }
     }
@@ -239,7 +221,7 @@ impl State for Client {
 impl runtime::Client for Client {
     fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Outbound, ClientTimer>) {
         assert!(self.outstanding.is_none(), "one operation at a time");
-        self.invoked = ctx.now();
+        self.resend.begin(ctx.now());
         match self.session {
             Session::Open(_) => self.invoke_registered(op, ctx),
             Session::Unregistered => {

@@ -22,16 +22,17 @@
 //! most [`Config::client_table_max`] sessions and [`RESULT_BYTES_MAX`] bytes
 //! of results: past either, the least recently used sessions are evicted, at
 //! execution, so every replica evicts the same; an evicted client is told,
-//! and gives up (see `client_table.rs`). Sessions cost nothing to open, so
-//! a client that opens many can evict others': a deployment would admit
+//! and gives up (see `client_table.rs`, over the shared
+//! [`crate::common::ClientTable`]). Sessions cost nothing to open, so a
+//! client that opens many can evict others': a deployment would admit
 //! clients (the trust assumption below).
 //!
 //! A client sends its request to the primary it believes in and, on a
 //! timeout, to every replica; backups relay it to the primary. The first
 //! retransmission waits [`CLIENT_RESEND_INTERVAL`] or twice the client's
 //! smoothed latency, whichever is longer, and each further one twice as long
-//! as the last, up to [`CLIENT_RESEND_MAX`]. The client accepts a result
-//! once f+1 distinct replicas sent the same one.
+//! as the last, up to [`CLIENT_RESEND_MAX`] ([`crate::common::Retransmit`]).
+//! The client accepts a result once f+1 distinct replicas sent the same one.
 //!
 //! **Normal case (§4.2).** The primary gathers requests into batches (at
 //! most `batch_max` requests, [`Config::batch_max`]) and gives each batch the next sequence
@@ -45,7 +46,8 @@
 //! 2. prepare: a backup that accepts it (right view, n within the watermarks,
 //!    no other digest accepted for v, n) multicasts `<PREPARE, v, n, d, i>`.
 //!    A replica is *prepared* once it has the pre-prepare and quorum − 1
-//!    matching prepares from distinct backups;
+//!    matching prepares from distinct backups (counted, like commits and
+//!    checkpoint votes, in a [`crate::common::VoteSet`]);
 //! 3. commit: a prepared replica multicasts `<COMMIT, v, n, d, i>`; with a
 //!    quorum of matching commits the batch is *committed-local*, and it
 //!    executes once every lower sequence number has executed.

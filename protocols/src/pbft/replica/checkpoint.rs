@@ -1,13 +1,14 @@
 //! Checkpoints and garbage collection (§4.3).
 
+use wire::Signed;
 use wire::merkle::StateTree;
 use wire::pbft::{Checkpoint, CheckpointCert, Message, Seq, StableCheckpoint};
-use wire::{ReplicaId, Signature, Signed};
 
-use super::super::client_table::ClientTable;
+use super::super::client_table::{self, ClientTable};
 use super::super::codec::Outbound;
 use super::super::{CHECKPOINT_VOTES_MAX, STATE_CHUNK_MAX};
 use super::{Ctx, Replica, Snapshot};
+use crate::common::{Refused, VoteSet};
 
 impl Snapshot {
     /// A state and its tree, whose digest checkpoints certify.
@@ -50,15 +51,25 @@ impl Replica {
         if seq > self.high_watermark() {
             self.behind = true;
         }
-        let votes = self.checkpoint_votes.entry(seq).or_default();
-        votes.insert(replica, (digest, vote.signature));
-        let signatures: Vec<(ReplicaId, Signature)> = votes
-            .iter()
-            .filter(|(_, (d, _))| *d == digest)
-            .map(|(r, (_, s))| (*r, *s))
-            .take(self.config.quorum())
-            .collect();
-        if signatures.len() >= self.config.quorum() {
+        let (n, quorum) = (self.config.n, self.config.quorum());
+        let votes = self
+            .checkpoint_votes
+            .entry(seq)
+            .or_insert_with(|| VoteSet::new(n));
+        // A replica's first vote for `seq` stands: a correct one checkpoints
+        // one state per sequence number.
+        let signatures = match votes.insert(replica, digest, vote.signature) {
+            Ok(_) => votes.certificate(&digest, quorum),
+            Err(refused) => {
+                ctx.drop_message(match refused {
+                    Refused::NotAVoter => "checkpoint: no such replica",
+                    Refused::Duplicate => "checkpoint: duplicate",
+                    Refused::Conflicting => "checkpoint: conflicting vote",
+                });
+                None
+            }
+        };
+        if let Some(signatures) = signatures {
             let cert = CheckpointCert {
                 seq,
                 digest,
@@ -136,6 +147,6 @@ pub(super) fn decode_state(bytes: &[u8], clients_max: usize) -> Option<(&[u8], C
     let (len, rest) = bytes.split_at_checked(8)?;
     let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
     let (app, mut rest) = rest.split_at_checked(len)?;
-    let table = ClientTable::decode(&mut rest, clients_max)?;
+    let table = client_table::decode(&mut rest, clients_max)?;
     rest.is_empty().then_some((app, table))
 }

@@ -35,13 +35,14 @@ use wire::pbft::{
 };
 use wire::{Digest, Signature, Signed};
 
-use super::client_table::ClientTable;
+use super::client_table::{self, ClientTable};
 use super::codec::{Codec, Config, Inbound, Outbound};
 use super::{
     CHECKPOINT_INTERVAL, CHECKPOINT_VOTES_MAX, LOG_MAX, PENDING_BYTES_MAX, PENDING_MAX,
     WAITING_BYTES_MAX, WAITING_MAX,
 };
 use crate::app::App;
+use crate::common::VoteSet;
 
 pub use recovery::Recovery;
 
@@ -108,8 +109,9 @@ pub struct Replica {
     /// Own checkpoints above the stable one.
     own_checkpoints: BTreeMap<Seq, Snapshot>,
     /// Checkpoint votes above the stable checkpoint, for at most
-    /// [`CHECKPOINT_VOTES_MAX`] sequence numbers.
-    checkpoint_votes: BTreeMap<Seq, BTreeMap<ReplicaId, (Digest, Signature)>>,
+    /// [`CHECKPOINT_VOTES_MAX`] sequence numbers: one per replica (its
+    /// first), own included.
+    checkpoint_votes: BTreeMap<Seq, VoteSet<Digest, Signature>>,
 
     /// View-change messages for views from the current one on, by view and
     /// sender (own included): at most [`VIEW_CHANGES_PER_REPLICA`] views
@@ -163,7 +165,7 @@ struct PeerRecovery {
 }
 
 /// A sequence number's entry in the log.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Slot {
     /// The pre-prepare accepted in the current view: view, digest, and the
     /// primary's signature (`None` when this replica is that primary).
@@ -179,10 +181,13 @@ struct Slot {
     /// later new view may choose one of them again, and then the replicas
     /// that had it must still answer for it.
     earlier: Vec<(Digest, Vec<AuthRequest>)>,
-    /// At most one prepare per replica (the latest view's).
-    prepares: BTreeMap<ReplicaId, (View, Digest, Signature)>,
-    /// At most one commit per replica.
-    commits: BTreeMap<ReplicaId, (View, Digest)>,
+    /// Prepares from other backups, by view and digest: at most one per
+    /// replica, its first in the latest view it prepared in (a prepare for
+    /// a later view replaces one for an earlier view, see `on_prepare`).
+    /// Never this replica's own: `sent_prepare` says whether it sent one.
+    prepares: VoteSet<(View, Digest), Signature>,
+    /// Commits from other replicas, the same way.
+    commits: VoteSet<(View, Digest)>,
     /// Sent our prepare / commit for the current pre-prepare.
     sent_prepare: bool,
     sent_commit: bool,
@@ -341,7 +346,7 @@ impl Replica {
     ) -> Replica {
         let config = Arc::clone(codec.config());
         assert!(usize::from(id.0) < config.n);
-        let clients = ClientTable::new(config.client_table_max);
+        let clients = client_table::new(config.client_table_max);
         let view_change_timeout = config.view_change_timeout;
         Replica {
             id,
@@ -441,6 +446,12 @@ impl Replica {
         seq > self.stable.seq && seq <= self.high_watermark()
     }
 
+    /// The log's slot for `seq`, empty if it had none.
+    fn slot(&mut self, seq: Seq) -> &mut Slot {
+        let n = self.config.n;
+        self.log.entry(seq).or_insert_with(|| Slot::new(n))
+    }
+
     // Checks shared by the normal-case handlers.
 
     fn check_view(&mut self, view: View, what: &'static str, ctx: &mut Ctx<'_, '_>) -> bool {
@@ -519,6 +530,22 @@ impl Replica {
 const EARLIER_BATCHES_MAX: usize = 3;
 
 impl Slot {
+    /// An empty slot of a group of `n` replicas.
+    fn new(n: usize) -> Slot {
+        Slot {
+            pre_prepare: None,
+            unchecked: false,
+            batch: None,
+            earlier: Vec::new(),
+            prepares: VoteSet::new(n),
+            commits: VoteSet::new(n),
+            sent_prepare: false,
+            sent_commit: false,
+            committed: false,
+            prepared: None,
+        }
+    }
+
     /// The batch with `digest`, if this slot knows it.
     fn batch_for(&self, digest: Digest) -> Option<&Vec<AuthRequest>> {
         self.batch
@@ -601,8 +628,8 @@ impl Slot {
         self.sent_prepare = false;
         self.sent_commit = false;
         self.committed = false;
-        self.prepares.retain(|_, (v, _, _)| *v >= view);
-        self.commits.retain(|_, (v, _)| *v >= view);
+        self.prepares.retain(|_, (v, _), _| *v >= view);
+        self.commits.retain(|_, (v, _), _| *v >= view);
     }
 }
 
@@ -713,7 +740,7 @@ mod tests {
         // View 1 pre-prepares X, view 2 Y, view 3's new view chooses X again
         // (from a certificate of view 1): the slot still has X.
         let (x, y, null) = (digest(1), digest(2), digest(0));
-        let mut slot = Slot::default();
+        let mut slot = Slot::new(4);
         slot.enter(1, x, None);
         slot.set_batch(x, Vec::new());
         slot.enter(2, y, None);
@@ -733,7 +760,7 @@ mod tests {
     #[test]
     fn the_prepared_batch_is_evicted_last() {
         let null = digest(0);
-        let mut slot = Slot::default();
+        let mut slot = Slot::new(4);
         slot.set_batch(digest(1), Vec::new());
         slot.prepared = Some(PreparedCert {
             view: 1,

@@ -2,10 +2,10 @@
 //! execution in sequence order through the client table.
 
 use runtime::Addr;
+use wire::Signed;
 use wire::client::Request;
 use wire::control::{BATCHES_COUNTER, REQUESTS_BATCHED_COUNTER};
 use wire::pbft::{AuthRequest, Commit, Message, PrePrepare, Prepare, PreparedCert, Reply, Seq};
-use wire::{ReplicaId, Signature, Signed};
 
 use super::super::client_table::Admission;
 use super::super::codec::{Outbound, batch_digest};
@@ -15,6 +15,7 @@ use super::super::{
 };
 use super::{Ctx, Replica, request_size};
 use crate::app::{Position, Unexecuted};
+use crate::common::Refused;
 use crate::planted::{self, Bug};
 
 /// Positions per sequence number in session numbers: a session opened by
@@ -38,14 +39,14 @@ impl Replica {
                 ctx.drop_message("request: malformed registration");
                 return;
             }
-            if let Some(session) = self.clients.get(client) {
-                if session.key != auth.key {
+            if let Some(entry) = self.clients.get(client) {
+                if entry.binding != auth.key {
                     ctx.drop_message("request: client has a session under another key");
                     return;
                 }
                 // Registered already (the reply was lost): the session again.
                 ctx.count("request: registration answered again");
-                let reply = self.reply(client, 0, session.number.to_le_bytes().to_vec());
+                let reply = self.reply(client, 0, entry.session.to_le_bytes().to_vec());
                 ctx.send(Addr::Client(client), reply);
                 return;
             }
@@ -54,7 +55,7 @@ impl Replica {
                 .clients
                 .admit(client, &auth.key, auth.session, request.request_num)
             {
-                Admission::OtherKey => {
+                Admission::OtherBinding => {
                     ctx.drop_message("request: client has a session under another key");
                     return;
                 }
@@ -64,14 +65,14 @@ impl Replica {
                 }
                 Admission::Duplicate(result) => {
                     ctx.count("request: resent reply");
-                    let reply = self.reply(client, request.request_num, result);
+                    let reply = self.reply(client, request.request_num, result.to_vec());
                     ctx.send(Addr::Client(client), reply);
                     return;
                 }
                 // An unknown session may be one this replica has not
                 // executed the registration of yet: only execution says
                 // "evicted".
-                Admission::Execute | Admission::Evicted => {}
+                Admission::Execute | Admission::Unknown => {}
             }
         }
         if self.changing {
@@ -194,7 +195,7 @@ impl Replica {
         ctx.count(BATCHES_COUNTER);
         ctx.count_n(REQUESTS_BATCHED_COUNTER, batch.len() as u64);
         let view = self.view;
-        let slot = self.log.entry(seq).or_default();
+        let slot = self.slot(seq);
         slot.enter(view, digest, None);
         slot.set_batch(digest, batch.clone());
         let pp = PrePrepare { view, seq, digest };
@@ -222,7 +223,7 @@ impl Replica {
             ctx.drop_message("pre-prepare: sent to the primary");
             return;
         }
-        let slot = self.log.entry(seq).or_default();
+        let slot = self.slot(seq);
         if let Some((_, accepted, _)) = slot.pre_prepare {
             if accepted != digest {
                 ctx.drop_message("pre-prepare: another digest accepted (equivocation)");
@@ -260,19 +261,24 @@ impl Replica {
             ctx.drop_message("prepare: from the primary");
             return;
         }
-        let slot = self.log.entry(seq).or_default();
-        match slot.prepares.get(&replica) {
-            Some((v, d, _)) if *v == view && *d == digest => {
-                ctx.drop_message("prepare: duplicate");
-                return;
-            }
-            Some((v, _, _)) if *v == view => {
-                ctx.drop_message("prepare: conflicting");
-                return;
-            }
-            _ => {}
+        let slot = self.slot(seq);
+        // A backup prepares again in a later view: its earlier view's
+        // prepare is of no more use. Within a view its first one stands.
+        if slot
+            .prepares
+            .get(replica)
+            .is_some_and(|((v, _), _)| *v < view)
+        {
+            slot.prepares.remove(replica);
         }
-        slot.prepares.insert(replica, (view, digest, p.signature));
+        if let Err(refused) = slot.prepares.insert(replica, (view, digest), p.signature) {
+            ctx.drop_message(match refused {
+                Refused::NotAVoter => "prepare: no such replica",
+                Refused::Duplicate => "prepare: duplicate",
+                Refused::Conflicting => "prepare: conflicting",
+            });
+            return;
+        }
         if early {
             // For the view this replica is changing to: kept for when the
             // new view starts (leaving the old one keeps votes for it).
@@ -294,19 +300,23 @@ impl Replica {
         if !early && !self.check_view(view, "commit", ctx) || !self.check_seq(seq, "commit", ctx) {
             return;
         }
-        let slot = self.log.entry(seq).or_default();
-        match slot.commits.get(&replica) {
-            Some((v, d)) if *v == view && *d == digest => {
-                ctx.drop_message("commit: duplicate");
-                return;
-            }
-            Some((v, _)) if *v == view => {
-                ctx.drop_message("commit: conflicting");
-                return;
-            }
-            _ => {}
+        let slot = self.slot(seq);
+        // As for prepares: a later view's commit replaces an earlier one's.
+        if slot
+            .commits
+            .get(replica)
+            .is_some_and(|((v, _), _)| *v < view)
+        {
+            slot.commits.remove(replica);
         }
-        slot.commits.insert(replica, (view, digest));
+        if let Err(refused) = slot.commits.insert(replica, (view, digest), ()) {
+            ctx.drop_message(match refused {
+                Refused::NotAVoter => "commit: no such replica",
+                Refused::Duplicate => "commit: duplicate",
+                Refused::Conflicting => "commit: conflicting",
+            });
+            return;
+        }
         if early {
             ctx.count("commit: kept for the next view");
             return;
@@ -337,17 +347,14 @@ impl Replica {
             return;
         };
         assert_eq!(view, self.view, "slot state from another view");
-        let matching_prepares = |slot: &super::Slot| -> Vec<(ReplicaId, Signature)> {
-            slot.prepares
-                .iter()
-                .filter(|(r, (v, d, _))| **r != primary && **r != id && *v == view && *d == digest)
-                .map(|(r, (_, _, s))| (*r, *s))
-                .collect()
-        };
+        // Votes for this view's pre-prepare. The sets hold neither this
+        // replica's own votes (it counts them from `sent_prepare` and
+        // `sent_commit`) nor the primary's prepares (refused on arrival).
+        let key = (view, digest);
         if id != primary && !slot.sent_prepare && may_vote {
             // A batch this replica could not authenticate is prepared once
             // the primary and f backups vouch for it.
-            if !slot.unchecked || matching_prepares(slot).len() >= f {
+            if !slot.unchecked || slot.prepares.count(&key) >= f {
                 slot.sent_prepare = true;
                 ctx.send_to_replicas(Outbound::Prepare(Prepare {
                     view,
@@ -371,13 +378,15 @@ impl Replica {
             .as_ref()
             .is_some_and(|c| c.view == view && c.digest == digest);
         if !prepared_here {
-            let mut prepares = matching_prepares(slot);
+            // Prepared: the pre-prepare, this replica's own prepare if it is
+            // a backup that sent one, and enough of the others' for a
+            // quorum; no more than a quorum's worth, so view-changes stay
+            // small.
             let own = usize::from(id != primary && slot.sent_prepare);
-            if prepares.len() + own + 1 < quorum {
+            let needed = quorum.saturating_sub(1 + own);
+            let Some(prepares) = slot.prepares.certificate(&key, needed) else {
                 return;
-            }
-            // No more than a quorum's worth: view-changes stay small.
-            prepares.truncate(quorum - 1 - own);
+            };
             slot.prepared = Some(PreparedCert {
                 view,
                 seq,
@@ -397,12 +406,8 @@ impl Replica {
             }));
         }
         if !slot.committed {
-            let commits = slot
-                .commits
-                .iter()
-                .filter(|(r, (v, d))| **r != id && *v == view && *d == digest)
-                .count();
-            if commits + usize::from(slot.sent_commit) < quorum {
+            let own = usize::from(slot.sent_commit);
+            if !slot.commits.reached(&key, quorum.saturating_sub(own)) {
                 return;
             }
             slot.committed = true;
@@ -527,11 +532,11 @@ impl Replica {
                     ctx.count("execute: duplicate request skipped");
                     "duplicate"
                 }
-                Admission::OtherKey => {
+                Admission::OtherBinding => {
                     ctx.count("execute: request under another key skipped");
                     "other key"
                 }
-                Admission::Evicted => {
+                Admission::Unknown => {
                     ctx.count("execute: session evicted");
                     let notice = Reply {
                         view: self.view,

@@ -250,7 +250,7 @@ impl Replica {
             }
         }
         for (&seq, votes) in self.checkpoint_votes.range(first_vote..) {
-            if let Some((digest, signature)) = votes.get(&self.id) {
+            if let Some((digest, signature)) = votes.get(self.id) {
                 let vote = Signed {
                     payload: Checkpoint {
                         seq,

@@ -235,7 +235,8 @@ impl Replica {
             .expect("a state a quorum certified decodes");
         self.app.restore(app);
         self.clients = clients;
-        self.codec.repin_clients(self.clients.keys());
+        self.codec
+            .repin_clients(self.clients.bindings().map(|(c, key)| (c, *key)));
         self.executed = seq;
         self.executed_at_status = seq;
         self.stable_state = Some(Snapshot::of(state));

@@ -339,7 +339,7 @@ impl Replica {
                 continue;
             }
             let signature = (primary != self.id).then_some(pp.signature);
-            let slot = self.log.entry(seq).or_default();
+            let slot = self.slot(seq);
             slot.enter(view, digest, signature);
             if slot.take_batch_for(digest, null_digest) {
                 self.codec.settle_pre_prepared(view, seq);

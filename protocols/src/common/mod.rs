@@ -1,0 +1,27 @@
+//! Building blocks that protocols share.
+//!
+//! - [`ClientTable`] (`client_table.rs`): at-most-once execution with cached
+//!   replies, per client and session, bounded in entries and result bytes
+//!   with least-recently-executed eviction, and a deterministic encoding for
+//!   snapshots. Generic over what a session is bound to ([`Binding`]): PBFT
+//!   binds each session to its registration's public key, the baseline to
+//!   nothing.
+//! - [`Retransmit`] (`retransmit.rs`): a client's retransmission schedule,
+//!   twice its smoothed latency within a floor and a cap, then exponential
+//!   backoff.
+//! - [`VoteSet`] (`votes.rs`): votes of at most n voters, each counted once
+//!   (the first vote stands), kept apart by what they vote for, with
+//!   thresholds and certificates: PBFT's prepares, commits and checkpoint
+//!   votes.
+//!
+//! Each is a plain value with no timers, no I/O and no knowledge of any
+//! protocol's messages, so that a protocol keeps its own drop reasons and
+//! counters, and so that each is tested here on its own.
+
+pub mod client_table;
+pub mod retransmit;
+pub mod votes;
+
+pub use client_table::{Admission, Binding, ClientTable, Entry};
+pub use retransmit::Retransmit;
+pub use votes::{Refused, VoteSet};
