@@ -2,7 +2,8 @@
 //!
 //! A test that cannot fail proves nothing. Each [`Bug`] puts back a bug that
 //! was once found in a protocol here (or a classic one: a quorum too small,
-//! a commit without a prepared certificate), and the seeded runs under
+//! a commit without a prepared certificate, a reply that leaves before the
+//! write-ahead log has its request), and the seeded runs under
 //! `--faults all` must catch it. The switch exists only with the
 //! `planted-bugs` feature, which refuses to build without debug assertions:
 //! a release build (what the runner benchmarks and deploys) cannot turn a
@@ -52,6 +53,16 @@ pub enum Bug {
     /// PBFT: a new-view message accepted without recomputing O from its
     /// view-change messages' prepared certificates.
     NewViewIgnoresPrepared,
+    /// Unreplicated, durable: the reply leaves before the request is in
+    /// the log (sent ahead of the persist, so the barrier does not hold it).
+    ReplyBeforeLog,
+    /// Unreplicated, durable: recovery restores the snapshot and skips the
+    /// log after it.
+    NoLogReplay,
+    /// Unreplicated, durable: the snapshot is taken before the client table
+    /// has the request's result, so a retransmission after a recovery runs
+    /// it again (the order this server had first).
+    SnapshotBeforeRecord,
 }
 
 impl Bug {
@@ -64,6 +75,9 @@ impl Bug {
         Bug::QuorumFPlusOne,
         Bug::CommitWithoutPrepared,
         Bug::NewViewIgnoresPrepared,
+        Bug::ReplyBeforeLog,
+        Bug::NoLogReplay,
+        Bug::SnapshotBeforeRecord,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +90,9 @@ impl Bug {
             Bug::QuorumFPlusOne => "quorum-f-plus-1",
             Bug::CommitWithoutPrepared => "commit-without-prepared",
             Bug::NewViewIgnoresPrepared => "new-view-ignores-prepared",
+            Bug::ReplyBeforeLog => "reply-before-log",
+            Bug::NoLogReplay => "no-log-replay",
+            Bug::SnapshotBeforeRecord => "snapshot-before-record",
         }
     }
 }

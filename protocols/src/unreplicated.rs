@@ -34,22 +34,41 @@
 //!
 //! # Faults
 //!
-//! The server keeps everything in memory. A server that crashes and restarts
-//! comes back empty: the application's state and the client table are gone.
-//! Clients notice nothing at the protocol level: an outstanding request is
-//! retransmitted and executed by the new server, and later operations run
-//! against the empty state. A read can then miss a write that completed before
-//! the crash, which the linearizability checker reports (see the scenario test
-//! `server_restart_loses_state`). Tolerating that is what replication is for.
+//! By default the server keeps everything in memory. A server that crashes
+//! and restarts comes back empty: the application's state and the client
+//! table are gone. Clients notice nothing at the protocol level: an
+//! outstanding request is retransmitted and executed by the new server, and
+//! later operations run against the empty state. A read can then miss a write
+//! that completed before the crash, which the linearizability checker reports
+//! (see the scenario test `server_restart_loses_state`). Tolerating that is
+//! what replication is for.
+//!
+//! # Durable mode
+//!
+//! With the tunable `durable=1` ([`Server::durable`]) the server is the
+//! classic single server with a write-ahead log: it persists each request it
+//! executes (`log/<slot>`) before the reply leaves (the persist is a
+//! barrier, [`runtime::durable`]), and every `snapshot_interval` requests it
+//! persists a snapshot (the next slot, the application's state and the
+//! client table) and erases the log entries the snapshot covers. After a
+//! crash it recovers ([`State::on_recover`]): it restores the snapshot and
+//! executes the logged requests again, in order, without replying (a
+//! client that is still waiting retransmits, and gets the stored result).
+//! So a completed operation is never lost and none executes twice; what the
+//! server loses is availability while it is down. A disk that forgets
+//! acknowledged writes is beyond this model (the seeded runs' `beyond`
+//! profile does it).
 
 use std::time::Duration;
 
+use runtime::durable::Stored;
 use runtime::{Addr, ClientId, Context, DropReason, ReplicaId, SharedState, Source, State};
 use wire::client::{Reply, Request};
 use wire::unreplicated::Message;
 
 use crate::app::{App, Position};
 use crate::common::{Admission, ClientTable, Retransmit};
+use crate::planted::{self, Bug};
 
 /// The server's address: the only replica.
 pub const SERVER: Addr = Addr::Replica(ReplicaId(0));
@@ -74,6 +93,37 @@ pub struct Server {
     client_table: ClientTable<()>,
     /// Requests executed: the slot of the next one.
     executed: u64,
+    /// In durable mode, the write-ahead log's state.
+    durable: Option<Wal>,
+}
+
+/// The durable server's log: the requests executed since the last
+/// snapshot, each under [`log_key`]`(slot)`.
+#[derive(Debug)]
+struct Wal {
+    /// Requests between snapshots.
+    snapshot_interval: u64,
+    /// The first slot the log holds (the snapshot covers those below).
+    from: u64,
+}
+
+/// Key of the snapshot in durable state.
+const SNAPSHOT_KEY: &[u8] = b"snapshot";
+/// Prefix of the log's keys.
+const LOG_PREFIX: &[u8] = b"log/";
+
+/// The durable key of the request executed at `slot`: big-endian, so that
+/// keys sort in slot order.
+fn log_key(slot: u64) -> Vec<u8> {
+    let mut key = LOG_PREFIX.to_vec();
+    key.extend_from_slice(&slot.to_be_bytes());
+    key
+}
+
+fn take_u64(bytes: &mut &[u8]) -> Option<u64> {
+    let (head, rest) = bytes.split_first_chunk::<8>()?;
+    *bytes = rest;
+    Some(u64::from_le_bytes(*head))
 }
 
 impl std::fmt::Debug for Server {
@@ -94,7 +144,79 @@ impl Server {
             app,
             client_table: ClientTable::new(CLIENT_TABLE_MAX, RESULT_BYTES_MAX),
             executed: 0,
+            durable: None,
         }
+    }
+
+    /// A server in durable mode (see the module docs): every request logged
+    /// before its reply leaves, a snapshot every `snapshot_interval`
+    /// requests.
+    pub fn durable(app: Box<dyn App>, snapshot_interval: u64) -> Server {
+        assert!(snapshot_interval > 0, "a snapshot every 0 requests");
+        Server {
+            durable: Some(Wal {
+                snapshot_interval,
+                from: 0,
+            }),
+            ..Server::new(app)
+        }
+    }
+
+    /// Executes the request at the next slot and records its result in the
+    /// client table; the client table has admitted it.
+    fn execute(&mut self, client_id: ClientId, request_num: u64, op: &[u8]) -> Vec<u8> {
+        let at = Position {
+            slot: self.executed,
+            client: client_id,
+            request_num,
+        };
+        self.executed += 1;
+        self.app.execute_at(at, op)
+    }
+
+    /// Admits a request the client table does not know: a new client.
+    fn register(&mut self, client_id: ClientId, ctx: &mut Context<'_, Message, ServerTimer>) {
+        let (_, evicted) = self
+            .client_table
+            .register(client_id, (), SESSION)
+            .expect("no binding to differ");
+        if evicted.is_some() {
+            ctx.count("client table: client forgotten");
+        }
+    }
+
+    /// In durable mode: logs the request just executed at `slot`, and takes
+    /// a snapshot when the log is long enough.
+    fn log(
+        &mut self,
+        slot: u64,
+        request: (ClientId, u64, &[u8]),
+        ctx: &mut Context<'_, Message, ServerTimer>,
+    ) {
+        let Some(wal) = &mut self.durable else {
+            return;
+        };
+        let (client_id, request_num, op) = request;
+        let mut entry = Vec::with_capacity(16 + op.len());
+        entry.extend_from_slice(&client_id.0.to_le_bytes());
+        entry.extend_from_slice(&request_num.to_le_bytes());
+        entry.extend_from_slice(op);
+        ctx.persist(log_key(slot), entry);
+        if self.executed - wal.from < wal.snapshot_interval {
+            return;
+        }
+        let app = self.app.snapshot();
+        let mut snapshot = Vec::with_capacity(16 + app.len());
+        snapshot.extend_from_slice(&self.executed.to_le_bytes());
+        snapshot.extend_from_slice(&(app.len() as u64).to_le_bytes());
+        snapshot.extend_from_slice(&app);
+        self.client_table.encode(&mut snapshot);
+        ctx.persist(SNAPSHOT_KEY, snapshot);
+        for slot in wal.from..self.executed {
+            ctx.erase(log_key(slot));
+        }
+        wal.from = self.executed;
+        ctx.count("durable: snapshots");
     }
 
     fn on_request(&mut self, request: Request, ctx: &mut Context<'_, Message, ServerTimer>) {
@@ -123,33 +245,34 @@ impl Server {
                 return;
             }
             Admission::Execute => {}
-            Admission::Unknown => {
-                let (_, evicted) = self
-                    .client_table
-                    .register(client_id, (), SESSION)
-                    .expect("no binding to differ");
-                if evicted.is_some() {
-                    ctx.count("client table: client forgotten");
-                }
-            }
+            Admission::Unknown => self.register(client_id, ctx),
             Admission::OtherBinding => unreachable!("no binding to differ"),
         }
-        let at = Position {
-            slot: self.executed,
-            client: client_id,
-            request_num,
-        };
-        self.executed += 1;
-        let result = self.app.execute_at(at, &op);
+        let slot = self.executed;
+        let result = self.execute(client_id, request_num, &op);
         let reply = Reply {
             client_id,
             request_num,
             result: result.clone(),
         };
-        ctx.send(client, Message::Reply(reply));
+        if planted::is(Bug::ReplyBeforeLog) {
+            ctx.send(client, Message::Reply(reply.clone()));
+        }
+        if planted::is(Bug::SnapshotBeforeRecord) {
+            self.log(slot, (client_id, request_num, &op), ctx);
+        }
         let evicted = self.client_table.record(client_id, request_num, result);
         if !evicted.is_empty() {
             ctx.count_n("client table: client forgotten", evicted.len() as u64);
+        }
+        // After the table has the result (a snapshot taken here includes
+        // it), before the reply: the persist holds the reply back until the
+        // log has the request.
+        if !planted::is(Bug::SnapshotBeforeRecord) {
+            self.log(slot, (client_id, request_num, &op), ctx);
+        }
+        if !planted::is(Bug::ReplyBeforeLog) {
+            ctx.send(client, Message::Reply(reply));
         }
     }
 }
@@ -159,6 +282,51 @@ impl State for Server {
     type Outbound = Message;
     type Timer = ServerTimer;
     type Shared = Codec;
+
+    /// Back from a crash with what the durable server persisted: the
+    /// snapshot restored, then the logged requests executed again in order,
+    /// without replies. Durable state this server did not write (a server
+    /// not in durable mode) is ignored: it starts afresh.
+    fn on_recover(&mut self, stored: &Stored, ctx: &mut Context<'_, Message, ServerTimer>) {
+        if self.durable.is_none() {
+            return;
+        }
+        if let Some(mut snapshot) = stored.get(SNAPSHOT_KEY) {
+            let bytes = &mut snapshot;
+            let executed = take_u64(bytes).expect("snapshot: the next slot");
+            let len = take_u64(bytes).expect("snapshot: the app's length") as usize;
+            let (app, mut table) = bytes.split_at_checked(len).expect("snapshot: the app");
+            self.app.restore(app);
+            self.client_table = ClientTable::decode(&mut table, CLIENT_TABLE_MAX, RESULT_BYTES_MAX)
+                .expect("snapshot: the client table");
+            self.executed = executed;
+        }
+        let from = self.executed;
+        let log = stored
+            .prefixed(LOG_PREFIX)
+            .filter(|_| !planted::is(Bug::NoLogReplay));
+        for (key, mut entry) in log {
+            let slot = u64::from_be_bytes(key[LOG_PREFIX.len()..].try_into().expect("log key"));
+            assert_eq!(
+                slot, self.executed,
+                "the log continues the snapshot, gap-free"
+            );
+            let client_id = ClientId(take_u64(&mut entry).expect("log: client"));
+            let request_num = take_u64(&mut entry).expect("log: request number");
+            if let Admission::Unknown =
+                self.client_table
+                    .admit(client_id, &(), SESSION, request_num)
+            {
+                self.register(client_id, ctx);
+            }
+            let result = self.execute(client_id, request_num, entry);
+            self.client_table.record(client_id, request_num, result);
+        }
+        if let Some(wal) = &mut self.durable {
+            wal.from = from;
+        }
+        ctx.count_n("durable: requests replayed", self.executed - from);
+    }
 
     fn on_message(
         &mut self,
@@ -334,7 +502,7 @@ impl crate::registry::Kit for Kit {
     fn start(
         &self,
         _config: &wire::control::NodeConfig,
-        _settings: &wire::registry::Settings,
+        settings: &wire::registry::Settings,
         node: crate::registry::Start,
     ) -> Result<runtime::deploy::Running, String> {
         use crate::registry::Start;
@@ -346,7 +514,14 @@ impl crate::registry::Kit for Kit {
                 setup,
                 durable,
                 ..
-            } => deploy::spawn_durable_replica(Server::new(app), codec, setup, durable),
+            } => {
+                let server = if settings.get(&wire::unreplicated::DURABLE) == 1 {
+                    Server::durable(app, settings.get(&wire::unreplicated::SNAPSHOT_INTERVAL))
+                } else {
+                    Server::new(app)
+                };
+                deploy::spawn_durable_replica(server, codec, setup, durable)
+            }
             Start::Clients {
                 resend, ops, setup, ..
             } => {

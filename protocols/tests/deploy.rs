@@ -242,3 +242,96 @@ fn replies_reach_clients_whose_ids_do_not_start_at_one() {
         0
     );
 }
+
+/// The durable server on the real runtime: a put acknowledged before the
+/// process stops is there when a new process recovers from the state file,
+/// with fsync and without, single-threaded and in stages.
+#[test]
+fn a_durable_server_recovers_its_state_file_in_a_new_process() {
+    use runtime::deploy::{DurableSetup, spawn_durable_replica};
+    use runtime::durable::Sync;
+    use wire::client::Request;
+    use wire::kv::OpResult;
+    use wire::unreplicated::Message;
+
+    let dir = std::env::temp_dir().join(format!("unreplicated-durable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = std::net::UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut request_num = 0;
+    let mut ask = |server: SocketAddr, op: Op| -> OpResult {
+        request_num += 1;
+        let request = Message::Request(Request {
+            client_id: ClientId(7),
+            request_num,
+            op: wire::codec::encode_to_vec(&op).unwrap(),
+        });
+        let bytes = wire::codec::encode_to_vec(&request).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(std::time::Instant::now() < deadline, "no reply");
+            socket.send_to(&bytes, server).unwrap();
+            let mut buf = [0; 2048];
+            while let Ok((len, _)) = socket.recv_from(&mut buf) {
+                if let Ok(Message::Reply(reply)) = wire::decode(&buf[..len])
+                    && reply.request_num == request_num
+                {
+                    return wire::decode(&reply.result).unwrap();
+                }
+            }
+        }
+    };
+    for (i, (sync, threads)) in [
+        (Sync::Fsync, ThreadMap::single(None)),
+        (Sync::NoFsync, ThreadMap::per_stage()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = dir.join(format!("replica-{i}.state"));
+        let start = || {
+            let setup = ReplicaSetup {
+                id: ReplicaId(0),
+                replicas: vec![SocketAddr::new(LOCALHOST, 0)],
+                threads: threads.clone(),
+                idle: SPIN,
+                transport: TransportKind::Auto,
+            };
+            let server = Server::durable(Box::new(KvApp::default()), 3);
+            let durable = DurableSetup {
+                path: path.clone(),
+                sync,
+            };
+            spawn_durable_replica(server, Arc::new(Codec), setup, Some(durable)).unwrap()
+        };
+        let key = |k: &str| k.as_bytes().to_vec();
+        let server = start();
+        let addr = server.local_addrs()[0];
+        for k in ["a", "b", "c", "d"] {
+            let put = Op::Put {
+                key: key(k),
+                value: key(&format!("{k}{i}")),
+            };
+            assert_eq!(ask(addr, put), OpResult::Replaced(None));
+        }
+        let totals = server.stop().unwrap();
+        assert!(totals.counters.get("durable: writes committed") >= 4);
+        assert!(totals.counters.get("durable: snapshots") >= 1);
+
+        let server = start();
+        let addr = server.local_addrs()[0];
+        for k in ["a", "d"] {
+            let value = Some(key(&format!("{k}{i}")));
+            assert_eq!(ask(addr, Op::Get { key: key(k) }), OpResult::Value(value));
+        }
+        let totals = server.stop().unwrap();
+        assert!(
+            totals.counters.get("durable: requests replayed") >= 1,
+            "the put after the snapshot came back from the log"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -22,16 +22,15 @@ use std::sync::Once;
 use protocols::planted::{self, Bug};
 use protocols::simulate::{Profile, Protocol, simulate};
 
-/// The first seed in `0..budget` that fails with `bug` planted.
-fn first_failure(bug: Bug, budget: u64) -> Option<(u64, String)> {
+/// The first seed in `0..budget` of `protocol` that fails with `bug`
+/// planted.
+fn first_failure(protocol: Protocol, bug: Bug, budget: u64) -> Option<(u64, String)> {
     static QUIET: Once = Once::new();
     // Panics are failures these runs look for: not worth a backtrace each.
     QUIET.call_once(|| std::panic::set_hook(Box::new(|_| {})));
     (0..budget).find_map(|seed| {
         let run = catch_unwind(AssertUnwindSafe(|| {
-            planted::with(Some(bug), || {
-                simulate(protocols::pbft::PROTOCOL, seed, Profile::All, false)
-            })
+            planted::with(Some(bug), || simulate(protocol, seed, Profile::All, false))
         }));
         match run {
             Ok(outcome) if outcome.report.passed => None,
@@ -42,7 +41,11 @@ fn first_failure(bug: Bug, budget: u64) -> Option<(u64, String)> {
 }
 
 fn caught_within(bug: Bug, budget: u64) {
-    match first_failure(bug, budget) {
+    caught_in(protocols::pbft::PROTOCOL, bug, budget);
+}
+
+fn caught_in(protocol: Protocol, bug: Bug, budget: u64) {
+    match first_failure(protocol, bug, budget) {
         Some((seed, why)) => println!("{bug}: caught at seed {seed}: {why}"),
         None => panic!("{bug}: no failure in {budget} seeds"),
     }
@@ -100,4 +103,27 @@ fn nothing_planted_nothing_caught() {
             outcome.report.failure
         );
     }
+}
+
+#[test]
+fn a_reply_before_the_log_has_its_request_is_caught() {
+    caught_in(
+        protocols::unreplicated::PROTOCOL,
+        Bug::ReplyBeforeLog,
+        1_000,
+    );
+}
+
+#[test]
+fn a_recovery_that_skips_the_log_is_caught() {
+    caught_in(protocols::unreplicated::PROTOCOL, Bug::NoLogReplay, 1_000);
+}
+
+#[test]
+fn a_snapshot_before_the_result_is_recorded_is_caught() {
+    caught_in(
+        protocols::unreplicated::PROTOCOL,
+        Bug::SnapshotBeforeRecord,
+        1_000,
+    );
 }

@@ -40,7 +40,9 @@ pub const SNAPSHOT_INTERVAL: Tunable = Tunable {
     unit: "requests",
     default: 1024,
     min: 1,
-    max: 1 << 16,
+    // The log's keys and the snapshot's stay within the runtime's bound on
+    // durable keys (65,536).
+    max: 1 << 15,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]

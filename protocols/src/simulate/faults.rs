@@ -371,15 +371,25 @@ fn beyond(
             plan.heal_at = Time::ZERO;
         }
         None => {
-            // Restart more than f replicas without their memory, each
-            // before the last has recovered.
+            // Restart more than f replicas without their memory (and, for
+            // a protocol that relies on durable state, without that too),
+            // each before the last has recovered.
             let mut when = Time::from_nanos(rng.between(5, 40) * 1_000_000);
+            let durable = group.durable;
             for id in victims {
                 let addr = Addr::Replica(id);
+                let lost = if durable {
+                    ", its durable state lost,"
+                } else {
+                    ""
+                };
                 plan.summary
-                    .push(format!("{addr} crashes and restarts at {when}"));
+                    .push(format!("{addr} crashes{lost} and restarts at {when}"));
                 sim.schedule_fault(when, move |sim| {
                     sim.crash(addr);
+                    if durable {
+                        sim.lose_durable_state(addr);
+                    }
                     sim.restart(addr);
                 });
                 when = when + Duration::from_millis(rng.between(1, 10));

@@ -23,12 +23,22 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(60);
 
 /// A server running a key-value app whose executions go to `log`.
 pub fn add_server(sim: &mut Simulator, log: &ExecutionLog) {
+    add_server_with(sim, log, None);
+}
+
+/// A server as [`add_server`]; with `durable`, in durable mode with that
+/// snapshot interval.
+pub fn add_server_with(sim: &mut Simulator, log: &ExecutionLog, durable: Option<u64>) {
     let log = log.clone();
     sim.add_node(
         SERVER,
         Box::new(move |rng| {
             let app = log.record(runtime::ReplicaId(0), Box::new(KvApp::default()));
-            Box::new(Node::new(SERVER, Server::new(app), Codec.into(), rng))
+            let server = match durable {
+                Some(interval) => Server::durable(app, interval),
+                None => Server::new(app),
+            };
+            Box::new(Node::new(SERVER, server, Codec.into(), rng))
         }),
     );
 }
@@ -54,13 +64,24 @@ pub fn add_client(sim: &mut Simulator, id: u64, ops: u64) {
 /// A simulator with the server and `clients` clients of `ops` operations each
 /// (ids 1..=clients), running the default key-value workload.
 pub fn system(seed: u64, network: Network, clients: u64, ops: u64) -> (Simulator, ExecutionLog) {
+    system_with(seed, network, clients, ops, None)
+}
+
+/// [`system`], with the server durable (snapshot interval) or not.
+pub fn system_with(
+    seed: u64,
+    network: Network,
+    clients: u64,
+    ops: u64,
+    durable: Option<u64>,
+) -> (Simulator, ExecutionLog) {
     let mut sim = Simulator::new(seed, network);
     let log = ExecutionLog::default();
     sim.set_workload(
         KvWorkload::default().into_workload(),
         Duration::from_millis(1),
     );
-    add_server(&mut sim, &log);
+    add_server_with(&mut sim, &log, durable);
     for id in 1..=clients {
         add_client(&mut sim, id, ops);
     }
@@ -68,11 +89,13 @@ pub fn system(seed: u64, network: Network, clients: u64, ops: u64) -> (Simulator
 }
 
 /// One random run under `profile`: a few clients (one or two joining late,
-/// around the heal), the
-/// server, and the plan the profile draws. The server cannot be Byzantine
-/// (f = 0) and never loses its memory within the model: the baseline keeps
-/// no durable state, so a restart loses data by design, which is what the
-/// `beyond` profile does to it.
+/// around the heal), the server, and the plan the profile draws. The server
+/// cannot be Byzantine (f = 0). Half the seeds run it in durable mode (a
+/// snapshot every 1 to 8 requests, so that snapshots and the log's cuts
+/// happen in short runs): then it may crash, at once or at a persist, and
+/// recovers. In memory only, it never loses its memory within the model: a
+/// restart loses data by design, which is what the `beyond` profile does to
+/// it (and, in durable mode, it loses its durable state too).
 pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
     let mut rng = Rng::new(seed ^ 0x5EED_F00D_FA17);
     let clients = rng.between(1, 5);
@@ -81,7 +104,8 @@ pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
     } else {
         rng.between(5, 40)
     };
-    let (mut sim, log) = system(seed, Network::reliable(), clients, ops);
+    let durable = rng.chance(0.5).then(|| rng.between(1, 8));
+    let (mut sim, log) = system_with(seed, Network::reliable(), clients, ops, durable);
     if trace {
         sim.enable_trace();
     }
@@ -90,13 +114,19 @@ pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
         clients: (1..=clients).map(|id| Addr::Client(ClientId(id))).collect(),
         f: 0,
         amnesia: false,
-        durable: false,
+        durable: durable.is_some(),
     };
     let adversaries = Adversaries {
         byzantine: None,
         collusion: None,
     };
-    let plan = faults::schedule(&mut sim, &mut rng, profile, &group, adversaries);
+    let mut plan = faults::schedule(&mut sim, &mut rng, profile, &group, adversaries);
+    if let Some(interval) = durable {
+        plan.summary.insert(
+            0,
+            format!("server durable, a snapshot every {interval} requests"),
+        );
+    }
     for (i, at) in faults::late_joiners(&mut rng, &plan)
         .into_iter()
         .enumerate()

@@ -547,6 +547,16 @@ impl Simulator {
         self.nodes[node].crash_at_persist = Some(durable);
     }
 
+    /// Forgets what `addr` made durable, as a disk that loses acknowledged
+    /// writes would: beyond the model of any protocol that relies on it.
+    pub fn lose_durable_state(&mut self, addr: Addr) {
+        let Some(&node) = self.index.get(&addr) else {
+            panic!("lose_durable_state: no node {addr}");
+        };
+        self.nodes[node].stored = Stored::default();
+        self.record(Some(addr), || "fault: durable state lost".to_string());
+    }
+
     /// Disarms [`Simulator::crash_at_next_persist`] for `addr`, if armed.
     pub fn cancel_crash_at_persist(&mut self, addr: Addr) {
         if let Some(&node) = self.index.get(&addr) {
