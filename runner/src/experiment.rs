@@ -754,6 +754,27 @@ mod tests {
         );
     }
 
+    /// `fsync` is a run parameter: on unless set to 0, swept like any
+    /// setting, and 0 or 1 only.
+    #[test]
+    fn fsync_is_a_run_parameter() {
+        let mut experiment = Experiment::default_comparison();
+        let points = experiment.points();
+        assert!(experiment.fsync_at(&points[0]), "on by default");
+        experiment.settings = vec![setting(FSYNC, &[0, 1])];
+        assert!(experiment.problems().is_empty());
+        let points = experiment.points();
+        assert_eq!(
+            points.len(),
+            2 * experiment.protocols.len() * DEFAULT_CLIENTS.len()
+        );
+        let fsyncs: Vec<bool> = points.iter().map(|p| experiment.fsync_at(p)).collect();
+        assert!(fsyncs.contains(&true) && fsyncs.contains(&false));
+        assert_eq!(experiment.workload_at(&points[0]), experiment.workload);
+        experiment.settings = vec![setting(FSYNC, &[2])];
+        assert_eq!(experiment.problems(), ["--set fsync=2: 0 (off) or 1 (on)"]);
+    }
+
     #[test]
     fn settings_problems_are_listed() {
         let mut experiment = Experiment::default_comparison();

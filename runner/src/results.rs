@@ -20,7 +20,7 @@
 //! | column | meaning |
 //! | --- | --- |
 //! | `protocol`, `clients`, `trial` | the point; `trial` counts from 1, as the progress line does |
-//! | `variant` | the swept settings' values at the point (`batch_max=16 op_size=64`: a protocol's tunables, workload parameters); empty when nothing is swept. Each variant is its own curve and table row, and is compared with the baseline at the same workload |
+//! | `variant` | the swept settings' values at the point (`batch_max=16 op_size=64`: a protocol's tunables, workload parameters); empty when nothing is swept. Each variant is its own curve and table row, and is compared with the baseline at the same workload and run parameters (`fsync`); the baseline's own variants with themselves |
 //! | `throughput_ops` | operations completed per second in the measured window |
 //! | `latency_us_p50`, `latency_us_p99`, `latency_us_mean` | request latency in the measured window, µs |
 //! | `offered_ops` | open loop: the offered rate, operations per second; empty in closed loop |
@@ -76,7 +76,7 @@ use wire::control::{
     VIEW_CHANGES_COUNTER, Workload,
 };
 
-use crate::experiment::{BASELINE, Experiment, Sweep, replica_count};
+use crate::experiment::{BASELINE, Experiment, FSYNC, Sweep, replica_count};
 
 /// One measured point: one protocol at one load, one trial.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -258,10 +258,6 @@ impl Load {
 
     /// The swept workload parameters (not the protocol's tunables): the
     /// part of the variant the baseline shares.
-    fn workload_variant(&self) -> Vec<(String, u64)> {
-        workload_variant(&self.variant)
-    }
-
     /// Where the load sits on a load axis: the offered rate in open loop,
     /// else the client count.
     pub fn level(&self) -> f64 {
@@ -294,6 +290,8 @@ pub struct Setup {
     pub trials: String,
     /// The most trials any load has.
     pub trials_max: u32,
+    /// `fsync off (not crash-safe)` when every point ran with `fsync=0`.
+    pub durability: Option<String>,
 }
 
 /// The run's [`Setup`], from its recorded experiment and its points.
@@ -333,6 +331,10 @@ pub fn setup(results: &RunResults) -> Setup {
                 if *clients == 1 { "" } else { "s" }
             ),
         });
+    let durability = experiment.as_ref().and_then(|experiment| {
+        let fsync = experiment.settings.iter().find(|s| s.name == FSYNC)?;
+        (fsync.values == [0]).then(|| "fsync off (not crash-safe)".to_owned())
+    });
     let idle = experiment.as_ref().map(|experiment| match experiment.idle {
         Idle::Busy => "busy polling".to_owned(),
         Idle::SpinThenBlock { spin_us } => format!("spin {spin_us} µs, then block"),
@@ -369,6 +371,7 @@ pub fn setup(results: &RunResults) -> Setup {
         window,
         trials,
         trials_max: max,
+        durability,
     }
 }
 
@@ -486,9 +489,13 @@ fn table_header(results: &RunResults) -> Vec<String> {
         setup.load.clone().unwrap_or_else(unknown)
     ));
     lines.push(format!(
-        "nodes:    {} · idle: {}",
+        "nodes:    {} · idle: {}{}",
         setup.transport,
-        setup.idle.clone().unwrap_or_else(unknown)
+        setup.idle.clone().unwrap_or_else(unknown),
+        setup
+            .durability
+            .as_ref()
+            .map_or_else(String::new, |d| format!(" · {d}"))
     ));
     lines.push(format!(
         "points:   {} · {}",
@@ -585,6 +592,16 @@ pub fn summary_table(results: &RunResults) -> String {
                 "the lowest and the highest trial (results.csv: also the standard deviation)",
             ));
         }
+    }
+    if loads.iter().any(|load| {
+        load.variant
+            .iter()
+            .any(|(name, v)| name == FSYNC && *v == 0)
+    }) {
+        legend.push((
+            "fsync=0",
+            "replicas did not fsync what their protocol persists: not crash-safe",
+        ));
     }
     let dash = || "—".to_owned();
     let rows: Vec<Vec<String>> = loads
@@ -740,7 +757,12 @@ pub fn loads(results: &RunResults) -> Vec<Load> {
         .collect();
     let baselines = Baselines::of(&loads);
     for load in &mut loads {
-        let key = (load.workload_variant(), load.clients, load.offered_ops);
+        let key = Baselines::key(
+            &load.protocol,
+            &load.variant,
+            load.clients,
+            load.offered_ops,
+        );
         load.ratio_to_baseline = ratio(load.throughput_ops.mean, baselines.throughput.get(&key));
         load.cpu_ratio_to_baseline = load
             .replica_cpu_us_per_op
@@ -749,11 +771,17 @@ pub fn loads(results: &RunResults) -> Vec<Load> {
     loads
 }
 
-/// Where the baseline ran: swept workload parameters, clients, offered
-/// rate.
-type BaselineKey = (Vec<(String, u64)>, u32, Option<u64>);
+/// Which baseline load a load is compared with: whether it is the
+/// baseline's own, the swept values that decide it, clients, offered rate.
+type BaselineKey = (bool, Vec<(String, u64)>, u32, Option<u64>);
 
-/// The baseline's means, by (swept workload, clients, offered rate).
+/// The baseline's means, by [`BaselineKey`].
+///
+/// Another protocol's load is compared with the baseline at the same swept
+/// workload and run parameters (`op_size`, `fsync`), clients and offered
+/// rate; when the baseline's own tunables are swept too, with the variant
+/// of their lowest values (loads come sorted by their swept values). The
+/// baseline's own loads are compared with themselves.
 #[derive(Default)]
 struct Baselines {
     throughput: BTreeMap<BaselineKey, f64>,
@@ -762,15 +790,33 @@ struct Baselines {
 }
 
 impl Baselines {
+    fn key(
+        protocol: &str,
+        variant: &[(String, u64)],
+        clients: u32,
+        offered: Option<u64>,
+    ) -> BaselineKey {
+        if protocol == BASELINE {
+            (true, variant.to_vec(), clients, offered)
+        } else {
+            (false, workload_variant(variant), clients, offered)
+        }
+    }
+
     fn of(loads: &[Load]) -> Baselines {
         let mut baselines = Baselines::default();
         for load in loads.iter().filter(|load| load.protocol == BASELINE) {
-            let key = (load.workload_variant(), load.clients, load.offered_ops);
-            baselines
-                .throughput
-                .insert(key.clone(), load.throughput_ops.mean);
-            if let Some(cpu) = load.replica_cpu_us_per_op {
-                baselines.cpu.insert(key, cpu.mean);
+            let own = Baselines::key(BASELINE, &load.variant, load.clients, load.offered_ops);
+            let shared = Baselines::key("", &load.variant, load.clients, load.offered_ops);
+            for key in [own, shared] {
+                // Loads come sorted by their swept values: the lowest stand.
+                baselines
+                    .throughput
+                    .entry(key.clone())
+                    .or_insert(load.throughput_ops.mean);
+                if let Some(cpu) = load.replica_cpu_us_per_op {
+                    baselines.cpu.entry(key).or_insert(cpu.mean);
+                }
             }
         }
         baselines
@@ -902,8 +948,9 @@ pub fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for (load, trials) in loads.iter().zip(groups(results).into_values()) {
         for point in trials {
-            let key = (
-                workload_variant(&point.variant),
+            let key = Baselines::key(
+                &point.protocol,
+                &point.variant,
                 point.clients,
                 point.offered_ops,
             );
@@ -1456,6 +1503,44 @@ pub(crate) mod tests {
             assert_eq!(csv_bytes(other).unwrap(), csv_bytes(&results).unwrap());
             assert_eq!(summary_table(other), summary_table(&results));
         }
+    }
+
+    /// The baseline's own variants are compared with themselves; another
+    /// protocol with the baseline at the same run parameters (`fsync`) and
+    /// the baseline's lowest tunable values.
+    #[test]
+    fn results_baseline_variants_are_matched_by_run_parameters() {
+        let mut points = Vec::new();
+        for (protocol, speed) in [("unreplicated", 1.0), ("pbft", 0.25)] {
+            for durable in [0, 1] {
+                for fsync in [0, 1] {
+                    if protocol == "pbft" && durable == 1 {
+                        continue;
+                    }
+                    let slower = if durable == 1 && fsync == 1 { 0.1 } else { 1.0 };
+                    let mut p = point(protocol, 8, 1, speed * slower);
+                    if protocol == "unreplicated" {
+                        p.variant.push(("unreplicated.durable".to_owned(), durable));
+                    }
+                    p.variant.push((FSYNC.to_owned(), fsync));
+                    points.push(p);
+                }
+            }
+        }
+        let results = RunResults {
+            points,
+            ..sample_with_trials(1)
+        };
+        let loads = loads(&results);
+        assert_eq!(loads.len(), 6);
+        for load in &loads {
+            let ratio = load.ratio_to_baseline.unwrap();
+            let expect = if load.protocol == "pbft" { 0.25 } else { 1.0 };
+            assert!((ratio - expect).abs() < 1e-9, "{}: {ratio}", load.series());
+        }
+        let table = summary_table(&results);
+        assert!(table.contains("fsync=0"), "{table}");
+        assert!(table.contains("not crash-safe"), "{table}");
     }
 
     #[test]
