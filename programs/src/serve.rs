@@ -20,6 +20,11 @@
 //! Handshakes still in progress then run to their deadline and are refused
 //! (and counted) too. Waiting for the runner ends after [`ACCEPT_TIMEOUT`].
 //!
+//! A replica keeps what its protocol persists in `replica-<id>.state` in the
+//! node's run directory (`--dir`; by default a directory of its own under
+//! the system's temporary directory, removed at exit), fsynced or not and
+//! replayed or removed at start as [`NodeConfig::durable`] says.
+//!
 //! The runner's first frame must then be a whole [`Command::Run`] within
 //! [`FIRST_COMMAND_TIMEOUT`] (a deadline for the frame, not for each read).
 //! The node validates the configuration, starts on the real runtime, answers

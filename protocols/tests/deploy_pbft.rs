@@ -198,9 +198,9 @@ fn a_pipelined_replica_sends_from_its_own_address() {
 }
 
 /// Finding 6 over UDP: a stranger (a socket that is no replica) sends a
-/// backup a valid pre-prepare signed by the primary, hellos and requests in
-/// a client's name with a forged authenticator, and bare two-byte datagrams
-/// that once registered as hellos, thousands of each. All are dropped by
+/// backup a valid pre-prepare signed by the primary, registrations and
+/// requests in a client's name with a forged authenticator, and bare
+/// two-byte datagrams, thousands of each. All are dropped by
 /// the cheap checks and counted; replies still reach the real clients,
 /// which keep completing.
 #[test]
@@ -234,7 +234,7 @@ fn strangers_cannot_replay_forge_or_redirect_over_udp() {
     };
     let datagrams = [
         wire::codec::encode_to_vec(&replayed).unwrap(),
-        wire::codec::encode_to_vec(&Message::Hello(forged(0))).unwrap(),
+        wire::codec::encode_to_vec(&Message::Request(forged(0))).unwrap(),
         wire::codec::encode_to_vec(&Message::Request(forged(99))).unwrap(),
         vec![1, 1],
     ];

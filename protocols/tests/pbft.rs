@@ -199,6 +199,10 @@ fn view_change_with_requests_in_flight() {
     sim.schedule(Time::from_nanos(12_000_000), |sim| sim.crash(replica(0)));
     finish(&mut sim, 20);
     assert_eq!(sim.ops_completed(), 200);
+    // Clients finish on f+1 replies: let a replica that lost the last
+    // commits to the lossy network catch up before counting executions.
+    let settled = sim.now() + Duration::from_millis(500);
+    sim.run_until(settled);
 
     // What the new primary put in O for view 1.
     let o: Vec<PrePrepare> = sent
@@ -390,7 +394,8 @@ fn partitioned_replica_catches_up_by_state_transfer() {
         .into_iter()
         .rfind(|(r, _)| *r == ReplicaId(3))
         .unwrap();
-    let seqs: Vec<u64> = slots.keys().copied().collect();
+    // From where it was when cut off (0: it had executed nothing yet).
+    let seqs: Vec<u64> = std::iter::once(0).chain(slots.keys().copied()).collect();
     let skipped = seqs.windows(2).find(|w| w[1] > w[0] + CHECKPOINT_INTERVAL);
     let [before, after] = skipped.expect("it skipped ahead to a checkpoint") else {
         unreachable!()
@@ -459,11 +464,16 @@ fn regression_seeds_pass() {
 }
 
 /// Random runs under `all`, the hardest profile: every kind of fault
-/// occurred in some of them.
+/// occurred in some of them (but crashes at a persist: PBFT persists
+/// nothing).
 #[test]
 fn random_seeds_all_faults() {
     let runs_with = random_seeds(Profile::All, 0..400);
     for (kind, runs) in runs_with {
+        if kind == "crashes at a persist" {
+            assert_eq!(runs, 0, "PBFT persists nothing");
+            continue;
+        }
         assert!(runs > 0, "no run had a fault of kind {kind}");
     }
 }

@@ -1,7 +1,8 @@
 //! The seeded runs can say no: each bug put back behind the test-only switch
 //! (see `protocols::planted`) is caught by `--faults all` within a seed
 //! budget. Five are bugs the adversarial review found in PBFT, three are
-//! classic ones planted to see whether the simulator finds them.
+//! classic ones planted to see whether the simulator finds them, and three
+//! are durability bugs of the baseline's durable mode.
 //!
 //! Runs only in a build with the `planted-bugs` feature, which needs debug
 //! assertions (the `planted` profile):

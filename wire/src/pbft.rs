@@ -121,12 +121,6 @@ pub type Seq = u64;
 pub enum Message {
     /// Client to replicas.
     Request(AuthRequest),
-    /// Client to every replica before its first request, so that replicas
-    /// other than the primary, which it sends requests to, know where to
-    /// send their replies: its registration (request 0), authenticated like
-    /// any request, so that nobody but the client can say where its replies
-    /// go. Ordered only when it comes as a [`Message::Request`].
-    Hello(AuthRequest),
     /// A backup relays clients' requests to the primary (§4.4): one that a
     /// client retransmitted to it, or, on entering a new view, every request
     /// it waits for. Its own message, so that the primary does not take the
@@ -388,7 +382,6 @@ impl Message {
                 "Request c{} #{}",
                 r.request.client_id.0, r.request.request_num
             ),
-            Message::Hello(r) => format!("Hello c{}", r.request.client_id.0),
             Message::Relayed(by, requests) => match &requests[..] {
                 [r] => format!(
                     "Relayed by r{} c{} #{}",
@@ -589,7 +582,7 @@ impl Fields for Status {
 impl Fields for Message {
     fn visit(&mut self, v: &mut dyn Visitor) {
         match self {
-            Message::Request(r) | Message::Hello(r) => r.visit(v),
+            Message::Request(r) => r.visit(v),
             Message::Relayed(by, r) => {
                 by.visit(v);
                 r.visit(v);

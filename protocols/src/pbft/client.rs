@@ -88,14 +88,20 @@ impl Client {
         }
     }
 
-    /// Sends `request` to the primary it believes in and arms the
-    /// retransmission timer.
-    fn send(&mut self, request: Request, ctx: &mut Context<'_, Outbound, ClientTimer>) {
-        let primary = Addr::Replica(self.config.primary(self.view));
-        ctx.send(
-            primary,
-            Outbound::Request(self.session_number(), request.clone()),
-        );
+    /// Sends `request` to the primary it believes in (or, with `to_all`, to
+    /// every replica) and arms the retransmission timer.
+    fn send(
+        &mut self,
+        request: Request,
+        to_all: bool,
+        ctx: &mut Context<'_, Outbound, ClientTimer>,
+    ) {
+        let outbound = Outbound::Request(self.session_number(), request.clone());
+        if to_all {
+            ctx.send_to_replicas(outbound);
+        } else {
+            ctx.send(Addr::Replica(self.config.primary(self.view)), outbound);
+        }
         // The first retransmission waits for twice the usual latency (at
         // least the resend interval), so that requests queued behind others
         // at a busy primary are not taken for lost.
@@ -170,7 +176,7 @@ impl Client {
             request_num: self.request_num,
             op,
         };
-        self.send(request, ctx);
+        self.send(request, false, ctx);
     }
 }
 
@@ -225,17 +231,18 @@ impl runtime::Client for Client {
         match self.session {
             Session::Open(_) => self.invoke_registered(op, ctx),
             Session::Unregistered => {
-                // Register first: to the primary as a request, and to every
-                // replica as a hello, so that they know where to send their
-                // replies.
+                // Register first, with every replica: the registration is
+                // ordered like any request, and from it every replica's
+                // runtime learns where this client's replies go (a message
+                // the codec authenticated as the client's teaches the
+                // runtime its address).
                 let registration = Request {
                     client_id: self.id,
                     request_num: 0,
                     op: Vec::new(),
                 };
-                ctx.send_to_replicas(Outbound::Hello(registration.clone()));
                 self.queued = Some(op);
-                self.send(registration, ctx);
+                self.send(registration, true, ctx);
             }
             Session::Evicted => panic!("an evicted client is asked for no more operations"),
         }

@@ -205,9 +205,6 @@ pub enum Outbound {
     /// A client's request under its session, which its codec authenticates
     /// for every replica.
     Request(u64, Request),
-    /// A client's registration, as a hello to the replicas it does not send
-    /// its requests to (authenticated like a request).
-    Hello(Request),
     PrePrepare(PrePrepare, Vec<AuthRequest>),
     Prepare(Prepare),
     Commit(Commit),
@@ -712,7 +709,7 @@ impl Codec {
 
 /// The variant index of [`Message::PrePrepare`] in the codec's encoding
 /// (checked by a test).
-const PRE_PREPARE_TAG: u32 = 5;
+const PRE_PREPARE_TAG: u32 = 4;
 
 /// `replica` must be the datagram's source.
 fn from_replica(
@@ -737,11 +734,11 @@ impl SharedState for Codec {
         let config = &*self.config;
         let wrong = "message: not from the sender's address";
         let from = match &msg {
-            Message::Request(request) | Message::Hello(request) => {
+            Message::Request(request) => {
                 if source != Source::Other {
                     return Err(DropReason("request: from a replica's address"));
                 }
-                if matches!(msg, Message::Request(_)) && self.settled.changing.get() {
+                if self.settled.changing.get() {
                     return Err(DropReason("request: view change in progress"));
                 }
                 self.check_request(request)?;
@@ -941,10 +938,6 @@ impl SharedState for Codec {
             Outbound::Message(msg) => msg,
             Outbound::Request(session, request) => {
                 signed = Message::Request(self.authenticate(*session, request)?);
-                &signed
-            }
-            Outbound::Hello(request) => {
-                signed = Message::Hello(self.authenticate(0, request)?);
                 &signed
             }
             Outbound::PrePrepare(pp, batch) => {
@@ -1331,23 +1324,13 @@ mod tests {
             assert_eq!(from, Addr::Client(id));
         }
         // While the replica changes views, requests are dropped before
-        // their MACs are checked; hellos still count.
+        // their MACs are checked.
         let changing = replica(&config, &keys, 3);
         changing.set_changing(true);
         assert_eq!(
             reason(changing.decode(Source::Other, &request)),
             "request: view change in progress"
         );
-        let registration = Request {
-            client_id: id,
-            request_num: 0,
-            op: Vec::new(),
-        };
-        let mut hello = Vec::new();
-        client
-            .encode(&Outbound::Hello(registration), &mut hello)
-            .unwrap();
-        changing.decode(Source::Other, &hello).unwrap();
         changing.set_changing(false);
         changing.decode(Source::Other, &request).unwrap();
         // A request from a replica's address is refused, whatever it says.

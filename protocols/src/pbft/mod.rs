@@ -11,9 +11,10 @@
 //! ([`Config::quorum`]).
 //!
 //! **Clients and sessions (§4.1).** Before its first operation a client
-//! registers: request 0, with no operation, sent to the primary (and as a
-//! hello to every replica, so that they learn where to send their replies;
-//! authenticated like any request, so nobody else can say where they go).
+//! registers: request 0, with no operation, sent to every replica (so that
+//! each learns where to send its replies; authenticated like any request, so
+//! nobody else can say where they go, and relayed to the primary by the
+//! backups like any request a client multicast).
 //! Executing a registration opens a session in the client table, bound to
 //! the public key the registration carried; every later request carries the
 //! session's number, and executes only under that key. The table keeps each

@@ -249,7 +249,7 @@ pub fn censor(client: ClientId) -> Box<dyn Tamper> {
         fn accept(&mut self, _from: Addr, bytes: &[u8]) -> bool {
             let client = self.0;
             match wire::decode::<Message>(bytes) {
-                Ok(Message::Request(r) | Message::Hello(r)) => r.request.client_id != client,
+                Ok(Message::Request(r)) => r.request.client_id != client,
                 Ok(Message::Relayed(_, requests)) => {
                     requests.iter().all(|r| r.request.client_id != client)
                 }

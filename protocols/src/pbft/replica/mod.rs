@@ -51,6 +51,44 @@ type Ctx<'a, 'b> = Context<'a, Outbound, ReplicaTimer>;
 /// Own view-change messages kept for views not entered.
 const OWN_VIEW_CHANGES_MAX: usize = 4;
 
+/// Clients a backup remembers having announced themselves (see
+/// [`Announced`]); past this the oldest is forgotten.
+const ANNOUNCED_MAX: usize = 4096;
+
+/// Clients whose registration a backup has received once from the client.
+/// A client sends its registration to every replica, so that each learns
+/// where its replies go: the first copy is that announcement, and only a
+/// second (the client retransmitted: no reply came) makes the backup wait
+/// for the registration and relay it, as for any request a client
+/// multicast. Otherwise a backup cut off from the primary would take every
+/// new client for a sign of a faulty primary and change views alone.
+/// Bounded: a backup that forgot a client takes its next copy as the first
+/// again, and the one after as the retransmission (a flood of new clients'
+/// registrations can so delay, by one retransmission, a backup's suspicion
+/// of a primary that ignores a registration; it cannot grow the set).
+#[derive(Debug, Default)]
+struct Announced {
+    order: VecDeque<ClientId>,
+    clients: std::collections::HashSet<ClientId>,
+}
+
+impl Announced {
+    /// Whether `client` announced itself before; remembers it either way.
+    fn seen_before(&mut self, client: ClientId) -> bool {
+        if self.clients.contains(&client) {
+            return true;
+        }
+        if self.order.len() >= ANNOUNCED_MAX
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.clients.remove(&oldest);
+        }
+        self.order.push_back(client);
+        self.clients.insert(client);
+        false
+    }
+}
+
 /// Views per replica whose view-change messages are kept.
 const VIEW_CHANGES_PER_REPLICA: usize = 4;
 
@@ -88,6 +126,9 @@ pub struct Replica {
     proposed: HashMap<ClientId, u64>,
     /// Backup: the requests it knows of and waits for.
     waiting: Waiting,
+    /// Backup: clients whose registration it has had once, straight from
+    /// the client (see `normal.rs`).
+    announced: Announced,
     /// Sessions and the latest result of each: part of the checkpointed
     /// state.
     clients: ClientTable,
@@ -364,6 +405,7 @@ impl Replica {
             pending_bytes: 0,
             proposed: HashMap::new(),
             waiting: Waiting::default(),
+            announced: Announced::default(),
             clients,
             progress_at: Time::ZERO,
             rate: 0.0,
@@ -502,6 +544,8 @@ impl Replica {
         }
         assert!(self.transfer.is_some() || self.executed >= self.stable.seq);
         assert!(self.pending.len() <= PENDING_MAX && self.pending_bytes <= PENDING_BYTES_MAX);
+        assert!(self.announced.order.len() <= ANNOUNCED_MAX);
+        assert_eq!(self.announced.order.len(), self.announced.clients.len());
         assert!(
             self.pending.is_empty() || (self.is_primary() && !self.changing),
             "only the primary of a started view queues requests"
@@ -704,7 +748,6 @@ impl Replica {
         match msg {
             Message::Request(request) => self.on_request(request, true, ctx),
             // The runtime learnt the client's address from it; nothing else.
-            Message::Hello(_) => {}
             Message::Relayed(..) => unreachable!("the codec hands relayed requests apart"),
             Message::Reply(_) | Message::Evicted(_) => {
                 ctx.drop_message("replica: unexpected reply");
@@ -733,6 +776,25 @@ mod tests {
 
     fn digest(i: u8) -> Digest {
         Digest([i; 32])
+    }
+
+    /// A flood of new clients' announcements stays within the bound, the
+    /// oldest forgotten first; a client seen again is not added twice.
+    #[test]
+    fn announcements_are_bounded_oldest_forgotten_first() {
+        let mut announced = Announced::default();
+        assert!(!announced.seen_before(ClientId(1)));
+        assert!(announced.seen_before(ClientId(1)));
+        for id in 2..=(ANNOUNCED_MAX as u64 + 10) {
+            assert!(!announced.seen_before(ClientId(id)));
+        }
+        assert_eq!(announced.order.len(), ANNOUNCED_MAX);
+        assert_eq!(announced.clients.len(), ANNOUNCED_MAX);
+        assert!(
+            !announced.seen_before(ClientId(1)),
+            "forgotten: first again"
+        );
+        assert!(announced.seen_before(ClientId(ANNOUNCED_MAX as u64 + 10)));
     }
 
     #[test]

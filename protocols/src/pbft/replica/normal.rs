@@ -82,6 +82,10 @@ impl Replica {
         if self.is_primary() {
             self.queue(auth, ctx);
             self.try_propose(ctx);
+        } else if request.request_num == 0 && relay && !self.announced.seen_before(client) {
+            // The client announcing itself to every replica (see
+            // `Announced`): the runtime has learnt its address.
+            ctx.count("request: registration announced");
         } else {
             // A backup relays the request to the primary and times it
             // (§4.4). Backups see a request only when its client timed out
