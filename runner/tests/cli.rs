@@ -152,7 +152,7 @@ fn settings_out_of_bounds_are_refused() {
             "error: --set pbft.batch_max=0: out of range, 1 to 256 requests (default 256)",
             "--set pbft.nope: pbft has no tunable \"nope\" (it has: batch_max, window, \
              view_change_timeout_ms, status_interval_ms, client_table_max)",
-            "--set unreplicated.batch_max: unreplicated has no tunable \"batch_max\" (it has: none)",
+            "--set unreplicated.batch_max: unreplicated has no tunable \"batch_max\" (it has: durable, snapshot_interval)",
             "--set value_size: not a parameter of this workload (op_size and reply_size are the \
              null app's; value_size and keys the kv app's)",
             "--op-size 2: with --reply-size, at least 4 bytes (the operation carries the reply's size)",

@@ -345,3 +345,52 @@ fn a_sweep_over_a_tunable_and_a_workload_parameter_reaches_the_nodes() {
         "{variants:?}"
     );
 }
+
+/// Durable state end to end: the baseline with its write-ahead log on and
+/// off, fsync off (so the run says it is not crash-safe); the durable
+/// points committed writes to their state files, the others none.
+#[test]
+fn the_durable_baseline_commits_its_log_through_the_node_binary() {
+    let dir = out_dir("durable");
+    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["bench", "--protocol", "unreplicated", "--clients", "4"])
+        .args(["--set", "unreplicated.durable=0,1", "--set", "fsync=0"])
+        .args([
+            "--duration",
+            "1200ms",
+            "--warmup",
+            "200ms",
+            "--cooldown",
+            "200ms",
+        ])
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .expect("runner runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "runner failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("fsync off (not crash-safe)"),
+        "the header says so:\n{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for point in points {
+        let durable = point["variant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry[0] == "unreplicated.durable" && entry[1] == 1);
+        let committed = point["counters"]["durable: writes committed"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(point["throughput_ops"].as_f64().unwrap() > 0.0, "{point}");
+        assert_eq!(committed > 0, durable, "{point}");
+    }
+}
