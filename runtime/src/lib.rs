@@ -17,6 +17,7 @@
 pub mod actor;
 pub mod check;
 pub mod deploy;
+pub mod driver;
 pub mod durable;
 pub mod net;
 pub mod node;
