@@ -1,6 +1,9 @@
 //! Benchmark clients, thousands to a thread.
 //!
-//! Each client thread owns one socket and a slice of the clients. Replies are
+//! Each client thread owns one socket and a slice of the clients, each on
+//! the one driver core ([`crate::driver::Core`], with the thread's random
+//! stream; what a client sends is encoded into one reusable buffer per
+//! thread, and its durable writes are counted and forgotten). Replies are
 //! handed to the client they are for ([`Client::recipient`]); one timer heap
 //! serves every client on the thread. Closed loop: a client issues its next
 //! operation the moment the previous one completes. Open loop: each thread

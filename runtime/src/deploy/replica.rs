@@ -13,7 +13,15 @@
 //! sleep.
 //!
 //! With every stage on one thread there are no channels: a received datagram
-//! is decoded, handled and answered in one pass.
+//! is decoded, handled and answered in one pass, each message encoded into
+//! one reusable buffer and queued on the socket from there.
+//!
+//! The protocol stage drives the state through the one driver core
+//! ([`crate::driver::Driver`]); what it adds is the replica's clock (read
+//! once per batch), the address book that resolves destinations to sockets,
+//! and group commit: the durable writes of a whole batch of messages are
+//! committed together (one `fsync`), and the messages behind them wait in
+//! the driver until then.
 
 use std::collections::HashMap;
 use std::io;
