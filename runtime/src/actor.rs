@@ -363,7 +363,9 @@ impl<M, T> fmt::Debug for Context<'_, M, T> {
 /// its counters. Owned by the runtime, one per node, reused across calls.
 #[derive(Debug)]
 pub struct Outbox<M, T> {
-    /// Messages sent by the last handler call, in order. The runtime drains it.
+    /// Messages sent and not yet taken, in order: those of the last handler
+    /// call, after any that wait behind a durable write (see `barrier`). The
+    /// runtime drains it (`crate::driver::Core::drain`).
     pub sends: Vec<(Dest, M)>,
     pub timers: Timers<T>,
     pub counters: Counters,
@@ -374,7 +376,8 @@ pub struct Outbox<M, T> {
     /// them, in order.
     pub writes: Vec<Write>,
     /// How many of `sends` came before the first of `writes`: those may
-    /// leave before the writes are durable, the rest only after. `None`
+    /// leave before the writes are durable, the rest only after (once the
+    /// runtime took the first ones, `Some(0)`: everything left waits). `None`
     /// while `writes` is empty.
     pub barrier: Option<usize>,
 }

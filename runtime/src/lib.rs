@@ -5,6 +5,12 @@
 //!   randomness and the network. Protocol code touches nothing else.
 //! - [`durable`]: what a node keeps across a crash ([`Context::persist`],
 //!   [`State::on_recover`]), in the simulator's memory or in a file.
+//! - [`driver`]: the one driver core ([`driver::Core`], [`driver::Driver`])
+//!   that every runtime drives a node through: it builds the context for each
+//!   handler call, fires due timers, and hands what a node sends to the
+//!   driver's sink, keeping the durable-write barrier. The simulator's
+//!   [`node::Node`], the replica's protocol stage and the benchmark clients
+//!   all use it.
 //! - [`hint`]: the one channel from a node's state to its codec (drop-only
 //!   hints decoders read without locks).
 //! - [`node`]: a node with its types erased, driven on the calling thread
@@ -19,6 +25,7 @@
 pub mod actor;
 pub mod check;
 pub mod deploy;
+pub mod driver;
 pub mod durable;
 pub mod hint;
 pub mod net;

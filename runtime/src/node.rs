@@ -1,7 +1,8 @@
 //! A node with its types erased: bytes in, bytes out.
 //!
 //! [`Node`] runs the whole pipeline of one protocol node on the calling thread
-//! (decode, handle, encode) and keeps its timers, counters and random stream.
+//! (decode, handle, encode) on the one driver core ([`crate::driver`]), which
+//! keeps its timers, counters, random stream and durable writes.
 //! Behind the [`Process`] trait object, nodes of different protocols, clients,
 //! and Byzantine stand-ins all look alike to the simulator.
 
@@ -9,7 +10,8 @@ use std::sync::Arc;
 
 use wire::Addr;
 
-use crate::actor::{Client, Context, Counters, Dest, Outbox, SharedState, Source, State};
+use crate::actor::{Client, Counters, Dest, DropReason, SharedState, Source, State};
+use crate::driver::Driver;
 use crate::durable::{Stored, Write};
 use crate::rng::Rng;
 use crate::time::Time;
@@ -101,7 +103,7 @@ pub trait Process {
         format!("{} bytes", bytes.len())
     }
 
-    /// Starts keeping trace lines ([`Context::note`]), collected by
+    /// Starts keeping trace lines ([`crate::Context::note`]), collected by
     /// [`Process::take_notes`] after each call.
     fn set_tracing(&mut self) {}
 
@@ -124,20 +126,20 @@ pub fn source_of(from: Addr) -> Source {
 pub const WRONG_SOURCE: &str = "message: not from the sender's address";
 
 /// A protocol node driven on the calling thread. Implements [`Process`] for
-/// replicas; wrap a client in [`ClientNode`].
+/// replicas; wrap a client in [`ClientNode`]. The calls are the
+/// [`Driver`]'s; what a node adds is decoding what arrives and encoding what
+/// leaves into [`Packet`]s, and reporting its durable writes as
+/// [`Persisted`].
 pub struct Node<S: State> {
-    me: Addr,
-    state: S,
+    driver: Driver<S>,
     shared: Arc<S::Shared>,
-    outbox: Outbox<S::Outbound, S::Timer>,
-    rng: Rng,
     persisted: Option<Persisted>,
 }
 
 impl<S: State> std::fmt::Debug for Node<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("me", &self.me)
+            .field("me", &self.driver.me())
             .finish_non_exhaustive()
     }
 }
@@ -145,76 +147,67 @@ impl<S: State> std::fmt::Debug for Node<S> {
 impl<S: State> Node<S> {
     pub fn new(me: Addr, state: S, shared: Arc<S::Shared>, rng: Rng) -> Node<S> {
         Node {
-            me,
-            state,
+            driver: Driver::new(me, state, rng),
             shared,
-            outbox: Outbox::default(),
-            rng,
             persisted: None,
         }
     }
 
     pub fn state(&self) -> &S {
-        &self.state
+        self.driver.state()
     }
 
-    /// Runs `f` on the state with a fresh context, then encodes what it sent.
-    fn call(
-        &mut self,
-        now: Time,
-        out: &mut Vec<Packet>,
-        f: impl FnOnce(&mut S, &mut Context<'_, S::Outbound, S::Timer>),
-    ) {
-        let mut ctx = Context::new(now, self.me, &mut self.outbox, &mut self.rng);
-        f(&mut self.state, &mut ctx);
-        self.drain(out);
-    }
-
-    fn drop_input(&mut self, reason: &'static str) {
-        self.outbox.counters.add(reason, 1);
-        if let Some(notes) = &mut self.outbox.notes {
-            notes.push(format!("drop: {reason}"));
-        }
-    }
-
+    /// Encodes what the last call sent into `out`. Packets behind a durable
+    /// write follow at once, with the writes and where they begin reported
+    /// in [`Persisted`]: the simulator decides when (and whether) they are
+    /// durable.
     fn drain(&mut self, out: &mut Vec<Packet>) {
-        let barrier = self.outbox.barrier.take();
-        let mut mark = None;
-        for (i, (dest, msg)) in self.outbox.sends.drain(..).enumerate() {
-            if barrier == Some(i) {
-                mark = Some(out.len());
-            }
-            // Most messages fit; growing from empty would reallocate 3–4 times.
-            let mut bytes = Vec::with_capacity(128);
-            match self.shared.encode(&msg, &mut bytes) {
-                Ok(()) => out.push(Packet { dest, bytes }),
-                Err(reason) => self.outbox.counters.add(reason.0, 1),
-            }
-        }
-        if barrier.is_some() {
+        let shared = &*self.shared;
+        self.driver
+            .drain(|dest, msg| encode(shared, out, dest, &msg));
+        if self.driver.has_writes() {
             // An earlier call since the last take may have persisted too:
             // its barrier, the earlier, holds for both.
-            let barrier = mark.unwrap_or(out.len());
+            let barrier = out.len();
             let persisted = self.persisted.get_or_insert_with(|| Persisted {
                 writes: Vec::new(),
                 barrier,
             });
-            persisted.writes.append(&mut self.outbox.writes);
+            self.driver.take_writes(&mut persisted.writes);
+            self.driver
+                .release(|dest, msg| encode(shared, out, dest, &msg));
         }
     }
 }
 
+/// Encodes `msg` into a packet of its own for `dest`, appended to `out`.
+#[inline]
+fn encode<H: SharedState>(
+    shared: &H,
+    out: &mut Vec<Packet>,
+    dest: Dest,
+    msg: &H::Outbound,
+) -> Result<(), DropReason> {
+    // Most messages fit; growing from empty would reallocate 3–4 times.
+    let mut bytes = Vec::with_capacity(128);
+    shared.encode(msg, &mut bytes)?;
+    out.push(Packet { dest, bytes });
+    Ok(())
+}
+
 impl<S: State> Process for Node<S> {
     fn addr(&self) -> Addr {
-        self.me
+        self.driver.me()
     }
 
     fn start(&mut self, now: Time, out: &mut Vec<Packet>) {
-        self.call(now, out, |state, ctx| state.on_start(ctx));
+        self.driver.start(now);
+        self.drain(out);
     }
 
     fn recover(&mut self, now: Time, stored: &Stored, out: &mut Vec<Packet>) {
-        self.call(now, out, |state, ctx| state.on_recover(stored, ctx));
+        self.driver.recover(now, stored);
+        self.drain(out);
     }
 
     fn take_persisted(&mut self) -> Option<Persisted> {
@@ -225,45 +218,38 @@ impl<S: State> Process for Node<S> {
         let source = source_of(from);
         match self.shared.decode(source, bytes) {
             Ok((sender, _)) if !source.may_send_as(sender) => {
-                self.drop_input(WRONG_SOURCE);
+                self.driver.drop_input(WRONG_SOURCE);
             }
             Ok((sender, msg)) => {
-                self.call(now, out, |state, ctx| state.on_message(sender, msg, ctx));
+                self.driver.on_message(now, sender, msg);
+                self.drain(out);
             }
-            Err(reason) => self.drop_input(reason.0),
+            Err(reason) => self.driver.drop_input(reason.0),
         }
     }
 
     fn on_timers(&mut self, now: Time, out: &mut Vec<Packet>) {
-        // Fire at most as many timers as were armed on entry: a handler that
-        // re-arms its timer with no delay is called again next time, not in a
-        // loop here.
-        let armed = self.outbox.timers.len();
-        for _ in 0..armed {
-            let Some(timer) = self.outbox.timers.pop_due(now) else {
-                break;
-            };
-            if let Some(notes) = &mut self.outbox.notes {
-                notes.push(format!("timer {timer:?}"));
-            }
-            self.call(now, out, |state, ctx| state.on_timer(timer, ctx));
+        let mut due = self.driver.due(now);
+        while let Some(timer) = self.driver.next_due(&mut due) {
+            self.driver.on_timer(now, timer);
+            self.drain(out);
         }
     }
 
     fn next_deadline(&self) -> Option<Time> {
-        self.outbox.timers.next_deadline()
+        self.driver.next_deadline()
     }
 
     fn counters(&self) -> &Counters {
-        &self.outbox.counters
+        self.driver.counters()
     }
 
     fn is_recovering(&self) -> bool {
-        self.state.is_recovering()
+        self.driver.state().is_recovering()
     }
 
     fn executed_slot(&self) -> Option<u64> {
-        self.state.executed_slot()
+        self.driver.state().executed_slot()
     }
 
     fn describe(&self, bytes: &[u8]) -> String {
@@ -271,13 +257,11 @@ impl<S: State> Process for Node<S> {
     }
 
     fn set_tracing(&mut self) {
-        self.outbox.notes.get_or_insert_with(Vec::new);
+        self.driver.set_tracing();
     }
 
     fn take_notes(&mut self, out: &mut Vec<String>) {
-        if let Some(notes) = &mut self.outbox.notes {
-            out.append(notes);
-        }
+        self.driver.take_notes(out);
     }
 }
 
@@ -320,15 +304,16 @@ impl<S: Client> Process for ClientNode<S> {
     }
 
     fn invoke(&mut self, now: Time, op: Vec<u8>, out: &mut Vec<Packet>) {
-        self.0.call(now, out, |state, ctx| state.invoke(op, ctx));
+        self.0.driver.invoke(now, op);
+        self.0.drain(out);
     }
 
     fn take_result(&mut self) -> Option<Vec<u8>> {
-        self.0.state.take_result()
+        self.0.driver.state_mut().take_result()
     }
 
     fn has_failed(&self) -> bool {
-        self.0.state.has_failed()
+        self.0.driver.state().has_failed()
     }
 
     fn describe(&self, bytes: &[u8]) -> String {

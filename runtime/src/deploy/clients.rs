@@ -1,6 +1,9 @@
 //! Benchmark clients, thousands to a thread.
 //!
-//! Each client thread owns one socket and a slice of the clients. Replies are
+//! Each client thread owns one socket and a slice of the clients, each on
+//! the one driver core ([`crate::driver::Core`], with the thread's random
+//! stream; what a client sends is encoded into one reusable buffer per
+//! thread, and its durable writes are counted and forgotten). Replies are
 //! handed to the client they are for ([`Client::recipient`]); one timer heap
 //! serves every client on the thread. Closed loop: a client issues its next
 //! operation the moment the previous one completes. Open loop: each thread
@@ -39,7 +42,8 @@ use super::{
     ClientFactory, ClientsSetup, Deployable, Idler, OpFactory, RunShared, Running, ThreadTotals,
     block_timeout, decode_from, latency_histogram, record_latency, spawn_thread,
 };
-use crate::actor::{Client, Context, Counters, Dest, Outbox, SharedState};
+use crate::actor::{Client, Counters, Dest, DropReason, SharedState};
+use crate::driver::Core;
 use crate::net::{Transport, Waker};
 use crate::rng::Rng;
 use crate::time::Time;
@@ -196,8 +200,9 @@ pub fn client_slot_bytes<C: Client>() -> usize {
 }
 
 struct Slot<C: Client> {
-    state: C,
-    outbox: Outbox<C::Outbound, C::Timer>,
+    /// The client on the one driver core; its calls get the thread's
+    /// random stream.
+    core: Core<C>,
     /// When the outstanding operation was due, which its latency counts
     /// from: its invocation (closed loop) or its scheduled arrival (open
     /// loop).
@@ -244,14 +249,15 @@ impl<C: Client> ClientThread<C> {
     ) -> io::Result<ThreadTotals> {
         self.slots = reserve(states.len() as u64)?;
         self.slots.extend(states.into_iter().map(|state| Slot {
-            state,
-            outbox: Outbox::default(),
+            core: Core::new(state),
             due: None,
             timer_at: None,
         }));
         self.clock = Instant::now();
         for index in 0..self.slots.len() as u32 {
-            self.call(index, shared, &mut ops, |state, ctx| state.on_start(ctx))?;
+            self.call(index, shared, &mut ops, |core, now, me, rng| {
+                core.start(now, me, rng)
+            })?;
         }
         self.start_load(shared, &mut ops)?;
         self.transport.flush()?;
@@ -282,8 +288,8 @@ impl<C: Client> ClientThread<C> {
                     self.counters.add("clients: message for no client here", 1);
                     continue;
                 };
-                self.call(index, shared, &mut ops, |state, ctx| {
-                    state.on_message(from, msg, ctx)
+                self.call(index, shared, &mut ops, |core, now, me, rng| {
+                    core.on_message(now, me, rng, from, msg)
                 })?;
             }
             // Timers.
@@ -320,7 +326,7 @@ impl<C: Client> ClientThread<C> {
         }
         self.transport.add_totals(&mut counters);
         for slot in &self.slots {
-            counters.merge(&slot.outbox.counters);
+            counters.merge(slot.core.counters());
         }
         Ok(ThreadTotals {
             counters,
@@ -401,11 +407,11 @@ impl<C: Client> ClientThread<C> {
                 continue; // Stale: an earlier entry replaced it.
             }
             slot.timer_at = None;
-            for _ in 0..slot.outbox.timers.len() {
-                let Some(timer) = self.slots[index as usize].outbox.timers.pop_due(now) else {
-                    break;
-                };
-                self.call(index, shared, ops, |state, ctx| state.on_timer(timer, ctx))?;
+            let mut due = slot.core.due(now);
+            while let Some(timer) = self.slots[index as usize].core.next_due(&mut due) {
+                self.call(index, shared, ops, |core, now, me, rng| {
+                    core.on_timer(now, me, rng, timer)
+                })?;
             }
             self.schedule_timer(index);
             fired = true;
@@ -424,7 +430,9 @@ impl<C: Client> ClientThread<C> {
     ) -> io::Result<()> {
         let op = ops(&mut self.rng);
         self.slots[index as usize].due = Some(due);
-        self.call(index, shared, ops, |state, ctx| state.invoke(op, ctx))
+        self.call(index, shared, ops, |core, now, me, rng| {
+            core.invoke(now, me, rng, op)
+        })
     }
 
     /// Calls into one client, sends what it sent, collects its result (and
@@ -435,17 +443,18 @@ impl<C: Client> ClientThread<C> {
         index: u32,
         shared: &C::Shared,
         ops: &mut Ops,
-        f: impl FnOnce(&mut C, &mut Context<'_, C::Outbound, C::Timer>),
+        f: impl FnOnce(&mut Core<C>, Time, Addr, &mut Rng),
     ) -> io::Result<()> {
         let now = self.now();
         let me = Addr::Client(ClientId(self.first.0 + u64::from(index)));
-        let slot = &mut self.slots[index as usize];
-        f(
-            &mut slot.state,
-            &mut Context::new(now, me, &mut slot.outbox, &mut self.rng),
-        );
+        f(&mut self.slots[index as usize].core, now, me, &mut self.rng);
         self.flush_sends(index, shared)?;
-        if self.slots[index as usize].state.take_result().is_some() {
+        if self.slots[index as usize]
+            .core
+            .state_mut()
+            .take_result()
+            .is_some()
+        {
             self.complete(index);
             let due = match self.load {
                 Load::Closed => Some(self.clock),
@@ -460,8 +469,7 @@ impl<C: Client> ClientThread<C> {
                     let op = ops(&mut self.rng);
                     let slot = &mut self.slots[index as usize];
                     slot.due = Some(due);
-                    let mut ctx = Context::new(now, me, &mut slot.outbox, &mut self.rng);
-                    slot.state.invoke(op, &mut ctx);
+                    slot.core.invoke(now, me, &mut self.rng, op);
                     self.flush_sends(index, shared)?;
                 }
                 None => self.idle.push_back(index),
@@ -471,35 +479,41 @@ impl<C: Client> ClientThread<C> {
         Ok(())
     }
 
+    /// Encodes what client `index` sent into the thread's buffer and queues
+    /// it on the socket. Benchmark clients keep nothing across a crash: a
+    /// client's durable writes are counted and forgotten, and nothing waits
+    /// for them.
     fn flush_sends(&mut self, index: u32, shared: &C::Shared) -> io::Result<()> {
-        let slot = &mut self.slots[index as usize];
-        if slot.outbox.barrier.take().is_some() {
-            // Benchmark clients keep nothing across a crash: a client's
-            // durable writes would only pile up here.
-            let writes = slot.outbox.writes.len() as u64;
-            slot.outbox.writes.clear();
+        let core = &mut self.slots[index as usize].core;
+        if core.has_writes() {
+            let writes = core.writes().len() as u64;
             self.counters.add("clients: durable writes ignored", writes);
         }
-        for (dest, msg) in slot.outbox.sends.drain(..) {
-            self.buf.clear();
-            if let Err(reason) = shared.encode(&msg, &mut self.buf) {
-                self.counters.add(reason.0, 1);
-                continue;
+        let (buf, transport, replicas) = (&mut self.buf, &mut self.transport, &self.replicas);
+        let mut result = Ok(());
+        core.release(|dest, msg| {
+            if result.is_err() {
+                return Ok(()); // The thread stops with the error.
             }
-            match dest {
-                Dest::To(Addr::Replica(ReplicaId(i))) => match self.replicas.get(usize::from(i)) {
-                    Some(&addr) => self.transport.send(addr, &self.buf)?,
-                    None => self.counters.add("clients: send to no such replica", 1),
+            let to = match dest {
+                Dest::To(Addr::Replica(ReplicaId(i))) => match replicas.get(usize::from(i)) {
+                    Some(addr) => std::slice::from_ref(addr),
+                    None => return Err(DropReason("clients: send to no such replica")),
                 },
-                Dest::Replicas => {
-                    for &addr in &self.replicas {
-                        self.transport.send(addr, &self.buf)?;
-                    }
+                Dest::Replicas => &replicas[..],
+                Dest::To(Addr::Client(_)) => return Err(DropReason("clients: send to a client")),
+            };
+            buf.clear();
+            shared.encode(&msg, buf)?;
+            for &addr in to {
+                if let Err(error) = transport.send(addr, buf) {
+                    result = Err(error);
+                    break;
                 }
-                Dest::To(Addr::Client(_)) => self.counters.add("clients: send to a client", 1),
             }
-        }
-        Ok(())
+            Ok(())
+        });
+        result
     }
 
     fn complete(&mut self, index: u32) {
@@ -513,7 +527,7 @@ impl<C: Client> ClientThread<C> {
 
     fn schedule_timer(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
-        if let Some(deadline) = slot.outbox.timers.next_deadline()
+        if let Some(deadline) = slot.core.next_deadline()
             && slot.timer_at.is_none_or(|queued| deadline < queued)
         {
             slot.timer_at = Some(deadline);
@@ -709,7 +723,7 @@ mod tests {
     use wire::control::TransportKind;
 
     use super::*;
-    use crate::actor::{DropReason, Source, State};
+    use crate::actor::{Context, DropReason, Source, State};
     use crate::net::Options;
 
     const MS: Duration = Duration::from_millis(1);
@@ -884,8 +898,7 @@ mod tests {
             first: ClientId(1),
             slots: (0..clients)
                 .map(|_| Slot {
-                    state: Echo::default(),
-                    outbox: Outbox::default(),
+                    core: Core::new(Echo::default()),
                     due: None,
                     timer_at: None,
                 })
@@ -914,8 +927,8 @@ mod tests {
         thread.clock = thread.started + at;
         let from = Addr::Replica(ReplicaId(0));
         thread
-            .call(index, &NoCodec, ops, |state, ctx| {
-                state.on_message(from, (), ctx)
+            .call(index, &NoCodec, ops, |core, now, me, rng| {
+                core.on_message(now, me, rng, from, ())
             })
             .unwrap();
     }

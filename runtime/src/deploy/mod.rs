@@ -7,6 +7,11 @@
 //! - [`spawn_clients`] runs thousands of closed- or open-loop benchmark
 //!   clients multiplexed on a few threads, one socket per thread.
 //!
+//! Both drive their nodes through the one driver core ([`crate::driver`]):
+//! the replica's protocol stage is a [`crate::driver::Driver`] that resolves
+//! destinations to sockets and commits durable writes once per batch; each
+//! benchmark client is a [`crate::driver::Core`] in a slot of its thread.
+//!
 //! Both return a [`Running`] handle: metrics while running, totals on stop.
 //! Every socket they bind uses UDP GSO and GRO ([`OFFLOADS`]).
 //!

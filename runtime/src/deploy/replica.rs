@@ -13,7 +13,15 @@
 //! sleep.
 //!
 //! With every stage on one thread there are no channels: a received datagram
-//! is decoded, handled and answered in one pass.
+//! is decoded, handled and answered in one pass, each message encoded into
+//! one reusable buffer and queued on the socket from there.
+//!
+//! The protocol stage drives the state through the one driver core
+//! ([`crate::driver::Driver`]); what it adds is the replica's clock (read
+//! once per batch), the address book that resolves destinations to sockets,
+//! and group commit: the durable writes of a whole batch of messages are
+//! committed together (one `fsync`), and the messages behind them wait in
+//! the driver until then.
 
 use std::collections::HashMap;
 use std::io;
@@ -32,7 +40,8 @@ use super::{
     Deployable, Idler, ReplicaSetup, RunShared, Running, STAGE_BATCH_MAX, STAGE_QUEUE_MAX,
     ThreadTotals, block_timeout, decode_from, spawn_thread, transport_options,
 };
-use crate::actor::{Context, Counters, Dest, Outbox, SharedState, State};
+use crate::actor::{Counters, Dest, DropReason, SharedState, State};
+use crate::driver::Driver;
 use crate::durable::{StateFile, Stored, Sync, Write};
 use crate::net::{Transport, Waker};
 use crate::rng::Rng;
@@ -136,13 +145,12 @@ enum Target {
     Replicas,
 }
 
-/// The protocol state with everything the runtime keeps around it: its outbox
-/// and timers, its random stream, and the address book.
+/// The protocol stage's state: the node on the one driver core
+/// ([`Driver`]: state, outbox, timers, random stream, the barrier), and what
+/// the replica keeps around it: its clock, the address book, and where its
+/// durable writes go.
 struct ProtocolCore<S: State> {
-    state: S,
-    outbox: Outbox<S::Outbound, S::Timer>,
-    rng: Rng,
-    me: Addr,
+    driver: Driver<S>,
     started: Instant,
     /// The clock as read by the last [`ProtocolCore::tick`]: what handlers
     /// see as now. Read once per batch of messages, not once per message.
@@ -155,12 +163,10 @@ struct ProtocolCore<S: State> {
     counters: Counters,
     /// Messages handled since metrics were last published.
     handled: u64,
+    /// Where the durable writes go: committed once per batch of messages
+    /// (one `fsync` for all of them), and the messages behind them wait in
+    /// the driver until then.
     storage: Storage,
-    /// Durable writes not yet committed, and the messages sent after the
-    /// first of them, which wait for the commit (the barrier). Committed
-    /// once per batch of messages: one `fsync` for all of them.
-    pending: Vec<Write>,
-    held: Vec<(Dest, S::Outbound)>,
 }
 
 /// Where a replica's durable state goes.
@@ -198,10 +204,7 @@ impl<S: State> ProtocolCore<S> {
         storage: Storage,
     ) -> ProtocolCore<S> {
         ProtocolCore {
-            state,
-            outbox: Outbox::default(),
-            rng: Rng::new(u64::from(id.0) ^ 0x5eed),
-            me: Addr::Replica(id),
+            driver: Driver::new(Addr::Replica(id), state, Rng::new(u64::from(id.0) ^ 0x5eed)),
             started,
             clock: started,
             replicas,
@@ -209,8 +212,6 @@ impl<S: State> ProtocolCore<S> {
             counters: Counters::default(),
             handled: 0,
             storage,
-            pending: Vec::new(),
-            held: Vec::new(),
         }
     }
 
@@ -228,12 +229,11 @@ impl<S: State> ProtocolCore<S> {
     fn start(&mut self) {
         self.tick();
         let now = self.now();
-        let mut ctx = Context::new(now, self.me, &mut self.outbox, &mut self.rng);
         let stored = self.storage.stored();
         if stored.is_empty() {
-            self.state.on_start(&mut ctx);
+            self.driver.start(now);
         } else {
-            self.state.on_recover(stored, &mut ctx);
+            self.driver.recover(now, stored);
         }
     }
 
@@ -242,8 +242,7 @@ impl<S: State> ProtocolCore<S> {
             self.learn_client(id, src);
         }
         let now = self.now();
-        let mut ctx = Context::new(now, self.me, &mut self.outbox, &mut self.rng);
-        self.state.on_message(from, msg, &mut ctx);
+        self.driver.on_message(now, from, msg);
         self.handled += 1;
     }
 
@@ -264,64 +263,44 @@ impl<S: State> ProtocolCore<S> {
     /// Fires the timers due now (at most as many as are armed).
     fn on_timers(&mut self) -> bool {
         let now = self.now();
-        let mut fired = false;
-        for _ in 0..self.outbox.timers.len() {
-            let Some(timer) = self.outbox.timers.pop_due(now) else {
-                break;
-            };
-            let mut ctx = Context::new(now, self.me, &mut self.outbox, &mut self.rng);
-            self.state.on_timer(timer, &mut ctx);
-            fired = true;
-        }
-        fired
+        self.driver.fire_timers(now)
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let at = self.outbox.timers.next_deadline()?;
+        let at = self.driver.next_deadline()?;
         Some(self.started + Duration::from_nanos(at.as_nanos()))
     }
 
     /// Hands every message the last calls sent to `emit`, resolved, except
-    /// those behind a durable write, which wait for [`ProtocolCore::commit`].
+    /// those behind a durable write, which wait in the driver for
+    /// [`ProtocolCore::commit`] (and every later one behind them, so that
+    /// messages still leave in the order they were sent).
     fn drain(&mut self, mut emit: impl FnMut(Target, S::Outbound)) {
-        let barrier = self.outbox.barrier.take();
-        // Once one message waits, every later one waits behind it, so that
-        // messages still leave in the order they were sent.
-        let first_held = match barrier {
-            _ if !self.held.is_empty() => 0,
-            Some(i) => i,
-            None => usize::MAX,
-        };
-        for (i, (dest, msg)) in self.outbox.sends.drain(..).enumerate() {
-            if i >= first_held {
-                self.held.push((dest, msg));
-            } else if let Some(target) =
-                resolve(&self.replicas, &self.clients, &mut self.counters, dest)
-            {
-                emit(target, msg);
-            }
-        }
-        self.pending.append(&mut self.outbox.writes);
+        let (replicas, clients) = (&self.replicas, &self.clients);
+        self.driver.drain(|dest, msg| {
+            emit(resolve(replicas, clients, dest)?, msg);
+            Ok(())
+        });
     }
 
-    /// Makes the pending durable writes durable (one `fsync` for the batch,
+    /// Makes the batch's durable writes durable (one `fsync` for the batch,
     /// where the file asks for it), then hands the messages that waited for
     /// them to `emit`. An error means the replica can no longer keep what it
     /// promised: the caller stops.
     fn commit(&mut self, mut emit: impl FnMut(Target, S::Outbound)) -> io::Result<()> {
-        if self.pending.is_empty() {
+        if !self.driver.has_writes() {
             return Ok(());
         }
-        self.storage.commit(&self.pending)?;
+        let writes = self.driver.writes();
+        self.storage.commit(writes)?;
         self.counters.add("durable: batches committed", 1);
         self.counters
-            .add("durable: writes committed", self.pending.len() as u64);
-        self.pending.clear();
-        for (dest, msg) in self.held.drain(..) {
-            if let Some(target) = resolve(&self.replicas, &self.clients, &mut self.counters, dest) {
-                emit(target, msg);
-            }
-        }
+            .add("durable: writes committed", writes.len() as u64);
+        let (replicas, clients) = (&self.replicas, &self.clients);
+        self.driver.release(|dest, msg| {
+            emit(resolve(replicas, clients, dest)?, msg);
+            Ok(())
+        });
         Ok(())
     }
 
@@ -333,33 +312,27 @@ impl<S: State> ProtocolCore<S> {
     }
 
     fn into_counters(mut self) -> Counters {
-        self.counters.merge(&self.outbox.counters);
+        self.counters.merge(self.driver.counters());
         self.counters
     }
 }
 
-/// Where `dest` is, or `None` (counted) if nobody knows.
+/// Where `dest` is, or why it cannot go anywhere (counted by the driver).
+#[inline]
 fn resolve(
     replicas: &[SocketAddr],
     clients: &HashMap<ClientId, SocketAddr>,
-    counters: &mut Counters,
     dest: Dest,
-) -> Option<Target> {
+) -> Result<Target, DropReason> {
     match dest {
-        Dest::Replicas => Some(Target::Replicas),
+        Dest::Replicas => Ok(Target::Replicas),
         Dest::To(Addr::Replica(ReplicaId(i))) => match replicas.get(usize::from(i)) {
-            Some(&addr) => Some(Target::One(addr)),
-            None => {
-                counters.add("send: no such replica", 1);
-                None
-            }
+            Some(&addr) => Ok(Target::One(addr)),
+            None => Err(DropReason("send: no such replica")),
         },
         Dest::To(Addr::Client(id)) => match clients.get(&id) {
-            Some(&addr) => Some(Target::One(addr)),
-            None => {
-                counters.add("send: unknown client", 1);
-                None
-            }
+            Some(&addr) => Ok(Target::One(addr)),
+            None => Err(DropReason("send: unknown client")),
         },
     }
 }

@@ -1064,12 +1064,17 @@ impl Simulator {
                 Dest::To(to) => self.send(node, to, bytes),
                 Dest::Replicas => {
                     let from = self.nodes[node].addr;
-                    for i in 0..self.replicas.len() {
+                    // The last recipient takes the bytes, the others a copy.
+                    let Some(last) = self.replicas.iter().rposition(|&to| to != from) else {
+                        continue;
+                    };
+                    for i in 0..last {
                         let to = self.replicas[i];
                         if to != from {
                             self.send(node, to, bytes.clone());
                         }
                     }
+                    self.send(node, self.replicas[last], bytes);
                 }
             }
         }
