@@ -243,7 +243,9 @@ fn a_local_sweep_of_points_and_trials_runs_again_from_its_results() {
     );
     let unreplicated = first["parameters"]["unreplicated"].as_array().unwrap();
     assert!(
-        unreplicated.iter().any(|p| p[0] == "durable" && p[1] == "0 (0 or 1)"),
+        unreplicated
+            .iter()
+            .any(|p| p[0] == "durable" && p[1] == "0 (0 or 1)"),
         "{unreplicated:?}"
     );
 
