@@ -50,7 +50,9 @@
 //! executes (`log/<slot>`) before the reply leaves (the persist is a
 //! barrier, [`runtime::durable`]), and every `snapshot_interval` requests it
 //! persists a snapshot (the next slot, the application's state and the
-//! client table) and erases the log entries the snapshot covers. After a
+//! client table, in chunks of 64 MiB under a header, since together they
+//! can pass what one durable value holds) and erases the log entries the
+//! snapshot covers, all in one batch. After a
 //! crash it recovers ([`State::on_recover`]): it restores the snapshot and
 //! executes the logged requests again, in order, without replying (a
 //! client that is still waiting retransmits, and gets the stored result).
@@ -105,10 +107,23 @@ struct Wal {
     snapshot_interval: u64,
     /// The first slot the log holds (the snapshot covers those below).
     from: u64,
+    /// Chunks the last snapshot took.
+    chunks: u64,
 }
 
-/// Key of the snapshot in durable state.
+/// Key of the snapshot's header in durable state: how many chunks it has.
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
+/// Prefix of the snapshot's chunks.
+const CHUNK_PREFIX: &[u8] = b"snapshot/";
+/// Bytes per chunk of a snapshot: well within a durable value's bound,
+/// whatever the app and the client table hold.
+const SNAPSHOT_CHUNK_BYTES: usize = 64 << 20;
+
+fn chunk_key(i: u64) -> Vec<u8> {
+    let mut key = CHUNK_PREFIX.to_vec();
+    key.extend_from_slice(&i.to_be_bytes());
+    key
+}
 /// Prefix of the log's keys.
 const LOG_PREFIX: &[u8] = b"log/";
 
@@ -157,6 +172,7 @@ impl Server {
             durable: Some(Wal {
                 snapshot_interval,
                 from: 0,
+                chunks: 0,
             }),
             ..Server::new(app)
         }
@@ -205,13 +221,24 @@ impl Server {
         if self.executed - wal.from < wal.snapshot_interval {
             return;
         }
+        // The next slot, the app's state and the client table, in chunks
+        // (together they may pass what one durable value holds), under a
+        // header that says how many; one batch, so all or none is durable.
+        let mut snapshot = self.executed.to_le_bytes().to_vec();
         let app = self.app.snapshot();
-        let mut snapshot = Vec::with_capacity(16 + app.len());
-        snapshot.extend_from_slice(&self.executed.to_le_bytes());
         snapshot.extend_from_slice(&(app.len() as u64).to_le_bytes());
         snapshot.extend_from_slice(&app);
+        drop(app);
         self.client_table.encode(&mut snapshot);
-        ctx.persist(SNAPSHOT_KEY, snapshot);
+        let chunks = snapshot.chunks(SNAPSHOT_CHUNK_BYTES).count() as u64;
+        for (i, chunk) in snapshot.chunks(SNAPSHOT_CHUNK_BYTES).enumerate() {
+            ctx.persist(chunk_key(i as u64), chunk);
+        }
+        for i in chunks..wal.chunks {
+            ctx.erase(chunk_key(i));
+        }
+        wal.chunks = chunks;
+        ctx.persist(SNAPSHOT_KEY, chunks.to_le_bytes());
         for slot in wal.from..self.executed {
             ctx.erase(log_key(slot));
         }
@@ -291,8 +318,17 @@ impl State for Server {
         if self.durable.is_none() {
             return;
         }
-        if let Some(mut snapshot) = stored.get(SNAPSHOT_KEY) {
-            let bytes = &mut snapshot;
+        if let Some(mut header) = stored.get(SNAPSHOT_KEY) {
+            let chunks = take_u64(&mut header).expect("snapshot: its chunk count");
+            let mut snapshot = Vec::new();
+            for i in 0..chunks {
+                let chunk = stored.get(&chunk_key(i)).expect("snapshot: every chunk");
+                snapshot.extend_from_slice(chunk);
+            }
+            if let Some(wal) = &mut self.durable {
+                wal.chunks = chunks;
+            }
+            let bytes = &mut snapshot.as_slice();
             let executed = take_u64(bytes).expect("snapshot: the next slot");
             let len = take_u64(bytes).expect("snapshot: the app's length") as usize;
             let (app, mut table) = bytes.split_at_checked(len).expect("snapshot: the app");

@@ -188,11 +188,14 @@ pub enum Sync {
 const RECORD_HEADER: usize = 12;
 /// Shortest file worth compacting.
 const COMPACT_BYTES_MIN: u64 = 1 << 20;
+/// Keys and values per record of a compacted file, about.
+const COMPACT_RECORD_BYTES: usize = 64 << 20;
 
 /// Durable state in a file: a log of batches, each a record with a length
-/// and a checksum, replayed on open. A torn or corrupt record at the end (a
-/// crash in the middle of a write) ends the replay, and everything before it
-/// stands. When the log has grown to several times the live state it is
+/// and a checksum, replayed on open. A torn record at the end (a crash in
+/// the middle of a write) ends the replay, and everything before it stands;
+/// a damaged record with good ones after it fails the open, since cutting
+/// there would take back writes whose messages have left. When the log has grown to several times the live state it is
 /// rewritten, into a new file renamed over the old one.
 #[derive(Debug)]
 pub struct StateFile {
@@ -216,7 +219,12 @@ impl StateFile {
             .open(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let (stored, valid) = replay(&bytes);
+        let (stored, valid) = replay(&bytes).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
         if valid < bytes.len() {
             // Cut off the torn tail, so that new records follow good ones.
             file.set_len(valid as u64)?;
@@ -268,19 +276,36 @@ impl StateFile {
         Ok(())
     }
 
-    /// Rewrites the log as one batch of the live state.
+    /// Rewrites the log as the live state, in records of at most about
+    /// [`COMPACT_RECORD_BYTES`] each, into a new file renamed over the old
+    /// one (all or nothing: a crash leaves one file or the other).
     fn compact(&mut self) -> io::Result<()> {
         let tmp = self.path.with_extension("compacting");
-        let writes: Vec<Write> = self
-            .stored
-            .iter()
-            .map(|(k, v)| Write::Put(k.to_vec(), v.to_vec()))
-            .collect();
-        self.buf.clear();
-        encode_record(&writes, &mut self.buf)?;
+        let mut len = 0;
         {
             let mut file = File::create(&tmp)?;
-            file.write_all(&self.buf)?;
+            let mut writes = Vec::new();
+            let mut bytes = 0;
+            let entries = self.stored.iter();
+            let mut flush = |writes: &mut Vec<Write>, buf: &mut Vec<u8>| -> io::Result<()> {
+                buf.clear();
+                encode_record(writes, buf)?;
+                file.write_all(buf)?;
+                len += buf.len() as u64;
+                writes.clear();
+                Ok(())
+            };
+            for (k, v) in entries {
+                if bytes + k.len() + v.len() > COMPACT_RECORD_BYTES && !writes.is_empty() {
+                    flush(&mut writes, &mut self.buf)?;
+                    bytes = 0;
+                }
+                bytes += k.len() + v.len();
+                writes.push(Write::Put(k.to_vec(), v.to_vec()));
+            }
+            if !writes.is_empty() {
+                flush(&mut writes, &mut self.buf)?;
+            }
             if self.sync == Sync::Fsync {
                 file.sync_data()?;
             }
@@ -290,7 +315,7 @@ impl StateFile {
             self.sync_dir()?;
         }
         self.file = OpenOptions::new().append(true).open(&self.path)?;
-        self.len = self.buf.len() as u64;
+        self.len = len;
         Ok(())
     }
 
@@ -319,32 +344,45 @@ fn encode_record(writes: &[Write], out: &mut Vec<u8>) -> io::Result<()> {
 }
 
 /// The state the records in `bytes` build, and how many bytes of whole,
-/// intact records they start with.
-fn replay(bytes: &[u8]) -> (Stored, usize) {
+/// intact records they start with. A torn last record (cut short, or
+/// garbled to the end of the file: a crash in the middle of its write) ends
+/// the replay; a bad record with more after it is damage, not a crash, and
+/// an error: the file would otherwise be cut back past writes whose
+/// messages have left.
+fn replay(bytes: &[u8]) -> Result<(Stored, usize), String> {
     let mut stored = Stored::default();
     let mut at = 0;
     while let Some(header) = bytes.get(at..at + RECORD_HEADER) {
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
         let sum = u64::from_le_bytes(header[4..].try_into().expect("8 bytes"));
-        let Some(body) = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + len) else {
+        let end = at + RECORD_HEADER + len;
+        let Some(body) = bytes.get(at + RECORD_HEADER..end) else {
             break; // Torn: the crash came in the middle of this record.
         };
         if xxh3_64(body) != sum {
-            break;
+            if end == bytes.len() {
+                break; // Torn: the last record, garbled to the end.
+            }
+            return Err(format!(
+                "damaged: the record at byte {at} fails its checksum, and {} bytes follow it",
+                bytes.len() - end
+            ));
         }
-        let limit = bincode::config::standard().with_limit::<{ VALUE_BYTES_MAX * 2 }>();
-        let Ok((writes, used)) = bincode::decode_from_slice::<Vec<Write>, _>(body, limit) else {
-            break;
-        };
+        // The checksum vouches for the body: it is what `commit` wrote, so
+        // its lengths need no limit here (a limit would cut off a batch
+        // `commit` accepted).
+        let (writes, used) =
+            bincode::decode_from_slice::<Vec<Write>, _>(body, bincode::config::standard())
+                .map_err(|e| format!("the record at byte {at} does not decode: {e}"))?;
         if used != body.len() {
-            break;
+            return Err(format!("the record at byte {at} has trailing bytes"));
         }
-        if stored.apply(&writes).is_err() {
-            break;
-        }
-        at += RECORD_HEADER + len;
+        stored
+            .apply(&writes)
+            .map_err(|e| format!("the record at byte {at}: {e}"))?;
+        at = end;
     }
-    (stored, at)
+    Ok((stored, at))
 }
 
 #[cfg(test)]
@@ -428,6 +466,28 @@ mod tests {
         fs::write(&path, &corrupt).unwrap();
         let file = StateFile::open(&path, Sync::NoFsync).unwrap();
         assert_eq!(file.stored().get(b"a"), Some(&b"1"[..]));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A bad record with good ones after it is damage, not a torn write:
+    /// the open fails rather than cut the file back past acknowledged
+    /// writes, and the file is left as it was.
+    #[test]
+    fn damage_before_the_tail_fails_the_open() {
+        let dir = dir("damage");
+        let path = dir.join("state");
+        let mut file = StateFile::open(&path, Sync::NoFsync).unwrap();
+        for i in 0..10 {
+            file.commit(&[put(&format!("k{i}"), "v")]).unwrap();
+        }
+        drop(file);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[RECORD_HEADER + 2] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let error = StateFile::open(&path, Sync::NoFsync).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("damaged"), "{error}");
+        assert_eq!(fs::read(&path).unwrap(), bytes, "left as it was");
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -38,8 +38,8 @@ use wire::{Digest, Signature, Signed};
 use super::client_table::{self, ClientTable};
 use super::codec::{Codec, Config, Inbound, Outbound};
 use super::{
-    CHECKPOINT_INTERVAL, CHECKPOINT_VOTES_MAX, LOG_MAX, PENDING_BYTES_MAX, PENDING_MAX,
-    WAITING_BYTES_MAX, WAITING_MAX,
+    CHECKPOINT_INTERVAL, CHECKPOINT_VOTES_MAX, CLIENT_RESEND_MAX, LOG_MAX, PENDING_BYTES_MAX,
+    PENDING_MAX, WAITING_BYTES_MAX, WAITING_MAX,
 };
 use crate::app::App;
 use crate::common::VoteSet;
@@ -52,8 +52,13 @@ type Ctx<'a, 'b> = Context<'a, Outbound, ReplicaTimer>;
 const OWN_VIEW_CHANGES_MAX: usize = 4;
 
 /// Clients a backup remembers having announced themselves (see
-/// [`Announced`]); past this the oldest is forgotten.
+/// [`Announced`]).
 const ANNOUNCED_MAX: usize = 4096;
+
+/// How long a backup remembers an announcement before a new client may take
+/// its place: longer than a client waits between retransmissions, so that
+/// the copy that follows an announcement always finds it.
+const ANNOUNCED_FOR: Duration = CLIENT_RESEND_MAX.saturating_mul(2);
 
 /// Clients whose registration a backup has received once from the client.
 /// A client sends its registration to every replica, so that each learns
@@ -62,28 +67,38 @@ const ANNOUNCED_MAX: usize = 4096;
 /// for the registration and relay it, as for any request a client
 /// multicast. Otherwise a backup cut off from the primary would take every
 /// new client for a sign of a faulty primary and change views alone.
-/// Bounded: a backup that forgot a client takes its next copy as the first
-/// again, and the one after as the retransmission (a flood of new clients'
-/// registrations can so delay, by one retransmission, a backup's suspicion
-/// of a primary that ignores a registration; it cannot grow the set).
+///
+/// Bounded by [`ANNOUNCED_MAX`], and a flood of new clients' registrations
+/// cannot push out a recent one (which would let a faulty primary ignore a
+/// client's registration for ever): an entry gives way only once it is
+/// older than [`ANNOUNCED_FOR`], and while the set is full of recent ones a
+/// newcomer is not recorded and its copy counts as a retransmission (the
+/// backup waits for it and relays it, which costs it only work).
 #[derive(Debug, Default)]
 struct Announced {
-    order: VecDeque<ClientId>,
+    order: VecDeque<(ClientId, Time)>,
     clients: std::collections::HashSet<ClientId>,
 }
 
 impl Announced {
-    /// Whether `client` announced itself before; remembers it either way.
-    fn seen_before(&mut self, client: ClientId) -> bool {
+    /// Whether `client`'s registration should count as a retransmission:
+    /// it announced itself before, or there is no room to remember that it
+    /// did now.
+    fn seen_before(&mut self, client: ClientId, now: Time) -> bool {
         if self.clients.contains(&client) {
             return true;
         }
-        if self.order.len() >= ANNOUNCED_MAX
-            && let Some(oldest) = self.order.pop_front()
-        {
+        while let Some(&(oldest, at)) = self.order.front() {
+            if self.order.len() < ANNOUNCED_MAX && now.since(at) < ANNOUNCED_FOR {
+                break;
+            }
+            if now.since(at) < ANNOUNCED_FOR {
+                return true; // Full of recent announcements.
+            }
+            self.order.pop_front();
             self.clients.remove(&oldest);
         }
-        self.order.push_back(client);
+        self.order.push_back((client, now));
         self.clients.insert(client);
         false
     }
@@ -778,23 +793,30 @@ mod tests {
         Digest([i; 32])
     }
 
-    /// A flood of new clients' announcements stays within the bound, the
-    /// oldest forgotten first; a client seen again is not added twice.
+    /// A flood of new clients' announcements stays within the bound and
+    /// pushes out no recent one: while the set is full of recent
+    /// announcements, newcomers count as retransmissions; old ones give way.
     #[test]
-    fn announcements_are_bounded_oldest_forgotten_first() {
+    fn announcements_are_bounded_and_a_flood_pushes_out_no_recent_one() {
         let mut announced = Announced::default();
-        assert!(!announced.seen_before(ClientId(1)));
-        assert!(announced.seen_before(ClientId(1)));
-        for id in 2..=(ANNOUNCED_MAX as u64 + 10) {
-            assert!(!announced.seen_before(ClientId(id)));
+        let t0 = Time::ZERO;
+        assert!(!announced.seen_before(ClientId(1), t0));
+        assert!(announced.seen_before(ClientId(1), t0));
+        for id in 2..=ANNOUNCED_MAX as u64 {
+            assert!(!announced.seen_before(ClientId(id), t0));
         }
+        let soon = t0 + ANNOUNCED_FOR / 2;
+        for id in 0..10 {
+            let flood = ClientId(1_000_000 + id);
+            assert!(announced.seen_before(flood, soon), "full: a retransmission");
+        }
+        assert!(announced.seen_before(ClientId(1), soon), "not pushed out");
         assert_eq!(announced.order.len(), ANNOUNCED_MAX);
-        assert_eq!(announced.clients.len(), ANNOUNCED_MAX);
-        assert!(
-            !announced.seen_before(ClientId(1)),
-            "forgotten: first again"
-        );
-        assert!(announced.seen_before(ClientId(ANNOUNCED_MAX as u64 + 10)));
+        let later = t0 + ANNOUNCED_FOR;
+        assert!(!announced.seen_before(ClientId(2_000_000), later));
+        assert!(!announced.clients.contains(&ClientId(1)), "old: gave way");
+        assert!(announced.order.len() <= ANNOUNCED_MAX);
+        assert_eq!(announced.order.len(), announced.clients.len());
     }
 
     #[test]

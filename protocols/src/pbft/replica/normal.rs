@@ -82,7 +82,10 @@ impl Replica {
         if self.is_primary() {
             self.queue(auth, ctx);
             self.try_propose(ctx);
-        } else if request.request_num == 0 && relay && !self.announced.seen_before(client) {
+        } else if request.request_num == 0
+            && relay
+            && !self.announced.seen_before(client, ctx.now())
+        {
             // The client announcing itself to every replica (see
             // `Announced`): the runtime has learnt its address.
             ctx.count("request: registration announced");
