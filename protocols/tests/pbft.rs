@@ -407,6 +407,15 @@ fn partitioned_replica_catches_up_by_state_transfer() {
     check(&sim, &log).unwrap();
 }
 
+/// Backups hand the requests they waited for to a new primary that never
+/// heard them: one view change, not a cascade (planted as
+/// `no-relay-on-new-view`, the cascade shows).
+#[test]
+fn backups_hand_waiting_requests_to_the_new_primary() {
+    let (view_changes, _) = pbft_support::hand_over_scenario();
+    assert_eq!(view_changes, 3, "one view change at each live replica");
+}
+
 /// The simulator is deterministic: the same seed gives the same trace.
 #[test]
 fn same_seed_same_trace_hash() {

@@ -13,12 +13,15 @@
 //!
 //! Each test runs seeds from 0 until one fails and reports which; the
 //! budgets leave room above the seeds that failed first when they were set
-//! (the closing note of the change gives them for 10,000 seeds each).
+//! (the closing note of the change gives them for 10,000 seeds each). One
+//! bug that the seeds no longer reach is caught by a scenario made for it.
 
 #![cfg(feature = "planted-bugs")]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
+
+mod pbft_support;
 
 use protocols::planted::{self, Bug};
 use protocols::simulate::{Profile, Protocol, simulate};
@@ -72,9 +75,24 @@ fn a_timer_reset_by_any_execution_is_caught() {
     caught_within(Bug::TimerResetByAnyExecution, 3_000);
 }
 
+/// Backups that do not hand the requests they waited for to a new primary.
+/// The seeded runs found it (at seed 2,423 of `all`) while clients
+/// registered with the primary alone; since registrations reach every
+/// replica, no seed of 12,000 does, so a scenario made for it says no: a
+/// request only the backups still have, and without the hand-over the view
+/// changes cascade.
 #[test]
-fn no_relay_on_a_new_view_is_caught() {
-    caught_within(Bug::NoRelayOnNewView, 3_000);
+fn no_relay_on_a_new_view_is_caught_by_its_scenario() {
+    let (with, _) = pbft_support::hand_over_scenario();
+    let (without, _) = planted::with(
+        Some(Bug::NoRelayOnNewView),
+        pbft_support::hand_over_scenario,
+    );
+    println!("no-relay-on-new-view: {with} view changes with the hand-over, {without} without");
+    assert!(
+        without > with,
+        "{without} view changes without the hand-over, {with} with"
+    );
 }
 
 #[test]

@@ -119,3 +119,29 @@ pub fn recorder() -> (Sent, Box<dyn Tamper>) {
     };
     (sent, Box::new(tamper))
 }
+
+/// §4.4's hand-over, where nothing else would do it: the primary crashes
+/// with a client's request in flight, the client multicasts it once (the
+/// backups wait for it) and then crashes too, so it never sends it again.
+/// Only the backups that waited can bring it to the new primary. Returns
+/// the view changes the replicas started in two seconds, and whether the
+/// request executed: one view change per live replica with the hand-over;
+/// without it, every new primary lets the request wait, a cascade.
+pub fn hand_over_scenario() -> (u64, bool) {
+    use protocols::simulate::pbft::system;
+    use runtime::sim::Network;
+    let mut network = Network::reliable();
+    network.delay_max = network.delay_min;
+    let protocols::simulate::pbft::System { mut sim, log, .. } = system(3, network, 4, 1, 20);
+    let client = Addr::Client(runtime::ClientId(1));
+    sim.schedule(Time::from_nanos(2_000_000), |sim| sim.crash(replica(0)));
+    // After its first retransmission (30 ms after it sent the request),
+    // before its second (60 ms after that).
+    sim.schedule(Time::from_nanos(45_000_000), move |sim| sim.crash(client));
+    let executed_before = log.executed();
+    sim.run_until(Time::ZERO + Duration::from_secs(2));
+    (
+        total(&sim, "view change: started"),
+        log.executed() > executed_before,
+    )
+}
