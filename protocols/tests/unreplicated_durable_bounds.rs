@@ -17,9 +17,9 @@ fn request(driver: &mut Driver<Server>, stored: &mut Stored, client: u64, num: u
     });
     driver.on_message(Time::ZERO, Addr::Client(ClientId(client)), msg);
     driver.drain(|_, _| Ok(()));
-    if driver.has_writes() {
-        stored.apply(driver.writes()).expect("within the bounds");
-    }
+    let mut writes = Vec::new();
+    driver.take_writes(&mut writes);
+    stored.apply(writes).expect("within the bounds");
     driver.release(|_, _| Ok(()));
 }
 

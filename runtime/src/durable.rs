@@ -152,25 +152,31 @@ impl Stored {
     }
 
     /// Applies a batch of writes in order, if [`Stored::check`] accepts it;
-    /// otherwise changes nothing.
-    pub fn apply(&mut self, writes: &[Write]) -> Result<(), Refused> {
-        self.check(writes)?;
+    /// otherwise changes nothing. The keys and values move in, uncopied.
+    pub fn apply(&mut self, writes: Vec<Write>) -> Result<(), Refused> {
+        self.check(&writes)?;
+        self.apply_checked(writes);
+        Ok(())
+    }
+
+    /// [`Stored::apply`] of writes [`Stored::check`] accepted.
+    fn apply_checked(&mut self, writes: Vec<Write>) {
         for write in writes {
             match write {
                 Write::Put(key, value) => {
                     self.bytes += key.len() + value.len();
-                    if let Some(old) = self.map.insert(key.clone(), value.clone()) {
-                        self.bytes -= key.len() + old.len();
+                    let len = key.len();
+                    if let Some(old) = self.map.insert(key, value) {
+                        self.bytes -= len + old.len();
                     }
                 }
                 Write::Erase(key) => {
-                    if let Some(old) = self.map.remove(key) {
+                    if let Some(old) = self.map.remove(&key) {
                         self.bytes -= key.len() + old.len();
                     }
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -195,8 +201,9 @@ const COMPACT_RECORD_BYTES: usize = 64 << 20;
 /// and a checksum, replayed on open. A torn record at the end (a crash in
 /// the middle of a write) ends the replay, and everything before it stands;
 /// a damaged record with good ones after it fails the open, since cutting
-/// there would take back writes whose messages have left. When the log has grown to several times the live state it is
-/// rewritten, into a new file renamed over the old one.
+/// there would take back writes whose messages have left. When the log has
+/// grown to several times the live state it is rewritten, into a new file
+/// renamed over the old one.
 #[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
@@ -255,21 +262,21 @@ impl StateFile {
     /// Appends `writes` as one batch, durable (with [`Sync::Fsync`]) when
     /// this returns. An error leaves the file's state unknown: the caller
     /// must stop.
-    pub fn commit(&mut self, writes: &[Write]) -> io::Result<()> {
+    pub fn commit(&mut self, writes: Vec<Write>) -> io::Result<()> {
         if writes.is_empty() {
             return Ok(());
         }
         self.stored
-            .check(writes)
+            .check(&writes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         self.buf.clear();
-        encode_record(writes, &mut self.buf)?;
+        encode_record(&writes, &mut self.buf)?;
         self.file.write_all(&self.buf)?;
         if self.sync == Sync::Fsync {
             self.file.sync_data()?;
         }
         self.len += self.buf.len() as u64;
-        self.stored.apply(writes).expect("checked above");
+        self.stored.apply_checked(writes);
         if self.len >= COMPACT_BYTES_MIN && self.len > 4 * (self.stored.bytes() as u64 + 64) {
             self.compact()?;
         }
@@ -378,7 +385,7 @@ fn replay(bytes: &[u8]) -> Result<(Stored, usize), String> {
             return Err(format!("the record at byte {at} has trailing bytes"));
         }
         stored
-            .apply(&writes)
+            .apply(writes)
             .map_err(|e| format!("the record at byte {at}: {e}"))?;
         at = end;
     }
@@ -403,12 +410,15 @@ mod tests {
     #[test]
     fn stored_tracks_bytes_and_bounds() {
         let mut s = Stored::default();
-        s.apply(&[put("a", "xy"), put("b", "z"), put("a", "w")])
+        s.apply(vec![put("a", "xy"), put("b", "z"), put("a", "w")])
             .unwrap();
         assert_eq!(s.bytes(), 4);
         assert_eq!(s.get(b"a"), Some(&b"w"[..]));
-        s.apply(&[Write::Erase(b"a".to_vec()), Write::Erase(b"q".to_vec())])
-            .unwrap();
+        s.apply(vec![
+            Write::Erase(b"a".to_vec()),
+            Write::Erase(b"q".to_vec()),
+        ])
+        .unwrap();
         assert_eq!(s.bytes(), 2);
         assert_eq!(
             s.check(&[Write::Put(vec![0; KEY_BYTES_MAX + 1], vec![])]),
@@ -428,8 +438,9 @@ mod tests {
             let _ = fs::remove_file(&path);
             let mut file = StateFile::open(&path, sync).unwrap();
             assert!(file.stored().is_empty());
-            file.commit(&[put("vote", "1"), put("log/1", "x")]).unwrap();
-            file.commit(&[put("vote", "2"), Write::Erase(b"log/1".to_vec())])
+            file.commit(vec![put("vote", "1"), put("log/1", "x")])
+                .unwrap();
+            file.commit(vec![put("vote", "2"), Write::Erase(b"log/1".to_vec())])
                 .unwrap();
             let expect = file.stored().clone();
             drop(file);
@@ -446,9 +457,9 @@ mod tests {
         let dir = dir("torn");
         let path = dir.join("state");
         let mut file = StateFile::open(&path, Sync::NoFsync).unwrap();
-        file.commit(&[put("a", "1")]).unwrap();
+        file.commit(vec![put("a", "1")]).unwrap();
         let good = fs::metadata(&path).unwrap().len();
-        file.commit(&[put("a", "2")]).unwrap();
+        file.commit(vec![put("a", "2")]).unwrap();
         drop(file);
         let full = fs::read(&path).unwrap();
         for cut in (good as usize..full.len()).step_by(3) {
@@ -456,7 +467,7 @@ mod tests {
             let mut file = StateFile::open(&path, Sync::NoFsync).unwrap();
             assert_eq!(file.stored().get(b"a"), Some(&b"1"[..]), "cut at {cut}");
             // New records follow the good ones.
-            file.commit(&[put("b", "3")]).unwrap();
+            file.commit(vec![put("b", "3")]).unwrap();
             drop(file);
             let file = StateFile::open(&path, Sync::NoFsync).unwrap();
             assert_eq!(file.stored().get(b"b"), Some(&b"3"[..]), "cut at {cut}");
@@ -478,7 +489,7 @@ mod tests {
         let path = dir.join("state");
         let mut file = StateFile::open(&path, Sync::NoFsync).unwrap();
         for i in 0..10 {
-            file.commit(&[put(&format!("k{i}"), "v")]).unwrap();
+            file.commit(vec![put(&format!("k{i}"), "v")]).unwrap();
         }
         drop(file);
         let mut bytes = fs::read(&path).unwrap();
@@ -498,7 +509,8 @@ mod tests {
         let mut file = StateFile::open(&path, Sync::NoFsync).unwrap();
         let value = "v".repeat(4096);
         for i in 0..2000 {
-            file.commit(&[put(&format!("k{}", i % 4), &value)]).unwrap();
+            file.commit(vec![put(&format!("k{}", i % 4), &value)])
+                .unwrap();
         }
         let len = fs::metadata(&path).unwrap().len();
         assert!(len < 2 * COMPACT_BYTES_MIN, "{len} bytes after compaction");
@@ -516,9 +528,9 @@ mod tests {
         let dir = dir("refused");
         let path = dir.join("state");
         let mut file = StateFile::open(&path, Sync::NoFsync).unwrap();
-        file.commit(&[put("a", "1")]).unwrap();
+        file.commit(vec![put("a", "1")]).unwrap();
         let too_long = Write::Put(vec![1; KEY_BYTES_MAX + 1], vec![]);
-        assert!(file.commit(&[put("a", "2"), too_long]).is_err());
+        assert!(file.commit(vec![put("a", "2"), too_long]).is_err());
         assert_eq!(file.stored().get(b"a"), Some(&b"1"[..]));
         drop(file);
         let file = StateFile::open(&path, Sync::NoFsync).unwrap();

@@ -185,7 +185,7 @@ impl Storage {
         }
     }
 
-    fn commit(&mut self, writes: &[Write]) -> io::Result<()> {
+    fn commit(&mut self, writes: Vec<Write>) -> io::Result<()> {
         match self {
             Storage::Memory(stored) => stored
                 .apply(writes)
@@ -291,11 +291,12 @@ impl<S: State> ProtocolCore<S> {
         if !self.driver.has_writes() {
             return Ok(());
         }
-        let writes = self.driver.writes();
-        self.storage.commit(writes)?;
+        let mut writes = Vec::new();
+        self.driver.take_writes(&mut writes);
         self.counters.add("durable: batches committed", 1);
         self.counters
             .add("durable: writes committed", writes.len() as u64);
+        self.storage.commit(writes)?;
         let (replicas, clients) = (&self.replicas, &self.clients);
         self.driver.release(|dest, msg| {
             emit(resolve(replicas, clients, dest)?, msg);

@@ -1040,12 +1040,13 @@ impl Simulator {
         let slot = &mut self.nodes[node];
         let addr = slot.addr;
         let crash = slot.crash_at_persist.take();
+        let count = writes.len();
         if crash != Some(false)
-            && let Err(refused) = slot.stored.apply(&writes)
+            && let Err(refused) = slot.stored.apply(writes)
         {
             panic!("{addr} persisted beyond the bounds: {refused}");
         }
-        self.record(Some(addr), || format!("persist: {} writes", writes.len()));
+        self.record(Some(addr), || format!("persist: {count} writes"));
         let Some(durable) = crash else {
             return true;
         };
