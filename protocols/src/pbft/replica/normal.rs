@@ -1,11 +1,13 @@
 //! The normal case (§4.2): requests, batching, the three phases, and
 //! execution in sequence order through the client table.
 
-use runtime::Addr;
-use wire::Signed;
+use runtime::{Addr, ReplicaId};
 use wire::client::Request;
 use wire::control::{BATCHES_COUNTER, REQUESTS_BATCHED_COUNTER};
-use wire::pbft::{AuthRequest, Commit, Message, PrePrepare, Prepare, PreparedCert, Reply, Seq};
+use wire::pbft::{
+    AuthRequest, Commit, Message, PrePrepare, Prepare, PreparedCert, Reply, Seq, View,
+};
+use wire::{Digest, Signed};
 
 use super::super::client_table::Admission;
 use super::super::codec::{Outbound, batch_digest};
@@ -15,7 +17,7 @@ use super::super::{
 };
 use super::{Ctx, Replica, request_size};
 use crate::app::{Position, Unexecuted};
-use crate::common::Refused;
+use crate::common::{Refused, VoteSet};
 use crate::planted::{self, Bug};
 
 /// Positions per sequence number in session numbers: a session opened by
@@ -268,22 +270,13 @@ impl Replica {
             ctx.drop_message("prepare: from the primary");
             return;
         }
-        let slot = self.slot(seq);
-        // A backup prepares again in a later view: its earlier view's
-        // prepare is of no more use. Within a view its first one stands.
-        if slot
-            .prepares
-            .get(replica)
-            .is_some_and(|((v, _), _)| *v < view)
-        {
-            slot.prepares.remove(replica);
-        }
-        if let Err(refused) = slot.prepares.insert(replica, (view, digest), p.signature) {
-            ctx.drop_message(match refused {
-                Refused::NotAVoter => "prepare: no such replica",
-                Refused::Duplicate => "prepare: duplicate",
-                Refused::Conflicting => "prepare: conflicting",
-            });
+        let prepares = &mut self.slot(seq).prepares;
+        let reasons = [
+            "prepare: no such replica",
+            "prepare: duplicate",
+            "prepare: conflicting",
+        ];
+        if !count_vote(prepares, replica, view, digest, p.signature, reasons, ctx) {
             return;
         }
         if early {
@@ -307,21 +300,13 @@ impl Replica {
         if !early && !self.check_view(view, "commit", ctx) || !self.check_seq(seq, "commit", ctx) {
             return;
         }
-        let slot = self.slot(seq);
-        // As for prepares: a later view's commit replaces an earlier one's.
-        if slot
-            .commits
-            .get(replica)
-            .is_some_and(|((v, _), _)| *v < view)
-        {
-            slot.commits.remove(replica);
-        }
-        if let Err(refused) = slot.commits.insert(replica, (view, digest), ()) {
-            ctx.drop_message(match refused {
-                Refused::NotAVoter => "commit: no such replica",
-                Refused::Duplicate => "commit: duplicate",
-                Refused::Conflicting => "commit: conflicting",
-            });
+        let commits = &mut self.slot(seq).commits;
+        let reasons = [
+            "commit: no such replica",
+            "commit: duplicate",
+            "commit: conflicting",
+        ];
+        if !count_vote(commits, replica, view, digest, (), reasons, ctx) {
             return;
         }
         if early {
@@ -584,5 +569,35 @@ impl Replica {
             request_num,
             result,
         })
+    }
+}
+
+/// Counts `replica`'s prepare or commit for `digest` in `view`. A replica
+/// votes again in a later view, and its earlier view's vote is of no more
+/// use, so the later one replaces it; within a view its first one stands.
+/// A vote not counted is dropped under `reasons` (no such replica,
+/// duplicate, conflicting). Whether it was counted.
+fn count_vote<P>(
+    votes: &mut VoteSet<(View, Digest), P>,
+    replica: ReplicaId,
+    view: View,
+    digest: Digest,
+    payload: P,
+    reasons: [&'static str; 3],
+    ctx: &mut Ctx<'_, '_>,
+) -> bool {
+    if votes.get(replica).is_some_and(|((v, _), _)| *v < view) {
+        votes.remove(replica);
+    }
+    match votes.insert(replica, (view, digest), payload) {
+        Ok(_) => true,
+        Err(refused) => {
+            ctx.drop_message(match refused {
+                Refused::NotAVoter => reasons[0],
+                Refused::Duplicate => reasons[1],
+                Refused::Conflicting => reasons[2],
+            });
+            false
+        }
     }
 }
