@@ -178,8 +178,8 @@ impl Server {
         }
     }
 
-    /// Executes the request at the next slot and records its result in the
-    /// client table; the client table has admitted it.
+    /// Executes the request at the next slot; the client table has admitted
+    /// it.
     fn execute(&mut self, client_id: ClientId, request_num: u64, op: &[u8]) -> Vec<u8> {
         let at = Position {
             slot: self.executed,
@@ -201,18 +201,19 @@ impl Server {
         }
     }
 
-    /// In durable mode: logs the request just executed at `slot`, and takes
-    /// a snapshot when the log is long enough.
+    /// In durable mode: logs the request just executed (at the slot before
+    /// `executed`), and takes a snapshot when the log is long enough.
     fn log(
         &mut self,
-        slot: u64,
-        request: (ClientId, u64, &[u8]),
+        client_id: ClientId,
+        request_num: u64,
+        op: &[u8],
         ctx: &mut Context<'_, Message, ServerTimer>,
     ) {
         let Some(wal) = &mut self.durable else {
             return;
         };
-        let (client_id, request_num, op) = request;
+        let slot = self.executed - 1;
         let mut entry = Vec::with_capacity(16 + op.len());
         entry.extend_from_slice(&client_id.0.to_le_bytes());
         entry.extend_from_slice(&request_num.to_le_bytes());
@@ -275,7 +276,6 @@ impl Server {
             Admission::Unknown => self.register(client_id, ctx),
             Admission::OtherBinding => unreachable!("no binding to differ"),
         }
-        let slot = self.executed;
         let result = self.execute(client_id, request_num, &op);
         let reply = Reply {
             client_id,
@@ -286,7 +286,7 @@ impl Server {
             ctx.send(client, Message::Reply(reply.clone()));
         }
         if planted::is(Bug::SnapshotBeforeRecord) {
-            self.log(slot, (client_id, request_num, &op), ctx);
+            self.log(client_id, request_num, &op, ctx);
         }
         let evicted = self.client_table.record(client_id, request_num, result);
         if !evicted.is_empty() {
@@ -296,7 +296,7 @@ impl Server {
         // it), before the reply: the persist holds the reply back until the
         // log has the request.
         if !planted::is(Bug::SnapshotBeforeRecord) {
-            self.log(slot, (client_id, request_num, &op), ctx);
+            self.log(client_id, request_num, &op, ctx);
         }
         if !planted::is(Bug::ReplyBeforeLog) {
             ctx.send(client, Message::Reply(reply));
