@@ -2,13 +2,34 @@
 //! it prints the table and writes results.csv, results.json, plot.svg and
 //! plot.png, and every row measured something.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("runner-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// `runner bench` with `args`, short points, results in `dir`: checks it
+/// succeeded, and returns what it printed and its results.json.
+fn bench(args: &[&str], dir: &Path) -> (String, serde_json::Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("bench")
+        .args(args)
+        .args(["--duration", "1200ms", "--warmup", "200ms"])
+        .args(["--cooldown", "200ms", "--out"])
+        .arg(dir)
+        .output()
+        .expect("runner runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "runner {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    let json = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    (stdout, json)
 }
 
 #[test]
@@ -202,7 +223,7 @@ fn a_local_sweep_of_points_and_trials_runs_again_from_its_results() {
         "--out",
         dir_arg,
     ]);
-    let read = |dir: &std::path::Path| -> serde_json::Value {
+    let read = |dir: &Path| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap()
     };
     let first = read(&dir);
@@ -269,28 +290,16 @@ fn a_local_sweep_of_points_and_trials_runs_again_from_its_results() {
 /// recorded in the results, one curve per variant.
 #[test]
 fn a_sweep_over_a_tunable_and_a_workload_parameter_reaches_the_nodes() {
+    let args = [
+        "--protocol",
+        "pbft",
+        "--clients",
+        "20",
+        "--set",
+        "pbft.batch_max=1,32",
+    ];
     let dir = out_dir("settings-sweep");
-    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(["bench", "--protocol", "pbft", "--clients", "20"])
-        .args(["--set", "pbft.batch_max=1,32", "--reply-size", "0,600"])
-        .args([
-            "--duration",
-            "1500ms",
-            "--warmup",
-            "300ms",
-            "--cooldown",
-            "200ms",
-        ])
-        .arg("--out")
-        .arg(&dir)
-        .output()
-        .expect("runner runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "runner failed:\n{stdout}\n{stderr}"
-    );
+    let (stdout, json) = bench(&[&args[..], &["--reply-size", "0,600"]].concat(), &dir);
     for series in [
         "unreplicated reply_size=0",
         "unreplicated reply_size=600",
@@ -299,8 +308,6 @@ fn a_sweep_over_a_tunable_and_a_workload_parameter_reaches_the_nodes() {
     ] {
         assert!(stdout.contains(series), "no row {series:?}:\n{stdout}");
     }
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     let points = json["points"].as_array().unwrap();
     assert_eq!(points.len(), 2 + 4, "one point per variant");
     for point in points {
@@ -357,34 +364,13 @@ fn a_sweep_over_a_tunable_and_a_workload_parameter_reaches_the_nodes() {
 /// points committed writes to their state files, the others none.
 #[test]
 fn the_durable_baseline_commits_its_log_through_the_node_binary() {
-    let dir = out_dir("durable");
-    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(["bench", "--protocol", "unreplicated", "--clients", "4"])
-        .args(["--set", "unreplicated.durable=0,1", "--set", "fsync=0"])
-        .args([
-            "--duration",
-            "1200ms",
-            "--warmup",
-            "200ms",
-            "--cooldown",
-            "200ms",
-        ])
-        .arg("--out")
-        .arg(&dir)
-        .output()
-        .expect("runner runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "runner failed:\n{stdout}\n{stderr}"
-    );
+    let args = ["--protocol", "unreplicated", "--clients", "4"];
+    let set = ["--set", "unreplicated.durable=0,1", "--set", "fsync=0"];
+    let (stdout, json) = bench(&[&args[..], &set].concat(), &out_dir("durable"));
     assert!(
         stdout.contains("fsync off (not crash-safe)"),
         "the header says so:\n{stdout}"
     );
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     let points = json["points"].as_array().unwrap();
     assert_eq!(points.len(), 2);
     for point in points {
