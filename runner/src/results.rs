@@ -256,8 +256,6 @@ impl Load {
         crate::experiment::series(&self.protocol, &self.variant)
     }
 
-    /// The swept workload parameters (not the protocol's tunables): the
-    /// part of the variant the baseline shares.
     /// Where the load sits on a load axis: the offered rate in open loop,
     /// else the client count.
     pub fn level(&self) -> f64 {
@@ -693,8 +691,8 @@ pub fn summary_table(results: &RunResults) -> String {
 /// rate.
 type LoadKey<'a> = (ProtocolOrder<'a>, &'a [(String, u64)], u32, Option<u64>);
 
-/// The workload parameters among swept values (a tunable's name has its
-/// protocol before a dot).
+/// The workload and run parameters (`fsync`) among swept values (a
+/// tunable's name has its protocol before a dot).
 fn workload_variant(variant: &[(String, u64)]) -> Vec<(String, u64)> {
     variant
         .iter()

@@ -14,18 +14,31 @@ pub fn node_binary() -> &'static Path {
     })
 }
 
-/// Both protocols at two client counts, two trials each, short points, run
-/// through the runner on `provider`'s hosts; checks that every point ran and
-/// completed operations. `context` is added to a failure (an sshd log, say).
+/// Both protocols at two client counts, two trials each, the baseline in
+/// memory and durable, short points, run through the runner on `provider`'s
+/// hosts; checks that every point ran and completed operations, and that
+/// the durable points (only they) committed to their state files. `context` is added to a failure (an sshd log, say).
 #[allow(dead_code)] // Not every test binary sweeps.
 pub fn sweep_points_and_trials(
     provider: &mut dyn runner::hosts::Provider,
     context: &dyn Fn() -> String,
 ) {
     use indicatif::{MultiProgress, ProgressDrawTarget};
-    use runner::experiment::{Experiment, Sweep};
+    use runner::experiment::{Experiment, FSYNC, Setting, Sweep};
     use std::time::Duration;
 
+    // The baseline in memory and durable (its state file where the host
+    // keeps the node's run directory), fsync off to keep the points short.
+    let settings = vec![
+        Setting {
+            name: "unreplicated.durable".to_string(),
+            values: vec![0, 1],
+        },
+        Setting {
+            name: FSYNC.to_string(),
+            values: vec![0],
+        },
+    ];
     let experiment = Experiment {
         name: "sweep".to_string(),
         sweep: Sweep::Clients(vec![1, 4]),
@@ -33,6 +46,7 @@ pub fn sweep_points_and_trials(
         duration: Duration::from_millis(1200),
         warmup: Duration::from_millis(200),
         cooldown: Duration::from_millis(100),
+        settings,
         ..Experiment::default_comparison()
     };
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
@@ -42,12 +56,29 @@ pub fn sweep_points_and_trials(
         })
         .unwrap_or_else(|e| panic!("{e:#}\n{}", context()));
     assert_eq!(results.points.len(), experiment.points().len());
-    assert_eq!(results.points.len(), 2 * 2 * 2);
+    // Clients × trials × (the baseline's two variants and PBFT).
+    assert_eq!(results.points.len(), 2 * 2 * 3);
     for point in &results.points {
         assert!(
             point.measured_ops > 0,
             "{} {}: no operation",
-            point.protocol,
+            runner::experiment::series(&point.protocol, &point.variant),
+            point.clients
+        );
+        let durable = point
+            .variant
+            .iter()
+            .any(|(name, v)| name == "unreplicated.durable" && *v == 1);
+        let committed = point
+            .counters
+            .get("durable: writes committed")
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            committed > 0,
+            durable,
+            "{} {}: {committed} writes committed",
+            runner::experiment::series(&point.protocol, &point.variant),
             point.clients
         );
     }
