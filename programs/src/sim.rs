@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use clap::builder::TypedValueParser;
 use clap::{ArgGroup, Args, value_parser};
 use protocols::planted::Bug;
 use protocols::simulate::{Profile, Protocol, replay_command, simulate};
@@ -49,10 +50,25 @@ pub struct SimArgs {
     /// kind, timers, view changes, executions, faults) before the report.
     #[arg(long, requires = "seed")]
     trace: bool,
-    /// Put a known bug back in (builds with the `planted-bugs` feature
-    /// only), to see the seeds catch it.
-    #[arg(long)]
+    /// Put a known bug of the protocol back in (builds with the
+    /// `planted-bugs` feature only), to see the seeds catch it.
+    #[arg(long, value_parser = planted_bug())]
     planted: Option<Bug>,
+}
+
+/// Parses `--planted`: any protocol's bug ([`protocols::planted::all`]),
+/// listed with what each does in `--help` and in the error for a name that
+/// is none of them.
+fn planted_bug() -> impl TypedValueParser<Value = Bug> {
+    let bugs = protocols::planted::all().map(|bug| {
+        clap::builder::PossibleValue::new(bug.name()).help(format!(
+            "{}: {}",
+            bug.protocol(),
+            bug.about()
+        ))
+    });
+    clap::builder::PossibleValuesParser::new(bugs)
+        .map(|name| name.parse::<Bug>().expect("one of the possible values"))
 }
 
 /// Runs the seeds `args` names and prints their reports.
@@ -65,6 +81,21 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     let end = first.checked_add(count).with_context(|| {
         format!("seed range {first} + {count} overflows u64; lower --first-seed or --seeds")
     })?;
+    if let Some(bug) = args.planted
+        && bug.protocol() != args.protocol.name()
+    {
+        let theirs: Vec<_> = args.protocol.planted().iter().map(|b| b.name()).collect();
+        anyhow::bail!(
+            "--planted {bug} is a bug of {}, not of {} (whose bugs are: {})",
+            bug.protocol(),
+            args.protocol,
+            if theirs.is_empty() {
+                "none".to_string()
+            } else {
+                theirs.join(", ")
+            }
+        );
+    }
     if args.planted.is_some() && !protocols::planted::AVAILABLE {
         anyhow::bail!(
             "--planted needs a build with planted bugs: cargo run --profile planted \
@@ -307,6 +338,53 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    fn sim_args(args: &[&str]) -> Result<SimArgs, clap::Error> {
+        #[derive(Debug, clap::Parser)]
+        struct Node {
+            #[command(flatten)]
+            sim: SimArgs,
+        }
+        let args = ["node"].iter().chain(args);
+        <Node as clap::Parser>::try_parse_from(args).map(|node| node.sim)
+    }
+
+    /// `--planted` takes any protocol's bug by name, lists them all when
+    /// given another, and refuses one of another protocol than the run's.
+    #[test]
+    fn planted_bugs_are_found_across_the_registry() {
+        let args = sim_args(&[
+            "--protocol",
+            "pbft",
+            "--seed",
+            "1",
+            "--planted",
+            "quorum-f-plus-1",
+        ])
+        .unwrap();
+        assert_eq!(args.planted, Some(protocols::pbft::bugs::QUORUM_F_PLUS_1));
+        let error = sim_args(&["--protocol", "pbft", "--seed", "1", "--planted", "nope"])
+            .unwrap_err()
+            .to_string();
+        for bug in protocols::planted::all() {
+            assert!(error.contains(bug.name()), "{error}");
+        }
+        let args = sim_args(&[
+            "--protocol",
+            "pbft",
+            "--seed",
+            "1",
+            "--planted",
+            "reply-before-log",
+        ])
+        .unwrap();
+        let error = run(&args).unwrap_err().to_string();
+        assert!(
+            error.contains("reply-before-log is a bug of unreplicated, not of pbft"),
+            "{error}"
+        );
+        assert!(error.contains("quorum-f-plus-1"), "{error}");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! - [`simulate`]: runs one seed of a protocol in the simulator with faults and
 //!   checkers; what `node sim` and the tests call.
 //! - [`planted`]: bugs put back on purpose (test builds only), to show the
-//!   seeded runs catch them.
+//!   seeded runs catch them; each protocol declares its own.
 
 pub mod app;
 pub mod common;

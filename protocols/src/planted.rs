@@ -15,10 +15,30 @@
 //!     sim --protocol pbft --seeds 10000 --faults all --planted quorum-f-plus-1
 //! ```
 //!
+//! Each protocol declares its own bugs, as constants in its module (with a
+//! doc comment that says what the bug does), and lists them in its
+//! [`crate::registry::Kit::planted`]; [`all`] and [`find`] (what
+//! `--planted NAME` parses with) look through [`crate::registry::ALL`], so
+//! adding a protocol with bugs touches nothing here:
+//!
+//! ```
+//! use protocols::planted::{self, Bug};
+//!
+//! /// A quorum one replica too small.
+//! pub const SMALL_QUORUM: Bug = Bug::new("example", "small-quorum", "a quorum one too small");
+//!
+//! fn quorum(n: usize) -> usize {
+//!     let quorum = n / 2 + 1;
+//!     if planted::is(SMALL_QUORUM) { quorum - 1 } else { quorum }
+//! }
+//! # assert_eq!(quorum(3), 2);
+//! ```
+//!
 //! The switch is per thread, so tests in one process do not see each
 //! other's bugs.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 #[cfg(all(feature = "planted-bugs", not(debug_assertions)))]
@@ -27,94 +47,94 @@ compile_error!(
      so that no release build can carry one"
 );
 
-/// A bug that can be put back into a protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Bug {
-    /// PBFT: arithmetic on a peer's `Status` numbers without saturation
-    /// (a `u64::MAX` there overflowed every correct replica).
-    StatusOverflow,
-    /// PBFT: quorums of 2f+1 whatever n is (with n = 6, two halves of a
-    /// partition both reach one).
-    QuorumTwoFPlusOne,
-    /// PBFT: state chunks trusted until the whole state is assembled, and a
-    /// failed transfer retried without clearing what it had.
-    UncheckedStateChunks,
-    /// PBFT: the view-change timer reset by any execution, so a primary can
-    /// censor one client while it serves others.
-    TimerResetByAnyExecution,
-    /// PBFT: backups do not hand the requests they wait for to a new
-    /// primary, so view changes cascade.
-    NoRelayOnNewView,
-    /// PBFT: quorums of f+1.
-    QuorumFPlusOne,
-    /// PBFT: a backup sends its commit as soon as it accepts a pre-prepare,
-    /// without a prepared certificate.
-    CommitWithoutPrepared,
-    /// PBFT: a new-view message accepted without recomputing O from its
-    /// view-change messages' prepared certificates.
-    NewViewIgnoresPrepared,
-    /// Unreplicated, durable: the reply leaves before the request is in
-    /// the log (sent ahead of the persist, so the barrier does not hold it).
-    ReplyBeforeLog,
-    /// Unreplicated, durable: recovery restores the snapshot and skips the
-    /// log after it.
-    NoLogReplay,
-    /// Unreplicated, durable: the snapshot is taken before the client table
-    /// has the request's result, so a retransmission after a recovery runs
-    /// it again (the order this server had first).
-    SnapshotBeforeRecord,
+/// A bug that can be put back into a protocol: the protocol it is in (its
+/// registry name), its own name (what `--planted` takes; unique across the
+/// registry) and a line that says what it does. Two bugs are the same if
+/// their protocols and names are.
+#[derive(Clone, Copy)]
+pub struct Bug {
+    protocol: &'static str,
+    name: &'static str,
+    about: &'static str,
 }
 
 impl Bug {
-    pub const ALL: &[Bug] = &[
-        Bug::StatusOverflow,
-        Bug::QuorumTwoFPlusOne,
-        Bug::UncheckedStateChunks,
-        Bug::TimerResetByAnyExecution,
-        Bug::NoRelayOnNewView,
-        Bug::QuorumFPlusOne,
-        Bug::CommitWithoutPrepared,
-        Bug::NewViewIgnoresPrepared,
-        Bug::ReplyBeforeLog,
-        Bug::NoLogReplay,
-        Bug::SnapshotBeforeRecord,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Bug::StatusOverflow => "status-overflow",
-            Bug::QuorumTwoFPlusOne => "quorum-2f-plus-1",
-            Bug::UncheckedStateChunks => "unchecked-state-chunks",
-            Bug::TimerResetByAnyExecution => "timer-reset-by-any-execution",
-            Bug::NoRelayOnNewView => "no-relay-on-new-view",
-            Bug::QuorumFPlusOne => "quorum-f-plus-1",
-            Bug::CommitWithoutPrepared => "commit-without-prepared",
-            Bug::NewViewIgnoresPrepared => "new-view-ignores-prepared",
-            Bug::ReplyBeforeLog => "reply-before-log",
-            Bug::NoLogReplay => "no-log-replay",
-            Bug::SnapshotBeforeRecord => "snapshot-before-record",
+    /// The bug `name` of the protocol named `protocol`; `about` says in a
+    /// line what it does, for listings.
+    pub const fn new(protocol: &'static str, name: &'static str, about: &'static str) -> Bug {
+        Bug {
+            protocol,
+            name,
+            about,
         }
+    }
+
+    /// The registry name of the protocol the bug is in.
+    pub fn protocol(self) -> &'static str {
+        self.protocol
+    }
+
+    /// What `--planted` takes, e.g. `quorum-f-plus-1`.
+    pub fn name(self) -> &'static str {
+        self.name
+    }
+
+    /// What the bug does, in a line.
+    pub fn about(self) -> &'static str {
+        self.about
+    }
+}
+
+impl PartialEq for Bug {
+    fn eq(&self, other: &Bug) -> bool {
+        self.protocol == other.protocol && self.name == other.name
+    }
+}
+
+impl Eq for Bug {}
+
+impl Hash for Bug {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.protocol.hash(state);
+        self.name.hash(state);
+    }
+}
+
+impl fmt::Debug for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bug({}: {})", self.protocol, self.name)
     }
 }
 
 impl fmt::Display for Bug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.name)
     }
+}
+
+/// Every protocol's bugs, in the order of [`crate::registry::ALL`] and then
+/// of each protocol's [`crate::registry::Kit::planted`].
+pub fn all() -> impl Iterator<Item = Bug> {
+    crate::registry::ALL
+        .iter()
+        .flat_map(|protocol| protocol.kit().planted().iter().copied())
+}
+
+/// The bug named `name`, of whichever protocol has it.
+pub fn find(name: &str) -> Option<Bug> {
+    all().find(|bug| bug.name == name)
+}
+
+/// The names of every bug, comma-separated, for messages.
+pub fn names() -> String {
+    all().map(Bug::name).collect::<Vec<_>>().join(", ")
 }
 
 impl FromStr for Bug {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Bug, String> {
-        Bug::ALL
-            .iter()
-            .copied()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Bug::ALL.iter().map(|b| b.name()).collect();
-                format!("unknown planted bug {s:?}; known: {}", names.join(", "))
-            })
+        find(s).ok_or_else(|| format!("unknown planted bug {s:?}; known: {}", names()))
     }
 }
 
@@ -123,19 +143,20 @@ thread_local! {
     static PLANTED: std::cell::Cell<Option<Bug>> = const { std::cell::Cell::new(None) };
 }
 
-/// Whether `bug` is planted on this thread. Always false without the
-/// `planted-bugs` feature, so the checks compile away.
+/// Whether `bug` is planted on this thread.
+#[cfg(feature = "planted-bugs")]
 #[inline]
 pub fn is(bug: Bug) -> bool {
-    #[cfg(feature = "planted-bugs")]
-    {
-        PLANTED.with(|p| p.get() == Some(bug))
-    }
-    #[cfg(not(feature = "planted-bugs"))]
-    {
-        let _ = bug;
-        false
-    }
+    PLANTED.with(|p| p.get() == Some(bug))
+}
+
+/// Whether `bug` is planted on this thread: never, without the
+/// `planted-bugs` feature, so the checks compile away.
+#[cfg(not(feature = "planted-bugs"))]
+#[inline]
+pub const fn is(bug: Bug) -> bool {
+    let _ = bug;
+    false
 }
 
 /// Whether this build can plant bugs at all.
@@ -152,4 +173,75 @@ pub fn with<T>(bug: Option<Bug>, f: impl FnOnce() -> T) -> T {
     }
     let _reset = Reset(PLANTED.with(|p| p.replace(bug)));
     f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Each protocol's bugs name it, and bug names are unique across the
+    /// registry, so `--planted NAME` needs no protocol.
+    #[test]
+    fn bugs_belong_to_their_protocol_and_names_are_unique() {
+        let mut names = HashSet::new();
+        for protocol in crate::registry::ALL {
+            for bug in protocol.kit().planted() {
+                assert_eq!(bug.protocol(), protocol.name(), "{bug:?}");
+                assert!(names.insert(bug.name()), "{bug:?} twice");
+                assert!(!bug.about().is_empty(), "{bug:?}");
+            }
+        }
+        assert_eq!(names.len(), all().count());
+    }
+
+    #[test]
+    fn bugs_parse_by_name_and_unknown_ones_list_the_known() {
+        let bug: Bug = "quorum-f-plus-1".parse().unwrap();
+        assert_eq!(bug, crate::pbft::bugs::QUORUM_F_PLUS_1);
+        assert_eq!(bug.protocol(), "pbft");
+        assert_eq!(bug.to_string(), "quorum-f-plus-1");
+        let bug: Bug = "reply-before-log".parse().unwrap();
+        assert_eq!(bug, crate::unreplicated::bugs::REPLY_BEFORE_LOG);
+        let error = "quorum-f".parse::<Bug>().unwrap_err();
+        assert!(
+            error.contains("unknown planted bug \"quorum-f\""),
+            "{error}"
+        );
+        assert!(error.contains("quorum-f-plus-1"), "{error}");
+        assert!(error.contains("snapshot-before-record"), "{error}");
+    }
+
+    /// Equality is the protocol and the name, not the description.
+    #[test]
+    fn bugs_are_equal_by_protocol_and_name() {
+        let a = Bug::new("p", "x", "one");
+        assert_eq!(a, Bug::new("p", "x", "another"));
+        assert_ne!(a, Bug::new("q", "x", "one"));
+        assert_ne!(a, Bug::new("p", "y", "one"));
+    }
+
+    #[cfg(not(feature = "planted-bugs"))]
+    #[test]
+    fn without_the_feature_nothing_is_planted() {
+        const {
+            assert!(!is(crate::pbft::bugs::QUORUM_F_PLUS_1));
+            assert!(!AVAILABLE);
+        }
+    }
+
+    #[cfg(feature = "planted-bugs")]
+    #[test]
+    fn a_bug_is_planted_on_this_thread_only_and_for_f_only() {
+        let bug = crate::pbft::bugs::QUORUM_F_PLUS_1;
+        assert!(!is(bug));
+        with(Some(bug), || {
+            assert!(is(bug));
+            assert!(!is(crate::pbft::bugs::QUORUM_2F_PLUS_1));
+            std::thread::spawn(move || assert!(!is(bug)))
+                .join()
+                .unwrap();
+        });
+        assert!(!is(bug));
+    }
 }

@@ -8,7 +8,8 @@
 //! and its seeded run in the simulator. [`ALL`] lists them in the order of
 //! [`wire::registry::PROTOCOLS`] (a test keeps the two in step), so adding a
 //! protocol is its folder, its spec beside its messages, and one line in
-//! each list.
+//! each list. Its planted bugs ([`crate::planted`]) come with it, through
+//! [`Kit::planted`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,6 +21,7 @@ use wire::registry::{ProtocolSpec, Settings};
 use wire::{ReplicaId, SecretKey};
 
 use crate::app::App;
+use crate::planted::Bug;
 use crate::simulate::{ExecutionLog, Profile, Simulated};
 use runtime::sim::Simulator;
 
@@ -53,6 +55,12 @@ pub trait Kit: Sync {
     /// deterministic, the same work every time, with simulated keys (so the
     /// count is the protocol's and the framework's, not secp256k1's).
     fn fixed_system(&self, clients: u64, ops: u64) -> (Simulator, ExecutionLog);
+
+    /// The bugs it can have put back ([`crate::planted`]), each declared
+    /// as a constant in its module; none by default.
+    fn planted(&self) -> &'static [Bug] {
+        &[]
+    }
 
     /// The fixed parameters a replica runs with beyond its tunables, name and
     /// value, for the record of a run.
@@ -118,6 +126,11 @@ impl Protocol {
 
     pub fn kit(self) -> &'static dyn Kit {
         self.0
+    }
+
+    /// The bugs it can have planted ([`Kit::planted`]).
+    pub fn planted(self) -> &'static [Bug] {
+        self.0.planted()
     }
 
     /// Every value a replica runs with: its tunables as `settings` set them,

@@ -70,7 +70,7 @@ use wire::unreplicated::Message;
 
 use crate::app::{App, Position};
 use crate::common::{Admission, ClientTable, Retransmit};
-use crate::planted::{self, Bug};
+use crate::planted;
 
 /// The server's address: the only replica.
 pub const SERVER: Addr = Addr::Replica(ReplicaId(0));
@@ -282,10 +282,10 @@ impl Server {
             request_num,
             result: result.clone(),
         };
-        if planted::is(Bug::ReplyBeforeLog) {
+        if planted::is(bugs::REPLY_BEFORE_LOG) {
             ctx.send(client, Message::Reply(reply.clone()));
         }
-        if planted::is(Bug::SnapshotBeforeRecord) {
+        if planted::is(bugs::SNAPSHOT_BEFORE_RECORD) {
             self.log(client_id, request_num, &op, ctx);
         }
         let evicted = self.client_table.record(client_id, request_num, result);
@@ -295,10 +295,10 @@ impl Server {
         // After the table has the result (a snapshot taken here includes
         // it), before the reply: the persist holds the reply back until the
         // log has the request.
-        if !planted::is(Bug::SnapshotBeforeRecord) {
+        if !planted::is(bugs::SNAPSHOT_BEFORE_RECORD) {
             self.log(client_id, request_num, &op, ctx);
         }
-        if !planted::is(Bug::ReplyBeforeLog) {
+        if !planted::is(bugs::REPLY_BEFORE_LOG) {
             ctx.send(client, Message::Reply(reply));
         }
     }
@@ -340,7 +340,7 @@ impl State for Server {
         let from = self.executed;
         let log = stored
             .prefixed(LOG_PREFIX)
-            .filter(|_| !planted::is(Bug::NoLogReplay));
+            .filter(|_| !planted::is(bugs::NO_LOG_REPLAY));
         for (key, mut entry) in log {
             let slot = u64::from_be_bytes(key[LOG_PREFIX.len()..].try_into().expect("log key"));
             assert_eq!(
@@ -523,6 +523,42 @@ impl SharedState for Codec {
     }
 }
 
+/// The baseline's planted bugs (see [`crate::planted`]): durability bugs of
+/// its durable mode. [`ALL`](bugs::ALL) is what the registry lists
+/// ([`crate::registry::Kit::planted`]).
+pub mod bugs {
+    use crate::planted::Bug;
+
+    const UNREPLICATED: &str = wire::unreplicated::SPEC.name;
+
+    /// Durable: the reply leaves before the request is in the log (sent
+    /// ahead of the persist, so the barrier does not hold it).
+    pub const REPLY_BEFORE_LOG: Bug = Bug::new(
+        UNREPLICATED,
+        "reply-before-log",
+        "durable: the reply leaves before the log has the request",
+    );
+
+    /// Durable: recovery restores the snapshot and skips the log after it.
+    pub const NO_LOG_REPLAY: Bug = Bug::new(
+        UNREPLICATED,
+        "no-log-replay",
+        "durable: recovery restores the snapshot and skips the log",
+    );
+
+    /// Durable: the snapshot is taken before the client table has the
+    /// request's result, so a retransmission after a recovery runs it again
+    /// (the order this server had first).
+    pub const SNAPSHOT_BEFORE_RECORD: Bug = Bug::new(
+        UNREPLICATED,
+        "snapshot-before-record",
+        "durable: a snapshot taken before the client table has the result",
+    );
+
+    /// Every bug of the baseline.
+    pub const ALL: &[Bug] = &[REPLY_BEFORE_LOG, NO_LOG_REPLAY, SNAPSHOT_BEFORE_RECORD];
+}
+
 /// The baseline in the protocol registry ([`crate::registry`]).
 pub const PROTOCOL: crate::registry::Protocol = crate::registry::Protocol::new(&Kit);
 
@@ -584,5 +620,9 @@ impl crate::registry::Kit for Kit {
         ops: u64,
     ) -> (runtime::sim::Simulator, crate::simulate::ExecutionLog) {
         crate::simulate::unreplicated::fixed_system(clients, ops)
+    }
+
+    fn planted(&self) -> &'static [planted::Bug] {
+        bugs::ALL
     }
 }

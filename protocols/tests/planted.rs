@@ -23,8 +23,10 @@ use std::sync::Once;
 
 mod pbft_support;
 
+use protocols::pbft::bugs as pbft;
 use protocols::planted::{self, Bug};
 use protocols::simulate::{Profile, Protocol, simulate};
+use protocols::unreplicated::bugs as unreplicated;
 
 /// The first seed in `0..budget` of `protocol` that fails with `bug`
 /// planted.
@@ -57,22 +59,22 @@ fn caught_in(protocol: Protocol, bug: Bug, budget: u64) {
 
 #[test]
 fn status_overflow_is_caught() {
-    caught_within(Bug::StatusOverflow, 500);
+    caught_within(pbft::STATUS_OVERFLOW, 500);
 }
 
 #[test]
 fn quorum_of_2f_plus_1_for_any_n_is_caught() {
-    caught_within(Bug::QuorumTwoFPlusOne, 1_500);
+    caught_within(pbft::QUORUM_2F_PLUS_1, 1_500);
 }
 
 #[test]
 fn unchecked_state_chunks_are_caught() {
-    caught_within(Bug::UncheckedStateChunks, 2_000);
+    caught_within(pbft::UNCHECKED_STATE_CHUNKS, 2_000);
 }
 
 #[test]
 fn a_timer_reset_by_any_execution_is_caught() {
-    caught_within(Bug::TimerResetByAnyExecution, 3_000);
+    caught_within(pbft::TIMER_RESET_BY_ANY_EXECUTION, 3_000);
 }
 
 /// Backups that do not hand the requests they waited for to a new primary.
@@ -85,7 +87,7 @@ fn a_timer_reset_by_any_execution_is_caught() {
 fn no_relay_on_a_new_view_is_caught_by_its_scenario() {
     let (with, _) = pbft_support::hand_over_scenario();
     let (without, _) = planted::with(
-        Some(Bug::NoRelayOnNewView),
+        Some(pbft::NO_RELAY_ON_NEW_VIEW),
         pbft_support::hand_over_scenario,
     );
     println!("no-relay-on-new-view: {with} view changes with the hand-over, {without} without");
@@ -97,17 +99,17 @@ fn no_relay_on_a_new_view_is_caught_by_its_scenario() {
 
 #[test]
 fn quorum_of_f_plus_1_is_caught() {
-    caught_within(Bug::QuorumFPlusOne, 500);
+    caught_within(pbft::QUORUM_F_PLUS_1, 500);
 }
 
 #[test]
 fn commit_without_prepared_is_caught() {
-    caught_within(Bug::CommitWithoutPrepared, 2_500);
+    caught_within(pbft::COMMIT_WITHOUT_PREPARED, 2_500);
 }
 
 #[test]
 fn a_new_view_check_that_ignores_prepared_is_caught() {
-    caught_within(Bug::NewViewIgnoresPrepared, 6_000);
+    caught_within(pbft::NEW_VIEW_IGNORES_PREPARED, 6_000);
 }
 
 /// Without a bug planted, the same build passes the seeds it ran for the
@@ -128,21 +130,25 @@ fn nothing_planted_nothing_caught() {
 fn a_reply_before_the_log_has_its_request_is_caught() {
     caught_in(
         protocols::unreplicated::PROTOCOL,
-        Bug::ReplyBeforeLog,
+        unreplicated::REPLY_BEFORE_LOG,
         1_000,
     );
 }
 
 #[test]
 fn a_recovery_that_skips_the_log_is_caught() {
-    caught_in(protocols::unreplicated::PROTOCOL, Bug::NoLogReplay, 1_000);
+    caught_in(
+        protocols::unreplicated::PROTOCOL,
+        unreplicated::NO_LOG_REPLAY,
+        1_000,
+    );
 }
 
 #[test]
 fn a_snapshot_before_the_result_is_recorded_is_caught() {
     caught_in(
         protocols::unreplicated::PROTOCOL,
-        Bug::SnapshotBeforeRecord,
+        unreplicated::SNAPSHOT_BEFORE_RECORD,
         1_000,
     );
 }

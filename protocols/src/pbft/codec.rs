@@ -29,10 +29,11 @@ use wire::{
     VerifyingKey,
 };
 
+use super::bugs;
 use super::{
     BATCH_SIZE_MAX, CHECKPOINT_INTERVAL, CLIENT_KEYS_MAX, CLIENT_TABLE_MAX, LOG_MAX, REPLICAS_MAX,
 };
-use crate::planted::{self, Bug};
+use crate::planted;
 use wire::pbft as tunable;
 use wire::registry::Settings;
 
@@ -135,10 +136,10 @@ impl Config {
     /// view-changes of a new view need `quorum()`. A quorum stays within the
     /// n − f correct replicas, so the group is live.
     pub fn quorum(&self) -> usize {
-        if planted::is(Bug::QuorumFPlusOne) {
+        if planted::is(bugs::QUORUM_F_PLUS_1) {
             return self.f + 1;
         }
-        if planted::is(Bug::QuorumTwoFPlusOne) {
+        if planted::is(bugs::QUORUM_2F_PLUS_1) {
             return 2 * self.f + 1;
         }
         (self.n + self.f + 1).div_ceil(2)
@@ -1135,7 +1136,7 @@ pub fn check_new_view(config: &Config, nv: &NewView) -> Result<(), DropReason> {
         check_view_change(config, vc)?;
     }
     let primary = config.primary(nv.view);
-    if planted::is(Bug::NewViewIgnoresPrepared) {
+    if planted::is(bugs::NEW_VIEW_IGNORES_PREPARED) {
         // The planted bug: any pre-prepares the primary signed will do.
         for pp in &nv.pre_prepares {
             if pp.payload.view != nv.view {

@@ -89,6 +89,10 @@ impl crate::registry::Kit for Kit {
         simulate::pbft::fixed_system(clients, ops)
     }
 
+    fn planted(&self) -> &'static [crate::planted::Bug] {
+        super::bugs::ALL
+    }
+
     fn constants(&self) -> Vec<(&'static str, String)> {
         let ms = |d: Duration| format!("{} ms", d.as_millis());
         vec![

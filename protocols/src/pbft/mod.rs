@@ -160,6 +160,7 @@
 //! signatures each, which keeps the largest new-view in a datagram for up
 //! to [`REPLICAS_MAX`] replicas.
 
+pub mod bugs;
 mod client;
 mod client_table;
 mod codec;

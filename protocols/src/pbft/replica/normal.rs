@@ -9,6 +9,7 @@ use wire::pbft::{
 };
 use wire::{Digest, Signed};
 
+use super::super::bugs;
 use super::super::client_table::Admission;
 use super::super::codec::{Outbound, batch_digest};
 use super::super::{
@@ -18,7 +19,7 @@ use super::super::{
 use super::{Ctx, Replica, request_size};
 use crate::app::{Position, Unexecuted};
 use crate::common::{Refused, VoteSet};
-use crate::planted::{self, Bug};
+use crate::planted;
 
 /// Positions per sequence number in session numbers: a session opened by
 /// the registration at position `i` of the batch at `seq` is numbered
@@ -354,7 +355,7 @@ impl Replica {
                     digest,
                     replica: id,
                 }));
-                if planted::is(Bug::CommitWithoutPrepared) && !slot.sent_commit {
+                if planted::is(bugs::COMMIT_WITHOUT_PREPARED) && !slot.sent_commit {
                     slot.sent_commit = true;
                     ctx.send_to_replicas(Outbound::Commit(Commit {
                         view,

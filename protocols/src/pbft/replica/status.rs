@@ -16,10 +16,11 @@ use wire::pbft::{
     Status,
 };
 
+use super::super::bugs;
 use super::super::codec::Outbound;
 use super::super::{LOG_MAX, STATUS_HEARTBEAT};
 use super::{Ctx, Recovery, Replica, ReplicaTimer};
-use crate::planted::{self, Bug};
+use crate::planted;
 
 /// Weight of the newest sample in the smoothed execution rate.
 const RATE_GAIN: f64 = 0.125;
@@ -209,7 +210,7 @@ impl Replica {
         if status.view != self.view || status.changing || self.changing {
             return;
         }
-        let (high, first_vote): (Seq, Seq) = if planted::is(Bug::StatusOverflow) {
+        let (high, first_vote): (Seq, Seq) = if planted::is(bugs::STATUS_OVERFLOW) {
             (status.executed + LOG_MAX, status.stable + 1)
         } else {
             (

@@ -23,11 +23,12 @@ use wire::merkle::{self, StateTree, chunk_count};
 use wire::pbft::{FetchState, Message, Seq, StableCheckpoint, StateChunk};
 use wire::{Digest, ReplicaId};
 
+use super::super::bugs;
 use super::super::codec::Outbound;
 use super::super::{STATE_CHUNK_MAX, STATE_SIZE_MAX, TRANSFER_RETRY, TRANSFER_WINDOW};
 use super::checkpoint::decode_state;
 use super::{Ctx, Replica, ReplicaTimer, Snapshot};
-use crate::planted::{self, Bug};
+use crate::planted;
 
 /// A state transfer in progress: fetching the state of checkpoint `seq`.
 #[derive(Debug)]
@@ -147,7 +148,7 @@ impl Replica {
     }
 
     pub(super) fn on_state_chunk(&mut self, chunk: StateChunk, ctx: &mut Ctx<'_, '_>) {
-        let unchecked = planted::is(Bug::UncheckedStateChunks);
+        let unchecked = planted::is(bugs::UNCHECKED_STATE_CHUNKS);
         let Some(t) = &mut self.transfer else {
             ctx.drop_message("state-chunk: no transfer in progress");
             return;

@@ -45,13 +45,14 @@ use wire::Signed;
 use wire::control::VIEW_CHANGES_COUNTER;
 use wire::pbft::{AuthRequest, Message, NewView, PrePrepare, PreparedCert, View, ViewChange};
 
+use super::super::bugs;
 use super::super::codec::{Outbound, compute_new_view};
 use super::super::{
     BATCH_BYTES_MAX, QUEUE_DRAIN_FACTOR, REQUEST_TIMEOUT_MAX, VIEW_CHANGE_TIMEOUT_MAX,
     request_overhead,
 };
 use super::{Ctx, Replica, ReplicaTimer};
-use crate::planted::{self, Bug};
+use crate::planted;
 
 impl Replica {
     /// When the request timer fires: see the module docs. `None` while
@@ -63,7 +64,7 @@ impl Replica {
         }
         let oldest = self.waiting.oldest()?;
         let stall = self.progress_at + self.view_change_timeout;
-        if planted::is(Bug::TimerResetByAnyExecution) {
+        if planted::is(bugs::TIMER_RESET_BY_ANY_EXECUTION) {
             return Some(stall);
         }
         Some(stall.min(oldest + self.queue_timeout()))
@@ -366,7 +367,7 @@ impl Replica {
     /// as batches allow, and times them afresh.
     fn hand_over_waiting(&mut self, ctx: &mut Ctx<'_, '_>) {
         let now = ctx.now();
-        if planted::is(Bug::NoRelayOnNewView) {
+        if planted::is(bugs::NO_RELAY_ON_NEW_VIEW) {
             self.waiting.restart_clock(now);
             return;
         }
