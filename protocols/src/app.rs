@@ -3,11 +3,49 @@
 //! Protocols order opaque operations; an [`App`] gives them meaning. Execution
 //! must be deterministic: replicas that execute the same operations in the same
 //! order produce the same results.
+//!
+//! Some protocols also need to know, before ordering, which operations only
+//! read: a [`ReadOnly`] classifier tells them ([`read_only`] gives the one
+//! of an [`AppConfig`]).
 
 use std::collections::HashMap;
 
 use wire::ClientId;
+use wire::control::AppConfig;
 use wire::kv::{Op, OpResult};
+
+/// Whether an operation only reads the application's state: executing it
+/// changes nothing, so the protocol may serve it on a read path instead of
+/// ordering it as an update. Chain replication sends queries to the tail
+/// and updates to the head; read-only optimisations (PBFT's, VR's) execute
+/// reads without running the agreement protocol for them.
+///
+/// A classifier sees the client's bytes, before any replica checks them: it
+/// must never panic, and must answer `false` for anything it does not
+/// recognise (malformed bytes included), since treating an update as a read
+/// would lose it while treating a read as an update only costs time. What
+/// it answers `true` for, [`App::execute`] must not change the state for.
+pub type ReadOnly = fn(&[u8]) -> bool;
+
+/// [`KvApp`]'s classifier: a well-formed [`Op::Get`] only reads; puts,
+/// deletes and bytes that do not decode as an [`Op`] are updates.
+pub fn kv_read_only(op: &[u8]) -> bool {
+    matches!(wire::decode::<Op>(op), Ok(Op::Get { .. }))
+}
+
+/// [`NullApp`]'s classifier: nothing is read-only, so protocols order every
+/// null operation (the null app measures the protocol's ordering path).
+pub fn never_read_only(_op: &[u8]) -> bool {
+    false
+}
+
+/// The classifier of the application `app` names.
+pub fn read_only(app: AppConfig) -> ReadOnly {
+    match app {
+        AppConfig::Null => never_read_only,
+        AppConfig::Kv => kv_read_only,
+    }
+}
 
 /// Where an operation was ordered: the protocol's commit position (PBFT's
 /// sequence number; the baseline's count of executions) and whose request it
@@ -214,6 +252,65 @@ mod tests {
         assert!(app.execute(&null_op(3, 600)).is_empty(), "too short to ask");
         assert!(app.execute(&[]).is_empty());
         assert_eq!(app.execute(&[0xff; 8]).len(), REPLY_SIZE_MAX);
+    }
+
+    fn encode(op: &Op) -> Vec<u8> {
+        wire::codec::encode_to_vec(op).unwrap()
+    }
+
+    /// A well-formed get only reads; everything else, malformed bytes
+    /// included, is an update, and no bytes make the classifier panic.
+    #[test]
+    fn kv_gets_alone_are_read_only() {
+        assert!(kv_read_only(&encode(&Op::Get { key: key("a") })));
+        assert!(kv_read_only(&encode(&Op::Get { key: Vec::new() })));
+        assert!(!kv_read_only(&encode(&Op::Put {
+            key: key("a"),
+            value: key("1"),
+        })));
+        assert!(!kv_read_only(&encode(&Op::Delete { key: key("a") })));
+        let get = encode(&Op::Get { key: key("abc") });
+        let mut trailing = get.clone();
+        trailing.push(0);
+        assert!(!kv_read_only(&trailing), "trailing bytes");
+        for len in 0..get.len() {
+            assert!(!kv_read_only(&get[..len]), "truncated to {len}");
+        }
+        for bytes in [&[][..], &[9], &[0, 200, 1], &[255; 40], &[0; 8]] {
+            assert!(!kv_read_only(bytes), "{bytes:?}");
+        }
+        let huge = vec![0; wire::MESSAGE_SIZE_MAX + 1];
+        assert!(!kv_read_only(&huge));
+    }
+
+    #[test]
+    fn null_operations_are_never_read_only() {
+        for op in [null_op(16, 0), null_op(16, 600), Vec::new(), vec![0xff; 8]] {
+            assert!(!never_read_only(&op));
+        }
+    }
+
+    /// Each app configuration gets its app's classifier, and what a
+    /// classifier calls read-only leaves that app's state as it was.
+    #[test]
+    fn read_only_follows_the_app_and_reads_change_nothing() {
+        assert!(!read_only(AppConfig::Null)(&null_op(16, 0)));
+        let classify = read_only(AppConfig::Kv);
+        let get = encode(&Op::Get { key: key("a") });
+        let put = encode(&Op::Put {
+            key: key("a"),
+            value: key("1"),
+        });
+        assert!(classify(&get));
+        assert!(!classify(&put));
+        let mut app = KvApp::default();
+        for op in [&put, &get, &put, &get] {
+            let before = app.snapshot();
+            app.execute(op);
+            if classify(op) {
+                assert_eq!(app.snapshot(), before);
+            }
+        }
     }
 
     fn run(app: &mut KvApp, op: Op) -> OpResult {

@@ -1,6 +1,7 @@
 //! Protocols as sans-IO state machines, and the applications they replicate.
 //!
-//! - [`app`]: the [`app::App`] trait and the null and key-value applications.
+//! - [`app`]: the [`app::App`] trait and the null and key-value applications,
+//!   with which of their operations only read ([`app::ReadOnly`]).
 //! - [`common`]: building blocks protocols share: the client table
 //!   (at-most-once execution, cached replies, bounded with
 //!   least-recently-executed eviction, snapshots), the clients'
