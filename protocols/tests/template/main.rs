@@ -64,14 +64,14 @@ fn seeded_runs_pass_without_faults() {
 
 #[test]
 fn seeded_runs_pass_under_network_faults() {
-    seeds_pass(Profile::Network, 300);
+    seeds_pass(Profile::Network, 1000);
 }
 
 /// Client crashes (and pauses, over a lossy network): the only crashes the
 /// template's group allows.
 #[test]
 fn seeded_runs_pass_with_client_crashes() {
-    seeds_pass(Profile::Crash, 300);
+    seeds_pass(Profile::Crash, 500);
 }
 
 /// Everything at once: with f = 0 that adds strangers sending noise, never
