@@ -104,6 +104,16 @@ pub trait App: Send {
     /// from a correct replica (a protocol checks them against a digest that a
     /// quorum vouched for before restoring), so malformed bytes are a bug.
     fn restore(&mut self, snapshot: &[u8]);
+
+    /// Answers an operation that only reads (one the protocol's
+    /// [`ReadOnly`] classifier says so of) from the state as it stands,
+    /// outside the order: it changes nothing, so it holds no slot, and a
+    /// wrapper that logs executions (the simulator's) does not log it. The
+    /// default executes it, which for a read-only operation changes
+    /// nothing.
+    fn query(&mut self, op: &[u8]) -> Vec<u8> {
+        self.execute(op)
+    }
 }
 
 /// Does nothing and returns an empty result (or zeros of the size the

@@ -409,4 +409,8 @@ impl App for RecordingApp {
     fn restore(&mut self, snapshot: &[u8]) {
         self.inner.restore(snapshot);
     }
+
+    fn query(&mut self, op: &[u8]) -> Vec<u8> {
+        self.inner.query(op)
+    }
 }
