@@ -425,6 +425,24 @@ pub enum TransportKind {
 }
 
 impl NodeConfig {
+    /// What this node is, for messages: its role ("replica 0", "clients
+    /// 0..100"), or for a service node the service and its id ("master
+    /// (node 2)").
+    pub fn node_name(&self) -> String {
+        self.node_name_in(crate::registry::find(&self.protocol))
+    }
+
+    /// [`NodeConfig::node_name`] for a node of the protocol `spec` describes.
+    pub(crate) fn node_name_in(&self, spec: Option<&ProtocolSpec>) -> String {
+        let service = match (&self.role, spec) {
+            (Role::Replica { id }, Some(spec)) => spec
+                .service_at(self.replicas.len(), usize::from(*id))
+                .map(|service| format!("{service} (node {id})")),
+            _ => None,
+        };
+        service.unwrap_or_else(|| self.role.to_string())
+    }
+
     /// Checks everything about the configuration a node can check before
     /// it builds the protocol: node addresses and keys line up, the role's
     /// numbers are in range, the thread map can run, the workload fits in a

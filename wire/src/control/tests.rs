@@ -353,6 +353,14 @@ fn services_are_listed_after_the_replicas() {
         chain(&config).unwrap_err(),
         ConfigError::PublicKeys { keys: 0, nodes: 3 }
     );
+    // Errors name the master as such.
+    assert_eq!(
+        chain_config(2).node_name_in(Some(&CHAIN)),
+        "master (node 2)"
+    );
+    assert_eq!(chain_config(1).node_name_in(Some(&CHAIN)), "replica 1");
+    assert_eq!(chain_config(2).node_name(), "replica 2");
+    assert_eq!(clients.node_name_in(Some(&CHAIN)), "clients 0..100");
     // The spec is what decides: the registry knows no chain.
     let err = chain_config(0).validate().unwrap_err().to_string();
     assert!(err.starts_with("unknown protocol \"chain\""), "{err}");
