@@ -1,6 +1,9 @@
 //! `node serve`: one replica or one set of benchmark clients, configured and
 //! reporting over a TCP control connection (the protocol is in
-//! [`wire::control`]).
+//! [`wire::control`]). A service a protocol runs beside its replicas (chain
+//! replication's master) is a replica role with an id past the replicas'
+//! ([`wire::registry::ProtocolSpec::services`]): it starts like one, as
+//! [`Start::Replica`], and the protocol's kit decides what runs there.
 //!
 //! The node first reads its control secret, one line of hex, from its
 //! standard input (the runner that starts it writes a fresh one there; it is
@@ -20,7 +23,7 @@
 //! Handshakes still in progress then run to their deadline and are refused
 //! (and counted) too. Waiting for the runner ends after [`ACCEPT_TIMEOUT`].
 //!
-//! A replica keeps what its protocol persists in `replica-<id>.state` in the
+//! A replica (or service) keeps what its protocol persists in `replica-<id>.state` in the
 //! node's run directory (`--dir`; by default a directory of its own under
 //! the system's temporary directory, removed at exit), fsynced or not and
 //! replayed or removed at start as [`NodeConfig::durable`] says.
@@ -321,7 +324,7 @@ fn serve(conn: &mut Connection, refused: &Refused, dir: Option<&Path>) -> anyhow
         .spec()
         .settings(&config.settings)
         .map_err(|problems| anyhow!(problems.join("; ")))?;
-    let node = config.role.to_string();
+    let node = config.node_name();
     let start = Instant::now();
     let running = start_node(protocol, &settings, &config, &dir)
         .with_context(|| format!("starting {node}"))?;

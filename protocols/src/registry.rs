@@ -4,8 +4,8 @@
 //!
 //! A protocol is a value of a type implementing [`Kit`]: its entry in the
 //! wire registry ([`wire::registry::ProtocolSpec`]: name, replica rule,
-//! tunables), how to start its replica and its clients on the real runtime,
-//! and its seeded run in the simulator. [`ALL`] lists them in the order of
+//! services, tunables), how to start its replicas (and services) and its
+//! clients on the real runtime, and its seeded run in the simulator. [`ALL`] lists them in the order of
 //! [`wire::registry::PROTOCOLS`] (a test keeps the two in step), so adding a
 //! protocol is its folder, its spec beside its messages, and one line in
 //! each list. Its planted bugs ([`crate::planted`]) come with it, through
@@ -38,6 +38,15 @@ pub trait Kit: Sync {
 
     /// Starts one node of the group `config` describes on the real runtime
     /// (`config` has been validated against [`Kit::spec`]).
+    ///
+    /// The group is the replicas and then the protocol's services
+    /// ([`ProtocolSpec::services`]: chain replication's master), and
+    /// `config.replicas` lists every node's address in that order. A service
+    /// node comes here as a [`Start::Replica`] with its node id (`n + j` for
+    /// service `j` of `n` replicas; [`ProtocolSpec::service_at`] says which
+    /// service an id is), and the protocol decides what runs there. Its
+    /// address is in the setup's list like a replica's, so on the real
+    /// runtime `Dest::Replicas` reaches the services too.
     fn start(
         &self,
         config: &NodeConfig,
@@ -71,6 +80,7 @@ pub trait Kit: Sync {
 
 /// What one node of a run is, with what it needs from the node program.
 pub enum Start {
+    /// A replica, or a service node (an id past the replicas').
     Replica {
         id: ReplicaId,
         /// Its secret key, for protocols that sign.

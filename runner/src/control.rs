@@ -279,7 +279,7 @@ impl Control {
     /// Starts the node with `config` and waits (at most [`START_TIMEOUT`]) for
     /// it to say it runs. From here on, errors name the node's role.
     pub fn run(&mut self, config: &NodeConfig) -> anyhow::Result<Started> {
-        self.node.set_role(config.role.to_string());
+        self.node.set_role(config.node_name());
         self.send(Command::Run(Box::new(config.clone())))?;
         match self.next_event(START_TIMEOUT)? {
             Some(Event::Started(started)) => Ok(started),

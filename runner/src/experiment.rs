@@ -112,6 +112,59 @@ pub fn replica_count(protocol: &str, f: u32) -> anyhow::Result<u32> {
     Ok(spec.replicas(f))
 }
 
+/// Nodes `protocol` runs for `f` faults besides its clients, each on a host
+/// of its own: its replicas, then its services (chain replication's
+/// master; see [`ProtocolSpec::services`]). What hosts, ports, keys and
+/// cores are counted in; [`replica_count`] is what results report.
+pub fn node_count(protocol: &str, f: u32) -> anyhow::Result<u32> {
+    let spec = wire::registry::lookup(protocol).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(spec.nodes(f))
+}
+
+/// A protocol with a master, as chain replication is, for tests of what a
+/// group with services needs (no registered protocol runs one yet). Its
+/// own bound lets it ask for more replicas than a point has ports for.
+#[cfg(test)]
+pub(crate) static TEST_CHAIN: ProtocolSpec = ProtocolSpec {
+    name: "chain",
+    about: "a test's chain",
+    replication: Replication::Chain,
+    replicas_max: 40,
+    services: &["master"],
+    signs: false,
+    batches: false,
+    counters: &[],
+    tunables: &[],
+};
+
+/// What is wrong with running `spec` for `f` faults, one line each: a
+/// replicated protocol at `f = 0`, more replicas than it runs, more nodes
+/// than a point has ports for.
+fn group_problems(spec: &ProtocolSpec, f: u32) -> Vec<String> {
+    let protocol = spec.name;
+    let mut problems = Vec::new();
+    if spec.is_replicated() && f == 0 {
+        problems.push(format!(
+            "--f 0: {protocol} is replicated, to tolerate f >= 1 faults"
+        ));
+    }
+    let (n, most) = (spec.replicas(f), spec.replicas_max as u32);
+    let (nodes, ports) = (spec.nodes(f), u32::from(crate::run::PORT_SET_SIZE));
+    if n > most.min(ports) {
+        problems.push(format!(
+            "--f {f}: {protocol} would run {n} replicas; it runs at most {}",
+            most.min(ports)
+        ));
+    } else if nodes > ports {
+        problems.push(format!(
+            "--f {f}: {protocol} would run {n} replicas and {}, {nodes} nodes; \
+             a point has ports for at most {ports}",
+            spec.services_phrase()
+        ));
+    }
+    problems
+}
+
 /// How load is offered at each point of a sweep.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Sweep {
@@ -337,24 +390,11 @@ impl Experiment {
         };
         check(!self.protocols.is_empty(), "no protocol to run".into());
         for protocol in &self.protocols {
-            match replica_count(protocol, self.f) {
+            match wire::registry::lookup(protocol) {
                 Err(error) => check(false, format!("--protocol {protocol}: {error}")),
-                Ok(n) => {
-                    let spec = protocol_spec(protocol).expect("a known protocol");
-                    let replicated = spec.is_replicated();
-                    check(
-                        !replicated || self.f > 0,
-                        format!("--f 0: {protocol} is replicated, to tolerate f >= 1 faults"),
-                    );
-                    let most = (spec.replicas_max as u32).min(u32::from(crate::run::PORT_SET_SIZE));
-                    check(
-                        n <= most,
-                        format!(
-                            "--f {}: {protocol} would run {n} replicas; it runs at most {most}",
-                            self.f
-                        ),
-                    );
-                }
+                Ok(spec) => group_problems(spec, self.f)
+                    .into_iter()
+                    .for_each(|problem| check(false, problem)),
             }
         }
         check(self.f <= F_MAX, format!("--f {}: at most {F_MAX}", self.f));
@@ -995,5 +1035,42 @@ mod tests {
         assert_eq!(replica_count("pbft", 1).unwrap(), 4);
         assert_eq!(replica_count("pbft", 2).unwrap(), 7);
         assert!(replica_count("nope", 1).is_err());
+        // No registered protocol runs services yet: every node is a replica.
+        for spec in PROTOCOLS {
+            for f in 0..4 {
+                assert_eq!(
+                    node_count(spec.name, f).unwrap(),
+                    replica_count(spec.name, f).unwrap()
+                );
+            }
+        }
+        assert!(node_count("nope", 1).is_err());
+    }
+
+    #[test]
+    fn a_group_with_a_master_needs_ports_for_it_too() {
+        assert!(group_problems(&TEST_CHAIN, 1).is_empty());
+        assert_eq!(
+            group_problems(&TEST_CHAIN, 0),
+            ["--f 0: chain is replicated, to tolerate f >= 1 faults"]
+        );
+        // 31 replicas and the master use every port of a point's set.
+        assert!(group_problems(&TEST_CHAIN, 30).is_empty());
+        assert_eq!(
+            group_problems(&TEST_CHAIN, 31),
+            [
+                "--f 31: chain would run 32 replicas and a master, 33 nodes; \
+              a point has ports for at most 32"
+            ]
+        );
+        assert_eq!(
+            group_problems(&TEST_CHAIN, 32),
+            ["--f 32: chain would run 33 replicas; it runs at most 32"]
+        );
+        let pbft = protocol_spec("pbft").unwrap();
+        assert_eq!(
+            group_problems(pbft, 4),
+            ["--f 4: pbft would run 13 replicas; it runs at most 10"]
+        );
     }
 }

@@ -26,7 +26,7 @@
 //! | `offered_ops` | open loop: the offered rate, operations per second; empty in closed loop |
 //! | `measured_ops`, `measured_ms` | operations in the measured window, and its length |
 //! | `ratio_to_baseline` | `throughput_ops` over the mean throughput of the `unreplicated` trials at the same `clients` and `offered_ops`; empty without such trials. Per trial, so `unreplicated`'s own rows scatter around 1.0 by trial-to-trial noise; they average to exactly 1.0 |
-//! | `replica_cpu_ms`, `client_cpu_ms` | CPU time (user + system) of all replica processes, of all client processes, from start to stop |
+//! | `replica_cpu_ms`, `client_cpu_ms` | CPU time (user + system) of all replica processes (with the services a protocol runs beside its replicas, such as chain replication's master), of all client processes, from start to stop |
 //! | `cpu_us_per_op` | (`replica_cpu_ms` + `client_cpu_ms`) × 1000 / `run_ops`: µs of CPU, replicas and clients together, per operation |
 //! | `replica_cpu_us_per_op` | `replica_cpu_ms` × 1000 / `run_ops`: the replicas' share, summed over all replicas. The figure to compare across machines: client cost depends on how the load is generated, replica cost on the protocol |
 //! | `run_ops` | operations completed over the whole run, warm-up and cool-down included: the sum of the per-interval counts, or `measured_ops` if that is larger (no intervals recorded) |
@@ -35,7 +35,7 @@
 //! | `view_changes` | view changes the replicas started, summed over replicas ([`wire::control::VIEW_CHANGES_COUNTER`]): a correct leader under load should cause none |
 //! | `kernel_drops` | datagrams the kernel dropped at full socket receive buffers, every node together ([`wire::control::KERNEL_DROPS_COUNTER`]) |
 //! | `open_loop_no_free_client` | open loop: scheduled arrivals never sent because every client was busy and the backlog full, or still queued at the stop, over the whole run ([`wire::control::OPEN_LOOP_NO_FREE_CLIENT_COUNTER`]); empty in closed loop |
-//! | `replicas` | replicas the protocol ran (`f` from the recorded experiment); empty if the experiment does not read back |
+//! | `replicas` | replicas the protocol ran (`f` from the recorded experiment), not counting its services (a master); empty if the experiment does not read back |
 //! | `replica_transport`, `client_transport` | the UDP transport the replicas, and the clients node, reported using (`io_uring`, `epoll`; `io_uring+epoll` if the replicas differed); empty in results recorded before nodes reported it |
 //! | `trials` | trials of this row's load (protocol, `clients`, `offered_ops`) in the run |
 //! | `throughput_ops_mean`, `_min`, `_max`, `_stdev` | over the trials of this row's load: mean, lowest, highest, sample standard deviation (n − 1; empty with one trial). The same on every row of the load: one row per load (`trial` = 1) is the summary table |
@@ -76,7 +76,9 @@ use wire::control::{
     VIEW_CHANGES_COUNTER, Workload,
 };
 
-use crate::experiment::{BASELINE, Experiment, FSYNC, Sweep, replica_count};
+use crate::experiment::{
+    BASELINE, Experiment, FSYNC, ProtocolSpec, Sweep, protocol_spec, replica_count,
+};
 
 /// One measured point: one protocol at one load, one trial.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,13 +106,15 @@ pub struct PointResult {
     pub measured_ms: u64,
     /// The clients' per-interval progress over the whole run.
     pub intervals: Vec<IntervalReport>,
-    /// CPU time of all replica processes and of all client processes.
+    /// CPU time of all replica processes (the protocol's services with
+    /// them) and of all client processes.
     pub replica_cpu_ms: u64,
     pub client_cpu_ms: u64,
     /// Every node's counters, summed by name.
     pub counters: BTreeMap<String, u64>,
     /// The transport each replica reported in its `Started` event, by
-    /// replica id (empty in results recorded before nodes reported it).
+    /// node id, services after the replicas (empty in results recorded
+    /// before nodes reported it).
     #[serde(default)]
     pub replica_transports: Vec<TransportKind>,
     /// The transport the clients node reported.
@@ -132,8 +136,8 @@ impl PointResult {
         per_op_us(self.replica_cpu_ms + self.client_cpu_ms, self.run_ops())
     }
 
-    /// Replica CPU (all replicas together) per operation, µs; `None` if no
-    /// operation completed.
+    /// Replica CPU (all replicas together, and the protocol's services) per
+    /// operation, µs; `None` if no operation completed.
     pub fn replica_cpu_us_per_op(&self) -> Option<f64> {
         per_op_us(self.replica_cpu_ms, self.run_ops())
     }
@@ -269,7 +273,9 @@ impl Load {
 /// it does not read back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Setup {
-    /// `f = 1: unreplicated 1 replica, pbft 4 replicas`.
+    /// `f = 1: unreplicated 1 replica, pbft 4 replicas`, with the services
+    /// a protocol runs beside its replicas (`chain 2 replicas and a
+    /// master`).
     pub replicas: Option<String>,
     /// `null app, 16-byte operations` or `kv app: 10,000 keys, 128-byte
     /// values, 90% gets, zipf 0.99`.
@@ -292,6 +298,17 @@ pub struct Setup {
     pub durability: Option<String>,
 }
 
+/// A protocol's group for `f` faults, as the setup names it: `pbft 4
+/// replicas`, `unreplicated 1 replica`, `chain 2 replicas and a master`.
+fn group_label(spec: &ProtocolSpec, f: u32) -> String {
+    let (protocol, n) = (spec.name, spec.replicas(f));
+    let replicas = if n == 1 { "replica" } else { "replicas" };
+    match spec.services_phrase() {
+        services if services.is_empty() => format!("{protocol} {n} {replicas}"),
+        services => format!("{protocol} {n} {replicas} and {services}"),
+    }
+}
+
 /// The run's [`Setup`], from its recorded experiment and its points.
 pub fn setup(results: &RunResults) -> Setup {
     let experiment = results.recorded_experiment();
@@ -307,10 +324,9 @@ pub fn setup(results: &RunResults) -> Setup {
     let replicas = experiment.as_ref().map(|experiment| {
         let counts: Vec<String> = protocols
             .iter()
-            .map(|protocol| match replica_count(protocol, experiment.f) {
-                Ok(1) => format!("{protocol} 1 replica"),
-                Ok(n) => format!("{protocol} {n} replicas"),
-                Err(_) => format!("{protocol} ? replicas"),
+            .map(|protocol| match protocol_spec(protocol) {
+                Some(spec) => group_label(spec, experiment.f),
+                None => format!("{protocol} ? replicas"),
             })
             .collect();
         format!("f = {}: {}", experiment.f, counts.join(", "))
@@ -1595,6 +1611,19 @@ pub(crate) mod tests {
         let csv = fs::read_to_string(&written.csv).unwrap();
         assert!(csv.lines().next().unwrap().ends_with("mean_batch_max"));
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_setup_names_each_group_with_its_services() {
+        let pbft = protocol_spec("pbft").unwrap();
+        assert_eq!(group_label(pbft, 2), "pbft 7 replicas");
+        assert_eq!(
+            group_label(protocol_spec("unreplicated").unwrap(), 1),
+            "unreplicated 1 replica"
+        );
+        let chain = &crate::experiment::TEST_CHAIN;
+        assert_eq!(group_label(chain, 1), "chain 2 replicas and a master");
+        assert_eq!(group_label(chain, 0), "chain 1 replica and a master");
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! other, showing progress in the terminal, and returns what it measured.
 //!
 //! For each point ([`RunningPoint`]): start every replica (`node serve` on its
-//! host, configured over TCP), then one clients node on the next host; read
-//! the clients' interval reports for the point's duration, showing live
-//! throughput; stop the clients, then the replicas, and collect their totals.
-//! Any node that fails to start, reports an error, crashes or falls silent
-//! stops the whole run: every node started is stopped (dropping a
+//! host, configured over TCP) and every service the protocol runs beside
+//! them (chain replication's master, a node like a replica with the next
+//! id), then one clients node on the next host; read the clients' interval
+//! reports for the point's duration, showing live throughput; stop the
+//! clients, then the replicas (and services), and collect their totals. Any
+//! node that fails to start, reports an error, crashes or falls silent stops
+//! the whole run: every node started is stopped (dropping a
 //! `NodeProcess` kills it), the provider cleans up, and the error names the
 //! host with the node's last stderr lines.
 //!
@@ -32,28 +34,29 @@ use wire::control::{
 use wire::{SecretKey, Signer};
 
 use crate::control::{Control, EXIT_TIMEOUT, NodeProcess};
-use crate::experiment::{Experiment, Point, protocol_spec, replica_count};
+use crate::experiment::{Experiment, Point, node_count, protocol_spec, replica_count};
 use crate::hosts::{Host, Launcher, Provider};
 use crate::provenance::Provenance;
 use crate::results::{PointResult, RunResults, thousands};
 
 /// UDP ports of replicas on hosts with an address of their own
-/// (namespaces, remote machines) start here: replica `i` of the point with
-/// index `p` listens on `REPLICA_PORT_BASE + (p % PORT_SETS) * PORT_SET_SIZE
-/// + i`.
+/// (namespaces, remote machines) start here: node `i` of the point with
+/// index `p` (a replica, or past them a service) listens on
+/// `REPLICA_PORT_BASE + (p % PORT_SETS) * PORT_SET_SIZE + i`.
 ///
 /// Consecutive points use different ports: a node's socket can stay bound
 /// for tens of milliseconds after the node exits (io_uring releases it
 /// asynchronously), and the next point's replica would fail to bind it.
 pub const REPLICA_PORT_BASE: u16 = 7000;
 
-/// Ports per point (more than any protocol's replica count).
+/// Ports per point (more than any protocol's node count, replicas and
+/// services together).
 pub const PORT_SET_SIZE: u16 = 32;
 
 /// How many points go by before a port is used again.
 pub const PORT_SETS: u16 = 16;
 
-/// Where replica `i` of the point with index `point` listens on a host with
+/// Where node `i` of the point with index `point` listens on a host with
 /// an address of its own (see [`REPLICA_PORT_BASE`]).
 pub fn replica_port(point: usize, i: usize) -> u16 {
     let set = (point % usize::from(PORT_SETS)) as u16;
@@ -97,15 +100,16 @@ pub fn run_experiment_at(
 ) -> anyhow::Result<RunResults> {
     experiment.validate()?;
     let recorded = serde_json::to_value(experiment).context("recording the experiment")?;
-    let replicas_max = experiment
+    // Hosts for the largest group (replicas and services) and its clients.
+    let nodes_max = experiment
         .protocols
         .iter()
-        .map(|p| replica_count(p, experiment.f))
+        .map(|p| node_count(p, experiment.f))
         .collect::<anyhow::Result<Vec<_>>>()?
         .into_iter()
         .max()
         .unwrap_or(1);
-    let hosts = provider.hosts(replicas_max as usize + 1, node_binary)?;
+    let hosts = provider.hosts(nodes_max as usize + 1, node_binary)?;
     let described = provider.describe();
     let mut provenance = Provenance::of_this_machine(crate::cargo::workspace_root());
     let ticks = provenance.start();
@@ -176,10 +180,11 @@ pub fn warnings(experiment: &Experiment, hosts: &[Host], provenance: &Provenance
         let busiest = experiment
             .protocols
             .iter()
-            .filter_map(|p| replica_count(p, experiment.f).ok())
+            .filter_map(|p| node_count(p, experiment.f).ok())
             .max()
             .unwrap_or(1) as usize;
-        // Only nodes on this machine compete for its cores.
+        // Only nodes on this machine compete for its cores. Services run the
+        // replicas' thread map.
         let replicas_here = busiest.min(here);
         let clients_here = usize::from(here > busiest);
         let threads =
@@ -251,16 +256,17 @@ pub fn run_point(
 pub struct RunningPoint {
     // Declared first, so dropped first.
     clients: Node,
-    /// By replica id.
+    /// By node id: the replicas, then the protocol's services.
     replicas: Vec<Node>,
 }
 
 impl RunningPoint {
-    /// Starts `point` of `experiment`: replica `i` on `hosts[i]`, the clients
-    /// node on the host after the last replica. `index` is the point's place
-    /// in its run: on hosts with an address of their own it picks the
-    /// replicas' ports ([`replica_port`]), so that consecutive points never
-    /// share one (a point run alone can take 0).
+    /// Starts `point` of `experiment`: node `i` on `hosts[i]` (the replicas,
+    /// then the protocol's services, each as `Role::Replica` with its node
+    /// id), the clients node on the host after the last of them. `index` is
+    /// the point's place in its run: on hosts with an address of their own
+    /// it picks the nodes' ports ([`replica_port`]), so that consecutive
+    /// points never share one (a point run alone can take 0).
     pub fn start(
         experiment: &Experiment,
         point: &Point,
@@ -270,38 +276,38 @@ impl RunningPoint {
     ) -> anyhow::Result<RunningPoint> {
         experiment.validate()?;
         let n = replica_count(&point.protocol, experiment.f)? as usize;
-        if hosts.len() <= n {
+        let nodes = node_count(&point.protocol, experiment.f)? as usize;
+        if hosts.len() <= nodes {
+            let services = protocol_spec(&point.protocol)
+                .map(|spec| spec.services_phrase())
+                .filter(|phrase| !phrase.is_empty())
+                .map_or_else(String::new, |phrase| format!(", {phrase}"));
             bail!(
-                "{point} runs {n} replica(s) and a clients node, on {} hosts; got {}",
-                n + 1,
+                "{point} runs {n} replica(s){services} and a clients node, on {} hosts; got {}",
+                nodes + 1,
                 hosts.len()
             );
         }
-        let clients_host = &hosts[n];
-        // One replica on this machine: it gets core 0 and the clients core 1,
-        // so the two never share a core. Otherwise the scheduler places
-        // threads.
-        let on_this_machine = hosts[..=n]
-            .iter()
-            .all(|h| matches!(h.launcher, Launcher::Local | Launcher::Netns { .. }));
+        let clients_host = &hosts[nodes];
         let two_cores = std::thread::available_parallelism().is_ok_and(|c| c.get() >= 2);
-        let pin = on_this_machine && two_cores && n == 1;
+        let pin = two_cores && pins_cores(&hosts[..=nodes]);
         let replica_threads = experiment
             .replica_threads
             .clone()
             .unwrap_or_else(|| ThreadMap::single(pin.then_some(0)));
-        let replica_addrs = hosts[..n]
+        let replica_addrs = hosts[..nodes]
             .iter()
             .enumerate()
             .map(|(i, host)| replica_addr(host, index, i))
             .collect::<anyhow::Result<Vec<_>>>()?;
 
-        // Fresh keys for every point: replicas of a signed protocol each get
-        // their own secret key and everyone's public keys.
+        // Fresh keys for every point: the nodes of a signed protocol
+        // (replicas and services) each get their own secret key and
+        // everyone's public keys.
         let secret_keys: Vec<SecretKey> =
             if protocol_spec(&point.protocol).is_some_and(|spec| spec.signs) {
                 let nonce = now_nanos();
-                (0..n)
+                (0..nodes)
                     .map(|i| {
                         SecretKey::from_seed(
                             format!("{nonce} {} replica {i}", point.protocol).as_bytes(),
@@ -333,8 +339,8 @@ impl RunningPoint {
                 recover: false,
             },
         };
-        let mut replicas = Vec::with_capacity(n);
-        for (i, host) in hosts[..n].iter().enumerate() {
+        let mut replicas = Vec::with_capacity(nodes);
+        for (i, host) in hosts[..nodes].iter().enumerate() {
             let config = NodeConfig {
                 role: Role::Replica { id: i as u8 },
                 secret_key: secret_keys.get(i).cloned(),
@@ -369,7 +375,8 @@ impl RunningPoint {
         Ok(RunningPoint { clients, replicas })
     }
 
-    /// The replicas' UDP addresses, by id: where the clients send.
+    /// The replicas' UDP addresses, by id, then the services': where the
+    /// clients send.
     pub fn replica_addrs(&self) -> Vec<SocketAddr> {
         self.replicas
             .iter()
@@ -454,7 +461,8 @@ impl RunningPoint {
 /// What every node of a point reported, from its start to its exit.
 #[derive(Debug)]
 pub struct PointReports {
-    /// By replica id.
+    /// By node id: the replicas, then the protocol's services (whose CPU
+    /// time, counters and transports count with the replicas').
     pub replicas: Vec<NodeReport>,
     pub clients: NodeReport,
 }
@@ -643,7 +651,18 @@ fn with_exits(error: anyhow::Error, replicas: &mut [Node], clients: &mut Node) -
     }
 }
 
-/// Where replica `i` of point `index` on `host` listens: a free port on a
+/// Whether a point on `hosts` (its nodes, then its clients node) pins its
+/// one node to core 0 and the clients to core 1, so the two never share a
+/// core: when there is a lone node (a lone replica, no services) and
+/// everything runs on this machine. Otherwise the scheduler places threads.
+fn pins_cores(hosts: &[Host]) -> bool {
+    hosts.len() == 2
+        && hosts
+            .iter()
+            .all(|h| matches!(h.launcher, Launcher::Local | Launcher::Netns { .. }))
+}
+
+/// Where node `i` of point `index` on `host` listens: a free port on a
 /// local address (other runs may share the loopback addresses), a fixed one
 /// per point elsewhere ([`replica_port`]).
 fn replica_addr(host: &Host, index: usize, i: usize) -> anyhow::Result<SocketAddr> {
@@ -710,6 +729,35 @@ mod tests {
                 assert!(!ports(point + 1).any(|p| p == port), "point {point}");
             }
         }
+    }
+
+    /// Only a lone node with its clients, both on this machine, is pinned: a
+    /// lone replica beside a service (a chain's master) is not.
+    #[test]
+    fn only_a_lone_node_on_this_machine_is_pinned() {
+        let local: Vec<Host> = (2..=4)
+            .map(|i| Host::local(std::net::IpAddr::from([127, 0, 0, i])))
+            .collect();
+        let chain = &crate::experiment::TEST_CHAIN;
+        let unreplicated = protocol_spec("unreplicated").unwrap();
+        let on = |spec: &wire::registry::ProtocolSpec, hosts: &[Host]| {
+            pins_cores(&hosts[..=spec.nodes(0) as usize])
+        };
+        assert!(on(unreplicated, &local));
+        // One replica and a master: two nodes besides the clients.
+        assert_eq!(chain.replicas(0), 1);
+        assert!(!on(chain, &local));
+        let remote: Vec<Host> = local
+            .iter()
+            .map(|h| Host {
+                launcher: Launcher::Ssh {
+                    target: crate::hosts::ssh::SshTarget::parse("me@10.0.0.2").unwrap(),
+                    remote_binary: "/tmp/node".into(),
+                },
+                ..h.clone()
+            })
+            .collect();
+        assert!(!on(unreplicated, &remote));
     }
 
     /// The warnings say no when there is nothing to warn of, and yes past

@@ -461,7 +461,7 @@ fn configs_beyond_the_bounds_get_one_error_each() {
                     .collect(),
                 ..replica_config()
             },
-            "256 replicas: at most 32",
+            "`replicas` names 256 nodes: at most 32",
         ),
     ];
     for (config, expected) in cases {

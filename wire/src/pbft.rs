@@ -34,6 +34,7 @@ pub const SPEC: ProtocolSpec = ProtocolSpec {
     about: "Practical Byzantine Fault Tolerance (Castro & Liskov, OSDI 1999), with MACs for clients",
     replication: Replication::Bft,
     replicas_max: REPLICAS_MAX,
+    services: &[],
     signs: true,
     batches: true,
     counters: &[

@@ -1,6 +1,7 @@
 //! The protocols the framework runs, as every crate needs to know them: name,
-//! how many replicas they run, whether they sign, whether they batch, the
-//! counters they report, and their tunables with defaults and bounds.
+//! how many replicas they run and which other nodes beside them, whether they
+//! sign, whether they batch, the counters they report, and their tunables with
+//! defaults and bounds.
 //!
 //! This is the one list of protocols outside the `protocols` crate. The
 //! runner reads it (it does not link protocol code), the node program checks
@@ -9,6 +10,17 @@
 //! A protocol's entry ([`ProtocolSpec`]) lives beside its messages
 //! (`wire::<protocol>::SPEC`); adding a protocol adds one line to
 //! [`PROTOCOLS`].
+//!
+//! A protocol's group is its replicas and then its *services*, nodes that
+//! run beside the replicas (chain replication's master, the configuration
+//! service that reconfigures the chain). Nodes are numbered in that order:
+//! for `n` replicas, replica `i` is node `i` (`0..n`) and service `j` is node
+//! `n + j`. Every node is configured and started alike (the runner starts a
+//! service as `Role::Replica { id: n + j }`, the node program hands it to the
+//! protocol as a replica start, and the protocol decides what runs there),
+//! and a configuration's address list names every node in that order. Faults
+//! count replicas only: `f` is what the replicas tolerate, and a service is
+//! never faulted.
 //!
 //! Tunables are whole numbers with a unit (`ms`, requests, batches), a
 //! default and an inclusive range. A run names the ones it changes
@@ -108,8 +120,13 @@ pub struct ProtocolSpec {
     pub about: &'static str,
     pub replication: Replication,
     /// The largest group it runs (its own bound: PBFT's new-view must fit a
-    /// datagram).
+    /// datagram). Replicas only, without the services.
     pub replicas_max: usize,
+    /// The nodes it runs beside its replicas, by name, in node order
+    /// (chain replication's `["master"]`); empty for most. They follow the
+    /// replicas' ids and addresses and are never faulted (see the module's
+    /// documentation).
+    pub services: &'static [&'static str],
     /// Whether replicas sign their messages, and so need key pairs.
     pub signs: bool,
     /// Whether the leader batches requests and reports
@@ -126,6 +143,26 @@ impl ProtocolSpec {
     /// Replicas for `f` faults.
     pub fn replicas(&self, f: u32) -> u32 {
         self.replication.replicas(f)
+    }
+
+    /// Nodes for `f` faults: the replicas, then the services.
+    pub fn nodes(&self, f: u32) -> u32 {
+        self.replicas(f).saturating_add(self.services.len() as u32)
+    }
+
+    /// Replicas in a group of `nodes` (services last); `None` if there are
+    /// too few nodes to hold the services.
+    pub fn replicas_among(&self, nodes: usize) -> Option<usize> {
+        nodes.checked_sub(self.services.len())
+    }
+
+    /// The service node `id` of a group of `nodes` runs, by name; `None` for
+    /// a replica (or an id past the group).
+    pub fn service_at(&self, nodes: usize, id: usize) -> Option<&'static str> {
+        let replicas = self.replicas_among(nodes)?;
+        id.checked_sub(replicas)
+            .and_then(|j| self.services.get(j))
+            .copied()
     }
 
     /// Whether the protocol is replicated (runs more than one replica).
@@ -155,6 +192,44 @@ impl ProtocolSpec {
             ));
         }
         Ok(())
+    }
+
+    /// Checks a group of `nodes` (a configuration's address list: the
+    /// replicas, then the services) is one the protocol runs: room for every
+    /// service, and a replica count [`ProtocolSpec::check_replicas`] accepts.
+    pub fn check_nodes(&self, nodes: usize) -> Result<(), String> {
+        if self.services.is_empty() {
+            return self.check_replicas(nodes);
+        }
+        let services = self.services_phrase();
+        let Some(replicas) = self.replicas_among(nodes).filter(|&n| n > 0) else {
+            return Err(format!(
+                "{} runs its replicas and then {services}, which `replicas` lists last, \
+                 but `replicas` names only {nodes} address(es)",
+                self.name
+            ));
+        };
+        self.check_replicas(replicas)
+            .map_err(|problem| format!("{problem} (besides {services}, listed last)"))
+    }
+
+    /// The services, for messages: "a master", "a master and a witness";
+    /// empty for none.
+    pub fn services_phrase(&self) -> String {
+        let article = |s: &str| match s.chars().next() {
+            Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+            _ => "a",
+        };
+        let named: Vec<String> = self
+            .services
+            .iter()
+            .map(|s| format!("{} {s}", article(s)))
+            .collect();
+        match named.split_last() {
+            None => String::new(),
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        }
     }
 
     /// The tunable named `name`.
@@ -319,7 +394,8 @@ mod tests {
             }
             assert!(spec.check_replicas(spec.replicas(1) as usize).is_ok());
             // A configuration may name every group the protocol runs.
-            assert!(spec.replicas_max <= crate::control::REPLICAS_MAX);
+            assert!(spec.replicas_max + spec.services.len() <= crate::control::REPLICAS_MAX);
+            assert!(spec.check_nodes(spec.nodes(1) as usize).is_ok());
         }
         assert_eq!(lookup("pbft").unwrap().name, "pbft");
         assert!(lookup("raft").unwrap_err().contains("unreplicated, pbft"));
@@ -341,6 +417,62 @@ mod tests {
         assert!(pbft.check_replicas(13).unwrap_err().contains("at most 10"));
         let base = lookup("unreplicated").unwrap();
         assert!(base.check_replicas(2).unwrap_err().contains("exactly one"));
+    }
+
+    /// A protocol with a service, as chain replication is: f + 1 replicas
+    /// and a master.
+    static CHAIN: ProtocolSpec = ProtocolSpec {
+        name: "chain",
+        about: "a test's chain",
+        replication: Replication::Chain,
+        replicas_max: 8,
+        services: &["master"],
+        signs: false,
+        batches: false,
+        counters: &[],
+        tunables: &[],
+    };
+
+    #[test]
+    fn services_follow_the_replicas() {
+        assert_eq!(CHAIN.replicas(1), 2);
+        assert_eq!(CHAIN.nodes(1), 3);
+        assert_eq!(CHAIN.nodes(u32::MAX), u32::MAX);
+        assert_eq!(CHAIN.replicas_among(3), Some(2));
+        assert_eq!(CHAIN.replicas_among(0), None);
+        assert_eq!(CHAIN.service_at(3, 1), None);
+        assert_eq!(CHAIN.service_at(3, 2), Some("master"));
+        assert_eq!(CHAIN.service_at(3, 3), None);
+        assert_eq!(CHAIN.services_phrase(), "a master");
+        CHAIN.check_nodes(3).unwrap();
+        CHAIN.check_nodes(9).unwrap();
+        let err = CHAIN.check_nodes(2).unwrap_err();
+        assert!(
+            err.contains("at least 2 replicas") && err.contains("besides a master"),
+            "{err}"
+        );
+        let err = CHAIN.check_nodes(10).unwrap_err();
+        assert!(err.contains("at most 8 replicas"), "{err}");
+        for nodes in [0, 1] {
+            let err = CHAIN.check_nodes(nodes).unwrap_err();
+            assert!(
+                err.contains("then a master, which `replicas` lists last"),
+                "{err}"
+            );
+        }
+        // Protocols without services count every node a replica.
+        for spec in PROTOCOLS.iter().filter(|spec| spec.services.is_empty()) {
+            assert_eq!(spec.nodes(2), spec.replicas(2));
+            assert_eq!(spec.service_at(4, 3), None);
+            assert_eq!(spec.services_phrase(), "");
+            assert_eq!(spec.check_nodes(2), spec.check_replicas(2));
+        }
+        let two = ProtocolSpec {
+            services: &["master", "observer"],
+            ..CHAIN
+        };
+        assert_eq!(two.services_phrase(), "a master and an observer");
+        assert_eq!(two.service_at(4, 3), Some("observer"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub const SPEC: ProtocolSpec = ProtocolSpec {
     about: "one server, no replication: the baseline every protocol is compared to",
     replication: Replication::Single,
     replicas_max: 1,
+    services: &[],
     signs: false,
     batches: false,
     counters: &[],

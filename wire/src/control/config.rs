@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::MESSAGE_SIZE_MAX;
 use crate::crypto::{PublicKey, SecretKey};
+use crate::registry::ProtocolSpec;
 
 /// Largest operation a workload may ask for. A request carries its operation
 /// plus the protocol's headers (and, for signed protocols, a signature) in one
@@ -51,8 +52,8 @@ pub fn null_reply_size(op: &[u8]) -> usize {
     }
 }
 
-/// Most replicas a configuration names (no protocol here runs more; PBFT's
-/// own bound is lower).
+/// Most nodes a configuration's `replicas` names, replicas and services
+/// together (no protocol here runs more; PBFT's own bound is lower).
 pub const REPLICAS_MAX: usize = 32;
 
 /// Most tunables one configuration sets.
@@ -91,12 +92,15 @@ pub struct NodeConfig {
     /// Protocol name, as `node sim --protocol` takes it (`unreplicated`).
     pub protocol: String,
     pub role: Role,
-    /// UDP address of replica `i`, for every replica. A replica's own entry
-    /// may have port 0 (the kernel picks one; [`Started::addrs`](super::Started::addrs) says which);
-    /// every other entry must be an address a peer can send to.
+    /// UDP address of node `i`, for every node of the protocol's group: its
+    /// replicas, then the services it runs beside them (chain replication's
+    /// master), which [`crate::registry::ProtocolSpec::services`] names. A
+    /// node's own entry may have port 0 (the kernel picks one;
+    /// [`Started::addrs`](super::Started::addrs) says which); every other
+    /// entry must be an address a peer can send to.
     pub replicas: Vec<SocketAddr>,
-    /// Public key of replica `i`, for every replica; empty for protocols that
-    /// do not sign.
+    /// Public key of node `i`, for every node `replicas` lists, services
+    /// too; empty for protocols that do not sign.
     pub public_keys: Vec<PublicKey>,
     /// This node's own secret key, for protocols that sign.
     pub secret_key: Option<SecretKey>,
@@ -144,7 +148,10 @@ impl Default for DurableConfig {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Role {
-    /// Replica `id`, bound to `replicas[id]`.
+    /// Node `id` of the protocol's group, bound to `replicas[id]`: a
+    /// replica, or past the replicas one of the protocol's services (which
+    /// the node program starts the same way; the protocol decides what runs
+    /// there).
     Replica { id: u8 },
     /// A set of benchmark clients multiplexed on client threads.
     Clients(ClientsConfig),
@@ -418,25 +425,54 @@ pub enum TransportKind {
 }
 
 impl NodeConfig {
+    /// What this node is, for messages: its role ("replica 0", "clients
+    /// 0..100"), or for a service node the service and its id ("master
+    /// (node 2)").
+    pub fn node_name(&self) -> String {
+        self.node_name_in(crate::registry::find(&self.protocol))
+    }
+
+    /// [`NodeConfig::node_name`] for a node of the protocol `spec` describes.
+    pub(crate) fn node_name_in(&self, spec: Option<&ProtocolSpec>) -> String {
+        let service = match (&self.role, spec) {
+            (Role::Replica { id }, Some(spec)) => spec
+                .service_at(self.replicas.len(), usize::from(*id))
+                .map(|service| format!("{service} (node {id})")),
+            _ => None,
+        };
+        service.unwrap_or_else(|| self.role.to_string())
+    }
+
     /// Checks everything about the configuration a node can check before
-    /// it builds the protocol: replica addresses and keys line up, the role's
+    /// it builds the protocol: node addresses and keys line up, the role's
     /// numbers are in range, the thread map can run, the workload fits in a
     /// datagram; then, against the protocol's entry in [`crate::registry`],
-    /// that the protocol exists, runs a group of this size, has the keys it
-    /// needs, and that every setting names one of its tunables within its
-    /// bounds.
+    /// that the protocol exists, runs a group of this size (its replicas
+    /// and then its services, [`ProtocolSpec::check_nodes`]), has the keys
+    /// it needs, and that every setting names one of its tunables within
+    /// its bounds.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let replicas = self.replicas.len();
-        if replicas == 0 {
+        self.validate_with(crate::registry::lookup(&self.protocol))
+    }
+
+    /// [`NodeConfig::validate`] with the protocol's entry given (or why
+    /// there is none), so that tests can check groups no registered
+    /// protocol runs.
+    pub(crate) fn validate_with(
+        &self,
+        spec: Result<&'static ProtocolSpec, String>,
+    ) -> Result<(), ConfigError> {
+        let nodes = self.replicas.len();
+        if nodes == 0 {
             return Err(ConfigError::NoReplicas);
         }
-        if replicas > REPLICAS_MAX {
-            return Err(ConfigError::TooManyReplicas { count: replicas });
+        if nodes > REPLICAS_MAX {
+            return Err(ConfigError::TooManyReplicas { count: nodes });
         }
-        if !self.public_keys.is_empty() && self.public_keys.len() != replicas {
+        if !self.public_keys.is_empty() && self.public_keys.len() != nodes {
             return Err(ConfigError::PublicKeys {
                 keys: self.public_keys.len(),
-                replicas,
+                nodes,
             });
         }
         if self.report_interval_ms == 0 {
@@ -463,8 +499,8 @@ impl NodeConfig {
         )?;
         let own = match &self.role {
             Role::Replica { id } => {
-                if usize::from(*id) >= replicas {
-                    return Err(ConfigError::ReplicaIdOutOfRange { id: *id, replicas });
+                if usize::from(*id) >= nodes {
+                    return Err(ConfigError::ReplicaIdOutOfRange { id: *id, nodes });
                 }
                 self.threads.validate().map_err(ConfigError::ThreadMap)?;
                 for core in self.threads.threads.iter().filter_map(|t| t.core) {
@@ -477,7 +513,7 @@ impl NodeConfig {
                 None
             }
         };
-        let mut seen = HashSet::with_capacity(replicas);
+        let mut seen = HashSet::with_capacity(nodes);
         for (index, addr) in self.replicas.iter().enumerate() {
             if Some(index) != own {
                 if addr.port() == 0 {
@@ -505,13 +541,12 @@ impl NodeConfig {
             }
         }
         // Last: what the protocol itself asks of the group and the settings.
-        let spec = crate::registry::lookup(&self.protocol).map_err(ConfigError::Protocol)?;
-        spec.check_replicas(replicas)
-            .map_err(ConfigError::Protocol)?;
-        if spec.signs && self.public_keys.len() != replicas {
+        let spec = spec.map_err(ConfigError::Protocol)?;
+        spec.check_nodes(nodes).map_err(ConfigError::Protocol)?;
+        if spec.signs && self.public_keys.len() != nodes {
             return Err(ConfigError::PublicKeys {
                 keys: self.public_keys.len(),
-                replicas,
+                nodes,
             });
         }
         spec.settings(&self.settings)
@@ -661,7 +696,7 @@ pub enum ConfigError {
     Protocol(String),
     #[error("no replica addresses (`replicas` is empty)")]
     NoReplicas,
-    #[error("{count} replicas: at most {REPLICAS_MAX}")]
+    #[error("`replicas` names {count} nodes: at most {REPLICAS_MAX}")]
     TooManyReplicas { count: usize },
     #[error("{what} is {value}; at most {max}")]
     TooLarge {
@@ -669,8 +704,8 @@ pub enum ConfigError {
         value: u64,
         max: u64,
     },
-    #[error("replica id {id} is out of range: `replicas` names {replicas} replica(s)")]
-    ReplicaIdOutOfRange { id: u8, replicas: usize },
+    #[error("replica id {id} is out of range: `replicas` names {nodes} node(s)")]
+    ReplicaIdOutOfRange { id: u8, nodes: usize },
     #[error("replica {index} address {addr}: {problem}")]
     ReplicaAddr {
         index: usize,
@@ -683,8 +718,8 @@ pub enum ConfigError {
         second: usize,
         addr: SocketAddr,
     },
-    #[error("{keys} public keys for {replicas} replica(s): give one per replica, or none")]
-    PublicKeys { keys: usize, replicas: usize },
+    #[error("{keys} public keys for {nodes} node(s) in `replicas`: give one per node, or none")]
+    PublicKeys { keys: usize, nodes: usize },
     #[error("report_interval_ms is 0; it must be positive")]
     ReportInterval,
     #[error("thread map: {0}")]

@@ -265,6 +265,107 @@ fn valid_configs_pass() {
     assert!(err.starts_with("unknown protocol \"raft\""), "{err}");
 }
 
+/// A protocol with a service, as chain replication is: f + 1 replicas, then
+/// a master. Signing, so that the keys are checked per node.
+static CHAIN: crate::registry::ProtocolSpec = crate::registry::ProtocolSpec {
+    name: "chain",
+    about: "a test's chain",
+    replication: crate::registry::Replication::Chain,
+    replicas_max: 8,
+    services: &["master"],
+    signs: true,
+    batches: false,
+    counters: &[],
+    tunables: &[],
+};
+
+/// A node of a chain of two replicas and a master, each on its own host.
+fn chain_config(id: u8) -> NodeConfig {
+    NodeConfig {
+        protocol: "chain".to_string(),
+        role: Role::Replica { id },
+        replicas: (0..3)
+            .map(|i| SocketAddr::from(([10, 0, 0, i + 1], 7000)))
+            .collect(),
+        public_keys: vec![PublicKey([2; 33]); 3],
+        ..replica_config()
+    }
+}
+
+#[test]
+fn services_are_listed_after_the_replicas() {
+    let chain = |config: &NodeConfig| config.validate_with(Ok(&CHAIN));
+    // Both replicas and the master (node 2) are nodes of the group.
+    for id in 0..3 {
+        chain(&chain_config(id)).unwrap();
+    }
+    let err = chain(&chain_config(3)).unwrap_err();
+    assert_eq!(err, ConfigError::ReplicaIdOutOfRange { id: 3, nodes: 3 });
+    // Clients get every node's address too.
+    let mut clients = clients_config();
+    clients.protocol = "chain".to_string();
+    clients.replicas = chain_config(0).replicas;
+    clients.public_keys = chain_config(0).public_keys;
+    chain(&clients).unwrap();
+    // Longer chains, as long as the protocol runs.
+    let mut config = chain_config(0);
+    config.replicas = (0..9)
+        .map(|i| SocketAddr::from(([10, 0, 0, i + 1], 7000)))
+        .collect();
+    config.public_keys = vec![PublicKey([2; 33]); 9];
+    chain(&config).unwrap();
+    config.replicas.push("10.0.0.10:7000".parse().unwrap());
+    config.public_keys.push(PublicKey([2; 33]));
+    let err = chain(&config).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "chain runs at most 8 replicas, but `replicas` names 9 (besides a master, listed last)"
+    );
+    // One replica and a master: too short a chain; a master alone: no chain.
+    let mut config = chain_config(0);
+    config.replicas.pop();
+    config.public_keys.pop();
+    let err = chain(&config).unwrap_err().to_string();
+    assert!(
+        err.starts_with("chain runs at least 2 replicas (f + 1 for f >= 1)")
+            && err.ends_with("(besides a master, listed last)"),
+        "{err}"
+    );
+    config.replicas.pop();
+    config.public_keys.pop();
+    let err = chain(&config).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "chain runs its replicas and then a master, which `replicas` lists last, \
+         but `replicas` names only 1 address(es)"
+    );
+    // A signing protocol's keys are one per node, the master's included.
+    let mut config = chain_config(2);
+    config.public_keys.pop();
+    let err = chain(&config).unwrap_err();
+    assert_eq!(err, ConfigError::PublicKeys { keys: 2, nodes: 3 });
+    assert_eq!(
+        err.to_string(),
+        "2 public keys for 3 node(s) in `replicas`: give one per node, or none"
+    );
+    config.public_keys.clear();
+    assert_eq!(
+        chain(&config).unwrap_err(),
+        ConfigError::PublicKeys { keys: 0, nodes: 3 }
+    );
+    // Errors name the master as such.
+    assert_eq!(
+        chain_config(2).node_name_in(Some(&CHAIN)),
+        "master (node 2)"
+    );
+    assert_eq!(chain_config(1).node_name_in(Some(&CHAIN)), "replica 1");
+    assert_eq!(chain_config(2).node_name(), "replica 2");
+    assert_eq!(clients.node_name_in(Some(&CHAIN)), "clients 0..100");
+    // The spec is what decides: the registry knows no chain.
+    let err = chain_config(0).validate().unwrap_err().to_string();
+    assert!(err.starts_with("unknown protocol \"chain\""), "{err}");
+}
+
 /// Applies `change` to a valid config and returns the validation error.
 fn invalid(base: fn() -> NodeConfig, change: impl FnOnce(&mut NodeConfig)) -> ConfigError {
     let mut config = base();
@@ -291,10 +392,10 @@ fn kv(config: &mut NodeConfig) -> &mut KvWorkload {
 #[test]
 fn replica_side_errors() {
     let err = invalid(replica_config, |c| c.role = Role::Replica { id: 1 });
-    assert_eq!(err, ConfigError::ReplicaIdOutOfRange { id: 1, replicas: 1 });
+    assert_eq!(err, ConfigError::ReplicaIdOutOfRange { id: 1, nodes: 1 });
     assert_eq!(
         err.to_string(),
-        "replica id 1 is out of range: `replicas` names 1 replica(s)"
+        "replica id 1 is out of range: `replicas` names 1 node(s)"
     );
     assert_eq!(
         invalid(replica_config, |c| c.replicas.clear()),
@@ -303,10 +404,7 @@ fn replica_side_errors() {
     assert_eq!(
         invalid(replica_config, |c| c.public_keys =
             vec![PublicKey([2; 33]); 2]),
-        ConfigError::PublicKeys {
-            keys: 2,
-            replicas: 1
-        }
+        ConfigError::PublicKeys { keys: 2, nodes: 1 }
     );
     assert_eq!(
         invalid(replica_config, |c| c.report_interval_ms = 0),

@@ -367,7 +367,8 @@ pub struct DefaultArgs {
 }
 
 /// What `runner protocols` prints: every protocol of the registry, how many
-/// replicas it runs, and its tunables with their defaults and bounds.
+/// replicas it runs (and which services beside them), and its tunables with
+/// their defaults and bounds.
 pub fn protocols_text() -> String {
     let mut text = String::new();
     for spec in PROTOCOLS {
@@ -378,6 +379,9 @@ pub fn protocols_text() -> String {
         }];
         if spec.is_replicated() {
             traits.push(format!("at most {}", spec.replicas_max));
+        }
+        if !spec.services.is_empty() {
+            traits.push(format!("with {}", spec.services_phrase()));
         }
         if spec.signs {
             traits.push("signed".to_string());
