@@ -96,6 +96,7 @@ pub static SPEC: ProtocolSpec = ProtocolSpec {
     batches: false,
     counters: &[WINDOW_FULL, FORWARD_RETRANSMISSIONS],
     tunables: &[WINDOW],
+    services: &[],
 };
 
 /// The largest window a run may set.
