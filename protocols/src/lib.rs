@@ -18,6 +18,7 @@
 //!   seeded runs catch them; each protocol declares its own.
 
 pub mod app;
+pub mod chain;
 pub mod common;
 pub mod pbft;
 pub mod planted;

@@ -26,7 +26,11 @@ use crate::simulate::{ExecutionLog, Profile, Simulated};
 use runtime::sim::Simulator;
 
 /// Every protocol, in the order of [`wire::registry::PROTOCOLS`].
-pub const ALL: &[Protocol] = &[crate::unreplicated::PROTOCOL, crate::pbft::PROTOCOL];
+pub const ALL: &[Protocol] = &[
+    crate::unreplicated::PROTOCOL,
+    crate::pbft::PROTOCOL,
+    crate::chain::PROTOCOL,
+];
 
 /// The protocol every other is compared to.
 pub const BASELINE: Protocol = ALL[0];

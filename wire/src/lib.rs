@@ -15,6 +15,7 @@
 //!   tunables, for the runner and the node program.
 //! - [`sim`]: what a simulation run reports back to the runner.
 
+pub mod chain;
 pub mod client;
 pub mod codec;
 pub mod control;

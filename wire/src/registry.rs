@@ -33,7 +33,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Every protocol the node program runs, the baseline first.
-pub const PROTOCOLS: &[&ProtocolSpec] = &[&crate::unreplicated::SPEC, &crate::pbft::SPEC];
+pub const PROTOCOLS: &[&ProtocolSpec] = &[
+    &crate::unreplicated::SPEC,
+    &crate::pbft::SPEC,
+    &crate::chain::SPEC,
+];
 
 /// The protocol every other is compared to.
 pub const BASELINE: &ProtocolSpec = &crate::unreplicated::SPEC;
