@@ -1,8 +1,10 @@
 //! The seeded runs can say no: each bug put back behind the test-only switch
 //! (see `protocols::planted`) is caught by `--faults all` within a seed
 //! budget. Five are bugs the adversarial review found in PBFT, three are
-//! classic ones planted to see whether the simulator finds them, and three
-//! are durability bugs of the baseline's durable mode.
+//! classic ones planted to see whether the simulator finds them, three are
+//! durability bugs of the baseline's durable mode, and two are chain
+//! replication's (a Sent list never resent, a tail read without its
+//! lease).
 //!
 //! Runs only in a build with the `planted-bugs` feature, which needs debug
 //! assertions (the `planted` profile):
@@ -23,6 +25,7 @@ use std::sync::Once;
 
 mod pbft_support;
 
+use protocols::chain::bugs as chain;
 use protocols::pbft::bugs as pbft;
 use protocols::planted::{self, Bug};
 use protocols::simulate::{Profile, Protocol, simulate};
@@ -151,4 +154,16 @@ fn a_snapshot_before_the_result_is_recorded_is_caught() {
         unreplicated::SNAPSHOT_BEFORE_RECORD,
         1_000,
     );
+}
+
+/// First caught at seed 1 when its budget was set.
+#[test]
+fn a_chain_that_never_resends_its_sent_list_is_caught() {
+    caught_in(protocols::chain::PROTOCOL, chain::NO_SENT_RESEND, 50);
+}
+
+/// First caught at seed 9 when its budget was set.
+#[test]
+fn a_chain_tail_reading_without_its_lease_is_caught() {
+    caught_in(protocols::chain::PROTOCOL, chain::STALE_TAIL_READS, 1_000);
 }
