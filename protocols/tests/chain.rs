@@ -172,6 +172,14 @@ fn middle_crash_with_lost_forwards() {
     sys.sim.cut(&[server(0)], &[server(1)]);
     sys.sim.run_until(at(30));
     let head_next = sys.sim.executed_slot(server(0));
+    // Updates are stuck in the head's Sent list: their forwards were lost.
+    let stuck = sys
+        .sim
+        .history()
+        .iter()
+        .filter(|op| op.completed.is_none() && !kv_read_only(&op.op))
+        .count();
+    assert!(stuck > 0);
     sys.sim.crash(server(1));
     finish(&mut sys);
     all_ops_completed(&sys, 450);
@@ -661,4 +669,42 @@ fn attack_lease_from_the_end_of_time() {
     sys.sim.heal();
     finish(&mut sys);
     all_ops_completed(&sys, 300);
+}
+
+/// Client messages naming the end of time: a query of a later epoch makes
+/// the tail ask the master (at most four times a heartbeat) and is not
+/// answered; an update's epoch does not matter to the head; a
+/// configuration with no server does not move a client.
+#[test]
+fn attack_client_messages_with_extreme_epochs() {
+    let sys = attacked(|sys| {
+        let client = Addr::Client(ClientId(1));
+        for i in 0..100 {
+            let query = Message::Query {
+                epoch: u64::MAX,
+                request: Request {
+                    client_id: ClientId(1),
+                    request_num: 1_000_000 + i,
+                    op: wire::codec::encode_to_vec(&Op::Get { key: "k".into() }).unwrap(),
+                },
+            };
+            sys.sim.inject(client, server(2), encode(&query));
+        }
+        let update = Message::Update {
+            epoch: u64::MAX,
+            request: put_request(99, 1, "k"),
+        };
+        sys.sim.inject(client, server(0), encode(&update));
+        let redirect = Message::Redirect {
+            client_id: ClientId(2),
+            config: Config {
+                epoch: u64::MAX,
+                chain: vec![],
+            },
+        };
+        sys.sim
+            .inject(server(0), Addr::Client(ClientId(2)), encode(&redirect));
+    });
+    assert!(counter(&sys.sim, server(2), "epoch: from a later one") >= 100);
+    assert_eq!(total(&sys.sim, "client: unexpected message"), 0);
 }
