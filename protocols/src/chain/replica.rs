@@ -705,7 +705,10 @@ impl Replica {
             (None, false) => {}
         }
         if lease && self.is_tail() && self.epoch() == Some(epoch) {
-            let from = Time::from_nanos(sent_at);
+            // The echo of this server's own clock, so never later than now:
+            // one that is (forged, or from another clock) must not extend
+            // the lease past now + lease, let alone to the end of time.
+            let from = Time::from_nanos(sent_at).min(ctx.now());
             self.lease_until = self.lease_until.max(from + self.timing.lease);
         }
     }
