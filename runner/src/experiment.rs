@@ -747,6 +747,7 @@ mod tests {
     #[test]
     fn sweeps_make_variants_per_protocol() {
         let mut experiment = Experiment::default_comparison();
+        experiment.protocols = vec!["unreplicated".into(), "pbft".into()];
         experiment.sweep = Sweep::Clients(vec![1, 10]);
         experiment.settings = vec![
             setting("pbft.batch_max", &[1, 16]),
@@ -904,7 +905,14 @@ mod tests {
     /// listed, not only the first.
     #[test]
     fn every_problem_is_one_line_naming_its_option() {
-        let base = Experiment::default_comparison();
+        // Points of their own length: the default's depends on how many
+        // protocols there are.
+        let base = Experiment {
+            duration: Duration::from_secs(5),
+            warmup: Duration::from_secs(1),
+            cooldown: Duration::from_millis(500),
+            ..Experiment::default_comparison()
+        };
         let kv = |keys, read_ratio| {
             Workload::Kv(wire::control::KvWorkload {
                 keys,
@@ -998,6 +1006,7 @@ mod tests {
             assert!(error.contains(expected), "{error:?} lacks {expected:?}");
         }
         let two = Experiment {
+            protocols: vec!["unreplicated".into(), "pbft".into()],
             f: 0,
             trials: 0,
             ..base
@@ -1035,12 +1044,14 @@ mod tests {
         assert_eq!(replica_count("pbft", 1).unwrap(), 4);
         assert_eq!(replica_count("pbft", 2).unwrap(), 7);
         assert!(replica_count("nope", 1).is_err());
-        // No registered protocol runs services yet: every node is a replica.
+        assert_eq!(replica_count("chain", 1).unwrap(), 2);
+        assert_eq!(node_count("chain", 1).unwrap(), 3);
+        // Every node is a replica or one of the protocol's services.
         for spec in PROTOCOLS {
             for f in 0..4 {
                 assert_eq!(
                     node_count(spec.name, f).unwrap(),
-                    replica_count(spec.name, f).unwrap()
+                    replica_count(spec.name, f).unwrap() + spec.services.len() as u32
                 );
             }
         }

@@ -1158,8 +1158,12 @@ pub(crate) mod tests {
             started: "2025-01-01T00:00:00Z".to_owned(),
             hosts: "local processes on 127.0.0.2 and up".to_owned(),
             experiment: serde_json::to_value(Experiment {
+                protocols: vec!["unreplicated".to_owned(), "pbft".to_owned()],
                 sweep: Sweep::Clients(vec![1, 8, 64]),
                 trials,
+                duration: Duration::from_secs(5),
+                warmup: Duration::from_secs(1),
+                cooldown: Duration::from_millis(500),
                 ..Experiment::default_comparison()
             })
             .unwrap(),

@@ -56,8 +56,10 @@ pub fn sweep_points_and_trials(
         })
         .unwrap_or_else(|e| panic!("{e:#}\n{}", context()));
     assert_eq!(results.points.len(), experiment.points().len());
-    // Clients × trials × (the baseline's two variants and PBFT).
-    assert_eq!(results.points.len(), 2 * 2 * 3);
+    // Clients × trials × (the baseline's two variants, and every other
+    // protocol once).
+    let others = runner::experiment::PROTOCOLS.len() - 1;
+    assert_eq!(results.points.len(), 2 * 2 * (2 + others));
     for point in &results.points {
         assert!(
             point.measured_ops > 0,
