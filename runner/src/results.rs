@@ -120,6 +120,20 @@ pub struct PointResult {
     /// The transport the clients node reported.
     #[serde(default)]
     pub client_transport: Option<TransportKind>,
+    /// The scheduled faults this point applied, in the order they were
+    /// applied (empty without a fault schedule, and in results recorded
+    /// before schedules existed).
+    #[serde(default)]
+    pub faults: Vec<FaultRecord>,
+}
+
+/// A scheduled fault as it was applied: when, in milliseconds since the
+/// clients node started (the clock of the clients' interval reports), and
+/// what, in the schedule's own words (`kill primary (replica 0)`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    pub at_ms: u64,
+    pub label: String,
 }
 
 impl PointResult {
@@ -1130,6 +1144,7 @@ pub(crate) mod tests {
             counters: BTreeMap::from([("sent".to_owned(), measured_ops * 2)]),
             replica_transports: vec![TransportKind::IoUring],
             client_transport: Some(TransportKind::IoUring),
+            faults: Vec::new(),
         }
     }
 

@@ -522,6 +522,7 @@ impl PointReports {
             counters,
             replica_transports: self.replicas.iter().map(|r| r.started.transport).collect(),
             client_transport: Some(self.clients.started.transport),
+            faults: Vec::new(),
         })
     }
 
