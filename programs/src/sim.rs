@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use clap::builder::TypedValueParser;
 use clap::{ArgGroup, Args, value_parser};
 use protocols::planted::Bug;
-use protocols::simulate::{Profile, Protocol, replay_command, simulate};
+use protocols::simulate::{Profile, Protocol, simulate};
 use wire::sim::{FaultCounts, SeedReport};
 
 use crate::panics;
@@ -130,9 +130,9 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
             for event in trace.iter().flatten() {
                 let _ = writeln!(text, "{event}");
             }
-            text + &render_report(args.protocol, args.faults, &report, &plan)
+            text + &render_report(args.protocol, args.faults, args.planted, &report, &plan)
         } else {
-            render_line(args.protocol, args.faults, &report)
+            render_line(args.protocol, args.faults, args.planted, &report)
         };
         stdout
             .write_all(text.as_bytes())
@@ -198,6 +198,7 @@ fn run_caught(
 fn render_report(
     protocol: Protocol,
     profile: Profile,
+    planted: Option<Bug>,
     report: &SeedReport,
     plan: &[String],
 ) -> String {
@@ -237,18 +238,20 @@ fn render_report(
     } else {
         let reason = r.failure.as_deref().unwrap_or("(no reason given)");
         let _ = writeln!(out, "FAILED: {reason}");
-        let _ = writeln!(out, "replay: {}", replay_command(protocol, r.seed, profile));
-        let _ = writeln!(
-            out,
-            "trace:  {} --trace",
-            replay_command(protocol, r.seed, profile)
-        );
+        let replay = replay(protocol, r.seed, profile, planted);
+        let _ = writeln!(out, "replay: {replay}");
+        let _ = writeln!(out, "trace:  {replay} --trace");
     }
     out
 }
 
 /// One line per seed, for a batch run by hand without `--json`.
-fn render_line(protocol: Protocol, profile: Profile, report: &SeedReport) -> String {
+fn render_line(
+    protocol: Protocol,
+    profile: Profile,
+    planted: Option<Bug>,
+    report: &SeedReport,
+) -> String {
     match (&report.failure, report.passed) {
         (_, true) => format!(
             "seed {}: passed, trace hash {}\n",
@@ -258,9 +261,19 @@ fn render_line(protocol: Protocol, profile: Profile, report: &SeedReport) -> Str
             "seed {}: FAILED: {}\n  replay: {}\n",
             report.seed,
             failure.as_deref().unwrap_or("(no reason given)"),
-            replay_command(protocol, report.seed, profile),
+            replay(protocol, report.seed, profile, planted),
         ),
     }
+}
+
+/// The command that replays `seed`, with the planted bug it ran with.
+fn replay(protocol: Protocol, seed: u64, profile: Profile, planted: Option<Bug>) -> String {
+    wire::sim::replay_command(
+        protocol.name(),
+        seed,
+        profile,
+        planted.map(|bug| bug.name()),
+    )
 }
 
 fn render_faults(faults: &FaultCounts) -> String {
@@ -309,6 +322,7 @@ mod tests {
         let text = render_report(
             protocols::unreplicated::PROTOCOL,
             Profile::Mix,
+            None,
             &report(true),
             &[],
         );
@@ -327,6 +341,7 @@ mod tests {
         let text = render_report(
             protocols::unreplicated::PROTOCOL,
             Profile::All,
+            None,
             &report(false),
             &[],
         );
@@ -338,6 +353,34 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// A seed that failed with a bug planted replays with that bug.
+    #[test]
+    fn replay_commands_name_the_planted_bug() {
+        let bug = protocols::planted::all()
+            .find(|bug| bug.protocol() == "unreplicated")
+            .expect("the baseline declares planted bugs");
+        let failed = report(false);
+        let line = render_line(
+            protocols::unreplicated::PROTOCOL,
+            Profile::All,
+            Some(bug),
+            &failed,
+        );
+        let full = render_report(
+            protocols::unreplicated::PROTOCOL,
+            Profile::All,
+            Some(bug),
+            &failed,
+            &[],
+        );
+        for text in [line, full] {
+            assert!(
+                text.contains(&format!("--faults all --planted {}", bug.name())),
+                "{text}"
+            );
+        }
     }
 
     fn sim_args(args: &[&str]) -> Result<SimArgs, clap::Error> {

@@ -191,7 +191,8 @@ pub fn warnings(experiment: &Experiment, hosts: &[Host], provenance: &Provenance
             replicas_here * per_replica + clients_here * experiment.client_threads as usize;
         if threads >= OVERSUBSCRIBED_THREADS_PER_CORE * cores {
             warnings.push(format!(
-                "{} processes with {threads} node threads share this machine's {cores} cores:                  expect latencies set by the scheduler",
+                "{} processes with {threads} node threads share this machine's {cores} cores: \
+                 expect latencies set by the scheduler",
                 replicas_here + clients_here
             ));
         }
@@ -783,7 +784,10 @@ mod tests {
         let warned = warnings(&f3, &hosts, &quiet);
         assert_eq!(warned.len(), 1, "{warned:?}");
         assert!(
-            warned[0].starts_with("11 processes with 11 node threads share this machine's 2 cores"),
+            warned[0].ends_with(
+                "11 processes with 11 node threads share this machine's 2 cores: \
+                 expect latencies set by the scheduler"
+            ),
             "{warned:?}"
         );
         // The same experiment on remote hosts does not load this machine.
