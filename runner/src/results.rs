@@ -310,6 +310,9 @@ pub struct Setup {
     pub trials_max: u32,
     /// `fsync off (not crash-safe)` when every point ran with `fsync=0`.
     pub durability: Option<String>,
+    /// The emulated WAN and what applied it (`delay 5ms per egress, by
+    /// user-space emulation in the nodes' transports`); `None` without one.
+    pub wan: Option<String>,
 }
 
 /// A protocol's group for `f` faults, as the setup names it: `pbft 4
@@ -400,6 +403,10 @@ pub fn setup(results: &RunResults) -> Setup {
         trials,
         trials_max: max,
         durability,
+        wan: experiment
+            .as_ref()
+            .filter(|experiment| !experiment.wan.is_none())
+            .map(|experiment| experiment.wan.to_string()),
     }
 }
 
@@ -530,6 +537,9 @@ fn table_header(results: &RunResults) -> Vec<String> {
         setup.window.clone().unwrap_or_else(unknown),
         setup.trials
     ));
+    if let Some(wan) = &setup.wan {
+        lines.push(format!("network:  {wan}"));
+    }
     lines
 }
 

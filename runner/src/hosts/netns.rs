@@ -90,7 +90,8 @@ const INTERFACE_NAME_MAX: usize = 15;
 ///
 /// Each applies once per egress: a one-way trip between two nodes sees
 /// `delay` once, a request and its reply see it twice.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct NetemProfile {
     /// Added to every packet leaving a node.
     pub delay: Duration,

@@ -20,6 +20,7 @@ fn replica_config() -> NodeConfig {
         report_interval_ms: 500,
         settings: Vec::new(),
         durable: DurableConfig::default(),
+        link: Default::default(),
     }
 }
 
