@@ -11,8 +11,10 @@
 //! Order: a link stays FIFO. A datagram never leaves before one sent earlier
 //! to the same destination (its release time is at least theirs), so jitter
 //! spreads the delays but does not reorder; netem, by contrast, reorders
-//! jittered packets unless told otherwise. Datagrams to different
-//! destinations leave in release order.
+//! jittered packets unless told otherwise. So on a busy link (datagrams
+//! closer together than the jitter's width) delays lean above the mean: a
+//! datagram whose draw was short waits for the one before it. Datagrams to
+//! different destinations leave in release order.
 //!
 //! Bounded: at most [`HOLD_DATAGRAMS_MAX`] datagrams and
 //! [`HOLD_BYTES_MAX`] bytes held, at most [`LINKS_MAX`] links tracked; what
@@ -313,11 +315,9 @@ mod tests {
     fn jitter_keeps_each_link_in_order() {
         let t0 = Instant::now();
         let mut q = HoldQueue::new(delay(5_000, 2_000), 42);
-        let mut releases = Vec::new();
         for i in 0..200u32 {
             let now = t0 + Duration::from_micros(u64::from(i) * 100);
             q.push(now, addr(1 + (i % 3) as u16), &[i as u8]);
-            releases.push(q.held.iter().find(|h| h.seq == u64::from(i)).unwrap().release);
         }
         let mut order = Vec::new();
         q.release_due(t0 + Duration::from_secs(1), |to, bytes| {
@@ -332,20 +332,34 @@ mod tests {
             sorted.sort_unstable();
             assert_eq!(sent, sorted, "link {port} is FIFO");
         }
-        // The spread: some held under the delay, some over it, none outside
-        // delay ± jitter from its send (FIFO may only push one later, by at
-        // most the jitter's width).
+        assert_ne!(
+            order.iter().map(|o| o.1).collect::<Vec<_>>(),
+            (0..200).collect::<Vec<u8>>(),
+            "across links, jitter reorders"
+        );
+    }
+
+    /// Datagrams further apart than the jitter's width are never held back
+    /// by the one before: each is held delay ± jitter, spread on both sides.
+    /// (Closer together, FIFO holds some a little longer than their draw.)
+    #[test]
+    fn jitter_spreads_the_delay_both_ways() {
+        let t0 = Instant::now();
+        let mut q = HoldQueue::new(delay(5_000, 2_000), 42);
         let mut below = 0;
         let mut above = 0;
-        for (i, release) in releases.iter().enumerate() {
-            let sent = t0 + Duration::from_micros(i as u64 * 100);
-            let held = *release - sent;
+        for i in 0..200u64 {
+            let now = t0 + Duration::from_micros(i * 5_000);
+            q.push(now, addr(1), &[0]);
+            let held = q.next_release().unwrap() - now;
             assert!(held >= Duration::from_micros(3_000), "{held:?}");
-            assert!(held <= Duration::from_micros(7_000 + 4_000), "{held:?}");
-            below += usize::from(held < Duration::from_micros(5_000));
-            above += usize::from(held > Duration::from_micros(5_000));
+            assert!(held <= Duration::from_micros(7_000), "{held:?}");
+            below += usize::from(held < Duration::from_micros(4_000));
+            above += usize::from(held > Duration::from_micros(6_000));
+            assert_eq!(due(&mut q, now + held).len(), 1);
         }
-        assert!(below > 20 && above > 20, "{below} below, {above} above");
+        // A quarter of a uniform draw on each side: 50 of 200 expected.
+        assert!(below > 25 && above > 25, "{below} below, {above} above");
     }
 
     #[test]

@@ -1051,6 +1051,45 @@ mod tests {
         }
     }
 
+    /// Emulated links: a datagram waits its delay in the hold queue, `wait`
+    /// returns by its release time (not the caller's much longer timeout),
+    /// and the flush after it sends the datagram; a send-only handle
+    /// emulates the same links.
+    #[test]
+    fn emulated_links_hold_until_due_and_wait_wakes_for_the_release() {
+        let link = LinkEmulation {
+            delay_us: 20_000,
+            ..LinkEmulation::default()
+        };
+        for kind in kinds() {
+            let (mut a, mut b) = pair(kind, &Options::default());
+            a.emulate(link, 1);
+            assert_eq!(a.emulated(), link);
+            assert_eq!(a.sender().unwrap().emulated(), link);
+            let waker = Waker::new().unwrap();
+            let started = Instant::now();
+            a.send(b.local_addr(), b"x").unwrap();
+            a.flush().unwrap();
+            assert_eq!(a.held(), 1, "{kind:?}");
+            assert!(a.next_release().unwrap() >= started + Duration::from_millis(20));
+            while a.held() > 0 && started.elapsed() < DEADLINE {
+                a.wait(DEADLINE, &waker).unwrap();
+                a.flush().unwrap();
+            }
+            let elapsed = started.elapsed();
+            assert!(elapsed >= Duration::from_millis(20), "{kind:?}: {elapsed:?}");
+            assert!(elapsed < DEADLINE / 2, "{kind:?}: slept past the release");
+            let got = recv_until(&mut b, 1);
+            assert_eq!(got, vec![(a.local_addr(), b"x".to_vec())], "{kind:?}");
+            let mut totals = Counters::default();
+            a.add_totals(&mut totals);
+            assert_eq!(totals.get(link::counter::HELD), 1);
+            assert_eq!(totals.get(counter::SENT), 1);
+            a.emulate(LinkEmulation::default(), 0);
+            assert_eq!(a.next_release(), None);
+        }
+    }
+
     #[test]
     fn wait_returns_on_timeout() {
         for kind in kinds() {
