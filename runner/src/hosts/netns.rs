@@ -35,6 +35,9 @@
 //! a round trip loses a request or its reply with about twice the loss rate.
 //! With jitter, netem sends each packet at its own delayed time, so packets
 //! get reordered, as on a real WAN path with several routes.
+//! Where the kernel has no netem qdisc, the runner emulates the same
+//! profile in the nodes' transports instead ([`crate::wan`]), and these
+//! namespaces get no qdisc.
 //!
 //! Cleanup: [`Provider::cleanup`], drop, an error in [`Provider::hosts`] and
 //! Ctrl-C (through [`crate::cleanup`]) all remove the veths, the namespaces
