@@ -291,7 +291,10 @@ fn hold_queue(c: &mut Criterion) {
         });
         let mut totals = runtime::actor::Counters::default();
         t.add_totals(&mut totals);
-        eprintln!("{name}: {:?} held at the end; counters {totals:?}", t.held());
+        eprintln!(
+            "{name}: {:?} held at the end; counters {totals:?}",
+            t.held()
+        );
     }
     group.finish();
 }

@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use wire::control::{Idle, Load, LinkEmulation, ThreadMap, TransportKind};
+use wire::control::{Idle, LinkEmulation, Load, ThreadMap, TransportKind};
 use wire::{ClientId, ReplicaId};
 
 use crate::actor::{Counters, SharedState, Source, State};

@@ -37,8 +37,8 @@ use wire::control::{Stage, ThreadSpec};
 use wire::{Addr, ClientId, ReplicaId};
 
 use super::{
-    Deployable, Idler, ReplicaSetup, earliest, RunShared, Running, STAGE_BATCH_MAX, STAGE_QUEUE_MAX,
-    ThreadTotals, block_timeout, decode_from, spawn_thread, transport_options,
+    Deployable, Idler, ReplicaSetup, RunShared, Running, STAGE_BATCH_MAX, STAGE_QUEUE_MAX,
+    ThreadTotals, block_timeout, decode_from, earliest, spawn_thread, transport_options,
 };
 use crate::actor::{Counters, Dest, DropReason, SharedState, State};
 use crate::driver::Driver;

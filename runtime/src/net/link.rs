@@ -130,8 +130,7 @@ impl HoldQueue {
             self.counters.add(counter::LOST, 1);
             return;
         }
-        if self.held.len() >= HOLD_DATAGRAMS_MAX || self.held_bytes + bytes.len() > HOLD_BYTES_MAX
-        {
+        if self.held.len() >= HOLD_DATAGRAMS_MAX || self.held_bytes + bytes.len() > HOLD_BYTES_MAX {
             self.counters.add(counter::QUEUE_FULL, 1);
             return;
         }

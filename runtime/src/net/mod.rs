@@ -1077,7 +1077,10 @@ mod tests {
                 a.flush().unwrap();
             }
             let elapsed = started.elapsed();
-            assert!(elapsed >= Duration::from_millis(20), "{kind:?}: {elapsed:?}");
+            assert!(
+                elapsed >= Duration::from_millis(20),
+                "{kind:?}: {elapsed:?}"
+            );
             assert!(elapsed < DEADLINE / 2, "{kind:?}: slept past the release");
             let got = recv_until(&mut b, 1);
             assert_eq!(got, vec![(a.local_addr(), b"x".to_vec())], "{kind:?}");

@@ -13,12 +13,12 @@ use runner::experiment::{BASELINE, Experiment, PROTOCOLS, Setting, Sweep};
 use runner::hosts::netns::{NetemProfile, NetnsHosts};
 use runner::hosts::ssh::SshHosts;
 use runner::hosts::{LocalHosts, Provider};
-use runner::wan::Wan;
 use runner::provenance::Provenance;
 use runner::results::thousands;
 use runner::results::{self, RunResults};
 use runner::run::{now_rfc3339, run_experiment_at};
 use runner::threads;
+use runner::wan::Wan;
 use serde::Serialize;
 use wire::control::{
     AppConfig, Arrivals, Idle, KeyDistribution, KvWorkload, Stage, ThreadMap, ThreadSpec,
@@ -509,8 +509,8 @@ pub fn rerun(args: &RerunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading {}", args.results.display()))?;
     let recorded: RunResults = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a results.json", args.results.display()))?;
-    let mut experiment: Experiment =
-        serde_json::from_value(recorded.experiment.clone()).with_context(|| {
+    let mut experiment: Experiment = serde_json::from_value(recorded.experiment.clone())
+        .with_context(|| {
             format!(
                 "{} records an experiment this runner cannot read (written by another version?)",
                 args.results.display()
