@@ -1656,6 +1656,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn results_setup_says_which_mechanism_emulated_the_wan() {
+        let mut results = sample();
+        assert!(setup(&results).wan.is_none());
+        assert!(!summary_table(&results).contains("network:"));
+        let mut experiment: Experiment = serde_json::from_value(results.experiment).unwrap();
+        experiment.wan = crate::wan::Wan::choose(
+            crate::hosts::netns::NetemProfile::delay(Duration::from_millis(5)),
+            false,
+        );
+        results.experiment = serde_json::to_value(&experiment).unwrap();
+        let line = "network:  delay 5ms per egress, by user-space emulation in the nodes' \
+                    transports";
+        assert!(
+            summary_table(&results).contains(line),
+            "{}",
+            summary_table(&results)
+        );
+        experiment.wan.mechanism = crate::wan::WanMechanism::Netem;
+        results.experiment = serde_json::to_value(&experiment).unwrap();
+        assert_eq!(
+            setup(&results).wan.as_deref(),
+            Some("delay 5ms per egress, by tc netem in the namespaces")
+        );
+    }
+
+    #[test]
     fn results_summary_table_says_how_the_run_was_set_up() {
         let table = summary_table(&sample());
         for text in [

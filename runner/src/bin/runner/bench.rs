@@ -542,6 +542,11 @@ pub fn rerun(args: &RerunArgs) -> anyhow::Result<ExitCode> {
     let out = Out::new(args.out.out.as_deref(), args.out.overwrite);
     out.check()?;
     // The recorded profile, applied as these hosts can.
+    anyhow::ensure!(
+        args.hosts.wan().is_none(),
+        "rerun runs the recorded emulated WAN ({}); it takes no --netem-* options",
+        experiment.wan
+    );
     let mut provider;
     (provider, experiment.wan) = args.hosts.provider(experiment.wan)?;
     run_and_save(&experiment, provider.as_mut(), out)
