@@ -134,3 +134,29 @@ fn lossy_links_lose_about_the_asked_share_and_clients_retransmit() {
         );
     }
 }
+
+/// A replica whose stages run on three threads sends from a send-only
+/// thread, which blocks on its waker rather than the socket: it too must
+/// come back for every release, and what it sends is held as long.
+#[test]
+fn a_pipelined_replica_holds_and_releases_from_its_send_thread() {
+    let mut experiment = Experiment {
+        warmup: Duration::from_millis(200),
+        replica_threads: Some(runner::threads::parse("receive+verify/protocol/send").unwrap()),
+        ..common::unreplicated(4, Duration::from_millis(1200))
+    };
+    experiment.wan = Wan::choose(NetemProfile::delay(Duration::from_millis(5)), false);
+    let result = run(&experiment);
+    let clients = &result.clients.report;
+    let replica = &result.replicas[0].report;
+    let histogram = result.clients.latency_us.as_ref().expect("a histogram");
+    eprintln!(
+        "pipelined, 5 ms one way: {} ops, p50 {} µs, min {} µs",
+        clients.ops,
+        histogram.value_at_quantile(0.5),
+        histogram.min()
+    );
+    assert!(clients.measured_ops > 50, "{clients:?}");
+    assert!(histogram.min() >= 10_000, "min {} µs", histogram.min());
+    assert!(counter(replica, "link emulation: datagrams held") >= clients.ops);
+}
