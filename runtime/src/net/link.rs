@@ -42,9 +42,10 @@ pub const HOLD_DATAGRAMS_MAX: usize = 16_384;
 /// Most bytes held at once.
 pub const HOLD_BYTES_MAX: usize = 64 << 20;
 
-/// Most destinations tracked at once. Links with nothing in flight and a
-/// full bucket are forgotten when the table is full (they would behave as
-/// new ones anyway).
+/// Most destinations tracked at once (only under jitter or a rate: a fixed
+/// delay keeps each link FIFO without them). Links with nothing in flight
+/// and a full bucket are forgotten when the table is full (they would
+/// behave as new ones anyway).
 pub const LINKS_MAX: usize = 4096;
 
 /// A link's token bucket depth: this many bytes may leave back to back
@@ -134,30 +135,20 @@ impl HoldQueue {
             self.counters.add(counter::QUEUE_FULL, 1);
             return;
         }
-        if !self.links.contains_key(&to) && self.links.len() >= LINKS_MAX {
-            self.links
-                .retain(|_, link| link.last_release > now || link.paced_until > now);
-            if self.links.len() >= LINKS_MAX {
-                self.counters.add(counter::LINKS_FULL, 1);
-                return;
-            }
-        }
         let delay = self.draw_delay();
-        let link = self.links.entry(to).or_insert(Link {
-            last_release: now,
-            paced_until: now,
-        });
-        let leaves = match self.link.rate_bps {
-            None => now,
-            Some(rate) => {
-                let cost = transmit_time(bytes.len() as u64, rate);
-                link.paced_until = link.paced_until.max(now) + cost;
-                let burst = transmit_time(RATE_BURST_BYTES, rate);
-                now.max(link.paced_until.checked_sub(burst).unwrap_or(now))
+        // A fixed delay keeps every link FIFO by itself (clocks only move
+        // forward) and nothing paces: no link needs to be looked up.
+        let release = if self.link.jitter_us == 0 && self.link.rate_bps.is_none() {
+            now + delay
+        } else {
+            match self.link_release(now, to, bytes.len(), delay) {
+                Some(release) => release,
+                None => {
+                    self.counters.add(counter::LINKS_FULL, 1);
+                    return;
+                }
             }
         };
-        let release = (leaves + delay).max(link.last_release);
-        link.last_release = release;
         let mut buffer = self.spare.pop().unwrap_or_default();
         buffer.clear();
         buffer.extend_from_slice(bytes);
@@ -170,6 +161,42 @@ impl HoldQueue {
         });
         self.next_seq += 1;
         self.counters.add(counter::HELD, 1);
+    }
+
+    /// The release time of a datagram of `len` bytes sent at `now` to `to`
+    /// with `delay` drawn: its link's pacing, then the delay, and never
+    /// before the link's previous datagram. `None` when `to` is a new link
+    /// and [`LINKS_MAX`] busy ones are tracked.
+    fn link_release(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        len: usize,
+        delay: Duration,
+    ) -> Option<Instant> {
+        if !self.links.contains_key(&to) && self.links.len() >= LINKS_MAX {
+            self.links
+                .retain(|_, link| link.last_release > now || link.paced_until > now);
+            if self.links.len() >= LINKS_MAX {
+                return None;
+            }
+        }
+        let link = self.links.entry(to).or_insert(Link {
+            last_release: now,
+            paced_until: now,
+        });
+        let leaves = match self.link.rate_bps {
+            None => now,
+            Some(rate) => {
+                let cost = transmit_time(len as u64, rate);
+                link.paced_until = link.paced_until.max(now) + cost;
+                let burst = transmit_time(RATE_BURST_BYTES, rate);
+                now.max(link.paced_until.checked_sub(burst).unwrap_or(now))
+            }
+        };
+        let release = (leaves + delay).max(link.last_release);
+        link.last_release = release;
+        Some(release)
     }
 
     /// Hands every datagram due at `now` to `send`, in release order, and
@@ -385,15 +412,16 @@ mod tests {
         q.push(t0, addr(1), &big);
         assert_eq!(q.len(), 1);
 
-        // Links: busy ones are kept, so a new one is refused; once they are
-        // idle they are forgotten and a new one is taken.
-        let mut q = HoldQueue::new(delay(1_000, 0), 1);
+        // Links (tracked under jitter or a rate): busy ones are kept, so a
+        // new one is refused; once they are idle they are forgotten and a
+        // new one is taken.
+        let mut q = HoldQueue::new(delay(1_000, 1), 1);
         for port in 0..LINKS_MAX as u16 {
             q.push(t0, addr(port + 1), &[0]);
         }
         q.push(t0, addr(60_000), &[0]);
         assert_eq!(q.counters().get(counter::LINKS_FULL), 1);
-        let later = t0 + Duration::from_millis(2);
+        let later = t0 + Duration::from_millis(3);
         assert_eq!(due(&mut q, later).len(), LINKS_MAX);
         q.push(later, addr(60_000), &[0]);
         assert_eq!(q.counters().get(counter::LINKS_FULL), 1);
