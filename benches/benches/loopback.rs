@@ -499,6 +499,7 @@ fn run_unreplicated(
             threads: ThreadMap::single(Some(SERVER_CORE)),
             idle: Idle::Busy,
             transport: kind,
+            link: Default::default(),
         },
     )?;
     assert_eq!(server.transport(), kind);
@@ -567,6 +568,7 @@ fn spawn_unreplicated_clients(
             transport: kind,
             warmup,
             measure: None,
+            link: Default::default(),
         },
     )
 }
@@ -932,6 +934,7 @@ fn heap_per_client_at_scale() -> io::Result<(f64, f64)> {
                 threads: ThreadMap::single(Some(SERVER_CORE)),
                 idle: Idle::Busy,
                 transport: TransportKind::Epoll,
+                link: Default::default(),
             },
         )?;
         let clients_running =

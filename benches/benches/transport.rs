@@ -12,6 +12,15 @@
 //! polling, a core each), their senders queue 64 datagrams and flush. The
 //! reference figures for this kind of machine are in docs/MACHINE.md (loopback, 64 B).
 //!
+//! `transport/hold_queue_64B`: what the user-space WAN emulation
+//! (`runtime::net::link`) costs the sending thread. The same sends (64-byte
+//! datagrams, 64 per flush, GSO on as deployed, to a socket nobody reads)
+//! without emulation, through the hold queue with nothing to wait for (a
+//! rate limit too high to pace: every datagram is held, paced and released
+//! on the next flush), and with a 2 ms delay (the queue holds a few
+//! thousand datagrams in steady state). Time per datagram sent, release
+//! included; the figures are in docs/ARCHITECTURE.md.
+//!
 //! Run with `cargo bench -p benches --bench transport`.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -22,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use runtime::net::{Options, SEND_BATCH_MAX, Transport};
-use wire::control::TransportKind;
+use wire::control::{LINK_RATE_BPS_MAX, LinkEmulation, TransportKind};
 
 const DATAGRAM_LEN: usize = 64;
 /// Datagrams received per timed iteration.
@@ -232,5 +241,63 @@ fn transport(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, transport);
+/// The sending thread's cost with and without the hold queue (see the
+/// module docs).
+fn hold_queue(c: &mut Criterion) {
+    let mut group = c.benchmark_group("transport/hold_queue_64B");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(15)
+        .throughput(Throughput::Elements(CHUNK));
+    let cases = [
+        ("no_emulation", LinkEmulation::default()),
+        (
+            "held_zero_delay",
+            LinkEmulation {
+                rate_bps: Some(LINK_RATE_BPS_MAX),
+                ..LinkEmulation::default()
+            },
+        ),
+        (
+            "held_2ms_delay",
+            LinkEmulation {
+                delay_us: 2_000,
+                ..LinkEmulation::default()
+            },
+        ),
+    ];
+    let sink = UdpSocket::bind(LOCALHOST).unwrap();
+    let to = sink.local_addr().unwrap();
+    let options = Options {
+        gso: true,
+        ..Options::default()
+    };
+    let payload = [7u8; DATAGRAM_LEN];
+    for (name, link) in cases {
+        let mut t = Transport::bind_with(LOCALHOST, TransportKind::Auto, &options).unwrap();
+        t.emulate(link, 1);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let started = Instant::now();
+                for _ in 0..iters * CHUNK / SEND_BATCH_MAX as u64 {
+                    for _ in 0..SEND_BATCH_MAX {
+                        t.send(to, &payload).unwrap();
+                    }
+                    t.flush().unwrap();
+                }
+                started.elapsed()
+            })
+        });
+        let mut totals = runtime::actor::Counters::default();
+        t.add_totals(&mut totals);
+        eprintln!(
+            "{name}: {:?} held at the end; counters {totals:?}",
+            t.held()
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, transport, hold_queue);
 criterion_main!(benches);

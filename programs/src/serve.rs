@@ -461,6 +461,7 @@ fn replica_setup(config: &NodeConfig, id: u8) -> ReplicaSetup {
         threads: config.threads.clone(),
         idle: config.idle,
         transport: config.transport,
+        link: config.link,
     }
 }
 
@@ -477,6 +478,7 @@ fn clients_setup(config: &NodeConfig, clients: &ClientsConfig) -> ClientsSetup {
         transport: config.transport,
         warmup: Duration::from_millis(clients.warmup_ms),
         measure: clients.measure_ms.map(Duration::from_millis),
+        link: config.link,
     }
 }
 

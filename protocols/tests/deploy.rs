@@ -31,6 +31,7 @@ fn start_server(threads: ThreadMap, idle: Idle, transport: TransportKind) -> (Ru
         threads,
         idle,
         transport,
+        link: Default::default(),
     };
     let running = spawn_replica(server, Arc::new(Codec), setup).unwrap();
     (running, addr)
@@ -56,6 +57,7 @@ fn start_clients(
         transport,
         warmup: Duration::ZERO,
         measure: None,
+        link: Default::default(),
     };
     spawn_clients(
         Arc::new(|id| Client::new(id, Duration::from_millis(20))),
@@ -218,6 +220,7 @@ fn replies_reach_clients_whose_ids_do_not_start_at_one() {
         transport: TransportKind::Auto,
         warmup: Duration::ZERO,
         measure: None,
+        link: Default::default(),
     };
     let clients = spawn_clients(
         Arc::new(|id| Client::new(id, Duration::from_millis(20))),
@@ -299,6 +302,7 @@ fn a_durable_server_recovers_its_state_file_in_a_new_process() {
                 threads: threads.clone(),
                 idle: SPIN,
                 transport: TransportKind::Auto,
+                link: Default::default(),
             };
             let server = Server::durable(Box::new(KvApp::default()), 3);
             let durable = DurableSetup {

@@ -47,6 +47,7 @@ fn start(clients: u32) -> Group {
         threads: ThreadMap::single(None),
         idle: SPIN,
         transport: TransportKind::Auto,
+        link: Default::default(),
     };
     let codec = Arc::new(Codec);
     let mut nodes: Vec<Option<Running>> = (0..N)
@@ -70,6 +71,7 @@ fn start(clients: u32) -> Group {
         transport: TransportKind::Auto,
         warmup: Duration::ZERO,
         measure: None,
+        link: Default::default(),
     };
     let clients = spawn_clients(
         Arc::new(|id| Client::new(id, N, kv_read_only, Duration::from_millis(20))),

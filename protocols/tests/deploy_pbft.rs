@@ -57,6 +57,7 @@ fn start_with(clients: u32, threads: ThreadMap) -> Group {
                 threads: threads.clone(),
                 idle: SPIN,
                 transport: TransportKind::Auto,
+                link: Default::default(),
             };
             Some(spawn_replica(replica, codec, setup).unwrap())
         })
@@ -76,6 +77,7 @@ fn start_with(clients: u32, threads: ThreadMap) -> Group {
         transport: TransportKind::Auto,
         warmup: Duration::ZERO,
         measure: None,
+        link: Default::default(),
     };
     let clients = spawn_clients(
         Arc::new(move |id| {

@@ -214,6 +214,10 @@ pub struct Experiment {
     pub resend: Duration,
     /// How often nodes report progress.
     pub report_interval: Duration,
+    /// Emulated WAN links and what applies them ([`crate::wan`]). Absent in
+    /// experiments recorded before it existed: none.
+    #[serde(default)]
+    pub wan: crate::wan::Wan,
 }
 
 impl Experiment {
@@ -252,6 +256,7 @@ impl Experiment {
             settings: Vec::new(),
             resend: Duration::from_millis(200),
             report_interval: Duration::from_millis(250),
+            wan: crate::wan::Wan::default(),
         }
     }
 
@@ -515,6 +520,7 @@ impl Experiment {
                 }
             }
         }
+        problems.extend(self.wan.problems());
         problems
     }
 

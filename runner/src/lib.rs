@@ -32,3 +32,4 @@ pub mod results;
 pub mod run;
 pub mod save;
 pub mod threads;
+pub mod wan;

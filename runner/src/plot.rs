@@ -673,6 +673,7 @@ fn subtitle(results: &RunResults) -> [String; 2] {
     let second: Vec<String> = [
         Some(trials),
         setup.window.clone(),
+        setup.wan.clone(),
         Some(results.hosts.clone()),
         Some(format!("started {}", results.started)),
     ]

@@ -310,6 +310,9 @@ pub struct Setup {
     pub trials_max: u32,
     /// `fsync off (not crash-safe)` when every point ran with `fsync=0`.
     pub durability: Option<String>,
+    /// The emulated WAN and what applied it (`delay 5ms per egress, by
+    /// user-space emulation in the nodes' transports`); `None` without one.
+    pub wan: Option<String>,
 }
 
 /// A protocol's group for `f` faults, as the setup names it: `pbft 4
@@ -400,6 +403,10 @@ pub fn setup(results: &RunResults) -> Setup {
         trials,
         trials_max: max,
         durability,
+        wan: experiment
+            .as_ref()
+            .filter(|experiment| !experiment.wan.is_none())
+            .map(|experiment| experiment.wan.to_string()),
     }
 }
 
@@ -530,6 +537,9 @@ fn table_header(results: &RunResults) -> Vec<String> {
         setup.window.clone().unwrap_or_else(unknown),
         setup.trials
     ));
+    if let Some(wan) = &setup.wan {
+        lines.push(format!("network:  {wan}"));
+    }
     lines
 }
 
@@ -1643,6 +1653,32 @@ pub(crate) mod tests {
         let chain = &crate::experiment::TEST_CHAIN;
         assert_eq!(group_label(chain, 1), "chain 2 replicas and a master");
         assert_eq!(group_label(chain, 0), "chain 1 replica and a master");
+    }
+
+    #[test]
+    fn results_setup_says_which_mechanism_emulated_the_wan() {
+        let mut results = sample();
+        assert!(setup(&results).wan.is_none());
+        assert!(!summary_table(&results).contains("network:"));
+        let mut experiment: Experiment = serde_json::from_value(results.experiment).unwrap();
+        experiment.wan = crate::wan::Wan::choose(
+            crate::hosts::netns::NetemProfile::delay(Duration::from_millis(5)),
+            false,
+        );
+        results.experiment = serde_json::to_value(&experiment).unwrap();
+        let line = "network:  delay 5ms per egress, by user-space emulation in the nodes' \
+                    transports";
+        assert!(
+            summary_table(&results).contains(line),
+            "{}",
+            summary_table(&results)
+        );
+        experiment.wan.mechanism = crate::wan::WanMechanism::Netem;
+        results.experiment = serde_json::to_value(&experiment).unwrap();
+        assert_eq!(
+            setup(&results).wan.as_deref(),
+            Some("delay 5ms per egress, by tc netem in the namespaces")
+        );
     }
 
     #[test]

@@ -339,12 +339,14 @@ impl RunningPoint {
                 fsync: experiment.fsync_at(point),
                 recover: false,
             },
+            link: Default::default(),
         };
         let mut replicas = Vec::with_capacity(nodes);
         for (i, host) in hosts[..nodes].iter().enumerate() {
             let config = NodeConfig {
                 role: Role::Replica { id: i as u8 },
                 secret_key: secret_keys.get(i).cloned(),
+                link: experiment.wan.node_link(i as u64),
                 ..base.clone()
             };
             replicas.push(Node::start(host, node_binary, &config)?);
@@ -370,6 +372,7 @@ impl RunningPoint {
                 // Fresh client keys for every point, too.
                 key_seed: format!("{} {} clients", now_nanos(), point.protocol).into_bytes(),
             }),
+            link: experiment.wan.node_link(nodes as u64),
             ..base
         };
         let clients = Node::start(clients_host, node_binary, &clients_config)?;

@@ -229,3 +229,31 @@ fn an_out_folder_with_results_is_not_overwritten() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The emulated WAN's flags are checked with the experiment, before any
+/// host is set up, whichever mechanism would apply them.
+#[test]
+fn wan_flags_out_of_bounds_are_refused() {
+    refused(
+        &["bench", "--protocol", "pbft", "--netem-loss", "150"],
+        "--netem-*: netem loss must be between 0 and 100 percent, not 150",
+    );
+    refused(
+        &["bench", "--protocol", "pbft", "--netem-delay", "11s"],
+        "must be at most 10000ms",
+    );
+    refused(
+        &["bench", "--protocol", "pbft", "--netem-rate", "0"],
+        "netem rate must be at least 1 Mbit/s",
+    );
+    refused(
+        &[
+            "bench",
+            "--protocol",
+            "pbft",
+            "--netem-rate-mbit",
+            "2000000",
+        ],
+        "--netem-rate-mbit 2000000: at most 1000000",
+    );
+}

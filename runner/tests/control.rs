@@ -44,6 +44,7 @@ fn replica_config() -> NodeConfig {
         report_interval_ms: 100,
         settings: Vec::new(),
         durable: DurableConfig::default(),
+        link: Default::default(),
     }
 }
 

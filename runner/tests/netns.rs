@@ -108,6 +108,49 @@ fn unreplicated_across_namespaces_with_netem_delay() {
     assert_nothing_left(&prefix, &run.pids);
 }
 
+/// The same delay emulated in the nodes' transports instead (what the
+/// runner does on a kernel without netem): the namespaces get no qdisc, and
+/// every operation still waits the two one-way delays.
+#[test]
+fn unreplicated_across_namespaces_with_user_space_delay() {
+    let test = "unreplicated_across_namespaces_with_user_space_delay";
+    let _turn = serial();
+    if !namespaces_available(test) {
+        return;
+    }
+    let mut provider = NetnsHosts::new(NetemProfile::default()).unwrap();
+    let hosts = provider.hosts(2, common::node_binary()).unwrap();
+    for host in &hosts {
+        let qdisc = run_ok(
+            "tc",
+            &["-n", namespace(host), "qdisc", "show", "dev", "eth0"],
+        );
+        assert!(!qdisc.contains("netem"), "{host}: {qdisc}");
+    }
+    let mut experiment = common::unreplicated(CLIENTS, DURATION);
+    experiment.wan = runner::wan::Wan::choose(NetemProfile::delay(DELAY), false);
+    let point = common::only_point(&experiment);
+    let result = runner::run::run_point(&experiment, &point, 0, &hosts, common::node_binary())
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let latency_us = result.clients.latency_us.expect("a latency histogram");
+    eprintln!(
+        "user-space delay {} ms per egress across namespaces: {} ops, p50 {} us, min {} us",
+        DELAY.as_millis(),
+        result.clients.report.ops,
+        latency_us.value_at_quantile(0.5),
+        latency_us.min()
+    );
+    assert!(result.clients.report.ops > 0, "no operation completed");
+    let round_trip_us = 2 * DELAY.as_micros() as u64;
+    assert!(
+        latency_us.min() >= round_trip_us,
+        "min {} us is below the {round_trip_us} us the emulation adds to a round trip",
+        latency_us.min()
+    );
+    assert_no_processes_in(&hosts);
+    provider.cleanup().unwrap();
+}
+
 /// The same run without netem: the bridge and the veths carry the protocol,
 /// and the runner reaches every node's control port from the root namespace.
 #[test]

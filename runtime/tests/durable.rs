@@ -328,6 +328,7 @@ fn on_the_real_runtime_the_state_file_outlives_the_process() {
                 threads: threads.clone(),
                 idle: Idle::SpinThenBlock { spin_us: 0 },
                 transport: TransportKind::Auto,
+                link: Default::default(),
             };
             let durable = DurableSetup {
                 path: path.clone(),

@@ -242,6 +242,7 @@ fn runs_on_loopback_through_the_kit() {
         report_interval_ms: 1000,
         settings: Vec::new(),
         durable: Default::default(),
+        link: Default::default(),
     };
     let replicas: Vec<_> = (0..2)
         .map(|id| {
@@ -251,6 +252,7 @@ fn runs_on_loopback_through_the_kit() {
                 threads: ThreadMap::single(None),
                 idle: SPIN,
                 transport: TransportKind::Auto,
+                link: Default::default(),
             };
             let node = Start::Replica {
                 id: ReplicaId(id),
@@ -274,6 +276,7 @@ fn runs_on_loopback_through_the_kit() {
         transport: TransportKind::Auto,
         warmup: Duration::ZERO,
         measure: None,
+        link: Default::default(),
     };
     let node = Start::Clients {
         resend: Duration::from_millis(20),

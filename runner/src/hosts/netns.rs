@@ -35,6 +35,9 @@
 //! a round trip loses a request or its reply with about twice the loss rate.
 //! With jitter, netem sends each packet at its own delayed time, so packets
 //! get reordered, as on a real WAN path with several routes.
+//! Where the kernel has no netem qdisc, the runner emulates the same
+//! profile in the nodes' transports instead ([`crate::wan`]), and these
+//! namespaces get no qdisc.
 //!
 //! Cleanup: [`Provider::cleanup`], drop, an error in [`Provider::hosts`] and
 //! Ctrl-C (through [`crate::cleanup`]) all remove the veths, the namespaces
@@ -90,7 +93,8 @@ const INTERFACE_NAME_MAX: usize = 15;
 ///
 /// Each applies once per egress: a one-way trip between two nodes sees
 /// `delay` once, a request and its reply see it twice.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct NetemProfile {
     /// Added to every packet leaving a node.
     pub delay: Duration,

@@ -115,11 +115,13 @@ pub fn spawn_clients<C: Client + Deployable>(
     let mut addrs = Vec::new();
     let mut kind = None;
     for t in 0..threads {
-        let transport = Transport::bind_with(
+        let mut transport = Transport::bind_with(
             SocketAddr::new(setup.bind, 0),
             setup.transport,
             &super::transport_options(),
         )?;
+        // Each thread's draws of its own.
+        transport.emulate(setup.link, setup.link.seed ^ (u64::from(t) << 40));
         kind.get_or_insert(transport.kind());
         addrs.push(transport.local_addr());
         let waker = Arc::new(Waker::new()?);

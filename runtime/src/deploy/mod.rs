@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use wire::control::{Idle, Load, ThreadMap, TransportKind};
+use wire::control::{Idle, LinkEmulation, Load, ThreadMap, TransportKind};
 use wire::{ClientId, ReplicaId};
 
 use crate::actor::{Counters, SharedState, Source, State};
@@ -110,6 +110,9 @@ pub struct ReplicaSetup {
     pub threads: ThreadMap,
     pub idle: Idle,
     pub transport: TransportKind,
+    /// WAN links emulated on what the replica sends ([`net::link`]); the
+    /// default: none.
+    pub link: LinkEmulation,
 }
 
 /// Where and how a set of clients runs.
@@ -131,6 +134,9 @@ pub struct ClientsSetup {
     /// Operations invoked more than this after the warm-up are not measured
     /// either (cool-down); `None`: measure until stopped.
     pub measure: Option<Duration>,
+    /// WAN links emulated on what the clients send ([`net::link`]); the
+    /// default: none.
+    pub link: LinkEmulation,
 }
 
 /// Makes the client with a given id.
@@ -432,6 +438,15 @@ impl Idler {
 
     fn woke(&mut self) {
         self.idle_since = None;
+    }
+}
+
+/// The earlier of a thread's next timer and its transport's next emulated
+/// release ([`net::Transport::next_release`]).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

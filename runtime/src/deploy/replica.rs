@@ -38,7 +38,7 @@ use wire::{Addr, ClientId, ReplicaId};
 
 use super::{
     Deployable, Idler, ReplicaSetup, RunShared, Running, STAGE_BATCH_MAX, STAGE_QUEUE_MAX,
-    ThreadTotals, block_timeout, decode_from, spawn_thread, transport_options,
+    ThreadTotals, block_timeout, decode_from, earliest, spawn_thread, transport_options,
 };
 use crate::actor::{Counters, Dest, DropReason, SharedState, State};
 use crate::driver::Driver;
@@ -94,7 +94,9 @@ pub fn spawn_durable_replica<S: Deployable>(
             ),
         ));
     };
-    let transport = Transport::bind_with(addr, setup.transport, &transport_options())?;
+    let mut transport = Transport::bind_with(addr, setup.transport, &transport_options())?;
+    // Each node's draws of its own (send-only handles derive theirs).
+    transport.emulate(setup.link, setup.link.seed ^ u64::from(setup.id.0));
     let kind = transport.kind();
     let local = transport.local_addr();
     let run = RunShared::new();
@@ -708,9 +710,10 @@ impl<S: State> PipelineThread<S> {
                     sender.send(transport, &mut counters, target, &msg)?;
                     sent = true;
                 }
-                if sent {
+                // Emulated links: what is held leaves on a flush once due.
+                if sent || transport.held() > 0 {
                     transport.flush()?;
-                    progress = true;
+                    progress |= sent;
                 }
             }
             if idler.should_block(progress) {
@@ -721,7 +724,12 @@ impl<S: State> PipelineThread<S> {
         match (&self.transport, &self.receive) {
             // The socket's kernel drops once, by the thread that receives.
             (Some(transport), Some(_)) => transport.add_totals(&mut counters),
-            (Some(transport), None) => counters.merge(transport.counters()),
+            (Some(transport), None) => {
+                counters.merge(transport.counters());
+                if let Some(link) = transport.link_counters() {
+                    counters.merge(link);
+                }
+            }
             (None, _) => {}
         }
         if let Some(stage) = self.protocol {
@@ -744,7 +752,12 @@ impl<S: State> PipelineThread<S> {
             || self.protocol.as_ref().is_some_and(|p| !p.input.is_empty())
             || self.send.as_ref().is_some_and(|rx| !rx.is_empty());
         if !pending && !run.stopping() {
-            let deadline = self.protocol.as_ref().and_then(|p| p.core.next_deadline());
+            let mut deadline = self.protocol.as_ref().and_then(|p| p.core.next_deadline());
+            if self.send.is_some()
+                && let Some(transport) = &self.transport
+            {
+                deadline = earliest(deadline, transport.next_release());
+            }
             let timeout = block_timeout(Instant::now(), deadline);
             match (&self.receive, &mut self.transport) {
                 (Some(_), Some(transport)) => transport.wait(timeout, waker)?,

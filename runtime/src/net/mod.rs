@@ -38,19 +38,28 @@
 //! datagrams the kernel refuses to send. Errors are for the environment (bind
 //! failed, a broken descriptor, a transport used from the wrong thread).
 //!
+//! A transport may emulate WAN links in user space ([`Transport::emulate`]):
+//! what it sends then waits in a timed hold queue ([`link::HoldQueue`]) for
+//! its link's delay, jitter and bandwidth, or is lost, and leaves on the
+//! first [`Transport::flush`] at or after its release time;
+//! [`Transport::wait`] returns by the next release, and
+//! [`Transport::next_release`] tells a thread that blocks elsewhere when to
+//! come back.
+//!
 //! Only `uring.rs` and `epoll.rs` contain `unsafe` code; each block says why
 //! it is sound.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{SockaddrStorage, getsockopt, setsockopt, sockopt};
-use wire::control::TransportKind;
+use wire::control::{LinkEmulation, TransportKind};
 
 use crate::actor::Counters;
 
 mod epoll;
+pub mod link;
 mod uring;
 mod waker;
 
@@ -158,6 +167,9 @@ impl Default for Options {
 /// undefined behaviour.
 pub struct Transport {
     inner: Inner,
+    /// The emulated links' hold queue, when [`Transport::emulate`] asked for
+    /// one: every send goes through it.
+    hold: Option<Box<link::HoldQueue>>,
 }
 
 enum Inner {
@@ -217,7 +229,33 @@ impl Transport {
                 }
             },
         };
-        Ok(Transport { inner })
+        Ok(Transport { inner, hold: None })
+    }
+
+    /// Emulates `link` on everything this transport sends from now on (see
+    /// [`link`]), its loss and jitter drawn from `seed`; a `link` that
+    /// emulates nothing turns emulation off. Datagrams held under an earlier
+    /// emulation are dropped: call it before the first send.
+    pub fn emulate(&mut self, link: LinkEmulation, seed: u64) {
+        self.hold = (!link.is_none()).then(|| Box::new(link::HoldQueue::new(link, seed)));
+    }
+
+    /// What this transport emulates (nothing: the default).
+    pub fn emulated(&self) -> LinkEmulation {
+        self.hold
+            .as_ref()
+            .map_or_else(LinkEmulation::default, |hold| *hold.link())
+    }
+
+    /// When the next held datagram is due to leave (emulated links only):
+    /// a thread that blocks must come back by then and [`Transport::flush`].
+    pub fn next_release(&self) -> Option<Instant> {
+        self.hold.as_ref().and_then(|hold| hold.next_release())
+    }
+
+    /// Datagrams held by the emulated links.
+    pub fn held(&self) -> usize {
+        self.hold.as_ref().map_or(0, |hold| hold.len())
     }
 
     /// A second handle on this transport's socket, for a thread that only
@@ -237,7 +275,14 @@ impl Transport {
             )),
             _ => Inner::Epoll(Box::new(epoll::Epoll::new(socket, config, counters)?)),
         };
-        Ok(Transport { inner })
+        // The same links emulated, with draws of its own.
+        let hold = self.hold.as_ref().map(|hold| {
+            static SENDERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            let n = SENDERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let seed = hold.link().seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            Box::new(link::HoldQueue::new(*hold.link(), seed))
+        });
+        Ok(Transport { inner, hold })
     }
 
     /// The transport in use: `IoUring` or `Epoll`, never `Auto`.
@@ -270,8 +315,17 @@ impl Transport {
 
     /// Queues a datagram. Flushes when [`SEND_BATCH_MAX`] are queued. A
     /// datagram the kernel refuses (buffer full) is dropped and counted, not an
-    /// error.
+    /// error. With emulated links, the datagram goes to the hold queue
+    /// instead, and to the socket on a flush once it is due.
     pub fn send(&mut self, to: SocketAddr, bytes: &[u8]) -> io::Result<()> {
+        if let Some(hold) = &mut self.hold {
+            hold.push(Instant::now(), to, bytes);
+            return Ok(());
+        }
+        self.send_now(to, bytes)
+    }
+
+    fn send_now(&mut self, to: SocketAddr, bytes: &[u8]) -> io::Result<()> {
         match &mut self.inner {
             Inner::Uring(t) => t.send(to, bytes),
             Inner::Epoll(t) => t.send(to, bytes),
@@ -279,7 +333,13 @@ impl Transport {
     }
 
     /// Sends everything queued. Without anything queued, costs no system call.
+    /// With emulated links, first queues the held datagrams that are due.
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(mut hold) = self.hold.take() {
+            let released = hold.release_due(Instant::now(), |to, bytes| self.send_now(to, bytes));
+            self.hold = Some(hold);
+            released?;
+        }
         match &mut self.inner {
             Inner::Uring(t) => t.flush(),
             Inner::Epoll(t) => t.flush(),
@@ -289,8 +349,13 @@ impl Transport {
     /// Blocks until a datagram may be ready to receive, `waker` is woken, or
     /// `timeout` passes. May return early, spuriously. Returns at once while
     /// a datagram waits: a thread that waits on a transport must also
-    /// receive from it.
+    /// receive from it. With emulated links, returns by the next held
+    /// datagram's release time too (then [`Transport::flush`] sends it).
     pub fn wait(&mut self, timeout: Duration, waker: &Waker) -> io::Result<()> {
+        let timeout = match self.next_release() {
+            Some(release) => timeout.min(release.saturating_duration_since(Instant::now())),
+            None => timeout,
+        };
         match &mut self.inner {
             Inner::Uring(t) => t.wait(timeout, waker),
             Inner::Epoll(t) => t.wait(timeout, waker),
@@ -302,6 +367,9 @@ impl Transport {
     /// the end of a run.
     pub fn add_totals(&self, into: &mut Counters) {
         into.merge(self.counters());
+        if let Some(hold) = &self.hold {
+            into.merge(hold.counters());
+        }
         if let Some(drops) = self.kernel_drops().filter(|&d| d > 0) {
             into.add(counter::KERNEL_DROPS, drops);
         }
@@ -314,6 +382,12 @@ impl Transport {
             Inner::Uring(t) => &t.counters,
             Inner::Epoll(t) => &t.counters,
         }
+    }
+
+    /// The emulated links' counters (names in [`link::counter`]); `None`
+    /// without emulation. [`Transport::add_totals`] includes them.
+    pub fn link_counters(&self) -> Option<&Counters> {
+        self.hold.as_ref().map(|hold| hold.counters())
     }
 
     /// Whether GSO and GRO are in use (asked for, supported, and for GSO not
@@ -974,6 +1048,48 @@ mod tests {
                 started.elapsed() < DEADLINE,
                 "{kind:?}: slept through the wake-up"
             );
+        }
+    }
+
+    /// Emulated links: a datagram waits its delay in the hold queue, `wait`
+    /// returns by its release time (not the caller's much longer timeout),
+    /// and the flush after it sends the datagram; a send-only handle
+    /// emulates the same links.
+    #[test]
+    fn emulated_links_hold_until_due_and_wait_wakes_for_the_release() {
+        let link = LinkEmulation {
+            delay_us: 20_000,
+            ..LinkEmulation::default()
+        };
+        for kind in kinds() {
+            let (mut a, mut b) = pair(kind, &Options::default());
+            a.emulate(link, 1);
+            assert_eq!(a.emulated(), link);
+            assert_eq!(a.sender().unwrap().emulated(), link);
+            let waker = Waker::new().unwrap();
+            let started = Instant::now();
+            a.send(b.local_addr(), b"x").unwrap();
+            a.flush().unwrap();
+            assert_eq!(a.held(), 1, "{kind:?}");
+            assert!(a.next_release().unwrap() >= started + Duration::from_millis(20));
+            while a.held() > 0 && started.elapsed() < DEADLINE {
+                a.wait(DEADLINE, &waker).unwrap();
+                a.flush().unwrap();
+            }
+            let elapsed = started.elapsed();
+            assert!(
+                elapsed >= Duration::from_millis(20),
+                "{kind:?}: {elapsed:?}"
+            );
+            assert!(elapsed < DEADLINE / 2, "{kind:?}: slept past the release");
+            let got = recv_until(&mut b, 1);
+            assert_eq!(got, vec![(a.local_addr(), b"x".to_vec())], "{kind:?}");
+            let mut totals = Counters::default();
+            a.add_totals(&mut totals);
+            assert_eq!(totals.get(link::counter::HELD), 1);
+            assert_eq!(totals.get(counter::SENT), 1);
+            a.emulate(LinkEmulation::default(), 0);
+            assert_eq!(a.next_release(), None);
         }
     }
 

@@ -120,6 +120,10 @@ pub struct NodeConfig {
     /// How a replica keeps what its protocol persists.
     #[serde(default)]
     pub durable: DurableConfig,
+    /// What the node's transports emulate on every link they send on (user
+    /// space WAN emulation); absent: nothing.
+    #[serde(default)]
+    pub link: super::LinkEmulation,
 }
 
 /// How a replica keeps its durable state (what the protocol persists to
@@ -488,6 +492,7 @@ impl NodeConfig {
             self.report_interval_ms,
             INTERVAL_MS_MAX,
         )?;
+        self.link.validate().map_err(ConfigError::Link)?;
         if let Idle::SpinThenBlock { spin_us } = self.idle {
             at_most("idle: spin_us", spin_us.into(), SPIN_US_MAX.into())?;
         }
@@ -722,6 +727,9 @@ pub enum ConfigError {
     PublicKeys { keys: usize, nodes: usize },
     #[error("report_interval_ms is 0; it must be positive")]
     ReportInterval,
+    /// The emulated links' values out of bounds.
+    #[error("{0}")]
+    Link(String),
     #[error("thread map: {0}")]
     ThreadMap(String),
     #[error("clients: count is 0; it must be positive")]

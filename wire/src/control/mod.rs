@@ -43,10 +43,12 @@
 pub mod auth;
 mod config;
 mod framing;
+mod link;
 mod reports;
 
 pub use config::*;
 pub use framing::*;
+pub use link::*;
 pub use reports::*;
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ fn replica_config() -> NodeConfig {
         report_interval_ms: 500,
         settings: Vec::new(),
         durable: DurableConfig::default(),
+        link: Default::default(),
     }
 }
 
@@ -652,4 +653,31 @@ fn counter_lookup() {
     };
     assert_eq!(report.counter("a"), 2);
     assert_eq!(report.counter("b"), 0);
+}
+
+/// A node's emulated links are checked with the rest of its configuration,
+/// and a configuration without them (an older runner's) reads as none.
+#[test]
+fn emulated_links_are_validated_and_default_to_none() {
+    let mut config = clients_config();
+    config.link = LinkEmulation {
+        delay_us: 5_000,
+        jitter_us: 1_000,
+        loss_ppm: 100,
+        rate_bps: Some(10_000_000),
+        seed: 1,
+    };
+    assert_eq!(config.validate(), Ok(()));
+    config.link.delay_us = LINK_DELAY_US_MAX + 1;
+    let error = config.validate().unwrap_err();
+    assert!(matches!(error, ConfigError::Link(_)), "{error:?}");
+    assert!(error.to_string().contains("delay_us"), "{error}");
+    config.link.delay_us = 0;
+    config.link.rate_bps = Some(0);
+    assert!(matches!(config.validate(), Err(ConfigError::Link(_))));
+
+    let mut json = serde_json::to_value(replica_config()).unwrap();
+    json.as_object_mut().unwrap().remove("link");
+    let config: NodeConfig = serde_json::from_value(json).unwrap();
+    assert!(config.link.is_none());
 }

@@ -18,6 +18,7 @@ use runner::results::thousands;
 use runner::results::{self, RunResults};
 use runner::run::{now_rfc3339, run_experiment_at};
 use runner::threads;
+use runner::wan::Wan;
 use serde::Serialize;
 use wire::control::{
     AppConfig, Arrivals, Idle, KeyDistribution, KvWorkload, Stage, ThreadMap, ThreadSpec,
@@ -202,18 +203,21 @@ struct HostArgs {
     /// ssh: the private key to log in with.
     #[arg(long)]
     ssh_identity: Option<PathBuf>,
-    /// netns: delay added to every packet leaving a node (a round trip
-    /// between two nodes crosses two); needs the kernel's netem qdisc.
+    /// Delay added to every packet leaving a node (a round trip between two
+    /// nodes crosses two): by tc netem on netns hosts whose kernel has it,
+    /// otherwise emulated in the nodes' transports (the run says which).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     netem_delay: Duration,
-    /// netns: random variation around the delay.
+    /// Random variation around the delay (uniform; netem reorders, the
+    /// user-space emulation keeps each link in order).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     netem_jitter: Duration,
-    /// netns: percent of packets leaving a node that are lost.
+    /// Percent of packets leaving a node that are lost.
     #[arg(long, default_value_t = 0.0)]
     netem_loss: f64,
-    /// netns: egress bandwidth of each node, Mbit/s.
-    #[arg(long)]
+    /// Egress bandwidth of each node (netem) or of each of its links
+    /// (user-space emulation), Mbit/s.
+    #[arg(long, alias = "netem-rate")]
     netem_rate_mbit: Option<u32>,
 }
 
@@ -313,17 +317,35 @@ impl CommonArgs {
 }
 
 impl HostArgs {
-    fn provider(&self) -> anyhow::Result<Box<dyn Provider>> {
-        Ok(match self.hosts {
+    /// The emulated WAN the `--netem-*` flags ask for, before the hosts say
+    /// how it will be applied.
+    fn wan(&self) -> Wan {
+        let profile = NetemProfile {
+            delay: self.netem_delay,
+            jitter: self.netem_jitter,
+            loss_percent: self.netem_loss,
+            rate_mbit: self.netem_rate_mbit,
+        };
+        Wan::choose(profile, false)
+    }
+
+    /// The hosts, with `wan`'s profile applied by netem where they can
+    /// (netns hosts whose kernel has the qdisc), by the nodes' transports
+    /// everywhere else; the `Wan` returned says which, and the terminal too.
+    fn provider(&self, wan: Wan) -> anyhow::Result<(Box<dyn Provider>, Wan)> {
+        let profile = wan.profile;
+        let mut wan = Wan::choose(profile, false);
+        let provider: Box<dyn Provider> = match self.hosts {
             HostKind::Local => Box::new(LocalHosts),
             HostKind::Netns => {
                 NetnsHosts::available().map_err(|why| anyhow::anyhow!("--hosts netns: {why}"))?;
-                Box::new(NetnsHosts::new(NetemProfile {
-                    delay: self.netem_delay,
-                    jitter: self.netem_jitter,
-                    loss_percent: self.netem_loss,
-                    rate_mbit: self.netem_rate_mbit,
-                })?)
+                if !profile.is_none() {
+                    match NetnsHosts::netem_available() {
+                        Ok(()) => wan = Wan::choose(profile, true),
+                        Err(why) => eprintln!("netem unavailable ({why})"),
+                    }
+                }
+                Box::new(NetnsHosts::new(wan.netem())?)
             }
             HostKind::Ssh => {
                 let mut hosts = match (&self.ssh_hosts_file, self.ssh_hosts.is_empty()) {
@@ -342,7 +364,11 @@ impl HostArgs {
                 }
                 Box::new(hosts)
             }
-        })
+        };
+        if !wan.is_none() {
+            eprintln!("emulated WAN: {wan}");
+        }
+        Ok((provider, wan))
     }
 }
 
@@ -468,11 +494,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     experiment.trials = args.trials;
     experiment.replica_threads = args.replica_threads.clone();
     args.common.apply(&mut experiment);
+    experiment.wan = args.hosts.wan();
     // Everything about the experiment before the hosts are set up.
     experiment.validate()?;
     let out = Out::new(args.out.out.as_deref(), args.out.overwrite);
     out.check()?;
-    let mut provider = args.hosts.provider()?;
+    let mut provider;
+    (provider, experiment.wan) = args.hosts.provider(experiment.wan)?;
     run_and_save(&experiment, provider.as_mut(), out)
 }
 
@@ -481,8 +509,8 @@ pub fn rerun(args: &RerunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading {}", args.results.display()))?;
     let recorded: RunResults = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a results.json", args.results.display()))?;
-    let experiment: Experiment =
-        serde_json::from_value(recorded.experiment.clone()).with_context(|| {
+    let mut experiment: Experiment = serde_json::from_value(recorded.experiment.clone())
+        .with_context(|| {
             format!(
                 "{} records an experiment this runner cannot read (written by another version?)",
                 args.results.display()
@@ -513,7 +541,14 @@ pub fn rerun(args: &RerunArgs) -> anyhow::Result<ExitCode> {
     experiment.validate()?;
     let out = Out::new(args.out.out.as_deref(), args.out.overwrite);
     out.check()?;
-    let mut provider = args.hosts.provider()?;
+    // The recorded profile, applied as these hosts can.
+    anyhow::ensure!(
+        args.hosts.wan().is_none(),
+        "rerun runs the recorded emulated WAN ({}); it takes no --netem-* options",
+        experiment.wan
+    );
+    let mut provider;
+    (provider, experiment.wan) = args.hosts.provider(experiment.wan)?;
     run_and_save(&experiment, provider.as_mut(), out)
 }
 
@@ -702,10 +737,12 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<ExitCode> {
         ..Experiment::default_comparison()
     };
     args.common.apply(&mut base);
+    base.wan = args.hosts.wan();
     base.validate()?;
     let out = Out::new(args.out.out.as_deref(), args.out.overwrite);
     out.check()?;
-    let mut provider = args.hosts.provider()?;
+    let mut provider;
+    (provider, base.wan) = args.hosts.provider(base.wan)?;
     let node = cargo::build_node()?;
     let started = now_rfc3339();
     let dir = out.create(&base.name, &started)?;
