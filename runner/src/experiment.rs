@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use crate::faults::ScheduledFault;
 use wire::control::{AppConfig, Arrivals, ConfigError, Idle, ThreadMap, TransportKind, Workload};
 
 /// The protocols the node program runs, from the one registry in `wire`
@@ -214,6 +215,11 @@ pub struct Experiment {
     pub resend: Duration,
     /// How often nodes report progress.
     pub report_interval: Duration,
+    /// What happens to which node when, in every point ([`crate::faults`]):
+    /// `--fault 3s:kill:primary`. Absent in experiments recorded before
+    /// schedules existed: none.
+    #[serde(default)]
+    pub faults: Vec<ScheduledFault>,
 }
 
 impl Experiment {
@@ -252,6 +258,7 @@ impl Experiment {
             settings: Vec::new(),
             resend: Duration::from_millis(200),
             report_interval: Duration::from_millis(250),
+            faults: Vec::new(),
         }
     }
 
@@ -398,6 +405,27 @@ impl Experiment {
             }
         }
         check(self.f <= F_MAX, format!("--f {}: at most {F_MAX}", self.f));
+        let measured = self
+            .duration
+            .saturating_sub(self.warmup)
+            .saturating_sub(self.cooldown);
+        let mut fault_problems = Vec::new();
+        for spec in self
+            .protocols
+            .iter()
+            .filter_map(|p| wire::registry::lookup(p).ok())
+            .filter(|spec| crate::faults::applies_to(spec))
+        {
+            for problem in crate::faults::problems(&self.faults, spec, self.f, measured) {
+                // Several protocols with the same problem say it once.
+                if !fault_problems.contains(&problem) {
+                    fault_problems.push(problem);
+                }
+            }
+        }
+        fault_problems
+            .into_iter()
+            .for_each(|problem| check(false, problem));
         let mut seen = Vec::new();
         for protocol in &self.protocols {
             check(

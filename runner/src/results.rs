@@ -1137,6 +1137,8 @@ pub(crate) mod tests {
                     ops: measured_ops / 10,
                     latency_us_p50,
                     latency_us_p99: latency_us_p50 * 3,
+                    leader: None,
+                    executed: None,
                 })
                 .collect(),
             replica_cpu_ms: 9_000,
