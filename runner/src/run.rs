@@ -612,10 +612,12 @@ fn run_point_with_bar(
             bar.set_position(elapsed.as_millis() as u64);
         },
         &mut |fault| {
-            bar.println(format!(
-                "  fault at {:>6} ms: {}",
-                fault.at_ms, fault.label
-            ));
+            let line = format!("  fault at {:>6} ms: {}", fault.at_ms, fault.label);
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
         },
     )?;
     let reports = running.finish()?;

@@ -179,15 +179,14 @@ impl RunningPoint {
                 *node = fresh;
             }
             (Action::Restart, _) => {
-                label.push_str(" (it is not down: nothing to do)");
+                label.push_str(", skipped: it is not down");
             }
             (_, Down::Killed) => {
-                label.push_str(" (it is killed: nothing to do)");
+                label.push_str(", skipped: it is killed");
             }
             (Action::Kill, _) => {
                 node.process.kill()?;
                 node.down = Down::Killed;
-                label.push_str(" (its counters since it started are lost)");
             }
             (Action::Stop, _) => {
                 node.process.signal(Signal::SIGSTOP)?;
