@@ -258,3 +258,34 @@ fn chain_head_killed_the_master_reconfigures_and_the_chain_serves_again() {
         reports.clients.intervals
     );
 }
+
+/// A stopped replica (SIGSTOP) is not silence that ends the run, and a
+/// slowed one is not a failure: the group serves through both and at the
+/// end.
+#[test]
+fn pbft_stopped_then_slowed_replica_the_group_serves_throughout() {
+    let reports = run(
+        "pbft",
+        &[
+            "1s:stop:replica:3",
+            "2s:resume:replica:3",
+            "2500ms:slow=2ms:replica:2",
+            "3500ms:slow=0:replica:2",
+        ],
+    );
+    let stop = fault(&reports, "stop replica:3");
+    let resume = fault(&reports, "resume replica:3");
+    let during: u64 = reports
+        .clients
+        .intervals
+        .iter()
+        .filter(|i| i.elapsed_ms > stop.at_ms + 200 && i.elapsed_ms <= resume.at_ms)
+        .map(|i| i.ops)
+        .sum();
+    assert!(during > 0, "nothing served while replica 3 was stopped");
+    fault(&reports, "slow=2ms replica:2");
+    fault(&reports, "slow=0s replica:2");
+    assert!(!reports.replicas[3].killed);
+    assert!(reports.replicas[3].report.ops > 0);
+    assert!(ops_at_the_end(&reports) > 0);
+}
