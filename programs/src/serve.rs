@@ -64,9 +64,9 @@ use runtime::deploy::{ClientsSetup, DurableSetup, ReplicaSetup, Running, Totals}
 use runtime::durable::Sync;
 use wire::control::auth::{ControlSecret, DeadlineReader, HandshakeError, node_handshake};
 use wire::control::{
-    AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, DurableConfig, Event, EventFrame, Fault,
-    FinalReport, FrameError, IntervalReport, NodeConfig, Role, Started, decode_command, read_frame,
-    write_frame,
+    AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, DurableConfig, Event, EventFrame,
+    Fault, FinalReport, FrameError, IntervalReport, NodeConfig, Role, Started, decode_command,
+    read_frame, write_frame,
 };
 use wire::registry::Settings;
 use wire::{ClientId, ReplicaId};
@@ -404,7 +404,9 @@ fn apply_fault(
     running: &Running,
     fault: Fault,
 ) -> anyhow::Result<()> {
-    fault.validate().map_err(|e| anyhow!("fault {fault:?}: {e}"))?;
+    fault
+        .validate()
+        .map_err(|e| anyhow!("fault {fault:?}: {e}"))?;
     if matches!(config.role, Role::Clients(_)) {
         bail!("a clients node takes no faults (got {fault:?})");
     }

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use crate::faults::ScheduledFault;
+use serde::{Deserialize, Serialize};
 use wire::control::{AppConfig, Arrivals, ConfigError, Idle, ThreadMap, TransportKind, Workload};
 
 /// The protocols the node program runs, from the one registry in `wire`

@@ -206,7 +206,11 @@ impl FromStr for ScheduledFault {
         let mut parts = s.splitn(3, ':');
         let (at, action) = match (parts.next(), parts.next()) {
             (Some(at), Some(action)) => (at, action),
-            _ => return Err(format!("{s:?}: expected AT:ACTION[:TARGET], e.g. 3s:kill:primary")),
+            _ => {
+                return Err(format!(
+                    "{s:?}: expected AT:ACTION[:TARGET], e.g. 3s:kill:primary"
+                ));
+            }
         };
         let target = parts.next();
         let at = humantime::parse_duration(at)
@@ -261,9 +265,15 @@ impl FromStr for ScheduledFault {
         let targets = match (action, target) {
             (Action::Heal, None) => Vec::new(),
             (Action::Heal, Some(_)) => {
-                return Err(format!("{s:?}: heal takes no target (it ends the partition)"));
+                return Err(format!(
+                    "{s:?}: heal takes no target (it ends the partition)"
+                ));
             }
-            (_, None) => return Err(format!("{s:?}: {action} needs a target, e.g. {action}:replica:1")),
+            (_, None) => {
+                return Err(format!(
+                    "{s:?}: {action} needs a target, e.g. {action}:replica:1"
+                ));
+            }
             (Action::Partition, Some(set)) => set
                 .split('+')
                 .map(str::parse)
@@ -372,7 +382,9 @@ pub fn problems(
                     }
                     None => {
                         let down = |family| {
-                            in_force.iter().any(|&(fam, t)| fam == family && t == target)
+                            in_force
+                                .iter()
+                                .any(|&(fam, t)| fam == family && t == target)
                         };
                         if down("kill") {
                             problem(format!("{target} was killed and not restarted"));
@@ -493,9 +505,17 @@ mod tests {
             assert_eq!(problems.len(), 1, "{faults:?}: {problems:?}");
             assert!(problems[0].contains(says), "{faults:?}: {problems:?}");
         };
-        one(pbft, &["5s:kill:replica:1"], "not inside the measured window");
+        one(
+            pbft,
+            &["5s:kill:replica:1"],
+            "not inside the measured window",
+        );
         one(pbft, &["1s:kill:replica:4"], "replicas 0 to 3");
-        one(pbft, &["1s:restart:replica:1"], "no earlier kill of replica:1");
+        one(
+            pbft,
+            &["1s:restart:replica:1"],
+            "no earlier kill of replica:1",
+        );
         one(
             pbft,
             &["1s:kill:primary", "2s:restart:replica:0"],
@@ -514,7 +534,11 @@ mod tests {
             "killed and not restarted",
         );
         one(pbft, &["2s:resume:replica:1"], "no earlier stop");
-        one(chain, &["1s:byzantine=mute:replica:0"], "tolerates crashes only");
+        one(
+            chain,
+            &["1s:byzantine=mute:replica:0"],
+            "tolerates crashes only",
+        );
         // In time order, whatever order they were given in.
         assert!(check(pbft, &["3s:restart:replica:2", "1s:kill:replica:2"]).is_empty());
     }

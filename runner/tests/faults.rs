@@ -192,7 +192,10 @@ fn pbft_replica_partitioned_and_healed_catches_up() {
     };
     let at_heal = executed_at(heal.at_ms);
     let at_end = executed_at(u64::MAX);
-    assert!(at_end > at_heal, "replica 3 at {at_end}, {at_heal} at the heal");
+    assert!(
+        at_end > at_heal,
+        "replica 3 at {at_end}, {at_heal} at the heal"
+    );
     assert!(ops_at_the_end(&reports) > 0);
 }
 
@@ -213,7 +216,10 @@ fn byzantine_backup_keeps_the_group_serving(behaviour: &str) {
         .filter(|i| i.elapsed_ms > turned.at_ms + 500 && i.elapsed_ms <= honest.at_ms)
         .map(|i| i.ops)
         .sum();
-    assert!(during > 0, "{behaviour}: nothing served while replica 1 lied");
+    assert!(
+        during > 0,
+        "{behaviour}: nothing served while replica 1 lied"
+    );
     assert!(
         reports.replicas[1]
             .report

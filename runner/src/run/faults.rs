@@ -109,15 +109,18 @@ impl Schedule {
 
     /// Node `i`'s run directory, if the schedule restarts nodes.
     pub(super) fn dir(&self, i: usize) -> Option<PathBuf> {
-        self.root.as_ref().map(|root| root.join(format!("node-{i}")))
+        self.root
+            .as_ref()
+            .map(|root| root.join(format!("node-{i}")))
     }
 
     /// How long from now until the next fault is due, the clients node
     /// having started at `clients_started`; a long time if none is left.
     pub(super) fn until_next(&self, clients_started: Instant) -> Duration {
         match self.faults.get(self.next) {
-            Some(fault) => (clients_started + self.warmup + fault.at)
-                .saturating_duration_since(Instant::now()),
+            Some(fault) => {
+                (clients_started + self.warmup + fault.at).saturating_duration_since(Instant::now())
+            }
             None => Duration::from_secs(3600),
         }
     }
@@ -145,7 +148,9 @@ impl RunningPoint {
         while self.schedule.until_next(self.clients.started_at) == Duration::ZERO {
             let fault = self.schedule.faults[self.schedule.next].clone();
             self.schedule.next += 1;
-            let label = self.apply(&fault).with_context(|| format!("--fault {fault}"))?;
+            let label = self
+                .apply(&fault)
+                .with_context(|| format!("--fault {fault}"))?;
             let at_ms = millis(self.clients.started_at.elapsed());
             let record = FaultRecord { at_ms, label };
             on_fault(&record);

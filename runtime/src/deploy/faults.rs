@@ -268,7 +268,9 @@ fn addr_of(replicas: &[SocketAddr], peer: SocketAddr) -> Addr {
     replicas
         .iter()
         .position(|&a| a == peer)
-        .map_or(Addr::Client(ClientId(0)), |i| Addr::Replica(ReplicaId(i as u8)))
+        .map_or(Addr::Client(ClientId(0)), |i| {
+            Addr::Replica(ReplicaId(i as u8))
+        })
 }
 
 /// The tamperer for `behaviour`, where it knows nothing of the protocol;

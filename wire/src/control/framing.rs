@@ -99,7 +99,9 @@ impl std::str::FromStr for Behaviour {
             .into_iter()
             .find(|b| b.name() == s)
             .ok_or_else(|| {
-                format!("unknown Byzantine behaviour {s:?}; known: mute, equivocate, corrupt, replay")
+                format!(
+                    "unknown Byzantine behaviour {s:?}; known: mute, equivocate, corrupt, replay"
+                )
             })
     }
 }

@@ -673,7 +673,13 @@ fn fault_commands_round_trip_and_are_bounded() {
         let frame = read_frame(&mut &buf[..]).unwrap().unwrap();
         assert_eq!(decode_command(&frame).unwrap(), Command::Fault(fault));
     }
-    assert!(Fault::Slow { us: SLOW_US_MAX + 1 }.validate().is_err());
+    assert!(
+        Fault::Slow {
+            us: SLOW_US_MAX + 1
+        }
+        .validate()
+        .is_err()
+    );
     let many = vec!["127.0.0.3:7001".parse().unwrap(); PARTITION_ADDRS_MAX + 1];
     assert!(Fault::Partition(many).validate().is_err());
     for behaviour in Behaviour::ALL {
