@@ -122,7 +122,9 @@ pub struct PointResult {
     pub client_transport: Option<TransportKind>,
     /// The scheduled faults this point applied, in the order they were
     /// applied (empty without a fault schedule, and in results recorded
-    /// before schedules existed).
+    /// before schedules existed). A node the schedule killed sent no
+    /// totals: the counters and CPU time of a killed incarnation are
+    /// missing from `counters` and `replica_cpu_ms`.
     #[serde(default)]
     pub faults: Vec<FaultRecord>,
 }

@@ -295,3 +295,23 @@ fn pbft_stopped_then_slowed_replica_the_group_serves_throughout() {
     assert!(reports.replicas[3].report.ops > 0);
     assert!(ops_at_the_end(&reports) > 0);
 }
+
+/// An equivocating primary: every message it sends, each destination's its
+/// own rewritten and correctly signed version. The backups stop trusting it
+/// and change views, and the group serves again.
+#[test]
+fn pbft_equivocating_primary_is_replaced() {
+    let reports = run("pbft", &["1s:byzantine=equivocate:primary"]);
+    fault(&reports, "byzantine=equivocate primary (replica 0)");
+    assert!(
+        reports.replicas[0]
+            .report
+            .counter("fault: byzantine datagrams sent")
+            > 0
+    );
+    assert!(
+        ops_at_the_end(&reports) > 0,
+        "the clients completed nothing in the last second: {:?}",
+        reports.clients.intervals
+    );
+}

@@ -44,6 +44,9 @@ pub(super) struct Schedule {
     /// The nodes each fault that can be ended hit, by its family and
     /// target as written: what the fault that ends it hits.
     chosen: HashMap<(&'static str, Target), Vec<usize>>,
+    /// The partition in force: the nodes cut off, and whether the clients
+    /// are on their side. A node restarted meanwhile gets it too.
+    partition: Option<(Vec<usize>, bool)>,
     records: Vec<FaultRecord>,
     /// The nodes' run directories, when a restart needs them: removed with
     /// the schedule.
@@ -101,6 +104,7 @@ impl Schedule {
             warmup: experiment.warmup,
             n: replica_count(&point.protocol, experiment.f)? as usize,
             chosen: HashMap::new(),
+            partition: None,
             records: Vec::new(),
             root,
             node_binary: node_binary.to_path_buf(),
@@ -169,6 +173,7 @@ impl RunningPoint {
                 return Ok(label);
             }
             Action::Heal => {
+                self.schedule.partition = None;
                 for node in self.replicas.iter_mut().filter(|n| n.down != Down::Killed) {
                     node.control.send(Command::Fault(Fault::Heal))?;
                 }
@@ -182,6 +187,9 @@ impl RunningPoint {
             (Action::Restart, Down::Killed) => {
                 let fresh = restart(node, &self.schedule.node_binary)?;
                 *node = fresh;
+                if self.schedule.partition.is_some() {
+                    self.send_partition(i)?;
+                }
             }
             (Action::Restart, _) => {
                 label.push_str(", skipped: it is not down");
@@ -258,26 +266,35 @@ impl RunningPoint {
     /// filter of its own; the replicas on the other side drop its datagrams.
     fn partition(&mut self, fault: &ScheduledFault, nodes: &[usize]) -> anyhow::Result<()> {
         let clients_inside = fault.targets.contains(&Target::Clients);
-        let addrs: Vec<SocketAddr> = self.replicas.iter().map(|n| n.started.addrs[0]).collect();
-        let clients: Vec<SocketAddr> = self.clients.started.addrs.clone();
-        for (j, node) in self.replicas.iter_mut().enumerate() {
-            if node.down == Down::Killed {
-                continue;
+        self.schedule.partition = Some((nodes.to_vec(), clients_inside));
+        for j in 0..self.replicas.len() {
+            if self.replicas[j].down != Down::Killed {
+                self.send_partition(j)?;
             }
-            let inside = nodes.contains(&j);
-            let mut blocked: Vec<SocketAddr> = addrs
-                .iter()
-                .enumerate()
-                .filter(|&(k, _)| k != j && nodes.contains(&k) != inside)
-                .map(|(_, &a)| a)
-                .collect();
-            if clients_inside != inside {
-                blocked.extend(&clients);
-            }
-            node.control
-                .send(Command::Fault(Fault::Partition(blocked)))?;
         }
         Ok(())
+    }
+
+    /// Tells node `j` what the partition in force cuts it off from: the
+    /// nodes on the other side, and the clients if they are there.
+    fn send_partition(&mut self, j: usize) -> anyhow::Result<()> {
+        let Some((nodes, clients_inside)) = &self.schedule.partition else {
+            return Ok(());
+        };
+        let inside = nodes.contains(&j);
+        let mut blocked: Vec<SocketAddr> = self
+            .replicas
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| k != j && nodes.contains(&k) != inside)
+            .map(|(_, n)| n.started.addrs[0])
+            .collect();
+        if *clients_inside != inside {
+            blocked.extend(&self.clients.started.addrs);
+        }
+        self.replicas[j]
+            .control
+            .send(Command::Fault(Fault::Partition(blocked)))
     }
 }
 
