@@ -59,13 +59,14 @@ use hdrhistogram::serialization::{Serializer as _, V2Serializer};
 use nix::sys::resource::{UsageWho, getrusage};
 use protocols::app::{App, KvApp, NullApp};
 use protocols::registry::{Protocol, Start};
+use runtime::deploy::faults::tamper_for;
 use runtime::deploy::{ClientsSetup, DurableSetup, ReplicaSetup, Running, Totals};
 use runtime::durable::Sync;
 use wire::control::auth::{ControlSecret, DeadlineReader, HandshakeError, node_handshake};
 use wire::control::{
     AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, DurableConfig, Event, EventFrame,
-    FinalReport, FrameError, IntervalReport, NodeConfig, Role, Started, decode_command, read_frame,
-    write_frame,
+    Fault, FinalReport, FrameError, IntervalReport, NodeConfig, Role, Started, decode_command,
+    read_frame, write_frame,
 };
 use wire::registry::Settings;
 use wire::{ClientId, ReplicaId};
@@ -325,6 +326,12 @@ fn serve(conn: &mut Connection, refused: &Refused, dir: Option<&Path>) -> anyhow
         .settings(&config.settings)
         .map_err(|problems| anyhow!(problems.join("; ")))?;
     let node = config.node_name();
+    if let Role::Replica { id } = config.role
+        && config.durable.recover
+        && let Some(&addr) = config.replicas.get(usize::from(id))
+    {
+        wait_for_port(addr, BIND_RETRY_FOR);
+    }
     let start = Instant::now();
     let running = start_node(protocol, &settings, &config, &dir)
         .with_context(|| format!("starting {node}"))?;
@@ -336,7 +343,8 @@ fn serve(conn: &mut Connection, refused: &Refused, dir: Option<&Path>) -> anyhow
     conn.listen()?;
 
     let interval = Duration::from_millis(config.report_interval_ms);
-    match report_until_stopped(conn, &running, start, interval) {
+    let mut on_fault = |fault: Fault| apply_fault(protocol, &config, &running, fault);
+    match report_until_stopped(conn, &running, start, interval, &mut on_fault) {
         Ending::Stop | Ending::Hangup => {
             let totals = running.stop().with_context(|| format!("{node} failed"))?;
             let clients = matches!(config.role, Role::Clients(_));
@@ -360,6 +368,21 @@ fn serve(conn: &mut Connection, refused: &Refused, dir: Option<&Path>) -> anyhow
     }
 }
 
+/// How long a replica restarted to recover waits for its UDP port to be
+/// free: the socket of the process it replaces can stay bound for a moment
+/// after that process died (io_uring releases it asynchronously).
+const BIND_RETRY_FOR: Duration = Duration::from_secs(3);
+
+/// Waits, at most `timeout`, until a UDP socket can bind `addr` (a wildcard
+/// port is free at once). Binding for real comes after, and says what is
+/// wrong if the port is still taken.
+fn wait_for_port(addr: SocketAddr, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while std::net::UdpSocket::bind(addr).is_err() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Why the reporting loop ended.
 enum Ending {
     /// The runner sent `Stop`.
@@ -372,13 +395,54 @@ enum Ending {
     Bad(anyhow::Error),
 }
 
+/// Applies a fault the runner commands to the running replica: a partition
+/// or a heal, added delay, a Byzantine behaviour or honesty again. A
+/// clients node takes none (the runner never sends it one).
+fn apply_fault(
+    protocol: Protocol,
+    config: &NodeConfig,
+    running: &Running,
+    fault: Fault,
+) -> anyhow::Result<()> {
+    fault
+        .validate()
+        .map_err(|e| anyhow!("fault {fault:?}: {e}"))?;
+    if matches!(config.role, Role::Clients(_)) {
+        bail!("a clients node takes no faults (got {fault:?})");
+    }
+    let faults = running.faults();
+    let applied = format!("{fault:?}");
+    match fault {
+        Fault::Partition(addrs) => faults.partition(addrs),
+        Fault::Heal => faults.partition(Vec::new()),
+        Fault::Slow { us } => faults.slow(Duration::from_micros(us)),
+        Fault::Byzantine(behaviour) => {
+            let tamper = match tamper_for(behaviour) {
+                Some(tamper) => tamper,
+                None => protocol.kit().equivocator(config).ok_or_else(|| {
+                    anyhow!(
+                        "{protocol} has no Byzantine behaviour {:?} on the real runtime",
+                        behaviour.name()
+                    )
+                })?,
+            };
+            faults.set_tamper(Some(tamper));
+        }
+        Fault::Honest => faults.set_tamper(None),
+    }
+    eprintln!("{}: fault applied: {applied}", config.node_name());
+    Ok(())
+}
+
 /// Sends an interval report every `interval` from `start` on, until the
-/// runner says stop, goes away, or a node thread fails.
+/// runner says stop, goes away, or a node thread fails. Fault commands go to
+/// `on_fault` as they come.
 fn report_until_stopped(
     conn: &mut Connection,
     running: &Running,
     start: Instant,
     interval: Duration,
+    on_fault: &mut dyn FnMut(Fault) -> anyhow::Result<()>,
 ) -> Ending {
     let mut next_report = Instant::now() + interval;
     loop {
@@ -391,6 +455,8 @@ fn report_until_stopped(
                 ops: metrics.ops,
                 latency_us_p50: metrics.latency_us_p50,
                 latency_us_p99: metrics.latency_us_p99,
+                leader: metrics.leader,
+                executed: metrics.executed,
             };
             if conn.send(Event::Interval(report)).is_err() {
                 return Ending::Hangup;
@@ -407,6 +473,11 @@ fn report_until_stopped(
         match conn.next_incoming(wait) {
             None => {}
             Some(Incoming::Command(Command::Stop)) => return Ending::Stop,
+            Some(Incoming::Command(Command::Fault(fault))) => {
+                if let Err(error) = on_fault(fault) {
+                    return Ending::Bad(error);
+                }
+            }
             Some(Incoming::Command(Command::Run(_))) => {
                 return Ending::Bad(anyhow!(
                     "got a second Run command; the node is already running"
@@ -560,6 +631,7 @@ impl Connection {
         match decode_command(&frame)? {
             Command::Run(config) => Ok(*config),
             Command::Stop => bail!("expected Run as the first command, got Stop"),
+            Command::Fault(_) => bail!("expected Run as the first command, got Fault"),
         }
     }
 

@@ -15,6 +15,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use runtime::deploy::faults::DeployTamper;
 use runtime::deploy::{ClientsSetup, DurableSetup, OpFactory, ReplicaSetup, Running};
 use wire::control::NodeConfig;
 use wire::registry::{ProtocolSpec, Settings};
@@ -79,6 +80,20 @@ pub trait Kit: Sync {
     /// value, for the record of a run.
     fn constants(&self) -> Vec<(&'static str, String)> {
         Vec::new()
+    }
+
+    /// The protocol-aware Byzantine behaviour of replica `config.role` on
+    /// the real runtime, an equivocator: the simulator's
+    /// [`runtime::sim::Adversary`] over the protocol's messages, signing
+    /// with the replica's own key, sending each destination its own
+    /// rewritten version of every message. `None` (the default) for a
+    /// protocol that does not tolerate Byzantine replicas or has no field
+    /// descriptions. Behaviours that know nothing of the protocol (mute,
+    /// corrupt, replay) are the runtime's
+    /// ([`runtime::deploy::faults::tamper_for`]).
+    fn equivocator(&self, config: &NodeConfig) -> Option<DeployTamper> {
+        let _ = config;
+        None
     }
 }
 

@@ -75,9 +75,20 @@ impl NodeProcess {
     /// Starts `node serve` on `host` (locally, in a namespace, or over ssh)
     /// and waits (at most [`LISTEN_TIMEOUT`]) for it to say where it listens.
     pub fn spawn_on(host: &Host, node_binary: &Path) -> anyhow::Result<NodeProcess> {
+        NodeProcess::spawn_in(host, node_binary, None)
+    }
+
+    /// [`Self::spawn_on`] with the node's run directory (`node serve
+    /// --dir`): where a replica keeps what it persists, so that a node
+    /// started again in it recovers.
+    pub fn spawn_in(
+        host: &Host,
+        node_binary: &Path,
+        dir: Option<&Path>,
+    ) -> anyhow::Result<NodeProcess> {
         let secret = ControlSecret::random().context("making a control secret")?;
         let mut child = host
-            .serve_command(node_binary)
+            .serve_command_in(node_binary, dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -215,6 +226,22 @@ impl NodeProcess {
             events: rx,
             node: Arc::clone(&self.node),
         })
+    }
+
+    /// Kills the process with SIGKILL and reaps it: a crash, for a fault
+    /// schedule.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        self.child
+            .kill()
+            .and_then(|()| self.child.wait())
+            .map_err(|e| self.node.error(format!("killing it: {e}")))
+    }
+
+    /// Sends the process `signal` (SIGSTOP, SIGCONT), for a fault schedule.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        let pid = i32::try_from(self.child.id()).context("a process id past i32")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .map_err(|e| self.node.error(format!("sending it {signal}: {e}")))
     }
 
     /// How the process ended, if it has (without waiting).

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::faults::ScheduledFault;
 use serde::{Deserialize, Serialize};
 use wire::control::{AppConfig, Arrivals, ConfigError, Idle, ThreadMap, TransportKind, Workload};
 
@@ -218,6 +219,11 @@ pub struct Experiment {
     /// experiments recorded before it existed: none.
     #[serde(default)]
     pub wan: crate::wan::Wan,
+    /// What happens to which node when, in every point ([`crate::faults`]):
+    /// `--fault 3s:kill:primary`. Absent in experiments recorded before
+    /// schedules existed: none.
+    #[serde(default)]
+    pub faults: Vec<ScheduledFault>,
 }
 
 impl Experiment {
@@ -257,6 +263,7 @@ impl Experiment {
             resend: Duration::from_millis(200),
             report_interval: Duration::from_millis(250),
             wan: crate::wan::Wan::default(),
+            faults: Vec::new(),
         }
     }
 
@@ -403,6 +410,27 @@ impl Experiment {
             }
         }
         check(self.f <= F_MAX, format!("--f {}: at most {F_MAX}", self.f));
+        let measured = self
+            .duration
+            .saturating_sub(self.warmup)
+            .saturating_sub(self.cooldown);
+        let mut fault_problems = Vec::new();
+        for spec in self
+            .protocols
+            .iter()
+            .filter_map(|p| wire::registry::lookup(p).ok())
+            .filter(|spec| crate::faults::applies_to(spec))
+        {
+            for problem in crate::faults::problems(&self.faults, spec, self.f, measured) {
+                // Several protocols with the same problem say it once.
+                if !fault_problems.contains(&problem) {
+                    fault_problems.push(problem);
+                }
+            }
+        }
+        fault_problems
+            .into_iter()
+            .for_each(|problem| check(false, problem));
         let mut seen = Vec::new();
         for protocol in &self.protocols {
             check(

@@ -4,6 +4,8 @@
 //! - [`experiment`]: experiments as values: protocols (from
 //!   [`wire::registry`]), loads, settings and sweeps, trials, and their
 //!   checks.
+//! - [`faults`]: the fault schedule of an experiment (`--fault
+//!   3s:kill:primary`), its grammar and its checks.
 //! - [`run`]: runs an experiment's points on hosts, one after another; a
 //!   single point, at once or in steps ([`run::RunningPoint`]) for callers
 //!   that act while its clients run.
@@ -25,6 +27,7 @@ pub mod cargo;
 pub mod cleanup;
 pub mod control;
 pub mod experiment;
+pub mod faults;
 pub mod hosts;
 pub mod plot;
 pub mod provenance;

@@ -122,7 +122,9 @@ pub struct PointResult {
     pub client_transport: Option<TransportKind>,
     /// The scheduled faults this point applied, in the order they were
     /// applied (empty without a fault schedule, and in results recorded
-    /// before schedules existed).
+    /// before schedules existed). A node the schedule killed sent no
+    /// totals: the counters and CPU time of a killed incarnation are
+    /// missing from `counters` and `replica_cpu_ms`.
     #[serde(default)]
     pub faults: Vec<FaultRecord>,
 }
@@ -1147,6 +1149,8 @@ pub(crate) mod tests {
                     ops: measured_ops / 10,
                     latency_us_p50,
                     latency_us_p99: latency_us_p50 * 3,
+                    leader: None,
+                    executed: None,
                 })
                 .collect(),
             replica_cpu_ms: 9_000,

@@ -37,7 +37,11 @@ use crate::control::{Control, EXIT_TIMEOUT, NodeProcess};
 use crate::experiment::{Experiment, Point, node_count, protocol_spec, replica_count};
 use crate::hosts::{Host, Launcher, Provider};
 use crate::provenance::Provenance;
-use crate::results::{PointResult, RunResults, thousands};
+use crate::results::{FaultRecord, PointResult, RunResults, thousands};
+
+mod faults;
+
+pub use faults::Down;
 
 /// UDP ports of replicas on hosts with an address of their own
 /// (namespaces, remote machines) start here: node `i` of the point with
@@ -259,6 +263,8 @@ pub struct RunningPoint {
     clients: Node,
     /// By node id: the replicas, then the protocol's services.
     replicas: Vec<Node>,
+    /// The experiment's fault schedule, as this point applies it.
+    schedule: faults::Schedule,
 }
 
 impl RunningPoint {
@@ -341,6 +347,7 @@ impl RunningPoint {
             },
             link: Default::default(),
         };
+        let schedule = faults::Schedule::new(experiment, point, &hosts[..nodes], node_binary)?;
         let mut replicas = Vec::with_capacity(nodes);
         for (i, host) in hosts[..nodes].iter().enumerate() {
             let config = NodeConfig {
@@ -349,7 +356,12 @@ impl RunningPoint {
                 link: experiment.wan.node_link(i as u64),
                 ..base.clone()
             };
-            replicas.push(Node::start(host, node_binary, &config)?);
+            replicas.push(Node::start_in(
+                host,
+                node_binary,
+                &config,
+                schedule.dir(i).as_deref(),
+            )?);
         }
         let clients_config = NodeConfig {
             role: Role::Clients(ClientsConfig {
@@ -376,7 +388,11 @@ impl RunningPoint {
             ..base
         };
         let clients = Node::start(clients_host, node_binary, &clients_config)?;
-        Ok(RunningPoint { clients, replicas })
+        Ok(RunningPoint {
+            clients,
+            replicas,
+            schedule,
+        })
     }
 
     /// The replicas' UDP addresses, by id, then the services': where the
@@ -429,11 +445,29 @@ impl RunningPoint {
         duration: Duration,
         on_progress: &mut dyn FnMut(Duration, Option<&IntervalReport>),
     ) -> anyhow::Result<()> {
+        self.run_for_with_faults(duration, on_progress, &mut |_| {})
+    }
+
+    /// [`Self::run_for`], applying the experiment's fault schedule as its
+    /// faults fall due (times into the measured window, on the clock of the
+    /// clients node); `on_fault` gets each as it is applied. A node the
+    /// schedule kills is not an error; a node that dies unscheduled still
+    /// ends the point.
+    pub fn run_for_with_faults(
+        &mut self,
+        duration: Duration,
+        on_progress: &mut dyn FnMut(Duration, Option<&IntervalReport>),
+        on_fault: &mut dyn FnMut(&FaultRecord),
+    ) -> anyhow::Result<()> {
         let start = Instant::now();
         let mut last_report = start;
         while start.elapsed() < duration {
+            self.apply_due_faults(on_fault)?;
             let left = duration.saturating_sub(start.elapsed());
-            let next = self.next_clients_interval(left.min(Duration::from_millis(100)))?;
+            let wait = left
+                .min(Duration::from_millis(100))
+                .min(self.schedule.until_next(self.clients.started_at));
+            let next = self.next_clients_interval(wait)?;
             if next.is_some() {
                 last_report = Instant::now();
             } else if last_report.elapsed() > SILENCE_MAX {
@@ -452,13 +486,21 @@ impl RunningPoint {
     /// Stops the clients, then the replicas, each waited for until it has
     /// exited with status 0; returns what every node reported.
     pub fn finish(self) -> anyhow::Result<PointReports> {
-        let RunningPoint { clients, replicas } = self;
+        let RunningPoint {
+            clients,
+            replicas,
+            schedule,
+        } = self;
         let clients = clients.finish()?;
         let replicas = replicas
             .into_iter()
             .map(Node::finish)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(PointReports { replicas, clients })
+        Ok(PointReports {
+            replicas,
+            clients,
+            faults: schedule.into_records(),
+        })
     }
 }
 
@@ -469,6 +511,8 @@ pub struct PointReports {
     /// time, counters and transports count with the replicas').
     pub replicas: Vec<NodeReport>,
     pub clients: NodeReport,
+    /// The scheduled faults, as they were applied.
+    pub faults: Vec<FaultRecord>,
 }
 
 /// What one node reported.
@@ -484,6 +528,14 @@ pub struct NodeReport {
     /// `report.latency_histogram`, read; `None` if the node sent none
     /// (replicas).
     pub latency_us: Option<Histogram<u64>>,
+    /// Whether the fault schedule killed its last incarnation: its totals
+    /// died with it, so `report` is empty (zero counts, no counters) and
+    /// its counters are missing from the point's sums.
+    pub killed: bool,
+    /// How many times the schedule restarted it. Its `intervals` are every
+    /// incarnation's, in order (each on its own clock); `report` is the
+    /// last incarnation's.
+    pub restarts: u32,
 }
 
 impl PointReports {
@@ -526,7 +578,7 @@ impl PointReports {
             counters,
             replica_transports: self.replicas.iter().map(|r| r.started.transport).collect(),
             client_transport: Some(self.clients.started.transport),
-            faults: Vec::new(),
+            faults: self.faults.clone(),
         })
     }
 
@@ -551,16 +603,27 @@ fn run_point_with_bar(
 ) -> anyhow::Result<(PointResult, Vec<(String, String)>)> {
     let mut running = RunningPoint::start(experiment, point, index, hosts, node_binary)?;
     let seconds = experiment.report_interval.as_secs_f64();
-    running.run_for(experiment.duration, &mut |elapsed, interval| {
-        if let Some(interval) = interval {
-            bar.set_message(format!(
-                "{:>12} ops/s  p50 {:>6} µs",
-                thousands((interval.ops as f64 / seconds).round() as u64),
-                interval.latency_us_p50
-            ));
-        }
-        bar.set_position(elapsed.as_millis() as u64);
-    })?;
+    running.run_for_with_faults(
+        experiment.duration,
+        &mut |elapsed, interval| {
+            if let Some(interval) = interval {
+                bar.set_message(format!(
+                    "{:>12} ops/s  p50 {:>6} µs",
+                    thousands((interval.ops as f64 / seconds).round() as u64),
+                    interval.latency_us_p50
+                ));
+            }
+            bar.set_position(elapsed.as_millis() as u64);
+        },
+        &mut |fault| {
+            let line = format!("  fault at {:>6} ms: {}", fault.at_ms, fault.label);
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        },
+    )?;
     let reports = running.finish()?;
     Ok((reports.point_result(point)?, reports.parameters()))
 }
@@ -572,14 +635,37 @@ struct Node {
     control: Control,
     /// What the node said when it started (never without a UDP address).
     started: Started,
+    /// When its `Started` arrived.
+    started_at: Instant,
     intervals: Vec<IntervalReport>,
+    /// Whether the fault schedule has it killed or stopped.
+    down: Down,
+    /// How many times the schedule restarted it.
+    restarts: u32,
+    /// Where it runs, how, and in which run directory: what a restart
+    /// starts again.
+    host: Host,
+    config: NodeConfig,
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Node {
     fn start(host: &Host, node_binary: &Path, config: &NodeConfig) -> anyhow::Result<Node> {
-        let process = NodeProcess::spawn_on(host, node_binary)?;
+        Node::start_in(host, node_binary, config, None)
+    }
+
+    /// Starts the node with its run directory `dir` (see
+    /// [`NodeProcess::spawn_in`]).
+    fn start_in(
+        host: &Host,
+        node_binary: &Path,
+        config: &NodeConfig,
+        dir: Option<&Path>,
+    ) -> anyhow::Result<Node> {
+        let process = NodeProcess::spawn_in(host, node_binary, dir)?;
         let mut control = process.connect()?;
         let started = control.run(config)?;
+        let started_at = Instant::now();
         if started.addrs.is_empty() {
             bail!("{} started but reported no UDP address", control.name());
         }
@@ -587,13 +673,22 @@ impl Node {
             process,
             control,
             started,
+            started_at,
             intervals: Vec::new(),
+            down: Down::Up,
+            restarts: 0,
+            host: host.clone(),
+            config: config.clone(),
+            dir: dir.map(Path::to_path_buf),
         })
     }
 
     /// Every event that has arrived, without waiting: intervals are kept,
-    /// errors end the run.
+    /// errors end the run. A node the schedule killed has nothing to say.
     fn drain(&mut self) -> anyhow::Result<()> {
+        if self.down == Down::Killed {
+            return Ok(());
+        }
         while let Some(interval) = self.next_interval(Duration::ZERO)? {
             self.intervals.push(interval);
         }
@@ -613,6 +708,12 @@ impl Node {
     }
 
     fn finish(mut self) -> anyhow::Result<NodeReport> {
+        if self.down == Down::Killed {
+            return Ok(self.killed_report());
+        }
+        if self.down == Down::Stopped {
+            self.resume()?;
+        }
         self.drain()?;
         let report = self.control.stop()?;
         let name = self.control.name();
@@ -634,6 +735,8 @@ impl Node {
             intervals: self.intervals,
             report,
             latency_us,
+            killed: false,
+            restarts: self.restarts,
         })
     }
 }
@@ -644,6 +747,7 @@ fn with_exits(error: anyhow::Error, replicas: &mut [Node], clients: &mut Node) -
     let exits: Vec<String> = replicas
         .iter_mut()
         .chain(std::iter::once(clients))
+        .filter(|node| node.down != Down::Killed)
         .filter_map(|node| {
             let status = node.process.exited()?;
             (!status.success()).then(|| format!("{} ended: {status}", node.control.name()))

@@ -59,7 +59,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use wire::{Addr, DecodeError, EncodeError};
+use wire::{Addr, DecodeError, EncodeError, ReplicaId};
 
 use crate::durable::{KEY_BYTES_MAX, Stored, VALUE_BYTES_MAX, Write};
 use crate::rng::Rng;
@@ -120,6 +120,14 @@ pub trait State {
     /// sequence numbers), if it is a replica: what the simulator's catch-up
     /// check compares once a run has settled.
     fn executed_slot(&self) -> Option<u64> {
+        None
+    }
+
+    /// The leader of the group as this replica sees it now (PBFT's primary
+    /// of its view, chain replication's head), if the protocol has one and
+    /// the replica knows it: what the real runtime reports, so a fault
+    /// schedule can aim at the leader.
+    fn leader(&self) -> Option<ReplicaId> {
         None
     }
 }
@@ -189,7 +197,7 @@ pub trait SharedState: Send + Sync {
 /// path between replicas cannot receive replies to).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Source {
-    Replica(wire::ReplicaId),
+    Replica(ReplicaId),
     Other,
 }
 

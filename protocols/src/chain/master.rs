@@ -370,4 +370,9 @@ impl State for Master {
             Timer::Tick => self.on_tick(ctx),
         }
     }
+
+    /// The head of the configuration it installed last.
+    fn leader(&self) -> Option<ReplicaId> {
+        self.config.chain.first().copied()
+    }
 }

@@ -836,4 +836,9 @@ impl State for Replica {
     fn executed_slot(&self) -> Option<u64> {
         Some(self.committed)
     }
+
+    /// The head of the newest configuration it heard of.
+    fn leader(&self) -> Option<ReplicaId> {
+        self.latest.chain.first().copied()
+    }
 }

@@ -15,7 +15,8 @@ use super::{
 };
 use crate::registry::Start;
 use crate::simulate::{self, ExecutionLog, Profile, Simulated};
-use runtime::sim::Simulator;
+use runtime::deploy::faults::DeployTamper;
+use runtime::sim::{Adversary, Simulator, Tactics};
 
 /// PBFT in the protocol registry.
 pub const PROTOCOL: crate::registry::Protocol = crate::registry::Protocol::new(&Kit);
@@ -91,6 +92,23 @@ impl crate::registry::Kit for Kit {
 
     fn planted(&self) -> &'static [crate::planted::Bug] {
         super::bugs::ALL
+    }
+
+    /// Every message rewritten for each destination apart and signed again
+    /// with the replica's key (the seeded runs' adversary, always mutating).
+    fn equivocator(&self, config: &NodeConfig) -> Option<DeployTamper> {
+        let signer = Signer::new(config.secret_key.as_ref()?).ok()?;
+        let tactics = Tactics {
+            mutate: 1.0,
+            replay: 0.0,
+            withhold: 0.0,
+        };
+        let n = u8::try_from(config.replicas.len()).ok()?;
+        Some(Box::new(Adversary::<wire::pbft::Message>::new(
+            Some(signer),
+            n,
+            tactics,
+        )))
     }
 
     fn constants(&self) -> Vec<(&'static str, String)> {

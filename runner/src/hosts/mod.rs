@@ -59,12 +59,22 @@ impl Host {
     /// The command that runs `node serve --port 0 --host <addr>` on this host.
     /// `node_binary` is the binary on this machine (ssh hosts run their copy).
     pub fn serve_command(&self, node_binary: &Path) -> Command {
+        self.serve_command_in(node_binary, None)
+    }
+
+    /// [`Self::serve_command`] with the node's run directory (`--dir`), where
+    /// a replica keeps its durable state for a restart to recover from.
+    pub fn serve_command_in(&self, node_binary: &Path, dir: Option<&Path>) -> Command {
         let addr = self.addr.to_string();
         let serve = ["serve", "--port", "0", "--host", addr.as_str()];
+        let dir_args: Vec<&std::ffi::OsStr> = match dir {
+            Some(dir) => vec!["--dir".as_ref(), dir.as_os_str()],
+            None => Vec::new(),
+        };
         match &self.launcher {
             Launcher::Local => {
                 let mut command = Command::new(node_binary);
-                command.args(serve);
+                command.args(serve).args(&dir_args);
                 command
             }
             Launcher::Netns { namespace } => {
@@ -72,16 +82,21 @@ impl Host {
                 command
                     .args(["netns", "exec", namespace.as_str()])
                     .arg(node_binary)
-                    .args(serve);
+                    .args(serve)
+                    .args(&dir_args);
                 command
             }
             Launcher::Ssh {
                 target,
                 remote_binary,
             } => target.command(&format!(
-                "exec {} {}",
+                "exec {} {}{}",
                 ssh::shell_quote(&remote_binary.to_string_lossy()),
-                serve.join(" ")
+                serve.join(" "),
+                dir.map_or_else(String::new, |dir| format!(
+                    " --dir {}",
+                    ssh::shell_quote(&dir.to_string_lossy())
+                ))
             )),
         }
     }

@@ -24,6 +24,7 @@
 //! spinning alone, so more threads than cores still make progress.
 
 mod clients;
+pub mod faults;
 mod replica;
 
 use std::io;
@@ -166,6 +167,11 @@ pub struct Metrics {
     /// microseconds (clients only; zero for replicas).
     pub latency_us_p50: u64,
     pub latency_us_p99: u64,
+    /// The leader as the replica sees it (replicas of protocols that have
+    /// one).
+    pub leader: Option<u8>,
+    /// How far the replica executed (replicas that say).
+    pub executed: Option<u64>,
 }
 
 /// A node's totals after it stopped.
@@ -211,6 +217,8 @@ struct RunShared {
     /// Latency of operations completed since the previous snapshot, merged
     /// in by client threads every few milliseconds.
     interval_latency: Mutex<Histogram<u64>>,
+    /// Faults in force on a replica, and what its protocol stage publishes.
+    faults: Arc<faults::NodeFaults>,
 }
 
 /// What one thread hands back when it ends.
@@ -230,6 +238,7 @@ impl RunShared {
             ops: AtomicU64::new(0),
             ops_reported: AtomicU64::new(0),
             interval_latency: Mutex::new(latency_histogram()),
+            faults: Arc::default(),
         })
     }
 
@@ -279,9 +288,17 @@ impl Running {
             ops: ops - before,
             latency_us_p50: latency.value_at_quantile(0.5),
             latency_us_p99: latency.value_at_quantile(0.99),
+            leader: self.shared.faults.leader(),
+            executed: self.shared.faults.executed(),
         };
         latency.reset();
         metrics
+    }
+
+    /// The faults in force on this node (a replica applies them; clients
+    /// ignore them), to set and clear while it runs.
+    pub fn faults(&self) -> &faults::NodeFaults {
+        &self.shared.faults
     }
 
     /// Whether a thread has stopped by itself (it failed or panicked); `stop`
@@ -333,6 +350,7 @@ impl Running {
         if let Some(error) = first_error {
             return Err(error);
         }
+        self.shared.faults.add_counters(&mut counters);
         Ok(Totals {
             ops: self.shared.ops.load(Ordering::Relaxed),
             measured_ops,

@@ -36,6 +36,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use wire::control::{Stage, ThreadSpec};
 use wire::{Addr, ClientId, ReplicaId};
 
+use super::faults::NodeFaults;
 use super::{
     Deployable, Idler, ReplicaSetup, RunShared, Running, STAGE_BATCH_MAX, STAGE_QUEUE_MAX,
     ThreadTotals, block_timeout, decode_from, earliest, spawn_thread, transport_options,
@@ -112,7 +113,14 @@ pub fn spawn_durable_replica<S: Deployable>(
         }
         None => Storage::Memory(Stored::default()),
     };
-    let core = ProtocolCore::new(state, setup.id, replicas, started, storage);
+    let core = ProtocolCore::new(
+        state,
+        setup.id,
+        replicas,
+        started,
+        storage,
+        Arc::clone(&run.faults),
+    );
 
     let threads = if let [only] = &setup.threads.threads[..] {
         let waker = Arc::new(Waker::new()?);
@@ -169,6 +177,9 @@ struct ProtocolCore<S: State> {
     /// (one `fsync` for all of them), and the messages behind them wait in
     /// the driver until then.
     storage: Storage,
+    /// Faults in force (the slow one applies here), and where the leader
+    /// and executed slot are published.
+    faults: Arc<NodeFaults>,
 }
 
 /// Where a replica's durable state goes.
@@ -204,6 +215,7 @@ impl<S: State> ProtocolCore<S> {
         replicas: Vec<SocketAddr>,
         started: Instant,
         storage: Storage,
+        faults: Arc<NodeFaults>,
     ) -> ProtocolCore<S> {
         ProtocolCore {
             driver: Driver::new(Addr::Replica(id), state, Rng::new(u64::from(id.0) ^ 0x5eed)),
@@ -214,6 +226,7 @@ impl<S: State> ProtocolCore<S> {
             counters: Counters::default(),
             handled: 0,
             storage,
+            faults,
         }
     }
 
@@ -246,6 +259,9 @@ impl<S: State> ProtocolCore<S> {
         let now = self.now();
         self.driver.on_message(now, from, msg);
         self.handled += 1;
+        if let Some(delay) = self.faults.slow_delay() {
+            std::thread::sleep(delay);
+        }
     }
 
     fn learn_client(&mut self, id: ClientId, src: SocketAddr) {
@@ -312,6 +328,8 @@ impl<S: State> ProtocolCore<S> {
             run.ops.fetch_add(self.handled, Ordering::Relaxed);
             self.handled = 0;
         }
+        let state = self.driver.state();
+        self.faults.publish(state.leader(), state.executed_slot());
     }
 
     fn into_counters(mut self) -> Counters {
@@ -346,6 +364,8 @@ struct Encoder<'a, H: SharedState> {
     replicas: &'a [SocketAddr],
     me: SocketAddr,
     buf: Vec<u8>,
+    /// Partition and Byzantine behaviour sit between it and the socket.
+    faults: &'a NodeFaults,
 }
 
 impl<H: SharedState> Encoder<'_, H> {
@@ -360,6 +380,20 @@ impl<H: SharedState> Encoder<'_, H> {
         if let Err(reason) = self.shared.encode(msg, &mut self.buf) {
             counters.add(reason.0, 1);
             return Ok(());
+        }
+        if self.faults.active() {
+            let send = |addr, bytes: &[u8]| transport.send(addr, bytes);
+            return match target {
+                Target::One(addr) => self.faults.send(addr, self.replicas, &self.buf, send),
+                Target::Replicas => {
+                    let mut send = send;
+                    for &addr in self.replicas.iter().filter(|&&a| a != self.me) {
+                        self.faults
+                            .send(addr, self.replicas, &self.buf, &mut send)?;
+                    }
+                    Ok(())
+                }
+            };
         }
         match target {
             Target::One(addr) => transport.send(addr, &self.buf),
@@ -405,11 +439,13 @@ fn single_thread<S: State>(
     mut idler: Idler,
 ) -> io::Result<ThreadTotals> {
     let replicas = core.replicas.clone();
+    let faults = Arc::clone(&core.faults);
     let mut sender = Encoder {
         shared,
         replicas: &replicas,
         me: transport.local_addr(),
         buf: Vec::with_capacity(wire::MESSAGE_SIZE_MAX),
+        faults: &faults,
     };
     let mut counters = Counters::default();
     let mut arena = Arena::default();
@@ -436,7 +472,11 @@ fn single_thread<S: State>(
     transport.flush()?;
     while !run.stopping() {
         arena.clear();
-        let received = transport.recv(|src, bytes| arena.push(src, bytes))?;
+        let received = transport.recv(|src, bytes| {
+            if faults.accept(src, &replicas, bytes) {
+                arena.push(src, bytes);
+            }
+        })?;
         core.tick();
         for &(src, start, end) in &arena.datagrams {
             match decode_from(shared, &replicas, src, &arena.bytes[start..end]) {
@@ -643,11 +683,13 @@ impl<S: State> PipelineThread<S> {
         me: SocketAddr,
     ) -> io::Result<ThreadTotals> {
         let mut counters = Counters::default();
+        let faults = Arc::clone(&run.faults);
         let mut sender = Encoder {
             shared,
             replicas,
             me,
             buf: Vec::with_capacity(wire::MESSAGE_SIZE_MAX),
+            faults: &faults,
         };
         if let Some(ProtocolStage { core, output, .. }) = &mut self.protocol {
             core.start();
@@ -659,7 +701,9 @@ impl<S: State> PipelineThread<S> {
             let mut progress = false;
             if let (Some(out), Some(transport)) = (&self.receive, &mut self.transport) {
                 let received = transport.recv(|src, bytes| {
-                    out.push((src, bytes.to_vec()), &mut counters);
+                    if faults.accept(src, replicas, bytes) {
+                        out.push((src, bytes.to_vec()), &mut counters);
+                    }
                 })?;
                 if received > 0 {
                     out.wake();

@@ -1,6 +1,7 @@
 //! Frames, commands and events, and their errors.
 
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,108 @@ pub enum Command {
     Run(Box<NodeConfig>),
     /// Stop, report, and exit.
     Stop,
+    /// Inject a fault into the running node, or end one ([`Fault`]). The
+    /// node answers nothing; it counts what the fault did under the
+    /// counters named in [`Fault`]'s variants.
+    Fault(Fault),
+}
+
+/// A fault a running node applies to itself, on the runner's command (a
+/// scheduled fault of the experiment). Kill, stop and restart are not here:
+/// the runner does those to the process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fault {
+    /// Neither send to nor receive from these addresses: a drop filter in
+    /// the node's transport, both directions, counted under
+    /// [`PARTITION_DROPS_COUNTER`]. Replaces any earlier set (at most
+    /// [`PARTITION_ADDRS_MAX`] addresses).
+    Partition(Vec<SocketAddr>),
+    /// End the partition: an empty drop filter.
+    Heal,
+    /// Add this much processing delay to every message the node handles
+    /// (0: none; at most [`SLOW_US_MAX`]).
+    Slow { us: u64 },
+    /// Turn Byzantine: tamper with what the node sends.
+    Byzantine(Behaviour),
+    /// Stop tampering.
+    Honest,
+}
+
+/// What a Byzantine node does to what it sends (see [`Fault::Byzantine`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Behaviour {
+    /// Sends nothing.
+    Mute,
+    /// Sends each destination its own version of each message, rewritten
+    /// field by field and signed again with the node's own key (the
+    /// protocol's adversary).
+    Equivocate,
+    /// Overwrites random bytes of every datagram (its signatures no longer
+    /// verify, or it no longer decodes).
+    Corrupt,
+    /// Sends, besides each datagram, a few old ones it sent or received
+    /// (bounded).
+    Replay,
+}
+
+impl Behaviour {
+    pub const ALL: [Behaviour; 4] = [
+        Behaviour::Mute,
+        Behaviour::Equivocate,
+        Behaviour::Corrupt,
+        Behaviour::Replay,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Behaviour::Mute => "mute",
+            Behaviour::Equivocate => "equivocate",
+            Behaviour::Corrupt => "corrupt",
+            Behaviour::Replay => "replay",
+        }
+    }
+}
+
+impl std::str::FromStr for Behaviour {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Behaviour, String> {
+        Behaviour::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown Byzantine behaviour {s:?}; known: mute, equivocate, corrupt, replay"
+                )
+            })
+    }
+}
+
+/// Most addresses a [`Fault::Partition`] names.
+pub const PARTITION_ADDRS_MAX: usize = 1024;
+
+/// Largest [`Fault::Slow`] delay: one second per message.
+pub const SLOW_US_MAX: u64 = 1_000_000;
+
+/// Counter of datagrams a partitioned node did not send or dropped on
+/// arrival because the peer was on the other side of the partition.
+pub const PARTITION_DROPS_COUNTER: &str = "fault: partition drops";
+
+impl Fault {
+    /// Whether a node may apply it: within the bounds above.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Fault::Partition(addrs) if addrs.len() > PARTITION_ADDRS_MAX => Err(format!(
+                "a partition of {} addresses; at most {PARTITION_ADDRS_MAX}",
+                addrs.len()
+            )),
+            Fault::Slow { us } if *us > SLOW_US_MAX => Err(format!(
+                "slow by {us} µs per message; at most {SLOW_US_MAX}"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Node → runner.

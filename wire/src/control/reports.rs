@@ -30,6 +30,15 @@ pub struct IntervalReport {
     pub ops: u64,
     pub latency_us_p50: u64,
     pub latency_us_p99: u64,
+    /// The leader (primary, head) as this replica sees it now, if its
+    /// protocol has one and the replica knows it (absent from clients, and
+    /// in reports of nodes built before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<u8>,
+    /// How far this replica has executed, in its protocol's slots, if it
+    /// says (the runtime's `State::executed_slot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executed: Option<u64>,
 }
 
 /// Counter a batching protocol's leader adds one to per batch it proposes.

@@ -95,6 +95,8 @@ fn events_round_trip() {
             ops: 10,
             latency_us_p50: 20,
             latency_us_p99: 30,
+            leader: Some(1),
+            executed: Some(7),
         }),
         Event::Finished(FinalReport {
             elapsed_ms: 2000,
@@ -680,4 +682,36 @@ fn emulated_links_are_validated_and_default_to_none() {
     json.as_object_mut().unwrap().remove("link");
     let config: NodeConfig = serde_json::from_value(json).unwrap();
     assert!(config.link.is_none());
+}
+
+/// Every fault command survives the frame, and its bounds are checked.
+#[test]
+fn fault_commands_round_trip_and_are_bounded() {
+    let faults = [
+        Fault::Partition(vec!["127.0.0.3:7001".parse().unwrap()]),
+        Fault::Heal,
+        Fault::Slow { us: 2000 },
+        Fault::Byzantine(Behaviour::Equivocate),
+        Fault::Honest,
+    ];
+    for fault in faults {
+        fault.validate().unwrap();
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &CommandFrame::new(Command::Fault(fault.clone()))).unwrap();
+        let frame = read_frame(&mut &buf[..]).unwrap().unwrap();
+        assert_eq!(decode_command(&frame).unwrap(), Command::Fault(fault));
+    }
+    assert!(
+        Fault::Slow {
+            us: SLOW_US_MAX + 1
+        }
+        .validate()
+        .is_err()
+    );
+    let many = vec!["127.0.0.3:7001".parse().unwrap(); PARTITION_ADDRS_MAX + 1];
+    assert!(Fault::Partition(many).validate().is_err());
+    for behaviour in Behaviour::ALL {
+        assert_eq!(behaviour.name().parse::<Behaviour>().unwrap(), behaviour);
+    }
+    assert!("loud".parse::<Behaviour>().is_err());
 }

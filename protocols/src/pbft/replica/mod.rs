@@ -756,6 +756,12 @@ impl State for Replica {
     fn executed_slot(&self) -> Option<u64> {
         (!self.changing).then_some(self.executed)
     }
+
+    /// The primary of the view it is in (§4.1: view mod n), also while it
+    /// changes views (then the primary of the view it moves to).
+    fn leader(&self) -> Option<ReplicaId> {
+        Some(self.config.primary(self.view))
+    }
 }
 
 impl Replica {

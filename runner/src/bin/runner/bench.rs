@@ -43,6 +43,27 @@ pub struct BenchArgs {
     /// ratio.
     #[arg(long = "protocol", required = true, value_delimiter = ',', value_parser = protocol_names())]
     protocols: Vec<String>,
+    /// A scheduled fault, `AT:ACTION[:TARGET]`; repeat for several
+    /// (`--fault 3s:kill:primary --fault 6s:restart:primary`). AT is a time
+    /// into the measured window, i.e. after the warm-up (`3s`, `1500ms`);
+    /// the results record each fault at the time it was applied, in ms
+    /// since the clients node started (the clock of the interval reports).
+    /// ACTION: kill (SIGKILL), stop (SIGSTOP), resume (SIGCONT), restart (a
+    /// killed node again, same id, address and keys, recovering from its
+    /// durable state), partition (the target set cut off from every other
+    /// node and the clients, both ways), heal (no target), slow=2ms (added
+    /// delay per message handled; slow=0 ends it),
+    /// byzantine=mute|equivocate|corrupt|replay (BFT protocols only), honest.
+    /// TARGET: primary or leader (the current leader when the fault applies;
+    /// a restart, resume, honest or slow=0 of `primary` hits the node the
+    /// fault it ends chose), replica:N, clients (partition only); a
+    /// partition takes a set joined by `+` (replica:1+replica:2).
+    /// Partitions are a drop filter in each replica's transport, on every
+    /// kind of host (no iptables or nft needed); kill, stop and restart need
+    /// local or namespace hosts. The unreplicated baseline runs without
+    /// faults, as the reference.
+    #[arg(long = "fault", value_name = "AT:ACTION[:TARGET]")]
+    faults: Vec<runner::faults::ScheduledFault>,
     /// Closed loop: client counts to sweep, comma-separated [default:
     /// 1,10,100,1000, as the default comparison]. With `--rates`: the one
     /// count of clients that share each rate [default: 100].
@@ -491,6 +512,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     experiment.arrivals = args.arrivals;
+    experiment.faults = args.faults.clone();
     experiment.trials = args.trials;
     experiment.replica_threads = args.replica_threads.clone();
     args.common.apply(&mut experiment);
