@@ -63,9 +63,9 @@ use runtime::deploy::{ClientsSetup, DurableSetup, ReplicaSetup, Running, Totals}
 use runtime::durable::Sync;
 use wire::control::auth::{ControlSecret, DeadlineReader, HandshakeError, node_handshake};
 use wire::control::{
-    AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, DurableConfig, Event, EventFrame,
-    FinalReport, FrameError, IntervalReport, NodeConfig, Role, Started, decode_command, read_frame,
-    write_frame,
+    AppConfig, COMPLETION_BIN_MS, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, Completions,
+    DurableConfig, Event, EventFrame, FinalReport, FrameError, IntervalReport, NodeConfig, Role,
+    Started, decode_command, read_frame, write_frame,
 };
 use wire::registry::Settings;
 use wire::{ClientId, ReplicaId};
@@ -334,13 +334,18 @@ fn serve(conn: &mut Connection, refused: &Refused, dir: Option<&Path>) -> anyhow
         parameters: protocol.parameters(&settings),
     }))?;
     conn.listen()?;
+    if let Role::Clients(clients) = &config.role {
+        running.count_slower_than(Duration::from_millis(clients.slow_op_ms));
+    }
+    // Where the clients' completion bins start on the reports' clock.
+    let bins_start = running.started().saturating_duration_since(start);
 
     let interval = Duration::from_millis(config.report_interval_ms);
     match report_until_stopped(conn, &running, start, interval) {
         Ending::Stop | Ending::Hangup => {
             let totals = running.stop().with_context(|| format!("{node} failed"))?;
             let clients = matches!(config.role, Role::Clients(_));
-            let mut report = final_report(totals, start.elapsed(), clients)?;
+            let mut report = final_report(totals, start.elapsed(), bins_start, clients)?;
             report.counters.push((
                 CONTROL_REFUSED_COUNTER.to_string(),
                 refused.load(Ordering::Relaxed),
@@ -391,6 +396,7 @@ fn report_until_stopped(
                 ops: metrics.ops,
                 latency_us_p50: metrics.latency_us_p50,
                 latency_us_p99: metrics.latency_us_p99,
+                slow_ops: metrics.slow_ops,
             };
             if conn.send(Event::Interval(report)).is_err() {
                 return Ending::Hangup;
@@ -480,9 +486,15 @@ fn clients_setup(config: &NodeConfig, clients: &ClientsConfig) -> ClientsSetup {
     }
 }
 
-/// The node's totals as the runner gets them. Replicas measure no latency, so
-/// their histogram is left empty.
-fn final_report(totals: Totals, elapsed: Duration, clients: bool) -> anyhow::Result<FinalReport> {
+/// The node's totals as the runner gets them, the clients' completion bins
+/// starting `bins_start` after the node's clock. Replicas measure no
+/// latency, so their histogram and bins are left empty.
+fn final_report(
+    totals: Totals,
+    elapsed: Duration,
+    bins_start: Duration,
+    clients: bool,
+) -> anyhow::Result<FinalReport> {
     let mut latency_histogram = Vec::new();
     if clients {
         V2Serializer::new()
@@ -501,6 +513,15 @@ fn final_report(totals: Totals, elapsed: Duration, clients: bool) -> anyhow::Res
             .map(|(name, count)| (name.to_string(), count))
             .collect(),
         cpu_ms: cpu_ms()?,
+        completions: if clients {
+            Completions {
+                start_us: u64::try_from(bins_start.as_micros()).unwrap_or(u64::MAX),
+                bin_ms: COMPLETION_BIN_MS,
+                counts: totals.completions,
+            }
+        } else {
+            Completions::default()
+        },
     })
 }
 

@@ -133,6 +133,7 @@ pub(crate) static TEST_CHAIN: ProtocolSpec = ProtocolSpec {
     services: &["master"],
     signs: false,
     batches: false,
+    rotates_leader: false,
     counters: &[],
     tunables: &[],
 };
@@ -251,7 +252,7 @@ impl Experiment {
             },
             settings: Vec::new(),
             resend: Duration::from_millis(200),
-            report_interval: Duration::from_millis(250),
+            report_interval: Duration::from_millis(100),
         }
     }
 

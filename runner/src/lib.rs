@@ -12,6 +12,8 @@
 //!   control protocol of [`wire::control`].
 //! - [`results`]: what a run measured, aggregated per load; the table and the
 //!   CSV. [`plot`]: the figure. [`save`]: the files.
+//! - [`timeline`]: a point over time, and its recovery from each fault;
+//!   [`timeline_plot`]: its figure.
 //! - [`provenance`]: the machine and the commit a run ran on.
 //! - [`threads`]: the thread-map syntax of `--replica-threads`.
 //! - [`cargo`]: building the `node` binary and finding where cargo put it.
@@ -32,3 +34,5 @@ pub mod results;
 pub mod run;
 pub mod save;
 pub mod threads;
+pub mod timeline;
+pub mod timeline_plot;

@@ -71,7 +71,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use wire::control::{
-    AppConfig, BATCHES_COUNTER, Idle, IntervalReport, KERNEL_DROPS_COUNTER, KeyDistribution,
+    AppConfig, BATCHES_COUNTER, Completions, Idle, IntervalReport, KERNEL_DROPS_COUNTER,
+    KeyDistribution,
     OPEN_LOOP_NO_FREE_CLIENT_COUNTER, REQUESTS_BATCHED_COUNTER, TransportKind,
     VIEW_CHANGES_COUNTER, Workload,
 };
@@ -125,6 +126,18 @@ pub struct PointResult {
     /// before schedules existed).
     #[serde(default)]
     pub faults: Vec<FaultRecord>,
+    /// The clients' completions over the whole run, binned by completion
+    /// time: what [`PointResult::recovery`] is computed from (empty in
+    /// results recorded before they existed).
+    #[serde(default)]
+    pub completions: Completions,
+    /// How the point came back from each of its faults
+    /// ([`crate::timeline::annotate`] fills it when the results are saved).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery: Vec<crate::timeline::Recovery>,
+    /// A rotating leader's periodic dip (filled like `recovery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic_dip: Option<crate::timeline::PeriodicDip>,
 }
 
 /// A scheduled fault as it was applied: when, in milliseconds since the
@@ -1137,6 +1150,7 @@ pub(crate) mod tests {
                     ops: measured_ops / 10,
                     latency_us_p50,
                     latency_us_p99: latency_us_p50 * 3,
+                    slow_ops: 0,
                 })
                 .collect(),
             replica_cpu_ms: 9_000,
@@ -1145,6 +1159,9 @@ pub(crate) mod tests {
             replica_transports: vec![TransportKind::IoUring],
             client_transport: Some(TransportKind::IoUring),
             faults: Vec::new(),
+            completions: Completions::default(),
+            recovery: Vec::new(),
+            periodic_dip: None,
         }
     }
 

@@ -29,7 +29,7 @@ use hdrhistogram::serialization::Deserializer;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wire::control::{
     ClientsConfig, DurableConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role,
-    Started, ThreadMap,
+    SLOW_OP_MS_DEFAULT, Started, ThreadMap,
 };
 use wire::{SecretKey, Signer};
 
@@ -368,6 +368,7 @@ impl RunningPoint {
                 measure_ms: Some(millis(experiment.measured())),
                 // Fresh client keys for every point, too.
                 key_seed: format!("{} {} clients", now_nanos(), point.protocol).into_bytes(),
+                slow_op_ms: SLOW_OP_MS_DEFAULT,
             }),
             ..base
         };
@@ -523,6 +524,9 @@ impl PointReports {
             replica_transports: self.replicas.iter().map(|r| r.started.transport).collect(),
             client_transport: Some(self.clients.started.transport),
             faults: Vec::new(),
+            completions: clients.completions.clone(),
+            recovery: Vec::new(),
+            periodic_dip: None,
         })
     }
 

@@ -463,6 +463,7 @@ fn single_thread<S: State>(
         counters,
         latency_us: None,
         measured_ops: 0,
+        completions: Vec::new(),
     })
 }
 
@@ -731,6 +732,7 @@ impl<S: State> PipelineThread<S> {
             counters,
             latency_us: None,
             measured_ops: 0,
+            completions: Vec::new(),
         })
     }
 

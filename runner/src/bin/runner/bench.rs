@@ -594,14 +594,26 @@ fn run_and_save(
         }
     };
     println!("{}", results::summary_table(&results));
+    let mut annotated = results.clone();
+    runner::timeline::annotate(&mut annotated);
+    if let Some(table) = runner::timeline::recovery_table(&annotated) {
+        println!("{table}");
+    }
     let written = runner::save::write_all(&dir, &results)?;
     println!(
-        "results: {}\n         {}\nplot:    {}\n         {}",
+        "results: {}\n         {}\nplot:    {}\n         {}\ntimeline: {}",
         written.csv.display(),
         written.json.display(),
         written.svg.display(),
-        written.png.display()
+        written.png.display(),
+        written.timeline_csv.display()
     );
+    if let Some(recovery) = &written.recovery_csv {
+        println!("recovery: {}", recovery.display());
+    }
+    for timeline in &written.timelines {
+        println!("timeline plot: {}", timeline.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
