@@ -13,7 +13,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::plot::{FONT, PALETTE, plot_error, register_font, svg_to_png};
 use crate::results::{PointResult, RunResults};
-use crate::timeline::{TimelineRow, point_label, timeline};
+use crate::timeline::{Recovered, TimelineRow, point_label, timeline};
 
 pub const TIMELINE_WIDTH_PX: u32 = 1400;
 pub const TIMELINE_HEIGHT_PX: u32 = 900;
@@ -137,15 +137,14 @@ fn draw<DB: DrawingBackend>(
                 FAULT.stroke_width(2),
             ))
             .map_err(plot_error)?;
-        let label = format!("{} ({:.1} s)", fault.label, x);
+        let style = TextStyle::from((FONT, FAULT_LABEL_SIZE).into_font())
+            .color(&FAULT)
+            .pos(Pos::new(HPos::Left, VPos::Top));
+        let label = fault_label(point, fault);
         chart
-            .draw_series(std::iter::once(Text::new(
-                label,
-                (x, ops_top),
-                TextStyle::from((FONT, FAULT_LABEL_SIZE).into_font())
-                    .color(&FAULT)
-                    .pos(Pos::new(HPos::Left, VPos::Top)),
-            )))
+            .draw_series(std::iter::once(
+                EmptyElement::at((x, ops_top)) + Text::new(label, (6, 4), style),
+            ))
             .map_err(plot_error)?;
     }
     chart
@@ -157,8 +156,13 @@ fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(plot_error)?;
 
-    // Latency, p50 and p99, of the intervals that completed something.
+    // Latency, p50 and p99, of the intervals that completed something; an
+    // interval that completed nothing breaks the line.
     let measured: Vec<_> = rows.iter().filter(|row| row.latency_us_p99 > 0).collect();
+    let segments: Vec<&[TimelineRow]> = rows
+        .split(|row| row.latency_us_p99 == 0)
+        .filter(|segment| !segment.is_empty())
+        .collect();
     let low = measured
         .iter()
         .map(|row| row.latency_us_p50.max(1))
@@ -193,16 +197,26 @@ fn draw<DB: DrawingBackend>(
     let p50: fn(&TimelineRow) -> u64 = |row| row.latency_us_p50;
     let p99: fn(&TimelineRow) -> u64 = |row| row.latency_us_p99;
     for (name, colour, value) in [("p50", PALETTE[1], p50), ("p99", PALETTE[2], p99)] {
-        chart
-            .draw_series(LineSeries::new(
-                measured
-                    .iter()
-                    .map(|row| (seconds(row.t_ms), value(row).max(1) as f64)),
-                colour.stroke_width(2),
-            ))
-            .map_err(plot_error)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 30, y)], colour.stroke_width(2)));
+        let at = |row: &TimelineRow| (seconds(row.t_ms), value(row).max(1) as f64);
+        for (i, segment) in segments.iter().enumerate() {
+            let line = chart
+                .draw_series(LineSeries::new(
+                    segment.iter().map(at),
+                    colour.stroke_width(2),
+                ))
+                .map_err(plot_error)?;
+            if i == 0 {
+                line.label(name).legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 30, y)], colour.stroke_width(2))
+                });
+            }
+            // A lone interval between stalls is a dot, not an invisible line.
+            if segment.len() == 1 {
+                chart
+                    .draw_series(segment.iter().map(|row| Circle::new(at(row), 3, colour.filled())))
+                    .map_err(plot_error)?;
+            }
+        }
     }
     for fault in &point.faults {
         let x = seconds(fault.at_ms);
@@ -224,6 +238,24 @@ fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(plot_error)?;
     Ok(())
+}
+
+/// `kill primary (replica 0) at 3.0 s`, with how the point came back when
+/// its recovery is known: `…: 90% after 590 ms`.
+fn fault_label(point: &PointResult, fault: &crate::results::FaultRecord) -> String {
+    let mut label = format!("{} at {:.1} s", fault.label, fault.at_ms as f64 / 1000.0);
+    let recovery = point
+        .recovery
+        .iter()
+        .find(|r| r.at_ms == fault.at_ms && r.label == fault.label);
+    if let Some(recovery) = recovery {
+        match recovery.recovered {
+            Recovered::AfterMs(ms) => label.push_str(&format!(": 90% after {ms} ms")),
+            Recovered::NotRecovered => label.push_str(": not recovered"),
+            Recovered::NoPreFaultRate => {}
+        }
+    }
+    label
 }
 
 /// `0`, `500`, `2.5k`, `1.5M`.
@@ -300,8 +332,8 @@ mod tests {
             "time (s)",
             "p50",
             "p99",
-            "kill primary (replica 0) (3.0 s)",
-            "restart replica 0 (6.0 s)",
+            "kill primary (replica 0) at 3.0 s",
+            "restart replica 0 at 6.0 s",
             "default: pbft, 100 clients, trial 1 over time",
         ] {
             assert!(svg.contains(text), "{text} missing");
@@ -311,9 +343,30 @@ mod tests {
         assert!(faults >= 4, "{faults} fault strokes");
     }
 
+    /// A fault's label says how the point came back, once that is known.
+    #[test]
+    fn fault_markers_carry_the_recovery() {
+        let (results, mut point) = faulted();
+        point.recovery = crate::timeline::recoveries(
+            &wire::control::Completions {
+                start_us: 0,
+                bin_ms: 10,
+                counts: [vec![10; 300], vec![0; 50], vec![10; 450]].concat(),
+            },
+            &point.intervals,
+            &point.faults,
+            100,
+        );
+        let svg = render_svg(&results, &point).unwrap();
+        assert!(svg.contains("kill primary (replica 0) at 3.0 s: 90% after 590 ms"));
+    }
+
     #[test]
     fn timeline_png_is_a_png_of_the_expected_size() {
-        let (results, point) = faulted();
+        let (results, mut point) = faulted();
+        // The latencies of the operations the stall held up.
+        point.intervals[35].latency_us_p50 = 400_000;
+        point.intervals[35].latency_us_p99 = 500_000;
         let png = render_png(&results, &point).unwrap();
         assert_eq!(png_size(&png), (TIMELINE_WIDTH_PX, TIMELINE_HEIGHT_PX));
         if let Some(path) = std::env::var_os("RUNNER_TIMELINE_PNG") {
