@@ -265,9 +265,13 @@ pub fn annotate(results: &mut RunResults) {
 }
 
 /// The points a timeline plot is drawn for: every point of a one-point
-/// run, and every point that had faults.
+/// run (by its experiment's points, so that the files saved after the first
+/// point of a longer run get none), and every point that had faults.
 pub fn plotted_points(results: &RunResults) -> Vec<&PointResult> {
-    if results.points.len() == 1 {
+    let planned = results
+        .recorded_experiment()
+        .map_or(results.points.len(), |experiment| experiment.points().len());
+    if planned == 1 && results.points.len() == 1 {
         return results.points.iter().collect();
     }
     results
@@ -870,5 +874,21 @@ mod tests {
         assert!(written.timelines.is_empty());
         assert!(!dir.join("recovery.csv").exists());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A one-point run gets its timeline plot; the first point of a longer
+    /// run, saved before the rest ran, does not.
+    #[test]
+    fn only_a_one_point_run_plots_a_point_without_faults() {
+        let mut results = crate::results::tests::sample();
+        results.points.truncate(1);
+        assert!(plotted_points(&results).is_empty());
+        let mut experiment = results.recorded_experiment().unwrap();
+        experiment.protocols = vec!["unreplicated".to_string()];
+        experiment.sweep = crate::experiment::Sweep::Clients(vec![1]);
+        experiment.trials = 1;
+        assert_eq!(experiment.points().len(), 1);
+        results.experiment = serde_json::to_value(experiment).unwrap();
+        assert_eq!(plotted_points(&results).len(), 1);
     }
 }
