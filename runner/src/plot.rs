@@ -80,8 +80,8 @@ pub(crate) fn svg_to_png(svg: &str, width: u32, height: u32) -> anyhow::Result<V
     fonts.load_font_data(ttf_noto_sans::REGULAR.to_vec());
     fonts.set_sans_serif_family(EMBEDDED_FAMILY);
     let tree = resvg::usvg::Tree::from_str(svg, &options).context("reading the plot's SVG")?;
-    let mut pixmap = resvg::tiny_skia::Pixmap::new(width, height)
-        .context("allocating the plot's pixels")?;
+    let mut pixmap =
+        resvg::tiny_skia::Pixmap::new(width, height).context("allocating the plot's pixels")?;
     pixmap.fill(resvg::tiny_skia::Color::WHITE);
     resvg::render(
         &tree,

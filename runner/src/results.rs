@@ -72,8 +72,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use wire::control::{
     AppConfig, BATCHES_COUNTER, Completions, Idle, IntervalReport, KERNEL_DROPS_COUNTER,
-    KeyDistribution,
-    OPEN_LOOP_NO_FREE_CLIENT_COUNTER, REQUESTS_BATCHED_COUNTER, TransportKind,
+    KeyDistribution, OPEN_LOOP_NO_FREE_CLIENT_COUNTER, REQUESTS_BATCHED_COUNTER, TransportKind,
     VIEW_CHANGES_COUNTER, Workload,
 };
 

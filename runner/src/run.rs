@@ -29,7 +29,7 @@ use hdrhistogram::serialization::Deserializer;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wire::control::{
     ClientsConfig, DurableConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role,
-    SLOW_OP_MS_DEFAULT, Started, ThreadMap,
+    Started, ThreadMap,
 };
 use wire::{SecretKey, Signer};
 
@@ -368,7 +368,7 @@ impl RunningPoint {
                 measure_ms: Some(millis(experiment.measured())),
                 // Fresh client keys for every point, too.
                 key_seed: format!("{} {} clients", now_nanos(), point.protocol).into_bytes(),
-                slow_op_ms: SLOW_OP_MS_DEFAULT,
+                slow_op_ms: millis(experiment.slow_op),
             }),
             ..base
         };

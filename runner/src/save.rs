@@ -73,7 +73,10 @@ pub fn write_all(dir: &Path, results: &RunResults) -> anyhow::Result<Written> {
     for point in crate::timeline::plotted_points(results) {
         let stem = crate::timeline_plot::file_stem(point);
         let svg = dir.join(format!("{stem}.svg"));
-        write_atomically(&svg, crate::timeline_plot::render_svg(results, point)?.as_bytes())?;
+        write_atomically(
+            &svg,
+            crate::timeline_plot::render_svg(results, point)?.as_bytes(),
+        )?;
         let png = dir.join(format!("{stem}.png"));
         write_atomically(&png, &crate::timeline_plot::render_png(results, point)?)?;
         written.timelines.extend([svg, png]);

@@ -5,7 +5,9 @@
 //! Two series come from the clients node. Its interval reports (every
 //! [`Experiment::report_interval`](crate::experiment::Experiment::report_interval),
 //! 100 ms by default) give throughput, p50, p99 and the operations slower
-//! than [`SLOW_OP_MS_DEFAULT`] per interval: the timeline. Its completion
+//! than the experiment's bound
+//! ([`Experiment::slow_op`](crate::experiment::Experiment::slow_op), 100 ms
+//! by default) per interval: the timeline. Its completion
 //! bins ([`Completions`], [`wire::control::COMPLETION_BIN_MS`] wide, over
 //! the whole run) give the time of every completion to a bin: the recovery
 //! figures. Both are on the clients node's clock, the clock of
@@ -32,7 +34,7 @@
 //!   the fault (within the span), and that as a fraction of the pre-fault
 //!   rate.
 //! - **slow operations**: operations completed in the span (by interval)
-//!   that took longer than the clients' bound ([`SLOW_OP_MS_DEFAULT`]).
+//!   that took longer than the experiment's bound.
 //! - **view changes**: the replicas' [`VIEW_CHANGES_COUNTER`], summed, is
 //!   per point, not per fault (replicas report it only in their totals).
 //!
@@ -198,7 +200,10 @@ pub fn periodic_dip(
     let window = bins.window_bins();
     let rates: Vec<(u64, f64)> = (0..bins.counts.len().saturating_sub(window - 1))
         .filter_map(|k| {
-            let (start_ms, end_ms) = (bins.bin_start_us(k) / 1000, bins.bin_start_us(k + window) / 1000);
+            let (start_ms, end_ms) = (
+                bins.bin_start_us(k) / 1000,
+                bins.bin_start_us(k + window) / 1000,
+            );
             let inside = start_ms >= from_ms && end_ms <= to_ms;
             let faulted = excluded
                 .iter()
@@ -213,7 +218,10 @@ pub fn periodic_dip(
     if mean <= 0.0 {
         return None;
     }
-    let lowest = rates.iter().map(|&(_, rate)| rate).fold(f64::INFINITY, f64::min);
+    let lowest = rates
+        .iter()
+        .map(|&(_, rate)| rate)
+        .fold(f64::INFINITY, f64::min);
     let mut starts = Vec::new();
     let mut below = false;
     for &(at, rate) in &rates {
@@ -223,9 +231,8 @@ pub fn periodic_dip(
         }
         below = now_below;
     }
-    let period_ms = (starts.len() >= 2).then(|| {
-        (starts[starts.len() - 1] - starts[0]) / (starts.len() as u64 - 1)
-    });
+    let period_ms = (starts.len() >= 2)
+        .then(|| (starts[starts.len() - 1] - starts[0]) / (starts.len() as u64 - 1));
     Some(PeriodicDip {
         mean_ops_per_sec: mean,
         lowest_ops_per_sec: lowest,
@@ -242,12 +249,13 @@ pub fn annotate(results: &mut RunResults) {
     let warmup_ms = results
         .recorded_experiment()
         .map_or(0, |experiment| millis(experiment.warmup));
+    let slow_op_ms = slow_op_ms(results);
     for point in &mut results.points {
         point.recovery = recoveries(
             &point.completions,
             &point.intervals,
             &point.faults,
-            SLOW_OP_MS_DEFAULT,
+            slow_op_ms,
         );
         let rotates = protocol_spec(&point.protocol).is_some_and(|spec| spec.rotates_leader);
         point.periodic_dip = if rotates {
@@ -262,6 +270,14 @@ pub fn annotate(results: &mut RunResults) {
             None
         };
     }
+}
+
+/// The bound the run's clients counted slow operations against: the
+/// recorded experiment's, or the default if it does not read back.
+pub fn slow_op_ms(results: &RunResults) -> u64 {
+    results
+        .recorded_experiment()
+        .map_or(SLOW_OP_MS_DEFAULT, |experiment| millis(experiment.slow_op))
 }
 
 /// The points a timeline plot is drawn for: every point of a one-point
@@ -285,8 +301,9 @@ pub fn plotted_points(results: &RunResults) -> Vec<&PointResult> {
 /// points' order. Columns: `protocol`, `variant`, `clients`, `offered_ops`,
 /// `trial`, `t_ms` (the interval's end on the clients node's clock),
 /// `ops_per_sec`, `latency_us_p50`, `latency_us_p99`, `slow_ops` (slower
-/// than `slow_op_ms`, the last column).
+/// than `slow_op_ms`, the last column: the experiment's bound).
 pub fn timeline_csv(results: &RunResults) -> anyhow::Result<Vec<u8>> {
+    let slow_op_ms = slow_op_ms(results).to_string();
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record([
         "protocol",
@@ -314,7 +331,7 @@ pub fn timeline_csv(results: &RunResults) -> anyhow::Result<Vec<u8>> {
                 row.latency_us_p50.to_string(),
                 row.latency_us_p99.to_string(),
                 row.slow_ops.to_string(),
-                SLOW_OP_MS_DEFAULT.to_string(),
+                slow_op_ms.clone(),
             ])?;
         }
     }
@@ -367,7 +384,9 @@ pub fn recovery_csv(results: &RunResults) -> anyhow::Result<Vec<u8>> {
                 r.at_ms.to_string(),
                 r.label.clone(),
                 number(r.pre_fault_ops_per_sec, 1),
-                r.first_completion_ms.map(|ms| ms.to_string()).unwrap_or_default(),
+                r.first_completion_ms
+                    .map(|ms| ms.to_string())
+                    .unwrap_or_default(),
                 recovered_ms,
                 recovered.to_string(),
                 number(r.dip_ops_per_sec, 1),
@@ -399,7 +418,7 @@ pub fn recovery_table(results: &RunResults) -> Option<String> {
             "first op".to_string(),
             "90% after".to_string(),
             "dip".to_string(),
-            format!("slow (>{SLOW_OP_MS_DEFAULT} ms)"),
+            format!("slow (>{} ms)", slow_op_ms(results)),
             "view changes (point)".to_string(),
         ]];
         for point in &results.points {
@@ -491,7 +510,12 @@ fn seconds_label(ms: u64) -> String {
 /// Rows of cells, each column padded to its widest cell.
 fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
     let widths: Vec<usize> = (0..N)
-        .map(|c| rows.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {
@@ -586,9 +610,9 @@ impl<'a> Bins<'a> {
             .then(|| self.rate(pre_from, fault_bin - pre_from))
             .filter(|rate| *rate > 0.0);
         let after = fault_bin + 1;
-        let first_completion_ms = (after..end)
-            .find(|&bin| self.counts[bin] > 0)
-            .map(|bin| (self.bin_start_us(bin + 1) - fault_us.min(self.bin_start_us(bin + 1))) / 1000);
+        let first_completion_ms = (after..end).find(|&bin| self.counts[bin] > 0).map(|bin| {
+            (self.bin_start_us(bin + 1) - fault_us.min(self.bin_start_us(bin + 1))) / 1000
+        });
         // Windows starting wholly after the fault's bin and inside the span.
         let windows = after..(end + 1).saturating_sub(window).max(after);
         let window_end_ms =
@@ -827,21 +851,28 @@ mod tests {
         let point = &mut results.points[1];
         point.completions = bins(0, &[(300, 10), (50, 0), (300, 10)]);
         point.faults = vec![fault(3_000)];
-        point
-            .counters
-            .insert(VIEW_CHANGES_COUNTER.to_string(), 3);
+        point.counters.insert(VIEW_CHANGES_COUNTER.to_string(), 3);
         let mut annotated = results.clone();
         annotate(&mut annotated);
         assert!(annotated.points[0].recovery.is_empty());
-        assert_eq!(annotated.points[1].recovery[0].recovered, Recovered::AfterMs(590));
+        assert_eq!(
+            annotated.points[1].recovery[0].recovered,
+            Recovered::AfterMs(590)
+        );
         let table = recovery_table(&annotated).unwrap();
         assert!(table.contains("kill at 3000 at 3.0 s"), "{table}");
-        assert!(table.contains("590 ms") && table.contains("510 ms"), "{table}");
+        assert!(
+            table.contains("590 ms") && table.contains("510 ms"),
+            "{table}"
+        );
         assert!(table.contains("slow (>100 ms)"), "{table}");
         let csv = String::from_utf8(recovery_csv(&annotated).unwrap()).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 2, "{csv}");
-        assert!(lines[1].starts_with("pbft,,1,,0,3000,kill at 3000,1000.0,510,590,recovered,0.0,0.000,"));
+        assert!(
+            lines[1]
+                .starts_with("pbft,,1,,0,3000,kill at 3000,1000.0,510,590,recovered,0.0,0.000,")
+        );
         assert!(lines[1].ends_with(",100,3"), "{csv}");
         // No faults, no table.
         assert_eq!(recovery_table(&crate::results::tests::sample()), None);
@@ -851,7 +882,10 @@ mod tests {
         assert_eq!(written.recovery_csv, Some(dir.join("recovery.csv")));
         assert_eq!(
             written.timelines,
-            [dir.join("timeline-pbft-1c-t0.svg"), dir.join("timeline-pbft-1c-t0.png")]
+            [
+                dir.join("timeline-pbft-1c-t0.svg"),
+                dir.join("timeline-pbft-1c-t0.png")
+            ]
         );
         for path in written.timelines.iter().chain([&written.timeline_csv]) {
             assert!(std::fs::metadata(path).unwrap().len() > 0);
@@ -863,7 +897,13 @@ mod tests {
         let timeline = std::fs::read_to_string(&written.timeline_csv).unwrap();
         // A header, then each point's twelve intervals.
         assert_eq!(timeline.lines().count(), 1 + 24);
-        assert!(timeline.lines().nth(1).unwrap().starts_with("unreplicated,,1,,0,1000,"));
+        assert!(
+            timeline
+                .lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("unreplicated,,1,,0,1000,")
+        );
         std::fs::remove_dir_all(dir).unwrap();
 
         // Without faults: no recovery file, and no timeline plot for a run
@@ -890,5 +930,30 @@ mod tests {
         assert_eq!(experiment.points().len(), 1);
         results.experiment = serde_json::to_value(experiment).unwrap();
         assert_eq!(plotted_points(&results).len(), 1);
+    }
+
+    /// The slow bound is the experiment's: recorded with it, 100 ms in a
+    /// record from before it existed, and checked before a run.
+    #[test]
+    fn the_slow_bound_is_the_experiments() {
+        let mut results = crate::results::tests::sample();
+        let mut experiment = results.recorded_experiment().unwrap();
+        experiment.slow_op = std::time::Duration::from_millis(250);
+        results.experiment = serde_json::to_value(&experiment).unwrap();
+        assert_eq!(slow_op_ms(&results), 250);
+        let csv = String::from_utf8(timeline_csv(&results).unwrap()).unwrap();
+        assert!(csv.lines().nth(1).unwrap().ends_with(",250"), "{csv}");
+        results
+            .experiment
+            .as_object_mut()
+            .unwrap()
+            .remove("slow_op");
+        assert_eq!(slow_op_ms(&results), SLOW_OP_MS_DEFAULT);
+        experiment.slow_op = std::time::Duration::ZERO;
+        let error = format!("{:#}", experiment.validate().unwrap_err());
+        assert!(
+            error.contains("--slow-op 0s: must be from 1 ms to an hour"),
+            "{error}"
+        );
     }
 }

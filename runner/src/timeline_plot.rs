@@ -81,12 +81,8 @@ fn draw<DB: DrawingBackend>(
     let style = TextStyle::from((FONT, TITLE_SIZE).into_font())
         .color(&BLACK)
         .pos(Pos::new(HPos::Center, VPos::Top));
-    root.draw(&Text::new(
-        title,
-        (TIMELINE_WIDTH_PX as i32 / 2, 12),
-        style,
-    ))
-    .map_err(plot_error)?;
+    root.draw(&Text::new(title, (TIMELINE_WIDTH_PX as i32 / 2, 12), style))
+        .map_err(plot_error)?;
     let body = root.margin(56, 10, 10, 20);
     let (top, bottom) = body.split_vertically(body.dim_in_pixel().1 / 2);
 
@@ -213,7 +209,11 @@ fn draw<DB: DrawingBackend>(
             // A lone interval between stalls is a dot, not an invisible line.
             if segment.len() == 1 {
                 chart
-                    .draw_series(segment.iter().map(|row| Circle::new(at(row), 3, colour.filled())))
+                    .draw_series(
+                        segment
+                            .iter()
+                            .map(|row| Circle::new(at(row), 3, colour.filled())),
+                    )
                     .map_err(plot_error)?;
             }
         }

@@ -26,8 +26,8 @@ fn a_real_runs_timeline_reaches_the_results_files() {
         ..common::unreplicated(8, Duration::from_secs(2))
     };
     assert_eq!(experiment.report_interval, Duration::from_millis(100));
-    let top = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("timeline-{}", std::process::id()));
+    let top =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("timeline-{}", std::process::id()));
     let dir = top.join("run");
     let _ = fs::remove_dir_all(&top);
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
@@ -59,12 +59,21 @@ fn a_real_runs_timeline_reaches_the_results_files() {
 
     let csv = fs::read_to_string(dir.join("timeline.csv")).unwrap();
     let mut lines = csv.lines();
-    assert!(lines.next().unwrap().starts_with("protocol,variant,clients"));
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("protocol,variant,clients")
+    );
     assert_eq!(lines.count(), point.intervals.len());
     assert!(!dir.join("recovery.csv").exists());
     for ext in ["svg", "png"] {
         let plot = dir.join(format!("timeline-unreplicated-8c-t1.{ext}"));
-        assert!(fs::metadata(&plot).unwrap().len() > 1000, "{}", plot.display());
+        assert!(
+            fs::metadata(&plot).unwrap().len() > 1000,
+            "{}",
+            plot.display()
+        );
     }
     let back: RunResults =
         serde_json::from_str(&fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();

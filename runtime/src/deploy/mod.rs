@@ -34,9 +34,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use wire::control::{
-    COMPLETION_BIN_MS, COMPLETION_BINS_MAX, Idle, Load, ThreadMap, TransportKind,
-};
+use wire::control::{COMPLETION_BIN_MS, COMPLETION_BINS_MAX, Idle, Load, ThreadMap, TransportKind};
 use wire::{ClientId, ReplicaId};
 
 use crate::actor::{Counters, SharedState, Source, State};
@@ -374,7 +372,12 @@ impl Running {
             // Up to the stop, so that trailing bins with nothing completed
             // are there to be seen (a run that never recovered).
             let stop_bin = completion_bin(stopped.saturating_duration_since(self.started));
-            completions.resize(completions.len().max((stop_bin + 1).min(COMPLETION_BINS_MAX)), 0);
+            completions.resize(
+                completions
+                    .len()
+                    .max((stop_bin + 1).min(COMPLETION_BINS_MAX)),
+                0,
+            );
         }
         Ok(Totals {
             ops: self.shared.ops.load(Ordering::Relaxed),

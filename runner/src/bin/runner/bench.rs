@@ -150,6 +150,10 @@ struct CommonArgs {
     /// Client threads (one socket each) in the clients node.
     #[arg(long, default_value_t = 1)]
     client_threads: u32,
+    /// An operation slower than this counts as slow: per interval in
+    /// timeline.csv, per fault in the recovery figures.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+    slow_op: Duration,
     /// The replicated application: `null` (operations are opaque bytes, the
     /// reply is empty) or `kv` (a key-value store: gets and puts).
     #[arg(long, value_enum, default_value_t = AppArg::Null)]
@@ -270,6 +274,7 @@ impl CommonArgs {
         };
         experiment.idle = self.idle;
         experiment.client_threads = self.client_threads;
+        experiment.slow_op = self.slow_op;
         let first = |values: &[u32], default| values.first().copied().unwrap_or(default);
         (experiment.app, experiment.workload) = match self.app {
             AppArg::Null => (
