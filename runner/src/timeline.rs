@@ -29,7 +29,8 @@
 //! - **back to 90%**: if a window in the span fell below
 //!   [`RECOVERED_FRACTION`] of the pre-fault rate, the time from the fault
 //!   to the end of the first later window back at or above it; 0 if none
-//!   fell below; "not recovered" if none came back within the span.
+//!   fell below; "not recovered" if none came back within the span (or the
+//!   span holds no whole window).
 //! - **dip**: the lowest windowed rate in the [`POST_FAULT_WINDOW_MS`] after
 //!   the fault (within the span), and that as a fraction of the pre-fault
 //!   rate.
@@ -153,7 +154,6 @@ pub fn recoveries(
     slow_op_ms: u64,
 ) -> Vec<Recovery> {
     let bins = Bins::new(completions);
-    let end_ms = bins.end_us() / 1000;
     faults
         .iter()
         .enumerate()
@@ -161,11 +161,10 @@ pub fn recoveries(
             let next_ms = faults.get(i + 1).map_or(u64::MAX, |next| next.at_ms);
             let span_end_ms = next_ms.max(fault.at_ms);
             let mut recovery = bins.recovery(fault, faults[..i].last(), span_end_ms);
-            let slow_to_ms = span_end_ms.min(end_ms.max(fault.at_ms));
             recovery.slow_ops = intervals
                 .iter()
                 .filter(|interval| interval.elapsed_ms > fault.at_ms)
-                .filter(|interval| next_ms == u64::MAX || interval.elapsed_ms <= slow_to_ms)
+                .filter(|interval| interval.elapsed_ms <= span_end_ms)
                 .map(|interval| interval.slow_ops)
                 .sum();
             recovery.slow_op_ms = slow_op_ms;
@@ -553,17 +552,15 @@ impl<'a> Bins<'a> {
         Bins {
             counts: &completions.counts,
             start_us: completions.start_us,
-            bin_us: completions.bin_ms.max(1) * 1000,
+            bin_us: completions.bin_ms.clamp(1, u64::MAX / 1000) * 1000,
             prefix,
         }
     }
 
+    /// Saturating: the bins came from a node, whatever it sent.
     fn bin_start_us(&self, bin: usize) -> u64 {
-        self.start_us + bin as u64 * self.bin_us
-    }
-
-    fn end_us(&self) -> u64 {
-        self.bin_start_us(self.counts.len())
+        self.start_us
+            .saturating_add((bin as u64).saturating_mul(self.bin_us))
     }
 
     /// Bins in a rate window (at least one).
@@ -585,7 +582,7 @@ impl<'a> Bins<'a> {
     /// Operations per second over bins `[from, from + n)`.
     fn rate(&self, from: usize, n: usize) -> f64 {
         let ops = self.prefix[from + n] - self.prefix[from];
-        ops as f64 * 1e6 / (n as u64 * self.bin_us) as f64
+        ops as f64 * 1e6 / (n as f64 * self.bin_us as f64)
     }
 
     /// `fault`'s figures over its span, to `span_end_ms` (the next fault, or
@@ -619,6 +616,8 @@ impl<'a> Bins<'a> {
             |k: usize| (self.bin_start_us(k + window).saturating_sub(fault_us)) / 1000;
         let recovered = match pre_fault {
             None => Recovered::NoPreFaultRate,
+            // Not one whole window after the fault: nothing says it came back.
+            Some(_) if windows.is_empty() => Recovered::NotRecovered,
             Some(pre) => {
                 let bar = RECOVERED_FRACTION * pre;
                 match windows.clone().find(|&k| self.rate(k, window) < bar) {
@@ -955,5 +954,27 @@ mod tests {
             error.contains("--slow-op 0s: must be from 1 ms to an hour"),
             "{error}"
         );
+    }
+
+    /// Bins from a node that sent nonsense (an offset at the end of time,
+    /// an enormous bin) give figures, not a panic.
+    #[test]
+    fn extreme_bins_do_not_panic() {
+        for (start_us, bin_ms) in [(u64::MAX, BIN_MS), (0, u64::MAX), (u64::MAX, 0), (0, 0)] {
+            let completions = Completions {
+                start_us,
+                bin_ms,
+                counts: vec![u32::MAX; 500],
+            };
+            for at_ms in [0, 1_000, u64::MAX] {
+                let all = recoveries(&completions, &[], &[fault(at_ms), fault(0)], 100);
+                assert_eq!(all.len(), 2);
+            }
+            let _ = periodic_dip(&completions, 0, u64::MAX, &[]);
+        }
+        // A fault at the very end: no whole window after it.
+        let r = one(&bins(0, &[(300, 10)]), 2_995);
+        assert_eq!(r.recovered, Recovered::NotRecovered);
+        assert_eq!(r.dip_ops_per_sec, None);
     }
 }

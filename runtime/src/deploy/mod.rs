@@ -336,6 +336,7 @@ impl Running {
         let mut latency_us = latency_histogram();
         let mut measured_ops = 0;
         let mut completions: Vec<u32> = Vec::new();
+        let mut clients = false;
         let mut first_error = None;
         for (name, thread) in self.threads.drain(..) {
             match thread.join() {
@@ -343,6 +344,7 @@ impl Running {
                     counters.merge(&totals.counters);
                     if let Some(histogram) = totals.latency_us {
                         latency_us.add(histogram).expect("same histogram bounds");
+                        clients = true;
                     }
                     measured_ops += totals.measured_ops;
                     add_bins(&mut completions, &totals.completions);
@@ -368,14 +370,14 @@ impl Running {
         if let Some(error) = first_error {
             return Err(error);
         }
-        if !completions.is_empty() {
+        if clients {
             // Up to the stop, so that trailing bins with nothing completed
             // are there to be seen (a run that never recovered).
             let stop_bin = completion_bin(stopped.saturating_duration_since(self.started));
             completions.resize(
                 completions
                     .len()
-                    .max((stop_bin + 1).min(COMPLETION_BINS_MAX)),
+                    .max(stop_bin.saturating_add(1).min(COMPLETION_BINS_MAX)),
                 0,
             );
         }
