@@ -1,7 +1,8 @@
 //! What a run measured, and the files it leaves: `results.csv`,
-//! `results.json`, `plot.svg`, `plot.png`.
+//! `results.json`, `plot.svg`, `plot.png` (and, from [`crate::timeline`],
+//! `timeline.csv`, `recovery.csv` and the timeline figures).
 //!
-//! [`crate::save::write_all`] writes the four files; [`summary_table`] is the table the
+//! [`crate::save::write_all`] writes the files; [`summary_table`] is the table the
 //! runner prints at the end. Both, and the plot, aggregate a protocol's trials
 //! at one load the same way ([`loads`], [`Spread`]): the mean, lowest and
 //! highest value and the sample standard deviation of the trials'
