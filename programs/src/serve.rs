@@ -64,9 +64,9 @@ use runtime::deploy::{ClientsSetup, DurableSetup, ReplicaSetup, Running, Totals}
 use runtime::durable::Sync;
 use wire::control::auth::{ControlSecret, DeadlineReader, HandshakeError, node_handshake};
 use wire::control::{
-    AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, DurableConfig, Event, EventFrame,
-    Fault, FinalReport, FrameError, IntervalReport, NodeConfig, Role, Started, decode_command,
-    read_frame, write_frame,
+    AppConfig, COMPLETION_BIN_MS, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, Completions,
+    DurableConfig, Event, EventFrame, Fault, FinalReport, FrameError, IntervalReport, NodeConfig,
+    Role, Started, decode_command, read_frame, write_frame,
 };
 use wire::registry::Settings;
 use wire::{ClientId, ReplicaId};
@@ -341,6 +341,11 @@ fn serve(conn: &mut Connection, refused: &Refused, dir: Option<&Path>) -> anyhow
         parameters: protocol.parameters(&settings),
     }))?;
     conn.listen()?;
+    if let Role::Clients(clients) = &config.role {
+        running.count_slower_than(Duration::from_millis(clients.slow_op_ms));
+    }
+    // Where the clients' completion bins start on the reports' clock.
+    let bins_start = running.started().saturating_duration_since(start);
 
     let interval = Duration::from_millis(config.report_interval_ms);
     let mut on_fault = |fault: Fault| apply_fault(protocol, &config, &running, fault);
@@ -348,7 +353,7 @@ fn serve(conn: &mut Connection, refused: &Refused, dir: Option<&Path>) -> anyhow
         Ending::Stop | Ending::Hangup => {
             let totals = running.stop().with_context(|| format!("{node} failed"))?;
             let clients = matches!(config.role, Role::Clients(_));
-            let mut report = final_report(totals, start.elapsed(), clients)?;
+            let mut report = final_report(totals, start.elapsed(), bins_start, clients)?;
             report.counters.push((
                 CONTROL_REFUSED_COUNTER.to_string(),
                 refused.load(Ordering::Relaxed),
@@ -457,6 +462,7 @@ fn report_until_stopped(
                 latency_us_p99: metrics.latency_us_p99,
                 leader: metrics.leader,
                 executed: metrics.executed,
+                slow_ops: metrics.slow_ops,
             };
             if conn.send(Event::Interval(report)).is_err() {
                 return Ending::Hangup;
@@ -553,9 +559,15 @@ fn clients_setup(config: &NodeConfig, clients: &ClientsConfig) -> ClientsSetup {
     }
 }
 
-/// The node's totals as the runner gets them. Replicas measure no latency, so
-/// their histogram is left empty.
-fn final_report(totals: Totals, elapsed: Duration, clients: bool) -> anyhow::Result<FinalReport> {
+/// The node's totals as the runner gets them, the clients' completion bins
+/// starting `bins_start` after the node's clock. Replicas measure no
+/// latency, so their histogram and bins are left empty.
+fn final_report(
+    totals: Totals,
+    elapsed: Duration,
+    bins_start: Duration,
+    clients: bool,
+) -> anyhow::Result<FinalReport> {
     let mut latency_histogram = Vec::new();
     if clients {
         V2Serializer::new()
@@ -574,6 +586,15 @@ fn final_report(totals: Totals, elapsed: Duration, clients: bool) -> anyhow::Res
             .map(|(name, count)| (name.to_string(), count))
             .collect(),
         cpu_ms: cpu_ms()?,
+        completions: if clients {
+            Completions {
+                start_us: u64::try_from(bins_start.as_micros()).unwrap_or(u64::MAX),
+                bin_ms: COMPLETION_BIN_MS,
+                counts: totals.completions,
+            }
+        } else {
+            Completions::default()
+        },
     })
 }
 

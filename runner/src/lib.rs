@@ -14,6 +14,8 @@
 //!   control protocol of [`wire::control`].
 //! - [`results`]: what a run measured, aggregated per load; the table and the
 //!   CSV. [`plot`]: the figure. [`save`]: the files.
+//! - [`timeline`]: a point over time, and its recovery from each fault;
+//!   [`timeline_plot`]: its figure.
 //! - [`provenance`]: the machine and the commit a run ran on.
 //! - [`threads`]: the thread-map syntax of `--replica-threads`.
 //! - [`cargo`]: building the `node` binary and finding where cargo put it.
@@ -35,4 +37,6 @@ pub mod results;
 pub mod run;
 pub mod save;
 pub mod threads;
+pub mod timeline;
+pub mod timeline_plot;
 pub mod wan;

@@ -69,14 +69,19 @@ pub fn render_svg(results: &RunResults) -> anyhow::Result<String> {
 /// The plot as a PNG file's bytes: the SVG of [`render_svg`], rasterized
 /// (resvg) with the embedded font standing for its generic family.
 pub fn render_png(results: &RunResults) -> anyhow::Result<Vec<u8>> {
-    let svg = render_svg(results)?;
+    svg_to_png(&render_svg(results)?, WIDTH_PX, HEIGHT_PX)
+}
+
+/// An SVG of `width` × `height` drawn by this module's conventions,
+/// rasterized with the embedded font standing for its generic family.
+pub(crate) fn svg_to_png(svg: &str, width: u32, height: u32) -> anyhow::Result<Vec<u8>> {
     let mut options = resvg::usvg::Options::default();
     let fonts = options.fontdb_mut();
     fonts.load_font_data(ttf_noto_sans::REGULAR.to_vec());
     fonts.set_sans_serif_family(EMBEDDED_FAMILY);
-    let tree = resvg::usvg::Tree::from_str(&svg, &options).context("reading the plot's SVG")?;
-    let mut pixmap = resvg::tiny_skia::Pixmap::new(WIDTH_PX, HEIGHT_PX)
-        .context("allocating the plot's pixels")?;
+    let tree = resvg::usvg::Tree::from_str(svg, &options).context("reading the plot's SVG")?;
+    let mut pixmap =
+        resvg::tiny_skia::Pixmap::new(width, height).context("allocating the plot's pixels")?;
     pixmap.fill(resvg::tiny_skia::Color::WHITE);
     resvg::render(
         &tree,
@@ -91,7 +96,7 @@ const EMBEDDED_FAMILY: &str = "Noto Sans";
 
 /// The family every text in the plot uses: the viewer's generic sans-serif
 /// for the SVG, the embedded font for the PNG (and for measuring text).
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 const TITLE_SIZE: f64 = 30.0;
 const SUBTITLE_SIZE: f64 = 17.0;
 const AXIS_DESC_SIZE: f64 = 22.0;
@@ -115,7 +120,7 @@ const MAIN_SHARE: f64 = 0.58;
 
 /// Okabe–Ito colours, distinguishable with the common colour-vision
 /// deficiencies; black last.
-const PALETTE: [RGBColor; 7] = [
+pub(crate) const PALETTE: [RGBColor; 7] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -886,12 +891,12 @@ fn draw_marker<DB: DrawingBackend>(
 }
 
 /// Plotters' errors carry the backend's error type; the message is enough.
-fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
+pub(crate) fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("drawing the plot: {error}")
 }
 
 /// Registers the embedded font under [`FONT`] once per process.
-fn register_font() -> anyhow::Result<()> {
+pub(crate) fn register_font() -> anyhow::Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let registered = *REGISTERED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, ttf_noto_sans::REGULAR).is_ok()

@@ -1,7 +1,8 @@
 //! What a run measured, and the files it leaves: `results.csv`,
-//! `results.json`, `plot.svg`, `plot.png`.
+//! `results.json`, `plot.svg`, `plot.png` (and, from [`crate::timeline`],
+//! `timeline.csv`, `recovery.csv` and the timeline figures).
 //!
-//! [`crate::save::write_all`] writes the four files; [`summary_table`] is the table the
+//! [`crate::save::write_all`] writes the files; [`summary_table`] is the table the
 //! runner prints at the end. Both, and the plot, aggregate a protocol's trials
 //! at one load the same way ([`loads`], [`Spread`]): the mean, lowest and
 //! highest value and the sample standard deviation of the trials'
@@ -71,8 +72,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use wire::control::{
-    AppConfig, BATCHES_COUNTER, Idle, IntervalReport, KERNEL_DROPS_COUNTER, KeyDistribution,
-    OPEN_LOOP_NO_FREE_CLIENT_COUNTER, REQUESTS_BATCHED_COUNTER, TransportKind,
+    AppConfig, BATCHES_COUNTER, Completions, Idle, IntervalReport, KERNEL_DROPS_COUNTER,
+    KeyDistribution, OPEN_LOOP_NO_FREE_CLIENT_COUNTER, REQUESTS_BATCHED_COUNTER, TransportKind,
     VIEW_CHANGES_COUNTER, Workload,
 };
 
@@ -127,6 +128,18 @@ pub struct PointResult {
     /// missing from `counters` and `replica_cpu_ms`.
     #[serde(default)]
     pub faults: Vec<FaultRecord>,
+    /// The clients' completions over the whole run, binned by completion
+    /// time: what [`PointResult::recovery`] is computed from (empty in
+    /// results recorded before they existed).
+    #[serde(default)]
+    pub completions: Completions,
+    /// How the point came back from each of its faults
+    /// ([`crate::timeline::annotate`] fills it when the results are saved).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery: Vec<crate::timeline::Recovery>,
+    /// A rotating leader's periodic dip (filled like `recovery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic_dip: Option<crate::timeline::PeriodicDip>,
 }
 
 /// A scheduled fault as it was applied: when, in milliseconds since the
@@ -1151,6 +1164,7 @@ pub(crate) mod tests {
                     latency_us_p99: latency_us_p50 * 3,
                     leader: None,
                     executed: None,
+                    slow_ops: 0,
                 })
                 .collect(),
             replica_cpu_ms: 9_000,
@@ -1159,6 +1173,9 @@ pub(crate) mod tests {
             replica_transports: vec![TransportKind::IoUring],
             client_transport: Some(TransportKind::IoUring),
             faults: Vec::new(),
+            completions: Completions::default(),
+            recovery: Vec::new(),
+            periodic_dip: None,
         }
     }
 

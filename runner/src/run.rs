@@ -383,6 +383,7 @@ impl RunningPoint {
                 measure_ms: Some(millis(experiment.measured())),
                 // Fresh client keys for every point, too.
                 key_seed: format!("{} {} clients", now_nanos(), point.protocol).into_bytes(),
+                slow_op_ms: millis(experiment.slow_op),
             }),
             link: experiment.wan.node_link(nodes as u64),
             ..base
@@ -579,6 +580,9 @@ impl PointReports {
             replica_transports: self.replicas.iter().map(|r| r.started.transport).collect(),
             client_transport: Some(self.clients.started.transport),
             faults: self.faults.clone(),
+            completions: clients.completions.clone(),
+            recovery: Vec::new(),
+            periodic_dip: None,
         })
     }
 

@@ -423,6 +423,7 @@ fn configs_beyond_the_bounds_get_one_error_each() {
             warmup_ms: 0,
             measure_ms: None,
             key_seed: Vec::new(),
+            slow_op_ms: wire::control::SLOW_OP_MS_DEFAULT,
         }),
         replicas: vec!["127.0.0.1:9".parse().unwrap()],
         ..replica_config()

@@ -23,6 +23,7 @@ pub const SPEC: ProtocolSpec = ProtocolSpec {
     replicas_max: 16,
     signs: false,
     batches: false,
+    rotates_leader: false,
     services: &["master"],
     counters: &[],
     tunables: &[WINDOW, HEARTBEAT_MS, SUSPECT_HEARTBEATS],

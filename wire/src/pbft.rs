@@ -37,6 +37,7 @@ pub const SPEC: ProtocolSpec = ProtocolSpec {
     services: &[],
     signs: true,
     batches: true,
+    rotates_leader: false,
     counters: &[
         crate::control::BATCHES_COUNTER,
         crate::control::REQUESTS_BATCHED_COUNTER,

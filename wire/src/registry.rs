@@ -137,6 +137,10 @@ pub struct ProtocolSpec {
     /// [`crate::control::BATCHES_COUNTER`] and
     /// [`crate::control::REQUESTS_BATCHED_COUNTER`].
     pub batches: bool,
+    /// Whether the leader changes by itself in normal operation (a
+    /// rotating leader, as in HotStuff): the results then report the
+    /// periodic dip in throughput each rotation causes.
+    pub rotates_leader: bool,
     /// The counters its nodes report beyond the runtime's own (decode drops,
     /// transport), for documentation and the results' columns.
     pub counters: &'static [&'static str],
@@ -433,6 +437,7 @@ mod tests {
         services: &["master"],
         signs: false,
         batches: false,
+        rotates_leader: false,
         counters: &[],
         tunables: &[],
     };

@@ -15,6 +15,7 @@ pub const SPEC: ProtocolSpec = ProtocolSpec {
     services: &[],
     signs: false,
     batches: false,
+    rotates_leader: false,
     counters: &[],
     tunables: &[DURABLE, SNAPSHOT_INTERVAL],
 };

@@ -94,6 +94,7 @@ pub static SPEC: ProtocolSpec = ProtocolSpec {
     replicas_max: 2,
     signs: false,
     batches: false,
+    rotates_leader: false,
     counters: &[WINDOW_FULL, FORWARD_RETRANSMISSIONS],
     tunables: &[WINDOW],
     services: &[],

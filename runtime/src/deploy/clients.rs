@@ -35,12 +35,15 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use wire::control::{Arrivals, Load, OPEN_LOOP_ARRIVALS_COUNTER, OPEN_LOOP_NO_FREE_CLIENT_COUNTER};
+use wire::control::{
+    Arrivals, COMPLETION_BINS_MAX, COMPLETIONS_PAST_END_COUNTER, Load, OPEN_LOOP_ARRIVALS_COUNTER,
+    OPEN_LOOP_NO_FREE_CLIENT_COUNTER,
+};
 use wire::{Addr, ClientId, ReplicaId};
 
 use super::{
     ClientFactory, ClientsSetup, Deployable, Idler, OpFactory, RunShared, Running, ThreadTotals,
-    block_timeout, decode_from, latency_histogram, record_latency, spawn_thread,
+    block_timeout, completion_bin, decode_from, latency_histogram, record_latency, spawn_thread,
 };
 use crate::actor::{Client, Counters, Dest, DropReason, SharedState};
 use crate::driver::Core;
@@ -143,6 +146,7 @@ pub fn spawn_clients<C: Client + Deployable>(
             clock: started,
             counters: Counters::default(),
             latencies: Latencies::new(
+                started,
                 started + setup.warmup,
                 setup.measure.map(|m| started + setup.warmup + m),
             ),
@@ -330,10 +334,14 @@ impl<C: Client> ClientThread<C> {
         for slot in &self.slots {
             counters.merge(slot.core.counters());
         }
+        if self.latencies.past_end > 0 {
+            counters.add(COMPLETIONS_PAST_END_COUNTER, self.latencies.past_end);
+        }
         Ok(ThreadTotals {
             counters,
             latency_us: Some(self.latencies.measured),
             measured_ops: self.latencies.measured_ops,
+            completions: self.latencies.completions,
         })
     }
 
@@ -556,8 +564,11 @@ impl<C: Client> ClientThread<C> {
 }
 
 /// One client thread's latencies: every completed operation's, for the
-/// progress reports, and those due in the measured window, for the totals.
+/// progress reports, and those due in the measured window, for the totals;
+/// and every completion's time, binned, for the timeline.
 struct Latencies {
+    /// Where bin 0 of `completions` starts.
+    origin: Instant,
     warmup_end: Instant,
     measure_end: Option<Instant>,
     measured: Histogram<u64>,
@@ -565,17 +576,25 @@ struct Latencies {
     /// Since the last publication.
     interval: Histogram<u64>,
     interval_ops: u64,
+    /// Completions per bin since `origin`, grown as the run goes, at most
+    /// [`COMPLETION_BINS_MAX`] bins.
+    completions: Vec<u32>,
+    /// Completions after the last bin.
+    past_end: u64,
 }
 
 impl Latencies {
-    fn new(warmup_end: Instant, measure_end: Option<Instant>) -> Latencies {
+    fn new(origin: Instant, warmup_end: Instant, measure_end: Option<Instant>) -> Latencies {
         Latencies {
+            origin,
             warmup_end,
             measure_end,
             measured: latency_histogram(),
             measured_ops: 0,
             interval: latency_histogram(),
             interval_ops: 0,
+            completions: Vec::new(),
+            past_end: 0,
         }
     }
 
@@ -586,6 +605,17 @@ impl Latencies {
         let latency = done.saturating_duration_since(due);
         record_latency(&mut self.interval, latency);
         self.interval_ops += 1;
+        let bin = completion_bin(done.saturating_duration_since(self.origin));
+        if bin < COMPLETION_BINS_MAX {
+            if bin >= self.completions.len() {
+                // Grown a second of bins at a time, not one bin per call.
+                let len = (bin + 100).min(COMPLETION_BINS_MAX);
+                self.completions.resize(len, 0);
+            }
+            self.completions[bin] = self.completions[bin].saturating_add(1);
+        } else {
+            self.past_end += 1;
+        }
         if due >= self.warmup_end && self.measure_end.is_none_or(|end| due < end) {
             record_latency(&mut self.measured, latency);
             self.measured_ops += 1;
@@ -916,7 +946,7 @@ mod tests {
             started,
             clock: started,
             counters: Counters::default(),
-            latencies: Latencies::new(started, None),
+            latencies: Latencies::new(started, started, None),
             buf: Vec::new(),
         };
         let mut ops: Ops = Box::new(|_: &mut Rng| Vec::new());
@@ -1018,7 +1048,7 @@ mod tests {
     #[test]
     fn the_measured_window_goes_by_the_due_time() {
         let t0 = Instant::now();
-        let mut latencies = Latencies::new(t0 + 10 * MS, Some(t0 + 20 * MS));
+        let mut latencies = Latencies::new(t0, t0 + 10 * MS, Some(t0 + 20 * MS));
         latencies.record(t0 + 9 * MS, t0 + 15 * MS);
         latencies.record(t0 + 10 * MS, t0 + 25 * MS);
         latencies.record(t0 + 20 * MS, t0 + 21 * MS);
@@ -1029,5 +1059,22 @@ mod tests {
                 .measured
                 .equivalent(latencies.measured.max(), 15_000)
         );
+    }
+
+    /// Completions are binned by completion time, from the origin; the bins
+    /// stop at their maximum and what comes later is counted.
+    #[test]
+    fn completions_are_binned_by_completion_time() {
+        let t0 = Instant::now();
+        let bin = Duration::from_millis(wire::control::COMPLETION_BIN_MS);
+        let mut latencies = Latencies::new(t0, t0, None);
+        latencies.record(t0, t0 + bin / 2);
+        latencies.record(t0, t0 + bin / 2);
+        latencies.record(t0, t0 + bin * 3);
+        latencies.record(t0, t0 + bin * COMPLETION_BINS_MAX as u32);
+        assert_eq!(latencies.completions[..4], [2, 0, 0, 1]);
+        assert_eq!(latencies.completions[4..].iter().sum::<u32>(), 0);
+        assert!(latencies.completions.len() <= COMPLETION_BINS_MAX);
+        assert_eq!(latencies.past_end, 1);
     }
 }

@@ -35,7 +35,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use wire::control::{Idle, LinkEmulation, Load, ThreadMap, TransportKind};
+use wire::control::{
+    COMPLETION_BIN_MS, COMPLETION_BINS_MAX, Idle, LinkEmulation, Load, ThreadMap, TransportKind,
+};
 use wire::{ClientId, ReplicaId};
 
 use crate::actor::{Counters, SharedState, Source, State};
@@ -172,6 +174,10 @@ pub struct Metrics {
     pub leader: Option<u8>,
     /// How far the replica executed (replicas that say).
     pub executed: Option<u64>,
+    /// Of those operations, how many took longer than the bound
+    /// [`Running::count_slower_than`] set (zero without one), to the
+    /// histogram's precision (three significant digits).
+    pub slow_ops: u64,
 }
 
 /// A node's totals after it stopped.
@@ -188,6 +194,13 @@ pub struct Totals {
     /// Latency after warm-up, in microseconds (clients only).
     pub latency_us: Histogram<u64>,
     pub counters: Counters,
+    /// Clients: operations completed per [`COMPLETION_BIN_MS`] bin of
+    /// completion time, bin 0 starting at [`Running::started`], up to the
+    /// bin of the stop (at most [`COMPLETION_BINS_MAX`] bins; later
+    /// completions are counted in
+    /// [`wire::control::COMPLETIONS_PAST_END_COUNTER`]). Empty
+    /// for replicas.
+    pub completions: Vec<u32>,
 }
 
 /// A running replica or set of clients. Dropping it stops the threads.
@@ -219,6 +232,9 @@ struct RunShared {
     interval_latency: Mutex<Histogram<u64>>,
     /// Faults in force on a replica, and what its protocol stage publishes.
     faults: Arc<faults::NodeFaults>,
+    /// Latency above which [`Metrics::slow_ops`] counts an operation, µs; 0:
+    /// none.
+    slow_bound_us: AtomicU64,
 }
 
 /// What one thread hands back when it ends.
@@ -227,6 +243,8 @@ struct ThreadTotals {
     counters: Counters,
     latency_us: Option<Histogram<u64>>,
     measured_ops: u64,
+    /// Clients: completions per bin (see [`Totals::completions`]).
+    completions: Vec<u32>,
 }
 
 impl RunShared {
@@ -239,6 +257,7 @@ impl RunShared {
             ops_reported: AtomicU64::new(0),
             interval_latency: Mutex::new(latency_histogram()),
             faults: Arc::default(),
+            slow_bound_us: AtomicU64::new(0),
         })
     }
 
@@ -275,6 +294,21 @@ impl Running {
         self.addrs.clone()
     }
 
+    /// When the node's clock started: where bin 0 of
+    /// [`Totals::completions`] begins.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// From now on, [`Metrics::slow_ops`] counts the operations that took
+    /// longer than `bound`.
+    pub fn count_slower_than(&self, bound: Duration) {
+        let micros = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
+        self.shared
+            .slow_bound_us
+            .store(micros.max(1), Ordering::Relaxed);
+    }
+
     /// Progress since the previous call.
     pub fn metrics(&self) -> Metrics {
         let ops = self.shared.ops.load(Ordering::Relaxed);
@@ -284,12 +318,19 @@ impl Running {
             .interval_latency
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let slow_bound_us = self.shared.slow_bound_us.load(Ordering::Relaxed);
+        let slow_ops = if slow_bound_us == 0 {
+            0
+        } else {
+            latency.len() - latency.count_between(0, slow_bound_us)
+        };
         let metrics = Metrics {
             ops: ops - before,
             latency_us_p50: latency.value_at_quantile(0.5),
             latency_us_p99: latency.value_at_quantile(0.99),
             leader: self.shared.faults.leader(),
             executed: self.shared.faults.executed(),
+            slow_ops,
         };
         latency.reset();
         metrics
@@ -319,6 +360,8 @@ impl Running {
         let mut counters = Counters::default();
         let mut latency_us = latency_histogram();
         let mut measured_ops = 0;
+        let mut completions: Vec<u32> = Vec::new();
+        let mut clients = false;
         let mut first_error = None;
         for (name, thread) in self.threads.drain(..) {
             match thread.join() {
@@ -326,8 +369,10 @@ impl Running {
                     counters.merge(&totals.counters);
                     if let Some(histogram) = totals.latency_us {
                         latency_us.add(histogram).expect("same histogram bounds");
+                        clients = true;
                     }
                     measured_ops += totals.measured_ops;
+                    add_bins(&mut completions, &totals.completions);
                 }
                 Ok(Err(error)) => {
                     first_error.get_or_insert(io::Error::new(
@@ -351,6 +396,17 @@ impl Running {
             return Err(error);
         }
         self.shared.faults.add_counters(&mut counters);
+        if clients {
+            // Up to the stop, so that trailing bins with nothing completed
+            // are there to be seen (a run that never recovered).
+            let stop_bin = completion_bin(stopped.saturating_duration_since(self.started));
+            completions.resize(
+                completions
+                    .len()
+                    .max(stop_bin.saturating_add(1).min(COMPLETION_BINS_MAX)),
+                0,
+            );
+        }
         Ok(Totals {
             ops: self.shared.ops.load(Ordering::Relaxed),
             measured_ops,
@@ -361,6 +417,7 @@ impl Running {
             },
             latency_us,
             counters,
+            completions,
         })
     }
 
@@ -474,6 +531,22 @@ fn block_timeout(now: Instant, deadline: Option<Instant>) -> Duration {
     deadline.map_or(BLOCK_MAX, |d| {
         d.saturating_duration_since(now).min(BLOCK_MAX)
     })
+}
+
+/// The bin of [`Totals::completions`] an operation completed `since` the
+/// start falls in (past [`COMPLETION_BINS_MAX`] for a late one).
+fn completion_bin(since: Duration) -> usize {
+    usize::try_from(since.as_millis() / u128::from(COMPLETION_BIN_MS)).unwrap_or(usize::MAX)
+}
+
+/// Adds `more`'s bins into `into`'s, bin by bin.
+fn add_bins(into: &mut Vec<u32>, more: &[u32]) {
+    if into.len() < more.len() {
+        into.resize(more.len(), 0);
+    }
+    for (sum, &n) in into.iter_mut().zip(more) {
+        *sum = sum.saturating_add(n);
+    }
 }
 
 /// Records `latency` into the thread's histogram, saturating at its bounds.

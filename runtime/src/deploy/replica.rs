@@ -505,6 +505,7 @@ fn single_thread<S: State>(
         counters,
         latency_us: None,
         measured_ops: 0,
+        completions: Vec::new(),
     })
 }
 
@@ -783,6 +784,7 @@ impl<S: State> PipelineThread<S> {
             counters,
             latency_us: None,
             measured_ops: 0,
+            completions: Vec::new(),
         })
     }
 

@@ -204,6 +204,18 @@ pub struct ClientsConfig {
     /// draws a fresh one per point.
     #[serde(default, with = "serde_bytes")]
     pub key_seed: Vec<u8>,
+    /// An operation that takes longer than this is slow: each interval
+    /// report counts them ([`IntervalReport::slow_ops`](super::IntervalReport::slow_ops)).
+    /// Absent: [`SLOW_OP_MS_DEFAULT`].
+    #[serde(default = "slow_op_ms_default")]
+    pub slow_op_ms: u64,
+}
+
+/// [`ClientsConfig::slow_op_ms`] when a configuration does not say.
+pub const SLOW_OP_MS_DEFAULT: u64 = 100;
+
+fn slow_op_ms_default() -> u64 {
+    SLOW_OP_MS_DEFAULT
 }
 
 /// How clients offer load.
@@ -579,6 +591,7 @@ impl ClientsConfig {
         }
         at_most("clients: resend_ms", self.resend_ms, INTERVAL_MS_MAX)?;
         at_most("clients: warmup_ms", self.warmup_ms, INTERVAL_MS_MAX)?;
+        at_most("clients: slow_op_ms", self.slow_op_ms, INTERVAL_MS_MAX)?;
         if let Some(measure) = self.measure_ms {
             at_most("clients: measure_ms", measure, INTERVAL_MS_MAX)?;
         }

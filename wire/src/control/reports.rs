@@ -39,6 +39,40 @@ pub struct IntervalReport {
     /// says (the runtime's `State::executed_slot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executed: Option<u64>,
+    /// Clients: operations completed in this interval that took longer than
+    /// [`ClientsConfig::slow_op_ms`] (0 in reports from before it existed,
+    /// and from replicas).
+    #[serde(default)]
+    pub slow_ops: u64,
+}
+
+/// Width of a bin of [`Completions`], ms.
+pub const COMPLETION_BIN_MS: u64 = 10;
+
+/// Most bins of [`Completions`]: ten minutes at [`COMPLETION_BIN_MS`].
+/// Completions past the last bin are counted
+/// ([`COMPLETIONS_PAST_END_COUNTER`]), not binned. At a few bytes a bin the
+/// final report stays well inside [`CONTROL_FRAME_MAX`].
+pub const COMPLETION_BINS_MAX: usize = 60_000;
+
+/// Counter of operations that completed after the last bin of
+/// [`Completions`] (a run longer than [`COMPLETION_BINS_MAX`] bins).
+pub const COMPLETIONS_PAST_END_COUNTER: &str = "clients: completions past the timeline's end";
+
+/// A clients node's completed operations over its whole run, counted in
+/// fixed bins of completion time: what recovery after a fault is measured
+/// from, finer than the interval reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completions {
+    /// Where bin 0 starts on the node's clock (the clock of
+    /// [`IntervalReport::elapsed_ms`]), µs.
+    pub start_us: u64,
+    /// Width of a bin, ms ([`COMPLETION_BIN_MS`]).
+    pub bin_ms: u64,
+    /// Operations completed in bin `i`, `[start + i·bin, start + (i+1)·bin)`,
+    /// up to the bin the node stopped in (so the last bins may be zero). At
+    /// most [`COMPLETION_BINS_MAX`].
+    pub counts: Vec<u32>,
 }
 
 /// Counter a batching protocol's leader adds one to per batch it proposes.
@@ -88,6 +122,10 @@ pub struct FinalReport {
     pub counters: Vec<(String, u64)>,
     /// CPU time the process used, user plus system.
     pub cpu_ms: u64,
+    /// Clients: completions over the whole run, binned; empty for replicas
+    /// and in reports from before it existed.
+    #[serde(default)]
+    pub completions: Completions,
 }
 
 impl FinalReport {

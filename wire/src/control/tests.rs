@@ -43,6 +43,7 @@ fn clients_config() -> NodeConfig {
             warmup_ms: 0,
             measure_ms: None,
             key_seed: Vec::new(),
+            slow_op_ms: SLOW_OP_MS_DEFAULT,
         }),
         replicas: vec!["127.0.0.2:7000".parse().unwrap()],
         ..replica_config()
@@ -97,6 +98,7 @@ fn events_round_trip() {
             latency_us_p99: 30,
             leader: Some(1),
             executed: Some(7),
+            slow_ops: 1,
         }),
         Event::Finished(FinalReport {
             elapsed_ms: 2000,
@@ -106,6 +108,11 @@ fn events_round_trip() {
             latency_histogram: vec![1, 2, 3],
             counters: vec![("decode: malformed".to_string(), 3)],
             cpu_ms: 7,
+            completions: Completions {
+                start_us: 1500,
+                bin_ms: COMPLETION_BIN_MS,
+                counts: vec![0, 4, 96],
+            },
         }),
         Event::Error("bind failed".to_string()),
     ];
@@ -278,6 +285,7 @@ static CHAIN: crate::registry::ProtocolSpec = crate::registry::ProtocolSpec {
     services: &["master"],
     signs: true,
     batches: false,
+    rotates_leader: false,
     counters: &[],
     tunables: &[],
 };
@@ -492,6 +500,8 @@ fn counts_and_ids_have_upper_bounds() {
     assert!(message(err).starts_with("clients: key_seed bytes"));
     let err = invalid(clients_config, |c| clients(c).resend_ms = u64::MAX);
     assert!(message(err).starts_with("clients: resend_ms"));
+    let err = invalid(clients_config, |c| clients(c).slow_op_ms = u64::MAX);
+    assert!(message(err).starts_with("clients: slow_op_ms"));
     let err = invalid(replica_config, |c| {
         c.idle = Idle::SpinThenBlock { spin_us: u32::MAX };
     });
@@ -652,6 +662,7 @@ fn counter_lookup() {
         latency_histogram: Vec::new(),
         counters: vec![("a".to_string(), 2)],
         cpu_ms: 0,
+        completions: Completions::default(),
     };
     assert_eq!(report.counter("a"), 2);
     assert_eq!(report.counter("b"), 0);
@@ -714,4 +725,52 @@ fn fault_commands_round_trip_and_are_bounded() {
         assert_eq!(behaviour.name().parse::<Behaviour>().unwrap(), behaviour);
     }
     assert!("loud".parse::<Behaviour>().is_err());
+}
+
+#[test]
+fn reports_from_before_the_timeline_still_decode() {
+    let interval: IntervalReport = serde_json::from_str(
+        r#"{"elapsed_ms":250,"ops":3,"latency_us_p50":10,"latency_us_p99":20}"#,
+    )
+    .unwrap();
+    assert_eq!(interval.slow_ops, 0);
+    let report: FinalReport = serde_json::from_str(
+        r#"{"elapsed_ms":1,"ops":0,"measured_ops":0,"measured_ms":0,
+            "latency_histogram":[],"counters":[],"cpu_ms":0}"#,
+    )
+    .unwrap();
+    assert_eq!(report.completions, Completions::default());
+    let mut config = serde_json::to_value(clients_config()).unwrap();
+    config["role"]["Clients"]
+        .as_object_mut()
+        .unwrap()
+        .remove("slow_op_ms");
+    let config: NodeConfig = serde_json::from_value(config).unwrap();
+    let Role::Clients(clients) = config.role else {
+        panic!("clients")
+    };
+    assert_eq!(clients.slow_op_ms, SLOW_OP_MS_DEFAULT);
+}
+
+/// The most bins, each with more completions than a node makes in a bin,
+/// beside a large histogram, still fit in one frame.
+#[test]
+fn a_full_timeline_fits_in_a_frame() {
+    let report = FinalReport {
+        elapsed_ms: u64::MAX,
+        ops: u64::MAX,
+        measured_ops: u64::MAX,
+        measured_ms: u64::MAX,
+        latency_histogram: vec![255; 40_000],
+        counters: vec![("a counter with a long name".to_string(), u64::MAX); 64],
+        cpu_ms: u64::MAX,
+        completions: Completions {
+            start_us: u64::MAX,
+            bin_ms: COMPLETION_BIN_MS,
+            counts: vec![99_999; COMPLETION_BINS_MAX],
+        },
+    };
+    let mut bytes = Vec::new();
+    write_frame(&mut bytes, &EventFrame::new(Event::Finished(report))).unwrap();
+    assert!(bytes.len() <= CONTROL_FRAME_MAX);
 }

@@ -172,6 +172,10 @@ struct CommonArgs {
     /// Client threads (one socket each) in the clients node.
     #[arg(long, default_value_t = 1)]
     client_threads: u32,
+    /// An operation slower than this counts as slow: per interval in
+    /// timeline.csv, per fault in the recovery figures.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+    slow_op: Duration,
     /// The replicated application: `null` (operations are opaque bytes, the
     /// reply is empty) or `kv` (a key-value store: gets and puts).
     #[arg(long, value_enum, default_value_t = AppArg::Null)]
@@ -295,6 +299,7 @@ impl CommonArgs {
         };
         experiment.idle = self.idle;
         experiment.client_threads = self.client_threads;
+        experiment.slow_op = self.slow_op;
         let first = |values: &[u32], default| values.first().copied().unwrap_or(default);
         (experiment.app, experiment.workload) = match self.app {
             AppArg::Null => (
@@ -651,14 +656,26 @@ fn run_and_save(
         }
     };
     println!("{}", results::summary_table(&results));
+    let mut annotated = results.clone();
+    runner::timeline::annotate(&mut annotated);
+    if let Some(table) = runner::timeline::recovery_table(&annotated) {
+        println!("{table}");
+    }
     let written = runner::save::write_all(&dir, &results)?;
     println!(
-        "results: {}\n         {}\nplot:    {}\n         {}",
+        "results: {}\n         {}\nplot:    {}\n         {}\ntimeline: {}",
         written.csv.display(),
         written.json.display(),
         written.svg.display(),
-        written.png.display()
+        written.png.display(),
+        written.timeline_csv.display()
     );
+    if let Some(recovery) = &written.recovery_csv {
+        println!("recovery: {}", recovery.display());
+    }
+    for timeline in &written.timelines {
+        println!("timeline plot: {}", timeline.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
