@@ -64,9 +64,10 @@ use runtime::durable::Sync;
 use wire::control::auth::{ControlSecret, DeadlineReader, HandshakeError, node_handshake};
 use wire::control::{
     AppConfig, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, DurableConfig, Event, EventFrame,
-    FinalReport, FrameError, IntervalReport, NodeConfig, Role, Started, decode_command, read_frame,
-    write_frame,
+    FinalReport, FrameError, IntervalReport, NodeConfig, Role, Started, Workload, decode_command,
+    read_frame, write_frame,
 };
+use wire::history::History;
 use wire::registry::Settings;
 use wire::{ClientId, ReplicaId};
 
@@ -340,7 +341,8 @@ fn serve(conn: &mut Connection, refused: &Refused, dir: Option<&Path>) -> anyhow
         Ending::Stop | Ending::Hangup => {
             let totals = running.stop().with_context(|| format!("{node} failed"))?;
             let clients = matches!(config.role, Role::Clients(_));
-            let mut report = final_report(totals, start.elapsed(), clients)?;
+            let history = history_keys(&config);
+            let mut report = final_report(totals, start.elapsed(), clients, history)?;
             report.counters.push((
                 CONTROL_REFUSED_COUNTER.to_string(),
                 refused.load(Ordering::Relaxed),
@@ -480,9 +482,27 @@ fn clients_setup(config: &NodeConfig, clients: &ClientsConfig) -> ClientsSetup {
     }
 }
 
+/// The keys whose history a node reports: the sampled ones of clients that
+/// run the key-value workload; `None` for everything else.
+fn history_keys(config: &NodeConfig) -> Option<Vec<u64>> {
+    match &config.role {
+        Role::Clients(ClientsConfig {
+            workload: Workload::Kv(kv),
+            ..
+        }) => Some(wire::history::sampled_keys(kv.keys)),
+        _ => None,
+    }
+}
+
 /// The node's totals as the runner gets them. Replicas measure no latency, so
-/// their histogram is left empty.
-fn final_report(totals: Totals, elapsed: Duration, clients: bool) -> anyhow::Result<FinalReport> {
+/// their histogram is left empty; `history_keys` says whether to report the
+/// recorded history ([`history_keys`]).
+fn final_report(
+    totals: Totals,
+    elapsed: Duration,
+    clients: bool,
+    history_keys: Option<Vec<u64>>,
+) -> anyhow::Result<FinalReport> {
     let mut latency_histogram = Vec::new();
     if clients {
         V2Serializer::new()
@@ -501,6 +521,11 @@ fn final_report(totals: Totals, elapsed: Duration, clients: bool) -> anyhow::Res
             .map(|(name, count)| (name.to_string(), count))
             .collect(),
         cpu_ms: cpu_ms()?,
+        history: history_keys.map(|keys| History {
+            keys,
+            ops: totals.history.ops,
+            cut_ns: totals.history.cut_ns,
+        }),
     })
 }
 

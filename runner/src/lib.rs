@@ -12,6 +12,8 @@
 //!   control protocol of [`wire::control`].
 //! - [`results`]: what a run measured, aggregated per load; the table and the
 //!   CSV. [`plot`]: the figure. [`save`]: the files.
+//! - [`history`]: a point's key-value history, saved and checked for
+//!   linearizability by `node check-history`.
 //! - [`provenance`]: the machine and the commit a run ran on.
 //! - [`threads`]: the thread-map syntax of `--replica-threads`.
 //! - [`cargo`]: building the `node` binary and finding where cargo put it.
@@ -25,6 +27,7 @@ pub mod cargo;
 pub mod cleanup;
 pub mod control;
 pub mod experiment;
+pub mod history;
 pub mod hosts;
 pub mod plot;
 pub mod provenance;

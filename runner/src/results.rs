@@ -125,6 +125,11 @@ pub struct PointResult {
     /// before schedules existed).
     #[serde(default)]
     pub faults: Vec<FaultRecord>,
+    /// With the key-value app: the clients' history of the sampled keys,
+    /// checked linearizable (see [`crate::history`]); `None` for other apps
+    /// and in results recorded before histories were checked.
+    #[serde(default)]
+    pub history: Option<crate::history::HistoryChecked>,
 }
 
 /// A scheduled fault as it was applied: when, in milliseconds since the
@@ -1145,6 +1150,7 @@ pub(crate) mod tests {
             replica_transports: vec![TransportKind::IoUring],
             client_transport: Some(TransportKind::IoUring),
             faults: Vec::new(),
+            history: None,
         }
     }
 

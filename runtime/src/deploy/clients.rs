@@ -38,9 +38,11 @@ use hdrhistogram::Histogram;
 use wire::control::{Arrivals, Load, OPEN_LOOP_ARRIVALS_COUNTER, OPEN_LOOP_NO_FREE_CLIENT_COUNTER};
 use wire::{Addr, ClientId, ReplicaId};
 
+use super::history::Recorder;
 use super::{
-    ClientFactory, ClientsSetup, Deployable, Idler, OpFactory, RunShared, Running, ThreadTotals,
-    block_timeout, decode_from, latency_histogram, record_latency, spawn_thread,
+    ClientFactory, ClientsSetup, Deployable, Idler, NextOp, OpFactory, OpSource, RunShared,
+    Running, ThreadTotals, block_timeout, decode_from, latency_histogram, record_latency,
+    spawn_thread,
 };
 use crate::actor::{Client, Counters, Dest, DropReason, SharedState};
 use crate::driver::Core;
@@ -57,7 +59,7 @@ const PUBLISH_INTERVAL: Duration = Duration::from_millis(10);
 const ARRIVALS_PER_ROUND_MAX: usize = 1024;
 
 /// An operation generator, as one client thread uses it.
-type Ops = Box<dyn FnMut(&mut Rng) -> Vec<u8> + Send>;
+type Ops = Box<dyn OpSource>;
 
 /// Starts the clients: makes every client (spread over as many threads as
 /// there are client threads), binds one socket per client thread and runs the
@@ -145,6 +147,7 @@ pub fn spawn_clients<C: Client + Deployable>(
                 setup.measure.map(|m| started + setup.warmup + m),
             ),
             buf: Vec::with_capacity(wire::MESSAGE_SIZE_MAX),
+            history: Recorder::new(Arc::clone(&run.history), threads),
         };
         let states = std::mem::take(&mut clients[t as usize]);
         let make_ops = Arc::clone(&make_ops);
@@ -209,6 +212,9 @@ struct Slot<C: Client> {
     due: Option<Instant>,
     /// The earliest deadline queued for this client in the thread's heap.
     timer_at: Option<Time>,
+    /// The outstanding operation's record in the thread's history, if it
+    /// is recorded.
+    recorded: Option<u32>,
 }
 
 struct ClientThread<C: Client> {
@@ -235,6 +241,8 @@ struct ClientThread<C: Client> {
     counters: Counters,
     latencies: Latencies,
     buf: Vec<u8>,
+    /// The operations the generator marked as recorded.
+    history: Recorder,
 }
 
 impl<C: Client> ClientThread<C> {
@@ -252,6 +260,7 @@ impl<C: Client> ClientThread<C> {
             core: Core::new(state),
             due: None,
             timer_at: None,
+            recorded: None,
         }));
         self.clock = Instant::now();
         for index in 0..self.slots.len() as u32 {
@@ -320,6 +329,7 @@ impl<C: Client> ClientThread<C> {
             }
         }
         self.publish(run);
+        run.history.hand_in(&mut self.history);
         let mut counters = std::mem::take(&mut self.counters);
         if let Some(open) = self.open.take() {
             open.add_totals(&mut counters);
@@ -428,10 +438,11 @@ impl<C: Client> ClientThread<C> {
         shared: &C::Shared,
         ops: &mut Ops,
     ) -> io::Result<()> {
-        let op = ops(&mut self.rng);
+        let next = ops.next_op(&mut self.rng);
         self.slots[index as usize].due = Some(due);
+        self.record(index, &next);
         self.call(index, shared, ops, |core, now, me, rng| {
-            core.invoke(now, me, rng, op)
+            core.invoke(now, me, rng, next.op)
         })
     }
 
@@ -449,13 +460,8 @@ impl<C: Client> ClientThread<C> {
         let me = Addr::Client(ClientId(self.first.0 + u64::from(index)));
         f(&mut self.slots[index as usize].core, now, me, &mut self.rng);
         self.flush_sends(index, shared)?;
-        if self.slots[index as usize]
-            .core
-            .state_mut()
-            .take_result()
-            .is_some()
-        {
-            self.complete(index);
+        if let Some(result) = self.slots[index as usize].core.state_mut().take_result() {
+            self.complete(index, result);
             let due = match self.load {
                 Load::Closed => Some(self.clock),
                 Load::Open { .. } => self
@@ -466,10 +472,11 @@ impl<C: Client> ClientThread<C> {
             };
             match due {
                 Some(due) => {
-                    let op = ops(&mut self.rng);
+                    let next = ops.next_op(&mut self.rng);
+                    self.record(index, &next);
                     let slot = &mut self.slots[index as usize];
                     slot.due = Some(due);
-                    slot.core.invoke(now, me, &mut self.rng, op);
+                    slot.core.invoke(now, me, &mut self.rng, next.op);
                     self.flush_sends(index, shared)?;
                 }
                 None => self.idle.push_back(index),
@@ -516,13 +523,31 @@ impl<C: Client> ClientThread<C> {
         result
     }
 
-    fn complete(&mut self, index: u32) {
-        let Some(due) = self.slots[index as usize].due.take() else {
+    fn complete(&mut self, index: u32, result: Vec<u8>) {
+        let slot = &mut self.slots[index as usize];
+        let Some(due) = slot.due.take() else {
             self.counters
                 .add("clients: result with nothing outstanding", 1);
             return;
         };
+        if let Some(record) = slot.recorded.take() {
+            let now = self.now().as_nanos();
+            self.history.complete(record, now, result);
+        }
         self.latencies.record(due, self.clock);
+    }
+
+    /// Client `index` is about to invoke `next`: into the history if the
+    /// generator marked it, stamped with the round's clock (read before the
+    /// request goes out). An unmarked operation costs one branch.
+    fn record(&mut self, index: u32, next: &NextOp) {
+        let recorded = if next.recorded {
+            let client = ClientId(self.first.0 + u64::from(index));
+            self.history.invoke(client, &next.op, self.now().as_nanos())
+        } else {
+            None
+        };
+        self.slots[index as usize].recorded = recorded;
     }
 
     fn schedule_timer(&mut self, index: u32) {
@@ -901,6 +926,7 @@ mod tests {
                     core: Core::new(Echo::default()),
                     due: None,
                     timer_at: None,
+                    recorded: None,
                 })
                 .collect(),
             transport,
@@ -916,6 +942,7 @@ mod tests {
             counters: Counters::default(),
             latencies: Latencies::new(started, None),
             buf: Vec::new(),
+            history: Recorder::new(super::super::history::HistoryShared::new(), 1),
         };
         let mut ops: Ops = Box::new(|_: &mut Rng| Vec::new());
         thread.start_load(&NoCodec, &mut ops).unwrap();

@@ -24,6 +24,7 @@
 //! spinning alone, so more threads than cores still make progress.
 
 mod clients;
+mod history;
 mod replica;
 
 use std::io;
@@ -42,6 +43,7 @@ use crate::net::{self, Waker};
 use crate::rng::Rng;
 
 pub use clients::{client_slot_bytes, spawn_clients};
+pub use history::Recorded;
 pub use replica::{CLIENT_ROUTES_MAX, DurableSetup, spawn_durable_replica, spawn_replica};
 
 /// Items a stage takes from its input channel per poll at most, so that one
@@ -136,8 +138,35 @@ pub struct ClientsSetup {
 /// Makes the client with a given id.
 pub type ClientFactory<C> = Arc<dyn Fn(ClientId) -> C + Send + Sync>;
 
-/// Makes the operation generator of one client thread, from a seed.
-pub type OpFactory = Arc<dyn Fn(u64) -> Box<dyn FnMut(&mut Rng) -> Vec<u8> + Send> + Send + Sync>;
+/// Makes the operation generator of one client thread, from a seed: the id
+/// of the thread's first client, so distinct for every thread of a run.
+pub type OpFactory = Arc<dyn Fn(u64) -> Box<dyn OpSource> + Send + Sync>;
+
+/// One client thread's operation generator. Any `FnMut(&mut Rng) ->
+/// Vec<u8>` is one whose operations are never recorded.
+pub trait OpSource: Send {
+    /// The next operation, drawn from the thread's random stream.
+    fn next_op(&mut self, rng: &mut Rng) -> NextOp;
+}
+
+impl<F: FnMut(&mut Rng) -> Vec<u8> + Send> OpSource for F {
+    fn next_op(&mut self, rng: &mut Rng) -> NextOp {
+        NextOp {
+            op: self(rng),
+            recorded: false,
+        }
+    }
+}
+
+/// An operation a generator made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextOp {
+    pub op: Vec<u8>,
+    /// Whether the run's history records it (with its times and result;
+    /// see [`Totals::history`]). Generators mark few: recording costs a copy
+    /// of the operation and of its result.
+    pub recorded: bool,
+}
 
 /// A protocol state the real runtime can move to its threads.
 pub trait Deployable:
@@ -176,6 +205,9 @@ pub struct Totals {
     /// Latency after warm-up, in microseconds (clients only).
     pub latency_us: Histogram<u64>,
     pub counters: Counters,
+    /// Clients: the operations their generators marked as recorded, bounded
+    /// and cut as [`Recorded`] says; empty for replicas.
+    pub history: Recorded,
 }
 
 /// A running replica or set of clients. Dropping it stops the threads.
@@ -205,6 +237,8 @@ struct RunShared {
     /// Latency of operations completed since the previous snapshot, merged
     /// in by client threads every few milliseconds.
     interval_latency: Mutex<Histogram<u64>>,
+    /// Client threads' recorded operations and their common cut.
+    history: Arc<history::HistoryShared>,
 }
 
 /// What one thread hands back when it ends.
@@ -224,6 +258,7 @@ impl RunShared {
             ops: AtomicU64::new(0),
             ops_reported: AtomicU64::new(0),
             interval_latency: Mutex::new(latency_histogram()),
+            history: history::HistoryShared::new(),
         })
     }
 
@@ -337,6 +372,7 @@ impl Running {
             },
             latency_us,
             counters,
+            history: self.shared.history.take(),
         })
     }
 

@@ -79,6 +79,11 @@ pub struct FinalReport {
     pub counters: Vec<(String, u64)>,
     /// CPU time the process used, user plus system.
     pub cpu_ms: u64,
+    /// Clients running the key-value workload: the operations on the
+    /// sampled keys, for the runner's linearizability check. `None` for
+    /// replicas and for other workloads.
+    #[serde(default)]
+    pub history: Option<crate::history::History>,
 }
 
 impl FinalReport {

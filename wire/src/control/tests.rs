@@ -103,6 +103,16 @@ fn events_round_trip() {
             latency_histogram: vec![1, 2, 3],
             counters: vec![("decode: malformed".to_string(), 3)],
             cpu_ms: 7,
+            history: Some(crate::history::History {
+                keys: vec![0, 5],
+                ops: vec![crate::history::HistoryOp {
+                    client: 3,
+                    op: vec![1, 2],
+                    invoked_ns: 10,
+                    completed: Some((20, vec![3])),
+                }],
+                cut_ns: None,
+            }),
         }),
         Event::Error("bind failed".to_string()),
     ];
@@ -649,6 +659,7 @@ fn counter_lookup() {
         latency_histogram: Vec::new(),
         counters: vec![("a".to_string(), 2)],
         cpu_ms: 0,
+        history: None,
     };
     assert_eq!(report.counter("a"), 2);
     assert_eq!(report.counter("b"), 0);

@@ -16,7 +16,7 @@ use runner::hosts::{LocalHosts, Provider};
 use runner::provenance::Provenance;
 use runner::results::thousands;
 use runner::results::{self, RunResults};
-use runner::run::{now_rfc3339, run_experiment_at};
+use runner::run::{now_rfc3339, run_experiment_saving};
 use runner::threads;
 use serde::Serialize;
 use wire::control::{
@@ -580,7 +580,7 @@ fn run_and_save(
         kept = results.points.len();
         Ok(())
     };
-    let results = match run_on(experiment, &started, provider, &node, &mut keep) {
+    let results = match run_on(experiment, &started, provider, &node, &dir, &mut keep) {
         Ok(results) => results,
         Err(error) => {
             if kept > 0 {
@@ -594,6 +594,15 @@ fn run_and_save(
         }
     };
     println!("{}", results::summary_table(&results));
+    for point in &results.points {
+        if let Some(history) = &point.history {
+            println!(
+                "history: {} {}",
+                dir.join(&history.file).display(),
+                history.summary()
+            );
+        }
+    }
     let written = runner::save::write_all(&dir, &results)?;
     println!(
         "results: {}\n         {}\nplot:    {}\n         {}",
@@ -612,6 +621,7 @@ fn run_on(
     started: &str,
     provider: &mut dyn Provider,
     node: &Path,
+    histories: &Path,
     finished: &mut dyn FnMut(&RunResults) -> anyhow::Result<()>,
 ) -> anyhow::Result<RunResults> {
     let progress = MultiProgress::new();
@@ -621,7 +631,9 @@ fn run_on(
         plural(experiment.points().len(), "point"),
         provider.describe()
     );
-    let result = run_experiment_at(experiment, started, provider, node, &progress, finished);
+    let result = run_experiment_saving(
+        experiment, started, provider, node, &progress, histories, finished,
+    );
     let cleaned = provider.cleanup();
     let results = result?;
     cleaned.context("cleaning up the hosts")?;
@@ -722,6 +734,9 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<ExitCode> {
             &now_rfc3339(),
             provider.as_mut(),
             &node,
+            // Each candidate's history replaces the previous one's: a
+            // failing check stops the tuning with its file in place.
+            &dir,
             &mut |_| Ok(()),
         )?;
         let point = &results.points[0];
