@@ -27,8 +27,8 @@ pub struct CheckHistoryArgs {
 }
 
 pub fn run(args: &CheckHistoryArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
+    let text =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let history: History = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not a key-value history", args.file.display()))?;
     let verdict = check(&history);

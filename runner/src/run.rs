@@ -196,7 +196,10 @@ fn run_experiment_inner(
             Ok((result, reported)) => {
                 parameters.entry(point.series()).or_insert(reported);
                 let history = result.history.as_ref().map_or_else(String::new, |h| {
-                    format!("  history linearizable ({} ops, {} keys)", h.ops, h.keys_with_ops)
+                    format!(
+                        "  history linearizable ({} ops, {} keys)",
+                        h.ops, h.keys_with_ops
+                    )
                 });
                 bar.finish_with_message(format!(
                     "{:>12} ops/s  p50 {:>6} µs  p99 {:>6} µs{history}",

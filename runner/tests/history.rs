@@ -25,7 +25,9 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// `protocol` alone, 16 clients on 16 keys (8 sampled), half gets, short.
+/// `protocol` alone, 16 clients on 128 keys (8 sampled) with a Zipf
+/// distribution (the hottest, `k0`, sampled and contended), half gets,
+/// short.
 fn experiment(protocol: &str) -> Experiment {
     Experiment {
         name: "history".to_string(),
@@ -38,10 +40,10 @@ fn experiment(protocol: &str) -> Experiment {
         client_threads: 1,
         app: AppConfig::Kv,
         workload: Workload::Kv(KvWorkload {
-            keys: 16,
+            keys: 128,
             value_size: 32,
             read_ratio: 0.5,
-            distribution: KeyDistribution::Uniform,
+            distribution: KeyDistribution::Zipf { exponent: 1.0 },
         }),
         resend: Duration::from_millis(100),
         report_interval: Duration::from_millis(200),
@@ -73,7 +75,7 @@ fn run_and_check(protocol: &str, dir: &Path) -> History {
     let checked = point.history.as_ref().expect("a kv run checks its history");
     eprintln!("{protocol}: {}", checked.summary());
     assert_eq!(checked.keys, 8);
-    assert_eq!(checked.keys_with_ops, 8, "{checked:?}");
+    assert!(checked.keys_with_ops >= 2, "{checked:?}");
     assert!(checked.completed > 100, "{checked:?}");
     assert!(checked.ops >= checked.completed);
     let text = std::fs::read(dir.join(&checked.file)).expect("the history file");
@@ -121,7 +123,10 @@ fn expect_violation(history: &History, dir: &Path, what: &str) {
     assert!(text.contains("on key \"k"), "{what}: {text}");
     assert!(text.contains("not linearizable"), "{what}: {text}");
     let saved: History = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    assert_eq!(&saved, history, "{what}: the file holds the history checked");
+    assert_eq!(
+        &saved, history,
+        "{what}: the file holds the history checked"
+    );
     eprintln!("{what}: {text}");
 }
 
@@ -146,7 +151,10 @@ fn a_read_of_a_value_never_written_fails() {
         .find(|op| matches!(decoded(op), (Op::Get { .. }, Some(_))))
         .expect("a completed get");
     let at = read.completed.as_ref().unwrap().0;
-    read.completed = Some((at, encode(&OpResult::Value(Some(b"never written".to_vec())))));
+    read.completed = Some((
+        at,
+        encode(&OpResult::Value(Some(b"never written".to_vec()))),
+    ));
     expect_violation(&history, &scratch("never-written"), "a value never written");
 }
 
@@ -158,7 +166,10 @@ fn a_read_of_an_overwritten_value_fails() {
     let mut history = pbft_history().clone();
     let mut by_key: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
     for (i, op) in history.ops.iter().enumerate() {
-        by_key.entry(decoded(op).0.key().to_vec()).or_default().push(i);
+        by_key
+            .entry(decoded(op).0.key().to_vec())
+            .or_default()
+            .push(i);
     }
     let mut found = None;
     'keys: for indices in by_key.values() {
@@ -207,8 +218,7 @@ fn the_subcommand_says_no_to_a_tampered_file() {
     };
     let output = run(&good);
     assert!(output.status.success(), "{output:?}");
-    let verdict: wire::history::HistoryVerdict =
-        serde_json::from_slice(&output.stdout).unwrap();
+    let verdict: wire::history::HistoryVerdict = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(verdict.violation, None);
     assert_eq!(verdict.ops, pbft_history().ops.len());
 
@@ -225,8 +235,7 @@ fn the_subcommand_says_no_to_a_tampered_file() {
     std::fs::write(&bad, serde_json::to_vec(&history).unwrap()).unwrap();
     let output = run(&bad);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let verdict: wire::history::HistoryVerdict =
-        serde_json::from_slice(&output.stdout).unwrap();
+    let verdict: wire::history::HistoryVerdict = serde_json::from_slice(&output.stdout).unwrap();
     assert!(verdict.violation.is_some());
     assert!(verdict.key.is_some_and(|key| key.starts_with('k')));
 

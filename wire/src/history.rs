@@ -24,11 +24,16 @@ use serde::{Deserialize, Serialize};
 /// Keys whose operations are recorded, at most.
 pub const HISTORY_KEYS_MAX: u64 = 8;
 
+/// At most one key in this many is sampled (at least one key is): with few
+/// keys, sampling most of them would fill the history's bounds in a
+/// fraction of the run.
+pub const HISTORY_KEYS_PER_SAMPLED: u64 = 16;
+
 /// Operations recorded in a run, at most (all client threads together).
 pub const HISTORY_OPS_MAX: usize = 20_000;
 
 /// Bytes of recorded operations and results in a run, at most.
-pub const HISTORY_BYTES_MAX: usize = 1 << 20;
+pub const HISTORY_BYTES_MAX: usize = 4 << 20;
 
 /// Bytes of a sampled put's value that make it unique: the writer's tag and
 /// its count of writes, 8 bytes each. A value is never shorter.
@@ -49,17 +54,20 @@ pub struct History {
     pub cut_ns: Option<u64>,
 }
 
-/// One recorded operation.
+/// One recorded operation. In JSON, bytes are base64 text (a third more
+/// than the bytes, where an array of numbers would be up to four times).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryOp {
     pub client: u64,
     /// The operation, a [`crate::kv::Op`] in the codec's encoding.
+    #[serde(with = "base64_bytes")]
     pub op: Vec<u8>,
     pub invoked_ns: u64,
     /// When the result arrived, and the result (a [`crate::kv::OpResult`] in
     /// the codec's encoding); `None` if the operation was still outstanding
     /// when the clients stopped (or at the cut): it may or may not have
     /// taken effect.
+    #[serde(with = "base64_completed")]
     pub completed: Option<(u64, Vec<u8>)>,
 }
 
@@ -91,11 +99,12 @@ pub struct HistoryVerdict {
     pub key: Option<String>,
 }
 
-/// The keys sampled out of `k0 .. k<keys - 1>`: [`HISTORY_KEYS_MAX`] of them
-/// (all if fewer), spread evenly from `k0` (under a Zipf distribution, the
-/// hottest key is among them). Sorted.
+/// The keys sampled out of `k0 .. k<keys - 1>`: one in
+/// [`HISTORY_KEYS_PER_SAMPLED`] (at least one), at most [`HISTORY_KEYS_MAX`],
+/// spread evenly from `k0` (under a Zipf distribution, the hottest key is
+/// among them). Sorted.
 pub fn sampled_keys(keys: u64) -> Vec<u64> {
-    let sampled = keys.min(HISTORY_KEYS_MAX);
+    let sampled = (keys / HISTORY_KEYS_PER_SAMPLED).clamp(keys.min(1), HISTORY_KEYS_MAX);
     (0..sampled)
         .map(|j| (u128::from(j) * u128::from(keys) / u128::from(sampled)) as u64)
         .collect()
@@ -113,6 +122,49 @@ pub fn tagged_value(tag: u64, count: u64, size: usize) -> Vec<u8> {
     value
 }
 
+/// `Vec<u8>` as standard base64 text.
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `Option<(u64, Vec<u8>)>` as `null` or `[ns, "base64"]`.
+mod base64_completed {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Completed(u64, #[serde(with = "super::base64_bytes")] Vec<u8>);
+
+    pub fn serialize<S: Serializer>(
+        completed: &Option<(u64, Vec<u8>)>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        completed
+            .as_ref()
+            .map(|(at, result)| Completed(*at, result.clone()))
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<(u64, Vec<u8>)>, D::Error> {
+        Ok(Option::<Completed>::deserialize(deserializer)?
+            .map(|Completed(at, result)| (at, result)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,14 +174,25 @@ mod tests {
     #[test]
     fn sampled_keys_are_spread_and_bounded() {
         assert_eq!(sampled_keys(1), [0]);
-        assert_eq!(sampled_keys(3), [0, 1, 2]);
-        assert_eq!(sampled_keys(8), [0, 1, 2, 3, 4, 5, 6, 7]);
-        assert_eq!(sampled_keys(16), [0, 2, 4, 6, 8, 10, 12, 14]);
+        assert_eq!(sampled_keys(3), [0]);
+        assert_eq!(sampled_keys(31), [0]);
+        assert_eq!(sampled_keys(32), [0, 16]);
+        assert_eq!(sampled_keys(48), [0, 16, 32]);
+        assert_eq!(sampled_keys(128), [0, 16, 32, 48, 64, 80, 96, 112]);
         assert_eq!(sampled_keys(1000), [0, 125, 250, 375, 500, 625, 750, 875]);
         let huge = sampled_keys(u64::MAX);
         assert_eq!(huge.len() as u64, HISTORY_KEYS_MAX);
         assert!(huge.windows(2).all(|w| w[0] < w[1]));
         assert!(sampled_keys(0).is_empty());
+    }
+
+    /// A final report from before histories, without the field, still reads.
+    #[test]
+    fn a_final_report_without_a_history_reads() {
+        let json = r#"{"elapsed_ms":1,"ops":2,"measured_ops":2,"measured_ms":1,
+            "latency_histogram":[],"counters":[],"cpu_ms":0}"#;
+        let report: crate::control::FinalReport = serde_json::from_str(json).unwrap();
+        assert_eq!(report.history, None);
     }
 
     #[test]

@@ -31,8 +31,8 @@
 //! linearizable, so the cut can hide a violation after `T`, never invent
 //! one.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use wire::ClientId;
 use wire::history::{HISTORY_BYTES_MAX, HISTORY_OPS_MAX, HistoryOp};
@@ -111,7 +111,11 @@ impl Recorder {
     /// bounds.
     pub(super) fn new(shared: Arc<HistoryShared>, threads: u32) -> Recorder {
         let threads = threads.max(1) as usize;
-        Recorder::with_bounds(shared, HISTORY_OPS_MAX / threads, HISTORY_BYTES_MAX / threads)
+        Recorder::with_bounds(
+            shared,
+            HISTORY_OPS_MAX / threads,
+            HISTORY_BYTES_MAX / threads,
+        )
     }
 
     fn with_bounds(shared: Arc<HistoryShared>, ops_max: usize, bytes_max: usize) -> Recorder {

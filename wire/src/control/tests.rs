@@ -146,7 +146,9 @@ fn oversized_frame_is_refused_before_reading_its_body() {
     );
     let message = err.to_string();
     assert!(
-        message.contains("1195725856 bytes exceeds the maximum of 1048576"),
+        message.contains(&format!(
+            "1195725856 bytes exceeds the maximum of {CONTROL_FRAME_MAX}"
+        )),
         "{message}"
     );
 
