@@ -912,6 +912,11 @@ mod tests {
     /// A client thread of `clients` [`Echo`]s whose clock the test sets:
     /// nothing here reads the real clock but for the starting instant.
     fn thread(load: Load, clients: usize) -> (ClientThread<Echo>, Ops) {
+        thread_with(load, clients, Box::new(|_: &mut Rng| Vec::new()))
+    }
+
+    /// [`thread`], with the generator `ops`.
+    fn thread_with(load: Load, clients: usize, mut ops: Ops) -> (ClientThread<Echo>, Ops) {
         let started = Instant::now();
         let transport = Transport::bind_with(
             "127.0.0.1:0".parse().unwrap(),
@@ -944,7 +949,6 @@ mod tests {
             buf: Vec::new(),
             history: Recorder::new(super::super::history::HistoryShared::new(), 1),
         };
-        let mut ops: Ops = Box::new(|_: &mut Rng| Vec::new());
         thread.start_load(&NoCodec, &mut ops).unwrap();
         (thread, ops)
     }
@@ -1036,6 +1040,60 @@ mod tests {
         reply(&mut thread, &mut ops, 0, 4 * MS);
         assert_eq!(latencies_ms(&thread), [1, 3]);
         assert!(thread.open.is_none());
+    }
+
+    /// Generates operations `[0]`, `[1]`, ... and marks the even ones.
+    struct EveryOther(u8);
+
+    impl OpSource for EveryOther {
+        fn next_op(&mut self, _: &mut Rng) -> NextOp {
+            self.0 += 1;
+            NextOp {
+                op: vec![self.0 - 1],
+                recorded: (self.0 - 1) % 2 == 0,
+            }
+        }
+    }
+
+    /// Marked operations (only they) go into the history with their client,
+    /// the round clock at invocation and at completion, and their result; an
+    /// operation outstanding at the stop stays without a completion.
+    #[test]
+    fn marked_operations_are_recorded_with_their_times() {
+        let (mut thread, mut ops) = thread_with(Load::Closed, 2, Box::new(EveryOther(0)));
+        // Client 0 got op [0] (marked), client 1 op [1] (not), at 0 ms.
+        reply(&mut thread, &mut ops, 0, 3 * MS); // [0] done; [2] (marked) invoked.
+        reply(&mut thread, &mut ops, 1, 4 * MS); // [1] done; [3] invoked.
+        reply(&mut thread, &mut ops, 0, 6 * MS); // [2] done; [4] invoked.
+        let shared = Arc::clone(thread.history.shared());
+        shared.hand_in(&mut thread.history);
+        let recorded = shared.take();
+        assert_eq!(recorded.cut_ns, None);
+        let ms = |n: u64| n * 1_000_000;
+        let ops: Vec<_> = recorded
+            .ops
+            .iter()
+            .map(|op| {
+                (
+                    op.client,
+                    op.op.clone(),
+                    op.invoked_ns,
+                    op.completed.as_ref().map(|c| c.0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (1, vec![0], 0, Some(ms(3))),
+                (1, vec![2], ms(3), Some(ms(6))),
+                (1, vec![4], ms(6), None),
+            ]
+        );
+        assert_eq!(
+            recorded.ops[0].completed.as_ref().unwrap().1,
+            Vec::<u8>::new()
+        );
     }
 
     /// Whether an operation is measured goes by when it was due: one due in

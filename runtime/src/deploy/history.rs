@@ -168,6 +168,11 @@ impl Recorder {
     }
 
     #[cfg(test)]
+    pub(super) fn shared(&self) -> &Arc<HistoryShared> {
+        &self.shared
+    }
+
+    #[cfg(test)]
     fn into_ops(self) -> Vec<HistoryOp> {
         self.ops
     }
