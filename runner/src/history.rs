@@ -25,8 +25,8 @@ use crate::experiment::Point;
 /// record it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryChecked {
-    /// The file holding it, as written (in the results folder, or a
-    /// temporary folder for a run that keeps none).
+    /// The file's name in the results folder (a run that keeps no folder
+    /// checked it in a temporary one and removed it).
     pub file: PathBuf,
     /// Operations recorded, and of them those that completed.
     pub ops: usize,
@@ -78,9 +78,9 @@ pub fn file_name(index: usize, point: &Point) -> String {
 }
 
 /// Saves and checks the history of the point `index` of a run: into
-/// `histories` as [`file_name`] (the result records the name relative to
-/// that folder), or, with `None`, into a temporary folder from which a
-/// history that passes is removed.
+/// `histories` as [`file_name`], or, with `None`, into a temporary folder
+/// from which a history that passes is removed (one that fails stays, and
+/// the error names it).
 pub fn check_point(
     history: &History,
     index: usize,
@@ -98,9 +98,10 @@ pub fn check_point(
             CHECKS.fetch_add(1, Ordering::Relaxed)
         ));
         let path = dir.join(&name);
-        let checked = save_and_check(history, &path, node_binary)?;
+        let mut checked = save_and_check(history, &path, node_binary)?;
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_dir(&dir);
+        checked.file = PathBuf::from(name);
         return Ok(checked);
     };
     let mut checked = save_and_check(history, &dir.join(&name), node_binary)?;
