@@ -1050,7 +1050,7 @@ mod tests {
             self.0 += 1;
             NextOp {
                 op: vec![self.0 - 1],
-                recorded: (self.0 - 1) % 2 == 0,
+                recorded: (self.0 - 1).is_multiple_of(2),
             }
         }
     }
