@@ -21,8 +21,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Keys whose operations are recorded, at most.
-pub const HISTORY_KEYS_MAX: u64 = 64;
+/// Keys whose operations are recorded, at most. Few, so that the bounds
+/// below last a whole run at a few hundred thousand operations a second
+/// (about 0.8% of the operations on 1,000 uniform keys).
+pub const HISTORY_KEYS_MAX: u64 = 8;
 
 /// At most one key in this many is sampled (at least one key is): with few
 /// keys, sampling most of them would fill the history's bounds in a
@@ -179,9 +181,7 @@ mod tests {
         assert_eq!(sampled_keys(32), [0, 16]);
         assert_eq!(sampled_keys(48), [0, 16, 32]);
         assert_eq!(sampled_keys(128), [0, 16, 32, 48, 64, 80, 96, 112]);
-        let thousand = sampled_keys(1000);
-        assert_eq!(thousand.len(), 62);
-        assert_eq!(&thousand[..3], [0, 16, 32]);
+        assert_eq!(sampled_keys(1000), [0, 125, 250, 375, 500, 625, 750, 875]);
         assert_eq!(sampled_keys(10_000).len() as u64, HISTORY_KEYS_MAX);
         let huge = sampled_keys(u64::MAX);
         assert_eq!(huge.len() as u64, HISTORY_KEYS_MAX);
