@@ -8,7 +8,10 @@
 //! - `serve`: listen on a TCP control port and run whatever the runner asks
 //!   for there (a replica, or a set of benchmark clients) on the real runtime,
 //!   reporting back on the same connection.
+//! - `check-history`: check a key-value history a run recorded for
+//!   linearizability (the runner runs it on every history it saves).
 
+mod check_history;
 mod panics;
 mod serve;
 mod sim;
@@ -32,6 +35,8 @@ enum Command {
     /// Run one replica or set of clients, configured over a TCP control
     /// connection (see `wire::control`).
     Serve(serve::ServeArgs),
+    /// Check a recorded key-value history (JSON) for linearizability.
+    CheckHistory(check_history::CheckHistoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +44,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim(args) => sim::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::CheckHistory(args) => match check_history::run(&args) {
+            Ok(code) => Ok(code),
+            // Unreadable: 2, apart from 1 (not linearizable).
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return ExitCode::from(2);
+            }
+        },
     };
     match result {
         Ok(code) => code,

@@ -66,8 +66,9 @@ use wire::control::auth::{ControlSecret, DeadlineReader, HandshakeError, node_ha
 use wire::control::{
     AppConfig, COMPLETION_BIN_MS, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, Completions,
     DurableConfig, Event, EventFrame, Fault, FinalReport, FrameError, IntervalReport, NodeConfig,
-    Role, Started, decode_command, read_frame, write_frame,
+    Role, Started, Workload, decode_command, read_frame, write_frame,
 };
+use wire::history::History;
 use wire::registry::Settings;
 use wire::{ClientId, ReplicaId};
 
@@ -353,7 +354,8 @@ fn serve(conn: &mut Connection, refused: &Refused, dir: Option<&Path>) -> anyhow
         Ending::Stop | Ending::Hangup => {
             let totals = running.stop().with_context(|| format!("{node} failed"))?;
             let clients = matches!(config.role, Role::Clients(_));
-            let mut report = final_report(totals, start.elapsed(), bins_start, clients)?;
+            let history = history_keys(&config);
+            let mut report = final_report(totals, start.elapsed(), bins_start, clients, history)?;
             report.counters.push((
                 CONTROL_REFUSED_COUNTER.to_string(),
                 refused.load(Ordering::Relaxed),
@@ -559,14 +561,28 @@ fn clients_setup(config: &NodeConfig, clients: &ClientsConfig) -> ClientsSetup {
     }
 }
 
+/// The keys whose history a node reports: the sampled ones of clients that
+/// run the key-value workload; `None` for everything else.
+fn history_keys(config: &NodeConfig) -> Option<Vec<u64>> {
+    match &config.role {
+        Role::Clients(ClientsConfig {
+            workload: Workload::Kv(kv),
+            ..
+        }) => Some(wire::history::sampled_keys(kv.keys)),
+        _ => None,
+    }
+}
+
 /// The node's totals as the runner gets them, the clients' completion bins
 /// starting `bins_start` after the node's clock. Replicas measure no
-/// latency, so their histogram and bins are left empty.
+/// latency, so their histogram and bins are left empty; `history_keys`
+/// says whether to report the recorded history ([`history_keys`]).
 fn final_report(
     totals: Totals,
     elapsed: Duration,
     bins_start: Duration,
     clients: bool,
+    history_keys: Option<Vec<u64>>,
 ) -> anyhow::Result<FinalReport> {
     let mut latency_histogram = Vec::new();
     if clients {
@@ -595,6 +611,11 @@ fn final_report(
         } else {
             Completions::default()
         },
+        history: history_keys.map(|keys| History {
+            keys,
+            ops: totals.history.ops,
+            cut_ns: totals.history.cut_ns,
+        }),
     })
 }
 

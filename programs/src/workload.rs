@@ -10,11 +10,17 @@
 //! - `Kv`: [`wire::kv::Op`]s in the codec's encoding: a `Get` with probability
 //!   `read_ratio`, else a `Put` of `value_size` random bytes, on key `k<i>` with
 //!   `i` uniform over `0..keys` or Zipf-distributed (rank 0 the hottest).
+//!   Operations on the sampled keys ([`wire::history::sampled_keys`]) are
+//!   marked for the run's history, and a put on one carries a value no other
+//!   put carries ([`wire::history::tagged_value`]: the thread's seed, which
+//!   is its first client's id, and its count of such puts), at least
+//!   [`wire::history::TAG_BYTES`] long. Other keys cost a binary search of the
+//!   few sampled ones.
 
 use std::sync::Arc;
 
 use runtime::Rng;
-use runtime::deploy::OpFactory;
+use runtime::deploy::{NextOp, OpFactory, OpSource};
 use wire::control::{KeyDistribution, KvWorkload, Workload};
 use wire::kv::Op;
 
@@ -35,11 +41,30 @@ pub fn op_factory(workload: &Workload) -> OpFactory {
         }
         Workload::Kv(kv) => {
             let ops = KvOps::new(kv);
-            Arc::new(move |_thread| {
-                let ops = ops.clone();
-                Box::new(move |rng: &mut Rng| ops.next(rng))
+            Arc::new(move |tag| {
+                Box::new(KvSource {
+                    ops: ops.clone(),
+                    tag,
+                    sampled_puts: 0,
+                })
             })
         }
+    }
+}
+
+/// One client thread's key-value generator.
+#[derive(Debug)]
+struct KvSource {
+    ops: KvOps,
+    /// Distinct for every thread of the run: the first of its client ids.
+    tag: u64,
+    /// Puts on sampled keys so far.
+    sampled_puts: u64,
+}
+
+impl OpSource for KvSource {
+    fn next_op(&mut self, rng: &mut Rng) -> NextOp {
+        self.ops.next(rng, self.tag, &mut self.sampled_puts)
     }
 }
 
@@ -47,6 +72,8 @@ pub fn op_factory(workload: &Workload) -> OpFactory {
 #[derive(Clone, Debug)]
 struct KvOps {
     keys: Keys,
+    /// Recorded in the history, sorted ([`wire::history::sampled_keys`]).
+    sampled: Arc<[u64]>,
     value_size: usize,
     read_ratio: f64,
 }
@@ -62,21 +89,36 @@ impl KvOps {
         };
         KvOps {
             keys,
+            sampled: wire::history::sampled_keys(kv.keys).into(),
             value_size: kv.value_size as usize,
             read_ratio: kv.read_ratio,
         }
     }
 
-    fn next(&self, rng: &mut Rng) -> Vec<u8> {
-        let key = format!("k{}", self.keys.sample(rng)).into_bytes();
+    /// The next operation; a put on a sampled key takes the value
+    /// `tagged_value(tag, *sampled_puts)` and counts itself.
+    fn next(&self, rng: &mut Rng, tag: u64, sampled_puts: &mut u64) -> NextOp {
+        let index = self.keys.sample(rng);
+        let recorded = self.sampled.binary_search(&index).is_ok();
+        let key = format!("k{index}").into_bytes();
         let op = if rng.chance(self.read_ratio) {
             Op::Get { key }
         } else {
             let mut value = vec![0; self.value_size];
+            // Drawn for sampled keys too, so the stream of draws does not
+            // depend on which keys are sampled.
             rng.fill(&mut value);
+            if recorded {
+                value = wire::history::tagged_value(tag, *sampled_puts, self.value_size);
+                *sampled_puts += 1;
+            }
             Op::Put { key, value }
         };
-        wire::codec::encode_to_vec(&op).expect("validated: a key-value op fits in a datagram")
+        NextOp {
+            op: wire::codec::encode_to_vec(&op)
+                .expect("validated: a key-value op fits in a datagram"),
+            recorded,
+        }
     }
 }
 
@@ -148,10 +190,22 @@ mod tests {
     }
 
     fn draw(workload: &Workload, count: usize) -> Vec<Op> {
-        let mut ops = op_factory(workload)(0);
+        draw_marked(workload, 0, count)
+            .into_iter()
+            .map(|(op, _)| op)
+            .collect()
+    }
+
+    /// `count` operations of the generator with seed `tag`, each with
+    /// whether it is marked for the history.
+    fn draw_marked(workload: &Workload, tag: u64, count: usize) -> Vec<(Op, bool)> {
+        let mut ops = op_factory(workload)(tag);
         let mut rng = Rng::new(1);
         (0..count)
-            .map(|_| wire::decode(&ops(&mut rng)).unwrap())
+            .map(|_| {
+                let next = ops.next_op(&mut rng);
+                (wire::decode(&next.op).unwrap(), next.recorded)
+            })
             .collect()
     }
 
@@ -167,12 +221,14 @@ mod tests {
             reply_size: 0,
         })(3);
         let mut rng = Rng::new(1);
-        assert_eq!(ops(&mut rng), vec![0; 32]);
+        let next = ops.next_op(&mut rng);
+        assert_eq!(next.op, vec![0; 32]);
+        assert!(!next.recorded, "null ops have no history");
         let mut ops = op_factory(&Workload::Null {
             op_size: 0,
             reply_size: 0,
         })(3);
-        assert!(ops(&mut rng).is_empty());
+        assert!(ops.next_op(&mut rng).op.is_empty());
     }
 
     #[test]
@@ -198,6 +254,49 @@ mod tests {
                 .iter()
                 .all(|op| matches!(op, Op::Put { .. }))
         );
+    }
+
+    /// Exactly the operations on sampled keys are marked; their puts carry
+    /// values unique across threads and within one, of the configured size;
+    /// other puts' values are random.
+    #[test]
+    fn sampled_keys_are_marked_and_their_puts_unique() {
+        let workload = kv(160, 0.5, KeyDistribution::Uniform);
+        let sampled = wire::history::sampled_keys(160);
+        assert_eq!(sampled.len(), 8);
+        let mut values = std::collections::HashSet::new();
+        let mut marked_puts = 0;
+        for tag in [1, 51] {
+            for (op, marked) in draw_marked(&workload, tag, 4000) {
+                assert_eq!(marked, sampled.contains(&key_index(&op)), "{op:?}");
+                if let Op::Put { value, .. } = &op {
+                    assert_eq!(value.len(), 16);
+                    if marked {
+                        marked_puts += 1;
+                        assert_eq!(&value[..8], &tag.to_le_bytes());
+                        assert!(values.insert(value.clone()), "a value put twice");
+                    } else {
+                        assert_ne!(&value[..8], &tag.to_le_bytes());
+                    }
+                }
+            }
+        }
+        // 8 of 160 keys, half of the ops puts, two threads of 4000.
+        assert!((140..260).contains(&marked_puts), "{marked_puts}");
+        // Values shorter than a tag grow to one; longer ones keep their size.
+        for (size, expected) in [(4, wire::history::TAG_BYTES), (100, 100)] {
+            let workload = Workload::Kv(KvWorkload {
+                keys: 1,
+                value_size: size,
+                read_ratio: 0.0,
+                distribution: KeyDistribution::Uniform,
+            });
+            for (op, marked) in draw_marked(&workload, 9, 10) {
+                assert!(marked);
+                let Op::Put { value, .. } = op else { panic!() };
+                assert_eq!(value.len(), expected);
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   CSV. [`plot`]: the figure. [`save`]: the files.
 //! - [`timeline`]: a point over time, and its recovery from each fault;
 //!   [`timeline_plot`]: its figure.
+//! - [`history`]: a point's key-value history, saved and checked for
+//!   linearizability by `node check-history`.
 //! - [`provenance`]: the machine and the commit a run ran on.
 //! - [`threads`]: the thread-map syntax of `--replica-threads`.
 //! - [`cargo`]: building the `node` binary and finding where cargo put it.
@@ -30,6 +32,7 @@ pub mod cleanup;
 pub mod control;
 pub mod experiment;
 pub mod faults;
+pub mod history;
 pub mod hosts;
 pub mod plot;
 pub mod provenance;

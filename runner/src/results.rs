@@ -140,6 +140,11 @@ pub struct PointResult {
     /// A rotating leader's periodic dip (filled like `recovery`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub periodic_dip: Option<crate::timeline::PeriodicDip>,
+    /// With the key-value app: the clients' history of the sampled keys,
+    /// checked linearizable (see [`crate::history`]); `None` for other apps
+    /// and in results recorded before histories were checked.
+    #[serde(default)]
+    pub history: Option<crate::history::HistoryChecked>,
 }
 
 /// A scheduled fault as it was applied: when, in milliseconds since the
@@ -1176,6 +1181,7 @@ pub(crate) mod tests {
             completions: Completions::default(),
             recovery: Vec::new(),
             periodic_dip: None,
+            history: None,
         }
     }
 

@@ -31,6 +31,7 @@ use wire::control::{
     ClientsConfig, DurableConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role,
     Started, ThreadMap,
 };
+use wire::history::History;
 use wire::{SecretKey, Signer};
 
 use crate::control::{Control, EXIT_TIMEOUT, NodeProcess};
@@ -93,13 +94,59 @@ pub fn run_experiment(
 }
 
 /// [`run_experiment`], with the start time the results record given (so
-/// that a results folder named before the run carries the same time).
+/// that a results folder named before the run carries the same time). Key-
+/// value histories are checked in a temporary folder, and only one that
+/// fails its check stays there (see [`run_experiment_saving`]).
 pub fn run_experiment_at(
     experiment: &Experiment,
     started: &str,
     provider: &mut dyn Provider,
     node_binary: &Path,
     progress: &MultiProgress,
+    finished: &mut dyn FnMut(&RunResults) -> anyhow::Result<()>,
+) -> anyhow::Result<RunResults> {
+    run_experiment_inner(
+        experiment,
+        started,
+        provider,
+        node_binary,
+        progress,
+        None,
+        finished,
+    )
+}
+
+/// [`run_experiment_at`], writing each point's key-value history (with the
+/// key-value app) to `histories` as `history-<point>.json`
+/// ([`crate::history::file_name`]) and checking it there: a history that is
+/// not linearizable fails the run, naming its file.
+pub fn run_experiment_saving(
+    experiment: &Experiment,
+    started: &str,
+    provider: &mut dyn Provider,
+    node_binary: &Path,
+    progress: &MultiProgress,
+    histories: &Path,
+    finished: &mut dyn FnMut(&RunResults) -> anyhow::Result<()>,
+) -> anyhow::Result<RunResults> {
+    run_experiment_inner(
+        experiment,
+        started,
+        provider,
+        node_binary,
+        progress,
+        Some(histories),
+        finished,
+    )
+}
+
+fn run_experiment_inner(
+    experiment: &Experiment,
+    started: &str,
+    provider: &mut dyn Provider,
+    node_binary: &Path,
+    progress: &MultiProgress,
+    histories: Option<&Path>,
     finished: &mut dyn FnMut(&RunResults) -> anyhow::Result<()>,
 ) -> anyhow::Result<RunResults> {
     experiment.validate()?;
@@ -136,12 +183,30 @@ pub fn run_experiment_at(
     let mut points = Vec::new();
     for (index, point) in experiment.points().into_iter().enumerate() {
         let bar = progress.add(point_bar(&point, experiment.duration));
-        let result = run_point_with_bar(experiment, &point, index, &hosts, node_binary, &bar);
+        let result = run_point_with_bar(experiment, &point, index, &hosts, node_binary, &bar)
+            .and_then(|(mut result, reported, history)| {
+                if let Some(history) = history {
+                    result.history = Some(crate::history::check_point(
+                        &history,
+                        index,
+                        &point,
+                        histories,
+                        node_binary,
+                    )?);
+                }
+                Ok((result, reported))
+            });
         match result {
             Ok((result, reported)) => {
                 parameters.entry(point.series()).or_insert(reported);
+                let history = result.history.as_ref().map_or_else(String::new, |h| {
+                    format!(
+                        "  history linearizable ({} ops, {} keys)",
+                        h.ops, h.keys_with_ops
+                    )
+                });
                 bar.finish_with_message(format!(
-                    "{:>12} ops/s  p50 {:>6} µs  p99 {:>6} µs",
+                    "{:>12} ops/s  p50 {:>6} µs  p99 {:>6} µs{history}",
                     thousands(result.throughput_ops.round() as u64),
                     result.latency_us_p50,
                     result.latency_us_p99
@@ -583,6 +648,7 @@ impl PointReports {
             completions: clients.completions.clone(),
             recovery: Vec::new(),
             periodic_dip: None,
+            history: None,
         })
     }
 
@@ -596,7 +662,9 @@ impl PointReports {
 }
 
 /// [`run_point`] under a progress bar that shows the clients' live
-/// throughput; returns the point's figures and its protocol's parameters.
+/// throughput; returns the point's figures, its protocol's parameters and
+/// the clients' key-value history, if they recorded one.
+#[allow(clippy::type_complexity)]
 fn run_point_with_bar(
     experiment: &Experiment,
     point: &Point,
@@ -604,7 +672,7 @@ fn run_point_with_bar(
     hosts: &[Host],
     node_binary: &Path,
     bar: &ProgressBar,
-) -> anyhow::Result<(PointResult, Vec<(String, String)>)> {
+) -> anyhow::Result<(PointResult, Vec<(String, String)>, Option<History>)> {
     let mut running = RunningPoint::start(experiment, point, index, hosts, node_binary)?;
     let seconds = experiment.report_interval.as_secs_f64();
     running.run_for_with_faults(
@@ -628,8 +696,9 @@ fn run_point_with_bar(
             }
         },
     )?;
-    let reports = running.finish()?;
-    Ok((reports.point_result(point)?, reports.parameters()))
+    let mut reports = running.finish()?;
+    let history = reports.clients.report.history.take();
+    Ok((reports.point_result(point)?, reports.parameters(), history))
 }
 
 /// A node process with its control connection.

@@ -14,6 +14,8 @@
 //! - [`registry`]: every protocol's name, replica rule, counters and
 //!   tunables, for the runner and the node program.
 //! - [`sim`]: what a simulation run reports back to the runner.
+//! - [`history`]: key-value histories recorded in real runs, for the
+//!   linearizability check.
 
 pub mod chain;
 pub mod client;
@@ -21,6 +23,7 @@ pub mod codec;
 pub mod control;
 pub mod crypto;
 pub mod fields;
+pub mod history;
 pub mod kv;
 pub mod merkle;
 pub mod pbft;

@@ -322,6 +322,7 @@ impl Node {
                 counters: Vec::new(),
                 cpu_ms: 0,
                 completions: Default::default(),
+                history: None,
             },
             latency_us: None,
             killed: true,

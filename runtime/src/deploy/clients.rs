@@ -41,9 +41,11 @@ use wire::control::{
 };
 use wire::{Addr, ClientId, ReplicaId};
 
+use super::history::Recorder;
 use super::{
-    ClientFactory, ClientsSetup, Deployable, Idler, OpFactory, RunShared, Running, ThreadTotals,
-    block_timeout, completion_bin, decode_from, latency_histogram, record_latency, spawn_thread,
+    ClientFactory, ClientsSetup, Deployable, Idler, NextOp, OpFactory, OpSource, RunShared,
+    Running, ThreadTotals, block_timeout, completion_bin, decode_from, latency_histogram,
+    record_latency, spawn_thread,
 };
 use crate::actor::{Client, Counters, Dest, DropReason, SharedState};
 use crate::driver::Core;
@@ -60,7 +62,7 @@ const PUBLISH_INTERVAL: Duration = Duration::from_millis(10);
 const ARRIVALS_PER_ROUND_MAX: usize = 1024;
 
 /// An operation generator, as one client thread uses it.
-type Ops = Box<dyn FnMut(&mut Rng) -> Vec<u8> + Send>;
+type Ops = Box<dyn OpSource>;
 
 /// Starts the clients: makes every client (spread over as many threads as
 /// there are client threads), binds one socket per client thread and runs the
@@ -151,6 +153,7 @@ pub fn spawn_clients<C: Client + Deployable>(
                 setup.measure.map(|m| started + setup.warmup + m),
             ),
             buf: Vec::with_capacity(wire::MESSAGE_SIZE_MAX),
+            history: Recorder::new(Arc::clone(&run.history), threads),
         };
         let states = std::mem::take(&mut clients[t as usize]);
         let make_ops = Arc::clone(&make_ops);
@@ -215,6 +218,9 @@ struct Slot<C: Client> {
     due: Option<Instant>,
     /// The earliest deadline queued for this client in the thread's heap.
     timer_at: Option<Time>,
+    /// The outstanding operation's record in the thread's history, if it
+    /// is recorded.
+    recorded: Option<u32>,
 }
 
 struct ClientThread<C: Client> {
@@ -241,6 +247,8 @@ struct ClientThread<C: Client> {
     counters: Counters,
     latencies: Latencies,
     buf: Vec<u8>,
+    /// The operations the generator marked as recorded.
+    history: Recorder,
 }
 
 impl<C: Client> ClientThread<C> {
@@ -258,6 +266,7 @@ impl<C: Client> ClientThread<C> {
             core: Core::new(state),
             due: None,
             timer_at: None,
+            recorded: None,
         }));
         self.clock = Instant::now();
         for index in 0..self.slots.len() as u32 {
@@ -326,6 +335,7 @@ impl<C: Client> ClientThread<C> {
             }
         }
         self.publish(run);
+        run.history.hand_in(&mut self.history);
         let mut counters = std::mem::take(&mut self.counters);
         if let Some(open) = self.open.take() {
             open.add_totals(&mut counters);
@@ -438,10 +448,11 @@ impl<C: Client> ClientThread<C> {
         shared: &C::Shared,
         ops: &mut Ops,
     ) -> io::Result<()> {
-        let op = ops(&mut self.rng);
+        let next = ops.next_op(&mut self.rng);
         self.slots[index as usize].due = Some(due);
+        self.record(index, &next);
         self.call(index, shared, ops, |core, now, me, rng| {
-            core.invoke(now, me, rng, op)
+            core.invoke(now, me, rng, next.op)
         })
     }
 
@@ -459,13 +470,8 @@ impl<C: Client> ClientThread<C> {
         let me = Addr::Client(ClientId(self.first.0 + u64::from(index)));
         f(&mut self.slots[index as usize].core, now, me, &mut self.rng);
         self.flush_sends(index, shared)?;
-        if self.slots[index as usize]
-            .core
-            .state_mut()
-            .take_result()
-            .is_some()
-        {
-            self.complete(index);
+        if let Some(result) = self.slots[index as usize].core.state_mut().take_result() {
+            self.complete(index, result);
             let due = match self.load {
                 Load::Closed => Some(self.clock),
                 Load::Open { .. } => self
@@ -476,10 +482,11 @@ impl<C: Client> ClientThread<C> {
             };
             match due {
                 Some(due) => {
-                    let op = ops(&mut self.rng);
+                    let next = ops.next_op(&mut self.rng);
+                    self.record(index, &next);
                     let slot = &mut self.slots[index as usize];
                     slot.due = Some(due);
-                    slot.core.invoke(now, me, &mut self.rng, op);
+                    slot.core.invoke(now, me, &mut self.rng, next.op);
                     self.flush_sends(index, shared)?;
                 }
                 None => self.idle.push_back(index),
@@ -526,13 +533,31 @@ impl<C: Client> ClientThread<C> {
         result
     }
 
-    fn complete(&mut self, index: u32) {
-        let Some(due) = self.slots[index as usize].due.take() else {
+    fn complete(&mut self, index: u32, result: Vec<u8>) {
+        let slot = &mut self.slots[index as usize];
+        let Some(due) = slot.due.take() else {
             self.counters
                 .add("clients: result with nothing outstanding", 1);
             return;
         };
+        if let Some(record) = slot.recorded.take() {
+            let now = self.now().as_nanos();
+            self.history.complete(record, now, result);
+        }
         self.latencies.record(due, self.clock);
+    }
+
+    /// Client `index` is about to invoke `next`: into the history if the
+    /// generator marked it, stamped with the round's clock (read before the
+    /// request goes out). An unmarked operation costs one branch.
+    fn record(&mut self, index: u32, next: &NextOp) {
+        let recorded = if next.recorded {
+            let client = ClientId(self.first.0 + u64::from(index));
+            self.history.invoke(client, &next.op, self.now().as_nanos())
+        } else {
+            None
+        };
+        self.slots[index as usize].recorded = recorded;
     }
 
     fn schedule_timer(&mut self, index: u32) {
@@ -919,6 +944,11 @@ mod tests {
     /// A client thread of `clients` [`Echo`]s whose clock the test sets:
     /// nothing here reads the real clock but for the starting instant.
     fn thread(load: Load, clients: usize) -> (ClientThread<Echo>, Ops) {
+        thread_with(load, clients, Box::new(|_: &mut Rng| Vec::new()))
+    }
+
+    /// [`thread`], with the generator `ops`.
+    fn thread_with(load: Load, clients: usize, mut ops: Ops) -> (ClientThread<Echo>, Ops) {
         let started = Instant::now();
         let transport = Transport::bind_with(
             "127.0.0.1:0".parse().unwrap(),
@@ -933,6 +963,7 @@ mod tests {
                     core: Core::new(Echo::default()),
                     due: None,
                     timer_at: None,
+                    recorded: None,
                 })
                 .collect(),
             transport,
@@ -948,8 +979,8 @@ mod tests {
             counters: Counters::default(),
             latencies: Latencies::new(started, started, None),
             buf: Vec::new(),
+            history: Recorder::new(super::super::history::HistoryShared::new(), 1),
         };
-        let mut ops: Ops = Box::new(|_: &mut Rng| Vec::new());
         thread.start_load(&NoCodec, &mut ops).unwrap();
         (thread, ops)
     }
@@ -1041,6 +1072,60 @@ mod tests {
         reply(&mut thread, &mut ops, 0, 4 * MS);
         assert_eq!(latencies_ms(&thread), [1, 3]);
         assert!(thread.open.is_none());
+    }
+
+    /// Generates operations `[0]`, `[1]`, ... and marks the even ones.
+    struct EveryOther(u8);
+
+    impl OpSource for EveryOther {
+        fn next_op(&mut self, _: &mut Rng) -> NextOp {
+            self.0 += 1;
+            NextOp {
+                op: vec![self.0 - 1],
+                recorded: (self.0 - 1).is_multiple_of(2),
+            }
+        }
+    }
+
+    /// Marked operations (only they) go into the history with their client,
+    /// the round clock at invocation and at completion, and their result; an
+    /// operation outstanding at the stop stays without a completion.
+    #[test]
+    fn marked_operations_are_recorded_with_their_times() {
+        let (mut thread, mut ops) = thread_with(Load::Closed, 2, Box::new(EveryOther(0)));
+        // Client 0 got op [0] (marked), client 1 op [1] (not), at 0 ms.
+        reply(&mut thread, &mut ops, 0, 3 * MS); // [0] done; [2] (marked) invoked.
+        reply(&mut thread, &mut ops, 1, 4 * MS); // [1] done; [3] invoked.
+        reply(&mut thread, &mut ops, 0, 6 * MS); // [2] done; [4] invoked.
+        let shared = Arc::clone(thread.history.shared());
+        shared.hand_in(&mut thread.history);
+        let recorded = shared.take();
+        assert_eq!(recorded.cut_ns, None);
+        let ms = |n: u64| n * 1_000_000;
+        let ops: Vec<_> = recorded
+            .ops
+            .iter()
+            .map(|op| {
+                (
+                    op.client,
+                    op.op.clone(),
+                    op.invoked_ns,
+                    op.completed.as_ref().map(|c| c.0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (1, vec![0], 0, Some(ms(3))),
+                (1, vec![2], ms(3), Some(ms(6))),
+                (1, vec![4], ms(6), None),
+            ]
+        );
+        assert_eq!(
+            recorded.ops[0].completed.as_ref().unwrap().1,
+            Vec::<u8>::new()
+        );
     }
 
     /// Whether an operation is measured goes by when it was due: one due in

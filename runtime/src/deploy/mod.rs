@@ -25,6 +25,7 @@
 
 mod clients;
 pub mod faults;
+mod history;
 mod replica;
 
 use std::io;
@@ -45,6 +46,7 @@ use crate::net::{self, Waker};
 use crate::rng::Rng;
 
 pub use clients::{client_slot_bytes, spawn_clients};
+pub use history::Recorded;
 pub use replica::{CLIENT_ROUTES_MAX, DurableSetup, spawn_durable_replica, spawn_replica};
 
 /// Items a stage takes from its input channel per poll at most, so that one
@@ -145,8 +147,35 @@ pub struct ClientsSetup {
 /// Makes the client with a given id.
 pub type ClientFactory<C> = Arc<dyn Fn(ClientId) -> C + Send + Sync>;
 
-/// Makes the operation generator of one client thread, from a seed.
-pub type OpFactory = Arc<dyn Fn(u64) -> Box<dyn FnMut(&mut Rng) -> Vec<u8> + Send> + Send + Sync>;
+/// Makes the operation generator of one client thread, from a seed: the id
+/// of the thread's first client, so distinct for every thread of a run.
+pub type OpFactory = Arc<dyn Fn(u64) -> Box<dyn OpSource> + Send + Sync>;
+
+/// One client thread's operation generator. Any `FnMut(&mut Rng) ->
+/// Vec<u8>` is one whose operations are never recorded.
+pub trait OpSource: Send {
+    /// The next operation, drawn from the thread's random stream.
+    fn next_op(&mut self, rng: &mut Rng) -> NextOp;
+}
+
+impl<F: FnMut(&mut Rng) -> Vec<u8> + Send> OpSource for F {
+    fn next_op(&mut self, rng: &mut Rng) -> NextOp {
+        NextOp {
+            op: self(rng),
+            recorded: false,
+        }
+    }
+}
+
+/// An operation a generator made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextOp {
+    pub op: Vec<u8>,
+    /// Whether the run's history records it (with its times and result;
+    /// see [`Totals::history`]). Generators mark few: recording costs a copy
+    /// of the operation and of its result.
+    pub recorded: bool,
+}
 
 /// A protocol state the real runtime can move to its threads.
 pub trait Deployable:
@@ -201,6 +230,9 @@ pub struct Totals {
     /// [`wire::control::COMPLETIONS_PAST_END_COUNTER`]). Empty
     /// for replicas.
     pub completions: Vec<u32>,
+    /// Clients: the operations their generators marked as recorded, bounded
+    /// and cut as [`Recorded`] says; empty for replicas.
+    pub history: Recorded,
 }
 
 /// A running replica or set of clients. Dropping it stops the threads.
@@ -235,6 +267,8 @@ struct RunShared {
     /// Latency above which [`Metrics::slow_ops`] counts an operation, µs; 0:
     /// none.
     slow_bound_us: AtomicU64,
+    /// Client threads' recorded operations and their common cut.
+    history: Arc<history::HistoryShared>,
 }
 
 /// What one thread hands back when it ends.
@@ -258,6 +292,7 @@ impl RunShared {
             interval_latency: Mutex::new(latency_histogram()),
             faults: Arc::default(),
             slow_bound_us: AtomicU64::new(0),
+            history: history::HistoryShared::new(),
         })
     }
 
@@ -418,6 +453,7 @@ impl Running {
             latency_us,
             counters,
             completions,
+            history: self.shared.history.take(),
         })
     }
 

@@ -12,8 +12,10 @@ use super::*;
 pub const CONTROL_VERSION: u32 = 1;
 
 /// Largest control frame accepted (a config with a thread map and a few
-/// hundred keys is a few KiB; a final report with histograms, tens of KiB).
-pub const CONTROL_FRAME_MAX: usize = 1 << 20;
+/// hundred keys is a few KiB; a final report with histograms, tens of KiB,
+/// and with a key-value history at its bounds ([`crate::history`]) under
+/// 8 MiB of JSON).
+pub const CONTROL_FRAME_MAX: usize = 16 << 20;
 
 /// Runner → node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -126,6 +126,11 @@ pub struct FinalReport {
     /// and in reports from before it existed.
     #[serde(default)]
     pub completions: Completions,
+    /// Clients running the key-value workload: the operations on the
+    /// sampled keys, for the runner's linearizability check. `None` for
+    /// replicas and for other workloads.
+    #[serde(default)]
+    pub history: Option<crate::history::History>,
 }
 
 impl FinalReport {

@@ -113,6 +113,16 @@ fn events_round_trip() {
                 bin_ms: COMPLETION_BIN_MS,
                 counts: vec![0, 4, 96],
             },
+            history: Some(crate::history::History {
+                keys: vec![0, 5],
+                ops: vec![crate::history::HistoryOp {
+                    client: 3,
+                    op: vec![1, 2],
+                    invoked_ns: 10,
+                    completed: Some((20, vec![3])),
+                }],
+                cut_ns: None,
+            }),
         }),
         Event::Error("bind failed".to_string()),
     ];
@@ -146,7 +156,9 @@ fn oversized_frame_is_refused_before_reading_its_body() {
     );
     let message = err.to_string();
     assert!(
-        message.contains("1195725856 bytes exceeds the maximum of 1048576"),
+        message.contains(&format!(
+            "1195725856 bytes exceeds the maximum of {CONTROL_FRAME_MAX}"
+        )),
         "{message}"
     );
 
@@ -663,6 +675,7 @@ fn counter_lookup() {
         counters: vec![("a".to_string(), 2)],
         cpu_ms: 0,
         completions: Completions::default(),
+        history: None,
     };
     assert_eq!(report.counter("a"), 2);
     assert_eq!(report.counter("b"), 0);
@@ -753,7 +766,8 @@ fn reports_from_before_the_timeline_still_decode() {
 }
 
 /// The most bins, each with more completions than a node makes in a bin,
-/// beside a large histogram, still fit in one frame.
+/// beside a large histogram and a history at its bounds, still fit in one
+/// frame.
 #[test]
 fn a_full_timeline_fits_in_a_frame() {
     let report = FinalReport {
@@ -769,6 +783,7 @@ fn a_full_timeline_fits_in_a_frame() {
             bin_ms: COMPLETION_BIN_MS,
             counts: vec![99_999; COMPLETION_BINS_MAX],
         },
+        history: Some(crate::history::at_bounds()),
     };
     let mut bytes = Vec::new();
     write_frame(&mut bytes, &EventFrame::new(Event::Finished(report))).unwrap();

@@ -16,7 +16,7 @@ use runner::hosts::{LocalHosts, Provider};
 use runner::provenance::Provenance;
 use runner::results::thousands;
 use runner::results::{self, RunResults};
-use runner::run::{now_rfc3339, run_experiment_at};
+use runner::run::{now_rfc3339, run_experiment_saving};
 use runner::threads;
 use runner::wan::Wan;
 use serde::Serialize;
@@ -642,7 +642,7 @@ fn run_and_save(
         kept = results.points.len();
         Ok(())
     };
-    let results = match run_on(experiment, &started, provider, &node, &mut keep) {
+    let results = match run_on(experiment, &started, provider, &node, &dir, &mut keep) {
         Ok(results) => results,
         Err(error) => {
             if kept > 0 {
@@ -660,6 +660,15 @@ fn run_and_save(
     runner::timeline::annotate(&mut annotated);
     if let Some(table) = runner::timeline::recovery_table(&annotated) {
         println!("{table}");
+    }
+    for point in &results.points {
+        if let Some(history) = &point.history {
+            println!(
+                "history: {} {}",
+                dir.join(&history.file).display(),
+                history.summary()
+            );
+        }
     }
     let written = runner::save::write_all(&dir, &results)?;
     println!(
@@ -686,6 +695,7 @@ fn run_on(
     started: &str,
     provider: &mut dyn Provider,
     node: &Path,
+    histories: &Path,
     finished: &mut dyn FnMut(&RunResults) -> anyhow::Result<()>,
 ) -> anyhow::Result<RunResults> {
     let progress = MultiProgress::new();
@@ -695,7 +705,9 @@ fn run_on(
         plural(experiment.points().len(), "point"),
         provider.describe()
     );
-    let result = run_experiment_at(experiment, started, provider, node, &progress, finished);
+    let result = run_experiment_saving(
+        experiment, started, provider, node, &progress, histories, finished,
+    );
     let cleaned = provider.cleanup();
     let results = result?;
     cleaned.context("cleaning up the hosts")?;
@@ -798,6 +810,9 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<ExitCode> {
             &now_rfc3339(),
             provider.as_mut(),
             &node,
+            // Each candidate's history replaces the previous one's: a
+            // failing check stops the tuning with its file in place.
+            &dir,
             &mut |_| Ok(()),
         )?;
         let point = &results.points[0];
