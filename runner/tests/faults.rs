@@ -5,8 +5,11 @@
 //!
 //! Each test asserts on the clients' interval reports (operations completed
 //! after the fault), on the replicas' reports (the leader, how far each
-//! executed) and on counters, never on timings. The tests of this binary
-//! run one at a time: each point is five processes on a two-core machine.
+//! executed) and on counters, never on timings. Every point runs the
+//! key-value app, and its clients' history of the sampled keys is checked
+//! linearizable (`node check-history`), faults and all. The tests of this
+//! binary run one at a time: each point is five processes on a two-core
+//! machine.
 
 mod common;
 
@@ -18,13 +21,18 @@ use runner::faults::ScheduledFault;
 use runner::hosts::{LocalHosts, Provider};
 use runner::results::FaultRecord;
 use runner::run::{PointReports, RunningPoint};
-use wire::control::{IntervalReport, PARTITION_DROPS_COUNTER, VIEW_CHANGES_COUNTER};
+use runner::timeline::Recovered;
+use wire::control::{
+    AppConfig, IntervalReport, KeyDistribution, KvWorkload, PARTITION_DROPS_COUNTER,
+    VIEW_CHANGES_COUNTER, Workload,
+};
 
 /// One point at a time in this binary.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// A point of `protocol` (f = 1, 20 closed-loop clients, 6 s, the first
-/// 500 ms warm-up) with the fault schedule `faults`, run to the end.
+/// A point of `protocol` (f = 1, 20 closed-loop clients on the key-value
+/// app, 6 s, the first 500 ms warm-up) with the fault schedule `faults`,
+/// run to the end; its history checked linearizable.
 fn run(protocol: &str, faults: &[&str]) -> PointReports {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let experiment = Experiment {
@@ -36,6 +44,13 @@ fn run(protocol: &str, faults: &[&str]) -> PointReports {
         warmup: Duration::from_millis(500),
         cooldown: Duration::ZERO,
         report_interval: Duration::from_millis(200),
+        app: AppConfig::Kv,
+        workload: Workload::Kv(KvWorkload {
+            keys: 256,
+            value_size: 32,
+            read_ratio: 0.5,
+            distribution: KeyDistribution::Zipf { exponent: 1.0 },
+        }),
         faults: faults
             .iter()
             .map(|f| f.parse::<ScheduledFault>().unwrap())
@@ -53,12 +68,38 @@ fn run(protocol: &str, faults: &[&str]) -> PointReports {
             applied.push(fault.clone())
         })
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let reports = running.finish().unwrap_or_else(|e| panic!("{e:#}"));
+    let mut reports = running.finish().unwrap_or_else(|e| panic!("{e:#}"));
+    let history = reports
+        .clients
+        .report
+        .history
+        .take()
+        .expect("key-value clients report their history");
+    let checked = runner::history::check_point(&history, 0, &point, None, common::node_binary())
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(checked.completed > 0, "{checked:?}");
     assert_eq!(reports.faults, applied);
     assert_eq!(reports.faults.len(), faults.len(), "{:?}", reports.faults);
     let result = reports.point_result(&point).unwrap();
     assert_eq!(result.faults, applied);
     reports
+}
+
+/// The recovery figures of `reports`' first fault: the clients came back
+/// to 90% of the rate before it, and completed operations after it.
+fn recovered(reports: &PointReports) -> u64 {
+    let recovery = runner::timeline::recoveries(
+        &reports.clients.report.completions,
+        &reports.clients.intervals,
+        &reports.faults,
+        100,
+    );
+    let first = &recovery[0];
+    assert!(first.first_completion_ms.is_some(), "{first:?}");
+    match first.recovered {
+        Recovered::AfterMs(ms) => ms,
+        other => panic!("{}: {other:?} ({first:?})", first.label),
+    }
 }
 
 /// Operations the clients completed in the intervals that ended after
@@ -128,6 +169,8 @@ fn pbft_primary_killed_the_group_changes_views_and_serves_again() {
         let leader = reports.replicas[i].intervals.last().unwrap().leader;
         assert!(leader.is_some_and(|l| l != 0), "replica {i}: {leader:?}");
     }
+    // The recovery time is reported (not bounded here: the machine is noisy).
+    recovered(&reports);
 }
 
 #[test]
@@ -255,6 +298,8 @@ fn chain_head_killed_the_master_reconfigures_and_the_chain_serves_again() {
     fault(&reports, "kill primary (replica 0)");
     assert!(reports.replicas[0].killed);
     assert!(counter(&reports, "master: epoch installed") > 0);
+    // A new head counts as the chain's view change.
+    assert!(counter(&reports, VIEW_CHANGES_COUNTER) > 0);
     // The master (node 2) names another head.
     let master = reports.replicas[2].intervals.last().unwrap();
     assert_eq!(master.leader, Some(1), "{master:?}");
@@ -263,6 +308,7 @@ fn chain_head_killed_the_master_reconfigures_and_the_chain_serves_again() {
         "the clients completed nothing in the last second: {:?}",
         reports.clients.intervals
     );
+    recovered(&reports);
 }
 
 /// A stopped replica (SIGSTOP) is not silence that ends the run, and a

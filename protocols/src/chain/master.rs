@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use runtime::{Addr, Context, ReplicaId, State, Time};
 use wire::chain::{Config, Message, Ping, Pong};
+use wire::control::VIEW_CHANGES_COUNTER;
 
 use super::{Codec, Timing, initial_config};
 
@@ -307,6 +308,11 @@ impl Master {
             .filter(|m| !chain.contains(&m.id))
             .count();
         ctx.count_n("master: server removed", removed as u64);
+        if chain.first() != self.config.chain.first() {
+            // A new head is the chain's change of leader: the runner reports
+            // these beside other protocols' view changes.
+            ctx.count(VIEW_CHANGES_COUNTER);
+        }
         for m in &members {
             if self.candidates.remove(&m.id).is_some() {
                 ctx.count("master: server added");
