@@ -10,13 +10,16 @@
 //! - [`merkle`]: digests of large states, checkable a chunk at a time.
 //! - [`fields`]: messages described field by field, for the simulator's
 //!   structure-aware Byzantine mutations.
-//! - [`client`], [`kv`], [`unreplicated`], [`pbft`]: message types.
+//! - [`client`], [`kv`], [`unreplicated`], [`pbft`]: message types;
+//!   [`auth`]: requests and replies authenticated with MACs, which more
+//!   than one protocol uses.
 //! - [`registry`]: every protocol's name, replica rule, counters and
 //!   tunables, for the runner and the node program.
 //! - [`sim`]: what a simulation run reports back to the runner.
 //! - [`history`]: key-value histories recorded in real runs, for the
 //!   linearizability check.
 
+pub mod auth;
 pub mod chain;
 pub mod client;
 pub mod codec;

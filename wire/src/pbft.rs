@@ -17,14 +17,16 @@
 //! Clients authenticate requests and replicas authenticate replies with MACs
 //! under keys each client and replica share, not with signatures: a request
 //! carries an authenticator, one MAC per replica ([`AuthRequest`]), and a
-//! reply one MAC ([`MacReply`]).
+//! reply one MAC ([`MacReply`]). Those types are shared with other protocols
+//! that authenticate clients alike ([`crate::auth`]); PBFT's replies name
+//! the view they executed in.
 
 use bincode::{Decode, Encode};
-use serde::{Deserialize, Serialize};
 
-use crate::client::Request;
 use crate::fields::{Fields, Visitor};
-use crate::{ClientId, Digest, Mac, PublicKey, ReplicaId, Signature, Signed};
+use crate::{Digest, ReplicaId, Signature, Signed};
+
+pub use crate::auth::{AuthRequest, MacReply, Reply};
 
 use crate::registry::{ProtocolSpec, Replication, Tunable};
 
@@ -121,7 +123,7 @@ pub type Seq = u64;
 /// Everything PBFT nodes send each other.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum Message {
-    /// Client to replicas.
+    /// Client to replicas: a request and its authenticator.
     Request(AuthRequest),
     /// A backup relays clients' requests to the primary (§4.4): one that a
     /// client retransmitted to it, or, on entering a new view, every request
@@ -153,57 +155,6 @@ pub enum Message {
     /// TOCS §4.3.2).
     QueryStable(Signed<QueryStable>),
     ReplyStable(Signed<ReplyStable>),
-}
-
-/// A request and its authenticator (OSDI §4, TOCS §3.2): `auth[i]` is the
-/// HMAC-SHA256 of the encoding of `(session, request)` under the key the
-/// client shares with replica `i`, so every replica, and a primary that gets
-/// the request relayed by a backup, checks that the client sent it; a
-/// relaying or proposing replica cannot forge or alter it.
-///
-/// `session` is the client's session number, which the replicas' client
-/// table assigned when the client registered (0 for the registration itself:
-/// request number 0, no operation), so that a request replayed after its
-/// session was evicted is refused rather than executed again.
-///
-/// `key` is the client's public key (compressed secp256k1), from which each
-/// replica derives the key it shares with the client by ECDH, once per
-/// client: carried by every request, so a replica that never heard from the
-/// client (it restarted, or sees the request first in a pre-prepare) can
-/// still check it. A replica keeps the first key under which a client's
-/// request checked (see `protocols::pbft`).
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub struct AuthRequest {
-    pub session: u64,
-    pub request: Request,
-    pub key: PublicKey,
-    pub auth: Vec<Mac>,
-}
-
-impl AuthRequest {
-    /// What the authenticator's MACs cover.
-    pub fn authenticated(&self) -> (u64, &Request) {
-        (self.session, &self.request)
-    }
-}
-
-/// A reply and its HMAC-SHA256 over the reply's encoding, under the key that
-/// the replica and the client share.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub struct MacReply {
-    pub reply: Reply,
-    pub mac: Mac,
-}
-
-/// Result of a client's request, from one replica.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
-pub struct Reply {
-    pub view: View,
-    pub replica: ReplicaId,
-    pub client_id: ClientId,
-    pub request_num: u64,
-    #[serde(with = "serde_bytes")]
-    pub result: Vec<u8>,
 }
 
 /// The primary of `view` assigns `seq` to the batch with digest `digest`.
@@ -485,20 +436,6 @@ impl Message {
 // Field descriptions for the simulator's Byzantine mutations (see
 // `crate::fields`).
 
-crate::fields!(AuthRequest {
-    session,
-    request,
-    key,
-    auth
-});
-crate::fields!(MacReply { reply, mac });
-crate::fields!(Reply {
-    view,
-    replica,
-    client_id,
-    request_num,
-    result: bytes
-});
 crate::fields!(PrePrepare { view, seq, digest });
 crate::fields!(Prepare {
     view,
