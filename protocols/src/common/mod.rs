@@ -6,6 +6,13 @@
 //!   snapshots. Generic over what a session is bound to ([`Binding`]): PBFT
 //!   binds each session to its registration's public key, the baseline to
 //!   nothing.
+//! - [`sessions`]: the client table with sessions bound to public keys
+//!   (registration as request 0, session numbers, eviction that tells the
+//!   client), for protocols whose clients authenticate with key pairs.
+//! - [`ClientAuth`] (`client_auth.rs`): clients' requests authenticated for
+//!   every replica (one HMAC per replica, keys agreed by ECDH) and replies
+//!   with one MAC; a replica's table of clients' keys, those of sessions
+//!   pinned, at most a bound of others.
 //! - [`Retransmit`] (`retransmit.rs`): a client's retransmission schedule,
 //!   twice its smoothed latency within a floor and a cap, then exponential
 //!   backoff.
@@ -16,12 +23,18 @@
 //!
 //! Each is a plain value with no timers, no I/O and no knowledge of any
 //! protocol's messages, so that a protocol keeps its own drop reasons and
-//! counters, and so that each is tested here on its own.
+//! counters, and so that each is tested here on its own. `ClientAuth` is
+//! the exception: it knows the authenticated requests and replies of
+//! [`wire::auth`], which protocols share, and its drop reasons name what
+//! failed in them.
 
+pub mod client_auth;
 pub mod client_table;
 pub mod retransmit;
+pub mod sessions;
 pub mod votes;
 
+pub use client_auth::ClientAuth;
 pub use client_table::{Admission, Binding, ClientTable, Entry};
 pub use retransmit::Retransmit;
 pub use votes::{Refused, VoteSet};

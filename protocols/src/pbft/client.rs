@@ -6,7 +6,7 @@
 //! Before its first operation a client registers: request 0, with no
 //! operation, ordered like any request; the f+1 matching replies carry the
 //! session number the client table gave it, which every later request
-//! carries (see `client_table`). If f+1 replicas say its session was evicted,
+//! carries (see [`crate::common::sessions`]). If f+1 replicas say its session was evicted,
 //! the client gives up for good ([`runtime::Client::has_failed`]): it cannot
 //! know whether its last request executed before the eviction, so it must not
 //! send it again under a new session.

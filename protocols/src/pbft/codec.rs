@@ -10,8 +10,8 @@
 //! and sequence number this replica has already accepted is dropped before
 //! its batch is even decoded.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use runtime::hint::{Flag, Marks, Watermark};
 use runtime::{Addr, DropReason, ReplicaId, SharedState, Source};
@@ -20,19 +20,18 @@ use wire::client::Request;
 use wire::crypto::verify_digest;
 
 use wire::pbft::{
-    AuthRequest, Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, MacReply, Message,
-    NewView, PrePrepare, Prepare, PreparedCert, QueryStable, ReplyStable, Seq, Status, View,
-    ViewChange,
+    AuthRequest, Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, Message, NewView,
+    PrePrepare, Prepare, PreparedCert, QueryStable, ReplyStable, Seq, Status, View, ViewChange,
 };
 use wire::{
-    ClientId, CryptoError, Digest, MacKey, PublicKey, SecretKey, Signature, Signed, Signer,
-    VerifyingKey,
+    ClientId, CryptoError, Digest, PublicKey, SecretKey, Signature, Signed, Signer, VerifyingKey,
 };
 
 use super::bugs;
 use super::{
     BATCH_SIZE_MAX, CHECKPOINT_INTERVAL, CLIENT_KEYS_MAX, CLIENT_TABLE_MAX, LOG_MAX, REPLICAS_MAX,
 };
+use crate::common::ClientAuth;
 use crate::planted;
 use wire::pbft as tunable;
 use wire::registry::Settings;
@@ -51,7 +50,7 @@ pub struct Config {
     /// Digest of the null batch (no requests), which a new primary proposes
     /// for the gaps in O.
     pub null_digest: Digest,
-    /// Sessions the client table holds (see `client_table`).
+    /// Sessions the client table holds (see [`crate::common::sessions`]).
     pub client_table_max: usize,
     /// Most requests the primary puts in a batch (at most
     /// [`BATCH_SIZE_MAX`], what a pre-prepare may carry).
@@ -250,10 +249,16 @@ pub struct Codec {
     config: Arc<Config>,
     /// Replicas sign; clients have no signing key.
     signer: Option<Signer>,
-    macs: Macs,
+    /// Clients' MACs: checked and made at a replica, made and checked at
+    /// a client node.
+    auth: ClientAuth,
     /// What the replica's protocol thread has settled (unused by clients).
     settled: Settled,
 }
+
+/// The prefix of PBFT clients' key seeds (see [`ClientAuth::client`]):
+/// fixed, so that a seed gives the same client keys as it always did.
+const CLIENT_KEY_DOMAIN: &str = "pbft client ";
 
 /// Slots of [`Settled`]: more than the log holds, so two sequence numbers in
 /// the log never share one.
@@ -290,107 +295,6 @@ struct Settled {
     changing: Flag,
 }
 
-/// The keys that authenticate requests and replies (§4: MACs, one key per
-/// client-replica pair).
-#[derive(Debug)]
-enum Macs {
-    /// A replica's secret key (for ECDH) and the keys it shares with
-    /// clients.
-    Replica {
-        /// This replica's id: which entry of a request's authenticator is
-        /// its own.
-        me: ReplicaId,
-        secret: SecretKey,
-        clients: RwLock<SharedKeys>,
-    },
-    /// The clients of a client node: each one's key pair derives from `seed`
-    /// and its id; for each registered client, its public key and the key it
-    /// shares with each replica, in replica order.
-    Client {
-        seed: Vec<u8>,
-        clients: RwLock<HashMap<ClientId, ClientKeys>>,
-    },
-}
-
-/// A client's public key, and the key it shares with each replica, in replica
-/// order.
-type ClientKeys = (PublicKey, Arc<[MacKey]>);
-
-/// The keys a replica shares with clients, by client. Those of clients with
-/// a session are *pinned*: the replica sets them as it executes
-/// registrations and evictions (and after a state transfer), so they are the
-/// sessions' keys, and a request under another key is refused. Of other
-/// clients, the first public key under which a request checked is kept, for
-/// at most [`CLIENT_KEYS_MAX`] clients: one more evicts an arbitrary one of
-/// them (which pays for an ECDH again at its next request). A request is
-/// never checked under a key that is not kept, so a flood of keys cannot
-/// make a replica check a client's requests under a key of the flooder's
-/// choosing once its table is full.
-///
-/// The maps use SipHash (std's default): client ids are chosen by clients,
-/// so a hasher without a secret key would be a hash-flooding target.
-#[derive(Debug, Default)]
-struct SharedKeys {
-    /// A pinned key's MAC key is derived when it is first needed (a state
-    /// transfer pins thousands at once, and deriving is an ECDH each).
-    pinned: HashMap<ClientId, (PublicKey, Option<MacKey>)>,
-    other: HashMap<ClientId, (PublicKey, MacKey)>,
-}
-
-impl SharedKeys {
-    /// The client's public key, and the MAC key if derived already.
-    fn get(&self, client: &ClientId) -> Option<(PublicKey, Option<&MacKey>)> {
-        match self.pinned.get(client) {
-            Some((key, mac)) => Some((*key, mac.as_ref())),
-            None => self.other.get(client).map(|(key, mac)| (*key, Some(mac))),
-        }
-    }
-
-    /// Keeps `mac`, derived for `key`, unless the client has another key;
-    /// `false` if it has.
-    fn keep(&mut self, client: ClientId, key: PublicKey, mac: MacKey) -> bool {
-        if let Some((pinned, derived)) = self.pinned.get_mut(&client) {
-            if *pinned != key {
-                return false;
-            }
-            derived.get_or_insert(mac);
-            return true;
-        }
-        match self.other.get(&client) {
-            Some((known, _)) => *known == key,
-            None => {
-                self.insert_other(client, (key, mac));
-                true
-            }
-        }
-    }
-
-    /// Keeps `key` for a client without a session, evicting another such
-    /// client's if full.
-    fn insert_other(&mut self, client: ClientId, key: (PublicKey, MacKey)) {
-        if self.other.len() >= CLIENT_KEYS_MAX
-            && !self.other.contains_key(&client)
-            && let Some(&evicted) = self.other.keys().next()
-        {
-            self.other.remove(&evicted);
-        }
-        self.other.insert(client, key);
-    }
-}
-
-/// Client `id`'s secret key, derived from the client key seed (simulated if
-/// the group's keys are).
-fn client_secret(config: &Config, seed: &[u8], id: ClientId) -> SecretKey {
-    let mut bytes = b"pbft client ".to_vec();
-    bytes.extend_from_slice(seed);
-    bytes.extend_from_slice(&id.0.to_le_bytes());
-    if config.simulated() {
-        SecretKey::simulated(&bytes)
-    } else {
-        SecretKey::from_seed(&bytes)
-    }
-}
-
 impl Codec {
     /// Replica `me`'s codec: it signs with `key`, and checks requests and
     /// MACs replies under the keys it agrees on with clients (from `key` and
@@ -401,14 +305,10 @@ impl Codec {
         key: &SecretKey,
     ) -> Result<Codec, CryptoError> {
         Ok(Codec {
-            config,
             signer: Some(Signer::new(key)?),
             settled: Settled::default(),
-            macs: Macs::Replica {
-                me,
-                secret: key.clone(),
-                clients: RwLock::new(SharedKeys::default()),
-            },
+            auth: ClientAuth::replica(me, config.n, key, CLIENT_KEYS_MAX),
+            config,
         })
     }
 
@@ -417,37 +317,23 @@ impl Codec {
     /// `client_key_seed`; it signs nothing.
     pub fn client(config: Arc<Config>, client_key_seed: &[u8]) -> Codec {
         Codec {
+            auth: ClientAuth::client(
+                CLIENT_KEY_DOMAIN,
+                &config.keys,
+                config.simulated(),
+                client_key_seed,
+            ),
             config,
             signer: None,
             settled: Settled::default(),
-            macs: Macs::Client {
-                seed: client_key_seed.to_vec(),
-                clients: RwLock::new(HashMap::new()),
-            },
         }
     }
 
     /// Derives client `id`'s key pair and the keys it shares with every
-    /// replica (n ECDH computations, once), so that its requests are
-    /// authenticated and replies to it accepted.
+    /// replica, so that its requests are authenticated and replies to it
+    /// accepted (see [`ClientAuth::register_client`]).
     pub fn register_client(&self, id: ClientId) {
-        let Macs::Client { seed, clients } = &self.macs else {
-            panic!("only a client codec registers clients");
-        };
-        let secret = client_secret(&self.config, seed, id);
-        let public = Signer::new(&secret)
-            .expect("seeded keys are valid")
-            .public_key();
-        let keys: Arc<[MacKey]> = self
-            .config
-            .keys
-            .iter()
-            .map(|replica| MacKey::agree(replica, &secret).expect("seeded keys are valid"))
-            .collect();
-        clients
-            .write()
-            .expect("not poisoned")
-            .insert(id, (public, keys));
+        self.auth.register_client(id);
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -457,54 +343,19 @@ impl Codec {
     /// A replica opened a session for `client` under `key`: its requests
     /// check under `key` only, for as long as the session lasts.
     pub(crate) fn pin_client(&self, client: ClientId, key: PublicKey) {
-        let Macs::Replica { clients, .. } = &self.macs else {
-            return;
-        };
-        let mut keys = clients.write().expect("not poisoned");
-        // The registration was checked somewhere, but perhaps not here, or
-        // under a key this table no longer holds: then the MAC key is
-        // derived when first needed.
-        let mac = match keys.other.remove(&client) {
-            Some((known, mac)) if known == key => Some(mac),
-            _ => keys
-                .pinned
-                .get(&client)
-                .filter(|(known, _)| *known == key)
-                .and_then(|(_, mac)| mac.clone()),
-        };
-        keys.pinned.insert(client, (key, mac));
+        self.auth.pin_client(client, key);
     }
 
     /// A replica evicted `client`'s session: its key is kept like any
     /// other client's.
     pub(crate) fn unpin_client(&self, client: ClientId) {
-        let Macs::Replica { clients, .. } = &self.macs else {
-            return;
-        };
-        let mut keys = clients.write().expect("not poisoned");
-        if let Some((key, Some(mac))) = keys.pinned.remove(&client) {
-            keys.insert_other(client, (key, mac));
-        }
+        self.auth.unpin_client(client);
     }
 
     /// A replica installed a client table from a state transfer: the
     /// sessions' keys become the pinned ones.
     pub(crate) fn repin_clients(&self, sessions: impl Iterator<Item = (ClientId, PublicKey)>) {
-        let Macs::Replica { clients, .. } = &self.macs else {
-            return;
-        };
-        let pinned = std::mem::take(&mut clients.write().expect("not poisoned").pinned);
-        for (client, (key, mac)) in pinned {
-            if let Some(mac) = mac {
-                clients
-                    .write()
-                    .expect("not poisoned")
-                    .insert_other(client, (key, mac));
-            }
-        }
-        for (client, key) in sessions {
-            self.pin_client(client, key);
-        }
+        self.auth.repin_clients(sessions);
     }
 
     /// The replica accepted a pre-prepare at (`view`, `seq`) and has its
@@ -552,139 +403,6 @@ impl Codec {
         payload
             .sign(signer)
             .map_err(|_| DropReason("encode: failed"))
-    }
-
-    /// A replica MACs `reply` under the key it shares with the client.
-    fn mac_reply(&self, reply: &Reply) -> Result<MacReply, DropReason> {
-        let Macs::Replica {
-            secret, clients, ..
-        } = &self.macs
-        else {
-            return Err(DropReason("encode: a client sends no replies"));
-        };
-        let client = reply.client_id;
-        let found = clients
-            .read()
-            .expect("not poisoned")
-            .get(&client)
-            .map(|(key, mac)| (key, mac.map(|mac| mac.mac_encoded(reply))));
-        let mac = match found {
-            None => return Err(DropReason("encode: no key for the client")),
-            Some((_, Some(mac))) => mac,
-            Some((key, None)) => {
-                // Pinned, not yet derived.
-                let mac_key = key
-                    .parse()
-                    .ok()
-                    .and_then(|public| MacKey::agree(&public, secret).ok())
-                    .ok_or(DropReason("encode: bad client key"))?;
-                let mac = mac_key.mac_encoded(reply);
-                clients
-                    .write()
-                    .expect("not poisoned")
-                    .keep(client, key, mac_key);
-                mac
-            }
-        }
-        .map_err(|_| DropReason("encode: failed"))?;
-        Ok(MacReply {
-            reply: reply.clone(),
-            mac,
-        })
-    }
-
-    /// A client authenticates its request under `session` for every
-    /// replica: one MAC per replica, under the key the client shares with it.
-    fn authenticate(&self, session: u64, request: &Request) -> Result<AuthRequest, DropReason> {
-        let Macs::Client { clients, .. } = &self.macs else {
-            return Err(DropReason("encode: a replica sends no requests"));
-        };
-        let (key, keys) = clients
-            .read()
-            .expect("not poisoned")
-            .get(&request.client_id)
-            .cloned()
-            .ok_or(DropReason("encode: no such client"))?;
-        let mut auth = AuthRequest {
-            session,
-            request: request.clone(),
-            key,
-            auth: Vec::new(),
-        };
-        let bytes = wire::codec::encode_to_vec(&auth.authenticated())
-            .map_err(|_| DropReason("encode: failed"))?;
-        auth.auth = keys.iter().map(|key| key.mac(&bytes)).collect();
-        Ok(auth)
-    }
-
-    /// A replica checks its own entry of a request's authenticator, under
-    /// the key it shares with the request's client (derived by ECDH from the
-    /// key the request carries, and kept, the first time).
-    fn check_request(&self, request: &AuthRequest) -> Result<(), DropReason> {
-        let Macs::Replica {
-            me,
-            secret,
-            clients,
-        } = &self.macs
-        else {
-            return Err(DropReason("request: not a replica"));
-        };
-        let mac = match request.auth.get(usize::from(me.0)) {
-            Some(mac) if request.auth.len() == self.config.n => mac,
-            _ => return Err(DropReason("request: bad authenticator")),
-        };
-        let client = request.request.client_id;
-        match clients.read().expect("not poisoned").get(&client) {
-            Some((known, Some(key))) if known == request.key => {
-                return key
-                    .verify_encoded(&request.authenticated(), mac)
-                    .map_err(|_| DropReason("request: bad authenticator"));
-            }
-            Some((known, _)) if known != request.key => {
-                return Err(DropReason("request: client already has another key"));
-            }
-            // Pinned but not derived yet, or not known.
-            Some(_) | None => {}
-        }
-        // A first request from this client: derive the shared key (ECDH),
-        // and keep it once a request checked under it.
-        let public = request
-            .key
-            .parse()
-            .map_err(|_| DropReason("request: bad client key"))?;
-        let key =
-            MacKey::agree(&public, secret).map_err(|_| DropReason("request: bad client key"))?;
-        key.verify_encoded(&request.authenticated(), mac)
-            .map_err(|_| DropReason("request: bad authenticator"))?;
-        // Another thread may have raced us here: the first key still wins.
-        let kept = clients
-            .write()
-            .expect("not poisoned")
-            .keep(client, request.key, key);
-        if kept {
-            Ok(())
-        } else {
-            Err(DropReason("request: client already has another key"))
-        }
-    }
-
-    /// A client checks a reply's MAC under the key it shares with the replica
-    /// the reply names.
-    fn check_reply(&self, reply: &MacReply) -> Result<(), DropReason> {
-        let Macs::Client { clients, .. } = &self.macs else {
-            return Err(DropReason("reply: not a client"));
-        };
-        let (_, keys) = clients
-            .read()
-            .expect("not poisoned")
-            .get(&reply.reply.client_id)
-            .cloned()
-            .ok_or(DropReason("reply: no such client"))?;
-        let key = keys
-            .get(usize::from(reply.reply.replica.0))
-            .ok_or(DropReason("decode: no such replica"))?;
-        key.verify_encoded(&reply.reply, &reply.mac)
-            .map_err(|_| DropReason("reply: bad MAC"))
     }
 
     /// The pre-prepare's header, read without decoding its batch, and
@@ -742,7 +460,7 @@ impl SharedState for Codec {
                 if self.settled.changing.get() {
                     return Err(DropReason("request: view change in progress"));
                 }
-                self.check_request(request)?;
+                self.auth.check_request(request)?;
                 Addr::Client(request.request.client_id)
             }
             Message::Relayed(by, _) => {
@@ -754,7 +472,7 @@ impl SharedState for Codec {
                     return Err(DropReason("relayed: too many requests"));
                 }
                 let before = requests.len();
-                requests.retain(|r| self.check_request(r).is_ok());
+                requests.retain(|r| self.auth.check_request(r).is_ok());
                 let refused = before - requests.len();
                 return Ok((
                     from,
@@ -767,7 +485,7 @@ impl SharedState for Codec {
             }
             Message::Reply(reply) | Message::Evicted(reply) => {
                 let from = from_replica(source, reply.reply.replica, wrong)?;
-                self.check_reply(reply)?;
+                self.auth.check_reply(reply)?;
                 from
             }
             Message::PrePrepare(pp, batch) => {
@@ -789,7 +507,7 @@ impl SharedState for Codec {
                 if batch_digest(batch) != Some(pp.payload.digest) {
                     return Err(DropReason("pre-prepare: batch does not match digest"));
                 }
-                if batch.iter().any(|r| self.check_request(r).is_err()) {
+                if batch.iter().any(|r| self.auth.check_request(r).is_err()) {
                     let Message::PrePrepare(pp, batch) = msg else {
                         unreachable!("matched above");
                     };
@@ -938,7 +656,7 @@ impl SharedState for Codec {
         let msg = match msg {
             Outbound::Message(msg) => msg,
             Outbound::Request(session, request) => {
-                signed = Message::Request(self.authenticate(*session, request)?);
+                signed = Message::Request(self.auth.authenticate(*session, request)?);
                 &signed
             }
             Outbound::PrePrepare(pp, batch) => {
@@ -954,11 +672,11 @@ impl SharedState for Codec {
                 &signed
             }
             Outbound::Reply(r) => {
-                signed = Message::Reply(self.mac_reply(r)?);
+                signed = Message::Reply(self.auth.mac_reply(r)?);
                 &signed
             }
             Outbound::Evicted(r) => {
-                signed = Message::Evicted(self.mac_reply(r)?);
+                signed = Message::Evicted(self.auth.mac_reply(r)?);
                 &signed
             }
             Outbound::Status(s) => {
@@ -1262,57 +980,16 @@ mod tests {
         }
     }
 
-    /// `replica` checks request `num` of client `id` from `first`, and
-    /// refuses the same from `other`, which has another key for `id`.
-    fn only_the_first_key_checks(
-        replica: &Codec,
-        first: &Codec,
-        other: &Codec,
-        id: ClientId,
-        num: u64,
-    ) {
-        assert_eq!(
-            reason(replica.decode(Source::Other, &request_bytes(other, id, num))),
-            "request: client already has another key"
-        );
-        replica
-            .decode(Source::Other, &request_bytes(first, id, num))
-            .unwrap();
-    }
-
     fn reason<T: std::fmt::Debug>(result: Result<T, DropReason>) -> &'static str {
         result.expect_err("dropped").0
     }
 
-    /// `request_overhead` bounds what a request adds to a batch beyond its
-    /// operation, with the longest varints, so a batch that
-    /// `BATCH_BYTES_MAX` admits fits a datagram.
+    /// Clients' requests come from clients' addresses, are dropped unchecked
+    /// while the replica changes views, and are checked by the replica's own
+    /// entry of their authenticator (the MACs themselves are tested in
+    /// `common::client_auth`).
     #[test]
-    fn request_overhead_bounds_the_encoding() {
-        for n in [4, 7, 10] {
-            let request = AuthRequest {
-                session: u64::MAX,
-                request: Request {
-                    client_id: ClientId(u64::MAX),
-                    request_num: u64::MAX,
-                    op: vec![7; super::super::REQUEST_OP_MAX],
-                },
-                key: Signer::new(&SecretKey::from_seed(b"k"))
-                    .unwrap()
-                    .public_key(),
-                auth: vec![wire::Mac([1; 32]); n],
-            };
-            let encoded = wire::codec::encode_to_vec(&request).unwrap();
-            assert!(
-                encoded.len() <= request.request.op.len() + super::super::request_overhead(n),
-                "n = {n}: {} bytes",
-                encoded.len()
-            );
-        }
-    }
-
-    #[test]
-    fn request_authenticators_check_at_every_replica() {
+    fn requests_are_checked_at_every_replica_from_clients_only() {
         let (keys, config) = group();
         let client = Codec::client(Arc::clone(&config), b"seed");
         let id = ClientId(7);
@@ -1340,41 +1017,29 @@ mod tests {
             reason(one.decode(from(2), &request)),
             "request: from a replica's address"
         );
-        // The replica's own entry is checked: replica 1 with replica 2's
-        // entry broken still accepts; replica 2 drops it.
+        // Replica 2's entry broken: replica 1 accepts, replica 2 drops it,
+        // and a second key for the client is refused.
         let mut auth = auth_request(&client, id, 2);
         auth.auth[2].0[0] ^= 1;
-        let broken = bytes(&Message::Request(auth.clone()));
+        let broken = bytes(&Message::Request(auth));
         one.decode(Source::Other, &broken).unwrap();
         let two = replica(&config, &keys, 2);
         assert_eq!(
             reason(two.decode(Source::Other, &broken)),
             "request: bad authenticator"
         );
-        // An altered operation, session, or an authenticator of the wrong
-        // length, fails everywhere.
-        auth.auth[2].0[0] ^= 1;
-        let mut altered = auth.clone();
-        altered.request.op.push(0);
-        assert!(
-            one.decode(Source::Other, &bytes(&Message::Request(altered)))
-                .is_err()
-        );
-        let mut other_session = auth.clone();
-        other_session.session += 1;
-        assert!(
-            one.decode(Source::Other, &bytes(&Message::Request(other_session)))
-                .is_err()
-        );
-        auth.auth.pop();
-        assert!(
-            one.decode(Source::Other, &bytes(&Message::Request(auth)))
-                .is_err()
+        let impostor = Codec::client(Arc::clone(&config), b"impostor");
+        impostor.register_client(id);
+        assert_eq!(
+            reason(one.decode(Source::Other, &request_bytes(&impostor, id, 3))),
+            "request: client already has another key"
         );
     }
 
+    /// Replies (and evictions) carry a MAC the client node checks, and come
+    /// from the address of the replica they name.
     #[test]
-    fn reply_macs_check_and_first_key_wins() {
+    fn replies_check_and_come_from_the_replica_they_name() {
         let (keys, config) = group();
         let replica_2 = replica(&config, &keys, 2);
         let client = Codec::client(Arc::clone(&config), b"seed");
@@ -1389,43 +1054,70 @@ mod tests {
         };
         let mut buf = Vec::new();
         // No request from the client yet: the replica has no key to MAC with.
-        assert!(
-            replica_2
-                .encode(&Outbound::Reply(reply.clone()), &mut buf)
-                .is_err()
+        assert_eq!(
+            reason(replica_2.encode(&Outbound::Reply(reply.clone()), &mut buf)),
+            "encode: no key for the client"
         );
         replica_2
             .decode(Source::Other, &request_bytes(&client, id, 1))
             .unwrap();
-        buf.clear();
-        replica_2
-            .encode(&Outbound::Reply(reply.clone()), &mut buf)
-            .unwrap();
-        let (sender, _) = client.decode(from(2), &buf).unwrap();
-        assert_eq!(sender, Addr::Replica(ReplicaId(2)));
-        // From another replica's address: refused before the MAC is checked.
+        for outbound in [Outbound::Reply(reply.clone()), Outbound::Evicted(reply)] {
+            buf.clear();
+            replica_2.encode(&outbound, &mut buf).unwrap();
+            let (sender, _) = client.decode(from(2), &buf).unwrap();
+            assert_eq!(sender, Addr::Replica(ReplicaId(2)));
+            // From another replica's address: refused before the MAC is
+            // checked.
+            assert_eq!(
+                reason(client.decode(from(1), &buf)),
+                "message: not from the sender's address"
+            );
+            let mut tampered = buf.clone();
+            *tampered.last_mut().unwrap() ^= 1;
+            assert_eq!(reason(client.decode(from(2), &tampered)), "reply: bad MAC");
+        }
+    }
+
+    /// A replica pins the keys of the sessions it opens: a client's
+    /// registration under one key binds it, and a state transfer's table
+    /// pins its sessions' keys, whose MAC keys the first reply derives.
+    #[test]
+    fn pinned_keys_outlast_others_and_sign_replies() {
+        let keys = crate::simulate::pbft::simulated_keys(3, N);
+        let config = Arc::new(crate::simulate::pbft::group(&keys));
+        let honest = Codec::client(Arc::clone(&config), b"honest");
+        let forger = Codec::client(Arc::clone(&config), b"forger");
+        let id = ClientId(1);
+        honest.register_client(id);
+        forger.register_client(id);
+        let key = auth_request(&honest, id, 1).key;
+        let me = replica(&config, &keys, 1);
+        me.repin_clients([(id, key)].into_iter());
         assert_eq!(
-            reason(client.decode(from(1), &buf)),
-            "message: not from the sender's address"
+            reason(me.decode(Source::Other, &request_bytes(&forger, id, 1))),
+            "request: client already has another key"
         );
-
-        // A flipped MAC bit, or a reply naming another replica, fails.
-        let mut tampered = buf.clone();
-        *tampered.last_mut().unwrap() ^= 1;
-        assert_eq!(reason(client.decode(from(2), &tampered)), "reply: bad MAC");
-        let Message::Reply(mut forged) = wire::decode::<Message>(&buf).unwrap() else {
-            panic!("a reply");
+        let reply = Reply {
+            view: 0,
+            replica: ReplicaId(1),
+            client_id: id,
+            request_num: 1,
+            result: Vec::new(),
         };
-        forged.reply.replica = ReplicaId(1);
-        let forged = bytes(&Message::Reply(forged));
-        assert_eq!(reason(client.decode(from(1), &forged)), "reply: bad MAC");
-
-        // Another key for the same client id (an impostor's node, with a
-        // validly authenticated request of its own) is refused; the first
-        // stays.
-        let impostor = Codec::client(Arc::clone(&config), b"impostor");
-        impostor.register_client(id);
-        only_the_first_key_checks(&replica_2, &client, &impostor, id, 2);
+        let mut encoded = Vec::new();
+        me.encode(&Outbound::Reply(reply), &mut encoded).unwrap();
+        honest.decode(from(1), &encoded).unwrap();
+        me.decode(Source::Other, &request_bytes(&honest, id, 2))
+            .unwrap();
+        // Unpinned, the key stays the first one checked.
+        me.unpin_client(id);
+        assert!(
+            me.decode(Source::Other, &request_bytes(&forger, id, 3))
+                .is_err()
+        );
+        me.pin_client(id, key);
+        me.decode(Source::Other, &request_bytes(&honest, id, 3))
+            .unwrap();
     }
 
     /// A signed message that names another replica than its source is
@@ -1797,81 +1489,6 @@ mod tests {
             reason(backup.decode(from(3), &msg)),
             "message: not from the sender's address"
         );
-    }
-
-    /// A flood of requests under fresh client keys fills the table of
-    /// clients without a session, but evicts none with a session, never
-    /// rebinds one, and never leaves a checked client without its key (the
-    /// table used to check requests from further clients under whatever key
-    /// they carried, without keeping it).
-    #[test]
-    fn a_flood_of_client_keys_neither_rebinds_nor_forgets_a_session() {
-        let keys = crate::simulate::pbft::simulated_keys(3, N);
-        let config = Arc::new(crate::simulate::pbft::group(&keys));
-        let me = replica(&config, &keys, 1);
-        let honest = Codec::client(Arc::clone(&config), b"honest");
-        let forger = Codec::client(Arc::clone(&config), b"forger");
-        let flood = Codec::client(Arc::clone(&config), b"flood");
-        let (pinned, unpinned) = (ClientId(1), ClientId(2));
-        for id in [pinned, unpinned] {
-            honest.register_client(id);
-            forger.register_client(id);
-            me.decode(Source::Other, &request_bytes(&honest, id, 1))
-                .unwrap();
-        }
-        let key = auth_request(&honest, pinned, 1).key;
-        me.pin_client(pinned, key);
-        let first = 1000;
-        for i in first..first + CLIENT_KEYS_MAX as u64 + 100 {
-            flood.register_client(ClientId(i));
-            me.decode(Source::Other, &request_bytes(&flood, ClientId(i), 1))
-                .unwrap();
-        }
-        let Macs::Replica { clients, .. } = &me.macs else {
-            unreachable!()
-        };
-        let table = clients.read().unwrap();
-        assert_eq!(table.other.len(), CLIENT_KEYS_MAX);
-        assert_eq!(table.pinned.len(), 1);
-        // The newest flooder is kept: replies to it can be MACed.
-        assert!(
-            table
-                .get(&ClientId(first + CLIENT_KEYS_MAX as u64 + 99))
-                .is_some()
-        );
-        drop(table);
-        only_the_first_key_checks(&me, &honest, &forger, pinned, 2);
-        // Evicting the session unpins the key; a state transfer pins the
-        // installed sessions' keys.
-        me.unpin_client(pinned);
-        me.repin_clients([(pinned, key)].into_iter());
-        let table = clients.read().unwrap();
-        assert_eq!(table.pinned.get(&pinned).map(|k| k.0), Some(key));
-        assert!(!table.other.contains_key(&pinned));
-        assert!(table.other.len() < CLIENT_KEYS_MAX);
-        drop(table);
-        // A replica that installs a client table afresh pins its keys without
-        // deriving them; the first request or reply derives the MAC key.
-        let fresh = replica(&config, &keys, 1);
-        fresh.repin_clients([(pinned, key)].into_iter());
-        let Macs::Replica { clients, .. } = &fresh.macs else {
-            unreachable!()
-        };
-        assert!(clients.read().unwrap().pinned[&pinned].1.is_none());
-        only_the_first_key_checks(&fresh, &honest, &forger, pinned, 3);
-        assert!(clients.read().unwrap().pinned[&pinned].1.is_some());
-        let other = replica(&config, &keys, 1);
-        other.repin_clients([(pinned, key)].into_iter());
-        let reply = Reply {
-            view: 0,
-            replica: ReplicaId(1),
-            client_id: pinned,
-            request_num: 3,
-            result: Vec::new(),
-        };
-        let mut encoded = Vec::new();
-        other.encode(&Outbound::Reply(reply), &mut encoded).unwrap();
-        honest.decode(from(1), &encoded).unwrap();
     }
 
     /// The largest new-view the checks accept for quorums of `q`, encoded: `q`

@@ -23,7 +23,7 @@
 //! most [`Config::client_table_max`] sessions and [`RESULT_BYTES_MAX`] bytes
 //! of results: past either, the least recently used sessions are evicted, at
 //! execution, so every replica evicts the same; an evicted client is told,
-//! and gives up (see `client_table.rs`, over the shared
+//! and gives up (see [`crate::common::sessions`], over the shared
 //! [`crate::common::ClientTable`]). Sessions cost nothing to open, so a
 //! client that opens many can evict others': a deployment would admit
 //! clients (the trust assumption below).
@@ -162,13 +162,13 @@
 
 pub mod bugs;
 mod client;
-mod client_table;
 mod codec;
 mod kit;
 mod replica;
 
+pub use crate::common::client_auth::{CLIENT_KEYS_MAX, request_overhead};
+pub use crate::common::sessions::{Admission, ClientTable, RESULT_BYTES_MAX, Session};
 pub use client::{Client, ClientTimer};
-pub use client_table::{Admission, ClientTable, RESULT_BYTES_MAX, Session};
 pub use codec::{
     Codec, Config, Inbound, Outbound, Payload, batch_digest, check_checkpoint_cert, check_new_view,
     check_view_change, compute_new_view,
@@ -196,13 +196,6 @@ pub const BATCH_BYTES_MAX: usize = 60 * 1024;
 // datagram.
 const _: () = assert!(BATCH_BYTES_MAX + 512 <= wire::MESSAGE_SIZE_MAX);
 
-/// Bytes a request takes in a batch besides its operation, at most: its
-/// session, header and length prefixes (at most 31 bytes), the client's
-/// public key (33), and its authenticator of `n` MACs.
-pub fn request_overhead(n: usize) -> usize {
-    72 + n * size_of::<wire::Mac>()
-}
-
 /// Largest operation a replica accepts in a request.
 pub const REQUEST_OP_MAX: usize = 32 * 1024;
 
@@ -213,11 +206,6 @@ pub const CHECKPOINT_INTERVAL: u64 = 8;
 /// log's capacity in sequence numbers.
 pub const LOG_MAX: u64 = 2 * CHECKPOINT_INTERVAL;
 const _: () = assert!(LOG_MAX == wire::pbft::LOG_MAX);
-
-/// Clients without a session whose MAC keys a replica keeps (those with a
-/// session always keep theirs): one more evicts an arbitrary one of them,
-/// which pays for an ECDH again at its next request.
-pub const CLIENT_KEYS_MAX: usize = 1 << 16;
 
 /// Sessions in the client table (the default of [`Config::client_table_max`]):
 /// past it, registering evicts the session that executed least recently.

@@ -4,10 +4,10 @@ use wire::Signed;
 use wire::merkle::StateTree;
 use wire::pbft::{Checkpoint, CheckpointCert, Message, Seq, StableCheckpoint};
 
-use super::super::client_table::{self, ClientTable};
 use super::super::codec::Outbound;
 use super::super::{CHECKPOINT_VOTES_MAX, STATE_CHUNK_MAX};
 use super::{Ctx, Replica, Snapshot};
+use crate::common::sessions::{self, ClientTable};
 use crate::common::{Refused, VoteSet};
 
 impl Snapshot {
@@ -147,6 +147,6 @@ pub(super) fn decode_state(bytes: &[u8], clients_max: usize) -> Option<(&[u8], C
     let (len, rest) = bytes.split_at_checked(8)?;
     let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
     let (app, mut rest) = rest.split_at_checked(len)?;
-    let table = client_table::decode(&mut rest, clients_max)?;
+    let table = sessions::decode(&mut rest, clients_max)?;
     rest.is_empty().then_some((app, table))
 }

@@ -35,7 +35,6 @@ use wire::pbft::{
 };
 use wire::{Digest, Signature, Signed};
 
-use super::client_table::{self, ClientTable};
 use super::codec::{Codec, Config, Inbound, Outbound};
 use super::{
     CHECKPOINT_INTERVAL, CHECKPOINT_VOTES_MAX, CLIENT_RESEND_MAX, LOG_MAX, PENDING_BYTES_MAX,
@@ -43,6 +42,7 @@ use super::{
 };
 use crate::app::App;
 use crate::common::VoteSet;
+use crate::common::sessions::{self, ClientTable};
 
 pub use recovery::Recovery;
 
@@ -402,7 +402,7 @@ impl Replica {
     ) -> Replica {
         let config = Arc::clone(codec.config());
         assert!(usize::from(id.0) < config.n);
-        let clients = client_table::new(config.client_table_max);
+        let clients = sessions::new(config.client_table_max);
         let view_change_timeout = config.view_change_timeout;
         Replica {
             id,

@@ -10,7 +10,6 @@ use wire::pbft::{
 use wire::{Digest, Signed};
 
 use super::super::bugs;
-use super::super::client_table::Admission;
 use super::super::codec::{Outbound, batch_digest};
 use super::super::{
     BATCH_BYTES_MAX, BATCH_SIZE_MAX, CHECKPOINT_INTERVAL, PENDING_BYTES_MAX, PENDING_MAX,
@@ -18,6 +17,7 @@ use super::super::{
 };
 use super::{Ctx, Replica, request_size};
 use crate::app::{Position, Unexecuted};
+use crate::common::Admission;
 use crate::common::{Refused, VoteSet};
 use crate::planted;
 
