@@ -128,7 +128,9 @@
 //! some replicas only: the "big MAC" attack) is not dropped: the backup
 //! prepares it once f+1 replicas vouch for it (the primary and f backups),
 //! so such a client costs no view change as long as its authenticator checks
-//! at the primary and at f backups. A reply carries one MAC.
+//! at the primary and at f backups. A reply carries one MAC. The keys and
+//! the checks are the shared [`crate::common::ClientAuth`], which the codec
+//! holds.
 //!
 //! A replica keeps the key it shares with every client that has a session
 //! (pinned as the session opens, so it is the session's), and with at most
