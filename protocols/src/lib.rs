@@ -20,6 +20,7 @@
 pub mod app;
 pub mod chain;
 pub mod common;
+pub mod hotstuff;
 pub mod pbft;
 pub mod planted;
 pub mod registry;

@@ -31,6 +31,7 @@ pub const ALL: &[Protocol] = &[
     crate::unreplicated::PROTOCOL,
     crate::pbft::PROTOCOL,
     crate::chain::PROTOCOL,
+    crate::hotstuff::PROTOCOL,
 ];
 
 /// The protocol every other is compared to.

@@ -27,6 +27,7 @@ pub mod control;
 pub mod crypto;
 pub mod fields;
 pub mod history;
+pub mod hotstuff;
 pub mod kv;
 pub mod merkle;
 pub mod pbft;

@@ -37,6 +37,7 @@ pub const PROTOCOLS: &[&ProtocolSpec] = &[
     &crate::unreplicated::SPEC,
     &crate::pbft::SPEC,
     &crate::chain::SPEC,
+    &crate::hotstuff::SPEC,
 ];
 
 /// The protocol every other is compared to.

@@ -1,0 +1,219 @@
+//! The HotStuff client: one request outstanding, sent to every replica
+//! (each holds it in its pool, so whichever replica leads next proposes
+//! it), retransmitted with the kit's backoff, and accepted on f + 1
+//! matching results from distinct replicas, whose MACs the codec checked.
+//!
+//! Before its first operation a client registers (request 0, no
+//! operation); the f + 1 matching replies carry its session number, which
+//! every later request carries. If f + 1 replicas say its session was
+//! evicted, the client gives up ([`runtime::Client::has_failed`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use runtime::{Addr, ClientId, Context, ReplicaId, State};
+use wire::client::Request;
+use wire::pbft::Reply;
+
+use super::CLIENT_RESEND_MAX;
+use super::codec::{Codec, Config, Inbound, Outbound};
+use crate::common::Retransmit;
+
+type Ctx<'a, 'b> = Context<'a, Outbound, ClientTimer>;
+
+/// A closed-loop HotStuff client.
+#[derive(Debug)]
+pub struct Client {
+    id: ClientId,
+    config: Arc<Config>,
+    resend: Retransmit,
+    session: Session,
+    /// Number of the latest request; 0 is the registration.
+    request_num: u64,
+    outstanding: Option<Request>,
+    /// The operation invoked while the client registers.
+    queued: Option<Vec<u8>>,
+    /// Replies to the outstanding request, one per replica (its latest):
+    /// the result, and whether it is an eviction notice.
+    replies: BTreeMap<ReplicaId, (Vec<u8>, bool)>,
+    result: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Session {
+    Unregistered,
+    Open(u64),
+    Evicted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientTimer {
+    /// Send the outstanding request to every replica again.
+    Resend,
+}
+
+impl Client {
+    /// Client `id`, registered with [`Codec::register_client`] of the codec
+    /// it runs with; it first retransmits after `resend_interval` (or twice
+    /// its smoothed latency).
+    pub fn new(id: ClientId, config: Arc<Config>, resend_interval: Duration) -> Client {
+        assert!(resend_interval > Duration::ZERO);
+        Client {
+            id,
+            config,
+            resend: Retransmit::new(resend_interval, CLIENT_RESEND_MAX),
+            session: Session::Unregistered,
+            request_num: 0,
+            outstanding: None,
+            queued: None,
+            replies: BTreeMap::new(),
+            result: None,
+        }
+    }
+
+    fn session_number(&self) -> u64 {
+        match self.session {
+            Session::Open(number) => number,
+            Session::Unregistered | Session::Evicted => 0,
+        }
+    }
+
+    fn send(&mut self, request: Request, ctx: &mut Ctx<'_, '_>) {
+        ctx.send_to_replicas(Outbound::Request {
+            session: self.session_number(),
+            request: request.clone(),
+        });
+        ctx.set_timer(ClientTimer::Resend, self.resend.first());
+        self.outstanding = Some(request);
+        self.replies.clear();
+    }
+
+    /// f + 1 replies with the same result from distinct replicas: one of
+    /// them at least is correct.
+    fn on_reply(&mut self, reply: Reply, evicted: bool, ctx: &mut Ctx<'_, '_>) {
+        let Some(request) = &self.outstanding else {
+            ctx.drop_message("client: reply with nothing outstanding");
+            return;
+        };
+        if reply.client_id != self.id || reply.request_num != request.request_num {
+            ctx.drop_message("client: reply to another request");
+            return;
+        }
+        if usize::from(reply.replica.0) >= self.config.n {
+            ctx.drop_message("client: reply from no such replica");
+            return;
+        }
+        self.replies
+            .insert(reply.replica, (reply.result.clone(), evicted));
+        let matching = self
+            .replies
+            .values()
+            .filter(|(result, e)| *result == reply.result && *e == evicted)
+            .count();
+        if matching <= self.config.f {
+            return;
+        }
+        let registration = reply.request_num == 0;
+        let session = <[u8; 8]>::try_from(&reply.result[..]).map(u64::from_le_bytes);
+        if registration && !evicted && session.is_err() {
+            // f + 1 alike, one of them correct: cannot happen.
+            ctx.drop_message("client: malformed session number");
+            return;
+        }
+        self.outstanding = None;
+        self.replies.clear();
+        ctx.cancel_timer(ClientTimer::Resend);
+        if evicted {
+            ctx.count("client: evicted");
+            self.session = Session::Evicted;
+            return;
+        }
+        if let (true, Ok(session)) = (registration, session) {
+            self.session = Session::Open(session);
+            ctx.count("client: registered");
+            if let Some(op) = self.queued.take() {
+                self.invoke_registered(op, ctx);
+            }
+            return;
+        }
+        self.result = Some(reply.result);
+        self.resend.complete(ctx.now());
+    }
+
+    fn invoke_registered(&mut self, op: Vec<u8>, ctx: &mut Ctx<'_, '_>) {
+        self.request_num += 1;
+        let request = Request {
+            client_id: self.id,
+            request_num: self.request_num,
+            op,
+        };
+        self.send(request, ctx);
+    }
+}
+
+impl State for Client {
+    type Message = Inbound;
+    type Outbound = Outbound;
+    type Timer = ClientTimer;
+    type Shared = Codec;
+
+    fn on_message(&mut self, _from: Addr, msg: Inbound, ctx: &mut Ctx<'_, '_>) {
+        match msg {
+            Inbound::Reply(reply) => self.on_reply(reply, false, ctx),
+            Inbound::Evicted(reply) => self.on_reply(reply, true, ctx),
+            _ => ctx.drop_message("client: unexpected message"),
+        }
+    }
+
+    fn on_timer(&mut self, timer: ClientTimer, ctx: &mut Ctx<'_, '_>) {
+        match timer {
+            ClientTimer::Resend => {
+                let Some(request) = &self.outstanding else {
+                    return; // Spurious: the result came first.
+                };
+                ctx.count("client: retransmission");
+                ctx.send_to_replicas(Outbound::Request {
+                    session: self.session_number(),
+                    request: request.clone(),
+                });
+                ctx.set_timer(ClientTimer::Resend, self.resend.backoff());
+            }
+        }
+    }
+}
+
+impl runtime::Client for Client {
+    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Ctx<'_, '_>) {
+        assert!(self.outstanding.is_none(), "one operation at a time");
+        self.resend.begin(ctx.now());
+        match self.session {
+            Session::Open(_) => self.invoke_registered(op, ctx),
+            Session::Unregistered => {
+                let registration = Request {
+                    client_id: self.id,
+                    request_num: 0,
+                    op: Vec::new(),
+                };
+                self.queued = Some(op);
+                self.send(registration, ctx);
+            }
+            Session::Evicted => panic!("an evicted client is asked for no more operations"),
+        }
+    }
+
+    fn take_result(&mut self) -> Option<Vec<u8>> {
+        self.result.take()
+    }
+
+    fn has_failed(&self) -> bool {
+        self.session == Session::Evicted
+    }
+
+    fn recipient(msg: &Inbound) -> Option<ClientId> {
+        match msg {
+            Inbound::Reply(reply) | Inbound::Evicted(reply) => Some(reply.client_id),
+            _ => None,
+        }
+    }
+}

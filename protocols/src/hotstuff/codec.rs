@@ -1,0 +1,626 @@
+//! The shared half of HotStuff nodes: the group's configuration, and
+//! decoding with every check that needs no protocol state (source
+//! addresses, leaders, signatures, QCs and TCs, digests, clients' MACs).
+//!
+//! Cheap checks come first: a message naming another replica than the
+//! address it came from is dropped before its signature is checked, and
+//! votes and timeouts for views the replica has left are dropped unread
+//! (through [`runtime::hint`]s the replica raises). A QC checked once is
+//! remembered by the digest of its encoding, so the QC of the block before,
+//! which arrives again in every timeout and in the next leader's block, is
+//! checked once per replica.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use runtime::hint::Watermark;
+use runtime::{Addr, DropReason, ReplicaId, SharedState, Source};
+use wire::client::Request;
+use wire::crypto::verify_digest;
+use wire::hotstuff::{
+    BLOCK_SIZE_MAX, Block, Message, QuorumCert, Timeout, TimeoutCert, View, Vote,
+};
+use wire::pbft::{AuthRequest, Reply};
+use wire::registry::Settings;
+use wire::{CryptoError, Digest, PublicKey, SecretKey, Signature, Signed, Signer, VerifyingKey};
+
+use super::{FETCH_BLOCKS_MAX, REPLICAS_MAX, STATE_CHUNK_MAX, bugs};
+use crate::common::ClientAuth;
+use crate::planted;
+use wire::hotstuff as tunable;
+
+/// The group: its replicas' keys, f, the quorum, and the tunables.
+#[derive(Debug)]
+pub struct Config {
+    pub n: usize,
+    pub f: usize,
+    keys: Vec<VerifyingKey>,
+    public_keys: Vec<PublicKey>,
+    pub client_table_max: usize,
+    pub block_max: usize,
+    pub batch_delay: Duration,
+    pub view_timeout: Duration,
+}
+
+impl Config {
+    /// The group of the replicas with these public keys, with the
+    /// tunables' defaults.
+    pub fn new(keys: &[PublicKey]) -> Result<Config, CryptoError> {
+        assert!(
+            !keys.is_empty() && keys.len() <= REPLICAS_MAX,
+            "a HotStuff group has 1..={REPLICAS_MAX} replicas"
+        );
+        let public_keys = keys.to_vec();
+        let keys: Vec<VerifyingKey> = keys
+            .iter()
+            .map(PublicKey::parse)
+            .collect::<Result<_, _>>()?;
+        let n = keys.len();
+        Ok(Config {
+            n,
+            f: (n - 1) / 3,
+            keys,
+            public_keys,
+            client_table_max: tunable::CLIENT_TABLE_MAX.default as usize,
+            block_max: tunable::BLOCK_MAX.default as usize,
+            batch_delay: Duration::from_micros(tunable::BATCH_DELAY_US.default),
+            view_timeout: Duration::from_millis(tunable::VIEW_TIMEOUT_MS.default),
+        })
+    }
+
+    /// The tunables' values from `settings`.
+    pub fn with_settings(mut self, settings: &Settings) -> Config {
+        assert_eq!(settings.spec().name, wire::hotstuff::SPEC.name);
+        // The bounds keep every value within usize on any platform we build.
+        self.block_max = settings.get(&tunable::BLOCK_MAX) as usize;
+        self.batch_delay = Duration::from_micros(settings.get(&tunable::BATCH_DELAY_US));
+        self.view_timeout = Duration::from_millis(settings.get(&tunable::VIEW_TIMEOUT_MS));
+        self.client_table_max = settings.get(&tunable::CLIENT_TABLE_MAX) as usize;
+        self
+    }
+
+    pub fn public_keys(&self) -> &[PublicKey] {
+        &self.public_keys
+    }
+
+    pub fn verifying_keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+
+    pub fn simulated(&self) -> bool {
+        matches!(self.keys[0], VerifyingKey::Simulated(_))
+    }
+
+    /// The leader of `view`: round robin.
+    pub fn leader(&self, view: View) -> ReplicaId {
+        ReplicaId((view % self.n as u64) as u8)
+    }
+
+    /// Votes in a QC, timeouts in a TC: ⌈(n + f + 1)/2⌉, so that two quorums
+    /// share a correct replica.
+    pub fn quorum(&self) -> usize {
+        (self.n + self.f + 1).div_ceil(2)
+    }
+
+    fn key(&self, replica: ReplicaId) -> Result<&VerifyingKey, DropReason> {
+        self.keys
+            .get(usize::from(replica.0))
+            .ok_or(DropReason("decode: no such replica"))
+    }
+
+    fn verify<T: bincode::Encode>(
+        &self,
+        signed: &Signed<T>,
+        signer: ReplicaId,
+        reason: &'static str,
+    ) -> Result<(), DropReason> {
+        signed
+            .verify(self.key(signer)?)
+            .map_err(|_| DropReason(reason))
+    }
+}
+
+/// What a HotStuff node receives, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// A client's request, its MAC checked.
+    Request(AuthRequest),
+    /// A proposal: from the leader of its view, signed, its block's digest,
+    /// QC and TC checked; `authentic` if every request in the block checked
+    /// under this replica's MAC.
+    Proposal {
+        block: Block,
+        tc: Option<TimeoutCert>,
+        authentic: bool,
+    },
+    Vote(Signed<Vote>),
+    /// A timeout and the QC it carries, both checked.
+    Timeout(Signed<Timeout>, QuorumCert),
+    /// A timeout for a view this replica has left (not checked): its sender
+    /// is behind.
+    Behind,
+    /// A peer's highest QC and TC, checked.
+    SyncInfo(QuorumCert, Option<TimeoutCert>),
+    Fetch(wire::hotstuff::Fetch),
+    /// Blocks, each QC checked (their digests are the replica's to check).
+    Blocks(Vec<Block>),
+    QueryCheckpoint(wire::hotstuff::QueryCheckpoint),
+    Checkpoint(wire::hotstuff::Checkpoint),
+    FetchChunk(wire::hotstuff::FetchChunk),
+    /// A state chunk whose Merkle path leads to the digest it names.
+    Chunk(wire::hotstuff::Chunk),
+    /// To a client: a reply, its MAC checked.
+    Reply(Reply),
+    /// To a client: its session was evicted.
+    Evicted(Reply),
+}
+
+/// What a HotStuff node sends: messages the protocol signed already, and
+/// what the codec authenticates per destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outbound {
+    Message(Message),
+    /// A reply, MACed for its client.
+    Reply(Reply),
+    Evicted(Reply),
+    /// A client's request, with an authenticator for every replica.
+    Request {
+        session: u64,
+        request: Request,
+    },
+}
+
+/// QCs remembered as checked, by the digest of their encoding.
+const CHECKED_QCS: usize = 64;
+
+/// Encoding (authenticating) and decoding (checking) for replicas and
+/// clients.
+#[derive(Debug)]
+pub struct Codec {
+    config: Arc<Config>,
+    /// Replicas sign; clients have no signing key.
+    signer: Option<Signer>,
+    auth: ClientAuth,
+    /// QCs checked lately (most recent last).
+    checked: Mutex<(VecDeque<Digest>, HashSet<Digest>)>,
+    /// The replica's view: timeouts for earlier views are dropped unread.
+    view: Watermark,
+    /// The view of the replica's highest QC: votes for it or earlier views
+    /// are of no use.
+    certified: Watermark,
+}
+
+impl Codec {
+    /// Replica `me`'s codec: it checks requests and MACs replies under the
+    /// keys it agrees on with clients, and signs with `key`.
+    pub fn replica(
+        config: Arc<Config>,
+        me: ReplicaId,
+        key: &SecretKey,
+    ) -> Result<Codec, CryptoError> {
+        let signer = Signer::new(key)?;
+        Ok(Codec {
+            auth: ClientAuth::replica(me, config.n, key, crate::pbft::CLIENT_KEYS_MAX),
+            signer: Some(signer),
+            config,
+            checked: Mutex::default(),
+            view: Watermark::default(),
+            certified: Watermark::default(),
+        })
+    }
+
+    /// A client node's codec: its clients' key pairs derive from
+    /// `client_key_seed`.
+    pub fn client(config: Arc<Config>, client_key_seed: &[u8]) -> Codec {
+        Codec {
+            auth: ClientAuth::client(
+                "hotstuff client ",
+                config.verifying_keys(),
+                config.simulated(),
+                client_key_seed,
+            ),
+            signer: None,
+            config,
+            checked: Mutex::default(),
+            view: Watermark::default(),
+            certified: Watermark::default(),
+        }
+    }
+
+    /// Derives client `id`'s keys (once), so that its requests are
+    /// authenticated and replies to it checked.
+    pub fn register_client(&self, id: wire::ClientId) {
+        self.auth.register_client(id);
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The client MACs (a replica pins the keys of clients with a session).
+    pub(crate) fn auth(&self) -> &ClientAuth {
+        &self.auth
+    }
+
+    /// Signs `payload` with this replica's key.
+    pub fn sign<T: bincode::Encode>(&self, payload: T) -> Signed<T> {
+        let signer = self.signer.as_ref().expect("only replicas sign");
+        Signed::sign(payload, signer).expect("protocol payloads encode")
+    }
+
+    /// The replica entered `view`.
+    pub(crate) fn settle_view(&self, view: View) {
+        self.view.raise(view);
+    }
+
+    /// The replica's highest QC is for `view`.
+    pub(crate) fn settle_certified(&self, view: View) {
+        self.certified.raise(view);
+    }
+
+    /// Checks `qc`, unless the same QC checked lately.
+    fn check_qc_cached(&self, qc: &QuorumCert) -> Result<(), DropReason> {
+        if qc.votes.is_empty() {
+            return check_qc(&self.config, qc);
+        }
+        let digest = Digest::of_encoded(qc).map_err(|_| DropReason("qc: bad encoding"))?;
+        if self
+            .checked
+            .lock()
+            .expect("not poisoned")
+            .1
+            .contains(&digest)
+        {
+            return Ok(());
+        }
+        check_qc(&self.config, qc)?;
+        let mut checked = self.checked.lock().expect("not poisoned");
+        if checked.1.insert(digest) {
+            checked.0.push_back(digest);
+            if checked.0.len() > CHECKED_QCS
+                && let Some(old) = checked.0.pop_front()
+            {
+                checked.1.remove(&old);
+            }
+        }
+        Ok(())
+    }
+
+    fn decode_proposal(
+        &self,
+        source: Source,
+        proposal: wire::hotstuff::Proposal,
+    ) -> Result<(Addr, Inbound), DropReason> {
+        let config = &*self.config;
+        let header = proposal.header.payload;
+        let view = header.view;
+        if header.leader != config.leader(view) {
+            return Err(DropReason("proposal: not from the view's leader"));
+        }
+        let from = from_replica(
+            source,
+            header.leader,
+            "proposal: not from the leader's address",
+        )?;
+        let block = proposal.block;
+        if block.view != view {
+            return Err(DropReason("proposal: block of another view"));
+        }
+        if block.requests.len() > BLOCK_SIZE_MAX {
+            return Err(DropReason("proposal: block too large"));
+        }
+        if block.justify.view >= view {
+            return Err(DropReason("proposal: QC not below its view"));
+        }
+        // A leader enters its view on a QC for the view before, or on a TC
+        // for it: either the block's QC or the TC shows it.
+        let entered = block.justify.view.checked_add(1) == Some(view)
+            || proposal
+                .tc
+                .as_ref()
+                .is_some_and(|tc| tc.view.checked_add(1) == Some(view));
+        if !entered && !planted::is(bugs::NO_VIEW_CHECK) {
+            return Err(DropReason("proposal: no certificate for the view before"));
+        }
+        if block.digest() != header.block {
+            return Err(DropReason("proposal: block does not match its digest"));
+        }
+        config.verify(&proposal.header, header.leader, "proposal: bad signature")?;
+        self.check_qc_cached(&block.justify)?;
+        if let Some(tc) = &proposal.tc {
+            check_tc(config, tc)?;
+        }
+        let authentic = block
+            .requests
+            .iter()
+            .all(|r| self.auth.check_request(r).is_ok());
+        Ok((
+            from,
+            Inbound::Proposal {
+                block,
+                tc: proposal.tc,
+                authentic,
+            },
+        ))
+    }
+}
+
+/// The replica `named` as the sender, if the datagram came from its address.
+fn from_replica(
+    source: Source,
+    named: ReplicaId,
+    reason: &'static str,
+) -> Result<Addr, DropReason> {
+    if source == Source::Replica(named) {
+        Ok(Addr::Replica(named))
+    } else {
+        Err(DropReason(reason))
+    }
+}
+
+/// Checks a QC: the genesis QC, or a quorum of distinct replicas' valid
+/// signatures over votes for its view and block.
+pub fn check_qc(config: &Config, qc: &QuorumCert) -> Result<(), DropReason> {
+    if qc.view == 0 {
+        return if *qc == QuorumCert::genesis() {
+            Ok(())
+        } else {
+            Err(DropReason("qc: not the genesis QC"))
+        };
+    }
+    if qc.votes.len() < config.quorum() || qc.votes.len() > config.n {
+        return Err(DropReason("qc: not a quorum"));
+    }
+    let mut voters = 0u32;
+    for &(voter, signature) in &qc.votes {
+        let bit = 1u32
+            .checked_shl(u32::from(voter.0))
+            .filter(|_| usize::from(voter.0) < config.n)
+            .ok_or(DropReason("qc: no such replica"))?;
+        if voters & bit != 0 {
+            return Err(DropReason("qc: a replica twice"));
+        }
+        voters |= bit;
+        let vote = Vote {
+            view: qc.view,
+            block: qc.block,
+            voter,
+        };
+        check_signature(config, &vote, &signature, voter, "qc: bad signature")?;
+    }
+    Ok(())
+}
+
+/// Checks a TC: a quorum of distinct replicas' valid signatures over
+/// timeouts for its view.
+pub fn check_tc(config: &Config, tc: &TimeoutCert) -> Result<(), DropReason> {
+    if tc.timeouts.len() < config.quorum() || tc.timeouts.len() > config.n {
+        return Err(DropReason("tc: not a quorum"));
+    }
+    let mut replicas = 0u32;
+    for t in &tc.timeouts {
+        let bit = 1u32
+            .checked_shl(u32::from(t.replica.0))
+            .filter(|_| usize::from(t.replica.0) < config.n)
+            .ok_or(DropReason("tc: no such replica"))?;
+        if replicas & bit != 0 {
+            return Err(DropReason("tc: a replica twice"));
+        }
+        replicas |= bit;
+        if t.high_qc_view >= tc.view {
+            return Err(DropReason("tc: QC not below its view"));
+        }
+        let timeout = Timeout {
+            view: tc.view,
+            high_qc_view: t.high_qc_view,
+            replica: t.replica,
+        };
+        check_signature(
+            config,
+            &timeout,
+            &t.signature,
+            t.replica,
+            "tc: bad signature",
+        )?;
+    }
+    Ok(())
+}
+
+fn check_signature<T: bincode::Encode>(
+    config: &Config,
+    payload: &T,
+    signature: &Signature,
+    signer: ReplicaId,
+    reason: &'static str,
+) -> Result<(), DropReason> {
+    let digest = Digest::of_encoded(payload).map_err(|_| DropReason(reason))?;
+    verify_digest(&digest, signature, config.key(signer)?).map_err(|_| DropReason(reason))
+}
+
+impl SharedState for Codec {
+    type Message = Inbound;
+    type Outbound = Outbound;
+
+    fn decode(&self, source: Source, bytes: &[u8]) -> Result<(Addr, Inbound), DropReason> {
+        let msg: Message = wire::decode(bytes)?;
+        let config = &*self.config;
+        let wrong = "message: not from the sender's address";
+        match msg {
+            Message::Request(request) => {
+                if source != Source::Other {
+                    return Err(DropReason("request: from a replica's address"));
+                }
+                self.auth.check_request(&request)?;
+                return Ok((
+                    Addr::Client(request.request.client_id),
+                    Inbound::Request(request),
+                ));
+            }
+            Message::Reply(reply) | Message::Evicted(reply)
+                if source != Source::Replica(reply.reply.replica) =>
+            {
+                return Err(DropReason(wrong));
+            }
+            Message::Reply(reply) => {
+                self.auth.check_reply(&reply)?;
+                return Ok((
+                    Addr::Replica(reply.reply.replica),
+                    Inbound::Reply(reply.reply),
+                ));
+            }
+            Message::Evicted(reply) => {
+                self.auth.check_reply(&reply)?;
+                return Ok((
+                    Addr::Replica(reply.reply.replica),
+                    Inbound::Evicted(reply.reply),
+                ));
+            }
+            Message::Proposal(proposal) => return self.decode_proposal(source, proposal),
+            Message::Vote(vote) => {
+                let from = from_replica(source, vote.payload.voter, wrong)?;
+                if vote.payload.view <= self.certified.get() && vote.payload.view > 0 {
+                    return Err(DropReason("vote: for a view certified already"));
+                }
+                config.verify(&vote, vote.payload.voter, "vote: bad signature")?;
+                return Ok((from, Inbound::Vote(vote)));
+            }
+            Message::Timeout(timeout, qc) => {
+                let from = from_replica(source, timeout.payload.replica, wrong)?;
+                if timeout.payload.view < self.view.get() {
+                    // Its sender is behind: the replica tells it where the
+                    // group is (at most once a while), unchecked, since
+                    // what it sends back is public and proves itself.
+                    return Ok((from, Inbound::Behind));
+                }
+                if qc.view != timeout.payload.high_qc_view || qc.view >= timeout.payload.view {
+                    return Err(DropReason("timeout: QC does not match"));
+                }
+                config.verify(&timeout, timeout.payload.replica, "timeout: bad signature")?;
+                self.check_qc_cached(&qc)?;
+                return Ok((from, Inbound::Timeout(timeout, qc)));
+            }
+            Message::SyncInfo(qc, tc) => {
+                let Source::Replica(id) = source else {
+                    return Err(DropReason("sync info: not from a replica"));
+                };
+                self.check_qc_cached(&qc)?;
+                if let Some(tc) = &tc {
+                    check_tc(config, tc)?;
+                }
+                return Ok((Addr::Replica(id), Inbound::SyncInfo(qc, tc)));
+            }
+            Message::Fetch(fetch) => {
+                let from = from_replica(source, fetch.payload.replica, wrong)?;
+                config.verify(&fetch, fetch.payload.replica, "fetch: bad signature")?;
+                return Ok((from, Inbound::Fetch(fetch.payload)));
+            }
+            Message::Blocks(blocks) => {
+                let Source::Replica(id) = source else {
+                    return Err(DropReason("blocks: not from a replica"));
+                };
+                if blocks.is_empty() || blocks.len() as u64 > FETCH_BLOCKS_MAX {
+                    return Err(DropReason("blocks: too many or none"));
+                }
+                for block in &blocks {
+                    if block.requests.len() > BLOCK_SIZE_MAX {
+                        return Err(DropReason("blocks: block too large"));
+                    }
+                    self.check_qc_cached(&block.justify)?;
+                }
+                return Ok((Addr::Replica(id), Inbound::Blocks(blocks)));
+            }
+            Message::QueryCheckpoint(q) => {
+                let from = from_replica(source, q.payload.replica, wrong)?;
+                config.verify(&q, q.payload.replica, "query: bad signature")?;
+                return Ok((from, Inbound::QueryCheckpoint(q.payload)));
+            }
+            Message::Checkpoint(c) => {
+                let from = from_replica(source, c.payload.replica, wrong)?;
+                config.verify(&c, c.payload.replica, "checkpoint: bad signature")?;
+                return Ok((from, Inbound::Checkpoint(c.payload)));
+            }
+            Message::FetchChunk(f) => {
+                let from = from_replica(source, f.payload.replica, wrong)?;
+                config.verify(&f, f.payload.replica, "fetch chunk: bad signature")?;
+                return Ok((from, Inbound::FetchChunk(f.payload)));
+            }
+            Message::Chunk(chunk) => {
+                let Source::Replica(id) = source else {
+                    return Err(DropReason("chunk: not from a replica"));
+                };
+                let fits = wire::merkle::verify_chunk(
+                    &chunk.state,
+                    chunk.size,
+                    STATE_CHUNK_MAX,
+                    chunk.index,
+                    &chunk.data,
+                    &chunk.proof,
+                );
+                if !fits {
+                    return Err(DropReason("chunk: does not fit its state's digest"));
+                }
+                return Ok((Addr::Replica(id), Inbound::Chunk(chunk)));
+            }
+        }
+    }
+
+    fn encode(&self, msg: &Outbound, buf: &mut Vec<u8>) -> Result<(), DropReason> {
+        let encoded = match msg {
+            Outbound::Message(m) => return wire::encode(m, buf).map_err(DropReason::from),
+            Outbound::Reply(reply) => Message::Reply(self.auth.mac_reply(reply)?),
+            Outbound::Evicted(reply) => Message::Evicted(self.auth.mac_reply(reply)?),
+            Outbound::Request { session, request } => {
+                Message::Request(self.auth.authenticate(*session, request)?)
+            }
+        };
+        wire::encode(&encoded, buf).map_err(DropReason::from)
+    }
+
+    fn describe(&self, bytes: &[u8]) -> String {
+        match wire::decode::<Message>(bytes) {
+            Ok(Message::Request(r)) => {
+                format!(
+                    "request c{} #{}",
+                    r.request.client_id.0, r.request.request_num
+                )
+            }
+            Ok(Message::Reply(r)) => format!(
+                "reply r{} c{} #{}",
+                r.reply.replica.0, r.reply.client_id.0, r.reply.request_num
+            ),
+            Ok(Message::Evicted(r)) => format!("evicted c{}", r.reply.client_id.0),
+            Ok(Message::Proposal(p)) => format!(
+                "proposal v{} h{} qc v{} {} requests{}",
+                p.block.view,
+                p.block.height,
+                p.block.justify.view,
+                p.block.requests.len(),
+                p.tc.map(|tc| format!(" tc v{}", tc.view))
+                    .unwrap_or_default()
+            ),
+            Ok(Message::Vote(v)) => format!("vote v{} from r{}", v.payload.view, v.payload.voter.0),
+            Ok(Message::Timeout(t, _)) => format!(
+                "timeout v{} qc v{} from r{}",
+                t.payload.view, t.payload.high_qc_view, t.payload.replica.0
+            ),
+            Ok(Message::SyncInfo(qc, tc)) => format!(
+                "sync info qc v{}{}",
+                qc.view,
+                tc.map(|tc| format!(" tc v{}", tc.view)).unwrap_or_default()
+            ),
+            Ok(Message::Fetch(f)) => format!("fetch {} blocks", f.payload.count),
+            Ok(Message::Blocks(b)) => format!("{} blocks", b.len()),
+            Ok(Message::QueryCheckpoint(_)) => "query checkpoint".to_string(),
+            Ok(Message::Checkpoint(c)) => {
+                format!(
+                    "checkpoint h{} from r{}",
+                    c.payload.height, c.payload.replica.0
+                )
+            }
+            Ok(Message::FetchChunk(f)) => format!("fetch chunk {}", f.payload.index),
+            Ok(Message::Chunk(c)) => format!("chunk {}", c.index),
+            Err(e) => format!("undecodable ({e})"),
+        }
+    }
+}

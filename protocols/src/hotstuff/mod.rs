@@ -1,0 +1,207 @@
+//! Chained HotStuff (Yin, Malkhi, Reiter, Gueta, Abraham, "HotStuff: BFT
+//! Consensus with Linearity and Responsiveness", PODC 2019), in its
+//! event-driven formulation (the paper's §5–§6, Algorithms 3–5), with a
+//! pacemaker that synchronises views through timeout certificates.
+//!
+//! # Algorithm
+//!
+//! n ≥ 3f + 1 replicas tolerate f Byzantine ones. Views are numbered from 1;
+//! the leader of view v is replica v mod n, so the leader changes every view.
+//! A quorum is ⌈(n + f + 1)/2⌉ replicas (n − f when n = 3f + 1: any two
+//! share a correct replica, whatever n the group is given,
+//! [`Config::quorum`]).
+//!
+//! **Blocks and QCs.** The leader of view v proposes one block: its view,
+//! its height (its parent's plus one), a batch of clients' requests, and
+//! `justify`, the highest quorum certificate (QC) the leader knows; the
+//! block `justify` certifies is the parent. A replica votes for the block
+//! (a signature over its view and digest) and sends the vote to the leader
+//! of view v + 1, which forms a QC from a quorum of votes and puts it in
+//! its own block. The genesis block, at height 0 and view 0, is certified
+//! by a QC without votes.
+//!
+//! **The rules (Algorithm 4).** For a block b* whose QC certifies b'', with
+//! b'' certifying b' and b' certifying b:
+//!
+//! - *vote*: a replica votes for b* in view v only if v is above the last
+//!   view it voted in, and b* extends its locked block or b*'s QC is for a
+//!   higher view than the locked block's (the paper's `safeNode`);
+//! - *lock*: on b*'s QC, the locked block becomes b' if b' is higher (the
+//!   two-chain);
+//! - *commit*: if b'' is b''s child in the next view and b' is b's child in
+//!   the next view (a three-chain of direct parents, no view between), b
+//!   and every uncommitted ancestor commit, and execute in height order
+//!   through the [`App`](crate::app::App).
+//!
+//! Safety rests on these rules alone: the pacemaker, timeouts and
+//! certificates below decide only when replicas move on.
+//!
+//! **Pacemaker.** A replica is in one view at a time: the view it waits for a
+//! proposal in. It enters view v + 1 on a QC for view v (it voted, or a
+//! block carried it), or on a timeout certificate (TC) for view v. Its view
+//! timer runs only while there is work pending (requests it holds, or an
+//! uncommitted block with requests); it starts at `view_timeout_ms`, doubles
+//! with every view in a row that times out, up to [`VIEW_TIMEOUT_MAX`], and
+//! returns to the start when a QC forms. When it fires, the replica
+//! multicasts a signed timeout for its view carrying its highest QC and
+//! votes no more in that view; n − f timeouts for a view form a TC, which
+//! lets everyone enter the next view, whose leader proposes on its highest
+//! QC with the TC attached. A replica that sees f + 1 timeouts for a view
+//! at or above its own times out in that view too (one of them is
+//! correct), so views do not drift apart. A crashed or silent leader costs
+//! one timeout: the replicas wait for its proposal, time out in its view,
+//! and the next leader proposes.
+//!
+//! While any block with requests is uncommitted the leaders keep proposing,
+//! with empty blocks if they have no requests, so the last request of a
+//! closed-loop client commits without waiting for more load; with nothing
+//! pending they stop, and no timer runs.
+//!
+//! **Batching.** A block carries at most `block_max` requests. A leader
+//! proposes at once when nothing is in flight (no uncommitted block with
+//! requests) or its block is full, and otherwise after `batch_delay_us`, so
+//! that neither low nor high load stalls.
+//!
+//! **Clients.** As in PBFT: a client registers (request 0) before its first
+//! operation, and every request carries the session the client table gave
+//! it; requests carry an authenticator of one MAC per replica, replies one
+//! MAC. A client sends each request to every replica, accepts f + 1 matching
+//! results from distinct replicas, and retransmits with the kit's backoff.
+//! Every replica keeps the requests it holds in a pool; a leader proposes
+//! from its pool what is not in the chain it extends, so requests in a block
+//! that was abandoned (never certified) are proposed again. A replica votes
+//! for a block only if every request in it checks under its own MAC
+//! ([`Codec`] checks them on arrival).
+//!
+//! **Block sync.** A replica that receives a block or a QC whose ancestors it
+//! lacks asks the sender (and, if that fails, the others in turn) for the
+//! missing blocks, at most [`FETCH_BLOCKS_MAX`] at a time and a datagram's
+//! worth in one answer, checks each against the digest its child names, and
+//! delivers them parent first. A replica so far behind that the blocks it
+//! needs are gone (the others keep [`COMMITTED_KEPT`] committed blocks)
+//! installs a checkpoint: every [`CHECKPOINT_INTERVAL`] heights each replica
+//! snapshots its state (application and client table) after executing that
+//! height; the replica behind asks everyone for their latest, takes one
+//! that f + 1 replicas sign alike (one of them is correct), fetches it in
+//! chunks checked against its Merkle digest, and continues from the block
+//! it names.
+//!
+//! **Durable state.** Before a vote leaves, the replica persists the view it
+//! voted in and its locked block ([`Context::persist`] is a barrier), so a
+//! replica that restarts cannot vote twice in a view nor forget its lock; it
+//! takes no part in voting until it has a state again (a checkpoint or the
+//! blocks from genesis).
+//!
+//! # Cryptography and trust
+//!
+//! Proposals, votes, timeouts and sync requests are signed with secp256k1
+//! and checked by the [`Codec`], off the protocol thread; QCs and TCs are
+//! checked vote by vote. A QC a replica has checked once (it formed it, or
+//! received it) is remembered by its digest, so the same QC in the next
+//! block costs nothing again. Requests and replies use PBFT's MACs (see
+//! [`crate::common::ClientAuth`]).
+//!
+//! A client whose authenticator checks at the leader but fails at more than
+//! f other replicas gets no QC for the blocks that carry it: each such view
+//! times out. PBFT lets f + 1 replicas vouch for such a request; chained
+//! HotStuff has no phase before the vote to do it in, and this
+//! implementation does not defend against it (a deployment would admit
+//! clients, as for PBFT's sessions).
+//!
+//! # Bounds
+//!
+//! The block store holds at most [`BLOCKS_MAX`] blocks (those above the
+//! committed one, and [`COMMITTED_KEPT`] below); a proposal that would pass
+//! it is dropped. The pool holds one request per client, for at most
+//! [`POOL_MAX`] clients and [`POOL_BYTES_MAX`] bytes. Votes and timeouts
+//! are kept for at most [`VIEWS_AHEAD`] views above the current one.
+//! Proposals waiting for their ancestors: [`WAITING_MAX`].
+
+pub mod bugs;
+mod client;
+mod codec;
+mod kit;
+mod replica;
+pub mod simulate;
+mod sync;
+
+pub use client::{Client, ClientTimer};
+pub use codec::{Codec, Config, Inbound, Outbound, check_qc, check_tc};
+pub use kit::{Kit, PROTOCOL};
+pub use replica::{Replica, ReplicaTimer};
+
+use std::time::Duration;
+
+/// Most replicas in a group (the registry's bound).
+pub const REPLICAS_MAX: usize = wire::hotstuff::REPLICAS_MAX;
+
+/// Most requests in one block on the wire.
+pub const BLOCK_SIZE_MAX: usize = wire::hotstuff::BLOCK_SIZE_MAX;
+
+/// Most bytes of requests in one block, so that a proposal (its header, QC
+/// and TC take under 4 KiB) fits a datagram.
+pub const BLOCK_BYTES_MAX: usize = 56 * 1024;
+const _: () = assert!(BLOCK_BYTES_MAX + 4096 <= wire::MESSAGE_SIZE_MAX);
+
+/// Largest operation a replica accepts in a request.
+pub const REQUEST_OP_MAX: usize = 32 * 1024;
+
+/// Blocks a replica stores at most.
+pub const BLOCKS_MAX: usize = 512;
+
+/// Committed blocks a replica keeps below the last committed one, to serve
+/// replicas that are a little behind.
+pub const COMMITTED_KEPT: u64 = 64;
+
+/// Heights between checkpoints.
+pub const CHECKPOINT_INTERVAL: u64 = 32;
+
+// A replica that is behind by less than the committed blocks kept syncs
+// blocks; one further behind finds a checkpoint within the kept blocks.
+const _: () = assert!(CHECKPOINT_INTERVAL < COMMITTED_KEPT);
+
+/// Blocks asked for in one fetch.
+pub const FETCH_BLOCKS_MAX: u64 = 64;
+
+/// Proposals a replica keeps while it fetches their ancestors.
+pub const WAITING_MAX: usize = 16;
+
+/// Views above the current one for which votes and timeouts are kept.
+pub const VIEWS_AHEAD: u64 = 64;
+
+/// Clients whose latest request a replica keeps in its pool.
+pub const POOL_MAX: usize = 1 << 16;
+
+/// Bytes of requests in the pool at most.
+pub const POOL_BYTES_MAX: usize = 64 << 20;
+
+/// Longest view timeout after doubling.
+pub const VIEW_TIMEOUT_MAX: Duration = Duration::from_secs(1);
+
+/// How often a replica multicasts its highest QC even when nothing
+/// happens: a replica left behind in an idle group learns of it this late.
+pub const STATUS_HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// How long a replica waits for blocks or a state chunk before it asks
+/// another peer.
+pub const SYNC_RETRY: Duration = Duration::from_millis(20);
+
+/// Bytes of state per chunk: a chunk and its Merkle path fit a datagram.
+pub const STATE_CHUNK_MAX: usize = 32 * 1024;
+
+/// Chunks asked for at once in a state transfer.
+pub const TRANSFER_WINDOW: u64 = 16;
+
+/// Largest state a replica accepts in a transfer.
+pub const STATE_SIZE_MAX: u64 = 256 * 1024 * 1024;
+
+/// How long a client waits at least before it retransmits a request.
+pub const CLIENT_RESEND_INTERVAL: Duration = Duration::from_millis(60);
+
+/// Longest wait between retransmissions of one request, after doubling.
+pub const CLIENT_RESEND_MAX: Duration = Duration::from_millis(500);
+
+/// How long after the last fault healed every client must have finished
+/// in a seeded run: a full backoff of view timeouts and the client's
+/// longest retransmission wait, with room for the work.
+pub const LIVENESS_BOUND: Duration = Duration::from_secs(4);

@@ -1,0 +1,392 @@
+//! Messages of chained HotStuff (Yin, Malkhi, Reiter, Gueta, Abraham,
+//! "HotStuff: BFT Consensus with Linearity and Responsiveness", PODC 2019),
+//! with the paper's names where it has them.
+//!
+//! A [`Block`] names its parent through the quorum certificate it carries
+//! (`justify`): the block certified by `justify` is the parent, as in the
+//! paper's event-driven formulation when the leader extends its highest QC.
+//! A block's digest ([`Block::digest`]) covers its view, height, the view
+//! and digest of its QC and its requests, so a block fetched from anyone is
+//! checked against the digest its child names.
+//!
+//! What a replica sends to replicas is signed, except what proves itself: a
+//! [`QuorumCert`] and a [`TimeoutCert`] are sets of signatures, and fetched
+//! [`Block`]s and state chunks are checked against digests the receiver
+//! already trusts. Clients authenticate requests and replicas replies with
+//! MACs, as in PBFT (see [`crate::pbft::AuthRequest`]).
+
+use bincode::{Decode, Encode};
+
+use crate::fields::{Fields, Visitor};
+use crate::pbft::{AuthRequest, MacReply};
+use crate::registry::{ProtocolSpec, Replication, Tunable};
+use crate::{Digest, ReplicaId, Signature, Signed};
+
+/// HotStuff in the registry ([`crate::registry`]).
+pub const SPEC: ProtocolSpec = ProtocolSpec {
+    name: "hotstuff",
+    about: "chained HotStuff (Yin et al., PODC 2019): a leader per view in turn, \
+            a pacemaker with timeout certificates, MACs for clients",
+    replication: Replication::Bft,
+    replicas_max: REPLICAS_MAX,
+    services: &[],
+    signs: true,
+    batches: true,
+    rotates_leader: true,
+    counters: &[
+        crate::control::BATCHES_COUNTER,
+        crate::control::REQUESTS_BATCHED_COUNTER,
+        crate::control::VIEW_CHANGES_COUNTER,
+        "block: committed",
+        "sync: blocks fetched",
+        "snapshot: installed",
+        "client: retransmission",
+    ],
+    tunables: &[BLOCK_MAX, BATCH_DELAY_US, VIEW_TIMEOUT_MS, CLIENT_TABLE_MAX],
+};
+
+/// Most replicas in a group: a block of [`BLOCK_SIZE_MAX`] requests, each
+/// with a MAC per replica, must fit a datagram.
+pub const REPLICAS_MAX: usize = 16;
+
+/// Most requests a block holds on the wire: the largest [`BLOCK_MAX`].
+pub const BLOCK_SIZE_MAX: usize = 512;
+
+pub const BLOCK_MAX: Tunable = Tunable {
+    name: "block_max",
+    about: "most requests a leader puts in one block",
+    unit: "requests",
+    default: 256,
+    min: 1,
+    max: BLOCK_SIZE_MAX as u64,
+};
+
+pub const BATCH_DELAY_US: Tunable = Tunable {
+    name: "batch_delay_us",
+    about: "how long a leader with a partial block waits for more requests \
+            while blocks are in flight",
+    unit: "us",
+    default: 200,
+    min: 0,
+    max: 100_000,
+};
+
+pub const VIEW_TIMEOUT_MS: Tunable = Tunable {
+    name: "view_timeout_ms",
+    about: "first view timeout; doubled at each view that times out in a row",
+    unit: "ms",
+    default: 40,
+    min: 5,
+    max: 1000,
+};
+
+pub const CLIENT_TABLE_MAX: Tunable = Tunable {
+    name: "client_table_max",
+    about: "sessions the client table holds before it evicts the least recently used",
+    unit: "sessions",
+    default: 1 << 16,
+    min: 1,
+    max: 1 << 16,
+};
+
+/// A view number. The leader of view `v` is replica `v mod n`; view 0 is
+/// the genesis block's, and the first proposal is in view 1.
+pub type View = u64;
+
+/// Everything HotStuff nodes send each other.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Message {
+    /// Client to every replica.
+    Request(AuthRequest),
+    /// Replica to client, with a MAC under the key the pair shares.
+    Reply(MacReply),
+    /// Replica to client: the client table evicted this client's session,
+    /// so request `request_num` was not executed, nor will later ones be.
+    Evicted(MacReply),
+    /// The leader of a view to every replica: its block, and, when the
+    /// block's QC is not for the view before, the timeout certificate that
+    /// ended that view.
+    Proposal(Proposal),
+    /// A replica to the leader of the next view.
+    Vote(Signed<Vote>),
+    /// A replica whose view timer fired, to every replica, with its highest
+    /// QC.
+    Timeout(Signed<Timeout>, QuorumCert),
+    /// A replica's highest QC, and the TC that ended the view before its
+    /// own if it has one: multicast every status heartbeat, and sent to a
+    /// replica whose timeout shows it is behind, so that a replica left
+    /// behind in an idle group learns what it missed.
+    SyncInfo(QuorumCert, Option<TimeoutCert>),
+    /// Block sync: asks the peer for a block and up to `count` of its
+    /// ancestors.
+    Fetch(Signed<Fetch>),
+    /// Block sync: blocks a peer asked for, child first, each the parent of
+    /// the one before.
+    Blocks(Vec<Block>),
+    /// State sync: a replica that lacks the blocks it needs asks every peer
+    /// for its latest checkpoint.
+    QueryCheckpoint(Signed<QueryCheckpoint>),
+    /// State sync: a replica's latest checkpoint.
+    Checkpoint(Signed<Checkpoint>),
+    /// State sync: asks for one chunk of a checkpoint's state.
+    FetchChunk(Signed<FetchChunk>),
+    /// State sync: one chunk, with its Merkle path to the state's digest.
+    Chunk(Chunk),
+}
+
+/// A block: the leader of `view` extends the block `justify` certifies.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Block {
+    pub view: View,
+    /// The parent's height plus one; genesis is at 0.
+    pub height: u64,
+    pub justify: QuorumCert,
+    pub requests: Vec<AuthRequest>,
+}
+
+impl Block {
+    /// The genesis block every replica starts from, certified by
+    /// [`QuorumCert::genesis`].
+    pub fn genesis() -> Block {
+        Block {
+            view: 0,
+            height: 0,
+            justify: QuorumCert {
+                view: 0,
+                block: Digest([0; 32]),
+                votes: Vec::new(),
+            },
+            requests: Vec::new(),
+        }
+    }
+
+    /// The block's digest: over its view, height, its QC's view and block,
+    /// and its requests (not the QC's signatures).
+    pub fn digest(&self) -> Digest {
+        Digest::of_encoded(&(
+            self.view,
+            self.height,
+            self.justify.view,
+            &self.justify.block,
+            &self.requests,
+        ))
+        .expect("blocks encode")
+    }
+
+    /// The parent's digest.
+    pub fn parent(&self) -> Digest {
+        self.justify.block
+    }
+}
+
+/// What the leader signs: `block` is its proposal for `view`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct Proposed {
+    pub view: View,
+    pub block: Digest,
+    pub leader: ReplicaId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Proposal {
+    pub header: Signed<Proposed>,
+    pub block: Block,
+    pub tc: Option<TimeoutCert>,
+}
+
+/// `voter` votes for `block`, proposed in `view`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct Vote {
+    pub view: View,
+    pub block: Digest,
+    pub voter: ReplicaId,
+}
+
+/// A quorum certificate: the signatures of n − f distinct replicas over
+/// [`Vote`]s for `block` in `view`. View 0's is the genesis QC, without
+/// signatures.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct QuorumCert {
+    pub view: View,
+    pub block: Digest,
+    pub votes: Vec<(ReplicaId, Signature)>,
+}
+
+impl QuorumCert {
+    /// The genesis block's QC.
+    pub fn genesis() -> QuorumCert {
+        QuorumCert {
+            view: 0,
+            block: Block::genesis().digest(),
+            votes: Vec::new(),
+        }
+    }
+}
+
+/// `replica` timed out in `view`; its highest QC is for `high_qc_view`
+/// (the QC travels beside the signed part).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct Timeout {
+    pub view: View,
+    pub high_qc_view: View,
+    pub replica: ReplicaId,
+}
+
+/// A timeout certificate: n − f distinct replicas timed out in `view`.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct TimeoutCert {
+    pub view: View,
+    pub timeouts: Vec<TimedOut>,
+}
+
+/// One replica's part of a [`TimeoutCert`]: its signature over the
+/// [`Timeout`] of the certificate's view with this `high_qc_view`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct TimedOut {
+    pub replica: ReplicaId,
+    pub high_qc_view: View,
+    pub signature: Signature,
+}
+
+/// `replica` asks for `block` and up to `count` of its ancestors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct Fetch {
+    pub replica: ReplicaId,
+    pub block: Digest,
+    pub count: u64,
+}
+
+/// `replica` asks every peer for its latest checkpoint; `nonce` tells its
+/// answers from earlier ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct QueryCheckpoint {
+    pub replica: ReplicaId,
+    pub nonce: u64,
+}
+
+/// `replica` executed every block through `block` (at `height`, proposed in
+/// `view`), and then its state (application and client table) had Merkle
+/// digest `state` over `size` bytes. Answers the query with `nonce`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct Checkpoint {
+    pub replica: ReplicaId,
+    pub nonce: u64,
+    pub height: u64,
+    pub view: View,
+    pub block: Digest,
+    pub state: Digest,
+    pub size: u64,
+}
+
+/// `replica` asks for chunk `index` of the state with digest `state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct FetchChunk {
+    pub replica: ReplicaId,
+    pub state: Digest,
+    pub index: u64,
+}
+
+/// Chunk `index` of the state with digest `state` (of `size` bytes), with
+/// its Merkle path ([`crate::merkle`]).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Chunk {
+    pub state: Digest,
+    pub size: u64,
+    pub index: u64,
+    pub data: Vec<u8>,
+    pub proof: Vec<Digest>,
+}
+
+crate::fields!(Proposed {
+    view,
+    block,
+    leader
+});
+crate::fields!(Vote { view, block, voter });
+crate::fields!(QuorumCert { view, block, votes });
+crate::fields!(Timeout {
+    view,
+    high_qc_view,
+    replica
+});
+crate::fields!(TimeoutCert { view, timeouts });
+crate::fields!(TimedOut {
+    replica,
+    high_qc_view,
+    signature
+});
+crate::fields!(Fetch {
+    replica,
+    block,
+    count
+});
+crate::fields!(QueryCheckpoint { replica, nonce });
+crate::fields!(Checkpoint {
+    replica,
+    nonce,
+    height,
+    view,
+    block,
+    state,
+    size
+});
+crate::fields!(FetchChunk {
+    replica,
+    state,
+    index
+});
+crate::fields!(Chunk {
+    state,
+    size,
+    index,
+    data: bytes,
+    proof
+});
+crate::fields!(Block {
+    view,
+    height,
+    justify,
+    requests
+});
+
+impl Fields for Message {
+    fn visit(&mut self, v: &mut dyn Visitor) {
+        match self {
+            Message::Request(r) => r.visit(v),
+            Message::Reply(r) | Message::Evicted(r) => r.visit(v),
+            Message::Proposal(p) => {
+                // A Byzantine leader that changes its block signs the new
+                // block's digest: the lie is in what it proposes, not in a
+                // digest anyone can check.
+                let before = v.changes();
+                p.block.visit(v);
+                if v.changes() != before {
+                    p.header.payload.block = p.block.digest();
+                    p.header.resign(v);
+                }
+                p.header.visit(v);
+                p.tc.visit(v);
+            }
+            Message::Vote(vote) => vote.visit(v),
+            Message::Timeout(t, qc) => {
+                let before = v.changes();
+                qc.visit(v);
+                if v.changes() != before {
+                    t.payload.high_qc_view = qc.view;
+                    t.resign(v);
+                }
+                t.visit(v);
+            }
+            Message::SyncInfo(qc, tc) => {
+                qc.visit(v);
+                tc.visit(v);
+            }
+            Message::Fetch(f) => f.visit(v),
+            Message::Blocks(blocks) => blocks.visit(v),
+            Message::QueryCheckpoint(q) => q.visit(v),
+            Message::Checkpoint(c) => c.visit(v),
+            Message::FetchChunk(f) => f.visit(v),
+            Message::Chunk(c) => c.visit(v),
+        }
+    }
+}
