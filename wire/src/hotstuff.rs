@@ -110,8 +110,10 @@ pub enum Message {
     /// A replica to the leader of the next view.
     Vote(Signed<Vote>),
     /// A replica whose view timer fired, to every replica, with its highest
-    /// QC.
-    Timeout(Signed<Timeout>, QuorumCert),
+    /// QC, and its vote in the view before if it cast one: the leader it
+    /// sent the vote to may be the one that failed, and with the votes in
+    /// the timeouts anyone can form that view's QC.
+    Timeout(Signed<Timeout>, QuorumCert, Option<Signed<Vote>>),
     /// A replica's highest QC, and the TC that ended the view before its
     /// own if it has one: multicast every status heartbeat, and sent to a
     /// replica whose timeout shows it is behind, so that a replica left
@@ -368,7 +370,7 @@ impl Fields for Message {
                 p.tc.visit(v);
             }
             Message::Vote(vote) => vote.visit(v),
-            Message::Timeout(t, qc) => {
+            Message::Timeout(t, qc, vote) => {
                 let before = v.changes();
                 qc.visit(v);
                 if v.changes() != before {
@@ -376,6 +378,7 @@ impl Fields for Message {
                     t.resign(v);
                 }
                 t.visit(v);
+                vote.visit(v);
             }
             Message::SyncInfo(qc, tc) => {
                 qc.visit(v);

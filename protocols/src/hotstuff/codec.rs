@@ -135,8 +135,9 @@ pub enum Inbound {
         authentic: bool,
     },
     Vote(Signed<Vote>),
-    /// A timeout and the QC it carries, both checked.
-    Timeout(Signed<Timeout>, QuorumCert),
+    /// A timeout, the QC it carries and the sender's vote in the view
+    /// before, all checked.
+    Timeout(Signed<Timeout>, QuorumCert, Option<Signed<Vote>>),
     /// A timeout for a view this replica has left (not checked): its sender
     /// is behind.
     Behind,
@@ -485,7 +486,7 @@ impl SharedState for Codec {
                 config.verify(&vote, vote.payload.voter, "vote: bad signature")?;
                 return Ok((from, Inbound::Vote(vote)));
             }
-            Message::Timeout(timeout, qc) => {
+            Message::Timeout(timeout, qc, vote) => {
                 let from = from_replica(source, timeout.payload.replica, wrong)?;
                 if timeout.payload.view < self.view.get() {
                     // Its sender is behind: the replica tells it where the
@@ -496,9 +497,18 @@ impl SharedState for Codec {
                 if qc.view != timeout.payload.high_qc_view || qc.view >= timeout.payload.view {
                     return Err(DropReason("timeout: QC does not match"));
                 }
+                if let Some(vote) = &vote
+                    && (vote.payload.voter != timeout.payload.replica
+                        || vote.payload.view.checked_add(1) != Some(timeout.payload.view))
+                {
+                    return Err(DropReason("timeout: a vote of another view or replica"));
+                }
                 config.verify(&timeout, timeout.payload.replica, "timeout: bad signature")?;
+                if let Some(vote) = &vote {
+                    config.verify(vote, vote.payload.voter, "timeout: bad vote signature")?;
+                }
                 self.check_qc_cached(&qc)?;
-                return Ok((from, Inbound::Timeout(timeout, qc)));
+                return Ok((from, Inbound::Timeout(timeout, qc, vote)));
             }
             Message::SyncInfo(qc, tc) => {
                 let Source::Replica(id) = source else {
@@ -600,7 +610,7 @@ impl SharedState for Codec {
                     .unwrap_or_default()
             ),
             Ok(Message::Vote(v)) => format!("vote v{} from r{}", v.payload.view, v.payload.voter.0),
-            Ok(Message::Timeout(t, _)) => format!(
+            Ok(Message::Timeout(t, _, _)) => format!(
                 "timeout v{} qc v{} from r{}",
                 t.payload.view, t.payload.high_qc_view, t.payload.replica.0
             ),

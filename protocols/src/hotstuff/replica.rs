@@ -85,6 +85,8 @@ pub struct Replica {
     timeouts: BTreeMap<View, VoteSet<(), TimedOut>>,
     /// The latest view this replica proposed in.
     proposed: View,
+    /// Its latest vote: its timeout in the next view carries it.
+    last_vote: Option<Signed<Vote>>,
     /// The batch delay ran out: propose a partial block.
     batch_waited: bool,
 
@@ -235,6 +237,7 @@ impl Replica {
             votes: BTreeMap::new(),
             timeouts: BTreeMap::new(),
             proposed: 0,
+            last_vote: None,
             batch_waited: false,
             blocks,
             committed: anchor,
@@ -342,8 +345,12 @@ impl Replica {
             return false;
         }
         let justify = block.justify.clone();
-        self.blocks.insert(block.digest(), block);
+        let digest = block.digest();
+        self.blocks.insert(digest, block);
         self.on_qc(justify, ctx);
+        if let Some(qc) = self.sync.take_pending_qc(&digest) {
+            self.on_qc(qc, ctx);
+        }
         true
     }
 
@@ -364,6 +371,10 @@ impl Replica {
             self.high_qc = qc.clone();
             self.codec.settle_certified(qc.view);
             self.backoff = 0;
+            self.enter(qc.view.saturating_add(1), ctx);
+            // A leader that entered its view before it had the QC's block
+            // proposes now.
+            self.try_propose(ctx);
         }
         self.enter(qc.view.saturating_add(1), ctx);
         let Some(b2) = self.blocks.get(&qc.block) else {
@@ -427,6 +438,7 @@ impl Replica {
             block: block.digest(),
             voter: self.id,
         });
+        self.last_vote = Some(vote.clone());
         let next = self.config.leader(view + 1);
         if next == self.id {
             self.on_vote(vote, ctx);
@@ -676,11 +688,19 @@ impl Replica {
     /// A vote for a block of `view`, to this replica as the leader of
     /// `view + 1`.
     fn on_vote(&mut self, vote: Signed<Vote>, ctx: &mut Ctx<'_, '_>) {
-        let Vote { view, block, voter } = vote.payload;
+        let view = vote.payload.view;
         if self.config.leader(view.saturating_add(1)) != self.id {
             ctx.drop_message("vote: not the next view's leader");
             return;
         }
+        self.collect_vote(vote, ctx);
+    }
+
+    /// Counts a vote toward its view's QC: as the next view's leader, or
+    /// from a timeout (whoever gets a quorum of them forms the QC the
+    /// failed leader did not pass on).
+    fn collect_vote(&mut self, vote: Signed<Vote>, ctx: &mut Ctx<'_, '_>) {
+        let Vote { view, block, voter } = vote.payload;
         if view <= self.high_qc.view {
             ctx.drop_message("vote: for a view certified already");
             return;
@@ -885,18 +905,35 @@ impl Replica {
             replica: self.id,
         });
         ctx.note(|| format!("timeout v{view}"));
+        let vote = self
+            .last_vote
+            .clone()
+            .filter(|v| v.payload.view.saturating_add(1) == view);
         ctx.send_to_replicas(Outbound::Message(Message::Timeout(
             timeout.clone(),
             self.high_qc.clone(),
+            vote.clone(),
         )));
+        if let Some(vote) = vote {
+            self.collect_vote(vote, ctx);
+        }
         self.count_timeout(timeout, ctx);
     }
 
     /// A timeout from a peer: its QC applied, counted toward a TC; f + 1 of
     /// them for a view at or above this one make this replica time out in
     /// it too.
-    fn on_timeout(&mut self, timeout: Signed<Timeout>, qc: QuorumCert, ctx: &mut Ctx<'_, '_>) {
+    fn on_timeout(
+        &mut self,
+        timeout: Signed<Timeout>,
+        qc: QuorumCert,
+        vote: Option<Signed<Vote>>,
+        ctx: &mut Ctx<'_, '_>,
+    ) {
         self.on_qc(qc, ctx);
+        if let Some(vote) = vote {
+            self.collect_vote(vote, ctx);
+        }
         self.count_timeout(timeout, ctx);
     }
 
@@ -1088,7 +1125,9 @@ impl State for Replica {
                 Addr::Replica(from),
             ) => self.on_proposal(block, tc, authentic, from, ctx),
             (Inbound::Vote(vote), Addr::Replica(_)) => self.on_vote(vote, ctx),
-            (Inbound::Timeout(timeout, qc), Addr::Replica(_)) => self.on_timeout(timeout, qc, ctx),
+            (Inbound::Timeout(timeout, qc, vote), Addr::Replica(_)) => {
+                self.on_timeout(timeout, qc, vote, ctx)
+            }
             (Inbound::Behind, Addr::Replica(peer)) => {
                 if self.sync.help(peer, ctx.now()) {
                     ctx.count("sync: told a replica behind");

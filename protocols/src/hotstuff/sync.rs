@@ -104,6 +104,15 @@ impl Sync {
         self.transfer.is_some()
     }
 
+    /// The QC waiting for `block`, if it is the one.
+    pub(super) fn take_pending_qc(&mut self, block: &Digest) -> Option<QuorumCert> {
+        if self.pending_qc.as_ref().is_some_and(|qc| qc.block == *block) {
+            self.pending_qc.take()
+        } else {
+            None
+        }
+    }
+
     /// Forgets what is at or below the committed height.
     pub(super) fn prune(&mut self, committed: u64) {
         self.waiting.retain(|(b, _)| b.height > committed);
