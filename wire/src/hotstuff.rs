@@ -234,18 +234,22 @@ pub struct Timeout {
     pub replica: ReplicaId,
 }
 
-/// A timeout certificate: n − f distinct replicas timed out in `view`.
+/// A timeout certificate: a quorum of distinct replicas timed out in
+/// `view` or later ones (a replica that times out in a view has given up on
+/// the views before it too).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct TimeoutCert {
     pub view: View,
     pub timeouts: Vec<TimedOut>,
 }
 
-/// One replica's part of a [`TimeoutCert`]: its signature over the
-/// [`Timeout`] of the certificate's view with this `high_qc_view`.
+/// One replica's part of a [`TimeoutCert`]: its signature over its
+/// [`Timeout`] for `view` (at or above the certificate's) with this
+/// `high_qc_view`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct TimedOut {
     pub replica: ReplicaId,
+    pub view: View,
     pub high_qc_view: View,
     pub signature: Signature,
 }
@@ -314,6 +318,7 @@ crate::fields!(Timeout {
 crate::fields!(TimeoutCert { view, timeouts });
 crate::fields!(TimedOut {
     replica,
+    view,
     high_qc_view,
     signature
 });

@@ -394,7 +394,7 @@ pub fn check_qc(config: &Config, qc: &QuorumCert) -> Result<(), DropReason> {
 }
 
 /// Checks a TC: a quorum of distinct replicas' valid signatures over
-/// timeouts for its view.
+/// timeouts for its view or later ones.
 pub fn check_tc(config: &Config, tc: &TimeoutCert) -> Result<(), DropReason> {
     if tc.timeouts.len() < config.quorum() || tc.timeouts.len() > config.n {
         return Err(DropReason("tc: not a quorum"));
@@ -409,11 +409,14 @@ pub fn check_tc(config: &Config, tc: &TimeoutCert) -> Result<(), DropReason> {
             return Err(DropReason("tc: a replica twice"));
         }
         replicas |= bit;
-        if t.high_qc_view >= tc.view {
-            return Err(DropReason("tc: QC not below its view"));
+        if t.view < tc.view {
+            return Err(DropReason("tc: a timeout below its view"));
+        }
+        if t.high_qc_view >= t.view {
+            return Err(DropReason("tc: QC not below its timeout's view"));
         }
         let timeout = Timeout {
-            view: tc.view,
+            view: t.view,
             high_qc_view: t.high_qc_view,
             replica: t.replica,
         };

@@ -82,7 +82,8 @@ pub struct Replica {
     last_tc: Option<TimeoutCert>,
     /// Votes for blocks of views this replica leads the next of.
     votes: BTreeMap<View, VoteSet<Digest, Signature>>,
-    timeouts: BTreeMap<View, VoteSet<(), TimedOut>>,
+    /// Each replica's latest timeout.
+    timeouts: Vec<Option<TimedOut>>,
     /// The latest view this replica proposed in.
     proposed: View,
     /// Its latest vote: its timeout in the next view carries it.
@@ -212,6 +213,7 @@ impl Replica {
     /// Replica `id` of the group its codec knows, replicating `app`.
     pub fn new(id: ReplicaId, codec: Arc<Codec>, app: Box<dyn App>) -> Replica {
         let config = Arc::clone(codec.config());
+        let n = config.n;
         let genesis = Block::genesis();
         let anchor = Anchor {
             digest: genesis.digest(),
@@ -235,7 +237,7 @@ impl Replica {
             high_qc: QuorumCert::genesis(),
             last_tc: None,
             votes: BTreeMap::new(),
-            timeouts: BTreeMap::new(),
+            timeouts: vec![None; n],
             proposed: 0,
             last_vote: None,
             batch_waited: false,
@@ -407,7 +409,7 @@ impl Replica {
     /// above the last view it voted in, that extends the locked block or
     /// carries a QC above the lock.
     fn consider_vote(&mut self, block: &Block, authentic: bool, ctx: &mut Ctx<'_, '_>) {
-        if block.view != self.view || block.view == self.timed_out {
+        if block.view != self.view {
             ctx.count("vote: not in the replica's view");
             return;
         }
@@ -858,7 +860,6 @@ impl Replica {
         self.view = view;
         self.codec.settle_view(view);
         self.votes.retain(|&v, _| v.saturating_add(1) >= view);
-        self.timeouts = self.timeouts.split_off(&view);
         if self.last_tc.as_ref().is_some_and(|tc| tc.view + 1 < view) {
             self.last_tc = None;
         }
@@ -937,46 +938,61 @@ impl Replica {
         self.count_timeout(timeout, ctx);
     }
 
+    /// Keeps a replica's latest timeout. A replica that timed out in view w
+    /// has given up on every view up to w (it voted in the views before, or
+    /// timed out in them), so its timeout counts toward a TC for any view
+    /// up to w: the replicas need not time out in the same view to move on
+    /// together. With f + 1 timeouts at or above some view w at or above its
+    /// own (one of them is correct), a replica times out in w too; with a
+    /// quorum at or above w, they form a TC for w.
     fn count_timeout(&mut self, timeout: Signed<Timeout>, ctx: &mut Ctx<'_, '_>) {
         let Timeout {
             view,
             high_qc_view,
             replica,
         } = timeout.payload;
-        if view < self.view {
-            ctx.drop_message("timeout: for a view left already");
+        let Some(slot) = self.timeouts.get_mut(usize::from(replica.0)) else {
+            ctx.drop_message("timeout: no such replica");
+            return;
+        };
+        if slot.is_some_and(|t| t.view >= view) {
+            ctx.drop_message("timeout: duplicate");
             return;
         }
-        if view > self.view.saturating_add(VIEWS_AHEAD) {
-            ctx.drop_message("timeout: too far ahead");
-            return;
-        }
-        let n = self.config.n;
-        let timeouts = self.timeouts.entry(view).or_insert_with(|| VoteSet::new(n));
-        let part = TimedOut {
+        *slot = Some(TimedOut {
             replica,
+            view,
             high_qc_view,
             signature: timeout.signature,
-        };
-        match timeouts.insert(replica, (), part) {
-            Ok(_) => {}
-            Err(Refused::NotAVoter) => return ctx.drop_message("timeout: no such replica"),
-            Err(Refused::Duplicate | Refused::Conflicting) => {
-                return ctx.drop_message("timeout: duplicate");
-            }
-        }
-        let count = timeouts.count(&());
-        let certificate = timeouts.certificate(&(), self.config.quorum());
-        if count > self.config.f && self.timed_out < view {
-            // One of them is correct: the view is lost; join it.
-            self.enter(view, ctx);
-            self.time_out(view, ctx);
+        });
+        let mut latest: Vec<TimedOut> = self.timeouts.iter().flatten().copied().collect();
+        latest.sort_unstable_by(|a, b| b.view.cmp(&a.view));
+        let (f, quorum) = (self.config.f, self.config.quorum());
+        if let Some(join) = latest.get(f).map(|t| t.view)
+            && join >= self.view
+            && self.timed_out < join
+        {
+            // One of them is correct: the views up to `join` are lost.
+            self.enter(join, ctx);
+            self.time_out(join, ctx);
             return;
         }
-        if let Some(certificate) = certificate {
-            let mut timeouts: Vec<TimedOut> = certificate.into_iter().map(|(_, t)| t).collect();
+        if let Some(tc_view) = latest.get(quorum - 1).map(|t| t.view)
+            && tc_view >= self.view
+        {
+            let mut timeouts: Vec<TimedOut> = latest
+                .into_iter()
+                .filter(|t| t.view >= tc_view)
+                .take(quorum)
+                .collect();
             timeouts.sort_by_key(|t| t.replica);
-            self.on_tc(TimeoutCert { view, timeouts }, ctx);
+            self.on_tc(
+                TimeoutCert {
+                    view: tc_view,
+                    timeouts,
+                },
+                ctx,
+            );
         }
     }
 
