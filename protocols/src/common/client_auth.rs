@@ -454,8 +454,18 @@ mod tests {
         ClientAuth::replica(ReplicaId(i), N, &secrets[usize::from(i)], keys_max)
     }
 
-    fn client(keys: &[VerifyingKey], simulated: bool, seed: &[u8]) -> ClientAuth {
-        ClientAuth::client(DOMAIN, keys, simulated, seed)
+    /// A client node with clients `ids` registered.
+    fn client_node(
+        keys: &[VerifyingKey],
+        simulated: bool,
+        seed: &[u8],
+        ids: &[ClientId],
+    ) -> ClientAuth {
+        let auth = ClientAuth::client(DOMAIN, keys, simulated, seed);
+        for &id in ids {
+            auth.register_client(id);
+        }
+        auth
     }
 
     /// Request `num` of client `id`, authenticated by `client` under
@@ -557,8 +567,7 @@ mod tests {
         assert_ne!(key_of("pbft client ", b"seed", ClientId(8)), expected);
         // Simulated groups give simulated client keys.
         let (_, simulated) = group(true);
-        let auth = ClientAuth::client(DOMAIN, &simulated, true, b"seed");
-        auth.register_client(id);
+        let auth = client_node(&simulated, true, b"seed", &[id]);
         assert!(matches!(
             auth_request(&auth, id, 1).key.parse(),
             Ok(VerifyingKey::Simulated(_))
@@ -570,9 +579,8 @@ mod tests {
     #[test]
     fn request_authenticators_check_at_every_replica() {
         let (secrets, keys) = group(false);
-        let client = client(&keys, false, b"seed");
         let id = ClientId(7);
-        client.register_client(id);
+        let client = client_node(&keys, false, b"seed", &[id]);
         let request = auth_request(&client, id, 1);
         assert_eq!(request.auth.len(), N);
         for i in 0..N as u8 {
@@ -646,9 +654,8 @@ mod tests {
     fn reply_macs_check_and_first_key_wins() {
         let (secrets, keys) = group(false);
         let replica_2 = replica(&secrets, 2, CLIENT_KEYS_MAX);
-        let client = client(&keys, false, b"seed");
         let id = ClientId(7);
-        client.register_client(id);
+        let client = client_node(&keys, false, b"seed", &[id]);
         let reply = reply(2, id, 1);
         // No request from the client yet: the replica has no key to MAC with.
         assert_eq!(
@@ -694,8 +701,7 @@ mod tests {
         // Another key for the same client id (an impostor's node, with a
         // validly authenticated request of its own) is refused; the first
         // stays.
-        let impostor = ClientAuth::client(DOMAIN, &keys, false, b"impostor");
-        impostor.register_client(id);
+        let impostor = client_node(&keys, false, b"impostor", &[id]);
         only_the_first_key_checks(&replica_2, &client, &impostor, id, 2);
     }
 
@@ -709,13 +715,11 @@ mod tests {
         const KEYS_MAX: usize = 64;
         let (secrets, keys) = group(true);
         let me = replica(&secrets, 1, KEYS_MAX);
-        let honest = client(&keys, true, b"honest");
-        let forger = client(&keys, true, b"forger");
-        let flood = client(&keys, true, b"flood");
         let (pinned, unpinned) = (ClientId(1), ClientId(2));
+        let honest = client_node(&keys, true, b"honest", &[pinned, unpinned]);
+        let forger = client_node(&keys, true, b"forger", &[pinned, unpinned]);
+        let flood = client_node(&keys, true, b"flood", &[]);
         for id in [pinned, unpinned] {
-            honest.register_client(id);
-            forger.register_client(id);
             me.check_request(&auth_request(&honest, id, 1)).unwrap();
         }
         let key = auth_request(&honest, pinned, 1).key;
@@ -770,9 +774,8 @@ mod tests {
     #[test]
     fn pinning_at_a_client_node_changes_nothing() {
         let (_, keys) = group(true);
-        let client = client(&keys, true, b"seed");
         let id = ClientId(7);
-        client.register_client(id);
+        let client = client_node(&keys, true, b"seed", &[id]);
         let before = auth_request(&client, id, 1);
         client.pin_client(id, PublicKey([1; 33]));
         client.unpin_client(id);
