@@ -13,12 +13,12 @@
 //! [`QuorumCert`] and a [`TimeoutCert`] are sets of signatures, and fetched
 //! [`Block`]s and state chunks are checked against digests the receiver
 //! already trusts. Clients authenticate requests and replicas replies with
-//! MACs, as in PBFT (see [`crate::pbft::AuthRequest`]).
+//! MACs, as in PBFT (see [`crate::auth::AuthRequest`]).
 
 use bincode::{Decode, Encode};
 
 use crate::fields::{Fields, Visitor};
-use crate::pbft::{AuthRequest, MacReply};
+use crate::auth::{AuthRequest, MacReply};
 use crate::registry::{ProtocolSpec, Replication, Tunable};
 use crate::{Digest, ReplicaId, Signature, Signed};
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use runtime::{Addr, ClientId, Context, ReplicaId, State};
 use wire::client::Request;
-use wire::pbft::Reply;
+use wire::auth::Reply;
 
 use super::CLIENT_RESEND_MAX;
 use super::codec::{Codec, Config, Inbound, Outbound};

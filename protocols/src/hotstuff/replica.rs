@@ -12,7 +12,7 @@ use wire::client::Request;
 use wire::hotstuff::{
     Block, Message, Proposal, Proposed, QuorumCert, TimedOut, Timeout, TimeoutCert, View, Vote,
 };
-use wire::pbft::{AuthRequest, Reply};
+use wire::auth::{AuthRequest, Reply};
 use wire::{Digest, Signature, Signed};
 
 use super::codec::{Codec, Config, Inbound, Outbound};

@@ -24,6 +24,9 @@ use crate::common::sessions;
 /// Fetched blocks kept while their ancestors are fetched.
 const ORPHANS_MAX: usize = 2 * FETCH_BLOCKS_MAX as usize;
 
+/// Digests remembered as asked for.
+const ASKED_LATELY: usize = 8;
+
 /// Own checkpoints kept to serve: the latest two, so that a transfer of
 /// the older can finish while the newer is taken.
 const CHECKPOINTS_KEPT: usize = 2;
@@ -44,6 +47,8 @@ pub(super) struct Sync {
     orphans: HashMap<Digest, Block>,
     /// The block asked for, from whom, and since when.
     asked: Option<(Digest, ReplicaId, Time)>,
+    /// The blocks asked for lately (answers to earlier fetches still count).
+    asked_lately: VecDeque<Digest>,
     /// The highest QC whose block is being fetched: applied once it comes.
     pending_qc: Option<QuorumCert>,
     /// When each peer's request was last answered.
@@ -91,6 +96,7 @@ impl Sync {
             waiting: VecDeque::new(),
             orphans: HashMap::new(),
             asked: None,
+            asked_lately: VecDeque::new(),
             pending_qc: None,
             served: vec![None; n],
             helped: vec![None; n],
@@ -223,6 +229,12 @@ impl Replica {
             Outbound::Message(Message::Fetch(fetch)),
         );
         self.sync.asked = Some((digest, peer, ctx.now()));
+        if !self.sync.asked_lately.contains(&digest) {
+            if self.sync.asked_lately.len() >= ASKED_LATELY {
+                self.sync.asked_lately.pop_front();
+            }
+            self.sync.asked_lately.push_back(digest);
+        }
         ctx.set_timer(ReplicaTimer::Sync, SYNC_RETRY);
     }
 
@@ -276,7 +288,7 @@ impl Replica {
             return;
         }
         let first = digests[0];
-        let asked = self.sync.asked.is_some_and(|(d, _, _)| d == first)
+        let asked = self.sync.asked_lately.contains(&first)
             || self.sync.waiting.iter().any(|(b, _)| b.parent() == first)
             || self.sync.orphans.values().any(|b| b.parent() == first)
             || self
@@ -289,7 +301,9 @@ impl Replica {
             return;
         }
         if self.sync.orphans.len() + blocks.len() > ORPHANS_MAX {
+            // Further behind than blocks are worth fetching.
             ctx.drop_message("blocks: too many waiting for their parents");
+            self.start_transfer(ctx);
             return;
         }
         if self.sync.asked.is_some_and(|(d, _, _)| d == first) {
@@ -339,6 +353,18 @@ impl Replica {
             } else {
                 self.sync.waiting.push_back((block, authentic));
             }
+        }
+        // So far behind that the others may have dropped the blocks
+        // between: a checkpoint instead (blocks keep coming meanwhile).
+        let top = self
+            .sync
+            .orphans
+            .values()
+            .chain(self.sync.waiting.iter().map(|(b, _)| b))
+            .map(|b| b.height)
+            .max();
+        if top.is_some_and(|top| top > self.committed.height + COMMITTED_KEPT) {
+            self.start_transfer(ctx);
         }
         // A gap left: fetch below the lowest block still waiting.
         let lowest = self
