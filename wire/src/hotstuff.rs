@@ -17,8 +17,8 @@
 
 use bincode::{Decode, Encode};
 
-use crate::fields::{Fields, Visitor};
 use crate::auth::{AuthRequest, MacReply};
+use crate::fields::{Fields, Visitor};
 use crate::registry::{ProtocolSpec, Replication, Tunable};
 use crate::{Digest, ReplicaId, Signature, Signed};
 

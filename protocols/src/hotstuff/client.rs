@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runtime::{Addr, ClientId, Context, ReplicaId, State};
-use wire::client::Request;
 use wire::auth::Reply;
+use wire::client::Request;
 
 use super::CLIENT_RESEND_MAX;
 use super::codec::{Codec, Config, Inbound, Outbound};

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use runtime::hint::Watermark;
 use runtime::{Addr, DropReason, ReplicaId, SharedState, Source};
+use wire::auth::{AuthRequest, Reply};
 use wire::client::Request;
 use wire::crypto::verify_digest;
 use wire::hotstuff::{
     BLOCK_SIZE_MAX, Block, Message, QuorumCert, Timeout, TimeoutCert, View, Vote,
 };
-use wire::auth::{AuthRequest, Reply};
 use wire::registry::Settings;
 use wire::{CryptoError, Digest, PublicKey, SecretKey, Signature, Signed, Signer, VerifyingKey};
 
@@ -202,7 +202,12 @@ impl Codec {
     ) -> Result<Codec, CryptoError> {
         let signer = Signer::new(key)?;
         Ok(Codec {
-            auth: ClientAuth::replica(me, config.n, key, crate::common::client_auth::CLIENT_KEYS_MAX),
+            auth: ClientAuth::replica(
+                me,
+                config.n,
+                key,
+                crate::common::client_auth::CLIENT_KEYS_MAX,
+            ),
             signer: Some(signer),
             config,
             checked: Mutex::default(),

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use runtime::durable::Stored;
 use runtime::{Addr, ClientId, Context, ReplicaId, State};
+use wire::auth::{AuthRequest, Reply};
 use wire::client::Request;
 use wire::hotstuff::{
     Block, Message, Proposal, Proposed, QuorumCert, TimedOut, Timeout, TimeoutCert, View, Vote,
 };
-use wire::auth::{AuthRequest, Reply};
 use wire::{Digest, Signature, Signed};
 
 use super::codec::{Codec, Config, Inbound, Outbound};
@@ -35,6 +35,10 @@ const _: () = assert!(super::BLOCK_SIZE_MAX as u64 <= SESSION_STRIDE);
 
 /// The durable keys: the last view voted in, and the locked block.
 const VOTED_KEY: &[u8] = b"hotstuff voted";
+
+/// The durable key of the latest checkpoint: its block's place, and its
+/// state.
+pub(super) const CHECKPOINT_KEY: &[u8] = b"hotstuff checkpoint";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReplicaTimer {
@@ -505,6 +509,11 @@ impl Replica {
     fn execute(&mut self, digest: Digest, ctx: &mut Ctx<'_, '_>) {
         let block = self.blocks[&digest].clone();
         let height = block.height;
+        // Durable before any reply leaves: a client that saw f + 1 results
+        // finds them again after every replica restarted.
+        if let Ok(bytes) = wire::codec::encode_to_vec(&block) {
+            ctx.persist(block_key(height), bytes);
+        }
         if block.requests.is_empty() {
             self.app.unexecuted_at(height, Unexecuted::Null);
         }
@@ -662,6 +671,35 @@ impl Replica {
             ctx.count_n("block: pruned off the committed chain", dropped);
         }
         self.sync.prune(committed.height);
+    }
+
+    /// After a restart: the last durable checkpoint's state, then the
+    /// committed blocks above it, executed again in order.
+    fn restore_committed(&mut self, stored: &Stored, ctx: &mut Ctx<'_, '_>) {
+        if let Some((anchor, state)) = stored.get(CHECKPOINT_KEY).and_then(decode_checkpoint) {
+            if self.restore_state(state, ctx) {
+                self.install_anchor(anchor, ctx);
+                self.take_checkpoint(ctx);
+                ctx.count("recover: checkpoint restored");
+            }
+        }
+        loop {
+            let height = self.committed.height + 1;
+            let Some(block) = stored
+                .get(&block_key(height))
+                .and_then(|bytes| wire::decode::<Block>(bytes).ok())
+            else {
+                break;
+            };
+            if block.height != height || block.parent() != self.committed.digest {
+                break;
+            }
+            let digest = block.digest();
+            self.blocks.insert(digest, block);
+            self.execute(digest, ctx);
+            ctx.count("recover: committed block executed again");
+        }
+        self.prune(ctx);
     }
 
     /// A proposal that waited for its ancestors, which came.
@@ -1080,6 +1118,15 @@ impl Replica {
     }
 }
 
+/// Where committed block `height` is kept: a ring that holds the blocks
+/// since the last checkpoint.
+pub(super) fn block_key(height: u64) -> Vec<u8> {
+    format!("hotstuff block {}", height % BLOCK_RING).into_bytes()
+}
+
+/// Committed blocks kept durable: those since the last checkpoint, and more.
+const BLOCK_RING: u64 = 2 * CHECKPOINT_INTERVAL;
+
 /// The durable record of a vote: the view, and the locked block.
 fn encode_voted(view: View, locked: &Anchor) -> Vec<u8> {
     let mut out = Vec::with_capacity(56);
@@ -1088,6 +1135,28 @@ fn encode_voted(view: View, locked: &Anchor) -> Vec<u8> {
     out.extend_from_slice(&locked.view.to_le_bytes());
     out.extend_from_slice(&locked.digest.0);
     out
+}
+
+/// The durable record of a checkpoint: its block's height, view and
+/// digest, then the state.
+pub(super) fn encode_checkpoint(anchor: &Anchor, state: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + state.len());
+    out.extend_from_slice(&anchor.height.to_le_bytes());
+    out.extend_from_slice(&anchor.view.to_le_bytes());
+    out.extend_from_slice(&anchor.digest.0);
+    out.extend_from_slice(state);
+    out
+}
+
+fn decode_checkpoint(bytes: &[u8]) -> Option<(Anchor, &[u8])> {
+    let word = |i: usize| Some(u64::from_le_bytes(bytes.get(i..i + 8)?.try_into().ok()?));
+    let digest: [u8; 32] = bytes.get(16..48)?.try_into().ok()?;
+    let anchor = Anchor {
+        height: word(0)?,
+        view: word(8)?,
+        digest: Digest(digest),
+    };
+    Some((anchor, bytes.get(48..)?))
 }
 
 fn decode_voted(bytes: &[u8]) -> Option<(View, Anchor)> {
@@ -1117,6 +1186,7 @@ impl State for Replica {
     /// A restart with the durable record: the last view voted in and the
     /// lock come back; blocks and state come from the others (`sync.rs`).
     fn on_recover(&mut self, stored: &Stored, ctx: &mut Ctx<'_, '_>) {
+        self.restore_committed(stored, ctx);
         match stored.get(VOTED_KEY).and_then(decode_voted) {
             Some((voted, locked)) => {
                 self.last_voted = voted;

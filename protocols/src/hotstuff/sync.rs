@@ -13,7 +13,7 @@ use wire::hotstuff::{
 use wire::merkle::StateTree;
 
 use super::codec::Outbound;
-use super::replica::{Anchor, Ctx, Replica, ReplicaTimer};
+use super::replica::{Anchor, CHECKPOINT_KEY, Ctx, Replica, ReplicaTimer, encode_checkpoint};
 use super::{
     COMMITTED_KEPT, FETCH_BLOCKS_MAX, STATE_CHUNK_MAX, STATE_SIZE_MAX, SYNC_RETRY, TRANSFER_WINDOW,
     WAITING_MAX,
@@ -112,7 +112,11 @@ impl Sync {
 
     /// The QC waiting for `block`, if it is the one.
     pub(super) fn take_pending_qc(&mut self, block: &Digest) -> Option<QuorumCert> {
-        if self.pending_qc.as_ref().is_some_and(|qc| qc.block == *block) {
+        if self
+            .pending_qc
+            .as_ref()
+            .is_some_and(|qc| qc.block == *block)
+        {
             self.pending_qc.take()
         } else {
             None
@@ -415,6 +419,34 @@ impl Replica {
         state
     }
 
+    /// Takes the application and the client table from a checkpoint's
+    /// state; whether it was well formed (if not, nothing changed).
+    pub(super) fn restore_state(&mut self, state: &[u8], ctx: &mut Ctx<'_, '_>) -> bool {
+        let Some((app, mut rest)) = state
+            .get(..8)
+            .and_then(|len| usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok())
+            .and_then(|len| {
+                Some((
+                    state.get(8..8usize.checked_add(len)?)?,
+                    state.get(8 + len..)?,
+                ))
+            })
+        else {
+            ctx.count("state: malformed");
+            return false;
+        };
+        let Some(clients) = sessions::decode(&mut rest, self.config.client_table_max) else {
+            ctx.count("state: malformed client table");
+            return false;
+        };
+        self.app.restore(app);
+        self.clients = clients;
+        self.codec
+            .auth()
+            .repin_clients(self.clients.bindings().map(|(c, k)| (c, *k)));
+        true
+    }
+
     /// Snapshots the state after executing the committed block (a
     /// checkpoint height).
     pub(super) fn take_checkpoint(&mut self, ctx: &mut Ctx<'_, '_>) {
@@ -428,6 +460,14 @@ impl Replica {
             height,
             view,
         } = self.committed;
+        // Durable, so that a restarted replica starts from it (with the
+        // committed blocks since, `replica::block_key`).
+        let record = encode_checkpoint(&self.committed, &state);
+        if record.len() <= runtime::durable::VALUE_BYTES_MAX {
+            ctx.persist(CHECKPOINT_KEY, record);
+        } else {
+            ctx.count("checkpoint: too large to keep durable");
+        }
         if self.sync.checkpoints.len() >= CHECKPOINTS_KEPT {
             self.sync.checkpoints.pop_front();
         }
@@ -649,32 +689,13 @@ impl Replica {
     /// Installs a checkpoint's state: the application and the client table
     /// as of its block, which becomes the committed one.
     fn install(&mut self, target: Offer, state: &[u8], ctx: &mut Ctx<'_, '_>) {
-        let Some((app, mut rest)) = state
-            .get(..8)
-            .and_then(|len| usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok())
-            .and_then(|len| {
-                Some((
-                    state.get(8..8usize.checked_add(len)?)?,
-                    state.get(8 + len..)?,
-                ))
-            })
-        else {
-            ctx.count("state transfer: malformed state");
-            return;
-        };
-        let Some(clients) = sessions::decode(&mut rest, self.config.client_table_max) else {
-            ctx.count("state transfer: malformed client table");
-            return;
-        };
         if target.height <= self.committed.height {
             ctx.count("state transfer: overtaken");
             return;
         }
-        self.app.restore(app);
-        self.clients = clients;
-        self.codec
-            .auth()
-            .repin_clients(self.clients.bindings().map(|(c, k)| (c, *k)));
+        if !self.restore_state(state, ctx) {
+            return;
+        }
         self.install_anchor(
             Anchor {
                 digest: target.block,
