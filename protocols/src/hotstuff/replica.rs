@@ -430,10 +430,6 @@ impl Replica {
             ctx.drop_message("vote: a request in the block does not check");
             return;
         }
-        if self.sync.transferring() {
-            ctx.count("vote: no state yet");
-            return;
-        }
         let view = block.view;
         self.last_voted = view;
         // Durable before the vote leaves: a restarted replica neither votes
@@ -477,10 +473,6 @@ impl Replica {
     /// height order.
     fn commit(&mut self, block: Anchor, ctx: &mut Ctx<'_, '_>) {
         if block.height <= self.committed.height {
-            return;
-        }
-        if self.sync.transferring() {
-            // Executed once the state is in, from the block it names on.
             return;
         }
         let mut chain = Vec::new();
@@ -823,9 +815,6 @@ impl Replica {
     pub(super) fn try_propose(&mut self, ctx: &mut Ctx<'_, '_>) {
         let view = self.view;
         if self.config.leader(view) != self.id || self.proposed >= view {
-            return;
-        }
-        if self.sync.transferring() {
             return;
         }
         let by_qc = self.high_qc.view + 1 == view;

@@ -105,11 +105,6 @@ impl Sync {
         }
     }
 
-    /// Whether a state transfer is under way (execution waits for it).
-    pub(super) fn transferring(&self) -> bool {
-        self.transfer.is_some()
-    }
-
     /// The QC waiting for `block`, if it is the one.
     pub(super) fn take_pending_qc(&mut self, block: &Digest) -> Option<QuorumCert> {
         if self
@@ -369,6 +364,15 @@ impl Replica {
             .max();
         if top.is_some_and(|top| top > self.committed.height + COMMITTED_KEPT) {
             self.start_transfer(ctx);
+        } else if self
+            .sync
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.target.is_none())
+        {
+            // Caught up by blocks before a checkpoint was agreed on.
+            self.sync.transfer = None;
+            ctx.count("state transfer: not needed any more");
         }
         // A gap left: fetch below the lowest block still waiting.
         let lowest = self
