@@ -114,11 +114,10 @@ pub enum Message {
     /// sent the vote to may be the one that failed, and with the votes in
     /// the timeouts anyone can form that view's QC.
     Timeout(Signed<Timeout>, QuorumCert, Option<Signed<Vote>>),
-    /// A replica's highest QC, and the TC that ended the view before its
-    /// own if it has one: multicast every status heartbeat, and sent to a
-    /// replica whose timeout shows it is behind, so that a replica left
-    /// behind in an idle group learns what it missed.
-    SyncInfo(QuorumCert, Option<TimeoutCert>),
+    /// Where a replica stands: multicast every status heartbeat, and sent
+    /// to a replica whose timeout shows it is behind, so that a replica
+    /// left behind in an idle group learns what it missed.
+    SyncInfo(SyncInfo),
     /// Block sync: asks the peer for a block and up to `count` of its
     /// ancestors.
     Fetch(Signed<Fetch>),
@@ -254,6 +253,16 @@ pub struct TimedOut {
     pub signature: Signature,
 }
 
+/// A replica's highest QC, the QC that made its latest commit (a replica
+/// that missed it may hold a higher QC that commits nothing by itself), and
+/// the TC that ended the view before its own, if it entered it so.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct SyncInfo {
+    pub high_qc: QuorumCert,
+    pub commit_qc: QuorumCert,
+    pub tc: Option<TimeoutCert>,
+}
+
 /// `replica` asks for `block` and up to `count` of its ancestors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
 pub struct Fetch {
@@ -322,6 +331,11 @@ crate::fields!(TimedOut {
     high_qc_view,
     signature
 });
+crate::fields!(SyncInfo {
+    high_qc,
+    commit_qc,
+    tc
+});
 crate::fields!(Fetch {
     replica,
     block,
@@ -385,10 +399,7 @@ impl Fields for Message {
                 t.visit(v);
                 vote.visit(v);
             }
-            Message::SyncInfo(qc, tc) => {
-                qc.visit(v);
-                tc.visit(v);
-            }
+            Message::SyncInfo(info) => info.visit(v),
             Message::Fetch(f) => f.visit(v),
             Message::Blocks(blocks) => blocks.visit(v),
             Message::QueryCheckpoint(q) => q.visit(v),

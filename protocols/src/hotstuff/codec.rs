@@ -141,8 +141,8 @@ pub enum Inbound {
     /// A timeout for a view this replica has left (not checked): its sender
     /// is behind.
     Behind,
-    /// A peer's highest QC and TC, checked.
-    SyncInfo(QuorumCert, Option<TimeoutCert>),
+    /// Where a peer stands, its QCs and TC checked.
+    SyncInfo(wire::hotstuff::SyncInfo),
     Fetch(wire::hotstuff::Fetch),
     /// Blocks, each QC checked (their digests are the replica's to check).
     Blocks(Vec<Block>),
@@ -518,15 +518,16 @@ impl SharedState for Codec {
                 self.check_qc_cached(&qc)?;
                 return Ok((from, Inbound::Timeout(timeout, qc, vote)));
             }
-            Message::SyncInfo(qc, tc) => {
+            Message::SyncInfo(info) => {
                 let Source::Replica(id) = source else {
                     return Err(DropReason("sync info: not from a replica"));
                 };
-                self.check_qc_cached(&qc)?;
-                if let Some(tc) = &tc {
+                self.check_qc_cached(&info.high_qc)?;
+                self.check_qc_cached(&info.commit_qc)?;
+                if let Some(tc) = &info.tc {
                     check_tc(config, tc)?;
                 }
-                return Ok((Addr::Replica(id), Inbound::SyncInfo(qc, tc)));
+                return Ok((Addr::Replica(id), Inbound::SyncInfo(info)));
             }
             Message::Fetch(fetch) => {
                 let from = from_replica(source, fetch.payload.replica, wrong)?;
@@ -622,10 +623,13 @@ impl SharedState for Codec {
                 "timeout v{} qc v{} from r{}",
                 t.payload.view, t.payload.high_qc_view, t.payload.replica.0
             ),
-            Ok(Message::SyncInfo(qc, tc)) => format!(
-                "sync info qc v{}{}",
-                qc.view,
-                tc.map(|tc| format!(" tc v{}", tc.view)).unwrap_or_default()
+            Ok(Message::SyncInfo(info)) => format!(
+                "sync info qc v{} commit qc v{}{}",
+                info.high_qc.view,
+                info.commit_qc.view,
+                info.tc
+                    .map(|tc| format!(" tc v{}", tc.view))
+                    .unwrap_or_default()
             ),
             Ok(Message::Fetch(f)) => format!("fetch {} blocks", f.payload.count),
             Ok(Message::Blocks(b)) => format!("{} blocks", b.len()),

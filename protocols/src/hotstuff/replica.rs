@@ -11,7 +11,8 @@ use runtime::{Addr, ClientId, Context, ReplicaId, State};
 use wire::auth::{AuthRequest, Reply};
 use wire::client::Request;
 use wire::hotstuff::{
-    Block, Message, Proposal, Proposed, QuorumCert, TimedOut, Timeout, TimeoutCert, View, Vote,
+    Block, Message, Proposal, Proposed, QuorumCert, SyncInfo, TimedOut, Timeout, TimeoutCert, View,
+    Vote,
 };
 use wire::{Digest, Signature, Signed};
 
@@ -82,6 +83,8 @@ pub struct Replica {
     /// Views timed out in a row: the view timer doubles with each.
     backoff: u32,
     pub(super) high_qc: QuorumCert,
+    /// The QC that made the latest commit here.
+    commit_qc: QuorumCert,
     /// The TC for the view before this one, if the replica entered it so.
     last_tc: Option<TimeoutCert>,
     /// Votes for blocks of views this replica leads the next of.
@@ -239,6 +242,7 @@ impl Replica {
             timed_out: 0,
             backoff: 0,
             high_qc: QuorumCert::genesis(),
+            commit_qc: QuorumCert::genesis(),
             last_tc: None,
             votes: BTreeMap::new(),
             timeouts: vec![None; n],
@@ -404,8 +408,11 @@ impl Replica {
         else {
             return;
         };
-        if b2_view == b1.view + 1 && b1.view == b0.view + 1 {
+        if b2_view == b1.view + 1 && b1.view == b0.view + 1 && b0.height > self.committed.height {
             self.commit(b0, ctx);
+            if qc.view > self.commit_qc.view {
+                self.commit_qc = qc;
+            }
         }
     }
 
@@ -1090,10 +1097,11 @@ impl Replica {
 
     /// This replica's highest QC and its TC, for a replica behind.
     fn sync_info(&self) -> Outbound {
-        Outbound::Message(Message::SyncInfo(
-            self.high_qc.clone(),
-            self.last_tc.clone(),
-        ))
+        Outbound::Message(Message::SyncInfo(SyncInfo {
+            high_qc: self.high_qc.clone(),
+            commit_qc: self.commit_qc.clone(),
+            tc: self.last_tc.clone(),
+        }))
     }
 
     fn reply(&self, client_id: ClientId, request_num: u64, result: Vec<u8>) -> Outbound {
@@ -1209,11 +1217,19 @@ impl State for Replica {
                     ctx.send(Addr::Replica(peer), self.sync_info());
                 }
             }
-            (Inbound::SyncInfo(qc, tc), Addr::Replica(_)) => {
-                if let Some(tc) = tc {
+            (Inbound::SyncInfo(info), Addr::Replica(_)) => {
+                if let Some(tc) = info.tc {
                     self.on_tc(tc, ctx);
                 }
-                self.on_qc(qc, ctx);
+                if info.commit_qc.view > self.commit_qc.view {
+                    if self.place(&info.commit_qc.block).is_some() {
+                        self.on_qc(info.commit_qc, ctx);
+                    } else {
+                        let block = info.commit_qc.block;
+                        self.want_block(block, Some(info.commit_qc), None, ctx);
+                    }
+                }
+                self.on_qc(info.high_qc, ctx);
             }
             (Inbound::Fetch(fetch), Addr::Replica(_)) => self.on_fetch(fetch, ctx),
             (Inbound::Blocks(blocks), Addr::Replica(from)) => self.on_blocks(blocks, from, ctx),

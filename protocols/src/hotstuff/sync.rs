@@ -24,6 +24,9 @@ use crate::common::sessions;
 /// Fetched blocks kept while their ancestors are fetched.
 const ORPHANS_MAX: usize = 2 * FETCH_BLOCKS_MAX as usize;
 
+/// QCs kept while their blocks are fetched.
+const PENDING_QCS: usize = 4;
+
 /// Digests remembered as asked for.
 const ASKED_LATELY: usize = 8;
 
@@ -50,7 +53,7 @@ pub(super) struct Sync {
     /// The blocks asked for lately (answers to earlier fetches still count).
     asked_lately: VecDeque<Digest>,
     /// The highest QC whose block is being fetched: applied once it comes.
-    pending_qc: Option<QuorumCert>,
+    pending_qcs: Vec<QuorumCert>,
     /// When each peer's request was last answered.
     served: Vec<Option<Time>>,
     /// When each peer behind was last told where the group is.
@@ -97,7 +100,7 @@ impl Sync {
             orphans: HashMap::new(),
             asked: None,
             asked_lately: VecDeque::new(),
-            pending_qc: None,
+            pending_qcs: Vec::new(),
             served: vec![None; n],
             helped: vec![None; n],
             transfer: None,
@@ -105,17 +108,10 @@ impl Sync {
         }
     }
 
-    /// The QC waiting for `block`, if it is the one.
+    /// The QC waiting for `block`, if one does.
     pub(super) fn take_pending_qc(&mut self, block: &Digest) -> Option<QuorumCert> {
-        if self
-            .pending_qc
-            .as_ref()
-            .is_some_and(|qc| qc.block == *block)
-        {
-            self.pending_qc.take()
-        } else {
-            None
-        }
+        let i = self.pending_qcs.iter().position(|qc| qc.block == *block)?;
+        Some(self.pending_qcs.swap_remove(i))
     }
 
     /// Forgets what is at or below the committed height.
@@ -184,13 +180,14 @@ impl Replica {
         ctx: &mut Ctx<'_, '_>,
     ) {
         if let Some(qc) = qc
-            && self
-                .sync
-                .pending_qc
-                .as_ref()
-                .is_none_or(|p| p.view < qc.view)
+            && !self.sync.pending_qcs.contains(&qc)
         {
-            self.sync.pending_qc = Some(qc);
+            // The highest few: the high QC's and the commit QC's blocks.
+            if self.sync.pending_qcs.len() >= PENDING_QCS {
+                self.sync.pending_qcs.sort_by_key(|p| p.view);
+                self.sync.pending_qcs.remove(0);
+            }
+            self.sync.pending_qcs.push(qc);
         }
         if let Some((asked, _, at)) = self.sync.asked
             && asked == digest
@@ -290,11 +287,7 @@ impl Replica {
         let asked = self.sync.asked_lately.contains(&first)
             || self.sync.waiting.iter().any(|(b, _)| b.parent() == first)
             || self.sync.orphans.values().any(|b| b.parent() == first)
-            || self
-                .sync
-                .pending_qc
-                .as_ref()
-                .is_some_and(|qc| qc.block == first);
+            || self.sync.pending_qcs.iter().any(|qc| qc.block == first);
         if !asked {
             ctx.drop_message("blocks: not asked for");
             return;
@@ -337,12 +330,12 @@ impl Replica {
         }
         let committed = self.committed.height;
         self.sync.orphans.retain(|_, b| b.height > committed);
-        if let Some(qc) = self.sync.pending_qc.take() {
-            if self.place(&qc.block).is_some() {
-                self.on_qc(qc, ctx);
-            } else {
-                self.sync.pending_qc = Some(qc);
-            }
+        let (ready, missing): (Vec<_>, Vec<_>) = std::mem::take(&mut self.sync.pending_qcs)
+            .into_iter()
+            .partition(|qc| self.place(&qc.block).is_some());
+        self.sync.pending_qcs = missing;
+        for qc in ready {
+            self.on_qc(qc, ctx);
         }
         let waiting = std::mem::take(&mut self.sync.waiting);
         for (block, authentic) in waiting {
@@ -386,7 +379,7 @@ impl Replica {
             && height > self.committed.height + 1
         {
             self.want_block(parent, None, from, ctx);
-        } else if let Some(qc) = &self.sync.pending_qc {
+        } else if let Some(qc) = self.sync.pending_qcs.iter().max_by_key(|qc| qc.view) {
             let block = qc.block;
             self.want_block(block, None, from, ctx);
         } else {
