@@ -361,3 +361,61 @@ fn pbft_equivocating_primary_is_replaced() {
         reports.clients.intervals
     );
 }
+
+/// HotStuff's leader changes every view: the one in office when the fault
+/// comes is killed, its views time out (one timeout each), the others'
+/// views go on, and the clients are served again.
+#[test]
+fn hotstuff_leader_killed_the_group_times_out_its_views_and_serves_again() {
+    let reports = run("hotstuff", &["1500ms:kill:leader"]);
+    let kill = fault(&reports, "kill primary (replica ");
+    assert!(kill.at_ms >= 2000, "{kill:?}");
+    let killed: Vec<usize> = (0..4).filter(|&i| reports.replicas[i].killed).collect();
+    assert_eq!(killed.len(), 1, "{:?}", reports.faults);
+    assert!(
+        counter(&reports, VIEW_CHANGES_COUNTER) > 0,
+        "no view timed out after the leader died"
+    );
+    assert!(
+        ops_at_the_end(&reports) > 0,
+        "the clients completed nothing in the last second: {:?}",
+        reports.clients.intervals
+    );
+    // Leaders still rotate among the survivors.
+    let leaders: std::collections::BTreeSet<_> = (0..4)
+        .filter(|i| !killed.contains(i))
+        .flat_map(|i| reports.replicas[i].intervals.iter().filter_map(|r| r.leader))
+        .collect();
+    assert!(leaders.len() > 1, "{leaders:?}");
+    // The recovery is reported. With round-robin leaders every fourth view
+    // is the dead replica's and costs a timeout, so the rate after the
+    // fault may stay below 90% of the rate before it: not asserted.
+    let recovery = runner::timeline::recoveries(
+        &reports.clients.report.completions,
+        &reports.clients.intervals,
+        &reports.faults,
+        100,
+    );
+    assert!(recovery[0].first_completion_ms.is_some(), "{recovery:?}");
+}
+
+/// A HotStuff replica killed and restarted comes back with its durable
+/// vote record, checkpoint and committed blocks, syncs the rest and
+/// executes again.
+#[test]
+fn hotstuff_replica_killed_and_restarted_catches_up() {
+    let reports = run("hotstuff", &["1s:kill:replica:2", "2s:restart:replica:2"]);
+    fault(&reports, "restart replica:2");
+    let back = last_incarnation(&reports, 2);
+    let executed = back.last().and_then(|r| r.executed).unwrap_or(0);
+    let others = reports.replicas[1]
+        .intervals
+        .last()
+        .and_then(|r| r.executed)
+        .unwrap_or(0);
+    assert!(
+        executed > 0 && executed + 64 >= others,
+        "restarted replica executed to {executed}, the others to {others}"
+    );
+    assert!(ops_at_the_end(&reports) > 0);
+}
