@@ -37,20 +37,33 @@
 //! certificates below decide only when replicas move on.
 //!
 //! **Pacemaker.** A replica is in one view at a time: the view it waits for a
-//! proposal in. It enters view v + 1 on a QC for view v (it voted, or a
-//! block carried it), or on a timeout certificate (TC) for view v. Its view
-//! timer runs only while there is work pending (requests it holds, or an
-//! uncommitted block with requests); it starts at `view_timeout_ms`, doubles
-//! with every view in a row that times out, up to [`VIEW_TIMEOUT_MAX`], and
-//! returns to the start when a QC forms. When it fires, the replica
-//! multicasts a signed timeout for its view carrying its highest QC and
-//! votes no more in that view; n − f timeouts for a view form a TC, which
-//! lets everyone enter the next view, whose leader proposes on its highest
-//! QC with the TC attached. A replica that sees f + 1 timeouts for a view
-//! at or above its own times out in that view too (one of them is
-//! correct), so views do not drift apart. A crashed or silent leader costs
-//! one timeout: the replicas wait for its proposal, time out in its view,
-//! and the next leader proposes.
+//! proposal in. It enters view v + 1 when it votes in view v, on a QC for
+//! view v (a block carried it, or it formed it), or on a timeout
+//! certificate (TC) for view v. Its view timer runs only while there is
+//! work pending (requests it holds, or a recent block with requests that
+//! may not have committed everywhere); it starts at `view_timeout_ms`,
+//! doubles with every view in a row that times out, up to
+//! [`VIEW_TIMEOUT_MAX`], and returns to the start when a QC forms. When it
+//! fires, the replica multicasts a signed timeout for its view carrying its
+//! highest QC and its vote in the view before, if it cast one. A replica
+//! that timed out in view w has given up on every view up to w, so its
+//! latest timeout counts toward a TC for any view up to w: a quorum of
+//! replicas whose latest timeouts are at or above w form a TC for w, even
+//! if some voted in w − 1 and moved on while others waited in it. A replica
+//! that sees f + 1 timeouts at or above some view w at or above its own
+//! times out in w too (one of them is correct), so views do not drift
+//! apart. A crashed or silent leader costs one timeout: the replicas wait
+//! for its proposal, time out in its view, and the next leader proposes. A
+//! crashed *next* leader swallows the votes for the block before; the
+//! votes in the timeouts let everyone form that QC anyway, so the block is
+//! not lost and a rotation with a dead replica still commits (without them,
+//! n = 4 with one replica down would never see three views in a row
+//! certified).
+//!
+//! Every [`STATUS_HEARTBEAT`], and when a timeout shows that its sender is
+//! behind, a replica sends its highest QC, the QC of its latest commit and
+//! its TC (`SyncInfo`): a replica that missed a QC in an idle group, where
+//! no further blocks come, learns of it and commits what the others did.
 //!
 //! While any block with requests is uncommitted the leaders keep proposing,
 //! with empty blocks if they have no requests, so the last request of a
@@ -88,9 +101,18 @@
 //!
 //! **Durable state.** Before a vote leaves, the replica persists the view it
 //! voted in and its locked block ([`Context::persist`] is a barrier), so a
-//! replica that restarts cannot vote twice in a view nor forget its lock; it
-//! takes no part in voting until it has a state again (a checkpoint or the
-//! blocks from genesis).
+//! replica that restarts cannot vote twice in a view nor forget its lock.
+//! Before the replies of a committed block leave, it persists the block
+//! (a ring of the blocks since the last checkpoint), and every checkpoint
+//! too: replicas that all restart start from their checkpoint, execute the
+//! committed blocks above it again, and lose no operation a client saw
+//! complete. They fetch the rest from the others. Voting needs no state,
+//! so a replica behind votes while it catches up. The model is
+//! crash-recovery with stable storage: a replica that restarts without its
+//! durable record is beyond it (the `beyond` profile does that to more than
+//! f).
+//!
+//! [`Context::persist`]: runtime::Context::persist
 //!
 //! # Cryptography and trust
 //!
@@ -113,9 +135,14 @@
 //! The block store holds at most [`BLOCKS_MAX`] blocks (those above the
 //! committed one, and [`COMMITTED_KEPT`] below); a proposal that would pass
 //! it is dropped. The pool holds one request per client, for at most
-//! [`POOL_MAX`] clients and [`POOL_BYTES_MAX`] bytes. Votes and timeouts
-//! are kept for at most [`VIEWS_AHEAD`] views above the current one.
-//! Proposals waiting for their ancestors: [`WAITING_MAX`].
+//! [`POOL_MAX`] clients and [`POOL_BYTES_MAX`] bytes. Votes are kept for
+//! at most [`VIEWS_AHEAD`] views above the current one, timeouts one per
+//! replica (its latest). Proposals waiting for their ancestors:
+//! [`WAITING_MAX`]; fetched blocks waiting for theirs: twice
+//! [`FETCH_BLOCKS_MAX`]; own checkpoints: the latest two; durable keys:
+//! three, and a ring of twice [`CHECKPOINT_INTERVAL`] blocks. A peer's
+//! fetches and checkpoint queries are answered at most once a millisecond
+//! each.
 
 pub mod bugs;
 mod client;

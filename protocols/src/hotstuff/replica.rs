@@ -108,6 +108,8 @@ pub struct Replica {
 
     pub(super) pool: Pool,
     pub(super) sync: Sync,
+    /// Which block each slot of the durable ring holds.
+    ring: Vec<Option<Digest>>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -253,6 +255,7 @@ impl Replica {
             committed: anchor,
             committed_chain: VecDeque::from([(0, anchor.digest)]),
             pool: Pool::default(),
+            ring: vec![None; BLOCK_RING as usize],
         }
     }
 
@@ -356,6 +359,9 @@ impl Replica {
         }
         let justify = block.justify.clone();
         let digest = block.digest();
+        // Durable before this replica votes for it or for a child: a QC's
+        // block survives a restart of every replica that voted for it.
+        self.keep_durable(&block, digest, ctx);
         self.blocks.insert(digest, block);
         self.on_qc(justify, ctx);
         if let Some(qc) = self.sync.take_pending_qc(&digest) {
@@ -441,7 +447,7 @@ impl Replica {
         self.last_voted = view;
         // Durable before the vote leaves: a restarted replica neither votes
         // twice in a view nor forgets its lock.
-        ctx.persist(VOTED_KEY, encode_voted(view, &self.locked));
+        ctx.persist(VOTED_KEY, encode_voted(view, &self.locked, &self.high_qc));
         let vote = self.codec.sign(Vote {
             view,
             block: block.digest(),
@@ -510,9 +516,12 @@ impl Replica {
         let height = block.height;
         // Durable before any reply leaves: a client that saw f + 1 results
         // finds them again after every replica restarted.
-        if let Ok(bytes) = wire::codec::encode_to_vec(&block) {
-            ctx.persist(block_key(height), bytes);
-        }
+        self.keep_durable(&block, digest, ctx);
+        ctx.persist(COMMITTED_KEY, encode_committed(&Anchor {
+            digest,
+            height,
+            view: block.view,
+        }));
         if block.requests.is_empty() {
             self.app.unexecuted_at(height, Unexecuted::Null);
         }
@@ -682,23 +691,43 @@ impl Replica {
                 ctx.count("recover: checkpoint restored");
             }
         }
-        loop {
-            let height = self.committed.height + 1;
+        let committed = stored.get(COMMITTED_KEY).and_then(decode_committed);
+        let mut parent = self.committed.digest;
+        for height in self.committed.height + 1..self.committed.height + BLOCK_RING {
             let Some(block) = stored
                 .get(&block_key(height))
                 .and_then(|bytes| wire::decode::<Block>(bytes).ok())
             else {
                 break;
             };
-            if block.height != height || block.parent() != self.committed.digest {
+            if block.height != height || block.parent() != parent {
                 break;
             }
             let digest = block.digest();
+            parent = digest;
+            self.ring[(height % BLOCK_RING) as usize] = Some(digest);
             self.blocks.insert(digest, block);
-            self.execute(digest, ctx);
-            ctx.count("recover: committed block executed again");
+            if committed.is_some_and(|(h, _)| height <= h) {
+                self.execute(digest, ctx);
+                ctx.count("recover: committed block executed again");
+            } else {
+                ctx.count("recover: uncommitted block restored");
+            }
         }
         self.prune(ctx);
+    }
+
+    /// Persists `block` in its height's slot of the ring, unless it is
+    /// there already.
+    fn keep_durable(&mut self, block: &Block, digest: Digest, ctx: &mut Ctx<'_, '_>) {
+        let slot = &mut self.ring[(block.height % BLOCK_RING) as usize];
+        if *slot == Some(digest) {
+            return;
+        }
+        if let Ok(bytes) = wire::codec::encode_to_vec(block) {
+            ctx.persist(block_key(block.height), bytes);
+            *slot = Some(digest);
+        }
     }
 
     /// A proposal that waited for its ancestors, which came.
@@ -1121,16 +1150,25 @@ pub(super) fn block_key(height: u64) -> Vec<u8> {
     format!("hotstuff block {}", height % BLOCK_RING).into_bytes()
 }
 
-/// Committed blocks kept durable: those since the last checkpoint, and more.
+/// Blocks kept durable, by height: the committed ones since the last
+/// checkpoint, and the few above.
 const BLOCK_RING: u64 = 2 * CHECKPOINT_INTERVAL;
 
-/// The durable record of a vote: the view, and the locked block.
-fn encode_voted(view: View, locked: &Anchor) -> Vec<u8> {
-    let mut out = Vec::with_capacity(56);
+/// The durable key of the last commit.
+const COMMITTED_KEY: &[u8] = b"hotstuff committed";
+
+/// The durable record of a vote: the view, the locked block, and the high
+/// QC (whose block is in the ring, [`block_key`]), so that replicas that
+/// all restart still hold the QCs their locks need a proposal to carry.
+fn encode_voted(view: View, locked: &Anchor, high_qc: &QuorumCert) -> Vec<u8> {
+    let mut out = Vec::with_capacity(56 + 32 + high_qc.votes.len() * 72);
     out.extend_from_slice(&view.to_le_bytes());
     out.extend_from_slice(&locked.height.to_le_bytes());
     out.extend_from_slice(&locked.view.to_le_bytes());
     out.extend_from_slice(&locked.digest.0);
+    if let Ok(qc) = wire::codec::encode_to_vec(high_qc) {
+        out.extend_from_slice(&qc);
+    }
     out
 }
 
@@ -1156,9 +1194,12 @@ fn decode_checkpoint(bytes: &[u8]) -> Option<(Anchor, &[u8])> {
     Some((anchor, bytes.get(48..)?))
 }
 
-fn decode_voted(bytes: &[u8]) -> Option<(View, Anchor)> {
+fn decode_voted(bytes: &[u8]) -> Option<(View, Anchor, Option<QuorumCert>)> {
     let word = |i: usize| Some(u64::from_le_bytes(bytes.get(i..i + 8)?.try_into().ok()?));
     let digest: [u8; 32] = bytes.get(24..56)?.try_into().ok()?;
+    let high_qc = bytes
+        .get(56..)
+        .and_then(|qc| wire::decode::<QuorumCert>(qc).ok());
     Some((
         word(0)?,
         Anchor {
@@ -1166,7 +1207,22 @@ fn decode_voted(bytes: &[u8]) -> Option<(View, Anchor)> {
             view: word(16)?,
             digest: Digest(digest),
         },
+        high_qc,
     ))
+}
+
+/// The durable record of the last commit: its block's height and digest.
+fn encode_committed(anchor: &Anchor) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40);
+    out.extend_from_slice(&anchor.height.to_le_bytes());
+    out.extend_from_slice(&anchor.digest.0);
+    out
+}
+
+fn decode_committed(bytes: &[u8]) -> Option<(u64, Digest)> {
+    let height = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let digest: [u8; 32] = bytes.get(8..40)?.try_into().ok()?;
+    Some((height, Digest(digest)))
 }
 
 impl State for Replica {
@@ -1185,10 +1241,15 @@ impl State for Replica {
     fn on_recover(&mut self, stored: &Stored, ctx: &mut Ctx<'_, '_>) {
         self.restore_committed(stored, ctx);
         match stored.get(VOTED_KEY).and_then(decode_voted) {
-            Some((voted, locked)) => {
+            Some((voted, locked, high_qc)) => {
                 self.last_voted = voted;
                 self.locked = locked;
                 self.view = voted + 1;
+                if let Some(qc) = high_qc
+                    && crate::hotstuff::check_qc(&self.config, &qc).is_ok()
+                {
+                    self.on_qc(qc, ctx);
+                }
                 ctx.count("recover: vote record restored");
             }
             None => ctx.count("recover: no vote record"),
@@ -1276,9 +1337,13 @@ mod tests {
             height: 12,
             view: 40,
         };
-        let bytes = encode_voted(41, &locked);
-        assert_eq!(decode_voted(&bytes), Some((41, locked)));
+        let bytes = encode_voted(41, &locked, &QuorumCert::genesis());
+        assert_eq!(
+            decode_voted(&bytes),
+            Some((41, locked, Some(QuorumCert::genesis())))
+        );
         assert_eq!(decode_voted(&bytes[..55]), None);
+        assert_eq!(decode_voted(&bytes[..56]), Some((41, locked, None)));
     }
 
     #[test]
