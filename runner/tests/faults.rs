@@ -384,7 +384,12 @@ fn hotstuff_leader_killed_the_group_times_out_its_views_and_serves_again() {
     // Leaders still rotate among the survivors.
     let leaders: std::collections::BTreeSet<_> = (0..4)
         .filter(|i| !killed.contains(i))
-        .flat_map(|i| reports.replicas[i].intervals.iter().filter_map(|r| r.leader))
+        .flat_map(|i| {
+            reports.replicas[i]
+                .intervals
+                .iter()
+                .filter_map(|r| r.leader)
+        })
         .collect();
     assert!(leaders.len() > 1, "{leaders:?}");
     // The recovery is reported. With round-robin leaders every fourth view

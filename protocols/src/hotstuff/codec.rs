@@ -161,7 +161,7 @@ pub enum Inbound {
 /// what the codec authenticates per destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outbound {
-    Message(Message),
+    Message(Box<Message>),
     /// A reply, MACed for its client.
     Reply(Reply),
     Evicted(Reply),
@@ -461,38 +461,38 @@ impl SharedState for Codec {
                     return Err(DropReason("request: from a replica's address"));
                 }
                 self.auth.check_request(&request)?;
-                return Ok((
+                Ok((
                     Addr::Client(request.request.client_id),
                     Inbound::Request(request),
-                ));
+                ))
             }
             Message::Reply(reply) | Message::Evicted(reply)
                 if source != Source::Replica(reply.reply.replica) =>
             {
-                return Err(DropReason(wrong));
+                Err(DropReason(wrong))
             }
             Message::Reply(reply) => {
                 self.auth.check_reply(&reply)?;
-                return Ok((
+                Ok((
                     Addr::Replica(reply.reply.replica),
                     Inbound::Reply(reply.reply),
-                ));
+                ))
             }
             Message::Evicted(reply) => {
                 self.auth.check_reply(&reply)?;
-                return Ok((
+                Ok((
                     Addr::Replica(reply.reply.replica),
                     Inbound::Evicted(reply.reply),
-                ));
+                ))
             }
-            Message::Proposal(proposal) => return self.decode_proposal(source, proposal),
+            Message::Proposal(proposal) => self.decode_proposal(source, proposal),
             Message::Vote(vote) => {
                 let from = from_replica(source, vote.payload.voter, wrong)?;
                 if vote.payload.view <= self.certified.get() && vote.payload.view > 0 {
                     return Err(DropReason("vote: for a view certified already"));
                 }
                 config.verify(&vote, vote.payload.voter, "vote: bad signature")?;
-                return Ok((from, Inbound::Vote(vote)));
+                Ok((from, Inbound::Vote(vote)))
             }
             Message::Timeout(timeout, qc, vote) => {
                 let from = from_replica(source, timeout.payload.replica, wrong)?;
@@ -516,7 +516,7 @@ impl SharedState for Codec {
                     config.verify(vote, vote.payload.voter, "timeout: bad vote signature")?;
                 }
                 self.check_qc_cached(&qc)?;
-                return Ok((from, Inbound::Timeout(timeout, qc, vote)));
+                Ok((from, Inbound::Timeout(timeout, qc, vote)))
             }
             Message::SyncInfo(info) => {
                 let Source::Replica(id) = source else {
@@ -527,12 +527,12 @@ impl SharedState for Codec {
                 if let Some(tc) = &info.tc {
                     check_tc(config, tc)?;
                 }
-                return Ok((Addr::Replica(id), Inbound::SyncInfo(info)));
+                Ok((Addr::Replica(id), Inbound::SyncInfo(info)))
             }
             Message::Fetch(fetch) => {
                 let from = from_replica(source, fetch.payload.replica, wrong)?;
                 config.verify(&fetch, fetch.payload.replica, "fetch: bad signature")?;
-                return Ok((from, Inbound::Fetch(fetch.payload)));
+                Ok((from, Inbound::Fetch(fetch.payload)))
             }
             Message::Blocks(blocks) => {
                 let Source::Replica(id) = source else {
@@ -547,22 +547,22 @@ impl SharedState for Codec {
                     }
                     self.check_qc_cached(&block.justify)?;
                 }
-                return Ok((Addr::Replica(id), Inbound::Blocks(blocks)));
+                Ok((Addr::Replica(id), Inbound::Blocks(blocks)))
             }
             Message::QueryCheckpoint(q) => {
                 let from = from_replica(source, q.payload.replica, wrong)?;
                 config.verify(&q, q.payload.replica, "query: bad signature")?;
-                return Ok((from, Inbound::QueryCheckpoint(q.payload)));
+                Ok((from, Inbound::QueryCheckpoint(q.payload)))
             }
             Message::Checkpoint(c) => {
                 let from = from_replica(source, c.payload.replica, wrong)?;
                 config.verify(&c, c.payload.replica, "checkpoint: bad signature")?;
-                return Ok((from, Inbound::Checkpoint(c.payload)));
+                Ok((from, Inbound::Checkpoint(c.payload)))
             }
             Message::FetchChunk(f) => {
                 let from = from_replica(source, f.payload.replica, wrong)?;
                 config.verify(&f, f.payload.replica, "fetch chunk: bad signature")?;
-                return Ok((from, Inbound::FetchChunk(f.payload)));
+                Ok((from, Inbound::FetchChunk(f.payload)))
             }
             Message::Chunk(chunk) => {
                 let Source::Replica(id) = source else {
@@ -579,14 +579,14 @@ impl SharedState for Codec {
                 if !fits {
                     return Err(DropReason("chunk: does not fit its state's digest"));
                 }
-                return Ok((Addr::Replica(id), Inbound::Chunk(chunk)));
+                Ok((Addr::Replica(id), Inbound::Chunk(chunk)))
             }
         }
     }
 
     fn encode(&self, msg: &Outbound, buf: &mut Vec<u8>) -> Result<(), DropReason> {
         let encoded = match msg {
-            Outbound::Message(m) => return wire::encode(m, buf).map_err(DropReason::from),
+            Outbound::Message(m) => return wire::encode(&**m, buf).map_err(DropReason::from),
             Outbound::Reply(reply) => Message::Reply(self.auth.mac_reply(reply)?),
             Outbound::Evicted(reply) => Message::Evicted(self.auth.mac_reply(reply)?),
             Outbound::Request { session, request } => {

@@ -458,7 +458,10 @@ impl Replica {
         if next == self.id {
             self.on_vote(vote, ctx);
         } else {
-            ctx.send(Addr::Replica(next), Outbound::Message(Message::Vote(vote)));
+            ctx.send(
+                Addr::Replica(next),
+                Outbound::Message(Box::new(Message::Vote(vote))),
+            );
         }
         self.enter(view + 1, ctx);
     }
@@ -517,11 +520,14 @@ impl Replica {
         // Durable before any reply leaves: a client that saw f + 1 results
         // finds them again after every replica restarted.
         self.keep_durable(&block, digest, ctx);
-        ctx.persist(COMMITTED_KEY, encode_committed(&Anchor {
-            digest,
-            height,
-            view: block.view,
-        }));
+        ctx.persist(
+            COMMITTED_KEY,
+            encode_committed(&Anchor {
+                digest,
+                height,
+                view: block.view,
+            }),
+        );
         if block.requests.is_empty() {
             self.app.unexecuted_at(height, Unexecuted::Null);
         }
@@ -684,12 +690,12 @@ impl Replica {
     /// After a restart: the last durable checkpoint's state, then the
     /// committed blocks above it, executed again in order.
     fn restore_committed(&mut self, stored: &Stored, ctx: &mut Ctx<'_, '_>) {
-        if let Some((anchor, state)) = stored.get(CHECKPOINT_KEY).and_then(decode_checkpoint) {
-            if self.restore_state(state, ctx) {
-                self.install_anchor(anchor, ctx);
-                self.take_checkpoint(ctx);
-                ctx.count("recover: checkpoint restored");
-            }
+        if let Some((anchor, state)) = stored.get(CHECKPOINT_KEY).and_then(decode_checkpoint)
+            && self.restore_state(state, ctx)
+        {
+            self.install_anchor(anchor, ctx);
+            self.take_checkpoint(ctx);
+            ctx.count("recover: checkpoint restored");
         }
         let committed = stored.get(COMMITTED_KEY).and_then(decode_committed);
         let mut parent = self.committed.digest;
@@ -907,7 +913,9 @@ impl Replica {
             )
         });
         let proposal = Proposal { header, block, tc };
-        ctx.send_to_replicas(Outbound::Message(Message::Proposal(proposal.clone())));
+        ctx.send_to_replicas(Outbound::Message(Box::new(Message::Proposal(
+            proposal.clone(),
+        ))));
         self.on_proposal(proposal.block, proposal.tc, true, self.id, ctx);
     }
 
@@ -973,11 +981,11 @@ impl Replica {
             .last_vote
             .clone()
             .filter(|v| v.payload.view.saturating_add(1) == view);
-        ctx.send_to_replicas(Outbound::Message(Message::Timeout(
+        ctx.send_to_replicas(Outbound::Message(Box::new(Message::Timeout(
             timeout.clone(),
             self.high_qc.clone(),
             vote.clone(),
-        )));
+        ))));
         if let Some(vote) = vote {
             self.collect_vote(vote, ctx);
         }
@@ -1029,7 +1037,7 @@ impl Replica {
             signature: timeout.signature,
         });
         let mut latest: Vec<TimedOut> = self.timeouts.iter().flatten().copied().collect();
-        latest.sort_unstable_by(|a, b| b.view.cmp(&a.view));
+        latest.sort_unstable_by_key(|t| std::cmp::Reverse(t.view));
         let (f, quorum) = (self.config.f, self.config.quorum());
         if let Some(join) = latest.get(f).map(|t| t.view)
             && join >= self.view
@@ -1126,11 +1134,11 @@ impl Replica {
 
     /// This replica's highest QC and its TC, for a replica behind.
     fn sync_info(&self) -> Outbound {
-        Outbound::Message(Message::SyncInfo(SyncInfo {
+        Outbound::Message(Box::new(Message::SyncInfo(SyncInfo {
             high_qc: self.high_qc.clone(),
             commit_qc: self.commit_qc.clone(),
             tc: self.last_tc.clone(),
-        }))
+        })))
     }
 
     fn reply(&self, client_id: ClientId, request_num: u64, result: Vec<u8>) -> Outbound {

@@ -222,7 +222,7 @@ impl Replica {
         ctx.count("sync: fetch sent");
         ctx.send(
             Addr::Replica(peer),
-            Outbound::Message(Message::Fetch(fetch)),
+            Outbound::Message(Box::new(Message::Fetch(fetch))),
         );
         self.sync.asked = Some((digest, peer, ctx.now()));
         if !self.sync.asked_lately.contains(&digest) {
@@ -267,7 +267,7 @@ impl Replica {
         ctx.count_n("sync: blocks served", out.len() as u64);
         ctx.send(
             Addr::Replica(fetch.replica),
-            Outbound::Message(Message::Blocks(out)),
+            Outbound::Message(Box::new(Message::Blocks(out))),
         );
     }
 
@@ -496,7 +496,7 @@ impl Replica {
             replica: self.id,
             nonce,
         });
-        ctx.send_to_replicas(Outbound::Message(Message::QueryCheckpoint(query)));
+        ctx.send_to_replicas(Outbound::Message(Box::new(Message::QueryCheckpoint(query))));
         ctx.set_timer(ReplicaTimer::Sync, SYNC_RETRY);
     }
 
@@ -521,7 +521,7 @@ impl Replica {
         });
         ctx.send(
             Addr::Replica(query.replica),
-            Outbound::Message(Message::Checkpoint(offer)),
+            Outbound::Message(Box::new(Message::Checkpoint(offer))),
         );
     }
 
@@ -592,7 +592,7 @@ impl Replica {
                     replica: me,
                     nonce: transfer.nonce,
                 });
-                ctx.send_to_replicas(Outbound::Message(Message::QueryCheckpoint(query)));
+                ctx.send_to_replicas(Outbound::Message(Box::new(Message::QueryCheckpoint(query))));
             }
             return;
         };
@@ -620,7 +620,7 @@ impl Replica {
             });
             ctx.send(
                 Addr::Replica(peer),
-                Outbound::Message(Message::FetchChunk(fetch)),
+                Outbound::Message(Box::new(Message::FetchChunk(fetch))),
             );
         }
     }
@@ -651,7 +651,7 @@ impl Replica {
         };
         ctx.send(
             Addr::Replica(f.replica),
-            Outbound::Message(Message::Chunk(chunk)),
+            Outbound::Message(Box::new(Message::Chunk(chunk))),
         );
     }
 
