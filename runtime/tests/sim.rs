@@ -1199,7 +1199,11 @@ fn a_twin_crashes_pauses_and_restarts_with_its_address() {
 
     let (first, twin) = pongs_by_copy(&journal, R0);
     assert_eq!(first, twin, "the copies were down and up together");
-    assert!(first.iter().all(|s| !(12..=20).contains(s) && !(32..=40).contains(s)));
+    assert!(
+        first
+            .iter()
+            .all(|s| !(12..=20).contains(s) && !(32..=40).contains(s))
+    );
     assert_eq!(first.len(), 40);
     assert_eq!(sim.faults().crashes, 2);
     assert_eq!(sim.faults().restarts, 2);

@@ -48,7 +48,7 @@ pub const CLIENTS: u64 = 2;
 pub const OPS: u64 = 20;
 
 /// Phases a drawn schedule has at most.
-pub const PHASES_MAX: u64 = 4;
+pub const PHASES_MAX: u64 = 6;
 
 pub fn client(id: u64) -> Addr {
     Addr::Client(ClientId(id))
@@ -135,7 +135,7 @@ pub fn draw_schedule(rng: &mut Rng) -> Vec<Phase> {
     let mut at = rng.between(0, 20);
     let mut phases = Vec::new();
     for _ in 0..rng.between(1, PHASES_MAX) {
-        let until = at + rng.between(10, 120);
+        let until = at + rng.between(5, 80);
         let mut sides = [vec![T1], vec![T2]];
         for other in [A, B, C, client(1), client(2)] {
             sides[rng.below(2) as usize].push(other.into());
@@ -145,7 +145,7 @@ pub fn draw_schedule(rng: &mut Rng) -> Vec<Phase> {
             until: Duration::from_millis(until),
             sides,
         });
-        at = until + rng.between(0, 30);
+        at = until + rng.between(0, 20);
     }
     phases
 }
@@ -164,18 +164,25 @@ pub struct TwinRun {
 /// and the twin under `phases` from `seed`, two clients of [`OPS`]
 /// operations each, until the clients finish or the liveness bound passes
 /// after the last heal; then lets the group settle and checks that the
-/// correct replicas caught up. With `trace`, keeps the timeline.
-pub fn run(seed: u64, phases: &[Phase], real_keys: bool, trace: bool) -> TwinRun {
+/// correct replicas caught up, and that they committed the same block at
+/// every height ([`conflicting_commits`]).
+pub fn run(seed: u64, phases: &[Phase], real_keys: bool) -> TwinRun {
     let keys = if real_keys {
         hotstuff::keys(seed, 4)
     } else {
         hotstuff::simulated_keys(seed, 4)
     };
     let config = hotstuff::config(&keys);
-    let mut sim = Simulator::new(seed, Network::faulty(0.01));
-    if trace {
-        sim.enable_trace();
-    }
+    // Odd seeds hold some datagrams back for up to 100 ms, so that they
+    // arrive after the partitions have changed.
+    let network = if seed % 2 == 1 {
+        Network::laggy(0.02, Duration::from_millis(100))
+    } else {
+        Network::faulty(0.01)
+    };
+    let mut sim = Simulator::new(seed, network);
+    // Always: the check of committed blocks reads the trace.
+    sim.enable_trace();
     let log = ExecutionLog::default();
     sim.set_workload(
         KvWorkload::default().into_workload(),
@@ -208,6 +215,9 @@ pub fn run(seed: u64, phases: &[Phase], real_keys: bool, trace: bool) -> TwinRun
         sim.run_until(settled);
         failure = check_caught_up(&sim, &log, IDLE_SLACK).err();
     }
+    if let Some(conflict) = conflicting_commits(sim.trace().expect("traced")) {
+        failure = Some(conflict);
+    }
     TwinRun {
         failure,
         ops_completed: sim.ops_completed(),
@@ -216,25 +226,107 @@ pub fn run(seed: u64, phases: &[Phase], real_keys: bool, trace: bool) -> TwinRun
     }
 }
 
-/// A sweep: every fixed schedule and `drawn` drawn ones, each under
-/// `seeds` seeds. Every failure, with its schedule and seed.
-pub fn sweep(seeds: u64, drawn: u64) -> Vec<String> {
+/// The sweep's schedules: every fixed one and `drawn` drawn ones.
+pub fn all_schedules(drawn: u64) -> Vec<(String, Vec<Phase>)> {
     let mut all = schedules();
     let mut rng = Rng::new(0x7715);
-    let drawn: Vec<Vec<Phase>> = (0..drawn).map(|_| draw_schedule(&mut rng)).collect();
-    for (i, phases) in drawn.into_iter().enumerate() {
-        all.push((format!("drawn {i}"), phases));
+    for i in 0..drawn {
+        all.push((format!("drawn {i}"), draw_schedule(&mut rng)));
     }
+    all
+}
+
+/// A sweep: every schedule of [`all_schedules`] under seeds `0..seeds`.
+/// Every failure, with its schedule and seed.
+pub fn sweep(seeds: u64, drawn: u64) -> Vec<String> {
     let mut failures = Vec::new();
-    for (name, phases) in &all {
+    for (name, phases) in &all_schedules(drawn) {
         for seed in 0..seeds {
-            let run = run(seed, phases, false, false);
-            if let Some(why) = run.failure {
+            if let Some(why) = run(seed, phases, false).failure {
                 failures.push(format!("{name} {phases:?}, seed {seed}: {why}"));
             }
         }
     }
     failures
+}
+
+/// A failed run of a sweep: which schedule of [`all_schedules`], which
+/// seed, and why.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub schedule: usize,
+    pub name: String,
+    pub seed: u64,
+    pub why: String,
+}
+
+/// The first run of the sweep that fails or panics (a replica's own
+/// assertion), seed by seed over every schedule of
+/// [`all_schedules`]`(drawn)`, with seeds `0..seeds`.
+pub fn first_failure(seeds: u64, drawn: u64) -> Option<Failure> {
+    let schedules = all_schedules(drawn);
+    (0..seeds).find_map(|seed| {
+        schedules
+            .iter()
+            .enumerate()
+            .find_map(|(schedule, (name, phases))| {
+                let why = checked_run(seed, phases)?;
+                Some(Failure {
+                    schedule,
+                    name: name.clone(),
+                    seed,
+                    why,
+                })
+            })
+    })
+}
+
+/// Why the run of `phases` under `seed` failed or panicked, if it did.
+pub fn checked_run(seed: u64, phases: &[Phase]) -> Option<String> {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(seed, phases, false).failure
+    }));
+    run.unwrap_or_else(|_| Some("panic".to_string()))
+}
+
+/// Two correct replicas that committed different blocks at one height,
+/// read from the `executed h<height> v<view>` lines replicas note: blocks
+/// of one height from different views are different blocks. Sharper than
+/// the agreement check of what the application executed, to which two
+/// different empty blocks look alike.
+pub fn conflicting_commits(trace: &[TraceEvent]) -> Option<String> {
+    let mut committed: BTreeMap<u64, (Addr, u64)> = BTreeMap::new();
+    for event in trace {
+        let Some(node) = event.node else { continue };
+        if node == T1.addr || !matches!(node, Addr::Replica(_)) {
+            continue;
+        }
+        let Some(rest) = event.what.strip_prefix("executed h") else {
+            continue;
+        };
+        let mut words = rest.split(' ');
+        let height = words.next().and_then(|h| h.parse::<u64>().ok());
+        let view = words
+            .next()
+            .and_then(|v| v.strip_prefix('v'))
+            .and_then(|v| v.parse::<u64>().ok());
+        let (Some(height), Some(view)) = (height, view) else {
+            continue;
+        };
+        match committed.get(&height) {
+            Some(&(other, other_view)) if other_view != view => {
+                return Some(format!(
+                    "agreement: {other} committed the block of view {other_view} at height \
+                     {height}, {node} the block of view {view}"
+                ));
+            }
+            Some(_) => {}
+            None => {
+                committed.insert(height, (node, view));
+            }
+        }
+    }
+    None
 }
 
 /// Views in which the two copies of [`L`] sent different proposals that
