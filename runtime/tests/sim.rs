@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use runtime::check::Operation;
 use runtime::node::{ClientNode, Node, Packet, Process};
-use runtime::sim::{Byzantine, Network, Noise, Simulator, Tamper, Workload};
+use runtime::sim::{Byzantine, Network, NodeRef, Noise, Simulator, Tamper, Workload};
 use runtime::{
     Addr, Client, ClientId, Context, Counters, Dest, DropReason, ReplicaId, Rng, SharedState,
     Source, State, Time,
@@ -1086,6 +1086,141 @@ fn scheduled_actions_run_at_their_time_in_order() {
         ]
     );
     assert_eq!(sim.now(), at_ms(40));
+}
+
+// ---------------------------------------------------------------------------
+// Twins.
+// ---------------------------------------------------------------------------
+
+/// A twin of the echo at R1 that answers 1,000 higher, so that each pong
+/// says which copy sent it.
+fn add_echo_twin(sim: &mut Simulator) -> NodeRef {
+    let journal = Journal::default();
+    sim.add_twin(
+        R1,
+        Box::new(move |rng| {
+            let echo = Echo {
+                pong_offset: TWIN_OFFSET,
+                journal: journal.clone(),
+            };
+            Box::new(Node::new(R1, echo, Arc::new(Codec { me: R1 }), rng))
+        }),
+    )
+}
+
+const TWIN_OFFSET: u64 = 1_000;
+
+/// The pongs `node` received from R1, by the copy that sent them (the
+/// original's, the twin's).
+fn pongs_by_copy(journal: &Journal, node: Addr) -> (Vec<u64>, Vec<u64>) {
+    let (mut first, mut twin) = (Vec::new(), Vec::new());
+    for (_, from, msg) in journal.received(node) {
+        if from != R1 {
+            continue; // Another pinger's pings.
+        }
+        match msg {
+            Msg::Pong { seq } if seq > TWIN_OFFSET => twin.push(seq - TWIN_OFFSET),
+            Msg::Pong { seq } => first.push(seq),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    first.sort_unstable();
+    twin.sort_unstable();
+    (first, twin)
+}
+
+#[test]
+fn a_twin_receives_what_is_sent_to_its_address_and_answers_as_from_it() {
+    let mut sim = Simulator::new(40, Network::reliable());
+    let journal = Journal::default();
+    add_echo(&mut sim, R1, 0, &journal);
+    let twin = add_echo_twin(&mut sim);
+    assert_eq!(twin, NodeRef::new(R1, 1));
+    assert_eq!(sim.twins_of(R1), vec![twin]);
+    add_pinger(&mut sim, R0, pings(Dest::To(R1), 1, 20), &journal);
+    add_pinger(&mut sim, R2, pings(Dest::Replicas, 1, 20), &journal);
+    sim.run_until(at_ms(100));
+
+    let all: Vec<u64> = (1..=20).collect();
+    // Every ping reached both copies, and each answered it as R1.
+    assert_eq!(pongs_by_copy(&journal, R0), (all.clone(), all.clone()));
+    assert_eq!(pongs_by_copy(&journal, R2), (all.clone(), all));
+    assert_eq!(sim.faults().byzantine, 1, "a twin is a Byzantine fault");
+}
+
+#[test]
+fn partitions_by_node_split_twins_and_by_address_move_them_together() {
+    let mut sim = Simulator::new(41, Network::reliable());
+    let journal = Journal::default();
+    add_echo(&mut sim, R1, 0, &journal);
+    let twin = add_echo_twin(&mut sim);
+    add_pinger(&mut sim, R0, pings(Dest::To(R1), 1, 60), &journal);
+    add_pinger(&mut sim, R2, pings(Dest::To(R1), 1, 60), &journal);
+    // 0-20 ms: R0 with the original, R2 with the twin. 20-40 ms: both
+    // copies away from both pingers. Then healed.
+    let first = NodeRef::from(R1);
+    sim.schedule(at_us(500), move |sim| {
+        sim.partition_nodes(&[&[R0.into(), first], &[R2.into(), twin]]);
+    });
+    sim.schedule(at_us(20_500), |sim| sim.partition(&[&[R1]]));
+    sim.schedule(at_us(40_500), Simulator::heal);
+    sim.run_until(at_ms(100));
+
+    let (r0_first, r0_twin) = pongs_by_copy(&journal, R0);
+    let (r2_first, r2_twin) = pongs_by_copy(&journal, R2);
+    let split = |seqs: &[u64], range: std::ops::RangeInclusive<u64>| {
+        seqs.iter().filter(|s| range.contains(s)).count()
+    };
+    // While split, each pinger hears only its own copy.
+    assert_eq!(split(&r0_first, 2..=20), 19);
+    assert_eq!(split(&r0_twin, 2..=20), 0);
+    assert_eq!(split(&r2_first, 2..=20), 0);
+    assert_eq!(split(&r2_twin, 2..=20), 19);
+    // Partitioned by address, both copies are away.
+    for seqs in [&r0_first, &r0_twin, &r2_first, &r2_twin] {
+        assert_eq!(split(seqs, 22..=40), 0);
+        // Healed: both copies again.
+        assert_eq!(split(seqs, 42..=60), 19);
+    }
+}
+
+#[test]
+fn a_twin_crashes_pauses_and_restarts_with_its_address() {
+    let mut sim = Simulator::new(42, Network::reliable());
+    let journal = Journal::default();
+    add_echo(&mut sim, R1, 0, &journal);
+    add_echo_twin(&mut sim);
+    add_pinger(&mut sim, R0, pings(Dest::To(R1), 1, 60), &journal);
+    sim.schedule(at_us(10_500), |sim| sim.crash(R1));
+    sim.schedule(at_us(20_500), |sim| sim.restart(R1));
+    sim.schedule(at_us(30_500), |sim| sim.pause(R1));
+    sim.schedule(at_us(40_500), |sim| sim.resume(R1));
+    sim.run_until(at_ms(100));
+
+    let (first, twin) = pongs_by_copy(&journal, R0);
+    assert_eq!(first, twin, "the copies were down and up together");
+    assert!(
+        first
+            .iter()
+            .all(|s| !(12..=20).contains(s) && !(32..=40).contains(s))
+    );
+    assert_eq!(first.len(), 40);
+    assert_eq!(sim.faults().crashes, 2);
+    assert_eq!(sim.faults().restarts, 2);
+}
+
+#[test]
+fn runs_with_a_twin_are_deterministic() {
+    let run = || {
+        let mut sim = Simulator::new(43, Network::faulty(0.1));
+        let journal = Journal::default();
+        add_echo(&mut sim, R1, 0, &journal);
+        add_echo_twin(&mut sim);
+        add_pinger(&mut sim, R0, pings(Dest::To(R1), 2, 40), &journal);
+        sim.run_until(at_ms(100));
+        (sim.trace_hash(), journal.entries())
+    };
+    assert_eq!(run(), run());
 }
 
 // ---------------------------------------------------------------------------

@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runtime::node::{ClientNode, Node};
-use runtime::sim::{Adversary, Byzantine, Network, Simulator, Tactics, Tamper};
+use runtime::sim::{Adversary, Byzantine, Factory, Network, Simulator, Tactics, Tamper};
 use runtime::{Addr, ClientId, ReplicaId, Rng, Time};
 use wire::hotstuff::{Message, Proposed};
 use wire::{Digest, SecretKey, Signed, Signer};
 
 use super::{CLIENT_RESEND_INTERVAL, Client, Codec, Config, LIVENESS_BOUND, Replica};
 use crate::app::KvApp;
-use crate::simulate::faults::{self, Adversaries, Group, Profile};
+use crate::simulate::faults::{self, Adversaries, Group, Profile, Twins};
 use crate::simulate::{ExecutionLog, KvWorkload, Simulated};
 
 /// Virtual time a run may take at most, whatever happens.
@@ -88,18 +88,29 @@ pub fn add_replica(
     key: &SecretKey,
     id: u8,
 ) {
-    let (log, config, key) = (log.clone(), Arc::clone(config), key.clone());
-    let id = ReplicaId(id);
-    sim.add_node(
-        Addr::Replica(id),
-        Box::new(move |rng| {
-            let app = log.record(id, Box::new(KvApp::default()));
-            let codec = Arc::new(Codec::replica(Arc::clone(&config), id, &key).expect("valid key"));
-            let replica = Replica::new(id, Arc::clone(&codec), app);
-            Box::new(Node::new(Addr::Replica(id), replica, codec, rng))
-        }),
-    );
+    let factory = replica_factory(log, config, key, ReplicaId(id));
+    sim.add_node(Addr::Replica(ReplicaId(id)), factory);
 }
+
+/// Makes replica `id` with `key`: what [`add_replica`] adds, and what a
+/// twin of it ([`Simulator::add_twin`]) runs, with the same key.
+pub fn replica_factory(
+    log: &ExecutionLog,
+    config: &Arc<Config>,
+    key: &SecretKey,
+    id: ReplicaId,
+) -> Factory {
+    let (log, config, key) = (log.clone(), Arc::clone(config), key.clone());
+    Box::new(move |rng| {
+        let app = log.record(id, Box::new(KvApp::default()));
+        let codec = Arc::new(Codec::replica(Arc::clone(&config), id, &key).expect("valid key"));
+        let replica = Replica::new(id, Arc::clone(&codec), app);
+        Box::new(Node::new(Addr::Replica(id), replica, codec, rng))
+    })
+}
+
+/// How often a Byzantine replica of a seeded run is a twin.
+pub const TWIN_CHANCE: f64 = 0.25;
 
 /// The seed of the clients' key pairs: it follows from the replicas' keys.
 pub fn client_key_seed(config: &Config) -> Vec<u8> {
@@ -276,7 +287,19 @@ pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
         byzantine: Some(&mut behaviours),
         collusion: None,
     };
-    let plan = faults::schedule(&mut sim, &mut rng, profile, &group, adversaries);
+    let mut twin = |id: ReplicaId| replica_factory(&log, &config, &keys[usize::from(id.0)], id);
+    let twins = Twins {
+        factory: &mut twin,
+        chance: TWIN_CHANCE,
+    };
+    let plan = faults::schedule_with_twins(
+        &mut sim,
+        &mut rng,
+        profile,
+        &group,
+        adversaries,
+        Some(twins),
+    );
     for id in &plan.byzantine {
         log.exclude(*id);
     }

@@ -25,7 +25,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use runtime::sim::{Network, Noise, Simulator, Tamper};
+use runtime::sim::{Factory, Network, NodeRef, Noise, Simulator, Tamper};
 use runtime::{Addr, ClientId, ReplicaId, Rng, Time};
 pub use wire::sim::Profile;
 
@@ -82,6 +82,26 @@ impl fmt::Debug for Adversaries<'_> {
     }
 }
 
+/// A protocol's twins (see [`runtime::sim::Simulator::add_twin`]): for
+/// replica `id`, a factory of another correct copy of it, with its identity
+/// and key. A plan that has them makes a Byzantine replica a twin with
+/// probability `chance`, and splits the twins' audiences with partitions.
+pub struct Twins<'a> {
+    pub factory: &'a mut dyn FnMut(ReplicaId) -> Factory,
+    pub chance: f64,
+}
+
+impl fmt::Debug for Twins<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Twins")
+            .field("chance", &self.chance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Partitions that split a twin from its original, per twin, at most.
+pub const TWIN_SPLITS_MAX: u64 = 3;
+
 /// The plan as scheduled.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
@@ -100,6 +120,20 @@ pub fn schedule(
     profile: Profile,
     group: &Group,
     adversaries: Adversaries<'_>,
+) -> Plan {
+    schedule_with_twins(sim, rng, profile, group, adversaries, None)
+}
+
+/// [`schedule`] for a protocol that offers twins: each Byzantine replica
+/// drawn is a twin with the probability `twins` gives, instead of one of
+/// the protocol's behaviours. Without twins the draws are [`schedule`]'s.
+pub fn schedule_with_twins(
+    sim: &mut Simulator,
+    rng: &mut Rng,
+    profile: Profile,
+    group: &Group,
+    adversaries: Adversaries<'_>,
+    mut twins: Option<Twins<'_>>,
 ) -> Plan {
     let mut plan = Plan {
         heal_at: Time::from_nanos(rng.between(20, 250) * 1_000_000),
@@ -156,6 +190,14 @@ pub fn schedule(
             .collect();
         for _ in 0..count {
             let id = candidates.remove(rng.below(candidates.len() as u64) as usize);
+            if let Some(twins) = twins.as_mut()
+                && rng.chance(twins.chance)
+            {
+                let factory = (twins.factory)(id);
+                twin(sim, rng, group, id, factory, &mut plan);
+                budget.borrow_mut().byzantine += 1;
+                continue;
+            }
             let (tamper, name) = behaviours(rng, id);
             let start = at(rng, Time::from_nanos(window.as_nanos() / 2));
             plan.summary
@@ -321,6 +363,60 @@ pub fn schedule(
         sim.mark_healed();
     });
     plan
+}
+
+/// Makes replica `id` a twin from early in the window, and splits the
+/// group between the two copies once or a few times: each other replica
+/// and client goes with the original or with the twin, so that each copy
+/// speaks to its own audience and the two diverge.
+fn twin(
+    sim: &mut Simulator,
+    rng: &mut Rng,
+    group: &Group,
+    id: ReplicaId,
+    factory: Factory,
+    plan: &mut Plan,
+) {
+    let window = plan.heal_at;
+    let addr = Addr::Replica(id);
+    let start = Time::from_nanos(rng.between(0, window.as_nanos() / 2));
+    plan.summary
+        .push(format!("replica {} byzantine (twin) from {start}", id.0));
+    plan.byzantine.push(id);
+    sim.schedule(start, move |sim| {
+        sim.add_twin(addr, factory);
+    });
+    let others: Vec<Addr> = group
+        .replicas
+        .iter()
+        .chain(&group.clients)
+        .copied()
+        .filter(|&a| a != addr)
+        .collect();
+    for _ in 0..rng.between(1, TWIN_SPLITS_MAX) {
+        let from = Time::from_nanos(rng.between(start.as_nanos(), window.as_nanos()));
+        let until = (from + Duration::from_millis(rng.between(5, 250))).min(window);
+        let mut first = vec![NodeRef::from(addr)];
+        let mut second = vec![NodeRef::new(addr, 1)];
+        for &other in &others {
+            if rng.chance(0.5) {
+                first.push(other.into());
+            } else {
+                second.push(other.into());
+            }
+        }
+        let show = |side: &[NodeRef]| {
+            let names: Vec<String> = side.iter().map(ToString::to_string).collect();
+            names.join(", ")
+        };
+        plan.summary.push(format!(
+            "twins split [{}] | [{}] from {from} to {until}",
+            show(&first),
+            show(&second)
+        ));
+        sim.schedule_fault(from, move |sim| sim.partition_nodes(&[&first, &second]));
+        sim.schedule_fault(until, Simulator::heal);
+    }
 }
 
 /// Who counts toward f: Byzantine replicas, and replicas that lost their

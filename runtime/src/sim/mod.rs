@@ -27,9 +27,11 @@
 
 mod adversary;
 mod trace;
+mod twins;
 
 pub use adversary::{Adversary, Byzantine, Noise, Tactics, Tamper, TamperReport, random_datagram};
 pub use trace::TraceEvent;
+pub use twins::{NodeRef, TWINS_MAX};
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -156,6 +158,10 @@ pub struct Simulator {
     index: FxHashMap<Addr, usize>,
     /// Replica addresses in id order, for [`Dest::Replicas`].
     replicas: Vec<Addr>,
+    /// Twins ([`Simulator::add_twin`]): for a node, the other nodes at its
+    /// address, in the order they were added. Empty unless a test or plan
+    /// adds one.
+    twins: FxHashMap<usize, Vec<usize>>,
     /// Links cut in one direction: `(from, to)` node indexes.
     cut: FxHashSet<(usize, usize)>,
     workload: Option<Workload>,
@@ -195,6 +201,9 @@ impl fmt::Debug for Simulator {
 
 struct Slot {
     addr: Addr,
+    /// Which node at `addr`: 0 for the one added first, 1 and up for its
+    /// twins.
+    copy: u8,
     /// `None` while crashed.
     process: Option<Box<dyn Process>>,
     factory: Factory,
@@ -314,6 +323,7 @@ impl Simulator {
             nodes: Vec::new(),
             index: FxHashMap::default(),
             replicas: Vec::new(),
+            twins: FxHashMap::default(),
             cut: FxHashSet::default(),
             workload: None,
             busy_clients: 0,
@@ -434,6 +444,7 @@ impl Simulator {
         let node = self.nodes.len();
         self.nodes.push(Slot {
             addr,
+            copy: 0,
             process: Some(process),
             factory,
             rng,
@@ -504,10 +515,17 @@ impl Simulator {
     /// Crashes the node: it loses all volatile state, and datagrams and timers
     /// meant for it vanish. A crashed client's outstanding operation stays
     /// incomplete (it may or may not take effect) and it issues no more.
+    /// Every node at the address crashes (a twin's too).
     pub fn crash(&mut self, addr: Addr) {
         let Some(&node) = self.index.get(&addr) else {
             panic!("crash: no node {addr}");
         };
+        for node in self.copies(node) {
+            self.crash_node(node);
+        }
+    }
+
+    fn crash_node(&mut self, node: usize) {
         let slot = &mut self.nodes[node];
         if let Some(process) = slot.process.take() {
             self.retired_counters.merge(process.counters());
@@ -522,7 +540,7 @@ impl Simulator {
                 client.outstanding = None;
             }
             self.faults.crashes += 1;
-            self.record(Some(addr), || "fault: crash".to_string());
+            self.record_at(node, || "fault: crash".to_string());
         }
     }
 
@@ -573,33 +591,51 @@ impl Simulator {
 
     /// Restarts a crashed node from its factory, with fresh state and what
     /// it had made durable (see [`State::on_recover`](crate::State::on_recover)).
+    /// Every crashed node at the address restarts (a twin's too).
     pub fn restart(&mut self, addr: Addr) {
         let Some(&node) = self.index.get(&addr) else {
             panic!("restart: no node {addr}");
         };
+        assert!(
+            self.nodes[node].process.is_none(),
+            "restart: {addr} is running"
+        );
+        for node in self.copies(node) {
+            if self.nodes[node].process.is_none() {
+                self.restart_node(node);
+            }
+        }
+    }
+
+    fn restart_node(&mut self, node: usize) {
         let slot = &mut self.nodes[node];
-        assert!(slot.process.is_none(), "restart: {addr} is running");
         let process = (slot.factory)(slot.rng.fork());
         slot.process = Some(process);
         slot.incarnation += 1;
         slot.timer_at = None;
         self.faults.restarts += 1;
         self.mark_healed();
-        self.record(Some(addr), || "fault: restart".to_string());
+        self.record_at(node, || "fault: restart".to_string());
         self.start(node);
     }
 
     /// Stops a replica with its memory kept (a process stopped, a machine
     /// frozen): datagrams to it are lost, its timers wait, it sends nothing,
     /// until [`Simulator::resume`]. Unlike a crash, it comes back as it was.
+    /// Every node at the address pauses (a twin's too).
     pub fn pause(&mut self, addr: Addr) {
         let node = self.index[&addr];
-        let slot = &mut self.nodes[node];
-        assert!(slot.client.is_none(), "pause: {addr} is a client");
-        if slot.process.is_some() && !slot.paused {
-            slot.paused = true;
-            self.faults.pauses += 1;
-            self.record(Some(addr), || "fault: pause".to_string());
+        assert!(
+            self.nodes[node].client.is_none(),
+            "pause: {addr} is a client"
+        );
+        for node in self.copies(node) {
+            let slot = &mut self.nodes[node];
+            if slot.process.is_some() && !slot.paused {
+                slot.paused = true;
+                self.faults.pauses += 1;
+                self.record_at(node, || "fault: pause".to_string());
+            }
         }
     }
 
@@ -607,6 +643,12 @@ impl Simulator {
     /// now.
     pub fn resume(&mut self, addr: Addr) {
         let node = self.index[&addr];
+        for node in self.copies(node) {
+            self.resume_node(node);
+        }
+    }
+
+    fn resume_node(&mut self, node: usize) {
         let slot = &mut self.nodes[node];
         if !slot.paused {
             return;
@@ -614,7 +656,7 @@ impl Simulator {
         slot.paused = false;
         slot.timer_at = None;
         self.mark_healed();
-        self.record(Some(addr), || "fault: resume".to_string());
+        self.record_at(node, || "fault: resume".to_string());
         let mut packets = std::mem::take(&mut self.packets);
         self.after_call(node, &mut packets);
         self.packets = packets;
@@ -654,14 +696,17 @@ impl Simulator {
     /// Splits the network: the nodes of each group talk only among themselves.
     /// Nodes not named form one more group. Datagrams already on their way
     /// between groups are lost too (checked at delivery).
+    /// An address names every node at it (a twin's too: see
+    /// [`Simulator::partition_nodes`] to split twins).
     pub fn partition(&mut self, groups: &[&[Addr]]) {
         for slot in &mut self.nodes {
             slot.group = 0;
         }
         for (i, group) in groups.iter().enumerate() {
             for addr in *group {
-                let node = self.index[addr];
-                self.nodes[node].group = i as u32 + 1;
+                for node in self.copies(self.index[addr]) {
+                    self.nodes[node].group = i as u32 + 1;
+                }
             }
         }
         self.faults.partitions += 1;
@@ -671,11 +716,16 @@ impl Simulator {
     /// Cuts the links from every node of `from` to every node of `to`, in
     /// that direction only (an asymmetric partition): `to` still reaches
     /// `from`. Adds to the cuts already made.
+    /// An address names every node at it (a twin's too).
     pub fn cut(&mut self, from: &[Addr], to: &[Addr]) {
         for a in from {
             for b in to {
                 if a != b {
-                    self.cut.insert((self.index[a], self.index[b]));
+                    for x in self.copies(self.index[a]) {
+                        for y in self.copies(self.index[b]) {
+                            self.cut.insert((x, y));
+                        }
+                    }
                 }
             }
         }
@@ -901,6 +951,7 @@ impl Simulator {
             process.take_notes(&mut self.notes);
         }
         for line in self.notes.drain(..) {
+            let line = twins::label(slot.copy, line);
             trace::push(trace, self.now, Some(slot.addr), line);
         }
     }
@@ -917,7 +968,7 @@ impl Simulator {
             self.faults.cut_in_flight += 1;
             return;
         }
-        let sender = self.nodes[from].addr;
+        let (sender, from_copy) = (self.nodes[from].addr, self.nodes[from].copy);
         let slot = &mut self.nodes[node];
         if slot.paused {
             return;
@@ -929,10 +980,17 @@ impl Simulator {
         self.trace_hash.update(&now.as_nanos().to_le_bytes());
         hash_addr(&mut self.trace_hash, sender);
         hash_addr(&mut self.trace_hash, slot.addr);
+        // Which twin sent and received it; nothing for the nodes added first,
+        // so runs without twins hash as they always did.
+        let to_copy = slot.copy;
+        if from_copy != 0 || to_copy != 0 {
+            self.trace_hash.update(&[from_copy, to_copy]);
+        }
         self.trace_hash.update(&(bytes.len() as u64).to_le_bytes());
         self.trace_hash.update(&bytes);
         if let Some(trace) = &mut self.trace {
             let line = format!("<- {sender}: {}", process.describe(&bytes));
+            let line = twins::label(to_copy, twins::label_sender(from_copy, line));
             trace::push(trace, now, Some(slot.addr), line);
         }
         if let Some(tamper) = slot.byzantine.as_mut() {
@@ -1192,6 +1250,15 @@ impl Simulator {
         let Some(&to_node) = self.index.get(&to) else {
             return; // Nobody there: lost, as on a real network.
         };
+        if self.twins.is_empty() {
+            self.transmit_to(from_node, to_node, bytes);
+        } else {
+            self.transmit_to_twins(from_node, to_node, bytes);
+        }
+    }
+
+    /// One datagram to one node: partitions, loss, duplication, delay.
+    fn transmit_to(&mut self, from_node: usize, to_node: usize, bytes: Vec<u8>) {
         if !self.link_open(from_node, to_node) {
             return; // Partitioned.
         }
