@@ -64,6 +64,11 @@ pub enum Unexecuted {
     /// A null batch: the slot holds nothing (a new primary fills gaps with
     /// them).
     Null,
+    /// What the protocol ordered at the slot, named by the first bytes of
+    /// its digest (a HotStuff block, empty or not): replicas that ordered
+    /// different empty blocks at one slot disagree, though no operation
+    /// tells them apart.
+    Ordered([u8; 6]),
     /// A request the client table settled without executing: a duplicate, a
     /// registration, a request of an evicted client.
     Request {

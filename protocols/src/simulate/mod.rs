@@ -247,6 +247,10 @@ impl fmt::Debug for Entry {
                 op.iter().try_for_each(|b| write!(f, "{b:02x}"))
             }
             Entry::Unexecuted(Unexecuted::Null) => f.write_str("null"),
+            Entry::Unexecuted(Unexecuted::Ordered(digest)) => {
+                f.write_str("ordered ")?;
+                digest.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
             Entry::Unexecuted(Unexecuted::Request {
                 client,
                 request_num,
