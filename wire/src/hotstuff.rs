@@ -61,12 +61,17 @@ pub const BLOCK_MAX: Tunable = Tunable {
     max: BLOCK_SIZE_MAX as u64,
 };
 
+/// Zero by default: in the chained pipeline a leader proposes only once it
+/// has the QC of the view before, and requests gather in its pool during
+/// that round trip, so waiting longer only lengthens the view (measured:
+/// 100 closed-loop clients completed 14.4k ops/s with 0 and 12.0k with
+/// 200 µs in one run). A delay can still help an open-loop trickle.
 pub const BATCH_DELAY_US: Tunable = Tunable {
     name: "batch_delay_us",
     about: "how long a leader with a partial block waits for more requests \
             while blocks are in flight",
     unit: "us",
-    default: 200,
+    default: 0,
     min: 0,
     max: 100_000,
 };

@@ -73,7 +73,10 @@
 //! **Batching.** A block carries at most `block_max` requests. A leader
 //! proposes at once when nothing is in flight (no uncommitted block with
 //! requests) or its block is full, and otherwise after `batch_delay_us`, so
-//! that neither low nor high load stalls.
+//! that neither low nor high load stalls. The delay is zero by default: a
+//! leader proposes only once it holds the QC of the view before, and
+//! requests gather in its pool during that round trip anyway (see
+//! [`wire::hotstuff::BATCH_DELAY_US`]).
 //!
 //! **Clients.** As in PBFT: a client registers (request 0) before its first
 //! operation, and every request carries the session the client table gave
