@@ -519,8 +519,9 @@ fn quorums_intersect_in_a_correct_replica_for_every_n() {
             q <= n - f,
             "n = {n}: a quorum of {q} needs a faulty replica"
         );
+        // Two quorums share 2q - n replicas; more than f of them.
         assert!(
-            2 * q >= n + f + 1,
+            2 * q - n > f,
             "n = {n}: quorums of {q} may meet only in faulty replicas"
         );
     }
