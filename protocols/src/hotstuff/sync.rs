@@ -91,6 +91,9 @@ struct Transfer {
     chunks: BTreeMap<u64, Vec<u8>>,
     /// Chunks asked for, and when.
     asked: BTreeMap<u64, Time>,
+    /// Replicas whose latest checkpoint is not above this replica's
+    /// committed height, one bit each.
+    not_ahead: u32,
 }
 
 impl Sync {
@@ -490,6 +493,7 @@ impl Replica {
             target: None,
             chunks: BTreeMap::new(),
             asked: BTreeMap::new(),
+            not_ahead: 0,
         });
         ctx.count("state transfer: started");
         let query = self.codec.sign(QueryCheckpoint {
@@ -501,24 +505,36 @@ impl Replica {
     }
 
     pub(super) fn on_query_checkpoint(&mut self, query: QueryCheckpoint, ctx: &mut Ctx<'_, '_>) {
-        if self.sync.checkpoints.is_empty() {
-            ctx.count("query: no checkpoint yet");
-            return;
-        }
         if !self.sync.serve(query.replica, ctx.now()) {
             ctx.drop_message("query: answered one from this peer just now");
             return;
         }
-        let latest = self.sync.checkpoints.back().expect("checked above");
-        let offer = self.codec.sign(Checkpoint {
-            replica: self.id,
-            nonce: query.nonce,
-            height: latest.height,
-            view: latest.view,
-            block: latest.block,
-            state: latest.tree.digest(),
-            size: latest.tree.size(),
-        });
+        let offer = match self.sync.checkpoints.back() {
+            Some(latest) => Checkpoint {
+                replica: self.id,
+                nonce: query.nonce,
+                height: latest.height,
+                view: latest.view,
+                block: latest.block,
+                state: latest.tree.digest(),
+                size: latest.tree.size(),
+            },
+            None => {
+                // Nothing to offer: the genesis block says so, and lets a
+                // replica that asked without cause give up its transfer.
+                ctx.count("query: no checkpoint yet");
+                Checkpoint {
+                    replica: self.id,
+                    nonce: query.nonce,
+                    height: 0,
+                    view: 0,
+                    block: Block::genesis().digest(),
+                    state: Digest([0; 32]),
+                    size: 0,
+                }
+            }
+        };
+        let offer = self.codec.sign(offer);
         ctx.send(
             Addr::Replica(query.replica),
             Outbound::Message(Box::new(Message::Checkpoint(offer))),
@@ -540,6 +556,19 @@ impl Replica {
         }
         if c.height <= committed || c.size > STATE_SIZE_MAX {
             ctx.drop_message("checkpoint: not ahead, or too large");
+            if c.height <= committed && transfer.target.is_none() {
+                // The codec checked the signature: the replica exists.
+                transfer.not_ahead |= 1 << c.replica.0;
+                if transfer.not_ahead.count_ones() as usize > f {
+                    // One of them is correct and has no checkpoint above
+                    // this replica's committed block: this replica is not
+                    // so far behind that block sync cannot catch it up
+                    // (what started the transfer was a Byzantine height).
+                    self.sync.transfer = None;
+                    ctx.count("state transfer: abandoned, nobody is ahead");
+                    self.arm_view_timer(ctx);
+                }
+            }
             return;
         }
         let offer = Offer {
