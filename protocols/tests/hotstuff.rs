@@ -419,7 +419,6 @@ fn all_replicas_crash_and_restart_at_once_lose_nothing() {
 /// for its committed block, so no leader has a block to extend that the
 /// others would vote for, and the group stalls for good.
 #[test]
-#[ignore = "known: a group that restarts all at once stalls (no durable high QC)"]
 fn all_replicas_crash_and_restart_at_once_and_finish() {
     let (sim, log, _) = all_restart(19);
     assert_eq!(sim.ops_completed(), 90);

@@ -51,6 +51,9 @@ pub enum ReplicaTimer {
     Sync,
     /// Tell the others this replica's highest QC ([`STATUS_HEARTBEAT`]).
     Heartbeat,
+    /// A leader entering its view on a TC stops waiting for the QC of the
+    /// view before last to form from the timeouts' votes.
+    QcWait,
 }
 
 /// A block this replica knows the place of: its digest, height and view.
@@ -97,6 +100,8 @@ pub struct Replica {
     last_vote: Option<Signed<Vote>>,
     /// The batch delay ran out: propose a partial block.
     batch_waited: bool,
+    /// The latest view whose leader waited for a QC from timeouts' votes.
+    qc_waited: View,
 
     // Blocks.
     pub(super) blocks: HashMap<Digest, Block>,
@@ -251,6 +256,7 @@ impl Replica {
             proposed: 0,
             last_vote: None,
             batch_waited: false,
+            qc_waited: 0,
             blocks,
             committed: anchor,
             committed_chain: VecDeque::from([(0, anchor.digest)]),
@@ -870,6 +876,22 @@ impl Replica {
             _ if by_qc => None,
             _ => return,
         };
+        // On a TC for view w, the QC of view w − 1 may still be forming
+        // from the votes the timeouts carry (its leader, w's, failed): a
+        // TC can be complete a moment before the last of those timeouts
+        // comes, and proposing on an older QC would abandon w − 1's block.
+        // Wait for it a little, once per view.
+        let wanted = view.saturating_sub(2);
+        if tc.is_some()
+            && self.high_qc.view < wanted
+            && self.votes.get(&wanted).is_some_and(|v| !v.is_empty())
+            && self.qc_waited < view
+        {
+            if !ctx.timer_is_set(ReplicaTimer::QcWait) {
+                ctx.set_timer(ReplicaTimer::QcWait, self.config.view_timeout / 4);
+            }
+            return;
+        }
         let Some(parent) = self.place(&self.high_qc.block) else {
             return;
         };
@@ -935,7 +957,9 @@ impl Replica {
         }
         self.view = view;
         self.codec.settle_view(view);
-        self.votes.retain(|&v, _| v.saturating_add(1) >= view);
+        // Votes of the view before last still count: timeouts in the view
+        // before carry them (see `try_propose`).
+        self.votes.retain(|&v, _| v.saturating_add(2) >= view);
         if self.last_tc.as_ref().is_some_and(|tc| tc.view + 1 < view) {
             self.last_tc = None;
         }
@@ -1323,6 +1347,10 @@ impl State for Replica {
                 self.try_propose(ctx);
             }
             ReplicaTimer::Sync => self.on_sync_timer(ctx),
+            ReplicaTimer::QcWait => {
+                self.qc_waited = self.view;
+                self.try_propose(ctx);
+            }
             ReplicaTimer::Heartbeat => {
                 ctx.send_to_replicas(self.sync_info());
                 ctx.set_timer(ReplicaTimer::Heartbeat, STATUS_HEARTBEAT);

@@ -67,10 +67,13 @@ pub fn sweep_points_and_trials(
             runner::experiment::series(&point.protocol, &point.variant),
             point.clients
         );
+        // The baseline's durable variant persists, and so does HotStuff
+        // always (its vote record before every vote); the others never.
         let durable = point
             .variant
             .iter()
-            .any(|(name, v)| name == "unreplicated.durable" && *v == 1);
+            .any(|(name, v)| name == "unreplicated.durable" && *v == 1)
+            || point.protocol == wire::hotstuff::SPEC.name;
         let committed = point
             .counters
             .get("durable: writes committed")
