@@ -333,7 +333,11 @@ fn vote_below_the_lock() -> (bool, u64) {
     let b3 = child(&b2, 3);
     let mut script = vec![propose(&b1, None), propose(&b2, None), propose(&b3, None)];
     // The QC for b3 (b2's child in the next view): replica 0 locks b2.
-    let sync = Message::SyncInfo(qc(&b3), None);
+    let sync = Message::SyncInfo(wire::hotstuff::SyncInfo {
+        high_qc: qc(&b3),
+        commit_qc: wire::hotstuff::QuorumCert::genesis(),
+        tc: None,
+    });
     script.push((ReplicaId(3), wire::codec::encode_to_vec(&sync).unwrap()));
     let timeouts = (1..4u8)
         .map(|i| {
