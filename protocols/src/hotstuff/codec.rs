@@ -496,7 +496,12 @@ impl SharedState for Codec {
             }
             Message::Timeout(timeout, qc, vote) => {
                 let from = from_replica(source, timeout.payload.replica, wrong)?;
-                if timeout.payload.view < self.view.get() {
+                // A timeout for the view just left may carry the vote that
+                // completes that view's predecessor's QC (the leader that
+                // entered on a TC waits for it): checked like any other.
+                let just_left =
+                    vote.is_some() && timeout.payload.view.checked_add(1) == Some(self.view.get());
+                if timeout.payload.view < self.view.get() && !just_left {
                     // Its sender is behind: the replica tells it where the
                     // group is (at most once a while), unchecked, since
                     // what it sends back is public and proves itself.
