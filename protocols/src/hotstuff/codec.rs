@@ -131,6 +131,8 @@ pub enum Inbound {
     /// under this replica's MAC.
     Proposal {
         block: Block,
+        /// The block's digest (the signed header names it).
+        digest: Digest,
         tc: Option<TimeoutCert>,
         authentic: bool,
     },
@@ -345,6 +347,7 @@ impl Codec {
             from,
             Inbound::Proposal {
                 block,
+                digest: header.block,
                 tc: proposal.tc,
                 authentic,
             },

@@ -310,15 +310,16 @@ impl Replica {
     fn on_proposal(
         &mut self,
         block: Block,
+        digest: Digest,
         tc: Option<TimeoutCert>,
         authentic: bool,
         from: ReplicaId,
         ctx: &mut Ctx<'_, '_>,
     ) {
+        debug_assert_eq!(digest, block.digest());
         if let Some(tc) = tc {
             self.on_tc(tc, ctx);
         }
-        let digest = block.digest();
         if block.height <= self.committed.height {
             ctx.drop_message("proposal: at or below the committed height");
             return;
@@ -326,7 +327,7 @@ impl Replica {
         if !self.blocks.contains_key(&digest) {
             match self.place(&block.parent()) {
                 Some(_) => {
-                    if !self.deliver(block.clone(), ctx) {
+                    if !self.deliver(block, digest, ctx) {
                         return;
                     }
                 }
@@ -336,13 +337,20 @@ impl Replica {
                 }
             }
         }
-        let block = self.blocks[&digest].clone();
-        self.consider_vote(&block, authentic, ctx);
+        let block = &self.blocks[&digest];
+        let candidate = Candidate {
+            digest,
+            view: block.view,
+            height: block.height,
+            justify: block.justify.view,
+        };
+        self.consider_vote(candidate, authentic, ctx);
     }
 
     /// Stores `block`, whose parent this replica knows, and applies its QC
     /// (lock, commit, high QC). Whether it was stored.
-    pub(super) fn deliver(&mut self, block: Block, ctx: &mut Ctx<'_, '_>) -> bool {
+    pub(super) fn deliver(&mut self, block: Block, digest: Digest, ctx: &mut Ctx<'_, '_>) -> bool {
+        debug_assert_eq!(digest, block.digest());
         let Some(parent) = self.place(&block.parent()) else {
             ctx.drop_message("block: parent unknown");
             return false;
@@ -364,10 +372,9 @@ impl Replica {
             return false;
         }
         let justify = block.justify.clone();
-        let digest = block.digest();
         // Durable before this replica votes for it or for a child: a QC's
         // block survives a restart of every replica that voted for it.
-        self.keep_durable(&block, digest, ctx);
+        keep_durable(&mut self.ring, &block, digest, ctx);
         self.blocks.insert(digest, block);
         self.on_qc(justify, ctx);
         if let Some(qc) = self.sync.take_pending_qc(&digest) {
@@ -431,7 +438,7 @@ impl Replica {
     /// The paper's `safeNode` and the vote: a block in this replica's view,
     /// above the last view it voted in, that extends the locked block or
     /// carries a QC above the lock.
-    fn consider_vote(&mut self, block: &Block, authentic: bool, ctx: &mut Ctx<'_, '_>) {
+    fn consider_vote(&mut self, block: Candidate, authentic: bool, ctx: &mut Ctx<'_, '_>) {
         // A vote moves the replica to the next view, so the last-voted check
         // below only holds if a block of the view it left may get there:
         // the planted bug lets one through.
@@ -444,7 +451,8 @@ impl Replica {
             ctx.drop_message("vote: voted in this view already");
             return;
         }
-        let safe = self.extends(block, &self.locked) || block.justify.view > self.locked.view;
+        let safe = self.extends(block.digest, block.height, &self.locked)
+            || block.justify > self.locked.view;
         if !safe && !planted::is(bugs::NO_LOCK_CHECK) {
             ctx.drop_message("vote: conflicts with the lock");
             return;
@@ -460,7 +468,7 @@ impl Replica {
         ctx.persist(VOTED_KEY, encode_voted(view, &self.locked, &self.high_qc));
         let vote = self.codec.sign(Vote {
             view,
-            block: block.digest(),
+            block: block.digest,
             voter: self.id,
         });
         self.last_vote = Some(vote.clone());
@@ -476,10 +484,9 @@ impl Replica {
         self.enter(view + 1, ctx);
     }
 
-    /// Whether `block` descends from `ancestor` (or is it).
-    pub(super) fn extends(&self, block: &Block, ancestor: &Anchor) -> bool {
-        let mut digest = block.digest();
-        let mut height = block.height;
+    /// Whether the block `digest` at `height` descends from `ancestor` (or
+    /// is it).
+    pub(super) fn extends(&self, mut digest: Digest, mut height: u64, ancestor: &Anchor) -> bool {
         loop {
             if height == ancestor.height {
                 return digest == ancestor.digest;
@@ -525,17 +532,17 @@ impl Replica {
 
     /// Executes one committed block.
     fn execute(&mut self, digest: Digest, ctx: &mut Ctx<'_, '_>) {
-        let block = self.blocks[&digest].clone();
-        let height = block.height;
+        let block = &self.blocks[&digest];
+        let (height, view) = (block.height, block.view);
         // Durable before any reply leaves: a client that saw f + 1 results
         // finds them again after every replica restarted.
-        self.keep_durable(&block, digest, ctx);
+        keep_durable(&mut self.ring, block, digest, ctx);
         ctx.persist(
             COMMITTED_KEY,
             encode_committed(&Anchor {
                 digest,
                 height,
-                view: block.view,
+                view,
             }),
         );
         // The block itself, so that replicas that committed different
@@ -543,16 +550,28 @@ impl Replica {
         let name: [u8; 6] = digest.0[..6].try_into().expect("6 bytes");
         self.app.unexecuted_at(height, Unexecuted::Ordered(name));
         ctx.count("block: committed");
-        for (index, request) in block.requests.into_iter().enumerate() {
-            self.execute_request(height, block.view, index, request, ctx);
+        // Taken out while they execute, and back before anything else can
+        // look at the block.
+        let requests = std::mem::take(
+            &mut self
+                .blocks
+                .get_mut(&digest)
+                .expect("committed blocks are stored")
+                .requests,
+        );
+        for (index, request) in requests.iter().enumerate() {
+            self.execute_request(height, view, index, request, ctx);
+        }
+        if let Some(block) = self.blocks.get_mut(&digest) {
+            block.requests = requests;
         }
         self.committed = Anchor {
             digest,
             height,
-            view: block.view,
+            view,
         };
         self.committed_chain.push_back((height, digest));
-        ctx.note(|| format!("executed h{height} v{}", block.view));
+        ctx.note(|| format!("executed h{height} v{view}"));
         if height.is_multiple_of(CHECKPOINT_INTERVAL) {
             self.take_checkpoint(ctx);
         }
@@ -567,16 +586,16 @@ impl Replica {
         height: u64,
         view: View,
         index: usize,
-        auth: AuthRequest,
+        auth: &AuthRequest,
         ctx: &mut Ctx<'_, '_>,
     ) {
-        let AuthRequest {
+        let &AuthRequest {
             session,
             request:
                 Request {
                     client_id: client,
                     request_num: num,
-                    op,
+                    ref op,
                 },
             key,
             ..
@@ -616,7 +635,7 @@ impl Replica {
                         client,
                         request_num: num,
                     };
-                    let result = self.app.execute_at(at, &op);
+                    let result = self.app.execute_at(at, op);
                     ctx.send(Addr::Client(client), Outbound::Reply(reply(result.clone())));
                     for evicted in self.clients.record(client, num, result) {
                         self.forget_session(evicted, ctx);
@@ -734,19 +753,6 @@ impl Replica {
         self.prune(ctx);
     }
 
-    /// Persists `block` in its height's slot of the ring, unless it is
-    /// there already.
-    fn keep_durable(&mut self, block: &Block, digest: Digest, ctx: &mut Ctx<'_, '_>) {
-        let slot = &mut self.ring[(block.height % BLOCK_RING) as usize];
-        if *slot == Some(digest) {
-            return;
-        }
-        if let Ok(bytes) = wire::codec::encode_to_vec(block) {
-            ctx.persist(block_key(block.height), bytes);
-            *slot = Some(digest);
-        }
-    }
-
     /// A proposal that waited for its ancestors, which came.
     pub(super) fn resume_proposal(
         &mut self,
@@ -755,7 +761,8 @@ impl Replica {
         from: ReplicaId,
         ctx: &mut Ctx<'_, '_>,
     ) {
-        self.on_proposal(block, None, authentic, from, ctx);
+        let digest = block.digest();
+        self.on_proposal(block, digest, None, authentic, from, ctx);
     }
 
     /// A checkpoint's block becomes the committed one: what is at or below
@@ -943,7 +950,7 @@ impl Replica {
         ctx.send_to_replicas(Outbound::Message(Box::new(Message::Proposal(
             proposal.clone(),
         ))));
-        self.on_proposal(proposal.block, proposal.tc, true, self.id, ctx);
+        self.on_proposal(proposal.block, digest, proposal.tc, true, self.id, ctx);
     }
 
     // ---------------------------------------------------------------
@@ -1183,6 +1190,29 @@ impl Replica {
 
 /// Where committed block `height` is kept: a ring that holds the blocks
 /// since the last checkpoint.
+/// Persists `block` in its height's slot of the durable `ring` (which
+/// block each slot holds), unless it is there already.
+fn keep_durable(ring: &mut [Option<Digest>], block: &Block, digest: Digest, ctx: &mut Ctx<'_, '_>) {
+    let slot = &mut ring[(block.height % BLOCK_RING) as usize];
+    if *slot == Some(digest) {
+        return;
+    }
+    if let Ok(bytes) = wire::codec::encode_to_vec(block) {
+        ctx.persist(block_key(block.height), bytes);
+        *slot = Some(digest);
+    }
+}
+
+/// What the vote rule looks at in a stored block.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    digest: Digest,
+    view: View,
+    height: u64,
+    /// The view of its QC.
+    justify: View,
+}
+
 pub(super) fn block_key(height: u64) -> Vec<u8> {
     format!("hotstuff block {}", height % BLOCK_RING).into_bytes()
 }
@@ -1300,11 +1330,12 @@ impl State for Replica {
             (
                 Inbound::Proposal {
                     block,
+                    digest,
                     tc,
                     authentic,
                 },
                 Addr::Replica(from),
-            ) => self.on_proposal(block, tc, authentic, from, ctx),
+            ) => self.on_proposal(block, digest, tc, authentic, from, ctx),
             (Inbound::Vote(vote), Addr::Replica(_)) => self.on_vote(vote, ctx),
             (Inbound::Timeout(timeout, qc, vote), Addr::Replica(_)) => {
                 self.on_timeout(timeout, qc, vote, ctx)

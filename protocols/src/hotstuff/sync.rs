@@ -329,7 +329,7 @@ impl Replica {
                 break;
             };
             let block = self.sync.orphans.remove(&digest).expect("found above");
-            self.deliver(block, ctx);
+            self.deliver(block, digest, ctx);
         }
         let committed = self.committed.height;
         self.sync.orphans.retain(|_, b| b.height > committed);
