@@ -73,9 +73,11 @@ fn normal_case(seed: u64, n: usize) {
 
 /// §4.3 and §6 (safety, Lemma 1 and Theorem 2): a leader that proposes two
 /// blocks for one view to different replicas. Split 3 | 1 the larger side
-/// certifies its block; split 2 | 2 neither side has a quorum and the view
-/// times out. Either way no two correct replicas commit different blocks,
-/// and every operation completes.
+/// certifies its block; split 2 | 2 neither side has a quorum: the next
+/// leader sees the votes split and times the view out at once, the others
+/// follow it, and it proposes on their TC (so its own view is not lost
+/// too). Either way no two correct replicas commit different blocks, and
+/// every operation completes.
 #[test]
 fn an_equivocating_leader_splits_no_commit() {
     type Victim = fn(Addr) -> bool;
@@ -98,10 +100,58 @@ fn an_equivocating_leader_splits_no_commit() {
                     total(&sim, VIEW_CHANGES_COUNTER) > 0,
                     "split {name}: no view timed out"
                 );
+                assert!(
+                    total(&sim, "vote: split, no QC can form") > 0,
+                    "split {name}: the next leader never saw the votes split"
+                );
             }
             check(&sim, &log).unwrap_or_else(|e| panic!("split {name}: {e}"));
         }
     }
+}
+
+/// §6 (liveness) with n = 4 and round robin: under steady load a leader
+/// that equivocates splits its view's votes 2 | 2 every time it leads.
+/// The next leader then has neither a QC nor a TC for that view; if its
+/// own view were lost too, the two correct views left in every four would
+/// never make a three-chain and nothing would commit again. It times the
+/// split view out at once and proposes on the others' TC, so operations
+/// go on completing, at about the rate of the same run with a silent
+/// leader instead.
+#[test]
+fn a_leader_that_always_equivocates_does_not_stop_commits() {
+    let System {
+        mut sim,
+        log,
+        keys,
+        config,
+    } = system(14, Network::reliable(), 4, 0, 0);
+    log.exclude(ReplicaId(1));
+    let until = Time::ZERO + Duration::from_secs(2);
+    for id in 1..=4 {
+        add_steady_client(&mut sim, &config, id, until, Duration::from_millis(1));
+    }
+    sim.set_byzantine(
+        replica(1),
+        equivocate(&keys[1], |to| matches!(to, Addr::Replica(r) if r.0 >= 2)),
+    );
+    sim.run_until(until);
+    let half = sim.ops_completed();
+    sim.run_until(until + Duration::from_secs(1));
+    assert!(sim.faults().byzantine > 0);
+    // A timeout's worth a view at most (40 ms per four views): well over
+    // a hundred operations in two seconds.
+    assert!(
+        half >= 100,
+        "{half} operations in 2 s: {:?}",
+        sim.counters()
+    );
+    assert!(
+        total(&sim, "vote: split, no QC can form") > 0,
+        "the votes never split: {:?}",
+        sim.counters()
+    );
+    check(&sim, &log).unwrap();
 }
 
 /// §6 (the Pacemaker): a silent leader costs one view timeout per view it

@@ -301,11 +301,17 @@ fn messages_from_outside_the_group_are_dropped() {
         .find(|m| matches!(m, Message::Vote(_)))
         .expect("replica 0 voted")
         .clone();
+    let forward = copies
+        .iter()
+        .find(|m| matches!(m, Message::Forward(_)))
+        .expect("replica 0 forwarded a request")
+        .clone();
     let Message::Proposal(p) = &proposal else {
         unreachable!()
     };
     let forged = [
         (proposal.clone(), "proposal: not from the leader's address"),
+        (forward, "forwarded request: not from a replica"),
         (vote, runtime::node::WRONG_SOURCE),
         (
             Message::Blocks(vec![p.block.clone()]),
@@ -344,6 +350,47 @@ fn messages_from_outside_the_group_are_dropped() {
     }
     run_live(&mut sim);
     assert_eq!(sim.ops_completed(), 40);
+    check(&sim, &log).unwrap();
+}
+
+/// A forwarded request carries its client's authenticator, not the
+/// forwarder's, so a replica can replay the requests it forwarded: replica
+/// 3 sends every request it forwarded (up to 16) again to every replica
+/// with each vote it casts. Each operation executes once (later copies are
+/// answered from the client table, or dropped as older than the client's
+/// latest), and the group stays live and in agreement.
+#[test]
+fn replayed_forwarded_requests_execute_once() {
+    let System { mut sim, log, .. } = system(70, Network::reliable(), 4, 3, 20);
+    let kept: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let forwards = Rc::clone(&kept);
+    sim.set_byzantine(
+        byzantine(),
+        Box::new(
+            move |_: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
+                let message = wire::decode::<Message>(&bytes);
+                let mut kept = forwards.borrow_mut();
+                if matches!(message, Ok(Message::Forward(_))) && kept.len() < 16 {
+                    kept.push(bytes.clone());
+                }
+                out.push((to, bytes));
+                if matches!(message, Ok(Message::Vote(_))) {
+                    for copy in kept.iter() {
+                        for r in (0..4).filter(|&r| r != BYZANTINE) {
+                            out.push((replica(r), copy.clone()));
+                        }
+                    }
+                }
+            },
+        ),
+    );
+    run_live(&mut sim);
+    assert_eq!(sim.ops_completed(), 60);
+    assert!(!kept.borrow().is_empty(), "replica 3 forwarded nothing");
+    let answered = total(&sim, "request: resent reply")
+        + total(&sim, "request: older than the latest")
+        + total(&sim, "request: held already, or the pool is full");
+    assert!(answered > 0, "{:?}", sim.counters());
     check(&sim, &log).unwrap();
 }
 

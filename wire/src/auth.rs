@@ -52,8 +52,10 @@ pub struct MacReply {
 }
 
 /// Result of a client's request, from one replica: `replica` executed
-/// request `request_num` of `client_id` in view `view` (of the protocol that
-/// ordered it) and got `result`.
+/// request `request_num` of `client_id` and got `result`. `view` is a view
+/// of the protocol that ordered it, as that protocol defines it for its
+/// clients (PBFT: the replica's view, whose primary the next request goes
+/// to; HotStuff: the view whose leader the next request should go to).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
 pub struct Reply {
     pub view: u64,

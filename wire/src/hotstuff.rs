@@ -101,7 +101,8 @@ pub type View = u64;
 /// Everything HotStuff nodes send each other.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum Message {
-    /// Client to every replica.
+    /// Client to a replica: to the leader it expects next, and to every
+    /// replica when it retransmits.
     Request(AuthRequest),
     /// Replica to client, with a MAC under the key the pair shares.
     Reply(MacReply),
@@ -138,6 +139,10 @@ pub enum Message {
     FetchChunk(Signed<FetchChunk>),
     /// State sync: one chunk, with its Merkle path to the state's digest.
     Chunk(Chunk),
+    /// A replica to the leader of its view: a client's request that came
+    /// to it, the client's authenticator unchanged (the leader checks its
+    /// own entry, as for a request from the client).
+    Forward(AuthRequest),
 }
 
 /// A block: the leader of `view` extends the block `justify` certifies.
@@ -378,7 +383,7 @@ crate::fields!(Block {
 impl Fields for Message {
     fn visit(&mut self, v: &mut dyn Visitor) {
         match self {
-            Message::Request(r) => r.visit(v),
+            Message::Request(r) | Message::Forward(r) => r.visit(v),
             Message::Reply(r) | Message::Evicted(r) => r.visit(v),
             Message::Proposal(p) => {
                 // A Byzantine leader that changes its block signs the new

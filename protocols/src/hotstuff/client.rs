@@ -1,7 +1,16 @@
-//! The HotStuff client: one request outstanding, sent to every replica
-//! (each holds it in its pool, so whichever replica leads next proposes
-//! it), retransmitted with the kit's backoff, and accepted on f + 1
-//! matching results from distinct replicas, whose MACs the codec checked.
+//! The HotStuff client: one request outstanding, sent to the replica it
+//! expects to lead when the request arrives, retransmitted to every
+//! replica with the kit's backoff, and accepted on f + 1 matching results
+//! from distinct replicas, whose MACs the codec checked.
+//!
+//! The expected leader is the one replies name: a replica's reply carries
+//! the view whose leader proposes next as the replica sees it when it
+//! executes (the view after the one it is entering if the group is
+//! moving on, that view if it is going idle). A replica a request reaches that does
+//! not lead its view forwards it to the replica that does, and every
+//! replica keeps a request it got in its pool (the replica that leads
+//! next proposes what its chain lacks), so a wrong guess costs a hop and
+//! a silent replica costs a retransmission, never the request.
 //!
 //! Before its first operation a client registers (request 0, no
 //! operation); the f + 1 matching replies carry its session number, which
@@ -19,6 +28,7 @@ use wire::client::Request;
 use super::CLIENT_RESEND_MAX;
 use super::codec::{Codec, Config, Inbound, Outbound};
 use crate::common::Retransmit;
+use wire::hotstuff::View;
 
 type Ctx<'a, 'b> = Context<'a, Outbound, ClientTimer>;
 
@@ -36,8 +46,12 @@ pub struct Client {
     queued: Option<Vec<u8>>,
     /// Replies to the outstanding request, one per replica (its latest):
     /// the result, and whether it is an eviction notice.
-    replies: BTreeMap<ReplicaId, (Vec<u8>, bool)>,
+    /// and the view whose leader the next request should go to.
+    replies: BTreeMap<ReplicaId, (Vec<u8>, bool, View)>,
     result: Option<Vec<u8>>,
+    /// The view whose leader the next request goes to; `None` before the
+    /// first result: to every replica.
+    expected: Option<View>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +83,7 @@ impl Client {
             queued: None,
             replies: BTreeMap::new(),
             result: None,
+            expected: None,
         }
     }
 
@@ -80,10 +95,14 @@ impl Client {
     }
 
     fn send(&mut self, request: Request, ctx: &mut Ctx<'_, '_>) {
-        ctx.send_to_replicas(Outbound::Request {
+        let outbound = Outbound::Request {
             session: self.session_number(),
             request: request.clone(),
-        });
+        };
+        match self.expected {
+            Some(view) => ctx.send(Addr::Replica(self.config.leader(view)), outbound),
+            None => ctx.send_to_replicas(outbound),
+        }
         ctx.set_timer(ClientTimer::Resend, self.resend.first());
         self.outstanding = Some(request);
         self.replies.clear();
@@ -105,15 +124,19 @@ impl Client {
             return;
         }
         self.replies
-            .insert(reply.replica, (reply.result.clone(), evicted));
-        let matching = self
-            .replies
-            .values()
-            .filter(|(result, e)| *result == reply.result && *e == evicted)
-            .count();
-        if matching <= self.config.f {
+            .insert(reply.replica, (reply.result.clone(), evicted, reply.view));
+        let matching = || {
+            self.replies
+                .values()
+                .filter(|(result, e, _)| *result == reply.result && *e == evicted)
+        };
+        if matching().count() <= self.config.f {
             return;
         }
+        // One of the f + 1 at least is correct: the earliest view named is
+        // at most the true one (a faulty replica can only make the guess
+        // wrong, which costs a forward).
+        self.expected = matching().map(|(_, _, view)| *view).min();
         let registration = reply.request_num == 0;
         let session = <[u8; 8]>::try_from(&reply.result[..]).map(u64::from_le_bytes);
         if registration && !evicted && session.is_err() {

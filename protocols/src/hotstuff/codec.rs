@@ -124,7 +124,8 @@ impl Config {
 /// What a HotStuff node receives, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Inbound {
-    /// A client's request, its MAC checked.
+    /// A client's request, its MAC checked: from the client, or forwarded
+    /// by the replica it came to (from `Addr::Replica`).
     Request(AuthRequest),
     /// A proposal: from the leader of its view, signed, its block's digest,
     /// QC and TC checked; `authentic` if every request in the block checked
@@ -469,6 +470,13 @@ impl SharedState for Codec {
                     Inbound::Request(request),
                 ))
             }
+            Message::Forward(request) => {
+                let Source::Replica(from) = source else {
+                    return Err(DropReason("forwarded request: not from a replica"));
+                };
+                self.auth.check_request(&request)?;
+                Ok((Addr::Replica(from), Inbound::Request(request)))
+            }
             Message::Reply(reply) | Message::Evicted(reply)
                 if source != Source::Replica(reply.reply.replica) =>
             {
@@ -501,9 +509,10 @@ impl SharedState for Codec {
                 let from = from_replica(source, timeout.payload.replica, wrong)?;
                 // A timeout for the view just left may carry the vote that
                 // completes that view's predecessor's QC (the leader that
-                // entered on a TC waits for it): checked like any other.
-                let just_left =
-                    vote.is_some() && timeout.payload.view.checked_add(1) == Some(self.view.get());
+                // entered on a TC waits for it), or come from the leader of
+                // this view, whose predecessor's votes split and who needs
+                // a TC for it: checked like any other.
+                let just_left = timeout.payload.view.checked_add(1) == Some(self.view.get());
                 if timeout.payload.view < self.view.get() && !just_left {
                     // Its sender is behind: the replica tells it where the
                     // group is (at most once a while), unchecked, since
@@ -609,6 +618,12 @@ impl SharedState for Codec {
             Ok(Message::Request(r)) => {
                 format!(
                     "request c{} #{}",
+                    r.request.client_id.0, r.request.request_num
+                )
+            }
+            Ok(Message::Forward(r)) => {
+                format!(
+                    "forwarded request c{} #{}",
                     r.request.client_id.0, r.request.request_num
                 )
             }

@@ -58,7 +58,15 @@
 //! votes in the timeouts let everyone form that QC anyway, so the block is
 //! not lost and a rotation with a dead replica still commits (without them,
 //! n = 4 with one replica down would never see three views in a row
-//! certified).
+//! certified). A leader that proposes different blocks to different
+//! replicas may split its view's votes so that no QC can form; the replicas
+//! voted, so they do not time out in its view, and the next leader has
+//! neither a QC nor a TC for it. That leader sees the split in the votes
+//! it collects, times out in the split view at once, and the replicas of
+//! its view follow (a timeout for the view just left, from the leader of
+//! theirs): their TC lets it propose in its own view. Without this, the
+//! view after an equivocating leader would be lost too, and with n = 4 and
+//! round robin no three correct leaders in a row would be left to commit.
 //!
 //! Every [`STATUS_HEARTBEAT`], and when a timeout shows that its sender is
 //! behind, a replica sends its highest QC, the QC of its latest commit and
@@ -81,13 +89,19 @@
 //! **Clients.** As in PBFT: a client registers (request 0) before its first
 //! operation, and every request carries the session the client table gave
 //! it; requests carry an authenticator of one MAC per replica, replies one
-//! MAC. A client sends each request to every replica, accepts f + 1 matching
-//! results from distinct replicas, and retransmits with the kit's backoff.
-//! Every replica keeps the requests it holds in a pool; a leader proposes
-//! from its pool what is not in the chain it extends, so requests in a block
-//! that was abandoned (never certified) are proposed again. A replica votes
-//! for a block only if every request in it checks under its own MAC
-//! ([`Codec`] checks them on arrival).
+//! MAC. A client sends each request to the replica it expects to propose
+//! next (each reply names that view: the one after the view the replica
+//! enters if the group is moving on, that one if the group goes idle),
+//! retransmits to every replica with the kit's backoff, and accepts f + 1
+//! matching results from distinct replicas. A replica a request reaches
+//! that will not propose next forwards it to the one that will (`Forward`,
+//! the client's authenticator unchanged), so a wrong guess costs one hop,
+//! and a replica takes in about one copy of each request instead of one
+//! per replica. Every replica keeps the requests it holds in a pool; a
+//! leader proposes from its pool what is not in the chain it extends, so
+//! requests in a block that was abandoned (never certified) are proposed
+//! again. A replica votes for a block only if every request in it checks
+//! under its own MAC ([`Codec`] checks them on arrival).
 //!
 //! **Block sync.** A replica that receives a block or a QC whose ancestors it
 //! lacks asks the sender (and, if that fails, the others in turn) for the

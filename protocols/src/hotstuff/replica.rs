@@ -102,6 +102,9 @@ pub struct Replica {
     batch_waited: bool,
     /// The latest view whose leader waited for a QC from timeouts' votes.
     qc_waited: View,
+    /// The view whose leader a client's next request should go to, as the
+    /// replies of the blocks being executed tell it (see `on_qc`).
+    next_proposer: View,
 
     // Blocks.
     pub(super) blocks: HashMap<Digest, Block>,
@@ -257,6 +260,7 @@ impl Replica {
             last_vote: None,
             batch_waited: false,
             qc_waited: 0,
+            next_proposer: 0,
             blocks,
             committed: anchor,
             committed_chain: VecDeque::from([(0, anchor.digest)]),
@@ -428,6 +432,18 @@ impl Replica {
             return;
         };
         if b2_view == b1.view + 1 && b1.view == b0.view + 1 && b0.height > self.committed.height {
+            // The replies tell the clients where to send next: this QC's
+            // block gets a child from the next leader, and the leader after
+            // proposes again (whatever its pool holds) if requests above
+            // the committed block are still in flight; else the group
+            // idles in that child's view. The child's own requests are not
+            // known here, so this is a hint (a wrong one costs a forward).
+            let moving = !b2.requests.is_empty()
+                || self
+                    .blocks
+                    .get(&b1.digest)
+                    .is_some_and(|b| !b.requests.is_empty());
+            self.next_proposer = qc.view.saturating_add(2 + u64::from(moving));
             self.commit(b0, ctx);
             if qc.view > self.commit_qc.view {
                 self.commit_qc = qc;
@@ -602,7 +618,7 @@ impl Replica {
         } = auth;
         self.pool.settle(client, num);
         let reply = |result| Reply {
-            view,
+            view: self.next_proposer.max(view),
             replica: self.id,
             client_id: client,
             request_num: num,
@@ -809,7 +825,33 @@ impl Replica {
             Err(Refused::Duplicate) => return ctx.drop_message("vote: duplicate"),
             Err(Refused::Conflicting) => return ctx.drop_message("vote: a second block"),
         }
-        let Some(mut certificate) = votes.certificate(&block, self.config.quorum()) else {
+        let quorum = self.config.quorum();
+        let Some(mut certificate) = votes.certificate(&block, quorum) else {
+            // Votes split between blocks (the leader of `view` proposed
+            // several) so that no QC can form: as the leader of the next
+            // view, this replica cannot propose on a QC, and the others,
+            // who voted, will not time out in `view`. It times out in
+            // `view` itself, and asks them to (see `on_timeout`): a TC
+            // for `view` lets it propose in its own view, which otherwise
+            // would be lost too (with n = 4 and round robin, the leader
+            // after an equivocating one is then always lost, and no three
+            // correct leaders in a row are left to commit).
+            let best = votes
+                .iter()
+                .map(|(_, b, _)| votes.count(b))
+                .max()
+                .unwrap_or(0);
+            let split = best + (n - votes.len()) < quorum;
+            if split
+                && self.config.leader(view.saturating_add(1)) == self.id
+                && self.view == view.saturating_add(1)
+                && self.proposed < self.view
+                && self.timed_out < view
+            {
+                ctx.count("vote: split, no QC can form");
+                ctx.count(wire::control::VIEW_CHANGES_COUNTER);
+                self.time_out(view, ctx);
+            }
             return;
         };
         certificate.sort_by_key(|(voter, _)| *voter);
@@ -829,7 +871,13 @@ impl Replica {
     /// need to commit it): leaders keep proposing, with empty blocks if
     /// they must, until it commits everywhere.
     fn chain_has_requests(&self) -> bool {
-        let mut digest = self.high_qc.block;
+        self.requests_in_flight(self.high_qc.block)
+    }
+
+    /// Whether a leader with the QC for block `digest` proposes even with
+    /// an empty pool: a block with requests among it and its ancestors may
+    /// be uncommitted somewhere (see `chain_has_requests`).
+    fn requests_in_flight(&self, mut digest: Digest) -> bool {
         let mut depth = 0;
         while let Some(b) = self.blocks.get(&digest) {
             if b.height <= self.committed.height && depth >= 3 {
@@ -1038,11 +1086,23 @@ impl Replica {
         vote: Option<Signed<Vote>>,
         ctx: &mut Ctx<'_, '_>,
     ) {
+        let (view, from) = (timeout.payload.view, timeout.payload.replica);
         self.on_qc(qc, ctx);
         if let Some(vote) = vote {
             self.collect_vote(vote, ctx);
         }
         self.count_timeout(timeout, ctx);
+        // The leader of this view timed out in the one before, after this
+        // replica voted there: that view's votes split (see
+        // `collect_vote`), and a TC for it lets that leader propose. This
+        // replica gives up only on the view it left, once.
+        if view.saturating_add(1) == self.view
+            && from == self.config.leader(self.view)
+            && self.timed_out < view
+        {
+            ctx.count("timeout: the leader's, for the view before");
+            self.time_out(view, ctx);
+        }
     }
 
     /// Keeps a replica's latest timeout. A replica that timed out in view w
@@ -1084,8 +1144,10 @@ impl Replica {
             self.time_out(join, ctx);
             return;
         }
+        // A TC for the view just left still counts: its leader's successor
+        // proposes on it when that view's votes split (see `collect_vote`).
         if let Some(tc_view) = latest.get(quorum - 1).map(|t| t.view)
-            && tc_view >= self.view
+            && tc_view.saturating_add(1) >= self.view
         {
             let mut timeouts: Vec<TimedOut> = latest
                 .into_iter()
@@ -1106,7 +1168,18 @@ impl Replica {
     /// A TC for a view at or above this one: enter the next.
     fn on_tc(&mut self, tc: TimeoutCert, ctx: &mut Ctx<'_, '_>) {
         let next = tc.view.saturating_add(1);
-        if next <= self.view {
+        if next < self.view {
+            return;
+        }
+        if next == self.view {
+            // The view just left timed out after this replica voted in it
+            // (its votes split): the leader of this one may propose on it.
+            if self.last_tc.as_ref().is_some_and(|t| t.view >= tc.view) {
+                return;
+            }
+            ctx.note(|| format!("tc v{}", tc.view));
+            self.last_tc = Some(tc);
+            self.try_propose(ctx);
             return;
         }
         ctx.note(|| format!("tc v{}", tc.view));
@@ -1116,7 +1189,7 @@ impl Replica {
 
     /// A client's request (its MAC checked): answered from the client table
     /// if it executed, else held in the pool.
-    fn on_request(&mut self, auth: AuthRequest, ctx: &mut Ctx<'_, '_>) {
+    fn on_request(&mut self, auth: AuthRequest, direct: bool, ctx: &mut Ctx<'_, '_>) {
         let request = &auth.request;
         let client = request.client_id;
         if request.op.len() > REQUEST_OP_MAX {
@@ -1160,12 +1233,49 @@ impl Replica {
                 Admission::Execute | Admission::Unknown => {}
             }
         }
+        // A client sends to the leader it expects; one that guessed wrong
+        // (or retransmits to every replica) reaches a replica that does not
+        // lead this view, which passes the request on to the one that does.
+        // The request stays in its pool too, in case that leader fails.
+        let forward = self.forward_to().filter(|_| direct).map(|leader| {
+            (
+                leader,
+                Outbound::Message(Box::new(Message::Forward(auth.clone()))),
+            )
+        });
         if !self.pool.add(auth) {
             ctx.drop_message("request: held already, or the pool is full");
             return;
         }
+        if let Some((leader, forward)) = forward {
+            ctx.count("request: forwarded to the leader");
+            ctx.send(Addr::Replica(leader), forward);
+        }
         self.arm_view_timer(ctx);
         self.try_propose(ctx);
+    }
+
+    /// Where a request that came to this replica goes on to: `None` if
+    /// this replica proposes next. The leader of this view has not
+    /// proposed as far as this replica knows (it enters the next view as
+    /// it votes), so it gets the request, unless the group is moving on
+    /// (the leader of this view proposes once the QC for the block this
+    /// replica voted for forms, whatever its pool holds): then the leader
+    /// of the next view does.
+    fn forward_to(&self) -> Option<ReplicaId> {
+        let leader = self.config.leader(self.view);
+        if leader == self.id {
+            return None;
+        }
+        let moving = self.last_vote.as_ref().is_some_and(|vote| {
+            vote.payload.view.saturating_add(1) == self.view
+                && self.requests_in_flight(vote.payload.block)
+        });
+        if !moving {
+            return Some(leader);
+        }
+        let next = self.config.leader(self.view.saturating_add(1));
+        (next != self.id).then_some(next)
     }
 
     /// This replica's highest QC and its TC, for a replica behind.
@@ -1326,7 +1436,8 @@ impl State for Replica {
 
     fn on_message(&mut self, from: Addr, msg: Inbound, ctx: &mut Ctx<'_, '_>) {
         match (msg, from) {
-            (Inbound::Request(request), Addr::Client(_)) => self.on_request(request, ctx),
+            (Inbound::Request(request), Addr::Client(_)) => self.on_request(request, true, ctx),
+            (Inbound::Request(request), Addr::Replica(_)) => self.on_request(request, false, ctx),
             (
                 Inbound::Proposal {
                     block,

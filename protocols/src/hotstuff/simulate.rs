@@ -194,17 +194,25 @@ pub fn adversary(key: &SecretKey, n: usize, tactics: Tactics) -> Box<dyn Tamper>
     Box::new(Adversary::<Message>::new(Some(signer), n as u8, tactics))
 }
 
-/// A leader that equivocates: every proposal it sends to a replica that
-/// `victim` picks carries another block for the same view (the original
-/// without its last request; empty blocks go as they are), correctly
-/// signed with the leader's `key`.
+/// A leader that equivocates in every view it leads: each proposal it
+/// sends to a replica that `victim` picks carries another block for the
+/// same view, correctly signed with the leader's `key`: the original
+/// without its last request, or, for an empty block, with the last request
+/// it proposed before (replayed: its MAC still checks).
 pub fn equivocate(key: &SecretKey, victim: impl Fn(Addr) -> bool + 'static) -> Box<dyn Tamper> {
     let signer = Signer::new(key).expect("valid key");
+    let mut seen = None;
     Box::new(
         move |_: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
             let forged = match wire::decode::<Message>(&bytes) {
-                Ok(Message::Proposal(mut p)) if victim(to) && !p.block.requests.is_empty() => {
-                    p.block.requests.pop();
+                Ok(Message::Proposal(mut p)) if victim(to) => {
+                    match p.block.requests.last() {
+                        Some(last) => {
+                            seen = Some(last.clone());
+                            p.block.requests.pop();
+                        }
+                        None => p.block.requests.extend(seen.clone()),
+                    }
                     let header = Proposed {
                         block: p.block.digest(),
                         ..p.header.payload
