@@ -207,9 +207,8 @@ fn twins_catch_a_hotstuff_vote_without_the_lock_check() {
 #[path = "hotstuff_twins_support/mod.rs"]
 mod hotstuff_twins_support;
 /// The first seed in `0..budget` of `protocol` that fails with `bug`
-/// planted and passes without it: for a protocol some of whose seeds of
-/// `all` fail on their own (HotStuff's, for liveness: see
-/// `hotstuff_seeded.rs`), a failure the build has anyway is not the bug's.
+/// planted and passes without it: a failure the build has anyway (should a
+/// seed of `all` fail on its own) is not the bug's.
 fn first_failure_of_the_bug(protocol: Protocol, bug: Bug, budget: u64) -> Option<(u64, String)> {
     let mut from = 0;
     while let Some((seed, why)) = first_failure_from(protocol, bug, from..budget) {
