@@ -68,6 +68,24 @@ fn normal_case(seed: u64, n: usize) {
     check(&sim, &log).unwrap();
 }
 
+/// Replies name the next proposer (`Reply::view`): a lone closed-loop
+/// client's requests reach the replica that proposes them, so none is
+/// forwarded after its registration (which goes to every replica, and
+/// each but the leader passes it on).
+#[test]
+fn a_lone_client_sends_to_the_next_proposer() {
+    let System { mut sim, log, .. } = system(15, Network::reliable(), 4, 1, 30);
+    finish(&mut sim, 30);
+    assert_eq!(sim.ops_completed(), 30);
+    let forwarded = total(&sim, "request: forwarded to the leader");
+    assert!(
+        forwarded <= 3,
+        "{forwarded} forwarded: {:?}",
+        sim.counters()
+    );
+    check(&sim, &log).unwrap();
+}
+
 // ---------------------------------------------------------------------
 // Byzantine leaders.
 
@@ -116,8 +134,7 @@ fn an_equivocating_leader_splits_no_commit() {
 /// own view were lost too, the two correct views left in every four would
 /// never make a three-chain and nothing would commit again. It times the
 /// split view out at once and proposes on the others' TC, so operations
-/// go on completing, at about the rate of the same run with a silent
-/// leader instead.
+/// go on completing (none did in two seconds before it did).
 #[test]
 fn a_leader_that_always_equivocates_does_not_stop_commits() {
     let System {
@@ -136,14 +153,16 @@ fn a_leader_that_always_equivocates_does_not_stop_commits() {
         equivocate(&keys[1], |to| matches!(to, Addr::Replica(r) if r.0 >= 2)),
     );
     sim.run_until(until);
-    let half = sim.ops_completed();
+    let completed = sim.ops_completed();
+    // The clients stop at `until`; their last operations settle.
     sim.run_until(until + Duration::from_secs(1));
     assert!(sim.faults().byzantine > 0);
-    // A timeout's worth a view at most (40 ms per four views): well over
-    // a hundred operations in two seconds.
+    // The split costs its leader's view and no timer: 2,487 operations in
+    // two seconds when this was written (the four clients think up to
+    // 1 ms), none without the split rule.
     assert!(
-        half >= 100,
-        "{half} operations in 2 s: {:?}",
+        completed >= 1_000,
+        "{completed} operations in 2 s: {:?}",
         sim.counters()
     );
     assert!(

@@ -387,9 +387,11 @@ fn replayed_forwarded_requests_execute_once() {
     run_live(&mut sim);
     assert_eq!(sim.ops_completed(), 60);
     assert!(!kept.borrow().is_empty(), "replica 3 forwarded nothing");
-    let answered = total(&sim, "request: resent reply")
-        + total(&sim, "request: older than the latest")
-        + total(&sim, "request: held already, or the pool is full");
+    // The copies came, and each was answered from the client table or
+    // dropped as older than the client's latest (neither happens without
+    // the replays on this reliable network).
+    let answered =
+        total(&sim, "request: resent reply") + total(&sim, "request: older than the latest");
     assert!(answered > 0, "{:?}", sim.counters());
     check(&sim, &log).unwrap();
 }

@@ -177,9 +177,10 @@ fn a_chain_tail_reading_without_its_lease_is_caught() {
 /// partitions, no hand-written adversary), and the run that catches it
 /// passes without the bug. When the budget was set (6,120 runs), the first
 /// catch was drawn schedule 187 at seed 15, the 4,013th run: replica 0
-/// committed at height 54 the block of view 61, replica 3 that of view 64. A replica voting twice in one view (`NO_VIEW_CHECK`) is not
-/// caught in this budget: with one twin, the second of two QCs for a
-/// view is never built on, since the next leader proposes once.
+/// committed at height 54 the block of view 61, replica 3 that of view
+/// 64. A replica voting twice in one view (`NO_VIEW_CHECK`) is not caught
+/// in this budget: with one twin, the second of two QCs for a view is
+/// never built on, since the next leader proposes once.
 #[test]
 fn twins_catch_a_hotstuff_vote_without_the_lock_check() {
     static QUIET: Once = Once::new();

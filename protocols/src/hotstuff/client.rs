@@ -5,12 +5,12 @@
 //!
 //! The expected leader is the one replies name: a replica's reply carries
 //! the view whose leader proposes next as the replica sees it when it
-//! executes (the view after the one it is entering if the group is
-//! moving on, that view if it is going idle). A replica a request reaches that does
-//! not lead its view forwards it to the replica that does, and every
-//! replica keeps a request it got in its pool (the replica that leads
-//! next proposes what its chain lacks), so a wrong guess costs a hop and
-//! a silent replica costs a retransmission, never the request.
+//! executes (the view after the one it is entering if the group is moving
+//! on, that view if it is going idle). A replica that a request reaches
+//! and that will not propose next forwards it to the one that will, and
+//! every replica keeps a request it got in its pool (the replica that
+//! leads next proposes what its chain lacks), so a wrong guess costs a hop
+//! and a silent replica costs a retransmission, never the request.
 //!
 //! Before its first operation a client registers (request 0, no
 //! operation); the f + 1 matching replies carry its session number, which
@@ -24,11 +24,11 @@ use std::time::Duration;
 use runtime::{Addr, ClientId, Context, ReplicaId, State};
 use wire::auth::Reply;
 use wire::client::Request;
+use wire::hotstuff::View;
 
 use super::CLIENT_RESEND_MAX;
 use super::codec::{Codec, Config, Inbound, Outbound};
 use crate::common::Retransmit;
-use wire::hotstuff::View;
 
 type Ctx<'a, 'b> = Context<'a, Outbound, ClientTimer>;
 
@@ -45,8 +45,8 @@ pub struct Client {
     /// The operation invoked while the client registers.
     queued: Option<Vec<u8>>,
     /// Replies to the outstanding request, one per replica (its latest):
-    /// the result, and whether it is an eviction notice.
-    /// and the view whose leader the next request should go to.
+    /// the result, whether it is an eviction notice, and the view whose
+    /// leader the next request should go to.
     replies: BTreeMap<ReplicaId, (Vec<u8>, bool, View)>,
     result: Option<Vec<u8>>,
     /// The view whose leader the next request goes to; `None` before the

@@ -566,21 +566,17 @@ impl Replica {
         let name: [u8; 6] = digest.0[..6].try_into().expect("6 bytes");
         self.app.unexecuted_at(height, Unexecuted::Ordered(name));
         ctx.count("block: committed");
-        // Taken out while they execute, and back before anything else can
-        // look at the block.
-        let requests = std::mem::take(
-            &mut self
-                .blocks
-                .get_mut(&digest)
-                .expect("committed blocks are stored")
-                .requests,
-        );
+        // Taken out while they execute (executing touches no block), and
+        // put back before anything else can look at the block.
+        let block = self.blocks.get_mut(&digest).expect("looked up above");
+        let requests = std::mem::take(&mut block.requests);
         for (index, request) in requests.iter().enumerate() {
             self.execute_request(height, view, index, request, ctx);
         }
-        if let Some(block) = self.blocks.get_mut(&digest) {
-            block.requests = requests;
-        }
+        self.blocks
+            .get_mut(&digest)
+            .expect("looked up above")
+            .requests = requests;
         self.committed = Anchor {
             digest,
             height,
@@ -1298,8 +1294,6 @@ impl Replica {
     }
 }
 
-/// Where committed block `height` is kept: a ring that holds the blocks
-/// since the last checkpoint.
 /// Persists `block` in its height's slot of the durable `ring` (which
 /// block each slot holds), unless it is there already.
 fn keep_durable(ring: &mut [Option<Digest>], block: &Block, digest: Digest, ctx: &mut Ctx<'_, '_>) {
@@ -1323,6 +1317,8 @@ struct Candidate {
     justify: View,
 }
 
+/// Where committed block `height` is kept: a ring that holds the blocks
+/// since the last checkpoint.
 pub(super) fn block_key(height: u64) -> Vec<u8> {
     format!("hotstuff block {}", height % BLOCK_RING).into_bytes()
 }
