@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocols::hotstuff::simulate::{
-    IDLE_SLACK, SETTLE, System, add_client, add_steady_client, config, equivocate, keys, system,
+    IDLE_SLACK, SETTLE, System, add_client, add_steady_client, config, equivocate, keys,
+    proposal_auth, system,
 };
 use protocols::hotstuff::{
     CHECKPOINT_INTERVAL, COMMITTED_KEPT, Codec, Config, Replica, check_qc, check_tc,
@@ -109,7 +110,7 @@ fn an_equivocating_leader_splits_no_commit() {
                 mut sim, log, keys, ..
             } = system(seed, network, 4, 3, 20);
             log.exclude(ReplicaId(1));
-            sim.set_byzantine(replica(1), equivocate(&keys[1], victim));
+            sim.set_byzantine(replica(1), equivocate(&keys, ReplicaId(1), victim));
             finish(&mut sim, 30);
             assert_eq!(sim.ops_completed(), 60, "split {name}");
             assert!(sim.faults().byzantine > 0);
@@ -150,7 +151,11 @@ fn a_leader_that_always_equivocates_does_not_stop_commits() {
     }
     sim.set_byzantine(
         replica(1),
-        equivocate(&keys[1], |to| matches!(to, Addr::Replica(r) if r.0 >= 2)),
+        equivocate(
+            &keys,
+            ReplicaId(1),
+            |to| matches!(to, Addr::Replica(r) if r.0 >= 2),
+        ),
     );
     sim.run_until(until);
     let completed = sim.ops_completed();
@@ -426,14 +431,8 @@ fn restart_after_vote(seed: u64, keep_record: bool) -> Restarted {
         .expect("leader 1 proposed in the view replica 3 voted in");
     let mut second = proposal.clone();
     second.block.requests.clear();
-    second.header = Signed::sign(
-        Proposed {
-            block: second.block.digest(),
-            ..second.header.payload
-        },
-        &Signer::new(&keys[1]).unwrap(),
-    )
-    .unwrap();
+    second.header.block = second.block.digest();
+    second.auth = proposal_auth(&keys, ReplicaId(1)).authenticate(&second.header);
     assert_ne!(second.block.digest(), proposal.block.digest());
     let refused_before = refusals(&sim);
     sim.restart(replica(VOTER));
@@ -758,17 +757,19 @@ fn the_codec_refuses_proposals_with_forged_certificates() {
             justify,
             requests: vec![],
         };
-        let header = Signed::sign(
-            Proposed {
-                view,
-                block: block.digest(),
-                leader,
-            },
-            &signer(&keys, leader.0),
-        )
+        let header = Proposed {
+            view,
+            block: block.digest(),
+            leader,
+        };
+        let auth = proposal_auth(&keys, leader).authenticate(&header);
+        let bytes = wire::codec::encode_to_vec(&Message::Proposal(Proposal {
+            header,
+            auth,
+            block,
+            tc,
+        }))
         .unwrap();
-        let bytes =
-            wire::codec::encode_to_vec(&Message::Proposal(Proposal { header, block, tc })).unwrap();
         (leader, bytes)
     };
     let decode = |(leader, bytes): (ReplicaId, Vec<u8>)| {
@@ -845,6 +846,74 @@ fn the_codec_refuses_proposals_with_forged_certificates() {
     };
     assert_eq!(sync(good_qc), Ok(()));
     assert_eq!(sync(few), Err("qc: not a quorum"));
+}
+
+/// A proposal is authenticated by the leader's MAC for the replica that
+/// receives it: one made with another replica's keys, another replica's
+/// entry, an authenticator of the wrong length, a header changed after it
+/// was authenticated, and one from another address are each refused.
+#[test]
+fn proposals_carry_the_leaders_mac_for_each_replica() {
+    let (keys, config) = group(23);
+    let me = ReplicaId(0);
+    let codec = Codec::replica(Arc::clone(&config), me, &keys[0]).unwrap();
+    let view = 1;
+    let leader = config.leader(view);
+    assert_ne!(leader, me);
+    let block = Block {
+        view,
+        height: 1,
+        justify: QuorumCert::genesis(),
+        requests: vec![],
+    };
+    let header = Proposed {
+        view,
+        block: block.digest(),
+        leader,
+    };
+    let decode = |from: ReplicaId, header: Proposed, auth: Vec<wire::Mac>| {
+        let bytes = wire::codec::encode_to_vec(&Message::Proposal(Proposal {
+            header,
+            auth,
+            block: block.clone(),
+            tc: None,
+        }))
+        .unwrap();
+        codec
+            .decode(Source::Replica(from), &bytes)
+            .map(|_| ())
+            .map_err(|e| e.0)
+    };
+    let good = proposal_auth(&keys, leader).authenticate(&header);
+    assert_eq!(decode(leader, header, good.clone()), Ok(()));
+    let bad = Err("proposal: bad authenticator");
+    let other = ReplicaId((leader.0 + 1) % 4);
+    let forged = proposal_auth(&keys, other).authenticate(&header);
+    assert_eq!(
+        decode(leader, header, forged),
+        bad,
+        "another replica's keys"
+    );
+    let mut shifted = good.clone();
+    shifted.swap(usize::from(me.0), usize::from(other.0));
+    assert_eq!(decode(leader, header, shifted), bad, "another entry");
+    assert_eq!(decode(leader, header, good[..3].to_vec()), bad, "short");
+    let mut long = good.clone();
+    long.push(good[0]);
+    assert_eq!(decode(leader, header, long), bad, "long");
+    assert_eq!(decode(leader, header, vec![]), bad, "none");
+    let moved = Proposed {
+        leader: other,
+        ..header
+    };
+    assert_eq!(
+        decode(other, moved, good.clone()),
+        Err("proposal: not from the view's leader")
+    );
+    assert_eq!(
+        decode(other, header, good),
+        Err("proposal: not from the leader's address")
+    );
 }
 
 /// A bare simulator with the usual workload, for a test that adds the

@@ -14,15 +14,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocols::hotstuff::simulate::{System, add_client, config, keys, system};
+use protocols::hotstuff::simulate::{System, add_client, config, keys, proposal_auth, system};
 use protocols::hotstuff::{BLOCKS_MAX, Config, REPLICAS_MAX, Replica, VIEWS_AHEAD};
 use protocols::simulate::{ExecutionLog, KvWorkload, check};
 use runtime::node::{Packet, Process};
 use runtime::sim::{Network, Simulator, Tamper};
 use runtime::{Addr, ClientId, Counters, ReplicaId, Rng, Time};
-use wire::hotstuff::{
-    Block, Chunk, Fetch, FetchChunk, Message, Proposed, QueryCheckpoint, Timeout, Vote,
-};
+use wire::hotstuff::{Block, Chunk, Fetch, FetchChunk, Message, QueryCheckpoint, Timeout, Vote};
 use wire::{Digest, SecretKey, Signed, Signer};
 
 use hotstuff_support::{Watch, add_probed_replica, counter, high_water, replica, run_live, total};
@@ -41,22 +39,17 @@ type Rewritten = Rc<RefCell<BTreeMap<&'static str, u64>>>;
 /// each message a copy with `value` in every number of it (views, heights,
 /// counts, indices, nonces, sizes), signed again where the message is
 /// signed: the extremes come from a member of the group, not from noise.
-fn extremes(key: &SecretKey, value: u64) -> (Rewritten, Box<dyn Tamper>) {
-    let signer = Signer::new(key).unwrap();
+fn extremes(keys: &[SecretKey], value: u64) -> (Rewritten, Box<dyn Tamper>) {
+    let signer = Signer::new(&keys[usize::from(BYZANTINE)]).unwrap();
+    let auth = proposal_auth(keys, ReplicaId(BYZANTINE));
     let rewritten: Rewritten = Rc::default();
     let seen = Rc::clone(&rewritten);
     let tamper = move |_: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
         let rewrite = match wire::decode::<Message>(&bytes) {
             Ok(Message::Proposal(mut p)) => {
                 p.block.height = value;
-                p.header = Signed::sign(
-                    Proposed {
-                        block: p.block.digest(),
-                        ..p.header.payload
-                    },
-                    &signer,
-                )
-                .unwrap();
+                p.header.block = p.block.digest();
+                p.auth = auth.authenticate(&p.header);
                 Some(("proposal", Message::Proposal(p)))
             }
             Ok(Message::Vote(v)) => Some((
@@ -186,7 +179,7 @@ fn extreme_values_in_every_field_crash_nobody() {
             mut sim, log, keys, ..
         } = system(seed, Network::faulty(0.05), 4, 3, 30);
         log.exclude(ReplicaId(BYZANTINE));
-        let (rewritten, tamper) = extremes(&keys[usize::from(BYZANTINE)], value);
+        let (rewritten, tamper) = extremes(&keys, value);
         sim.set_byzantine(byzantine(), tamper);
         sim.schedule(Time::from_nanos(20_000_000), |sim| sim.pause(byzantine()));
         sim.schedule(Time::from_nanos(200_000_000), |sim| sim.resume(byzantine()));

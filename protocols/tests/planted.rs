@@ -265,7 +265,7 @@ fn a_hotstuff_commit_on_a_two_chain_is_caught() {
 /// b1's QC, below the lock. Returns whether replica 0 voted for it, and
 /// how often it refused with "vote: conflicts with the lock".
 fn vote_below_the_lock() -> (bool, u64) {
-    use protocols::hotstuff::simulate::{add_replica, config, keys};
+    use protocols::hotstuff::simulate::{add_replica, config, keys, proposal_auth};
     use runtime::sim::{Network, Simulator};
     use runtime::{Addr, ReplicaId, Time};
     use wire::hotstuff::{
@@ -319,9 +319,10 @@ fn vote_below_the_lock() -> (bool, u64) {
             block: block.digest(),
             leader,
         };
-        let header = Signed::sign(header, &signer(leader.0.into())).unwrap();
+        let auth = proposal_auth(&keys, leader).authenticate(&header);
         let msg = Message::Proposal(Proposal {
             header,
+            auth,
             block: block.clone(),
             tc,
         });
@@ -334,7 +335,7 @@ fn vote_below_the_lock() -> (bool, u64) {
     // The QC for b3 (b2's child in the next view): replica 0 locks b2.
     let sync = Message::SyncInfo(wire::hotstuff::SyncInfo {
         high_qc: qc(&b3),
-        commit_qc: wire::hotstuff::QuorumCert::genesis(),
+        commit_qc: QuorumCert::genesis(),
         tc: None,
     });
     script.push((ReplicaId(3), wire::codec::encode_to_vec(&sync).unwrap()));
@@ -389,26 +390,22 @@ fn a_hotstuff_vote_without_the_lock_check_is_caught_by_its_scenario() {
 fn votes_twice_in_a_view() -> u64 {
     use std::collections::HashMap;
 
-    use protocols::hotstuff::simulate::{System, system};
+    use protocols::hotstuff::simulate::{System, proposal_auth, system};
     use runtime::sim::Network;
     use runtime::{Addr, ReplicaId, Rng, Time};
-    use wire::hotstuff::{Message, Proposed};
-    use wire::{Signed, Signer};
+    use wire::hotstuff::Message;
 
     let System {
         mut sim, log, keys, ..
     } = system(71, Network::reliable(), 4, 3, 20);
     log.exclude(ReplicaId(1));
-    let signer = Signer::new(&keys[1]).unwrap();
+    let auth = proposal_auth(&keys, ReplicaId(1));
     let both = move |_: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
         let second = match wire::decode::<Message>(&bytes) {
             Ok(Message::Proposal(mut p)) if !p.block.requests.is_empty() => {
                 p.block.requests.pop();
-                let header = Proposed {
-                    block: p.block.digest(),
-                    ..p.header.payload
-                };
-                p.header = Signed::sign(header, &signer).unwrap();
+                p.header.block = p.block.digest();
+                p.auth = auth.authenticate(&p.header);
                 wire::codec::encode_to_vec(&Message::Proposal(p)).ok()
             }
             _ => None,

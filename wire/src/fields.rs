@@ -16,7 +16,7 @@
 //! the message's own `visit`, so that the only lies a mutation tells are the
 //! ones a Byzantine peer could tell.
 
-use crate::crypto::{Digest, Mac, PublicKey, Signature, Signed, Signer};
+use crate::crypto::{Digest, Mac, MacKey, PublicKey, Signature, Signed, Signer};
 use crate::{ClientId, ReplicaId};
 
 /// A value whose fields a [`Visitor`] can see and change.
@@ -44,6 +44,12 @@ pub trait Visitor {
     fn changes(&self) -> u64;
     /// The key to sign changed payloads with, if the visitor has one.
     fn signer(&self) -> Option<&Signer>;
+    /// The MAC keys the visitor's node shares with each replica, in replica
+    /// order, to authenticate a changed payload that carries a MAC for each
+    /// (empty: it cannot, and the MACs stay as they were).
+    fn mac_keys(&self) -> &[MacKey] {
+        &[]
+    }
 }
 
 /// A change to the shape of a list.

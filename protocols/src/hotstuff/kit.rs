@@ -8,7 +8,7 @@ use runtime::deploy::{self, ClientFactory, Running};
 use runtime::sim::{Adversary, Simulator, Tactics};
 use wire::control::NodeConfig;
 use wire::registry::{ProtocolSpec, Settings};
-use wire::{ReplicaId, Signer};
+use wire::{ReplicaId, Signer, VerifyingKey};
 
 use super::{
     BLOCK_BYTES_MAX, BLOCKS_MAX, CHECKPOINT_INTERVAL, CLIENT_RESEND_INTERVAL, CLIENT_RESEND_MAX,
@@ -100,18 +100,24 @@ impl crate::registry::Kit for Kit {
     /// with the replica's key (the seeded runs' adversary, always mutating):
     /// as a leader, a different block to each replica.
     fn equivocator(&self, config: &NodeConfig) -> Option<DeployTamper> {
-        let signer = Signer::new(config.secret_key.as_ref()?).ok()?;
+        let secret = config.secret_key.as_ref()?;
+        let signer = Signer::new(secret).ok()?;
+        let group: Vec<VerifyingKey> = config
+            .public_keys
+            .iter()
+            .map(|key| key.parse().ok())
+            .collect::<Option<_>>()?;
+        let mac_keys = super::ProposalAuth::new(secret, &group).ok()?.into_keys();
         let tactics = Tactics {
             mutate: 1.0,
             replay: 0.0,
             withhold: 0.0,
         };
         let n = u8::try_from(config.replicas.len()).ok()?;
-        Some(Box::new(Adversary::<wire::hotstuff::Message>::new(
-            Some(signer),
-            n,
-            tactics,
-        )))
+        Some(Box::new(
+            Adversary::<wire::hotstuff::Message>::new(Some(signer), n, tactics)
+                .with_mac_keys(mac_keys),
+        ))
     }
 
     fn constants(&self) -> Vec<(&'static str, String)> {

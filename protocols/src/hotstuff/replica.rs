@@ -482,7 +482,7 @@ impl Replica {
         // Durable before the vote leaves: a restarted replica neither votes
         // twice in a view nor forgets its lock.
         ctx.persist(VOTED_KEY, encode_voted(view, &self.locked, &self.high_qc));
-        let vote = self.codec.sign(Vote {
+        let vote = self.codec.sign_vote(Vote {
             view,
             block: block.digest,
             voter: self.id,
@@ -970,11 +970,12 @@ impl Replica {
             requests,
         };
         let digest = block.digest();
-        let header = self.codec.sign(Proposed {
+        let header = Proposed {
             view,
             block: digest,
             leader: self.id,
-        });
+        };
+        let auth = self.codec.authenticate_proposal(&header);
         self.proposed = view;
         if !block.requests.is_empty() {
             ctx.count(wire::control::BATCHES_COUNTER);
@@ -990,7 +991,12 @@ impl Replica {
                 block.requests.len()
             )
         });
-        let proposal = Proposal { header, block, tc };
+        let proposal = Proposal {
+            header,
+            auth,
+            block,
+            tc,
+        };
         ctx.send_to_replicas(Outbound::Message(Box::new(Message::Proposal(
             proposal.clone(),
         ))));

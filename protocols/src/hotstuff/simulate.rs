@@ -16,10 +16,10 @@ use std::time::Duration;
 use runtime::node::{ClientNode, Node};
 use runtime::sim::{Adversary, Byzantine, Factory, Network, Simulator, Tactics, Tamper};
 use runtime::{Addr, ClientId, ReplicaId, Rng, Time};
-use wire::hotstuff::{Message, Proposed};
-use wire::{Digest, SecretKey, Signed, Signer};
+use wire::hotstuff::Message;
+use wire::{Digest, SecretKey, Signer};
 
-use super::{CLIENT_RESEND_INTERVAL, Client, Codec, Config, LIVENESS_BOUND, Replica};
+use super::{CLIENT_RESEND_INTERVAL, Client, Codec, Config, LIVENESS_BOUND, ProposalAuth, Replica};
 use crate::app::KvApp;
 use crate::simulate::faults::{self, Adversaries, Group, Profile, Twins};
 use crate::simulate::{ExecutionLog, KvWorkload, Simulated};
@@ -188,19 +188,35 @@ pub fn system(seed: u64, network: Network, n: usize, clients: u64, ops: u64) -> 
     system_with(seed, network, config(&keys), keys, clients, ops)
 }
 
-/// The protocol-aware adversary for a replica holding `key`.
-pub fn adversary(key: &SecretKey, n: usize, tactics: Tactics) -> Box<dyn Tamper> {
+/// The protocol-aware adversary for replica `id` of the group `keys` make.
+pub fn adversary(keys: &[SecretKey], id: ReplicaId, tactics: Tactics) -> Box<dyn Tamper> {
+    let key = &keys[usize::from(id.0)];
     let signer = Signer::new(key).expect("valid key");
-    Box::new(Adversary::<Message>::new(Some(signer), n as u8, tactics))
+    Box::new(
+        Adversary::<Message>::new(Some(signer), keys.len() as u8, tactics)
+            .with_mac_keys(proposal_auth(keys, id).into_keys()),
+    )
+}
+
+/// The keys replica `id` of the group `keys` make authenticates its
+/// proposals with.
+pub fn proposal_auth(keys: &[SecretKey], id: ReplicaId) -> ProposalAuth {
+    ProposalAuth::new(&keys[usize::from(id.0)], group(keys).verifying_keys())
+        .expect("seeded keys are valid")
 }
 
 /// A leader that equivocates in every view it leads: each proposal it
 /// sends to a replica that `victim` picks carries another block for the
-/// same view, correctly signed with the leader's `key`: the original
-/// without its last request, or, for an empty block, with the last request
-/// it proposed before (replayed: its MAC still checks).
-pub fn equivocate(key: &SecretKey, victim: impl Fn(Addr) -> bool + 'static) -> Box<dyn Tamper> {
-    let signer = Signer::new(key).expect("valid key");
+/// same view, correctly authenticated by the leader, replica `id` of the
+/// group `keys` make: the original without its last request, or, for an
+/// empty block, with the last request it proposed before (replayed: its
+/// MAC still checks).
+pub fn equivocate(
+    keys: &[SecretKey],
+    id: ReplicaId,
+    victim: impl Fn(Addr) -> bool + 'static,
+) -> Box<dyn Tamper> {
+    let auth = proposal_auth(keys, id);
     let mut seen = None;
     Box::new(
         move |_: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
@@ -213,11 +229,8 @@ pub fn equivocate(key: &SecretKey, victim: impl Fn(Addr) -> bool + 'static) -> B
                         }
                         None => p.block.requests.extend(seen.clone()),
                     }
-                    let header = Proposed {
-                        block: p.block.digest(),
-                        ..p.header.payload
-                    };
-                    p.header = Signed::sign(header, &signer).expect("encodes");
+                    p.header.block = p.block.digest();
+                    p.auth = auth.authenticate(&p.header);
                     wire::codec::encode_to_vec(&Message::Proposal(p)).ok()
                 }
                 _ => None,
@@ -229,14 +242,12 @@ pub fn equivocate(key: &SecretKey, victim: impl Fn(Addr) -> bool + 'static) -> B
 
 /// HotStuff's Byzantine behaviours for a seeded run, one drawn per replica.
 fn behaviour(keys: &[SecretKey], rng: &mut Rng, id: ReplicaId) -> (Box<dyn Tamper>, String) {
-    let key = &keys[usize::from(id.0)];
-    let n = keys.len();
     match rng.below(8) {
         0 => (Box::new(Byzantine::Silent), "silent".to_string()),
         1 => (Box::new(Byzantine::Garbage), "garbage".to_string()),
         2 | 3 => {
             let odd = rng.chance(0.5);
-            let tamper = equivocate(key, move |to| match to {
+            let tamper = equivocate(keys, id, move |to| match to {
                 Addr::Replica(r) => (r.0 % 2 == 1) == odd,
                 Addr::Client(_) => false,
             });
@@ -244,7 +255,10 @@ fn behaviour(keys: &[SecretKey], rng: &mut Rng, id: ReplicaId) -> (Box<dyn Tampe
         }
         _ => {
             let tactics = Tactics::draw(rng);
-            (adversary(key, n, tactics), format!("adversary {tactics:?}"))
+            (
+                adversary(keys, id, tactics),
+                format!("adversary {tactics:?}"),
+            )
         }
     }
 }

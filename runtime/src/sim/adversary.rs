@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bincode::{Decode, Encode};
 use wire::fields::{Fields, ListEdit, Visitor};
-use wire::{Addr, ClientId, Digest, MESSAGE_SIZE_MAX, ReplicaId, Signer};
+use wire::{Addr, ClientId, Digest, MESSAGE_SIZE_MAX, MacKey, ReplicaId, Signer};
 
 use crate::actor::{Counters, Dest};
 use crate::node::{Packet, Process};
@@ -167,6 +167,9 @@ const DICTIONARY_MAX: usize = 64;
 /// rewritten, and are then merely badly signed).
 pub struct Adversary<M> {
     signer: Option<Signer>,
+    /// The MAC keys the node shares with each replica (see
+    /// [`Visitor::mac_keys`]).
+    mac_keys: Vec<MacKey>,
     /// The group's size: replica ids to pick from (and a few beyond it).
     replicas: u8,
     tactics: Tactics,
@@ -188,6 +191,7 @@ impl<M: Decode<()> + Encode + Fields> Adversary<M> {
     pub fn new(signer: Option<Signer>, replicas: u8, tactics: Tactics) -> Adversary<M> {
         Adversary {
             signer,
+            mac_keys: Vec::new(),
             replicas,
             tactics,
             history: VecDeque::new(),
@@ -195,6 +199,13 @@ impl<M: Decode<()> + Encode + Fields> Adversary<M> {
             report: TamperReport::default(),
             _message: PhantomData,
         }
+    }
+
+    /// The MAC keys the node shares with each replica, in replica order:
+    /// what it MACs for the group it authenticates again when it changes it.
+    pub fn with_mac_keys(mut self, keys: Vec<MacKey>) -> Adversary<M> {
+        self.mac_keys = keys;
+        self
     }
 
     fn remember(&mut self, bytes: &[u8]) {
@@ -230,6 +241,7 @@ impl<M: Decode<()> + Encode + Fields> Adversary<M> {
                 seen: 0,
                 changes: 0,
                 signer: self.signer.as_ref(),
+                mac_keys: &self.mac_keys,
                 replicas: self.replicas,
                 dictionary: &self.dictionary,
             };
@@ -371,6 +383,7 @@ struct Mutate<'a> {
     seen: u64,
     changes: u64,
     signer: Option<&'a Signer>,
+    mac_keys: &'a [MacKey],
     replicas: u8,
     dictionary: &'a Dictionary,
 }
@@ -503,6 +516,10 @@ impl Visitor for Mutate<'_> {
 
     fn signer(&self) -> Option<&Signer> {
         self.signer
+    }
+
+    fn mac_keys(&self) -> &[MacKey] {
+        self.mac_keys
     }
 }
 
