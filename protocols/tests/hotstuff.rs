@@ -28,7 +28,8 @@ use wire::hotstuff::{
 use wire::{Digest, SecretKey, Signed, Signer};
 
 use hotstuff_support::{
-    Watch, add_probed_replica, counter, executed, finish, recorder, replica, total, voted_views,
+    Watch, add_probed_replica, counter, executed, finish, proposal_bytes, recorder, replica, total,
+    voted_views,
 };
 
 // ---------------------------------------------------------------------
@@ -750,27 +751,13 @@ fn the_codec_refuses_proposals_with_forged_certificates() {
     };
     let good_qc = qc_of(&keys, 4, parent.digest(), &[0, 1, 2]);
     let proposal = |view: u64, justify: QuorumCert, tc: Option<TimeoutCert>| {
-        let leader = config.leader(view);
         let block = Block {
             view,
             height: 2,
             justify,
             requests: vec![],
         };
-        let header = Proposed {
-            view,
-            block: block.digest(),
-            leader,
-        };
-        let auth = proposal_auth(&keys, leader).authenticate(&header);
-        let bytes = wire::codec::encode_to_vec(&Message::Proposal(Proposal {
-            header,
-            auth,
-            block,
-            tc,
-        }))
-        .unwrap();
-        (leader, bytes)
+        proposal_bytes(&keys, &config, block, tc)
     };
     let decode = |(leader, bytes): (ReplicaId, Vec<u8>)| {
         codec

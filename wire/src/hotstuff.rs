@@ -9,10 +9,11 @@
 //! and digest of its QC and its requests, so a block fetched from anyone is
 //! checked against the digest its child names.
 //!
-//! What a replica sends to replicas is signed, except what proves itself: a
-//! [`QuorumCert`] and a [`TimeoutCert`] are sets of signatures, and fetched
-//! [`Block`]s and state chunks are checked against digests the receiver
-//! already trusts. Clients authenticate requests and replicas replies with
+//! What a replica sends to replicas is signed, except what proves itself
+//! and proposals: a [`QuorumCert`] and a [`TimeoutCert`] are sets of
+//! signatures, fetched [`Block`]s and state chunks are checked against
+//! digests the receiver already trusts, and a [`Proposal`] carries a MAC
+//! for each replica (no one but its receiver ever needs to check it). Clients authenticate requests and replicas replies with
 //! MACs, as in PBFT (see [`crate::auth::AuthRequest`]).
 
 use bincode::{Decode, Encode};
@@ -110,9 +111,8 @@ pub enum Message {
     /// so request `request_num` was not executed, nor will later ones be.
     Evicted(MacReply),
     /// The leader of a view to every replica, with a MAC for each: its
-    /// block, and, when the
-    /// block's QC is not for the view before, the timeout certificate that
-    /// ended that view.
+    /// block, and, when the block's QC is not for the view before, the
+    /// timeout certificate that ended that view.
     Proposal(Proposal),
     /// A replica to the leader of the next view.
     Vote(Signed<Vote>),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocols::app::KvApp;
+use protocols::hotstuff::simulate::proposal_auth;
 use protocols::hotstuff::{Codec, Config, LIVENESS_BOUND, Replica};
 use protocols::simulate::{Entry, ExecutionLog};
 use runtime::durable::Stored;
@@ -17,7 +18,32 @@ use runtime::node::{Node, Packet, Persisted, Process};
 use runtime::sim::{Simulator, Tamper};
 use runtime::{Addr, Counters, ReplicaId, Rng, Time};
 use wire::SecretKey;
-use wire::hotstuff::Message;
+use wire::hotstuff::{Block, Message, Proposal, Proposed, TimeoutCert};
+
+/// The encoded proposal of `block` by its view's leader in the group `keys`
+/// make, correctly authenticated: the leader, and the bytes.
+pub fn proposal_bytes(
+    keys: &[SecretKey],
+    config: &Config,
+    block: Block,
+    tc: Option<TimeoutCert>,
+) -> (ReplicaId, Vec<u8>) {
+    let leader = config.leader(block.view);
+    let header = Proposed {
+        view: block.view,
+        block: block.digest(),
+        leader,
+    };
+    let auth = proposal_auth(keys, leader).authenticate(&header);
+    let proposal = Proposal {
+        header,
+        auth,
+        block,
+        tc,
+    };
+    let bytes = wire::codec::encode_to_vec(&Message::Proposal(proposal)).unwrap();
+    (leader, bytes)
+}
 
 pub fn replica(i: u8) -> Addr {
     Addr::Replica(ReplicaId(i))

@@ -8,8 +8,10 @@
 //!   send field by field ([`wire::fields`]): numbers pushed to extremes or one
 //!   step into the future, ids and digests swapped for ones it has seen,
 //!   lists with an element dropped, repeated or swapped. What it changes it
-//!   signs again, so the lie is well formed and correctly signed and reaches
-//!   the handler it is aimed at. It also replays old datagrams (its own and
+//!   signs again (and MACs again, for what carries a MAC per replica, given
+//!   the keys it shares with them: [`Adversary::with_mac_keys`]), so the lie
+//!   is well formed and correctly authenticated and reaches the handler it
+//!   is aimed at. It also replays old datagrams (its own and
 //!   those it received), and tells each destination something different (a
 //!   datagram to all replicas is rewritten for each one apart). In the
 //!   spirit of ByzzFuzz (Winter et al.): small-scope mutations of real
