@@ -265,6 +265,38 @@ fn f_crashed_replicas_progress() {
     }
 }
 
+/// §6's pacemaker with a leader that stays down: with round robin its view
+/// comes every n views, and each one is a timer's wait for the group (a
+/// three-chain needs three views in a row, so most operations wait for
+/// one). A replica that timed out in a view the crashed replica led, and
+/// has heard nothing from it since, gives its next view a shorter timer
+/// (`SILENT_LEADER_SHARE`): twenty clients keep more than a tenth of their
+/// rate before the crash (with the full timer for every one of its
+/// views, under a fiftieth).
+#[test]
+fn a_crashed_leader_costs_a_shorter_timer_each_turn() {
+    let System { mut sim, log, .. } = system(5, Network::reliable(), 4, 20, 700);
+    let at = |ms: u64| Time::from_nanos(ms * 1_000_000);
+    sim.run_until(at(500));
+    let start = sim.ops_completed();
+    sim.run_until(at(1_000));
+    let before = sim.ops_completed() - start;
+    sim.crash(replica(2));
+    sim.run_until(at(1_300));
+    let start = sim.ops_completed();
+    sim.run_until(at(1_800));
+    let after = sim.ops_completed() - start;
+    assert!(
+        after * 10 > before,
+        "{after} ops in 0.5 s after, {before} before"
+    );
+    let shorter = total(&sim, "view: its leader silent, a shorter timer");
+    assert!(shorter > 20, "{shorter} shorter timers");
+    finish(&mut sim, 30);
+    assert_eq!(sim.ops_completed(), 20 * 700);
+    check(&sim, &log).unwrap();
+}
+
 // ---------------------------------------------------------------------
 // Block sync and checkpoints.
 

@@ -53,7 +53,14 @@
 //! that sees f + 1 timeouts at or above some view w at or above its own
 //! times out in w too (one of them is correct), so views do not drift
 //! apart. A crashed or silent leader costs one timeout: the replicas wait
-//! for its proposal, time out in its view, and the next leader proposes. A
+//! for its proposal, time out in its view, and the next leader proposes.
+//! With round robin a crashed replica's view comes back every n views, and
+//! a three-chain needs three views in a row, so most operations would wait
+//! for one such timeout: a replica that timed out in a view of a leader it
+//! has heard nothing from since (no message of any kind) gives that
+//! leader's next view a [`SILENT_LEADER_SHARE`] of the timer. Any message
+//! from it ends the suspicion, so a leader that was only slow loses at
+//! most one short view. A
 //! crashed *next* leader swallows the votes for the block before; the
 //! votes in the timeouts let everyone form that QC anyway, so the block is
 //! not lost and a rotation with a dead replica still commits (without them,
@@ -229,6 +236,12 @@ pub const POOL_BYTES_MAX: usize = 64 << 20;
 
 /// Longest view timeout after doubling.
 pub const VIEW_TIMEOUT_MAX: Duration = Duration::from_secs(1);
+
+/// The view timer of a leader that has been silent since its last view
+/// timed out (it may have crashed) is this share of the usual one: with
+/// round robin, a crashed replica's view comes every n views, and each
+/// costs the group a timer's wait.
+pub const SILENT_LEADER_SHARE: u32 = 8;
 
 /// How often a replica multicasts its highest QC even when nothing
 /// happens: a replica left behind in an idle group learns of it this late.

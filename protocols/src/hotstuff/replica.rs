@@ -20,7 +20,7 @@ use super::codec::{Codec, Config, Inbound, Outbound};
 use super::sync::Sync;
 use super::{
     BLOCK_BYTES_MAX, BLOCKS_MAX, CHECKPOINT_INTERVAL, COMMITTED_KEPT, POOL_BYTES_MAX, POOL_MAX,
-    REQUEST_OP_MAX, STATUS_HEARTBEAT, VIEW_TIMEOUT_MAX, VIEWS_AHEAD, bugs,
+    REQUEST_OP_MAX, SILENT_LEADER_SHARE, STATUS_HEARTBEAT, VIEW_TIMEOUT_MAX, VIEWS_AHEAD, bugs,
 };
 use crate::app::{App, Position, Unexecuted};
 use crate::common::sessions::{self, ClientTable};
@@ -85,6 +85,10 @@ pub struct Replica {
     timed_out: View,
     /// Views timed out in a row: the view timer doubles with each.
     backoff: u32,
+    /// By replica: this replica timed out in a view it led and has heard
+    /// nothing from it since (it may have crashed): its next view gets a
+    /// shorter timer.
+    silent: Vec<bool>,
     pub(super) high_qc: QuorumCert,
     /// The QC that made the latest commit here.
     commit_qc: QuorumCert,
@@ -251,6 +255,7 @@ impl Replica {
             view: 1,
             timed_out: 0,
             backoff: 0,
+            silent: vec![false; n],
             high_qc: QuorumCert::genesis(),
             commit_qc: QuorumCert::genesis(),
             last_tc: None,
@@ -1025,17 +1030,35 @@ impl Replica {
         self.try_propose(ctx);
     }
 
+    /// The view timer: `view_timeout`, doubled for each view timed out in a
+    /// row, and a [`SILENT_LEADER_SHARE`] of that if the view's leader has
+    /// been silent since its last view timed out here.
     fn view_timeout(&self) -> Duration {
         let doubled = self
             .config
             .view_timeout
             .saturating_mul(1u32 << self.backoff.min(16));
-        doubled.min(VIEW_TIMEOUT_MAX.max(self.config.view_timeout))
+        let timeout = doubled.min(VIEW_TIMEOUT_MAX.max(self.config.view_timeout));
+        if self.leader_silent() {
+            timeout / SILENT_LEADER_SHARE
+        } else {
+            timeout
+        }
+    }
+
+    /// Whether the leader of this replica's view has been silent since a
+    /// view of its timed out here.
+    fn leader_silent(&self) -> bool {
+        let leader = self.config.leader(self.view);
+        self.silent[usize::from(leader.0)]
     }
 
     /// Runs the view timer if there is work pending and it is not running.
     pub(super) fn arm_view_timer(&mut self, ctx: &mut Ctx<'_, '_>) {
         if self.pending() && !ctx.timer_is_set(ReplicaTimer::View) {
+            if self.leader_silent() {
+                ctx.count("view: its leader silent, a shorter timer");
+            }
             ctx.set_timer(ReplicaTimer::View, self.view_timeout());
         }
     }
@@ -1049,6 +1072,10 @@ impl Replica {
         if self.timed_out < self.view {
             self.backoff = self.backoff.saturating_add(1);
             ctx.count(wire::control::VIEW_CHANGES_COUNTER);
+            let leader = self.config.leader(self.view);
+            if leader != self.id {
+                self.silent[usize::from(leader.0)] = true;
+            }
         }
         self.time_out(self.view, ctx);
         ctx.set_timer(ReplicaTimer::View, self.view_timeout());
@@ -1437,6 +1464,11 @@ impl State for Replica {
     }
 
     fn on_message(&mut self, from: Addr, msg: Inbound, ctx: &mut Ctx<'_, '_>) {
+        if let Addr::Replica(peer) = from
+            && let Some(silent) = self.silent.get_mut(usize::from(peer.0))
+        {
+            *silent = false;
+        }
         match (msg, from) {
             (Inbound::Request(request), Addr::Client(_)) => self.on_request(request, true, ctx),
             (Inbound::Request(request), Addr::Replica(_)) => self.on_request(request, false, ctx),
