@@ -13,8 +13,9 @@
 //! and proposals: a [`QuorumCert`] and a [`TimeoutCert`] are sets of
 //! signatures, fetched [`Block`]s and state chunks are checked against
 //! digests the receiver already trusts, and a [`Proposal`] carries a MAC
-//! for each replica (no one but its receiver ever needs to check it). Clients authenticate requests and replicas replies with
-//! MACs, as in PBFT (see [`crate::auth::AuthRequest`]).
+//! for each replica (no one but its receiver ever needs to check it).
+//! Clients authenticate requests and replicas replies with MACs, as in
+//! PBFT (see [`crate::auth::AuthRequest`]).
 
 use bincode::{Decode, Encode};
 
@@ -216,7 +217,7 @@ pub struct Proposal {
     /// key the leader shares with that replica (the leader's own entry
     /// included, unused). No third party ever needs to be shown a proposal:
     /// the votes on it are what certificates carry, so MACs do what a
-    /// signature would at a hundredth of the cost.
+    /// signature would (`cargo bench -p benches --bench crypto` times both).
     pub auth: Vec<Mac>,
     pub block: Block,
     pub tc: Option<TimeoutCert>,

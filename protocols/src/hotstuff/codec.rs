@@ -200,7 +200,7 @@ pub struct Codec {
     proposals: Option<(ReplicaId, ProposalAuth)>,
     /// The replica's own latest votes (most recent last): its entry in a
     /// QC for one of them is its own signature, which it need not check.
-    voted: Mutex<VecDeque<(ReplicaId, View, Digest, Signature)>>,
+    voted: Mutex<VecDeque<(View, Digest, Signature)>>,
     /// The replica's view: timeouts for earlier views are dropped unread.
     view: Watermark,
     /// The view of the replica's highest QC: votes for it or earlier views
@@ -290,7 +290,7 @@ impl Codec {
         if voted.len() == OWN_VOTES {
             voted.pop_front();
         }
-        voted.push_back((vote.voter, vote.view, vote.block, signed.signature));
+        voted.push_back((vote.view, vote.block, signed.signature));
         signed
     }
 
@@ -319,13 +319,14 @@ impl Codec {
         {
             return Ok(());
         }
-        let own = self
-            .voted
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .find(|&&(_, view, block, _)| view == qc.view && block == qc.block)
-            .map(|&(voter, _, _, signature)| (voter, signature));
+        let own = self.proposals.as_ref().and_then(|&(me, _)| {
+            self.voted
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .find(|&&(view, block, _)| view == qc.view && block == qc.block)
+                .map(|&(_, _, signature)| (me, signature))
+        });
         check_qc_but(&self.config, qc, own)?;
         let mut checked = self.checked.lock().expect("not poisoned");
         if checked.1.insert(digest) {
@@ -375,14 +376,16 @@ impl Codec {
         if !entered && !planted::is(bugs::NO_VIEW_CHECK) {
             return Err(DropReason("proposal: no certificate for the view before"));
         }
-        if block.digest() != header.block {
-            return Err(DropReason("proposal: block does not match its digest"));
-        }
+        // The MAC first: it costs less than hashing the block, so a
+        // datagram that only claims the leader's address is refused cheaply.
         let (me, keys) = self
             .proposals
             .as_ref()
             .ok_or(DropReason("proposal: not for a client"))?;
         keys.check(&header, &proposal.auth, *me)?;
+        if block.digest() != header.block {
+            return Err(DropReason("proposal: block does not match its digest"));
+        }
         self.check_qc_cached(&block.justify)?;
         if let Some(tc) = &proposal.tc {
             check_tc(config, tc)?;

@@ -150,10 +150,11 @@
 //! with it (ECDH of their secp256k1 keys, [`ProposalAuth`]): votes and
 //! timeouts are what certificates carry to third parties, and a proposal
 //! never needs to be shown to anyone but the replica it was sent to, so a
-//! MAC authenticates it as well as a signature would, for a few hundred
-//! nanoseconds instead of a signature and a check per replica on every
-//! view's path. Requests and replies use PBFT's MACs (see
-//! [`crate::common::ClientAuth`]).
+//! MAC authenticates it as well as a signature would, at a small part of
+//! the cost on every view's path (`cargo bench -p benches --bench crypto`,
+//! one run: 0.7 µs to MAC a header for four replicas and 0.2 µs to check
+//! one entry, against 30–35 µs to sign and 45–55 µs to check a signature).
+//! Requests and replies use PBFT's MACs (see [`crate::common::ClientAuth`]).
 //!
 //! A client whose authenticator checks at the leader but fails at more than
 //! f other replicas gets no QC for the blocks that carry it: each such view

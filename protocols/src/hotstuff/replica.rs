@@ -1031,19 +1031,13 @@ impl Replica {
     }
 
     /// The view timer: `view_timeout`, doubled for each view timed out in a
-    /// row, and a [`SILENT_LEADER_SHARE`] of that if the view's leader has
-    /// been silent since its last view timed out here.
+    /// row; and what a timeout waits before it is sent again.
     fn view_timeout(&self) -> Duration {
         let doubled = self
             .config
             .view_timeout
             .saturating_mul(1u32 << self.backoff.min(16));
-        let timeout = doubled.min(VIEW_TIMEOUT_MAX.max(self.config.view_timeout));
-        if self.leader_silent() {
-            timeout / SILENT_LEADER_SHARE
-        } else {
-            timeout
-        }
+        doubled.min(VIEW_TIMEOUT_MAX.max(self.config.view_timeout))
     }
 
     /// Whether the leader of this replica's view has been silent since a
@@ -1056,10 +1050,16 @@ impl Replica {
     /// Runs the view timer if there is work pending and it is not running.
     pub(super) fn arm_view_timer(&mut self, ctx: &mut Ctx<'_, '_>) {
         if self.pending() && !ctx.timer_is_set(ReplicaTimer::View) {
-            if self.leader_silent() {
+            // `SILENT_LEADER_SHARE` of it for a view whose leader has
+            // been silent since its last view timed out here; a timeout
+            // already sent is sent again at the usual pace.
+            let timer = if self.leader_silent() {
                 ctx.count("view: its leader silent, a shorter timer");
-            }
-            ctx.set_timer(ReplicaTimer::View, self.view_timeout());
+                self.view_timeout() / SILENT_LEADER_SHARE
+            } else {
+                self.view_timeout()
+            };
+            ctx.set_timer(ReplicaTimer::View, timer);
         }
     }
 
