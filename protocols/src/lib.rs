@@ -26,3 +26,4 @@ pub mod planted;
 pub mod registry;
 pub mod simulate;
 pub mod unreplicated;
+pub mod vr;

@@ -34,6 +34,7 @@ pub mod pbft;
 pub mod registry;
 pub mod sim;
 pub mod unreplicated;
+pub mod vr;
 
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};

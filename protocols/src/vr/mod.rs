@@ -1,0 +1,122 @@
+//! Viewstamped Replication (Liskov & Cowling, "Viewstamped Replication
+//! Revisited", MIT-CSAIL-TR-2012-021): the crash-fault-tolerant protocol to
+//! compare the Byzantine ones against.
+//!
+//! # Normal case (§4.1)
+//!
+//! n = 2f + 1 replicas tolerate f crashes. The primary of view v is replica
+//! v mod n. It orders clients' requests in batches: each batch is one log
+//! entry, numbered by its op-number. A batch leaves at once when nothing is
+//! in flight, and otherwise when it is full, with at most `window` batches
+//! prepared and not yet committed; what does not fit waits in the
+//! primary's queue. The primary sends `Prepare` with the entry and its
+//! commit number; a backup takes entries in op-number order, and answers
+//! `PrepareOk` for the highest entry it holds. An entry is committed once
+//! f backups and the primary hold it; the primary executes it, replies to
+//! its clients, and tells the backups with the next `Prepare`, or with a
+//! `Commit` every [`COMMIT_INTERVAL`] while it has none to send (which also
+//! tells the backups it is alive). Every replica executes the committed
+//! prefix in order through the kit's client table, so all keep the same
+//! at-most-once decisions: a duplicate gets the stored result, a request
+//! older than its client's latest is not executed.
+//!
+//! # View change (§4.2)
+//!
+//! A backup that hears nothing from the primary for `view_timeout_ms`
+//! (doubled for each view change in a row, up to [`VIEW_TIMEOUT_MAX`])
+//! moves to the next view: status view-change, `StartViewChange` to all. A
+//! replica that learns of a later view joins it. Once it has f
+//! `StartViewChange`s for its view from others, it sends the new primary
+//! `DoViewChange` with its log, the last view its status was normal in,
+//! and its commit number. The new primary waits for f + 1 of them (its own
+//! among them), takes the log of the one with the largest last normal
+//! view, and of those the longest, and the largest commit number; it
+//! starts the view with `StartView`. A backup that gets `StartView` takes
+//! the log, executes what is committed, and acknowledges the rest with
+//! `PrepareOk`, so the new primary commits it.
+//!
+//! # Catching up (§5.2)
+//!
+//! A backup that gets a `Prepare` for an entry past the next it expects, or
+//! a message of a later view in which it is normal, asks the sender for
+//! what it misses (`GetState`), at most once per [`GET_STATE_INTERVAL`]; the
+//! answer (`NewState`) carries the entries above what the asker has
+//! committed, and the commit number.
+//!
+//! # Bounds
+//!
+//! The primary queues at most [`QUEUE_MAX`] requests, one per client; a
+//! `NewState` carries at most [`STATE_ENTRIES_MAX`] entries (the asker asks
+//! again for the rest).
+
+mod client;
+mod codec;
+mod replica;
+pub mod simulate;
+
+pub use client::{Client, ClientTimer};
+pub use codec::Codec;
+pub use replica::{Replica, ReplicaTimer, Status};
+
+use std::time::Duration;
+
+use wire::registry::Settings;
+
+/// Clients the replicas' table keeps at most (least recently used evicted).
+pub const CLIENT_TABLE_MAX: usize = 1 << 16;
+
+/// Bytes of results the client table keeps at most.
+pub const RESULT_BYTES_MAX: usize = 64 << 20;
+
+/// Requests the primary queues at most, waiting for a batch.
+pub const QUEUE_MAX: usize = 1 << 16;
+
+/// How often an idle primary tells the backups its commit number.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(5);
+
+/// The longest a view change waits before it moves on to the next view.
+pub const VIEW_TIMEOUT_MAX: Duration = Duration::from_secs(1);
+
+/// How often a replica asks again for the state it misses.
+pub const GET_STATE_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Entries one `NewState` carries at most.
+pub const STATE_ENTRIES_MAX: usize = 64;
+
+/// How long a client waits before it first retransmits, at the least.
+pub const CLIENT_RESEND_MAX: Duration = Duration::from_millis(500);
+
+/// What a replica runs with, from the protocol's tunables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub n: usize,
+    pub f: usize,
+    pub batch_max: usize,
+    pub window: u64,
+    pub view_timeout: Duration,
+}
+
+impl Config {
+    /// A group of `n` replicas with the tunables' defaults.
+    pub fn new(n: usize) -> Config {
+        assert!(n >= 1 && n % 2 == 1, "VR runs 2f + 1 replicas, not {n}");
+        let settings = wire::vr::SPEC.defaults();
+        Config::with_settings(n, &settings)
+    }
+
+    /// A group of `n` replicas with `settings`.
+    pub fn with_settings(n: usize, settings: &Settings) -> Config {
+        Config {
+            n,
+            f: (n - 1) / 2,
+            batch_max: settings.get(&wire::vr::BATCH_MAX) as usize,
+            window: settings.get(&wire::vr::WINDOW),
+            view_timeout: Duration::from_millis(settings.get(&wire::vr::VIEW_TIMEOUT_MS)),
+        }
+    }
+
+    /// The primary of `view`.
+    pub fn primary(&self, view: u64) -> wire::ReplicaId {
+        wire::ReplicaId((view % self.n as u64) as u8)
+    }
+}
