@@ -67,17 +67,21 @@ fn two_crashes_in_n5() {
     check(&sim, &log).unwrap();
 }
 
+/// Why seed `seed` of `profile` failed, if it did.
+fn failure(seed: u64, profile: Profile) -> Option<String> {
+    let mut run = random_run(seed, profile, false);
+    check(&run.sim, &run.log).err().or_else(|| {
+        let settled = run.sim.now() + run.settle;
+        run.sim.run_until(settled);
+        check_caught_up(&run.sim, &run.log, run.slack).err()
+    })
+}
+
 /// Seeds of `profile`, each checked for agreement, linearizability and
 /// liveness after the last heal, and for every replica catching up.
 fn seeds(profile: Profile, range: std::ops::Range<u64>) {
     for seed in range {
-        let mut run = random_run(seed, profile, false);
-        let mut failure = check(&run.sim, &run.log).err();
-        if failure.is_none() {
-            let settled = run.sim.now() + run.settle;
-            run.sim.run_until(settled);
-            failure = check_caught_up(&run.sim, &run.log, run.slack).err();
-        }
+        let failure = failure(seed, profile);
         assert!(failure.is_none(), "seed {seed} ({profile:?}): {failure:?}");
     }
 }
@@ -95,4 +99,85 @@ fn seeded_runs_with_network_faults() {
 #[test]
 fn seeded_runs_with_crashes() {
     seeds(Profile::Crash, 0..200);
+}
+
+/// §4.2's rule for the new log, the case it exists for: the primary of view
+/// 0 is cut off with the clients and prepares their requests (uncommitted:
+/// no backup hears it); the backups move to view 1, and one client reaches
+/// them and completes an operation there; then view 1's primary is cut off,
+/// and view 2 forms from the deposed primary (last normal in view 0, the
+/// longer log) and the other backup (last normal in view 1, the shorter
+/// one). The new primary must take the view-1 log, which holds the
+/// completed operation.
+#[test]
+fn a_new_primary_takes_the_log_of_the_latest_normal_view() {
+    let outcome = last_normal_run();
+    outcome.unwrap();
+}
+
+/// The run of [`a_new_primary_takes_the_log_of_the_latest_normal_view`]:
+/// what the checkers say.
+pub fn last_normal_run() -> Result<(), String> {
+    let mut config = Config::new(3);
+    config.batch_max = 1;
+    config.window = 4;
+    let System { mut sim, log, .. } = system(6, Network::reliable(), config, 4, 200);
+    let clients: Vec<Addr> = (1..=4)
+        .map(|c| Addr::Client(runtime::ClientId(c)))
+        .collect();
+    let ms = |ms: u64| Time::ZERO + Duration::from_millis(ms);
+    sim.run_until(ms(10));
+    let cut_off: Vec<Addr> = std::iter::once(replica(0))
+        .chain(clients.iter().copied())
+        .collect();
+    sim.partition(&[&cut_off, &[replica(1), replica(2)]]);
+    sim.run_until(ms(60));
+    // One client reaches the view-1 side.
+    let side_a = [replica(0), clients[1], clients[2], clients[3]];
+    sim.partition(&[&side_a, &[replica(1), replica(2), clients[0]]]);
+    let before = sim.ops_completed();
+    let mut t = sim.now();
+    while sim.ops_completed() == before {
+        t = t + Duration::from_micros(50);
+        sim.run_until(t);
+        assert!(t < ms(2_000), "no operation completed in view 1");
+    }
+    // View 1's primary cut off at once: view 2 forms from replicas 0 and 2.
+    let rest = [
+        replica(0),
+        replica(2),
+        clients[0],
+        clients[1],
+        clients[2],
+        clients[3],
+    ];
+    sim.partition(&[&[replica(1)], &rest]);
+    sim.run_until(t + Duration::from_millis(500));
+    sim.heal();
+    finish(&mut sim, 30);
+    check(&sim, &log)
+}
+
+/// The planted bugs say no: the new primary that ignores the last normal
+/// view loses the operation completed in view 1.
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn ignoring_the_last_normal_view_is_caught() {
+    let bug = protocols::vr::bugs::IGNORE_LAST_NORMAL;
+    let failure = protocols::planted::with(Some(bug), last_normal_run);
+    let why = failure.expect_err("not caught");
+    println!("{bug}: {why}");
+}
+
+/// Committing on f replicas instead of f + 1 is caught by the seeded runs
+/// of the crash profile within 500 seeds.
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn committing_below_a_quorum_is_caught() {
+    let bug = protocols::vr::bugs::COMMIT_BELOW_QUORUM;
+    let caught = protocols::planted::with(Some(bug), || {
+        (0..500).find_map(|seed| Some((seed, failure(seed, Profile::Crash)?)))
+    });
+    let (seed, why) = caught.expect("not caught in 500 seeds");
+    println!("{bug}: caught at seed {seed}: {why}");
 }

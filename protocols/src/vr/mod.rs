@@ -86,6 +86,34 @@ pub const STATE_ENTRIES_MAX: usize = 64;
 /// How long a client waits before it first retransmits, at the least.
 pub const CLIENT_RESEND_MAX: Duration = Duration::from_millis(500);
 
+/// Bugs that can be put back into VR ([`crate::planted`]), each caught by a
+/// scenario or the seeded runs.
+pub mod bugs {
+    use crate::planted::Bug;
+
+    const VR: &str = wire::vr::SPEC.name;
+
+    /// The new primary takes the longest log, whatever view it was last
+    /// normal in (§4.2 takes the largest last normal view first): a
+    /// deposed primary's uncommitted entries can replace what the next view
+    /// committed.
+    pub const IGNORE_LAST_NORMAL: Bug = Bug::new(
+        VR,
+        "ignore-last-normal",
+        "a new primary picks the longest log, ignoring the last normal view",
+    );
+
+    /// The primary commits what f replicas hold, itself among them: one
+    /// short of a quorum, so a view change may not see it.
+    pub const COMMIT_BELOW_QUORUM: Bug = Bug::new(
+        VR,
+        "commit-below-quorum",
+        "the primary commits on f replicas (itself among them), not f + 1",
+    );
+
+    pub const ALL: &[Bug] = &[IGNORE_LAST_NORMAL, COMMIT_BELOW_QUORUM];
+}
+
 /// What a replica runs with, from the protocol's tunables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {

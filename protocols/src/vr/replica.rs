@@ -9,10 +9,11 @@ use wire::vr::{Entry, Log, Message};
 
 use super::{
     CLIENT_TABLE_MAX, COMMIT_INTERVAL, Codec, Config, GET_STATE_INTERVAL, QUEUE_MAX,
-    RESULT_BYTES_MAX, STATE_ENTRIES_MAX, VIEW_TIMEOUT_MAX,
+    RESULT_BYTES_MAX, STATE_ENTRIES_MAX, VIEW_TIMEOUT_MAX, bugs,
 };
 use crate::app::{App, Position, Unexecuted};
 use crate::common::{Admission, ClientTable};
+use crate::planted;
 
 /// Every client has one session: VR trusts the network, as chain
 /// replication does, and has no registration.
@@ -205,7 +206,9 @@ impl Replica {
     /// Prepares batches while the window has room: at once when nothing is
     /// in flight, else only full ones.
     fn prepare(&mut self, ctx: &mut Ctx<'_, '_>) {
-        while !self.queue.is_empty() && self.log.top() - self.commit < self.config.window {
+        while !self.queue.is_empty()
+            && self.log.top().saturating_sub(self.commit) < self.config.window
+        {
             let in_flight = self.log.top() > self.commit;
             if in_flight && self.queue.len() < self.config.batch_max {
                 return;
@@ -324,7 +327,12 @@ impl Replica {
     fn advance_commit(&mut self, ctx: &mut Ctx<'_, '_>) {
         let mut acked = self.acked.clone();
         acked.sort_unstable_by(|a, b| b.cmp(a));
-        let held = acked[self.config.f];
+        let quorum = if planted::is(bugs::COMMIT_BELOW_QUORUM) {
+            self.config.f.saturating_sub(1)
+        } else {
+            self.config.f
+        };
+        let held = acked[quorum];
         if held > self.commit {
             self.execute_up_to(held, ctx);
             self.prepare(ctx);
@@ -552,7 +560,13 @@ impl Replica {
         let best = self
             .done
             .values()
-            .max_by_key(|d| (d.last_normal, d.log.top()))
+            .max_by_key(|d| {
+                if planted::is(bugs::IGNORE_LAST_NORMAL) {
+                    (0, d.log.top())
+                } else {
+                    (d.last_normal, d.log.top())
+                }
+            })
             .expect("f + 1 of them")
             .log
             .clone();
