@@ -32,6 +32,7 @@ pub const ALL: &[Protocol] = &[
     crate::pbft::PROTOCOL,
     crate::chain::PROTOCOL,
     crate::hotstuff::PROTOCOL,
+    crate::vr::PROTOCOL,
 ];
 
 /// The protocol every other is compared to.

@@ -38,6 +38,7 @@ pub const PROTOCOLS: &[&ProtocolSpec] = &[
     &crate::pbft::SPEC,
     &crate::chain::SPEC,
     &crate::hotstuff::SPEC,
+    &crate::vr::SPEC,
 ];
 
 /// The protocol every other is compared to.

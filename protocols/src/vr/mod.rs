@@ -51,12 +51,17 @@
 
 mod client;
 mod codec;
+mod kit;
 mod replica;
 pub mod simulate;
 
 pub use client::{Client, ClientTimer};
 pub use codec::Codec;
+pub use kit::Kit;
 pub use replica::{Replica, ReplicaTimer, Status};
+
+/// VR in the protocol registry ([`crate::registry`]).
+pub const PROTOCOL: crate::registry::Protocol = crate::registry::Protocol::new(&Kit);
 
 use std::time::Duration;
 
@@ -127,7 +132,7 @@ pub struct Config {
 impl Config {
     /// A group of `n` replicas with the tunables' defaults.
     pub fn new(n: usize) -> Config {
-        assert!(n >= 1 && n % 2 == 1, "VR runs 2f + 1 replicas, not {n}");
+        assert!(n >= 1 && !n.is_multiple_of(2), "VR runs 2f + 1 replicas, not {n}");
         let settings = wire::vr::SPEC.defaults();
         Config::with_settings(n, &settings)
     }
