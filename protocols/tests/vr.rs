@@ -88,17 +88,22 @@ fn seeds(profile: Profile, range: std::ops::Range<u64>) {
 
 #[test]
 fn seeded_runs_without_faults() {
-    seeds(Profile::None, 0..100);
+    seeds(Profile::None, 0..500);
 }
 
 #[test]
 fn seeded_runs_with_network_faults() {
-    seeds(Profile::Network, 0..200);
+    seeds(Profile::Network, 0..500);
+}
+
+#[test]
+fn seeded_runs_with_every_fault() {
+    seeds(Profile::All, 0..500);
 }
 
 #[test]
 fn seeded_runs_with_crashes() {
-    seeds(Profile::Crash, 0..200);
+    seeds(Profile::Crash, 0..500);
 }
 
 /// §4.2's rule for the new log, the case it exists for: the primary of view
@@ -180,4 +185,24 @@ fn committing_below_a_quorum_is_caught() {
     });
     let (seed, why) = caught.expect("not caught in 500 seeds");
     println!("{bug}: caught at seed {seed}: {why}");
+}
+
+/// §4.3: a backup restarts without its state, runs the recovery protocol
+/// (f + 1 responses, the primary's among them, with its log), and catches
+/// up; so does a primary that restarts while the view change it caused is
+/// still going on (it recovers once the next view has started).
+#[test]
+fn a_restarted_replica_recovers() {
+    for (seed, victim, down_ms) in [(7, 2, 20), (8, 0, 5)] {
+        let System { mut sim, log, .. } = system(seed, Network::reliable(), Config::new(3), 3, 60);
+        let at = |ms: u64| Time::ZERO + Duration::from_millis(ms);
+        sim.schedule(at(20), move |sim| sim.crash(replica(victim)));
+        sim.schedule(at(20 + down_ms), move |sim| sim.restart(replica(victim)));
+        finish(&mut sim, 20);
+        assert_eq!(sim.ops_completed(), 180, "victim {victim}");
+        assert_eq!(total(&sim, "recovery: done"), 1, "victim {victim}");
+        check(&sim, &log).unwrap();
+        sim.run_until(sim.now() + Duration::from_millis(200));
+        check_caught_up(&sim, &log, 0).unwrap();
+    }
 }

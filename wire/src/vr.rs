@@ -136,4 +136,15 @@ pub enum Message {
     },
     /// The answer to `GetState` (§5.2): entries from the asker's `op` on.
     NewState { view: u64, commit: u64, log: Log },
+    /// A replica that restarted without its state, to all (§4.3): `nonce`
+    /// names this recovery.
+    Recovery { replica: ReplicaId, nonce: u64 },
+    /// A normal replica to a recovering one (§4.3): its view, and, from the
+    /// primary of that view, its log and commit number.
+    RecoveryResponse {
+        view: u64,
+        nonce: u64,
+        state: Option<(Log, u64)>,
+        replica: ReplicaId,
+    },
 }

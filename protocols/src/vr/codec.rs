@@ -78,6 +78,26 @@ impl SharedState for Codec {
                 log.base,
                 log.top()
             ),
+            Message::Recovery { replica, nonce } => {
+                format!("Recovery from r{} nonce {nonce:x}", replica.0)
+            }
+            Message::RecoveryResponse {
+                view,
+                nonce,
+                state,
+                replica,
+            } => match state {
+                Some((log, commit)) => format!(
+                    "RecoveryResponse v{view} nonce {nonce:x} log {}..{} commit {commit} from r{}",
+                    log.base,
+                    log.top(),
+                    replica.0
+                ),
+                None => format!(
+                    "RecoveryResponse v{view} nonce {nonce:x} from r{}",
+                    replica.0
+                ),
+            },
         }
     }
 }

@@ -35,6 +35,24 @@
 //! the log, executes what is committed, and acknowledges the rest with
 //! `PrepareOk`, so the new primary commits it.
 //!
+//! # Recovery (§4.3)
+//!
+//! A replica that restarts without its state (nothing is persisted) takes
+//! no part until it has recovered: it sends `Recovery` with a fresh nonce
+//! to all, every [`RECOVERY_INTERVAL`], and waits for f + 1
+//! `RecoveryResponse`s to that nonce from normal replicas, among them one
+//! from the primary of the latest view they name, which carries its log and
+//! commit number. It takes that view, log and commit number, executes the
+//! committed prefix, and is a normal backup again. This is safe only while
+//! at most f replicas are crashed or recovering at once (Michael, Ports,
+//! Sharma, Szekeres, DISC'17): the seeded runs keep to that, and the
+//! `beyond` profile, which does not, stalls the group.
+//!
+//! A view change's messages are sent again every [`COMMIT_INTERVAL`] until
+//! the view starts or times out: a replica paused or cut off when the
+//! others started it would otherwise never join, and with recovering
+//! replicas counting as crashed, the view could not gather its quorum.
+//!
 //! # Catching up (§5.2)
 //!
 //! A backup that gets a `Prepare` for an entry past the next it expects, or
@@ -85,6 +103,9 @@ pub const VIEW_TIMEOUT_MAX: Duration = Duration::from_secs(1);
 /// How often a replica asks again for the state it misses.
 pub const GET_STATE_INTERVAL: Duration = Duration::from_millis(5);
 
+/// How often a recovering replica asks again.
+pub const RECOVERY_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Entries one `NewState` carries at most.
 pub const STATE_ENTRIES_MAX: usize = 64;
 
@@ -132,7 +153,10 @@ pub struct Config {
 impl Config {
     /// A group of `n` replicas with the tunables' defaults.
     pub fn new(n: usize) -> Config {
-        assert!(n >= 1 && !n.is_multiple_of(2), "VR runs 2f + 1 replicas, not {n}");
+        assert!(
+            n >= 1 && !n.is_multiple_of(2),
+            "VR runs 2f + 1 replicas, not {n}"
+        );
         let settings = wire::vr::SPEC.defaults();
         Config::with_settings(n, &settings)
     }

@@ -9,7 +9,7 @@ use wire::vr::{Entry, Log, Message};
 
 use super::{
     CLIENT_TABLE_MAX, COMMIT_INTERVAL, Codec, Config, GET_STATE_INTERVAL, QUEUE_MAX,
-    RESULT_BYTES_MAX, STATE_ENTRIES_MAX, VIEW_TIMEOUT_MAX, bugs,
+    RECOVERY_INTERVAL, RESULT_BYTES_MAX, STATE_ENTRIES_MAX, VIEW_TIMEOUT_MAX, bugs,
 };
 use crate::app::{App, Position, Unexecuted};
 use crate::common::{Admission, ClientTable};
@@ -27,6 +27,8 @@ pub enum ReplicaTimer {
     View,
     /// The primary tells the backups its commit number.
     Commit,
+    /// A recovering replica asks again.
+    Recovery,
 }
 
 /// A replica's status (§4): normal, or in a view change.
@@ -34,6 +36,9 @@ pub enum ReplicaTimer {
 pub enum Status {
     Normal,
     ViewChange,
+    /// Restarted without its state, running the recovery protocol (§4.3):
+    /// it takes no part until it is done.
+    Recovering,
 }
 
 type Ctx<'a, 'b> = Context<'a, Message, ReplicaTimer>;
@@ -78,6 +83,10 @@ pub struct Replica {
     /// The primary's commit number at its last tick: none since, and it
     /// prepares the uncommitted entries again.
     commit_at_tick: u64,
+    /// While recovering: this recovery's nonce, and the responses to it by
+    /// replica (their view, and the primary's log and commit number).
+    nonce: u64,
+    responses: BTreeMap<ReplicaId, (u64, Option<(Log, u64)>)>,
 }
 
 /// What a `DoViewChange` says.
@@ -123,7 +132,17 @@ impl Replica {
             done: BTreeMap::new(),
             asked: None,
             commit_at_tick: 0,
+            nonce: 0,
+            responses: BTreeMap::new(),
         }
+    }
+
+    /// Replica `id`, restarted without its state: it runs the recovery
+    /// protocol (§4.3) before it takes part again.
+    pub fn recovering(id: ReplicaId, config: Config, app: Box<dyn App>) -> Replica {
+        let mut replica = Replica::new(id, config, app);
+        replica.status = Status::Recovering;
+        replica
     }
 
     pub fn view(&self) -> u64 {
@@ -462,6 +481,7 @@ impl Replica {
         });
         self.backoff = self.backoff.saturating_add(1);
         self.arm_view_timer(ctx);
+        ctx.set_timer(ReplicaTimer::Commit, COMMIT_INTERVAL);
         self.maybe_do_view_change(ctx);
     }
 
@@ -714,6 +734,87 @@ impl Replica {
     }
 }
 
+// ---------------------------------------------------------------
+// Recovery (§4.3).
+
+impl Replica {
+    fn send_recovery(&mut self, ctx: &mut Ctx<'_, '_>) {
+        ctx.send_to_replicas(Message::Recovery {
+            replica: self.id,
+            nonce: self.nonce,
+        });
+        ctx.set_timer(ReplicaTimer::Recovery, RECOVERY_INTERVAL);
+    }
+
+    fn on_recovery(&mut self, replica: ReplicaId, nonce: u64, ctx: &mut Ctx<'_, '_>) {
+        if self.status != Status::Normal {
+            ctx.drop_message("recovery: not normal here");
+            return;
+        }
+        let state = self.is_primary().then(|| (self.log.clone(), self.commit));
+        ctx.send(
+            Addr::Replica(replica),
+            Message::RecoveryResponse {
+                view: self.view,
+                nonce,
+                state,
+                replica: self.id,
+            },
+        );
+    }
+
+    fn on_recovery_response(
+        &mut self,
+        view: u64,
+        nonce: u64,
+        state: Option<(Log, u64)>,
+        replica: ReplicaId,
+        ctx: &mut Ctx<'_, '_>,
+    ) {
+        if self.status != Status::Recovering || nonce != self.nonce {
+            ctx.drop_message("recovery-response: not for a recovery here");
+            return;
+        }
+        if usize::from(replica.0) >= self.config.n {
+            ctx.drop_message("recovery-response: no such replica");
+            return;
+        }
+        if state.is_some() != (self.config.primary(view) == replica) {
+            ctx.drop_message("recovery-response: state from a backup, or none from the primary");
+            return;
+        }
+        self.responses.insert(replica, (view, state));
+        // f + 1 responses, among them the primary's of the latest view
+        // they name.
+        if self.responses.len() <= self.config.f {
+            return;
+        }
+        let latest = self.responses.values().map(|(v, _)| *v).max().unwrap_or(0);
+        let primary = self.config.primary(latest);
+        let Some((_, Some((log, commit)))) = self.responses.get(&primary).cloned() else {
+            return;
+        };
+        if self.responses[&primary].0 != latest {
+            return;
+        }
+        self.responses.clear();
+        ctx.cancel_timer(ReplicaTimer::Recovery);
+        ctx.count("recovery: done");
+        self.view = latest;
+        self.start_view(log, commit, ctx);
+        if self.log.top() > self.commit {
+            ctx.send(
+                self.primary(),
+                Message::PrepareOk {
+                    view: self.view,
+                    op: self.log.top(),
+                    replica: self.id,
+                },
+            );
+        }
+    }
+}
+
 impl State for Replica {
     type Message = Message;
     type Outbound = Message;
@@ -721,6 +822,12 @@ impl State for Replica {
     type Shared = Codec;
 
     fn on_start(&mut self, ctx: &mut Ctx<'_, '_>) {
+        if self.status == Status::Recovering {
+            self.nonce = ctx.rng().next_u64();
+            ctx.count("recovery: started");
+            self.send_recovery(ctx);
+            return;
+        }
         if self.is_primary() {
             ctx.set_timer(ReplicaTimer::Commit, COMMIT_INTERVAL);
         } else {
@@ -736,6 +843,18 @@ impl State for Replica {
             Addr::Client(_) => None,
         };
         let claims = |replica: ReplicaId| sender == Some(replica);
+        if self.status == Status::Recovering {
+            match msg {
+                Message::RecoveryResponse {
+                    view,
+                    nonce,
+                    state,
+                    replica,
+                } if claims(replica) => self.on_recovery_response(view, nonce, state, replica, ctx),
+                _ => ctx.drop_message("recovering: takes no part yet"),
+            }
+            return;
+        }
         let primary_of = |view: u64| sender == Some(self.config.primary(view));
         match msg {
             Message::Request(request) if sender.is_none() => self.on_request(request, ctx),
@@ -776,17 +895,53 @@ impl State for Replica {
             Message::NewState { view, commit, log } if primary_of(view) => {
                 self.on_new_state(view, commit, log, ctx)
             }
+            Message::Recovery { replica, nonce } if claims(replica) => {
+                self.on_recovery(replica, nonce, ctx)
+            }
             _ => ctx.drop_message("replica: unexpected message or sender"),
         }
     }
 
+    fn is_recovering(&self) -> bool {
+        self.status == Status::Recovering
+    }
+
+    fn executed_slot(&self) -> Option<u64> {
+        Some(self.commit)
+    }
+
+    fn leader(&self) -> Option<ReplicaId> {
+        (self.status == Status::Normal).then(|| self.config.primary(self.view))
+    }
+
     fn on_timer(&mut self, timer: ReplicaTimer, ctx: &mut Ctx<'_, '_>) {
+        if self.status == Status::Recovering {
+            if timer == ReplicaTimer::Recovery {
+                self.send_recovery(ctx);
+            }
+            return;
+        }
         match timer {
+            ReplicaTimer::Recovery => {}
             ReplicaTimer::View => {
                 if self.status == Status::Normal && self.is_primary() {
                     return;
                 }
                 self.start_view_change(self.view + 1, ctx);
+            }
+            ReplicaTimer::Commit if self.status == Status::ViewChange => {
+                // Messages of a view change are lost like any: say them
+                // again until the view starts or times out.
+                ctx.count("view change: resent");
+                ctx.send_to_replicas(Message::StartViewChange {
+                    view: self.view,
+                    replica: self.id,
+                });
+                if self.did {
+                    self.did = false;
+                    self.maybe_do_view_change(ctx);
+                }
+                ctx.set_timer(ReplicaTimer::Commit, COMMIT_INTERVAL);
             }
             ReplicaTimer::Commit => {
                 if self.status != Status::Normal || !self.is_primary() {

@@ -1,10 +1,13 @@
 //! VR in the simulator: 2f + 1 replicas with a key-value app, a few
 //! clients, and the faults of the kit's plan (loss, duplication,
 //! reordering, long delays, partitions, one-way cuts, pauses, which keep a
-//! replica's memory). VR tolerates crashes, not lies: its runs use the
+//! replica's memory, and crashes, which lose it: a restarted replica runs
+//! the recovery protocol, and the plan keeps crashed and recovering
+//! replicas within f). VR tolerates crashes, not lies: its runs use the
 //! crash, network and partition profiles, not the Byzantine one.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use runtime::node::{ClientNode, Node};
@@ -39,14 +42,20 @@ pub struct System {
 }
 
 /// Adds replica `id` of the group `config` describes, running a key-value
-/// app whose executions go to `log`.
+/// app whose executions go to `log`. A restart makes a replica with
+/// nothing, which runs the recovery protocol.
 pub fn add_replica(sim: &mut Simulator, log: &ExecutionLog, id: ReplicaId, config: Config) {
     let log = log.clone();
+    let started = AtomicBool::new(false);
     sim.add_node(
         Addr::Replica(id),
         Box::new(move |rng| {
             let app = log.record(id, Box::new(KvApp::default()));
-            let replica = Replica::new(id, config, app);
+            let replica = if started.swap(true, Ordering::Relaxed) {
+                Replica::recovering(id, config, app)
+            } else {
+                Replica::new(id, config, app)
+            };
             Box::new(Node::new(Addr::Replica(id), replica, Arc::new(Codec), rng))
         }),
     );
@@ -122,8 +131,8 @@ pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
         replicas: (0..n as u8).map(|i| Addr::Replica(ReplicaId(i))).collect(),
         clients: (1..=clients).map(|id| Addr::Client(ClientId(id))).collect(),
         f: config.f,
-        // No recovery protocol yet: a crash keeps the replica's memory.
-        amnesia: false,
+        // Crashes lose the replica's memory; it recovers (§4.3).
+        amnesia: true,
         durable: false,
     };
     let adversaries = Adversaries {
