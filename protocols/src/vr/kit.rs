@@ -38,7 +38,15 @@ impl crate::registry::Kit for Kit {
         let codec = Arc::new(Codec);
         let running = match node {
             Start::Replica { id, app, setup, .. } => {
-                deploy::spawn_replica(Replica::new(id, group, app), codec, setup)
+                // Nothing is persisted: a restarted replica (the runner
+                // restarts with `recover`) has lost its state, and runs
+                // the recovery protocol before it takes part.
+                let replica = if config.durable.recover {
+                    Replica::recovering(id, group, app)
+                } else {
+                    Replica::new(id, group, app)
+                };
+                deploy::spawn_replica(replica, codec, setup)
             }
             Start::Clients {
                 resend, ops, setup, ..
