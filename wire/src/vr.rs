@@ -30,7 +30,7 @@ pub const SPEC: ProtocolSpec = ProtocolSpec {
     rotates_leader: false,
     services: &[],
     counters: &[],
-    tunables: &[BATCH_MAX, WINDOW, VIEW_TIMEOUT_MS],
+    tunables: &[BATCH_MAX, WINDOW, VIEW_TIMEOUT_MS, CHECKPOINT_INTERVAL],
 };
 
 /// Requests in one batch at most.
@@ -62,6 +62,17 @@ pub const VIEW_TIMEOUT_MS: Tunable = Tunable {
     default: 40,
     min: 1,
     max: 60_000,
+};
+
+/// Every this many batches a replica snapshots its state and truncates its
+/// log (§5.1).
+pub const CHECKPOINT_INTERVAL: Tunable = Tunable {
+    name: "checkpoint_interval",
+    about: "batches between snapshots; the log keeps the entries since the one before",
+    unit: "batches",
+    default: 128,
+    min: 2,
+    max: 1 << 16,
 };
 
 /// One log entry: a batch the primary of `view` ordered at `op`.
@@ -115,36 +126,71 @@ pub enum Message {
     Commit { view: u64, commit: u64 },
     /// A replica to all (§4.2): it gave up on the views below `view`.
     StartViewChange { view: u64, replica: ReplicaId },
-    /// A replica to the primary of `view` (§4.2): its log, the last view in
-    /// which its status was normal, and its commit number.
+    /// A replica to the primary of `view` (§4.2): the last view in which its
+    /// status was normal, its log's top and its commit number. The log
+    /// itself does not travel: the new primary fetches it from the replica
+    /// it picks, if that is not itself (`GetState`), so that no message
+    /// grows with the log.
     DoViewChange {
         view: u64,
         last_normal: u64,
         commit: u64,
-        log: Log,
+        top: u64,
         replica: ReplicaId,
     },
-    /// The primary of `view` to the others (§4.2): the log the view starts
-    /// with, and its commit number.
-    StartView { view: u64, commit: u64, log: Log },
-    /// A replica that is behind in `view` to another (§5.2): send every
-    /// entry above `op`.
+    /// The primary of `view` to the others (§4.2): the view starts with the
+    /// log that was normal last in `log_view`, up to `top`. A replica whose
+    /// log is that one already takes it as it stands; any other fetches it
+    /// (`GetState`) before it is normal in the view.
+    StartView {
+        view: u64,
+        commit: u64,
+        log_view: u64,
+        top: u64,
+    },
+    /// A replica to another in `view` (§5.2): send the log above `op`.
     GetState {
         view: u64,
         op: u64,
         replica: ReplicaId,
     },
-    /// The answer to `GetState` (§5.2): entries from the asker's `op` on.
+    /// The answer to `GetState` (§5.2): entries from the asker's `op` on,
+    /// or from the sender's snapshot on if it truncated its log below
+    /// `op`; as many as fit one message.
     NewState { view: u64, commit: u64, log: Log },
+    /// Part `index` of `count` of the sender's snapshot at `op` (§5.1), sent
+    /// before `NewState` to a replica that asked for entries the sender
+    /// no longer holds.
+    Chunk(Chunk),
     /// A replica that restarted without its state, to all (§4.3): `nonce`
     /// names this recovery.
     Recovery { replica: ReplicaId, nonce: u64 },
     /// A normal replica to a recovering one (§4.3): its view, and, from the
-    /// primary of that view, its log and commit number.
+    /// primary of that view, its commit number and its log's top, which the
+    /// recovering replica fetches (`GetState`) before it takes part.
     RecoveryResponse {
         view: u64,
         nonce: u64,
-        state: Option<(Log, u64)>,
+        primary: Option<Primary>,
         replica: ReplicaId,
     },
+}
+
+/// What the primary tells a recovering replica (§4.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub struct Primary {
+    pub commit: u64,
+    pub top: u64,
+}
+
+/// A piece of a snapshot: the application's state and the client table
+/// after executing every entry up to `op`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub struct Chunk {
+    pub view: u64,
+    pub op: u64,
+    pub index: u32,
+    pub count: u32,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
 }

@@ -57,19 +57,18 @@ impl SharedState for Codec {
                 view,
                 last_normal,
                 commit,
-                log,
+                top,
                 replica,
             } => format!(
-                "DoViewChange v{view} normal v{last_normal} commit {commit} log {}..{} from r{}",
-                log.base,
-                log.top(),
+                "DoViewChange v{view} normal v{last_normal} commit {commit} top {top} from r{}",
                 replica.0
             ),
-            Message::StartView { view, commit, log } => format!(
-                "StartView v{view} commit {commit} log {}..{}",
-                log.base,
-                log.top()
-            ),
+            Message::StartView {
+                view,
+                commit,
+                log_view,
+                top,
+            } => format!("StartView v{view} commit {commit} log of v{log_view} to {top}"),
             Message::GetState { view, op, replica } => {
                 format!("GetState v{view} above {op} from r{}", replica.0)
             }
@@ -78,20 +77,26 @@ impl SharedState for Codec {
                 log.base,
                 log.top()
             ),
+            Message::Chunk(c) => format!(
+                "Chunk v{} snapshot at {} part {} of {} ({} bytes)",
+                c.view,
+                c.op,
+                c.index,
+                c.count,
+                c.bytes.len()
+            ),
             Message::Recovery { replica, nonce } => {
                 format!("Recovery from r{} nonce {nonce:x}", replica.0)
             }
             Message::RecoveryResponse {
                 view,
                 nonce,
-                state,
+                primary,
                 replica,
-            } => match state {
-                Some((log, commit)) => format!(
-                    "RecoveryResponse v{view} nonce {nonce:x} log {}..{} commit {commit} from r{}",
-                    log.base,
-                    log.top(),
-                    replica.0
+            } => match primary {
+                Some(p) => format!(
+                    "RecoveryResponse v{view} nonce {nonce:x} commit {} top {} from r{}",
+                    p.commit, p.top, replica.0
                 ),
                 None => format!(
                     "RecoveryResponse v{view} nonce {nonce:x} from r{}",

@@ -109,6 +109,31 @@ pub const RECOVERY_INTERVAL: Duration = Duration::from_millis(10);
 /// Entries one `NewState` carries at most.
 pub const STATE_ENTRIES_MAX: usize = 64;
 
+/// Bytes of requests one batch carries at most (near enough: an op's
+/// length and 40 bytes each), so that a `Prepare` fits one datagram; a
+/// request too large for a batch of its own is dropped.
+pub const BATCH_BYTES_MAX: usize = 60 * 1024;
+const _: () = assert!(BATCH_BYTES_MAX + 512 <= wire::MESSAGE_SIZE_MAX);
+
+/// Bytes of entries one `NewState` carries at most (and at least one
+/// entry, which a batch's bound keeps within a datagram).
+pub const STATE_BYTES_MAX: usize = BATCH_BYTES_MAX;
+
+/// Bytes of a snapshot one `Chunk` carries.
+pub const CHUNK_BYTES: usize = 32 << 10;
+const _: () = assert!(CHUNK_BYTES + 512 <= wire::MESSAGE_SIZE_MAX);
+
+/// Chunks a snapshot may take at most: 128 MiB, past what the key-value
+/// app and a full client table hold.
+pub const CHUNKS_MAX: u32 = 4 << 10;
+
+/// How often a replica sends its snapshot to the same replica at most.
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Recovery timer ticks without progress after which a recovering replica
+/// gives up fetching from the primary it picked and asks all again.
+pub const RECOVERY_STALL_TICKS: u32 = 8;
+
 /// How long a client waits before it first retransmits, at the least.
 pub const CLIENT_RESEND_MAX: Duration = Duration::from_millis(500);
 
@@ -148,6 +173,7 @@ pub struct Config {
     pub batch_max: usize,
     pub window: u64,
     pub view_timeout: Duration,
+    pub checkpoint_interval: u64,
 }
 
 impl Config {
@@ -169,7 +195,21 @@ impl Config {
             batch_max: settings.get(&wire::vr::BATCH_MAX) as usize,
             window: settings.get(&wire::vr::WINDOW),
             view_timeout: Duration::from_millis(settings.get(&wire::vr::VIEW_TIMEOUT_MS)),
+            checkpoint_interval: settings.get(&wire::vr::CHECKPOINT_INTERVAL),
         }
+    }
+
+    /// Entries a log holds at most: those since the snapshot before the
+    /// latest, the window's, and room for a backup's commit number to lag.
+    /// Under crashes alone it never fills; a message that would overfill
+    /// it is dropped.
+    pub fn log_max(&self) -> usize {
+        let entries = self
+            .checkpoint_interval
+            .saturating_mul(2)
+            .saturating_add(self.window.saturating_mul(4))
+            .saturating_add(STATE_ENTRIES_MAX as u64);
+        usize::try_from(entries).unwrap_or(usize::MAX)
     }
 
     /// The primary of `view`.

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use runtime::{Addr, ClientId, Context, ReplicaId, State, Time};
 use wire::client::{Reply, Request};
-use wire::vr::{Entry, Log, Message};
+use wire::vr::{Chunk, Entry, Log, Message, Primary};
 
 use super::{
-    CLIENT_TABLE_MAX, COMMIT_INTERVAL, Codec, Config, GET_STATE_INTERVAL, QUEUE_MAX,
-    RECOVERY_INTERVAL, RESULT_BYTES_MAX, STATE_ENTRIES_MAX, VIEW_TIMEOUT_MAX, bugs,
+    BATCH_BYTES_MAX, CHUNK_BYTES, CHUNKS_MAX, CLIENT_TABLE_MAX, COMMIT_INTERVAL, Codec, Config,
+    GET_STATE_INTERVAL, QUEUE_MAX, RECOVERY_INTERVAL, RECOVERY_STALL_TICKS, RESULT_BYTES_MAX,
+    SNAPSHOT_INTERVAL, STATE_BYTES_MAX, STATE_ENTRIES_MAX, VIEW_TIMEOUT_MAX, bugs,
 };
 use crate::app::{App, Position, Unexecuted};
 use crate::common::{Admission, ClientTable};
@@ -84,17 +85,79 @@ pub struct Replica {
     /// prepares the uncommitted entries again.
     commit_at_tick: u64,
     /// While recovering: this recovery's nonce, and the responses to it by
-    /// replica (their view, and the primary's log and commit number).
+    /// replica (their view, and what the primary of it said).
     nonce: u64,
-    responses: BTreeMap<ReplicaId, (u64, Option<(Log, u64)>)>,
+    responses: BTreeMap<ReplicaId, (u64, Option<Primary>)>,
+
+    // Snapshots and state transfer (§5.1, §5.2).
+    /// The latest snapshot.
+    checkpoint: Option<Checkpoint>,
+    /// A log being fetched to replace this replica's: its own stays as it
+    /// is, for a view change to report, until the fetched one is whole.
+    fetch: Option<Fetch>,
+    /// A snapshot arriving in chunks.
+    incoming: Option<Incoming>,
+    /// When this replica last sent its snapshot to each replica.
+    snapshot_sent: Vec<Option<Time>>,
+    /// At the primary: the log its view started with, as `StartView` says
+    /// (the view it was last normal in, and its top).
+    start: (u64, u64),
 }
 
 /// What a `DoViewChange` says.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct DoViewChange {
     last_normal: u64,
     commit: u64,
+    top: u64,
+}
+
+/// The application's state and the client table after executing every
+/// entry up to `op`: the app's snapshot, length first, then the table.
+#[derive(Clone, Debug)]
+struct Checkpoint {
+    op: u64,
+    state: Vec<u8>,
+}
+
+/// Why a replica fetches a log whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// A backup whose log is not the one `StartView` names.
+    Backup,
+    /// A new primary whose log is not the one it picked.
+    Primary { log_view: u64 },
+    /// A replica recovering from the primary that answered it.
+    Recovery,
+}
+
+/// A log being fetched from `from`, who is in `view`: whole once it
+/// reaches `top`.
+#[derive(Debug)]
+struct Fetch {
+    purpose: Purpose,
+    view: u64,
+    from: ReplicaId,
+    top: u64,
+    /// The largest commit number heard for it.
+    commit: u64,
+    /// Entries from `log.base` on; the base is the snapshot's op if one
+    /// came, else what this replica asked from (its own log holds the
+    /// entries below).
     log: Log,
+    snapshot: Option<Checkpoint>,
+    asked: Option<Time>,
+    /// Recovery timer ticks since the last piece arrived.
+    stalled: u32,
+}
+
+/// Chunks of `from`'s snapshot at `op`.
+#[derive(Debug)]
+struct Incoming {
+    from: ReplicaId,
+    op: u64,
+    chunks: Vec<Option<Vec<u8>>>,
+    missing: u32,
 }
 
 impl std::fmt::Debug for Replica {
@@ -134,6 +197,11 @@ impl Replica {
             commit_at_tick: 0,
             nonce: 0,
             responses: BTreeMap::new(),
+            checkpoint: None,
+            fetch: None,
+            incoming: None,
+            snapshot_sent: vec![None; config.n],
+            start: (0, 0),
         }
     }
 
@@ -213,6 +281,10 @@ impl Replica {
             // or never will.
             _ => {}
         }
+        if request_size(&request) > BATCH_BYTES_MAX {
+            ctx.drop_message("request: too large for a batch");
+            return;
+        }
         if self.queue.len() >= QUEUE_MAX {
             ctx.drop_message("request: the queue is full");
             return;
@@ -232,7 +304,15 @@ impl Replica {
             if in_flight && self.queue.len() < self.config.batch_max {
                 return;
             }
-            let take = self.queue.len().min(self.config.batch_max);
+            let mut take = 0;
+            let mut bytes = 0;
+            for request in self.queue.iter().take(self.config.batch_max) {
+                bytes += request_size(request);
+                if take > 0 && bytes > BATCH_BYTES_MAX {
+                    break;
+                }
+                take += 1;
+            }
             let requests: Vec<Request> = self.queue.drain(..take).collect();
             ctx.count(wire::control::BATCHES_COUNTER);
             ctx.count_n(
@@ -264,7 +344,10 @@ impl Replica {
             return;
         }
         let next = self.log.top() + 1;
-        if entry.op == next {
+        if entry.op == next && self.log.entries.len() >= self.config.log_max() {
+            ctx.drop_message("prepare: the log is full");
+            return;
+        } else if entry.op == next {
             self.log.entries.push(entry);
         } else if entry.op > next {
             ctx.drop_message("prepare: an entry is missing before it");
@@ -296,33 +379,39 @@ impl Replica {
     /// Whether a message of the primary's of `view` is one this replica
     /// takes: of its own view, in which it is a normal backup. Hearing from
     /// the primary keeps the view timer from firing. A later view, or the
-    /// view this replica is changing to, means a view change completed
-    /// without it (its `StartView` lost): its log above the commit number
-    /// may not be the new view's, so it keeps the committed prefix, which
-    /// every log of the view starts with, and asks for the rest (§5.2).
+    /// view this replica is changing to, means the view started without it
+    /// (its `StartView` lost, or its log still being fetched): it moves to
+    /// the view, status view-change, and asks the primary, which sends
+    /// `StartView` again to a replica changing to its view.
     fn heard_primary(&mut self, view: u64, ctx: &mut Ctx<'_, '_>) -> bool {
         if view < self.view {
             ctx.drop_message("primary: an older view");
             return false;
         }
-        if view > self.view || self.status != Status::Normal {
-            if view > self.view {
-                self.enter_view(view, ctx);
-            }
-            ctx.count("view: joined from the primary's messages");
-            self.status = Status::Normal;
-            self.last_normal = view;
-            self.backoff = 0;
-            self.log
-                .entries
-                .truncate((self.commit - self.log.base) as usize);
+        if view == self.view && self.status == Status::Normal {
             self.arm_view_timer(ctx);
-            self.asked = None;
-            self.get_state(ctx);
+            return true;
+        }
+        ctx.drop_message("primary: of a view this replica is not normal in yet");
+        if self.fetch.as_ref().is_some_and(|f| f.view == view) {
+            self.ask_fetch(ctx);
             return false;
         }
-        self.arm_view_timer(ctx);
-        true
+        if view > self.view {
+            self.enter_view(view, ctx);
+            self.status = Status::ViewChange;
+            self.arm_view_timer(ctx);
+            ctx.set_timer(ReplicaTimer::Commit, COMMIT_INTERVAL);
+            ctx.count("view: asked the primary to start it again");
+            ctx.send(
+                self.primary(),
+                Message::StartViewChange {
+                    view,
+                    replica: self.id,
+                },
+            );
+        }
+        false
     }
 
     fn on_prepare_ok(&mut self, view: u64, op: u64, replica: ReplicaId, ctx: &mut Ctx<'_, '_>) {
@@ -372,6 +461,38 @@ impl Replica {
             for request in requests {
                 self.execute(op, request, ctx);
             }
+            if op.is_multiple_of(self.config.checkpoint_interval) {
+                self.take_checkpoint(op, ctx);
+            }
+        }
+    }
+
+    /// Snapshots the state after `op` (§5.1) and truncates the log to the
+    /// snapshot before: a replica a little behind gets entries, one further
+    /// behind the snapshot.
+    fn take_checkpoint(&mut self, op: u64, ctx: &mut Ctx<'_, '_>) {
+        let app = self.app.snapshot();
+        let mut state = Vec::with_capacity(app.len() + 8);
+        state.extend_from_slice(&(app.len() as u64).to_le_bytes());
+        state.extend_from_slice(&app);
+        drop(app);
+        self.table.encode(&mut state);
+        ctx.count("checkpoint: taken");
+        let before = self.checkpoint.replace(Checkpoint { op, state });
+        if let Some(before) = before {
+            self.truncate_log(before.op);
+        }
+    }
+
+    /// Drops the entries up to `op` (at most the commit number).
+    fn truncate_log(&mut self, op: u64) {
+        let op = op.min(self.commit);
+        if op > self.log.base {
+            let drop = usize::try_from(op - self.log.base)
+                .unwrap_or(usize::MAX)
+                .min(self.log.entries.len());
+            self.log.entries.drain(..drop);
+            self.log.base = op;
         }
     }
 
@@ -495,16 +616,43 @@ impl Replica {
         self.done.clear();
         self.acked.iter_mut().for_each(|a| *a = 0);
         self.queue.clear();
+        self.fetch = None;
+        self.incoming = None;
         ctx.cancel_timer(ReplicaTimer::Commit);
     }
 
+    /// The primary of this view, normal in it, to a replica that is still
+    /// changing to it: `StartView` again.
+    fn send_start_view(&self, to: Addr, ctx: &mut Ctx<'_, '_>) {
+        let (log_view, top) = self.start;
+        ctx.send(
+            to,
+            Message::StartView {
+                view: self.view,
+                commit: self.commit,
+                log_view,
+                top,
+            },
+        );
+    }
+
+    /// Whether this replica is the primary of its view and normal in it.
+    fn is_normal_primary(&self) -> bool {
+        self.status == Status::Normal && self.is_primary()
+    }
+
     fn on_start_view_change(&mut self, view: u64, replica: ReplicaId, ctx: &mut Ctx<'_, '_>) {
-        if view < self.view || (view == self.view && self.status == Status::Normal) {
-            ctx.drop_message("start-view-change: not a view changing here");
-            return;
-        }
         if usize::from(replica.0) >= self.config.n {
             ctx.drop_message("start-view-change: no such replica");
+            return;
+        }
+        if view == self.view && self.is_normal_primary() {
+            ctx.count("start-view: sent again");
+            self.send_start_view(Addr::Replica(replica), ctx);
+            return;
+        }
+        if view < self.view || (view == self.view && self.status == Status::Normal) {
+            ctx.drop_message("start-view-change: not a view changing here");
             return;
         }
         if view > self.view {
@@ -530,7 +678,7 @@ impl Replica {
         let mine = DoViewChange {
             last_normal: self.last_normal,
             commit: self.commit,
-            log: self.log.clone(),
+            top: self.log.top(),
         };
         let primary = self.config.primary(self.view);
         if primary == self.id {
@@ -542,7 +690,7 @@ impl Replica {
                     view: self.view,
                     last_normal: mine.last_normal,
                     commit: mine.commit,
-                    log: mine.log,
+                    top: mine.top,
                     replica: self.id,
                 },
             );
@@ -556,6 +704,17 @@ impl Replica {
         replica: ReplicaId,
         ctx: &mut Ctx<'_, '_>,
     ) {
+        if usize::from(replica.0) >= self.config.n {
+            ctx.drop_message("do-view-change: no such replica");
+            return;
+        }
+        if view == self.view && self.is_normal_primary() {
+            if replica != self.id {
+                ctx.count("start-view: sent again");
+                self.send_start_view(Addr::Replica(replica), ctx);
+            }
+            return;
+        }
         if self.config.primary(view) != self.id
             || view < self.view
             || (view == self.view && self.status == Status::Normal)
@@ -563,49 +722,74 @@ impl Replica {
             ctx.drop_message("do-view-change: not the primary of a view changing here");
             return;
         }
-        if usize::from(replica.0) >= self.config.n {
-            ctx.drop_message("do-view-change: no such replica");
-            return;
-        }
         if view > self.view {
             self.start_view_change(view, ctx);
+        }
+        if self.fetch.is_some() {
+            ctx.drop_message("do-view-change: the picked log is being fetched");
+            return;
         }
         self.done.insert(replica, msg);
         if self.done.len() <= self.config.f {
             return;
         }
         // f + 1: the log of the largest last normal view, the longest of
-        // those; the largest commit number.
+        // those (this replica's own if it is one of them: two logs normal
+        // last in the same view and as long are the same log); the largest
+        // commit number.
+        let me = self.id;
         let commit = self.done.values().map(|d| d.commit).max().unwrap_or(0);
-        let best = self
+        let (&best_id, &best) = self
             .done
-            .values()
-            .max_by_key(|d| {
+            .iter()
+            .max_by_key(|&(&id, d)| {
                 if planted::is(bugs::IGNORE_LAST_NORMAL) {
-                    (0, d.log.top())
+                    (0, d.top, id == me)
                 } else {
-                    (d.last_normal, d.log.top())
+                    (d.last_normal, d.top, id == me)
                 }
             })
-            .expect("f + 1 of them")
-            .log
-            .clone();
+            .expect("f + 1 of them");
         self.done.clear();
-        self.start_view(best, commit, ctx);
+        if best_id == me {
+            self.become_primary(best.last_normal, commit, ctx);
+            return;
+        }
+        // This replica's log, normal last in the same view, is a prefix of
+        // the picked one: only the rest is fetched.
+        let from = if self.last_normal == best.last_normal {
+            self.log.top().min(best.top)
+        } else {
+            self.commit
+        };
+        ctx.count("view change: fetching the picked log");
+        let purpose = Purpose::Primary {
+            log_view: best.last_normal,
+        };
+        self.begin_fetch(purpose, view, best_id, best.top, commit, from, ctx);
+    }
+
+    /// The new primary, holding the log it picked (normal last in
+    /// `log_view`), starts the view.
+    fn become_primary(&mut self, log_view: u64, commit: u64, ctx: &mut Ctx<'_, '_>) {
+        self.start = (log_view, self.log.top());
+        self.start_view(commit, ctx);
+        let (log_view, top) = self.start;
         ctx.send_to_replicas(Message::StartView {
             view: self.view,
             commit: self.commit,
-            log: self.log.clone(),
+            log_view,
+            top,
         });
     }
 
-    /// Takes `log` as this view's, normal again, and executes what is
+    /// Normal in this view with the log as it stands, and executes what is
     /// committed.
-    fn start_view(&mut self, log: Log, commit: u64, ctx: &mut Ctx<'_, '_>) {
+    fn start_view(&mut self, commit: u64, ctx: &mut Ctx<'_, '_>) {
         self.status = Status::Normal;
         self.last_normal = self.view;
         self.backoff = 0;
-        self.log = log;
+        self.did = false;
         self.held.clear();
         for entry in &self.log.entries {
             if entry.op > self.commit {
@@ -618,6 +802,7 @@ impl Replica {
         if self.is_primary() {
             self.acked[usize::from(self.id.0)] = self.log.top();
             ctx.cancel_timer(ReplicaTimer::View);
+            ctx.cancel_timer(ReplicaTimer::Commit);
             ctx.set_timer(ReplicaTimer::Commit, COMMIT_INTERVAL);
         } else {
             self.arm_view_timer(ctx);
@@ -625,38 +810,65 @@ impl Replica {
         self.execute_up_to(commit, ctx);
         if self.is_primary() {
             self.advance_commit(ctx);
+        } else {
+            self.prepare_ok(ctx);
         }
     }
 
-    fn on_start_view(&mut self, view: u64, commit: u64, log: Log, ctx: &mut Ctx<'_, '_>) {
+    /// A backup tells the primary the highest entry it holds.
+    fn prepare_ok(&self, ctx: &mut Ctx<'_, '_>) {
+        ctx.send(
+            self.primary(),
+            Message::PrepareOk {
+                view: self.view,
+                op: self.log.top(),
+                replica: self.id,
+            },
+        );
+    }
+
+    fn on_start_view(
+        &mut self,
+        view: u64,
+        commit: u64,
+        log_view: u64,
+        top: u64,
+        ctx: &mut Ctx<'_, '_>,
+    ) {
         if view < self.view || (view == self.view && self.status == Status::Normal) {
             ctx.drop_message("start-view: not a view changing here");
             return;
         }
-        if log.base > self.commit {
-            // Only once logs are truncated (§5.1) can this happen.
-            ctx.drop_message("start-view: the log starts above the commit number");
-            return;
-        }
         if view > self.view {
             self.enter_view(view, ctx);
+            self.status = Status::ViewChange;
+            self.arm_view_timer(ctx);
         }
-        self.start_view(log, commit, ctx);
-        if self.log.top() > self.commit {
-            ctx.send(
-                self.primary(),
-                Message::PrepareOk {
-                    view: self.view,
-                    op: self.log.top(),
-                    replica: self.id,
-                },
-            );
+        if self.fetch.is_some() {
+            self.ask_fetch(ctx);
+            return;
         }
+        if self.last_normal == log_view && self.log.top() >= top && self.commit <= top {
+            // Its log is the view's, or the view's and more.
+            let keep = usize::try_from(top - self.log.base).unwrap_or(usize::MAX);
+            self.log.entries.truncate(keep);
+            self.start_view(commit, ctx);
+            return;
+        }
+        let from = if self.last_normal == log_view {
+            self.log.top()
+        } else {
+            self.commit
+        };
+        ctx.count("view change: fetching the new view's log");
+        let primary = self.config.primary(view);
+        self.begin_fetch(Purpose::Backup, view, primary, top, commit, from, ctx);
     }
 
     // ---------------------------------------------------------------
-    // State transfer (§5.2).
+    // State transfer (§5.1, §5.2).
 
+    /// A normal backup asks the primary for the entries above its log.
     fn get_state(&mut self, ctx: &mut Ctx<'_, '_>) {
         let now = ctx.now();
         if self
@@ -677,61 +889,406 @@ impl Replica {
         );
     }
 
-    fn on_get_state(&mut self, view: u64, op: u64, replica: ReplicaId, ctx: &mut Ctx<'_, '_>) {
-        if view != self.view || self.status != Status::Normal {
-            ctx.drop_message("get-state: not normal in its view");
+    /// Starts fetching `from`'s log of `view` above `base` (this replica
+    /// holds the entries up to `base`, or their snapshot), to reach `top`.
+    #[allow(clippy::too_many_arguments)]
+    fn begin_fetch(
+        &mut self,
+        purpose: Purpose,
+        view: u64,
+        from: ReplicaId,
+        top: u64,
+        commit: u64,
+        base: u64,
+        ctx: &mut Ctx<'_, '_>,
+    ) {
+        self.incoming = None;
+        self.fetch = Some(Fetch {
+            purpose,
+            view,
+            from,
+            top,
+            commit,
+            log: Log {
+                base,
+                entries: Vec::new(),
+            },
+            snapshot: None,
+            asked: None,
+            stalled: 0,
+        });
+        if base >= top {
+            self.finish_fetch(ctx);
+        } else {
+            self.ask_fetch(ctx);
+        }
+    }
+
+    /// Asks for the rest of the log being fetched, at most once per
+    /// [`GET_STATE_INTERVAL`] unless an answer came since.
+    fn ask_fetch(&mut self, ctx: &mut Ctx<'_, '_>) {
+        let now = ctx.now();
+        let Some(fetch) = self.fetch.as_mut() else {
+            return;
+        };
+        if fetch
+            .asked
+            .is_some_and(|at| now.since(at) < GET_STATE_INTERVAL)
+        {
             return;
         }
-        if usize::from(replica.0) >= self.config.n {
+        fetch.asked = Some(now);
+        ctx.count("state: asked for");
+        ctx.send(
+            Addr::Replica(fetch.from),
+            Message::GetState {
+                view: fetch.view,
+                op: fetch.log.top(),
+                replica: self.id,
+            },
+        );
+    }
+
+    /// The fetched log is whole: it replaces this replica's, which keeps
+    /// its entries up to where the fetched ones start (or the fetched
+    /// snapshot replaces them, if it is ahead of what is executed here).
+    fn finish_fetch(&mut self, ctx: &mut Ctx<'_, '_>) {
+        let fetch = self.fetch.take().expect("a fetch to finish");
+        self.incoming = None;
+        match fetch.snapshot {
+            Some(checkpoint) if checkpoint.op > self.commit => {
+                self.install(checkpoint, ctx);
+                self.log = fetch.log;
+            }
+            _ => {
+                let fetched = fetch.log;
+                let keep = fetched.base.max(self.log.base).min(self.log.top());
+                self.log
+                    .entries
+                    .truncate(usize::try_from(keep - self.log.base).unwrap_or(usize::MAX));
+                let skip = usize::try_from(keep.saturating_sub(fetched.base)).unwrap_or(usize::MAX);
+                self.log
+                    .entries
+                    .extend(fetched.entries.into_iter().skip(skip));
+            }
+        }
+        ctx.count("state: log fetched whole");
+        match fetch.purpose {
+            Purpose::Backup => self.start_view(fetch.commit, ctx),
+            Purpose::Primary { log_view } => {
+                // The picked log up to its top, not what the replica it
+                // came from has appended since (nothing: it is changing
+                // views too).
+                let keep = fetch.top.max(self.commit).saturating_sub(self.log.base);
+                self.log
+                    .entries
+                    .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+                self.become_primary(log_view, fetch.commit, ctx);
+            }
+            Purpose::Recovery => {
+                ctx.cancel_timer(ReplicaTimer::Recovery);
+                ctx.count("recovery: done");
+                ctx.note(|| format!("recovered in v{}", fetch.view));
+                self.view = fetch.view;
+                self.start_view(fetch.commit, ctx);
+            }
+        }
+    }
+
+    /// Replaces the application and client table by `checkpoint`'s, and
+    /// the log by an empty one above it.
+    fn install(&mut self, checkpoint: Checkpoint, ctx: &mut Ctx<'_, '_>) {
+        let (app, table) = split_state(&checkpoint.state).expect("checked when it arrived");
+        self.app.restore(app);
+        self.table = table;
+        self.commit = checkpoint.op;
+        self.log = Log {
+            base: checkpoint.op,
+            entries: Vec::new(),
+        };
+        ctx.count("state: snapshot installed");
+        self.checkpoint = Some(checkpoint);
+    }
+
+    fn on_get_state(&mut self, view: u64, op: u64, replica: ReplicaId, ctx: &mut Ctx<'_, '_>) {
+        // In a view change the log does not move, and the new primary may
+        // fetch it.
+        if view != self.view || self.status == Status::Recovering {
+            ctx.drop_message("get-state: not in its view");
+            return;
+        }
+        let who = usize::from(replica.0);
+        if who >= self.config.n {
             ctx.drop_message("get-state: no such replica");
             return;
         }
-        let from = op.max(self.log.base);
-        let entries: Vec<Entry> = (from + 1..=self.log.top())
-            .take(STATE_ENTRIES_MAX)
-            .filter_map(|op| self.entry(op).cloned())
-            .collect();
+        let to = Addr::Replica(replica);
+        let mut from = op;
+        if op < self.log.base {
+            // A log starts above zero only at a snapshot.
+            let Some(checkpoint) = self.checkpoint.as_ref() else {
+                ctx.drop_message("get-state: no snapshot to send");
+                return;
+            };
+            from = checkpoint.op;
+            let now = ctx.now();
+            if self.snapshot_sent[who].is_some_and(|at| now.since(at) < SNAPSHOT_INTERVAL) {
+                ctx.drop_message("get-state: snapshot sent a moment ago");
+                return;
+            }
+            let count = checkpoint.state.chunks(CHUNK_BYTES).count().max(1);
+            let Ok(count) = u32::try_from(count) else {
+                ctx.drop_message("get-state: snapshot too large to send");
+                return;
+            };
+            if count > CHUNKS_MAX {
+                ctx.drop_message("get-state: snapshot too large to send");
+                return;
+            }
+            ctx.count("state: snapshot sent");
+            let mut pieces = checkpoint.state.chunks(CHUNK_BYTES).peekable();
+            if pieces.peek().is_none() {
+                ctx.send(to, self.chunk(checkpoint.op, 0, 1, &[]));
+            }
+            for (index, bytes) in pieces.enumerate() {
+                ctx.send(to, self.chunk(checkpoint.op, index as u32, count, bytes));
+            }
+            self.snapshot_sent[who] = Some(now);
+        }
+        let mut bytes = 0;
+        let mut entries = Vec::new();
+        let start = from.max(self.log.base);
+        for op in start.saturating_add(1)..=self.log.top() {
+            let entry = self.entry(op).expect("within the log");
+            bytes += entry_size(entry);
+            if !entries.is_empty()
+                && (bytes > STATE_BYTES_MAX || entries.len() >= STATE_ENTRIES_MAX)
+            {
+                break;
+            }
+            entries.push(entry.clone());
+        }
         ctx.send(
-            Addr::Replica(replica),
+            to,
             Message::NewState {
                 view: self.view,
                 commit: self.commit,
                 log: Log {
-                    base: from,
+                    base: start,
                     entries,
                 },
             },
         );
     }
 
-    fn on_new_state(&mut self, view: u64, commit: u64, log: Log, ctx: &mut Ctx<'_, '_>) {
-        if view != self.view || self.status != Status::Normal || self.is_primary() {
-            ctx.drop_message("new-state: not a normal backup of its view");
+    fn chunk(&self, op: u64, index: u32, count: u32, bytes: &[u8]) -> Message {
+        Message::Chunk(Chunk {
+            view: self.view,
+            op,
+            index,
+            count,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    fn on_new_state(
+        &mut self,
+        from: ReplicaId,
+        view: u64,
+        commit: u64,
+        log: Log,
+        ctx: &mut Ctx<'_, '_>,
+    ) {
+        if !consecutive(&log) {
+            ctx.drop_message("new-state: entries out of order");
+            return;
+        }
+        let log_max = self.config.log_max();
+        if let Some(fetch) = self
+            .fetch
+            .as_mut()
+            .filter(|f| f.view == view && f.from == from)
+        {
+            if log.base > fetch.log.top() {
+                ctx.drop_message("new-state: a gap before it");
+                return;
+            }
+            let skip = usize::try_from(fetch.log.top() - log.base).unwrap_or(usize::MAX);
+            let room = log_max.saturating_sub(fetch.log.entries.len());
+            let before = fetch.log.entries.len();
+            fetch
+                .log
+                .entries
+                .extend(log.entries.into_iter().skip(skip).take(room));
+            let added = fetch.log.entries.len() - before;
+            ctx.count_n("state: entries received", added as u64);
+            fetch.commit = fetch.commit.max(commit);
+            if added > 0 {
+                fetch.asked = None;
+                fetch.stalled = 0;
+            }
+            if fetch.log.top() >= fetch.top {
+                self.finish_fetch(ctx);
+            } else if room == 0 {
+                ctx.drop_message("new-state: the log is full");
+            } else {
+                self.ask_fetch(ctx);
+            }
+            return;
+        }
+        if view != self.view
+            || self.status != Status::Normal
+            || self.is_primary()
+            || from != self.config.primary(view)
+        {
+            ctx.drop_message("new-state: not asked for");
             return;
         }
         if log.base > self.log.top() {
             ctx.drop_message("new-state: a gap before it");
             return;
         }
-        let skip = (self.log.top() - log.base) as usize;
-        let added = log.entries.len().saturating_sub(skip);
-        self.log.entries.extend(log.entries.into_iter().skip(skip));
+        let skip = usize::try_from(self.log.top() - log.base).unwrap_or(usize::MAX);
+        let room = log_max.saturating_sub(self.log.entries.len());
+        let before = self.log.entries.len();
+        self.log
+            .entries
+            .extend(log.entries.into_iter().skip(skip).take(room));
+        let added = self.log.entries.len() - before;
         ctx.count_n("state: entries received", added as u64);
         self.arm_view_timer(ctx);
-        ctx.send(
-            self.primary(),
-            Message::PrepareOk {
-                view: self.view,
-                op: self.log.top(),
-                replica: self.id,
-            },
-        );
+        self.prepare_ok(ctx);
         self.execute_up_to(commit, ctx);
-        if commit > self.log.top() {
+        if commit > self.log.top() || added > 0 {
             self.asked = None;
-            self.get_state(ctx);
+            if commit > self.log.top() {
+                self.get_state(ctx);
+            }
         }
     }
+
+    fn on_chunk(&mut self, from: ReplicaId, chunk: Chunk, ctx: &mut Ctx<'_, '_>) {
+        let Chunk {
+            view,
+            op,
+            index,
+            count,
+            bytes,
+        } = chunk;
+        if count == 0 || count > CHUNKS_MAX || index >= count || bytes.len() > CHUNK_BYTES {
+            ctx.drop_message("chunk: malformed");
+            return;
+        }
+        let for_fetch = self
+            .fetch
+            .as_ref()
+            .is_some_and(|f| f.view == view && f.from == from && op > f.log.base);
+        let in_view = self.status == Status::Normal
+            && view == self.view
+            && !self.is_primary()
+            && from == self.config.primary(view)
+            && op > self.commit;
+        if !for_fetch && !in_view {
+            ctx.drop_message("chunk: not asked for");
+            return;
+        }
+        let fresh = self
+            .incoming
+            .as_ref()
+            .is_none_or(|i| (i.from, i.op, i.chunks.len()) != (from, op, count as usize));
+        if fresh {
+            self.incoming = Some(Incoming {
+                from,
+                op,
+                chunks: vec![None; count as usize],
+                missing: count,
+            });
+        }
+        let incoming = self.incoming.as_mut().expect("just made");
+        let slot = &mut incoming.chunks[index as usize];
+        if slot.is_some() {
+            ctx.drop_message("chunk: had it");
+            return;
+        }
+        *slot = Some(bytes);
+        incoming.missing -= 1;
+        if incoming.missing > 0 {
+            return;
+        }
+        let incoming = self.incoming.take().expect("complete");
+        let state: Vec<u8> = incoming.chunks.into_iter().flatten().flatten().collect();
+        if split_state(&state).is_none() {
+            ctx.drop_message("chunk: snapshot malformed");
+            return;
+        }
+        let checkpoint = Checkpoint { op, state };
+        ctx.count("state: snapshot received");
+        if let Some(fetch) = self.fetch.as_mut().filter(|_| for_fetch) {
+            // Entries up to the snapshot are of no more use.
+            let drop = usize::try_from(op - fetch.log.base)
+                .unwrap_or(usize::MAX)
+                .min(fetch.log.entries.len());
+            fetch.log.entries.drain(..drop);
+            fetch.log.base = op.max(fetch.log.base);
+            if fetch.log.top() < op {
+                fetch.log = Log {
+                    base: op,
+                    entries: Vec::new(),
+                };
+            }
+            fetch.snapshot = Some(checkpoint);
+            fetch.asked = None;
+            fetch.stalled = 0;
+            if fetch.log.top() >= fetch.top {
+                self.finish_fetch(ctx);
+            } else {
+                self.ask_fetch(ctx);
+            }
+            return;
+        }
+        // A backup of this view, behind the primary's snapshot: its log is
+        // a prefix of the view's, and the snapshot covers it; entries it
+        // holds above the snapshot stay.
+        let above: Vec<Entry> = self
+            .log
+            .entries
+            .iter()
+            .filter(|e| e.op > op)
+            .cloned()
+            .collect();
+        self.install(checkpoint, ctx);
+        if above.first().is_some_and(|e| e.op == op + 1) {
+            self.log.entries = above;
+        }
+        self.asked = None;
+        self.get_state(ctx);
+    }
+}
+
+/// What a request costs in a batch, near enough.
+fn request_size(request: &Request) -> usize {
+    request.op.len() + 40
+}
+
+fn entry_size(entry: &Entry) -> usize {
+    16 + entry.requests.iter().map(request_size).sum::<usize>()
+}
+
+/// Whether `log`'s entries are numbered from its base on, one by one.
+fn consecutive(log: &Log) -> bool {
+    log.entries
+        .iter()
+        .enumerate()
+        .all(|(i, e)| Some(e.op) == log.base.checked_add(i as u64 + 1))
+}
+
+/// A snapshot's application state and client table; `None` if malformed.
+fn split_state(state: &[u8]) -> Option<(&[u8], ClientTable<()>)> {
+    let (len, rest) = state.split_first_chunk::<8>()?;
+    let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+    let (app, mut table) = rest.split_at_checked(len)?;
+    let table = ClientTable::decode(&mut table, CLIENT_TABLE_MAX, RESULT_BYTES_MAX)?;
+    Some((app, table))
 }
 
 // ---------------------------------------------------------------
@@ -743,7 +1300,6 @@ impl Replica {
             replica: self.id,
             nonce: self.nonce,
         });
-        ctx.set_timer(ReplicaTimer::Recovery, RECOVERY_INTERVAL);
     }
 
     fn on_recovery(&mut self, replica: ReplicaId, nonce: u64, ctx: &mut Ctx<'_, '_>) {
@@ -751,13 +1307,16 @@ impl Replica {
             ctx.drop_message("recovery: not normal here");
             return;
         }
-        let state = self.is_primary().then(|| (self.log.clone(), self.commit));
+        let primary = self.is_primary().then(|| Primary {
+            commit: self.commit,
+            top: self.log.top(),
+        });
         ctx.send(
             Addr::Replica(replica),
             Message::RecoveryResponse {
                 view: self.view,
                 nonce,
-                state,
+                primary,
                 replica: self.id,
             },
         );
@@ -767,11 +1326,11 @@ impl Replica {
         &mut self,
         view: u64,
         nonce: u64,
-        state: Option<(Log, u64)>,
+        primary: Option<Primary>,
         replica: ReplicaId,
         ctx: &mut Ctx<'_, '_>,
     ) {
-        if self.status != Status::Recovering || nonce != self.nonce {
+        if self.status != Status::Recovering || nonce != self.nonce || self.fetch.is_some() {
             ctx.drop_message("recovery-response: not for a recovery here");
             return;
         }
@@ -779,38 +1338,54 @@ impl Replica {
             ctx.drop_message("recovery-response: no such replica");
             return;
         }
-        if state.is_some() != (self.config.primary(view) == replica) {
+        if primary.is_some() != (self.config.primary(view) == replica) {
             ctx.drop_message("recovery-response: state from a backup, or none from the primary");
             return;
         }
-        self.responses.insert(replica, (view, state));
+        self.responses.insert(replica, (view, primary));
         // f + 1 responses, among them the primary's of the latest view
         // they name.
         if self.responses.len() <= self.config.f {
             return;
         }
         let latest = self.responses.values().map(|(v, _)| *v).max().unwrap_or(0);
-        let primary = self.config.primary(latest);
-        let Some((_, Some((log, commit)))) = self.responses.get(&primary).cloned() else {
+        let leader = self.config.primary(latest);
+        let Some(&(at, Some(state))) = self.responses.get(&leader) else {
             return;
         };
-        if self.responses[&primary].0 != latest {
+        if at != latest {
             return;
         }
         self.responses.clear();
-        ctx.cancel_timer(ReplicaTimer::Recovery);
-        ctx.count("recovery: done");
-        self.view = latest;
-        self.start_view(log, commit, ctx);
-        if self.log.top() > self.commit {
-            ctx.send(
-                self.primary(),
-                Message::PrepareOk {
-                    view: self.view,
-                    op: self.log.top(),
-                    replica: self.id,
-                },
-            );
+        ctx.count("recovery: fetching the primary's log");
+        self.begin_fetch(
+            Purpose::Recovery,
+            latest,
+            leader,
+            state.top,
+            state.commit,
+            0,
+            ctx,
+        );
+    }
+
+    /// The recovery timer: ask again, or, if the fetch from the primary
+    /// stalled, give it up and ask all again.
+    fn on_recovery_timer(&mut self, ctx: &mut Ctx<'_, '_>) {
+        ctx.set_timer(ReplicaTimer::Recovery, RECOVERY_INTERVAL);
+        match self.fetch.as_mut() {
+            None => self.send_recovery(ctx),
+            Some(fetch) if fetch.stalled >= RECOVERY_STALL_TICKS => {
+                ctx.count("recovery: fetch stalled, asking all again");
+                self.fetch = None;
+                self.incoming = None;
+                self.send_recovery(ctx);
+            }
+            Some(fetch) => {
+                fetch.stalled += 1;
+                fetch.asked = None;
+                self.ask_fetch(ctx);
+            }
         }
     }
 }
@@ -826,6 +1401,7 @@ impl State for Replica {
             self.nonce = ctx.rng().next_u64();
             ctx.count("recovery: started");
             self.send_recovery(ctx);
+            ctx.set_timer(ReplicaTimer::Recovery, RECOVERY_INTERVAL);
             return;
         }
         if self.is_primary() {
@@ -844,58 +1420,82 @@ impl State for Replica {
         };
         let claims = |replica: ReplicaId| sender == Some(replica);
         if self.status == Status::Recovering {
-            match msg {
-                Message::RecoveryResponse {
-                    view,
-                    nonce,
-                    state,
-                    replica,
-                } if claims(replica) => self.on_recovery_response(view, nonce, state, replica, ctx),
+            match (msg, sender) {
+                (
+                    Message::RecoveryResponse {
+                        view,
+                        nonce,
+                        primary,
+                        replica,
+                    },
+                    _,
+                ) if claims(replica) => {
+                    self.on_recovery_response(view, nonce, primary, replica, ctx)
+                }
+                (Message::NewState { view, commit, log }, Some(sender)) if self.fetch.is_some() => {
+                    self.on_new_state(sender, view, commit, log, ctx)
+                }
+                (Message::Chunk(chunk), Some(sender)) if self.fetch.is_some() => {
+                    self.on_chunk(sender, chunk, ctx)
+                }
                 _ => ctx.drop_message("recovering: takes no part yet"),
             }
             return;
         }
         let primary_of = |view: u64| sender == Some(self.config.primary(view));
-        match msg {
-            Message::Request(request) if sender.is_none() => self.on_request(request, ctx),
-            Message::Prepare {
-                view,
-                commit,
-                entry,
-            } if primary_of(view) => self.on_prepare(view, commit, entry, ctx),
-            Message::PrepareOk { view, op, replica } if claims(replica) => {
+        match (msg, sender) {
+            (Message::Request(request), None) => self.on_request(request, ctx),
+            (
+                Message::Prepare {
+                    view,
+                    commit,
+                    entry,
+                },
+                _,
+            ) if primary_of(view) => self.on_prepare(view, commit, entry, ctx),
+            (Message::PrepareOk { view, op, replica }, _) if claims(replica) => {
                 self.on_prepare_ok(view, op, replica, ctx)
             }
-            Message::Commit { view, commit } if primary_of(view) => {
+            (Message::Commit { view, commit }, _) if primary_of(view) => {
                 self.on_commit(view, commit, ctx)
             }
-            Message::StartViewChange { view, replica } if claims(replica) => {
+            (Message::StartViewChange { view, replica }, _) if claims(replica) => {
                 self.on_start_view_change(view, replica, ctx)
             }
-            Message::DoViewChange {
-                view,
-                last_normal,
-                commit,
-                log,
-                replica,
-            } if claims(replica) => {
+            (
+                Message::DoViewChange {
+                    view,
+                    last_normal,
+                    commit,
+                    top,
+                    replica,
+                },
+                _,
+            ) if claims(replica) => {
                 let msg = DoViewChange {
                     last_normal,
                     commit,
-                    log,
+                    top,
                 };
                 self.on_do_view_change(view, msg, replica, ctx)
             }
-            Message::StartView { view, commit, log } if primary_of(view) => {
-                self.on_start_view(view, commit, log, ctx)
-            }
-            Message::GetState { view, op, replica } if claims(replica) => {
+            (
+                Message::StartView {
+                    view,
+                    commit,
+                    log_view,
+                    top,
+                },
+                _,
+            ) if primary_of(view) => self.on_start_view(view, commit, log_view, top, ctx),
+            (Message::GetState { view, op, replica }, _) if claims(replica) => {
                 self.on_get_state(view, op, replica, ctx)
             }
-            Message::NewState { view, commit, log } if primary_of(view) => {
-                self.on_new_state(view, commit, log, ctx)
+            (Message::NewState { view, commit, log }, Some(sender)) => {
+                self.on_new_state(sender, view, commit, log, ctx)
             }
-            Message::Recovery { replica, nonce } if claims(replica) => {
+            (Message::Chunk(chunk), Some(sender)) => self.on_chunk(sender, chunk, ctx),
+            (Message::Recovery { replica, nonce }, _) if claims(replica) => {
                 self.on_recovery(replica, nonce, ctx)
             }
             _ => ctx.drop_message("replica: unexpected message or sender"),
@@ -917,7 +1517,7 @@ impl State for Replica {
     fn on_timer(&mut self, timer: ReplicaTimer, ctx: &mut Ctx<'_, '_>) {
         if self.status == Status::Recovering {
             if timer == ReplicaTimer::Recovery {
-                self.send_recovery(ctx);
+                self.on_recovery_timer(ctx);
             }
             return;
         }
@@ -937,10 +1537,11 @@ impl State for Replica {
                     view: self.view,
                     replica: self.id,
                 });
-                if self.did {
+                if self.did && self.fetch.is_none() {
                     self.did = false;
                     self.maybe_do_view_change(ctx);
                 }
+                self.ask_fetch(ctx);
                 ctx.set_timer(ReplicaTimer::Commit, COMMIT_INTERVAL);
             }
             ReplicaTimer::Commit => {

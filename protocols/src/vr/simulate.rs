@@ -99,10 +99,13 @@ pub fn system(seed: u64, network: Network, config: Config, clients: u64, ops: u6
 }
 
 /// The group's clocks in seeded runs: a view timeout of 20 ms, small
-/// batches and a narrow window now and then, so that both fill.
+/// batches and a narrow window now and then, so that both fill, and a
+/// snapshot every few batches, so that logs are truncated, and replicas
+/// that fall behind or recover catch up from snapshots.
 fn draw_config(rng: &mut Rng, n: usize) -> Config {
     let mut config = Config::new(n);
     config.view_timeout = Duration::from_millis(20);
+    config.checkpoint_interval = [2, 3, 8, 128][rng.below(4) as usize];
     if rng.chance(0.3) {
         config.batch_max = 2;
         config.window = 1;
@@ -143,8 +146,8 @@ pub fn random_run(seed: u64, profile: Profile, trace: bool) -> Simulated {
     plan.summary.insert(
         0,
         format!(
-            "{n} replicas, batches of {} at most, window {}",
-            config.batch_max, config.window
+            "{n} replicas, batches of {} at most, window {}, a snapshot every {} batches",
+            config.batch_max, config.window, config.checkpoint_interval
         ),
     );
     for (i, at) in faults::late_joiners(&mut rng, &plan)
