@@ -495,3 +495,29 @@ impl runtime::node::Process for Mute {
         NONE.get_or_init(runtime::Counters::default)
     }
 }
+
+/// VR's new primary that picks the longest log whatever view it was last
+/// normal in loses the operation that view 1 completed, in the scenario
+/// made for §4.2's rule (the seeds rarely build it: it takes a deposed
+/// primary with a longer log in the quorum of the view after next).
+#[test]
+fn a_vr_primary_ignoring_the_last_normal_view_is_caught_by_its_scenario() {
+    let bug = protocols::vr::bugs::IGNORE_LAST_NORMAL;
+    assert_eq!(vr_support::last_normal_run(), Ok(()), "fails without {bug}");
+    let failure = planted::with(Some(bug), vr_support::last_normal_run);
+    let why = failure.expect_err("not caught");
+    println!("{bug}: {why}");
+}
+
+/// VR committing on f replicas instead of f + 1.
+#[test]
+fn a_vr_commit_below_a_quorum_is_caught() {
+    caught_in(
+        protocols::vr::PROTOCOL,
+        protocols::vr::bugs::COMMIT_BELOW_QUORUM,
+        500,
+    );
+}
+
+#[path = "vr_support/mod.rs"]
+mod vr_support;

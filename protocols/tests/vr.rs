@@ -7,9 +7,13 @@ use std::time::Duration;
 use protocols::simulate::{Profile, check, check_caught_up};
 use protocols::vr::Config;
 use protocols::vr::simulate::{System, random_run, system};
+
+mod vr_support;
 use runtime::sim::Network;
 use runtime::{Addr, ReplicaId, Time};
+use vr_support::last_normal_run;
 use wire::control::VIEW_CHANGES_COUNTER;
+use wire::vr::Message;
 
 fn replica(i: u8) -> Addr {
     Addr::Replica(ReplicaId(i))
@@ -109,82 +113,16 @@ fn seeded_runs_with_crashes() {
 /// §4.2's rule for the new log, the case it exists for: the primary of view
 /// 0 is cut off with the clients and prepares their requests (uncommitted:
 /// no backup hears it); the backups move to view 1, and one client reaches
-/// them and completes an operation there; then view 1's primary is cut off,
+/// them and completes two operations there (the second one the deposed
+/// primary never saw); then view 1's primary is cut off,
 /// and view 2 forms from the deposed primary (last normal in view 0, the
 /// longer log) and the other backup (last normal in view 1, the shorter
 /// one). The new primary must take the view-1 log, which holds the
-/// completed operation.
+/// completed operations.
 #[test]
 fn a_new_primary_takes_the_log_of_the_latest_normal_view() {
     let outcome = last_normal_run();
     outcome.unwrap();
-}
-
-/// The run of [`a_new_primary_takes_the_log_of_the_latest_normal_view`]:
-/// what the checkers say.
-pub fn last_normal_run() -> Result<(), String> {
-    let mut config = Config::new(3);
-    config.batch_max = 1;
-    config.window = 4;
-    let System { mut sim, log, .. } = system(6, Network::reliable(), config, 4, 200);
-    let clients: Vec<Addr> = (1..=4)
-        .map(|c| Addr::Client(runtime::ClientId(c)))
-        .collect();
-    let ms = |ms: u64| Time::ZERO + Duration::from_millis(ms);
-    sim.run_until(ms(10));
-    let cut_off: Vec<Addr> = std::iter::once(replica(0))
-        .chain(clients.iter().copied())
-        .collect();
-    sim.partition(&[&cut_off, &[replica(1), replica(2)]]);
-    sim.run_until(ms(60));
-    // One client reaches the view-1 side.
-    let side_a = [replica(0), clients[1], clients[2], clients[3]];
-    sim.partition(&[&side_a, &[replica(1), replica(2), clients[0]]]);
-    let before = sim.ops_completed();
-    let mut t = sim.now();
-    while sim.ops_completed() == before {
-        t = t + Duration::from_micros(50);
-        sim.run_until(t);
-        assert!(t < ms(2_000), "no operation completed in view 1");
-    }
-    // View 1's primary cut off at once: view 2 forms from replicas 0 and 2.
-    let rest = [
-        replica(0),
-        replica(2),
-        clients[0],
-        clients[1],
-        clients[2],
-        clients[3],
-    ];
-    sim.partition(&[&[replica(1)], &rest]);
-    sim.run_until(t + Duration::from_millis(500));
-    sim.heal();
-    finish(&mut sim, 30);
-    check(&sim, &log)
-}
-
-/// The planted bugs say no: the new primary that ignores the last normal
-/// view loses the operation completed in view 1.
-#[cfg(feature = "planted-bugs")]
-#[test]
-fn ignoring_the_last_normal_view_is_caught() {
-    let bug = protocols::vr::bugs::IGNORE_LAST_NORMAL;
-    let failure = protocols::planted::with(Some(bug), last_normal_run);
-    let why = failure.expect_err("not caught");
-    println!("{bug}: {why}");
-}
-
-/// Committing on f replicas instead of f + 1 is caught by the seeded runs
-/// of the crash profile within 500 seeds.
-#[cfg(feature = "planted-bugs")]
-#[test]
-fn committing_below_a_quorum_is_caught() {
-    let bug = protocols::vr::bugs::COMMIT_BELOW_QUORUM;
-    let caught = protocols::planted::with(Some(bug), || {
-        (0..500).find_map(|seed| Some((seed, failure(seed, Profile::Crash)?)))
-    });
-    let (seed, why) = caught.expect("not caught in 500 seeds");
-    println!("{bug}: caught at seed {seed}: {why}");
 }
 
 /// §4.3: a backup restarts without its state, runs the recovery protocol
@@ -204,5 +142,181 @@ fn a_restarted_replica_recovers() {
         check(&sim, &log).unwrap();
         sim.run_until(sim.now() + Duration::from_millis(200));
         check_caught_up(&sim, &log, 0).unwrap();
+    }
+}
+
+/// §5.1 and §5.2: a backup cut off while the others execute far past
+/// their snapshots catches up from the primary's snapshot, then from its
+/// log; nothing is lost, and it executes to where the others are.
+#[test]
+fn a_replica_partitioned_past_the_truncation_point_catches_up_from_a_snapshot() {
+    let mut config = Config::new(3);
+    config.checkpoint_interval = 4;
+    config.batch_max = 2;
+    let System { mut sim, log, .. } = system(11, Network::reliable(), config, 3, 120);
+    let ms = |ms: u64| Time::ZERO + Duration::from_millis(ms);
+    sim.run_until(ms(10));
+    let others = [
+        replica(0),
+        replica(1),
+        Addr::Client(runtime::ClientId(1)),
+        Addr::Client(runtime::ClientId(2)),
+        Addr::Client(runtime::ClientId(3)),
+    ];
+    sim.partition(&[&[replica(2)], &others]);
+    sim.run_until(ms(150));
+    let primary_top = sim.executed_slot(replica(0)).unwrap();
+    assert!(
+        primary_top > 3 * config.checkpoint_interval,
+        "the others executed only {primary_top} batches"
+    );
+    sim.heal();
+    finish(&mut sim, 20);
+    sim.run_until(sim.now() + Duration::from_millis(100));
+    let installed = sim
+        .node_counters(replica(2))
+        .map_or(0, |c| c.get("state: snapshot installed"));
+    assert!(installed >= 1, "replica 2 never installed a snapshot");
+    check(&sim, &log).unwrap();
+    check_caught_up(&sim, &log, 0).unwrap();
+}
+
+/// §5.1: memory stays bounded in a run of any length. Over a long run with
+/// a snapshot every 8 batches, a backup restarted mid-run (it recovers
+/// from the primary's snapshot) and a primary crash (a view change), no
+/// replica ever holds more log entries than the bound, while the group
+/// executes many times that many.
+#[test]
+fn logs_stay_bounded_in_a_long_run() {
+    let mut config = Config::new(3);
+    config.checkpoint_interval = 8;
+    config.batch_max = 2;
+    let (most, watch) = vr_support::high_water(|r| r.entries_held() as u64);
+    let System { mut sim, log, .. } = vr_support::probed_system(12, config, 4, 1_500, watch);
+    let ms = |ms: u64| Time::ZERO + Duration::from_millis(ms);
+    sim.schedule(ms(300), |sim| sim.crash(replica(2)));
+    sim.schedule(ms(320), |sim| sim.restart(replica(2)));
+    sim.schedule(ms(900), |sim| sim.crash(replica(0)));
+    finish(&mut sim, 60);
+    check(&sim, &log).unwrap();
+    let executed = sim.executed_slot(replica(1)).unwrap();
+    let bound = 2 * config.checkpoint_interval + config.window;
+    assert!(bound as usize <= config.log_max());
+    assert!(
+        executed > 20 * bound,
+        "only {executed} batches executed: the run is too short to show the bound"
+    );
+    assert!(
+        most.get() <= bound,
+        "a replica held {} entries, more than {bound}",
+        most.get()
+    );
+    assert!(total(&sim, "recovery: done") >= 1);
+    assert!(total(&sim, VIEW_CHANGES_COUNTER) >= 1);
+}
+
+/// Every number in `msg` set to `v`: views, op-numbers, commit numbers,
+/// tops, nonces, chunk indices and counts.
+fn extreme(msg: &Message, v: u64) -> Message {
+    let mut msg = msg.clone();
+    match &mut msg {
+        Message::Request(_) | Message::Reply { .. } => {}
+        Message::Prepare {
+            view,
+            commit,
+            entry,
+        } => {
+            (*view, *commit, entry.op, entry.view) = (v, v, v, v);
+        }
+        Message::PrepareOk { view, op, .. } => (*view, *op) = (v, v),
+        Message::Commit { view, commit } => (*view, *commit) = (v, v),
+        Message::StartViewChange { view, .. } => *view = v,
+        Message::DoViewChange {
+            view,
+            last_normal,
+            commit,
+            top,
+            ..
+        } => (*view, *last_normal, *commit, *top) = (v, v, v, v),
+        Message::StartView {
+            view,
+            commit,
+            log_view,
+            top,
+        } => (*view, *commit, *log_view, *top) = (v, v, v, v),
+        Message::GetState { view, op, .. } => (*view, *op) = (v, v),
+        Message::NewState { view, commit, log } => {
+            (*view, *commit, log.base) = (v, v, v);
+            for e in &mut log.entries {
+                e.op = v;
+            }
+        }
+        Message::Chunk(c) => {
+            (c.view, c.op) = (v, v);
+            c.index = v as u32;
+            c.count = v as u32;
+        }
+        Message::Recovery { nonce, .. } => *nonce = v,
+        Message::RecoveryResponse {
+            view,
+            nonce,
+            primary,
+            ..
+        } => {
+            (*view, *nonce) = (v, v);
+            if let Some(p) = primary {
+                (p.commit, p.top) = (v, v);
+            }
+        }
+    }
+    msg
+}
+
+/// VR trusts its replicas (it tolerates crashes, not lies), but arithmetic
+/// on a peer's numbers must never panic: a replica sends, after each of
+/// its messages, a copy with every number at an extreme (the largest, one
+/// below it, the top bit, zero), to every replica, while the group runs,
+/// restarts a replica (recovery) and changes views. Nothing panics; what
+/// the copies cannot mean is dropped and counted.
+#[test]
+fn extreme_numbers_from_a_peer_never_panic() {
+    for v in [u64::MAX, u64::MAX - 1, 1 << 63, 0] {
+        let mut config = Config::new(3);
+        config.checkpoint_interval = 2;
+        let System { mut sim, .. } = system(13, Network::reliable(), config, 3, 40);
+        let tamper = move |_: &mut runtime::Rng,
+                           to: Addr,
+                           bytes: Vec<u8>,
+                           out: &mut Vec<(Addr, Vec<u8>)>| {
+            if let Ok(msg) = wire::decode::<Message>(&bytes) {
+                let mut copy = Vec::new();
+                wire::encode(&extreme(&msg, v), &mut copy).expect("encodes");
+                for r in 0..3 {
+                    out.push((replica(r), copy.clone()));
+                }
+            }
+            out.push((to, bytes));
+        };
+        sim.set_byzantine(replica(2), Box::new(tamper));
+        let ms = |ms: u64| Time::ZERO + Duration::from_millis(ms);
+        sim.schedule(ms(20), |sim| sim.crash(replica(1)));
+        sim.schedule(ms(30), |sim| sim.restart(replica(1)));
+        sim.schedule(ms(60), |sim| sim.crash(replica(0)));
+        sim.schedule(ms(80), |sim| sim.restart(replica(0)));
+        sim.run_until(ms(2_000));
+        let reasons = [
+            "primary: an older view",
+            "primary: of a view this replica is not normal in yet",
+            "prepare: an entry is missing before it",
+            "prepare-ok: beyond the log",
+            "new-state: entries out of order",
+            "new-state: not asked for",
+            "chunk: malformed",
+            "get-state: not in its view",
+            "recovery-response: not for a recovery here",
+            "replica: unexpected message or sender",
+        ];
+        let dropped: u64 = reasons.iter().map(|r| total(&sim, r)).sum();
+        assert!(dropped > 0, "value {v}: nothing dropped");
     }
 }

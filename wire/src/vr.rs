@@ -97,7 +97,7 @@ pub struct Log {
 impl Log {
     /// The op-number of the last entry (the base if there is none).
     pub fn top(&self) -> u64 {
-        self.base + self.entries.len() as u64
+        self.base.saturating_add(self.entries.len() as u64)
     }
 }
 

@@ -231,6 +231,11 @@ impl Replica {
         self.commit
     }
 
+    /// Log entries this replica holds, its own and any being fetched.
+    pub fn entries_held(&self) -> usize {
+        self.log.entries.len() + self.fetch.as_ref().map_or(0, |f| f.log.entries.len())
+    }
+
     fn is_primary(&self) -> bool {
         self.config.primary(self.view) == self.id
     }
@@ -240,7 +245,7 @@ impl Replica {
     }
 
     fn entry(&self, op: u64) -> Option<&Entry> {
-        let i = op.checked_sub(self.log.base + 1)?;
+        let i = op.checked_sub(self.log.base)?.checked_sub(1)?;
         self.log.entries.get(usize::try_from(i).ok()?)
     }
 
@@ -320,7 +325,7 @@ impl Replica {
                 requests.len() as u64,
             );
             let entry = Entry {
-                op: self.log.top() + 1,
+                op: self.log.top().saturating_add(1),
                 view: self.view,
                 requests,
             };
@@ -343,7 +348,7 @@ impl Replica {
         if !self.heard_primary(view, ctx) {
             return;
         }
-        let next = self.log.top() + 1;
+        let next = self.log.top().saturating_add(1);
         if entry.op == next && self.log.entries.len() >= self.config.log_max() {
             ctx.drop_message("prepare: the log is full");
             return;
@@ -1257,7 +1262,10 @@ impl Replica {
             .cloned()
             .collect();
         self.install(checkpoint, ctx);
-        if above.first().is_some_and(|e| e.op == op + 1) {
+        if above
+            .first()
+            .is_some_and(|e| Some(e.op) == op.checked_add(1))
+        {
             self.log.entries = above;
         }
         self.asked = None;
@@ -1527,7 +1535,7 @@ impl State for Replica {
                 if self.status == Status::Normal && self.is_primary() {
                     return;
                 }
-                self.start_view_change(self.view + 1, ctx);
+                self.start_view_change(self.view.saturating_add(1), ctx);
             }
             ReplicaTimer::Commit if self.status == Status::ViewChange => {
                 // Messages of a view change are lost like any: say them
