@@ -27,13 +27,30 @@
 //! moves to the next view: status view-change, `StartViewChange` to all. A
 //! replica that learns of a later view joins it. Once it has f
 //! `StartViewChange`s for its view from others, it sends the new primary
-//! `DoViewChange` with its log, the last view its status was normal in,
-//! and its commit number. The new primary waits for f + 1 of them (its own
-//! among them), takes the log of the one with the largest last normal
-//! view, and of those the longest, and the largest commit number; it
-//! starts the view with `StartView`. A backup that gets `StartView` takes
-//! the log, executes what is committed, and acknowledges the rest with
-//! `PrepareOk`, so the new primary commits it.
+//! `DoViewChange` with the last view its status was normal in, its commit
+//! number and its log's top. The new primary waits for f + 1 of them (its
+//! own among them, or not), picks the log of the one with the largest last
+//! normal view, and of those the longest (its own on a tie: two logs last
+//! normal in the same view and as long are the same log), and the largest
+//! commit number; it starts the view with `StartView`, which names the
+//! picked log by its last normal view and top.
+//!
+//! Logs do not travel in these messages, so none grows with the log: the
+//! paper's `DoViewChange` and `StartView` carry it whole, and a long run
+//! would outgrow a datagram. A new primary that did not pick its own log
+//! fetches the picked one from its sender (`GetState` in the view being
+//! changed to; a replica changing views does not touch its log), above
+//! its own log if that was last normal in the same view (it is a prefix),
+//! else above its commit number (the committed prefix is everyone's). A
+//! backup whose log is the named one takes it as it stands (cut to the
+//! named top); any other fetches it from the primary the same way. A
+//! fetched log is kept aside until it is whole and only then replaces the
+//! replica's own: until then the replica stays in view-change status with
+//! its old log and last normal view, which a later view change may pick
+//! as the paper's rule expects. A replica that misses `StartView` (it hears
+//! the new primary's `Prepare`s or `Commit`s) moves to the view in
+//! view-change status and says `StartViewChange` to the primary, which
+//! sends `StartView` again to any replica still changing to its view.
 //!
 //! # Recovery (§4.3)
 //!
@@ -41,31 +58,54 @@
 //! no part until it has recovered: it sends `Recovery` with a fresh nonce
 //! to all, every [`RECOVERY_INTERVAL`], and waits for f + 1
 //! `RecoveryResponse`s to that nonce from normal replicas, among them one
-//! from the primary of the latest view they name, which carries its log and
-//! commit number. It takes that view, log and commit number, executes the
-//! committed prefix, and is a normal backup again. This is safe only while
-//! at most f replicas are crashed or recovering at once (Michael, Ports,
-//! Sharma, Szekeres, DISC'17): the seeded runs keep to that, and the
-//! `beyond` profile, which does not, stalls the group.
+//! from the primary of the latest view they name, which carries its commit
+//! number and its log's top. It fetches that log from the primary (a
+//! snapshot first if the primary truncated), and only once it is whole
+//! takes the view, executes the committed prefix and is a normal backup
+//! again; a fetch that stalls for [`RECOVERY_STALL_TICKS`] ticks is given
+//! up and recovery starts over. This is safe only while at most f replicas
+//! are crashed or recovering at once (Michael, Ports, Sharma, Szekeres,
+//! DISC'17): the seeded runs keep to that. The `beyond` profile, which
+//! does not, restarts f + 1 replicas one after the other: no recovery can
+//! gather f + 1 responses from normal replicas, and the group stalls
+//! (the liveness checker says so) rather than serve lost state.
 //!
 //! A view change's messages are sent again every [`COMMIT_INTERVAL`] until
 //! the view starts or times out: a replica paused or cut off when the
 //! others started it would otherwise never join, and with recovering
 //! replicas counting as crashed, the view could not gather its quorum.
 //!
-//! # Catching up (§5.2)
+//! # Snapshots and state transfer (§5.1, §5.2)
 //!
-//! A backup that gets a `Prepare` for an entry past the next it expects, or
-//! a message of a later view in which it is normal, asks the sender for
-//! what it misses (`GetState`), at most once per [`GET_STATE_INTERVAL`]; the
-//! answer (`NewState`) carries the entries above what the asker has
-//! committed, and the commit number.
+//! Every `checkpoint_interval` batches a replica snapshots the app and the
+//! client table, and drops the log entries up to its previous snapshot: a
+//! replica a little behind gets entries, one further behind the snapshot.
+//! A backup that gets a `Prepare` past the next entry it expects, or a
+//! commit number past its log, asks the primary for what it misses
+//! (`GetState`), at most once per [`GET_STATE_INTERVAL`]; the answer
+//! (`NewState`) carries entries from the asker's top on, as many as fit
+//! [`STATE_BYTES_MAX`] bytes, and the commit number. If the sender dropped
+//! entries the asker needs, its snapshot goes first, in [`CHUNK_BYTES`]
+//! chunks (to one replica at most once per [`SNAPSHOT_INTERVAL`]), and the
+//! entries follow from it. The same two messages carry the logs of view
+//! changes and recoveries.
 //!
 //! # Bounds
 //!
 //! The primary queues at most [`QUEUE_MAX`] requests, one per client; a
-//! `NewState` carries at most [`STATE_ENTRIES_MAX`] entries (the asker asks
-//! again for the rest).
+//! batch holds at most [`BATCH_BYTES_MAX`] bytes of requests (a larger
+//! request is dropped), so a `Prepare` fits a datagram; a `NewState` at
+//! most [`STATE_ENTRIES_MAX`] entries and [`STATE_BYTES_MAX`] bytes; a
+//! snapshot at most [`CHUNKS_MAX`] chunks. A log, and a log being fetched,
+//! hold at most [`Config::log_max`] entries (twice the snapshot interval,
+//! four windows and a `NewState`'s worth): crashes alone never fill it,
+//! and what would overfill it is dropped and counted. Memory stays bounded
+//! in a run of any length (`tests/vr.rs` watches every replica over a long
+//! run). A message from a replica is taken to be from the replica whose
+//! address it came from (VR trusts its members); one from outside the
+//! group, malformed, or naming another replica than its sender is dropped
+//! and counted, and no number a peer sends can make the arithmetic
+//! overflow.
 
 mod client;
 mod codec;
