@@ -521,3 +521,15 @@ fn a_vr_commit_below_a_quorum_is_caught() {
 
 #[path = "vr_support/mod.rs"]
 mod vr_support;
+
+/// VR without crash vectors takes the view-change messages of a replica's
+/// life before its recovery (DISC'17), and the scenario made for it loses
+/// committed operations.
+#[test]
+fn a_vr_replica_taking_messages_of_an_earlier_life_is_caught_by_its_scenario() {
+    let bug = protocols::vr::bugs::NO_CRASH_VECTORS;
+    assert_eq!(vr_support::stale_life_run(), Ok(()), "fails without {bug}");
+    let failure = planted::with(Some(bug), vr_support::stale_life_run);
+    let why = failure.expect_err("not caught");
+    println!("{bug}: {why}");
+}

@@ -13,7 +13,7 @@ use runtime::sim::Network;
 use runtime::{Addr, ReplicaId, Time};
 use vr_support::last_normal_run;
 use wire::control::VIEW_CHANGES_COUNTER;
-use wire::vr::Message;
+use wire::vr::{Message, Peer};
 
 fn replica(i: u8) -> Addr {
     Addr::Replica(ReplicaId(i))
@@ -216,48 +216,54 @@ fn logs_stay_bounded_in_a_long_run() {
 }
 
 /// Every number in `msg` set to `v`: views, op-numbers, commit numbers,
-/// tops, nonces, chunk indices and counts.
-fn extreme(msg: &Message, v: u64) -> Message {
+/// tops, nonces, chunk indices and counts, and the crash vector's if
+/// `in_crashes`.
+fn extreme(msg: &Message, v: u64, in_crashes: bool) -> Message {
     let mut msg = msg.clone();
-    match &mut msg {
-        Message::Request(_) | Message::Reply { .. } => {}
-        Message::Prepare {
+    let Message::Peer { crashes, msg: peer } = &mut msg else {
+        return msg;
+    };
+    if in_crashes {
+        crashes.iter_mut().for_each(|c| *c = v);
+    }
+    match peer {
+        Peer::Prepare {
             view,
             commit,
             entry,
         } => {
             (*view, *commit, entry.op, entry.view) = (v, v, v, v);
         }
-        Message::PrepareOk { view, op, .. } => (*view, *op) = (v, v),
-        Message::Commit { view, commit } => (*view, *commit) = (v, v),
-        Message::StartViewChange { view, .. } => *view = v,
-        Message::DoViewChange {
+        Peer::PrepareOk { view, op, .. } => (*view, *op) = (v, v),
+        Peer::Commit { view, commit } => (*view, *commit) = (v, v),
+        Peer::StartViewChange { view, .. } => *view = v,
+        Peer::DoViewChange {
             view,
             last_normal,
             commit,
             top,
             ..
         } => (*view, *last_normal, *commit, *top) = (v, v, v, v),
-        Message::StartView {
+        Peer::StartView {
             view,
             commit,
             log_view,
             top,
         } => (*view, *commit, *log_view, *top) = (v, v, v, v),
-        Message::GetState { view, op, .. } => (*view, *op) = (v, v),
-        Message::NewState { view, commit, log } => {
+        Peer::GetState { view, op, .. } => (*view, *op) = (v, v),
+        Peer::NewState { view, commit, log } => {
             (*view, *commit, log.base) = (v, v, v);
             for e in &mut log.entries {
                 e.op = v;
             }
         }
-        Message::Chunk(c) => {
+        Peer::Chunk(c) => {
             (c.view, c.op) = (v, v);
             c.index = v as u32;
             c.count = v as u32;
         }
-        Message::Recovery { nonce, .. } => *nonce = v,
-        Message::RecoveryResponse {
+        Peer::Recovery { nonce, .. } => *nonce = v,
+        Peer::RecoveryResponse {
             view,
             nonce,
             primary,
@@ -275,12 +281,18 @@ fn extreme(msg: &Message, v: u64) -> Message {
 /// VR trusts its replicas (it tolerates crashes, not lies), but arithmetic
 /// on a peer's numbers must never panic: a replica sends, after each of
 /// its messages, a copy with every number at an extreme (the largest, one
-/// below it, the top bit, zero), to every replica, while the group runs,
+/// below it, the top bit, zero; in the crash vector as well, or not), to
+/// every replica, while the group runs,
 /// restarts a replica (recovery) and changes views. Nothing panics; what
 /// the copies cannot mean is dropped and counted.
 #[test]
 fn extreme_numbers_from_a_peer_never_panic() {
-    for v in [u64::MAX, u64::MAX - 1, 1 << 63, 0] {
+    let values = [u64::MAX, u64::MAX - 1, 1 << 63, 0];
+    for (v, in_crashes) in values
+        .iter()
+        .map(|&v| (v, false))
+        .chain(values.iter().map(|&v| (v, true)))
+    {
         let mut config = Config::new(3);
         config.checkpoint_interval = 2;
         let System { mut sim, .. } = system(13, Network::reliable(), config, 3, 40);
@@ -290,7 +302,7 @@ fn extreme_numbers_from_a_peer_never_panic() {
                            out: &mut Vec<(Addr, Vec<u8>)>| {
             if let Ok(msg) = wire::decode::<Message>(&bytes) {
                 let mut copy = Vec::new();
-                wire::encode(&extreme(&msg, v), &mut copy).expect("encodes");
+                wire::encode(&extreme(&msg, v, in_crashes), &mut copy).expect("encodes");
                 for r in 0..3 {
                     out.push((replica(r), copy.clone()));
                 }
@@ -315,8 +327,18 @@ fn extreme_numbers_from_a_peer_never_panic() {
             "get-state: not in its view",
             "recovery-response: not for a recovery here",
             "replica: unexpected message or sender",
+            "peer: from a life of its sender before a recovery",
         ];
         let dropped: u64 = reasons.iter().map(|r| total(&sim, r)).sum();
         assert!(dropped > 0, "value {v}: nothing dropped");
     }
+}
+
+/// §4.3 with DISC'17's counterexample: old view-change messages of a
+/// replica's life before its recovery are dropped by the crash vector, so
+/// no view forms from them and no committed operation is lost (see
+/// [`vr_support::stale_life_run`]).
+#[test]
+fn messages_from_a_life_before_a_recovery_are_dropped() {
+    vr_support::stale_life_run().unwrap();
 }

@@ -108,6 +108,19 @@ pub enum Message {
     Request(Request),
     /// The primary to a client; `view` tells the client who the primary is.
     Reply { view: u64, reply: Reply },
+    /// Between replicas: the message, and the sender's crash vector.
+    Peer { crashes: Vec<u64>, msg: Peer },
+}
+
+/// A message between replicas. Each travels with the sender's crash
+/// vector (Michael, Ports, Sharma, Szekeres, "Recovering Shared Objects
+/// Without Stable Storage", DISC'17): entry i counts the times replica i
+/// recovered, as far as the sender knows. A receiver that knows of a later
+/// recovery of the sender drops the message (it is from a life that
+/// forgot what it promised), and one that learns of a later recovery of
+/// any replica forgets what that replica's earlier life told it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub enum Peer {
     /// The primary to the backups (§4.1): entry `entry.op`, and everything
     /// up to `commit` is committed.
     Prepare {

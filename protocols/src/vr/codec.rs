@@ -4,7 +4,7 @@
 //! else is dropped; a request is from the client it names.
 
 use runtime::{Addr, DropReason, SharedState, Source};
-use wire::vr::Message;
+use wire::vr::{Message, Peer};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Codec;
@@ -37,72 +37,78 @@ impl SharedState for Codec {
                 "Reply v{view} c{} #{}",
                 reply.client_id.0, reply.request_num
             ),
-            Message::Prepare {
-                view,
-                commit,
-                entry,
-            } => format!(
-                "Prepare v{view} op {} ({} requests) commit {commit}",
-                entry.op,
-                entry.requests.len()
+            Message::Peer { crashes, msg } => format!("{} crashes {crashes:?}", describe_peer(msg)),
+        }
+    }
+}
+
+fn describe_peer(msg: Peer) -> String {
+    match msg {
+        Peer::Prepare {
+            view,
+            commit,
+            entry,
+        } => format!(
+            "Prepare v{view} op {} ({} requests) commit {commit}",
+            entry.op,
+            entry.requests.len()
+        ),
+        Peer::PrepareOk { view, op, replica } => {
+            format!("PrepareOk v{view} op {op} from r{}", replica.0)
+        }
+        Peer::Commit { view, commit } => format!("Commit v{view} {commit}"),
+        Peer::StartViewChange { view, replica } => {
+            format!("StartViewChange v{view} from r{}", replica.0)
+        }
+        Peer::DoViewChange {
+            view,
+            last_normal,
+            commit,
+            top,
+            replica,
+        } => format!(
+            "DoViewChange v{view} normal v{last_normal} commit {commit} top {top} from r{}",
+            replica.0
+        ),
+        Peer::StartView {
+            view,
+            commit,
+            log_view,
+            top,
+        } => format!("StartView v{view} commit {commit} log of v{log_view} to {top}"),
+        Peer::GetState { view, op, replica } => {
+            format!("GetState v{view} above {op} from r{}", replica.0)
+        }
+        Peer::NewState { view, commit, log } => format!(
+            "NewState v{view} commit {commit} log {}..{}",
+            log.base,
+            log.top()
+        ),
+        Peer::Chunk(c) => format!(
+            "Chunk v{} snapshot at {} part {} of {} ({} bytes)",
+            c.view,
+            c.op,
+            c.index,
+            c.count,
+            c.bytes.len()
+        ),
+        Peer::Recovery { replica, nonce } => {
+            format!("Recovery from r{} nonce {nonce:x}", replica.0)
+        }
+        Peer::RecoveryResponse {
+            view,
+            nonce,
+            primary,
+            replica,
+        } => match primary {
+            Some(p) => format!(
+                "RecoveryResponse v{view} nonce {nonce:x} commit {} top {} from r{}",
+                p.commit, p.top, replica.0
             ),
-            Message::PrepareOk { view, op, replica } => {
-                format!("PrepareOk v{view} op {op} from r{}", replica.0)
-            }
-            Message::Commit { view, commit } => format!("Commit v{view} {commit}"),
-            Message::StartViewChange { view, replica } => {
-                format!("StartViewChange v{view} from r{}", replica.0)
-            }
-            Message::DoViewChange {
-                view,
-                last_normal,
-                commit,
-                top,
-                replica,
-            } => format!(
-                "DoViewChange v{view} normal v{last_normal} commit {commit} top {top} from r{}",
+            None => format!(
+                "RecoveryResponse v{view} nonce {nonce:x} from r{}",
                 replica.0
             ),
-            Message::StartView {
-                view,
-                commit,
-                log_view,
-                top,
-            } => format!("StartView v{view} commit {commit} log of v{log_view} to {top}"),
-            Message::GetState { view, op, replica } => {
-                format!("GetState v{view} above {op} from r{}", replica.0)
-            }
-            Message::NewState { view, commit, log } => format!(
-                "NewState v{view} commit {commit} log {}..{}",
-                log.base,
-                log.top()
-            ),
-            Message::Chunk(c) => format!(
-                "Chunk v{} snapshot at {} part {} of {} ({} bytes)",
-                c.view,
-                c.op,
-                c.index,
-                c.count,
-                c.bytes.len()
-            ),
-            Message::Recovery { replica, nonce } => {
-                format!("Recovery from r{} nonce {nonce:x}", replica.0)
-            }
-            Message::RecoveryResponse {
-                view,
-                nonce,
-                primary,
-                replica,
-            } => match primary {
-                Some(p) => format!(
-                    "RecoveryResponse v{view} nonce {nonce:x} commit {} top {} from r{}",
-                    p.commit, p.top, replica.0
-                ),
-                None => format!(
-                    "RecoveryResponse v{view} nonce {nonce:x} from r{}",
-                    replica.0
-                ),
-            },
-        }
+        },
     }
 }

@@ -202,7 +202,16 @@ pub mod bugs {
         "the primary commits on f replicas (itself among them), not f + 1",
     );
 
-    pub const ALL: &[Bug] = &[IGNORE_LAST_NORMAL, COMMIT_BELOW_QUORUM];
+    /// A replica takes a message from an earlier life of its sender, one
+    /// that recovered since: the DISC'17 counterexample, where a replica's
+    /// promises from before a crash count in a view change after it.
+    pub const NO_CRASH_VECTORS: Bug = Bug::new(
+        VR,
+        "no-crash-vectors",
+        "messages from a replica's life before its recovery are taken",
+    );
+
+    pub const ALL: &[Bug] = &[IGNORE_LAST_NORMAL, COMMIT_BELOW_QUORUM, NO_CRASH_VECTORS];
 }
 
 /// What a replica runs with, from the protocol's tunables.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use runtime::{Addr, ClientId, Context, ReplicaId, State, Time};
 use wire::client::{Reply, Request};
-use wire::vr::{Chunk, Entry, Log, Message, Primary};
+use wire::vr::{Chunk, Entry, Log, Message, Peer, Primary};
 
 use super::{
     BATCH_BYTES_MAX, CHUNK_BYTES, CHUNKS_MAX, CLIENT_TABLE_MAX, COMMIT_INTERVAL, Codec, Config,
@@ -102,6 +102,17 @@ pub struct Replica {
     /// At the primary: the log its view started with, as `StartView` says
     /// (the view it was last normal in, and its top).
     start: (u64, u64),
+
+    /// The crash vector (DISC'17): how many times each replica recovered,
+    /// as far as this one knows. It travels with every message between
+    /// replicas; see [`wire::vr::Peer`].
+    crashes: Vec<u64>,
+    /// While recovering: whether this replica has learnt how many times it
+    /// recovered before (from f + 1 answers) and counted this recovery.
+    counted: bool,
+    /// While recovering and not yet counted: the most recoveries of this
+    /// replica the answers so far know of.
+    known_recoveries: u64,
 }
 
 /// What a `DoViewChange` says.
@@ -202,6 +213,9 @@ impl Replica {
             incoming: None,
             snapshot_sent: vec![None; config.n],
             start: (0, 0),
+            crashes: vec![0; config.n],
+            counted: true,
+            known_recoveries: 0,
         }
     }
 
@@ -210,6 +224,7 @@ impl Replica {
     pub fn recovering(id: ReplicaId, config: Config, app: Box<dyn App>) -> Replica {
         let mut replica = Replica::new(id, config, app);
         replica.status = Status::Recovering;
+        replica.counted = false;
         replica
     }
 
@@ -234,6 +249,58 @@ impl Replica {
     /// Log entries this replica holds, its own and any being fetched.
     pub fn entries_held(&self) -> usize {
         self.log.entries.len() + self.fetch.as_ref().map_or(0, |f| f.log.entries.len())
+    }
+
+    /// A message to other replicas, with the crash vector.
+    fn peer(&self, msg: Peer) -> Message {
+        Message::Peer {
+            crashes: self.crashes.clone(),
+            msg,
+        }
+    }
+
+    /// Whether a message from `sender` with crash vector `crashes` comes
+    /// from the sender's latest life this replica knows of (a `Recovery`
+    /// always does: a recovering replica does not know yet how many times
+    /// it recovered before). Merges the vector: what the earlier lives of
+    /// a replica whose count grows said is forgotten.
+    fn admit(&mut self, sender: ReplicaId, crashes: &[u64], ctx: &mut Ctx<'_, '_>) -> bool {
+        if crashes.len() != self.config.n {
+            ctx.drop_message("peer: a crash vector of another size");
+            return false;
+        }
+        let i = usize::from(sender.0);
+        if crashes[i] < self.crashes[i] && !planted::is(bugs::NO_CRASH_VECTORS) {
+            ctx.drop_message("peer: from a life of its sender before a recovery");
+            return false;
+        }
+        let me = usize::from(self.id.0);
+        for (k, &count) in crashes.iter().enumerate() {
+            if k != me && count > self.crashes[k] {
+                self.crashes[k] = count;
+                self.forget(ReplicaId(k as u8), ctx);
+            }
+        }
+        true
+    }
+
+    /// Replica `r` recovered again: what its earlier lives said (view-change
+    /// votes, acknowledgements, recovery answers, a log being fetched from
+    /// it) no longer holds.
+    fn forget(&mut self, r: ReplicaId, ctx: &mut Ctx<'_, '_>) {
+        ctx.count("peer: a replica's earlier life forgotten");
+        let i = usize::from(r.0);
+        self.started[i] = false;
+        self.done.remove(&r);
+        self.acked[i] = 0;
+        self.responses.remove(&r);
+        if self.fetch.as_ref().is_some_and(|f| f.from == r) {
+            self.fetch = None;
+            self.incoming = None;
+        }
+        if self.incoming.as_ref().is_some_and(|inc| inc.from == r) {
+            self.incoming = None;
+        }
     }
 
     fn is_primary(&self) -> bool {
@@ -330,11 +397,11 @@ impl Replica {
                 requests,
             };
             self.acked[usize::from(self.id.0)] = entry.op;
-            ctx.send_to_replicas(Message::Prepare {
+            ctx.send_to_replicas(self.peer(Peer::Prepare {
                 view: self.view,
                 commit: self.commit,
                 entry: entry.clone(),
-            });
+            }));
             self.log.entries.push(entry);
             ctx.cancel_timer(ReplicaTimer::Commit);
             ctx.set_timer(ReplicaTimer::Commit, COMMIT_INTERVAL);
@@ -362,11 +429,11 @@ impl Replica {
         // have missed it.
         ctx.send(
             self.primary(),
-            Message::PrepareOk {
+            self.peer(Peer::PrepareOk {
                 view: self.view,
                 op: self.log.top(),
                 replica: self.id,
-            },
+            }),
         );
         self.execute_up_to(commit, ctx);
     }
@@ -410,10 +477,10 @@ impl Replica {
             ctx.count("view: asked the primary to start it again");
             ctx.send(
                 self.primary(),
-                Message::StartViewChange {
+                self.peer(Peer::StartViewChange {
                     view,
                     replica: self.id,
-                },
+                }),
             );
         }
         false
@@ -601,10 +668,10 @@ impl Replica {
         ctx.count(wire::control::VIEW_CHANGES_COUNTER);
         ctx.note(|| format!("view change to v{view}"));
         self.started[usize::from(self.id.0)] = true;
-        ctx.send_to_replicas(Message::StartViewChange {
+        ctx.send_to_replicas(self.peer(Peer::StartViewChange {
             view,
             replica: self.id,
-        });
+        }));
         self.backoff = self.backoff.saturating_add(1);
         self.arm_view_timer(ctx);
         ctx.set_timer(ReplicaTimer::Commit, COMMIT_INTERVAL);
@@ -632,12 +699,12 @@ impl Replica {
         let (log_view, top) = self.start;
         ctx.send(
             to,
-            Message::StartView {
+            self.peer(Peer::StartView {
                 view: self.view,
                 commit: self.commit,
                 log_view,
                 top,
-            },
+            }),
         );
     }
 
@@ -691,13 +758,13 @@ impl Replica {
         } else {
             ctx.send(
                 Addr::Replica(primary),
-                Message::DoViewChange {
+                self.peer(Peer::DoViewChange {
                     view: self.view,
                     last_normal: mine.last_normal,
                     commit: mine.commit,
                     top: mine.top,
                     replica: self.id,
-                },
+                }),
             );
         }
     }
@@ -780,12 +847,12 @@ impl Replica {
         self.start = (log_view, self.log.top());
         self.start_view(commit, ctx);
         let (log_view, top) = self.start;
-        ctx.send_to_replicas(Message::StartView {
+        ctx.send_to_replicas(self.peer(Peer::StartView {
             view: self.view,
             commit: self.commit,
             log_view,
             top,
-        });
+        }));
     }
 
     /// Normal in this view with the log as it stands, and executes what is
@@ -824,11 +891,11 @@ impl Replica {
     fn prepare_ok(&self, ctx: &mut Ctx<'_, '_>) {
         ctx.send(
             self.primary(),
-            Message::PrepareOk {
+            self.peer(Peer::PrepareOk {
                 view: self.view,
                 op: self.log.top(),
                 replica: self.id,
-            },
+            }),
         );
     }
 
@@ -886,11 +953,11 @@ impl Replica {
         ctx.count("state: asked for");
         ctx.send(
             self.primary(),
-            Message::GetState {
+            self.peer(Peer::GetState {
                 view: self.view,
                 op: self.log.top(),
                 replica: self.id,
-            },
+            }),
         );
     }
 
@@ -943,15 +1010,14 @@ impl Replica {
             return;
         }
         fetch.asked = Some(now);
+        let (from, view, op) = (fetch.from, fetch.view, fetch.log.top());
         ctx.count("state: asked for");
-        ctx.send(
-            Addr::Replica(fetch.from),
-            Message::GetState {
-                view: fetch.view,
-                op: fetch.log.top(),
-                replica: self.id,
-            },
-        );
+        let ask = self.peer(Peer::GetState {
+            view,
+            op,
+            replica: self.id,
+        });
+        ctx.send(Addr::Replica(from), ask);
     }
 
     /// The fetched log is whole: it replaces this replica's, which keeps
@@ -1075,25 +1141,25 @@ impl Replica {
         }
         ctx.send(
             to,
-            Message::NewState {
+            self.peer(Peer::NewState {
                 view: self.view,
                 commit: self.commit,
                 log: Log {
                     base: start,
                     entries,
                 },
-            },
+            }),
         );
     }
 
     fn chunk(&self, op: u64, index: u32, count: u32, bytes: &[u8]) -> Message {
-        Message::Chunk(Chunk {
+        self.peer(Peer::Chunk(Chunk {
             view: self.view,
             op,
             index,
             count,
             bytes: bytes.to_vec(),
-        })
+        }))
     }
 
     fn on_new_state(
@@ -1304,10 +1370,10 @@ fn split_state(state: &[u8]) -> Option<(&[u8], ClientTable<()>)> {
 
 impl Replica {
     fn send_recovery(&mut self, ctx: &mut Ctx<'_, '_>) {
-        ctx.send_to_replicas(Message::Recovery {
+        ctx.send_to_replicas(self.peer(Peer::Recovery {
             replica: self.id,
             nonce: self.nonce,
-        });
+        }));
     }
 
     fn on_recovery(&mut self, replica: ReplicaId, nonce: u64, ctx: &mut Ctx<'_, '_>) {
@@ -1321,25 +1387,50 @@ impl Replica {
         });
         ctx.send(
             Addr::Replica(replica),
-            Message::RecoveryResponse {
+            self.peer(Peer::RecoveryResponse {
                 view: self.view,
                 nonce,
                 primary,
                 replica: self.id,
-            },
+            }),
         );
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_recovery_response(
         &mut self,
         view: u64,
         nonce: u64,
         primary: Option<Primary>,
         replica: ReplicaId,
+        mine: u64,
         ctx: &mut Ctx<'_, '_>,
     ) {
         if self.status != Status::Recovering || nonce != self.nonce || self.fetch.is_some() {
             ctx.drop_message("recovery-response: not for a recovery here");
+            return;
+        }
+        if !self.counted {
+            // First the count of this replica's recoveries, from f + 1.
+            if usize::from(replica.0) >= self.config.n {
+                ctx.drop_message("recovery-response: no such replica");
+                return;
+            }
+            self.responses.insert(replica, (view, primary));
+            self.known_recoveries = self.known_recoveries.max(mine);
+            if self.responses.len() <= self.config.f {
+                return;
+            }
+            self.responses.clear();
+            self.counted = true;
+            let me = usize::from(self.id.0);
+            self.crashes[me] = self.known_recoveries.saturating_add(1);
+            ctx.note(|| format!("recovery number {}", self.crashes[me]));
+            self.send_recovery(ctx);
+            return;
+        }
+        if mine != self.crashes[usize::from(self.id.0)] {
+            ctx.drop_message("recovery-response: does not know of this recovery yet");
             return;
         }
         if usize::from(replica.0) >= self.config.n {
@@ -1422,64 +1513,65 @@ impl State for Replica {
     fn on_message(&mut self, from: Addr, msg: Message, ctx: &mut Ctx<'_, '_>) {
         // The codec names a replica's message by its source address, so a
         // replica field that names another is a lie or a bug.
-        let sender = match from {
-            Addr::Replica(id) => Some(id),
-            Addr::Client(_) => None,
-        };
-        let claims = |replica: ReplicaId| sender == Some(replica);
-        if self.status == Status::Recovering {
-            match (msg, sender) {
-                (
-                    Message::RecoveryResponse {
-                        view,
-                        nonce,
-                        primary,
-                        replica,
-                    },
-                    _,
-                ) if claims(replica) => {
-                    self.on_recovery_response(view, nonce, primary, replica, ctx)
+        let (sender, crashes, msg) = match (from, msg) {
+            (Addr::Client(_), Message::Request(request)) => {
+                if self.status == Status::Recovering {
+                    ctx.drop_message("recovering: takes no part yet");
+                } else {
+                    self.on_request(request, ctx);
                 }
-                (Message::NewState { view, commit, log }, Some(sender)) if self.fetch.is_some() => {
+                return;
+            }
+            (Addr::Replica(sender), Message::Peer { crashes, msg }) => (sender, crashes, msg),
+            _ => {
+                ctx.drop_message("replica: unexpected message or sender");
+                return;
+            }
+        };
+        if !matches!(msg, Peer::Recovery { .. }) && !self.admit(sender, &crashes, ctx) {
+            return;
+        }
+        let claims = |replica: ReplicaId| sender == replica;
+        if self.status == Status::Recovering {
+            let mine = crashes[usize::from(self.id.0)];
+            match msg {
+                Peer::RecoveryResponse {
+                    view,
+                    nonce,
+                    primary,
+                    replica,
+                } if claims(replica) => {
+                    self.on_recovery_response(view, nonce, primary, replica, mine, ctx)
+                }
+                Peer::NewState { view, commit, log } if self.fetch.is_some() => {
                     self.on_new_state(sender, view, commit, log, ctx)
                 }
-                (Message::Chunk(chunk), Some(sender)) if self.fetch.is_some() => {
-                    self.on_chunk(sender, chunk, ctx)
-                }
+                Peer::Chunk(chunk) if self.fetch.is_some() => self.on_chunk(sender, chunk, ctx),
                 _ => ctx.drop_message("recovering: takes no part yet"),
             }
             return;
         }
-        let primary_of = |view: u64| sender == Some(self.config.primary(view));
-        match (msg, sender) {
-            (Message::Request(request), None) => self.on_request(request, ctx),
-            (
-                Message::Prepare {
-                    view,
-                    commit,
-                    entry,
-                },
-                _,
-            ) if primary_of(view) => self.on_prepare(view, commit, entry, ctx),
-            (Message::PrepareOk { view, op, replica }, _) if claims(replica) => {
+        let primary_of = |view: u64| sender == self.config.primary(view);
+        match msg {
+            Peer::Prepare {
+                view,
+                commit,
+                entry,
+            } if primary_of(view) => self.on_prepare(view, commit, entry, ctx),
+            Peer::PrepareOk { view, op, replica } if claims(replica) => {
                 self.on_prepare_ok(view, op, replica, ctx)
             }
-            (Message::Commit { view, commit }, _) if primary_of(view) => {
-                self.on_commit(view, commit, ctx)
-            }
-            (Message::StartViewChange { view, replica }, _) if claims(replica) => {
+            Peer::Commit { view, commit } if primary_of(view) => self.on_commit(view, commit, ctx),
+            Peer::StartViewChange { view, replica } if claims(replica) => {
                 self.on_start_view_change(view, replica, ctx)
             }
-            (
-                Message::DoViewChange {
-                    view,
-                    last_normal,
-                    commit,
-                    top,
-                    replica,
-                },
-                _,
-            ) if claims(replica) => {
+            Peer::DoViewChange {
+                view,
+                last_normal,
+                commit,
+                top,
+                replica,
+            } if claims(replica) => {
                 let msg = DoViewChange {
                     last_normal,
                     commit,
@@ -1487,23 +1579,29 @@ impl State for Replica {
                 };
                 self.on_do_view_change(view, msg, replica, ctx)
             }
-            (
-                Message::StartView {
-                    view,
-                    commit,
-                    log_view,
-                    top,
-                },
-                _,
-            ) if primary_of(view) => self.on_start_view(view, commit, log_view, top, ctx),
-            (Message::GetState { view, op, replica }, _) if claims(replica) => {
+            Peer::StartView {
+                view,
+                commit,
+                log_view,
+                top,
+            } if primary_of(view) => self.on_start_view(view, commit, log_view, top, ctx),
+            Peer::GetState { view, op, replica } if claims(replica) => {
                 self.on_get_state(view, op, replica, ctx)
             }
-            (Message::NewState { view, commit, log }, Some(sender)) => {
+            Peer::NewState { view, commit, log } => {
                 self.on_new_state(sender, view, commit, log, ctx)
             }
-            (Message::Chunk(chunk), Some(sender)) => self.on_chunk(sender, chunk, ctx),
-            (Message::Recovery { replica, nonce }, _) if claims(replica) => {
+            Peer::Chunk(chunk) => self.on_chunk(sender, chunk, ctx),
+            Peer::Recovery { replica, nonce } if claims(replica) => {
+                // A recovery that counted itself says so in its vector:
+                // merged now, so that its earlier life's words are dropped.
+                if crashes.len() == self.config.n {
+                    let i = usize::from(replica.0);
+                    if crashes[i] > self.crashes[i] {
+                        self.crashes[i] = crashes[i];
+                        self.forget(replica, ctx);
+                    }
+                }
                 self.on_recovery(replica, nonce, ctx)
             }
             _ => ctx.drop_message("replica: unexpected message or sender"),
@@ -1535,16 +1633,19 @@ impl State for Replica {
                 if self.status == Status::Normal && self.is_primary() {
                     return;
                 }
-                self.start_view_change(self.view.saturating_add(1), ctx);
+                let Some(next) = self.view.checked_add(1) else {
+                    return; // The last view there is: a peer's lie.
+                };
+                self.start_view_change(next, ctx);
             }
             ReplicaTimer::Commit if self.status == Status::ViewChange => {
                 // Messages of a view change are lost like any: say them
                 // again until the view starts or times out.
                 ctx.count("view change: resent");
-                ctx.send_to_replicas(Message::StartViewChange {
+                ctx.send_to_replicas(self.peer(Peer::StartViewChange {
                     view: self.view,
                     replica: self.id,
-                });
+                }));
                 if self.did && self.fetch.is_none() {
                     self.did = false;
                     self.maybe_do_view_change(ctx);
@@ -1562,18 +1663,18 @@ impl State for Replica {
                     for op in self.commit + 1..=self.log.top() {
                         let entry = self.entry(op).expect("held").clone();
                         ctx.count("prepare: resent");
-                        ctx.send_to_replicas(Message::Prepare {
+                        ctx.send_to_replicas(self.peer(Peer::Prepare {
                             view: self.view,
                             commit: self.commit,
                             entry,
-                        });
+                        }));
                     }
                 }
                 self.commit_at_tick = self.commit;
-                ctx.send_to_replicas(Message::Commit {
+                ctx.send_to_replicas(self.peer(Peer::Commit {
                     view: self.view,
                     commit: self.commit,
-                });
+                }));
                 ctx.set_timer(ReplicaTimer::Commit, COMMIT_INTERVAL);
             }
         }

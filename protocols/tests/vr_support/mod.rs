@@ -175,3 +175,116 @@ pub fn probed_system(seed: u64, config: Config, clients: u64, ops: u64, watch: W
     }
     System { sim, log, config }
 }
+
+/// What the tamperers of [`stale_life_run`] hold back, and when they let go.
+#[derive(Default)]
+struct Held {
+    /// Replica 1's `StartViewChange(1)` to replica 2.
+    b_to_c: Vec<Vec<u8>>,
+    /// Replica 2's `StartViewChange(1)` and `DoViewChange(1)` to replica 1.
+    c_to_b: Vec<Vec<u8>>,
+    release_b: bool,
+    release_c: bool,
+}
+
+fn view_change_message(bytes: &[u8]) -> Option<wire::vr::Peer> {
+    match wire::decode::<wire::vr::Message>(bytes) {
+        Ok(wire::vr::Message::Peer {
+            msg:
+                m @ (wire::vr::Peer::StartViewChange { view: 1, .. }
+                | wire::vr::Peer::DoViewChange { view: 1, .. }),
+            ..
+        }) => Some(m),
+        _ => None,
+    }
+}
+
+/// DISC'17's counterexample to VR's recovery, with never more than one
+/// replica crashed or recovering: replica 1 starts a view change to view 1
+/// (its `StartViewChange` to replica 0 lost, the one to replica 2 held
+/// back), crashes and recovers into view 0; then its old message reaches
+/// replica 2, which moves to view 1 and sends replica 1 `StartViewChange`
+/// and `DoViewChange` (held back; its other view-1 messages are lost, now
+/// and in its next life), crashes and recovers into view 0 too; replica 0
+/// commits operations with replica 2 while replica 1 does not hear them;
+/// and then replica 2's old messages reach replica 1, still cut off from
+/// replica 0. Taken, they form view 1 with replica 1's log, which lacks the
+/// operations committed since, and the group then wedges (the others'
+/// acknowledgements reach past the new log and are refused). The crash
+/// vector makes the old messages stale.
+pub fn stale_life_run() -> Result<(), String> {
+    use std::cell::RefCell;
+    let mut config = Config::new(3);
+    config.view_timeout = Duration::from_millis(20);
+    let System { mut sim, log, .. } = system(21, Network::reliable(), config, 2, 400);
+    let held: Rc<RefCell<Held>> = Rc::default();
+    let (a, b, c) = (replica(0), replica(1), replica(2));
+    let h = Rc::clone(&held);
+    let tamper_b = move |_: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
+        let mut held = h.borrow_mut();
+        if held.release_b {
+            for m in held.b_to_c.drain(..) {
+                out.push((c, m));
+            }
+        }
+        match view_change_message(&bytes) {
+            Some(wire::vr::Peer::StartViewChange { .. }) if !held.release_b => {
+                if to == c {
+                    held.b_to_c.push(bytes);
+                }
+            }
+            _ => out.push((to, bytes)),
+        }
+    };
+    let h = Rc::clone(&held);
+    let tamper_c = move |_: &mut Rng, to: Addr, bytes: Vec<u8>, out: &mut Vec<(Addr, Vec<u8>)>| {
+        let mut held = h.borrow_mut();
+        if held.release_c {
+            for m in held.c_to_b.drain(..) {
+                out.push((b, m));
+            }
+        }
+        match view_change_message(&bytes) {
+            // Its view-1 messages to replica 1 held back, then (those of
+            // its next life) lost; to replica 0, lost.
+            Some(_) if to == b && !held.release_c => held.c_to_b.push(bytes),
+            Some(_) => {}
+            None => out.push((to, bytes)),
+        }
+    };
+    sim.set_byzantine(b, Box::new(tamper_b));
+    sim.set_byzantine(c, Box::new(tamper_c));
+    let ms = |ms: u64| Time::ZERO + Duration::from_millis(ms);
+    sim.run_until(ms(10));
+    // Replica 1 hears nothing from the primary and starts view 1.
+    sim.cut(&[a], &[b]);
+    sim.run_until(ms(45));
+    sim.crash(b);
+    sim.run_until(ms(47));
+    sim.heal();
+    sim.restart(b);
+    sim.run_until(ms(60));
+    // Its old StartViewChange reaches replica 2.
+    held.borrow_mut().release_b = true;
+    sim.run_until(ms(65));
+    sim.crash(c);
+    sim.run_until(ms(67));
+    sim.restart(c);
+    sim.run_until(ms(75));
+    // Replica 0 commits with replica 2 alone.
+    sim.cut(&[a], &[b]);
+    sim.run_until(ms(85));
+    // Replica 2's old messages reach replica 1 (which still does not hear
+    // replica 0).
+    held.borrow_mut().release_c = true;
+    sim.run_until(ms(100));
+    sim.heal();
+    sim.run_until(ms(120));
+    let done = sim.run_until_clients_done(Time::ZERO + Duration::from_secs(30));
+    log.check_agreement()
+        .map_err(|v| format!("agreement: {v}"))?;
+    if !done {
+        return Err("liveness: the clients were not done in 30 s".to_string());
+    }
+    check(&sim, &log)
+}
