@@ -4,8 +4,11 @@
 //! classic ones planted to see whether the simulator finds them, three are
 //! durability bugs of the baseline's durable mode, two are chain
 //! replication's (a Sent list never resent, a tail read without its
-//! lease), and three are HotStuff's (a vote without the lock check, a
-//! second vote in a view, a commit on a two-chain).
+//! lease), three are HotStuff's (a vote without the lock check, a
+//! second vote in a view, a commit on a two-chain), and three are
+//! Viewstamped Replication's (a new primary ignoring the last normal view,
+//! a commit below a quorum, messages of a replica's life before its
+//! recovery taken).
 //!
 //! Runs only in a build with the `planted-bugs` feature, which needs debug
 //! assertions (the `planted` profile):
@@ -509,7 +512,8 @@ fn a_vr_primary_ignoring_the_last_normal_view_is_caught_by_its_scenario() {
     println!("{bug}: {why}");
 }
 
-/// VR committing on f replicas instead of f + 1.
+/// VR committing on f replicas instead of f + 1. First caught at seed 6
+/// when its budget was set.
 #[test]
 fn a_vr_commit_below_a_quorum_is_caught() {
     caught_in(

@@ -52,7 +52,7 @@
 //! view-change status and says `StartViewChange` to the primary, which
 //! sends `StartView` again to any replica still changing to its view.
 //!
-//! # Recovery (§4.3)
+//! # Recovery (§4.3) and crash vectors
 //!
 //! A replica that restarts without its state (nothing is persisted) takes
 //! no part until it has recovered: it sends `Recovery` with a fresh nonce
@@ -63,12 +63,31 @@
 //! snapshot first if the primary truncated), and only once it is whole
 //! takes the view, executes the committed prefix and is a normal backup
 //! again; a fetch that stalls for [`RECOVERY_STALL_TICKS`] ticks is given
-//! up and recovery starts over. This is safe only while at most f replicas
-//! are crashed or recovering at once (Michael, Ports, Sharma, Szekeres,
-//! DISC'17): the seeded runs keep to that. The `beyond` profile, which
-//! does not, restarts f + 1 replicas one after the other: no recovery can
-//! gather f + 1 responses from normal replicas, and the group stalls
-//! (the liveness checker says so) rather than serve lost state.
+//! up and recovery starts over.
+//!
+//! The paper's protocol is not safe as it stands, even with one replica
+//! down at a time (Michael, Ports, Sharma, Szekeres, "Recovering Shared
+//! Objects Without Stable Storage", DISC'17): a message a replica sent
+//! before it crashed (a `StartViewChange`, a `DoViewChange`) can arrive
+//! after it recovered and count in a view change it no longer stands
+//! behind, and the view formed from it can lack committed operations
+//! (`tests/vr_support`'s `stale_life_run` builds that case). So every
+//! message between replicas carries the sender's crash vector, as
+//! DISC'17 prescribes: entry i counts replica i's recoveries, as far as the
+//! sender knows. A replica drops a message whose sender's entry is below
+//! what it knows, takes the larger entries of every vector it accepts, and
+//! on learning of a replica's recovery forgets what that replica's earlier
+//! life told it (its view-change votes, acknowledgements, recovery
+//! answers, a log being fetched from it). A recovering replica first
+//! learns how many times it recovered before from f + 1 answers, counts
+//! this recovery, and only then asks again with the new count in its
+//! vector: the f + 1 answers it recovers from know of the recovery, and
+//! any later quorum meets one of them. Diskless recovery still needs at
+//! most f replicas crashed or recovering at once: the seeded runs keep to
+//! that. The `beyond` profile, which does not, restarts f + 1 replicas one
+//! after the other: no recovery can gather f + 1 answers from normal
+//! replicas, and the group stalls (the liveness and catch-up checks say
+//! so) rather than serve lost state.
 //!
 //! A view change's messages are sent again every [`COMMIT_INTERVAL`] until
 //! the view starts or times out: a replica paused or cut off when the

@@ -424,6 +424,11 @@ impl Replica {
         } else if entry.op > next {
             ctx.drop_message("prepare: an entry is missing before it");
             self.get_state(ctx);
+        } else if self.entry(entry.op).is_some_and(|held| *held != entry) {
+            // A resend is the entry held; anything else is a broken
+            // invariant, not to be acknowledged.
+            ctx.drop_message("prepare: another entry than the one held");
+            return;
         }
         // Below `next`: held already; acknowledge again, the primary may
         // have missed it.
@@ -911,16 +916,23 @@ impl Replica {
             ctx.drop_message("start-view: not a view changing here");
             return;
         }
+        if self.commit > top {
+            // The view's log holds every committed entry: a broken
+            // invariant, not to be taken.
+            ctx.drop_message("start-view: its log ends below the commit number here");
+            return;
+        }
         if view > self.view {
             self.enter_view(view, ctx);
             self.status = Status::ViewChange;
             self.arm_view_timer(ctx);
+            ctx.set_timer(ReplicaTimer::Commit, COMMIT_INTERVAL);
         }
         if self.fetch.is_some() {
             self.ask_fetch(ctx);
             return;
         }
-        if self.last_normal == log_view && self.log.top() >= top && self.commit <= top {
+        if self.last_normal == log_view && self.log.top() >= top {
             // Its log is the view's, or the view's and more.
             let keep = usize::try_from(top - self.log.base).unwrap_or(usize::MAX);
             self.log.entries.truncate(keep);
