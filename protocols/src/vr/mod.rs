@@ -82,7 +82,10 @@
 //! learns how many times it recovered before from f + 1 answers, counts
 //! this recovery, and only then asks again with the new count in its
 //! vector: the f + 1 answers it recovers from know of the recovery, and
-//! any later quorum meets one of them. Diskless recovery still needs at
+//! any later quorum meets one of them. A life that dies while recovering
+//! may have counted itself further than the next one does (its `Recovery`
+//! delayed, say); a replica that sees a count of itself above its own
+//! counts past it. Diskless recovery still needs at
 //! most f replicas crashed or recovering at once: the seeded runs keep to
 //! that. The `beyond` profile, which does not, restarts f + 1 replicas one
 //! after the other: no recovery can gather f + 1 answers from normal

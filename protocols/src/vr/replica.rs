@@ -265,10 +265,6 @@ impl Replica {
     /// it recovered before). Merges the vector: what the earlier lives of
     /// a replica whose count grows said is forgotten.
     fn admit(&mut self, sender: ReplicaId, crashes: &[u64], ctx: &mut Ctx<'_, '_>) -> bool {
-        if crashes.len() != self.config.n {
-            ctx.drop_message("peer: a crash vector of another size");
-            return false;
-        }
         let i = usize::from(sender.0);
         if crashes[i] < self.crashes[i] && !planted::is(bugs::NO_CRASH_VECTORS) {
             ctx.drop_message("peer: from a life of its sender before a recovery");
@@ -280,6 +276,15 @@ impl Replica {
                 self.crashes[k] = count;
                 self.forget(ReplicaId(k as u8), ctx);
             }
+        }
+        if crashes[me] > self.crashes[me] && self.counted {
+            // An earlier life that died while recovering got further than
+            // this one counted: count past it, or the others would drop
+            // everything this replica says. Its state is whole; the others
+            // forget its acknowledgements and votes, and resends bring
+            // them back.
+            ctx.count("peer: an earlier life counted past this one");
+            self.crashes[me] = crashes[me].saturating_add(1);
         }
         true
     }
@@ -1441,7 +1446,16 @@ impl Replica {
             self.send_recovery(ctx);
             return;
         }
-        if mine != self.crashes[usize::from(self.id.0)] {
+        let me = usize::from(self.id.0);
+        if mine > self.crashes[me] {
+            // An earlier life got further: count past it and ask again.
+            ctx.count("recovery: an earlier life counted past this one");
+            self.crashes[me] = mine.saturating_add(1);
+            self.responses.clear();
+            self.send_recovery(ctx);
+            return;
+        }
+        if mine != self.crashes[me] {
             ctx.drop_message("recovery-response: does not know of this recovery yet");
             return;
         }
@@ -1540,12 +1554,15 @@ impl State for Replica {
                 return;
             }
         };
+        if crashes.len() != self.config.n || usize::from(sender.0) >= self.config.n {
+            ctx.drop_message("peer: a crash vector of another size, or no such replica");
+            return;
+        }
         if !matches!(msg, Peer::Recovery { .. }) && !self.admit(sender, &crashes, ctx) {
             return;
         }
         let claims = |replica: ReplicaId| sender == replica;
         if self.status == Status::Recovering {
-            let mine = crashes[usize::from(self.id.0)];
             match msg {
                 Peer::RecoveryResponse {
                     view,
@@ -1553,6 +1570,7 @@ impl State for Replica {
                     primary,
                     replica,
                 } if claims(replica) => {
+                    let mine = crashes[usize::from(self.id.0)];
                     self.on_recovery_response(view, nonce, primary, replica, mine, ctx)
                 }
                 Peer::NewState { view, commit, log } if self.fetch.is_some() => {
@@ -1607,12 +1625,10 @@ impl State for Replica {
             Peer::Recovery { replica, nonce } if claims(replica) => {
                 // A recovery that counted itself says so in its vector:
                 // merged now, so that its earlier life's words are dropped.
-                if crashes.len() == self.config.n {
-                    let i = usize::from(replica.0);
-                    if crashes[i] > self.crashes[i] {
-                        self.crashes[i] = crashes[i];
-                        self.forget(replica, ctx);
-                    }
+                let i = usize::from(replica.0);
+                if crashes[i] > self.crashes[i] {
+                    self.crashes[i] = crashes[i];
+                    self.forget(replica, ctx);
                 }
                 self.on_recovery(replica, nonce, ctx)
             }
