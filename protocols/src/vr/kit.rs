@@ -10,7 +10,7 @@ use wire::registry::{ProtocolSpec, Settings};
 
 use super::{
     CLIENT_RESEND_MAX, COMMIT_INTERVAL, Client, Codec, Config, GET_STATE_INTERVAL, QUEUE_MAX,
-    Replica, STATE_ENTRIES_MAX, VIEW_TIMEOUT_MAX,
+    Replica, STATE_ENTRIES_MAX, VIEW_TIMEOUT_MAX, WAITING_BYTES_MAX, WAITING_MAX,
 };
 use crate::registry::Start;
 use crate::simulate::{ExecutionLog, Profile, Simulated};
@@ -75,6 +75,8 @@ impl crate::registry::Kit for Kit {
         let ms = |d: Duration| format!("{} ms", d.as_millis());
         vec![
             ("queue max", QUEUE_MAX.to_string()),
+            ("waiting max", WAITING_MAX.to_string()),
+            ("waiting bytes max", WAITING_BYTES_MAX.to_string()),
             ("commit interval", ms(COMMIT_INTERVAL)),
             ("view timeout max", ms(VIEW_TIMEOUT_MAX)),
             ("get-state interval", ms(GET_STATE_INTERVAL)),

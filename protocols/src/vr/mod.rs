@@ -92,6 +92,13 @@
 //! replicas, and the group stalls (the liveness and catch-up checks say
 //! so) rather than serve lost state.
 //!
+//! Clients retransmit to every replica. A replica that is not the primary
+//! keeps the latest request of each client it gets so (at most
+//! [`WAITING_MAX`] and [`WAITING_BYTES_MAX`] bytes), and the primary of
+//! the next view takes them up as soon as the view starts: the clients'
+//! backoff, which grows while the old primary is silent, does not add to
+//! a view change's outage. Everyone else drops them then.
+//!
 //! A view change's messages are sent again every [`COMMIT_INTERVAL`] until
 //! the view starts or times out: a replica paused or cut off when the
 //! others started it would otherwise never join, and with recovering
@@ -155,6 +162,11 @@ pub const RESULT_BYTES_MAX: usize = 64 << 20;
 
 /// Requests the primary queues at most, waiting for a batch.
 pub const QUEUE_MAX: usize = 1 << 16;
+
+/// Clients' requests a replica that is not the primary keeps at most for
+/// the next primary (one per client), and their bytes.
+pub const WAITING_MAX: usize = QUEUE_MAX;
+pub const WAITING_BYTES_MAX: usize = 16 << 20;
 
 /// How often an idle primary tells the backups its commit number.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(5);

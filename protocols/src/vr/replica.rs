@@ -10,7 +10,8 @@ use wire::vr::{Chunk, Entry, Log, Message, Peer, Primary};
 use super::{
     BATCH_BYTES_MAX, CHUNK_BYTES, CHUNKS_MAX, CLIENT_TABLE_MAX, COMMIT_INTERVAL, Codec, Config,
     GET_STATE_INTERVAL, QUEUE_MAX, RECOVERY_INTERVAL, RECOVERY_STALL_TICKS, RESULT_BYTES_MAX,
-    SNAPSHOT_INTERVAL, STATE_BYTES_MAX, STATE_ENTRIES_MAX, VIEW_TIMEOUT_MAX, bugs,
+    SNAPSHOT_INTERVAL, STATE_BYTES_MAX, STATE_ENTRIES_MAX, VIEW_TIMEOUT_MAX, WAITING_BYTES_MAX,
+    WAITING_MAX, bugs,
 };
 use crate::app::{App, Position, Unexecuted};
 use crate::common::{Admission, ClientTable};
@@ -67,6 +68,14 @@ pub struct Replica {
     /// Each client with a request in the queue or in an uncommitted entry,
     /// and its number.
     held: HashMap<ClientId, u64>,
+    /// At a replica that is not the primary: the latest request each
+    /// client sent it (clients send to every replica when they
+    /// retransmit), for the next view's primary to take up at once
+    /// instead of waiting for the clients to retransmit again. Cleared
+    /// when a view starts; at most [`WAITING_MAX`] requests and
+    /// [`WAITING_BYTES_MAX`] bytes.
+    waiting: BTreeMap<ClientId, Request>,
+    waiting_bytes: usize,
     /// Per replica, the highest entry it holds in this view, as its
     /// `PrepareOk`s said.
     acked: Vec<u64>,
@@ -200,6 +209,8 @@ impl Replica {
             backoff: 0,
             queue: VecDeque::new(),
             held: HashMap::new(),
+            waiting: BTreeMap::new(),
+            waiting_bytes: 0,
             acked: vec![0; config.n],
             started: vec![false; config.n],
             did: false,
@@ -326,7 +337,7 @@ impl Replica {
 
     fn on_request(&mut self, request: Request, ctx: &mut Ctx<'_, '_>) {
         if self.status != Status::Normal || !self.is_primary() {
-            ctx.drop_message("request: not the primary");
+            self.keep_waiting(request, ctx);
             return;
         }
         let client = request.client_id;
@@ -369,6 +380,33 @@ impl Replica {
         self.held.insert(client, request.request_num);
         self.queue.push_back(request);
         self.prepare(ctx);
+    }
+
+    /// A replica that is not the primary keeps a client's request for
+    /// the next view's primary, the latest per client.
+    fn keep_waiting(&mut self, request: Request, ctx: &mut Ctx<'_, '_>) {
+        let size = request_size(&request);
+        if size > BATCH_BYTES_MAX {
+            ctx.drop_message("request: too large for a batch");
+            return;
+        }
+        let client = request.client_id;
+        let replaced = match self.waiting.get(&client) {
+            Some(held) if held.request_num >= request.request_num => {
+                ctx.drop_message("request: not the primary, kept already");
+                return;
+            }
+            Some(held) => request_size(held),
+            None => 0,
+        };
+        let bytes = self.waiting_bytes - replaced + size;
+        if replaced == 0 && self.waiting.len() >= WAITING_MAX || bytes > WAITING_BYTES_MAX {
+            ctx.drop_message("request: not the primary, and its waiting list is full");
+            return;
+        }
+        ctx.count("request: not the primary, kept for the next");
+        self.waiting_bytes = bytes;
+        self.waiting.insert(client, request);
     }
 
     /// Prepares batches while the window has room: at once when nothing is
@@ -890,8 +928,18 @@ impl Replica {
             self.arm_view_timer(ctx);
         }
         self.execute_up_to(commit, ctx);
+        let waiting = std::mem::take(&mut self.waiting);
+        self.waiting_bytes = 0;
         if self.is_primary() {
             self.advance_commit(ctx);
+            // The requests clients retransmitted while the view changed.
+            ctx.count_n(
+                "request: taken up from the waiting list",
+                waiting.len() as u64,
+            );
+            for request in waiting.into_values() {
+                self.on_request(request, ctx);
+            }
         } else {
             self.prepare_ok(ctx);
         }
