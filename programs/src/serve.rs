@@ -602,6 +602,7 @@ fn final_report(
             .map(|(name, count)| (name.to_string(), count))
             .collect(),
         cpu_ms: cpu_ms()?,
+        idle_spin_ms: millis(totals.idle_spin),
         completions: if clients {
             Completions {
                 start_us: u64::try_from(bins_start.as_micros()).unwrap_or(u64::MAX),

@@ -20,7 +20,7 @@
 //!
 //! Below it, against load (clients, or offered rate in open loop): the
 //! replicas' CPU per operation (µs, every replica together, from
-//! `replica_cpu_ms` and the operations of the whole run), the mean batch the
+//! `replica_cpu_ms` less idle polling, and the operations of the whole run), the mean batch the
 //! leader proposed (protocols reporting the batching counters), and, when a
 //! point ran open loop, throughput against offered rate with the line y = x,
 //! so saturation shows where the curve leaves it. These panels have error

@@ -28,10 +28,13 @@
 //! | `measured_ops`, `measured_ms` | operations in the measured window, and its length |
 //! | `ratio_to_baseline` | `throughput_ops` over the mean throughput of the `unreplicated` trials at the same `clients` and `offered_ops`; empty without such trials. Per trial, so `unreplicated`'s own rows scatter around 1.0 by trial-to-trial noise; they average to exactly 1.0 |
 //! | `replica_cpu_ms`, `client_cpu_ms` | CPU time (user + system) of all replica processes (with the services a protocol runs beside its replicas, such as chain replication's master), of all client processes, from start to stop |
-//! | `cpu_us_per_op` | (`replica_cpu_ms` + `client_cpu_ms`) × 1000 / `run_ops`: µs of CPU, replicas and clients together, per operation |
-//! | `replica_cpu_us_per_op` | `replica_cpu_ms` × 1000 / `run_ops`: the replicas' share, summed over all replicas. The figure to compare across machines: client cost depends on how the load is generated, replica cost on the protocol |
+//! | `cpu_us_per_op` | (`replica_cpu_ms` + `client_cpu_ms` − `replica_idle_spin_ms` − `client_idle_spin_ms`) × 1000 / `run_ops`: µs of CPU, replicas and clients together, per operation, idle polling excluded |
+//! | `replica_cpu_us_per_op` | (`replica_cpu_ms` − `replica_idle_spin_ms`) × 1000 / `run_ops`: the replicas' share, summed over all replicas. The figure to compare across machines: client cost depends on how the load is generated, replica cost on the protocol |
 //! | `run_ops` | operations completed over the whole run, warm-up and cool-down included: the sum of the per-interval counts, or `measured_ops` if that is larger (no intervals recorded) |
 //! | `replica_cpu_ratio_to_baseline` | `replica_cpu_us_per_op` over the mean of the `unreplicated` trials' at the same load: how many times the baseline's CPU an operation costs the replicas |
+//! | `replica_idle_spin_ms`, `client_idle_spin_ms` | of the CPU times above, the time the nodes' threads spent polling with nothing to do (busy polling, or the spin before a block), summed over threads; wall-clock time, so where threads outnumber cores it can exceed the CPU it burnt, and each node's working time is clamped at zero |
+//! | `busiest_node_cpu_us_per_op` | the largest over nodes (replicas and services) of a node's CPU time less its idle polling, × 1000 / `run_ops`: what bounds throughput when every node has a core of its own (see `--equal-cpu`) |
+//! | `client_cpu_us_per_op` | (`client_cpu_ms` − `client_idle_spin_ms`) × 1000 / `run_ops` |
 //! | `mean_batch` | requests per batch the protocol's leader proposed (its `requests batched` counter over its `batches proposed`, [`wire::control::BATCHES_COUNTER`]); empty for a protocol that does not batch |
 //! | `view_changes` | view changes the replicas started, summed over replicas ([`wire::control::VIEW_CHANGES_COUNTER`]): a correct leader under load should cause none |
 //! | `kernel_drops` | datagrams the kernel dropped at full socket receive buffers, every node together ([`wire::control::KERNEL_DROPS_COUNTER`]) |
@@ -48,10 +51,11 @@
 //! The CPU figures divide by `run_ops`, not `measured_ops`, because the CPU
 //! times cover the processes' whole lives, warm-up and cool-down included;
 //! dividing by the measured window alone would overstate the cost per
-//! operation by the ratio of run length to window length. They count what a
-//! thread spends spinning while idle, too (`--idle spin:<µs>`), so a lightly
-//! loaded point's cost per operation is mostly idling; compare points near
-//! saturation.
+//! operation by the ratio of run length to window length. The per-operation
+//! figures leave out what a thread spends polling while idle (busy polling,
+//! or the spin of `--idle spin:<µs>` before it blocks): on shared cores
+//! total CPU decides throughput, and counting a spinning thread's idle time
+//! would charge a protocol for the cores it did not need.
 //!
 //! # `results.json`
 //!
@@ -111,6 +115,15 @@ pub struct PointResult {
     /// them) and of all client processes.
     pub replica_cpu_ms: u64,
     pub client_cpu_ms: u64,
+    /// Each node's CPU time and idle polling, by node id (replicas, then
+    /// the protocol's services); empty in results recorded before nodes
+    /// reported their idle polling.
+    #[serde(default)]
+    pub node_cpu: Vec<NodeCpu>,
+    /// Of `client_cpu_ms`, the time the client threads spent polling with
+    /// nothing to do.
+    #[serde(default)]
+    pub client_idle_spin_ms: u64,
     /// Every node's counters, summed by name.
     pub counters: BTreeMap<String, u64>,
     /// The transport each replica reported in its `Started` event, by
@@ -147,6 +160,23 @@ pub struct PointResult {
     pub history: Option<crate::history::HistoryChecked>,
 }
 
+/// One node's CPU time over its life, and how much of its threads' time
+/// went to polling with nothing to do ([`wire::control::FinalReport`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCpu {
+    pub cpu_ms: u64,
+    pub idle_spin_ms: u64,
+}
+
+impl NodeCpu {
+    /// The CPU time that did work: idle polling taken out (at most all of
+    /// it: idle polling is wall-clock time, and a thread that shares its
+    /// core is not always on it while it polls).
+    pub fn working_ms(&self) -> u64 {
+        self.cpu_ms.saturating_sub(self.idle_spin_ms)
+    }
+}
+
 /// A scheduled fault as it was applied: when, in milliseconds since the
 /// clients node started (the clock of the clients' interval reports), and
 /// what, in the schedule's own words (`kill primary (replica 0)`).
@@ -164,16 +194,45 @@ impl PointResult {
         intervals.max(self.measured_ops)
     }
 
-    /// Replica plus client CPU per operation, µs; `None` if no operation
-    /// completed.
+    /// The replicas' (and services') CPU time with their idle polling taken
+    /// out ([`NodeCpu::working_ms`]).
+    pub fn replica_working_ms(&self) -> u64 {
+        let spin: u64 = self.node_cpu.iter().map(|node| node.idle_spin_ms).sum();
+        self.replica_cpu_ms.saturating_sub(spin)
+    }
+
+    /// The clients' CPU time with their idle polling taken out.
+    pub fn client_working_ms(&self) -> u64 {
+        self.client_cpu_ms.saturating_sub(self.client_idle_spin_ms)
+    }
+
+    /// Replica plus client CPU per operation, idle polling excluded, µs;
+    /// `None` if no operation completed.
     pub fn cpu_us_per_op(&self) -> Option<f64> {
-        per_op_us(self.replica_cpu_ms + self.client_cpu_ms, self.run_ops())
+        per_op_us(
+            self.replica_working_ms() + self.client_working_ms(),
+            self.run_ops(),
+        )
     }
 
     /// Replica CPU (all replicas together, and the protocol's services) per
-    /// operation, µs; `None` if no operation completed.
+    /// operation, idle polling excluded, µs; `None` if no operation
+    /// completed.
     pub fn replica_cpu_us_per_op(&self) -> Option<f64> {
-        per_op_us(self.replica_cpu_ms, self.run_ops())
+        per_op_us(self.replica_working_ms(), self.run_ops())
+    }
+
+    /// The busiest node's CPU per operation, idle polling excluded, µs: the
+    /// node that bounds throughput when every node has a core of its own.
+    /// `None` if no operation completed or no node reported.
+    pub fn busiest_node_cpu_us_per_op(&self) -> Option<f64> {
+        let busiest = self.node_cpu.iter().map(NodeCpu::working_ms).max()?;
+        per_op_us(busiest, self.run_ops())
+    }
+
+    /// The clients' CPU per operation, idle polling excluded, µs.
+    pub fn client_cpu_us_per_op(&self) -> Option<f64> {
+        per_op_us(self.client_working_ms(), self.run_ops())
     }
 
     /// The counter `name`, summed over every node (0 if none reported it).
@@ -283,6 +342,12 @@ pub struct Load {
     pub replica_cpu_us_per_op: Option<Spread>,
     /// Mean `replica_cpu_us_per_op` over the baseline's at the same load.
     pub cpu_ratio_to_baseline: Option<f64>,
+    /// The busiest node's CPU per operation
+    /// ([`PointResult::busiest_node_cpu_us_per_op`]), over the trials that
+    /// report it.
+    pub busiest_node_cpu_us_per_op: Option<Spread>,
+    /// The clients' CPU per operation ([`PointResult::client_cpu_us_per_op`]).
+    pub client_cpu_us_per_op: Option<Spread>,
     /// Requests per batch, over the trials that reported batches; `None`
     /// for a protocol that does not batch.
     pub mean_batch: Option<Spread>,
@@ -632,11 +697,25 @@ pub fn summary_table(results: &RunResults) -> String {
         ),
         (
             "CPU µs/op",
-            Some("CPU time of all replicas together per operation, over the whole run"),
+            Some(
+                "CPU time of all replicas together per operation, over the whole run, \
+                 idle polling excluded",
+            ),
         ),
         (
             "CPU vs unrepl.",
             Some("CPU µs/op over the baseline's at the same load"),
+        ),
+        (
+            "busiest µs/op",
+            Some(
+                "the busiest node's CPU per operation, idle polling excluded: \
+                 what bounds throughput when every node has a core of its own",
+            ),
+        ),
+        (
+            "clients µs/op",
+            Some("the clients' CPU per operation, idle polling excluded"),
         ),
     ]);
     let mut legend: Vec<(&str, &str)> = Vec::new();
@@ -695,6 +774,9 @@ pub fn summary_table(results: &RunResults) -> String {
                 load.cpu_ratio_to_baseline
                     .map_or_else(dash, |r| format!("{r:.1}x")),
             );
+            for cpu in [load.busiest_node_cpu_us_per_op, load.client_cpu_us_per_op] {
+                row.push(cpu.map_or_else(dash, |cpu| one_decimal(cpu.mean)));
+            }
             row
         })
         .collect();
@@ -809,6 +891,16 @@ pub fn loads(results: &RunResults) -> Vec<Load> {
                         .filter_map(|point| point.replica_cpu_us_per_op()),
                 ),
                 cpu_ratio_to_baseline: None,
+                busiest_node_cpu_us_per_op: Spread::of(
+                    trials
+                        .iter()
+                        .filter_map(|point| point.busiest_node_cpu_us_per_op()),
+                ),
+                client_cpu_us_per_op: Spread::of(
+                    trials
+                        .iter()
+                        .filter_map(|point| point.client_cpu_us_per_op()),
+                ),
                 mean_batch: Spread::of(trials.iter().filter_map(|point| point.mean_batch())),
             }
         })
@@ -969,6 +1061,10 @@ struct CsvRow {
     replica_cpu_us_per_op: Option<f64>,
     run_ops: u64,
     replica_cpu_ratio_to_baseline: Option<f64>,
+    replica_idle_spin_ms: u64,
+    client_idle_spin_ms: u64,
+    busiest_node_cpu_us_per_op: Option<f64>,
+    client_cpu_us_per_op: Option<f64>,
     mean_batch: Option<f64>,
     view_changes: u64,
     kernel_drops: u64,
@@ -1038,6 +1134,10 @@ pub fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
                     replica_cpu_ratio_to_baseline: point
                         .replica_cpu_us_per_op()
                         .and_then(|cpu| ratio(cpu, baselines.cpu.get(&key))),
+                    replica_idle_spin_ms: point.node_cpu.iter().map(|node| node.idle_spin_ms).sum(),
+                    client_idle_spin_ms: point.client_idle_spin_ms,
+                    busiest_node_cpu_us_per_op: point.busiest_node_cpu_us_per_op(),
+                    client_cpu_us_per_op: point.client_cpu_us_per_op(),
                     mean_batch: point.mean_batch(),
                     view_changes: point.counter(VIEW_CHANGES_COUNTER),
                     kernel_drops: point.counter(KERNEL_DROPS_COUNTER),
@@ -1085,7 +1185,7 @@ pub fn csv_bytes(results: &RunResults) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The columns of `results.csv`, in order (see the module documentation).
-pub const CSV_HEADER: [&str; 44] = [
+pub const CSV_HEADER: [&str; 48] = [
     "protocol",
     "variant",
     "clients",
@@ -1104,6 +1204,10 @@ pub const CSV_HEADER: [&str; 44] = [
     "replica_cpu_us_per_op",
     "run_ops",
     "replica_cpu_ratio_to_baseline",
+    "replica_idle_spin_ms",
+    "client_idle_spin_ms",
+    "busiest_node_cpu_us_per_op",
+    "client_cpu_us_per_op",
     "mean_batch",
     "view_changes",
     "kernel_drops",
@@ -1174,6 +1278,17 @@ pub(crate) mod tests {
                 .collect(),
             replica_cpu_ms: 9_000,
             client_cpu_ms: 4_000,
+            node_cpu: vec![
+                NodeCpu {
+                    cpu_ms: 5_000,
+                    idle_spin_ms: 1_000,
+                },
+                NodeCpu {
+                    cpu_ms: 4_000,
+                    idle_spin_ms: 0,
+                },
+            ],
+            client_idle_spin_ms: 1_000,
             counters: BTreeMap::from([("sent".to_owned(), measured_ops * 2)]),
             replica_transports: vec![TransportKind::IoUring],
             client_transport: Some(TransportKind::IoUring),
@@ -1392,7 +1507,7 @@ pub(crate) mod tests {
         let lines = table_lines(&table);
         assert_eq!(lines.len(), 1 + 2 * 3, "{table}");
         assert!(lines[0].starts_with("protocol"));
-        assert!(lines[0].ends_with("CPU vs unrepl."));
+        assert!(lines[0].ends_with("clients µs/op"));
         assert!(!lines[0].contains("offered"));
         let protocols: Vec<(&str, &str)> = lines[1..]
             .iter()
@@ -1412,11 +1527,12 @@ pub(crate) mod tests {
                 ("pbft", "64"),
             ]
         );
-        // vs unreplicated, batch, CPU µs/op, CPU vs unreplicated: the same
-        // CPU time for 0.3x the operations is 3.3x the CPU per operation.
+        // vs unreplicated, batch, CPU µs/op, CPU vs unreplicated, busiest,
+        // clients: the same CPU time for 0.3x the operations is 3.3x the
+        // CPU per operation; the busiest node did half the replicas' work.
         let tail = |line: &str| -> Vec<String> {
             let cells: Vec<&str> = line.split_whitespace().collect();
-            cells[cells.len() - 4..]
+            cells[cells.len() - 6..]
                 .iter()
                 .map(|c| c.to_string())
                 .collect()
@@ -1429,6 +1545,9 @@ pub(crate) mod tests {
                 "{line}"
             );
             assert_eq!(tail[3], "1.0x", "{line}");
+            let cpu: f64 = tail[2].parse().unwrap();
+            let busiest: f64 = tail[4].parse().unwrap();
+            assert!((busiest - cpu / 2.0).abs() <= 0.1, "{line}");
         }
         for line in &lines[4..] {
             let tail = tail(line);
@@ -1484,8 +1603,30 @@ pub(crate) mod tests {
         let point = point("unreplicated", 8, 0, 1.0);
         // 12 intervals of a tenth of the window each: 1.2 × measured_ops.
         assert_eq!(point.run_ops(), point.measured_ops / 10 * 12);
-        let expected = 13_000.0 * 1000.0 / point.run_ops() as f64;
-        assert!((point.cpu_us_per_op().unwrap() - expected).abs() < 1e-9);
+        // 9 s of replica CPU (1 s of it idle polling) and 4 s of client CPU
+        // (1 s of it idle polling): 11 s of work.
+        let per_op = |ms: f64| ms * 1000.0 / point.run_ops() as f64;
+        let close = |figure: Option<f64>, ms: f64| (figure.unwrap() - per_op(ms)).abs() < 1e-9;
+        assert!(close(point.cpu_us_per_op(), 11_000.0));
+        assert!(close(point.replica_cpu_us_per_op(), 8_000.0));
+        assert!(close(point.client_cpu_us_per_op(), 3_000.0));
+        // The busiest node: 5 s less 1 s of polling loses to 4 s of work.
+        assert!(close(point.busiest_node_cpu_us_per_op(), 4_000.0));
+        // Idle polling above the CPU time (a thread off its core while it
+        // polled) counts as none of the node's work, not less than none.
+        let oversubscribed = PointResult {
+            node_cpu: vec![NodeCpu {
+                cpu_ms: 100,
+                idle_spin_ms: 900,
+            }],
+            ..point.clone()
+        };
+        assert_eq!(oversubscribed.busiest_node_cpu_us_per_op(), Some(0.0));
+        let unreported = PointResult {
+            node_cpu: Vec::new(),
+            ..point.clone()
+        };
+        assert_eq!(unreported.busiest_node_cpu_us_per_op(), None);
         let no_intervals = PointResult {
             intervals: Vec::new(),
             ..point.clone()

@@ -38,7 +38,7 @@ use crate::control::{Control, EXIT_TIMEOUT, NodeProcess};
 use crate::experiment::{Experiment, Point, node_count, protocol_spec, replica_count};
 use crate::hosts::{Host, Launcher, Provider};
 use crate::provenance::Provenance;
-use crate::results::{FaultRecord, PointResult, RunResults, thousands};
+use crate::results::{FaultRecord, NodeCpu, PointResult, RunResults, thousands};
 
 mod faults;
 
@@ -641,6 +641,15 @@ impl PointReports {
             intervals: self.clients.intervals.clone(),
             replica_cpu_ms: self.replicas.iter().map(|r| r.report.cpu_ms).sum(),
             client_cpu_ms: clients.cpu_ms,
+            node_cpu: self
+                .replicas
+                .iter()
+                .map(|r| NodeCpu {
+                    cpu_ms: r.report.cpu_ms,
+                    idle_spin_ms: r.report.idle_spin_ms,
+                })
+                .collect(),
+            client_idle_spin_ms: clients.idle_spin_ms,
             counters,
             replica_transports: self.replicas.iter().map(|r| r.started.transport).collect(),
             client_transport: Some(self.clients.started.transport),

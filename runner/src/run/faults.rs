@@ -321,6 +321,7 @@ impl Node {
                 latency_histogram: Vec::new(),
                 counters: Vec::new(),
                 cpu_ms: 0,
+                idle_spin_ms: 0,
                 completions: Default::default(),
                 history: None,
             },

@@ -352,6 +352,7 @@ impl<C: Client> ClientThread<C> {
             latency_us: Some(self.latencies.measured),
             measured_ops: self.latencies.measured_ops,
             completions: self.latencies.completions,
+            idle_spin: idler.spun(),
         })
     }
 

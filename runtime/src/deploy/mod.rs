@@ -233,6 +233,11 @@ pub struct Totals {
     /// Clients: the operations their generators marked as recorded, bounded
     /// and cut as [`Recorded`] says; empty for replicas.
     pub history: Recorded,
+    /// Time the node's threads spent polling with nothing to do, summed over
+    /// threads: CPU time a busy-polling thread burns while idle, which a CPU
+    /// account per operation should leave out (time spent blocked is not
+    /// counted: it costs no CPU).
+    pub idle_spin: Duration,
 }
 
 /// A running replica or set of clients. Dropping it stops the threads.
@@ -279,6 +284,8 @@ struct ThreadTotals {
     measured_ops: u64,
     /// Clients: completions per bin (see [`Totals::completions`]).
     completions: Vec<u32>,
+    /// See [`Totals::idle_spin`].
+    idle_spin: Duration,
 }
 
 impl RunShared {
@@ -397,6 +404,7 @@ impl Running {
         let mut measured_ops = 0;
         let mut completions: Vec<u32> = Vec::new();
         let mut clients = false;
+        let mut idle_spin = Duration::ZERO;
         let mut first_error = None;
         for (name, thread) in self.threads.drain(..) {
             match thread.join() {
@@ -407,6 +415,7 @@ impl Running {
                         clients = true;
                     }
                     measured_ops += totals.measured_ops;
+                    idle_spin += totals.idle_spin;
                     add_bins(&mut completions, &totals.completions);
                 }
                 Ok(Err(error)) => {
@@ -454,6 +463,7 @@ impl Running {
             counters,
             completions,
             history: self.shared.history.take(),
+            idle_spin,
         })
     }
 
@@ -513,11 +523,15 @@ fn spawn_thread(
     Ok((name, handle))
 }
 
-/// Decides when a thread that found no work should block.
+/// Decides when a thread that found no work should block, and measures how
+/// long it polled with nothing to do ([`Totals::idle_spin`]).
 #[derive(Debug)]
 struct Idler {
     spin: Option<Duration>,
+    /// When the current run of rounds without work began.
     idle_since: Option<Instant>,
+    /// Time spent in such runs, up to the work or the block that ended each.
+    spun: Duration,
 }
 
 impl Idler {
@@ -528,27 +542,46 @@ impl Idler {
                 Idle::SpinThenBlock { spin_us } => Some(Duration::from_micros(spin_us.into())),
             },
             idle_since: None,
+            spun: Duration::ZERO,
         }
     }
 
     /// Called after every round of polls; true when the thread should block.
+    /// A clock is read only where a run of idle rounds starts and ends, not
+    /// in every round of a busy thread.
     fn should_block(&mut self, progress: bool) -> bool {
-        let Some(spin) = self.spin else {
-            if !progress {
-                std::hint::spin_loop();
+        if progress {
+            if let Some(since) = self.idle_since.take() {
+                self.spun += since.elapsed();
             }
             return false;
+        }
+        let Some(spin) = self.spin else {
+            self.idle_since.get_or_insert_with(Instant::now);
+            std::hint::spin_loop();
+            return false;
         };
-        if progress {
-            self.idle_since = None;
+        let since = *self.idle_since.get_or_insert_with(Instant::now);
+        let idle = since.elapsed();
+        if idle < spin {
             return false;
         }
-        let since = *self.idle_since.get_or_insert_with(Instant::now);
-        since.elapsed() >= spin
+        self.spun += idle;
+        self.idle_since = None;
+        true
     }
 
+    /// Called when the thread wakes from a block.
     fn woke(&mut self) {
         self.idle_since = None;
+    }
+
+    /// The idle time measured, with a run still going counted up to now.
+    fn spun(&self) -> Duration {
+        self.spun
+            + self
+                .idle_since
+                .map_or(Duration::ZERO, |since| since.elapsed())
     }
 }
 
@@ -589,4 +622,37 @@ fn add_bins(into: &mut Vec<u32>, more: &[u32]) {
 fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
     let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
     histogram.saturating_record(micros.max(1));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_polling_is_measured_until_work_or_a_block() {
+        // Busy: a run of idle rounds counts until the round that finds work.
+        let mut busy = Idler::new(Idle::Busy);
+        assert!(!busy.should_block(true));
+        assert!(!busy.should_block(false));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!busy.should_block(false));
+        assert!(!busy.should_block(true));
+        let spun = busy.spun();
+        assert!(spun >= Duration::from_millis(5), "{spun:?}");
+        // Work keeps nothing running: the total holds still.
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!busy.should_block(true));
+        assert_eq!(busy.spun(), spun);
+
+        // Spin then block: the spin up to the block counts, the block not.
+        let mut spinner = Idler::new(Idle::SpinThenBlock { spin_us: 1_000 });
+        assert!(!spinner.should_block(false));
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(spinner.should_block(false));
+        let spun = spinner.spun();
+        assert!(spun >= Duration::from_millis(3), "{spun:?}");
+        std::thread::sleep(Duration::from_millis(5));
+        spinner.woke();
+        assert_eq!(spinner.spun(), spun, "time blocked is not idle polling");
+    }
 }

@@ -506,6 +506,7 @@ fn single_thread<S: State>(
         latency_us: None,
         measured_ops: 0,
         completions: Vec::new(),
+        idle_spin: idler.spun(),
     })
 }
 
@@ -785,6 +786,7 @@ impl<S: State> PipelineThread<S> {
             latency_us: None,
             measured_ops: 0,
             completions: Vec::new(),
+            idle_spin: idler.spun(),
         })
     }
 

@@ -108,6 +108,7 @@ fn events_round_trip() {
             latency_histogram: vec![1, 2, 3],
             counters: vec![("decode: malformed".to_string(), 3)],
             cpu_ms: 7,
+            idle_spin_ms: 3,
             completions: Completions {
                 start_us: 1500,
                 bin_ms: COMPLETION_BIN_MS,
@@ -674,6 +675,7 @@ fn counter_lookup() {
         latency_histogram: Vec::new(),
         counters: vec![("a".to_string(), 2)],
         cpu_ms: 0,
+        idle_spin_ms: 0,
         completions: Completions::default(),
         history: None,
     };
@@ -778,6 +780,7 @@ fn a_full_timeline_fits_in_a_frame() {
         latency_histogram: vec![255; 40_000],
         counters: vec![("a counter with a long name".to_string(), u64::MAX); 64],
         cpu_ms: u64::MAX,
+        idle_spin_ms: u64::MAX,
         completions: Completions {
             start_us: u64::MAX,
             bin_ms: COMPLETION_BIN_MS,
