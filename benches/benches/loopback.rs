@@ -1,5 +1,5 @@
 //! End to end on loopback: the unreplicated server with closed-loop clients on
-//! the real runtime, against a raw UDP echo that does the least any UDP
+//! the real runtime, against two raw UDP echoes that do the least any UDP
 //! request/reply system must do.
 //!
 //! Each point runs for seconds, so this is a plain binary that prints a table,
@@ -13,25 +13,46 @@
 //!   operation completed in the measured window, over the window; latency is
 //!   of operations started after the warm-up (the runtime's histogram).
 //!
-//! The echo is the baseline on purpose, so it does not use the project's
-//! transport (`runtime::net`): it is the kernel's UDP path with nothing of
+//! The echoes are baselines on purpose, so they do not use the project's
+//! transport (`runtime::net`): each is the kernel's UDP path with nothing of
 //! ours on it, and the ratio to it says what the runtime and the protocol
-//! cost. It is an echo thread (`recvmmsg`, then `sendmmsg` of the same
-//! datagrams back to their sources, up to 64 at a time) and a sender thread
-//! keeping one request outstanding per client slot (24-byte datagrams: a
-//! 4-byte slot and a 4-byte sequence number, then the 16-byte operation),
-//! sending replies' successors 64 to a `sendmmsg`, both system calls through
-//! the `nix` crate's safe wrappers. Both threads spin on non-blocking sockets
-//! with 4 MiB buffers. At each client count the echo runs right before the
-//! runtime (in the default order of systems), so every ratio compares two
-//! points of the same run.
+//! cost. Each is an echo thread that sends every datagram back to its source
+//! and a sender thread keeping one request outstanding per client slot
+//! (24-byte datagrams: a 4-byte slot and a 4-byte sequence number, then the
+//! 16-byte operation), every system call through the `nix` crate's safe
+//! wrappers, both threads spinning on non-blocking sockets with 4 MiB
+//! buffers:
 //!
-//! The echo moves one datagram per message in the kernel; the runtime's
-//! deployed sockets use UDP GSO/GRO (`runtime::deploy::OFFLOADS`), so from
-//! 100 clients on it moves runs of up to 64 requests (and replies) per kernel
-//! buffer and beats the echo several times over; at 1 client there is
-//! nothing to batch. The runtime's target is 0.8x the echo at every client
-//! count, and 0.9x its own peak at 10,000 clients.
+//! - `gso-echo` moves datagrams as the runtime's deployed sockets do (UDP GSO
+//!   and GRO, `runtime::deploy::OFFLOADS`), and is the ceiling. Its sockets
+//!   have `UDP_GRO` on: one `recvmmsg` takes up to 64 kernel buffers, each a
+//!   run of datagrams from one source, which the `UDP_GRO` control message's
+//!   segment size cuts back into datagrams. The echo copies each datagram
+//!   into a run to its source (the end of the latest run to it among the
+//!   last 8 queued, if it fits there, or a new run): up to 64 datagrams of
+//!   one size (the last may be shorter), at most 65,507 bytes. One
+//!   `sendmmsg` sends up to 64 runs that one segment size fits, each run one
+//!   GSO send (a `UDP_SEGMENT` control message with the segment size; a call
+//!   of lone datagrams goes without). The sender writes its
+//!   requests, all to the server, into runs the same way, up to 64 runs
+//!   (4,096 requests) a `sendmmsg`, and reads the replies as the echo reads
+//!   requests. Its notes give the requests and the replies per send (per
+//!   kernel message). (`nix`'s `recvmmsg` does not restore the control-buffer
+//!   lengths the kernel overwrites, so after a receive where a buffer came
+//!   without a `UDP_GRO` message, the headers are built again before the
+//!   next one.)
+//! - `echo` moves one datagram per message in the kernel: `recvmmsg`, then
+//!   `sendmmsg` of the same datagrams back to their sources, up to 64 at a
+//!   time; the sender sends replies' successors 64 to a `sendmmsg`. With one
+//!   client there is nothing to batch, and this is the least a round trip
+//!   costs: it is kept for that comparison. From 10 clients on, GSO and GRO
+//!   leave it far behind.
+//!
+//! At each client count the echoes run right before the runtime (in the
+//! default order of systems), so every ratio compares points of the same
+//! run; the table gives each point's throughput over both. The runtime's
+//! targets: at least 0.5x the GSO echo at 100 and at 1,000 clients, at least
+//! 0.9x the plain echo at 1 client, and 0.9x its own peak at 10,000 clients.
 //!
 //! Also printed: what an idle client costs in memory (target 1 KiB), from
 //! `client_slot_bytes` and a counting allocator.
@@ -45,16 +66,17 @@
 //! or use `LOOPBACK_REPEATS`.
 //!
 //! `cargo bench -p benches --bench loopback` runs everything (about a minute
-//! on a quiet machine; reruns and waits for quiet add to that). With `--test`
-//! (`cargo bench -p benches --bench loopback -- --test`, as criterion's
-//! benches take it), or without `--bench` on the command line (`cargo test
-//! --benches`, or the binary run by hand), it is a smoke run: 1 and 100
-//! clients, 100 ms a point. Environment:
+//! on a quiet machine; reruns and waits for quiet add to that).
+//! With `--test` (`cargo bench -p benches --bench loopback -- --test`, as
+//! criterion's benches take it), or without `--bench` on the command line
+//! (`cargo test --benches`, or the binary run by hand), it is a smoke run: 1
+//! and 100 clients, 100 ms a point. Environment:
 //!
 //! - `LOOPBACK_CLIENTS=1,100`: client counts;
 //! - `LOOPBACK_SECONDS=2`: measured seconds per point (fractions allowed);
 //! - `LOOPBACK_WARMUP_MS=500`;
-//! - `LOOPBACK_SYSTEMS=echo,io_uring,epoll`: which systems;
+//! - `LOOPBACK_SYSTEMS=echo,gso-echo,io_uring,epoll`: which systems (where
+//!   the kernel lacks UDP GSO or GRO, `gso-echo` is skipped, and says so);
 //! - `LOOPBACK_REPEATS=3`: runs per point, the median reported (default 1);
 //! - `LOOPBACK_MEMORY=0`: skip the at-scale memory measurement.
 //!
@@ -63,14 +85,14 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+use nix::sys::socket::{SockaddrIn, getsockopt, setsockopt, sockopt};
 use protocols::app::NullApp;
 use protocols::unreplicated::{Client, ClientTimer, Codec, Server};
 use runtime::actor::Outbox;
@@ -90,7 +112,8 @@ const CLIENT_CORE: u32 = 1;
 const OP_LEN: usize = 16;
 /// An echo request: slot (4 bytes), sequence number (4 bytes), operation.
 const ECHO_DATAGRAM_LEN: usize = 8 + OP_LEN;
-/// Datagrams per `recvmmsg`/`sendmmsg` in the echo (the runtime's batch too).
+/// Messages per `recvmmsg`/`sendmmsg` in the echoes (the runtime's batch
+/// too): datagrams, or with GSO/GRO kernel buffers and runs.
 const BATCH_MAX: usize = 64;
 /// Long enough that a retransmission means a lost datagram, not a slow one.
 const RESEND_INTERVAL: Duration = Duration::from_secs(1);
@@ -107,8 +130,27 @@ const WARMUP_SMOKE: Duration = Duration::from_millis(50);
 /// The at-scale memory measurement runs each client count this long.
 const MEMORY_RUN: Duration = Duration::from_millis(300);
 
-/// Runtime throughput over echo throughput, at the same client count.
-const ECHO_RATIO_TARGET: f64 = 0.8;
+/// Runtime throughput over an echo's, at the same client count: at least
+/// `at_least` at each of `clients`.
+#[derive(Debug)]
+struct RatioTarget {
+    baseline: System,
+    at_least: f64,
+    clients: &'static [u32],
+}
+
+const RATIO_TARGETS: [RatioTarget; 2] = [
+    RatioTarget {
+        baseline: System::GsoEcho,
+        at_least: 0.5,
+        clients: &[100, 1_000],
+    },
+    RatioTarget {
+        baseline: System::Echo,
+        at_least: 0.9,
+        clients: &[1],
+    },
+];
 /// Throughput at 10,000 clients over the peak over client counts.
 const SCALE_RATIO_TARGET: f64 = 0.9;
 const CLIENT_BYTES_TARGET: usize = 1024;
@@ -149,21 +191,43 @@ fn main() -> io::Result<()> {
     }
     println!();
     println!(
-        "{:<22} {:>7} {:>10} {:>7} {:>7} {:>8}  notes",
-        "system", "clients", "ops/s", "p50 µs", "p99 µs", "vs echo"
+        "{:<22} {:>7} {:>10} {:>7} {:>7} {:>8} {:>12}  notes",
+        "system", "clients", "ops/s", "p50 µs", "p99 µs", "vs echo", "vs gso-echo"
     );
+    let mut systems = config.systems.clone();
+    if systems.contains(&System::GsoEcho)
+        && let Err(e) = gso::probe()
+    {
+        println!("{:<22} skipped: {e}", System::GsoEcho);
+        systems.retain(|&s| s != System::GsoEcho);
+    }
     if !config.smoke {
         wait_for_quiet(QUIET_WAIT_MAX);
     }
     let mut points: Vec<Point> = Vec::new();
     for &clients in &config.clients {
-        for &system in &config.systems {
-            let point = run_point(system, clients, &config)?;
-            let echo = points
-                .iter()
-                .find(|p| p.system == System::Echo && p.clients == clients)
-                .map(|p| p.ops_per_sec);
-            println!("{}", point.row(echo));
+        for &system in &systems.clone() {
+            let point = match run_point(system, clients, &config) {
+                Ok(point) => point,
+                // The kernel refused GSO or GRO after all (a device that
+                // cannot offload): that echo is out of the run.
+                Err(e) if system == System::GsoEcho && e.kind() == io::ErrorKind::Unsupported => {
+                    println!("{system:<22} skipped from here on: {e}");
+                    systems.retain(|&s| s != system);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let baseline = |baseline: System| {
+                points
+                    .iter()
+                    .find(|p| p.system == baseline && p.clients == clients)
+                    .map(|p| p.ops_per_sec)
+            };
+            println!(
+                "{}",
+                point.row(baseline(System::Echo), baseline(System::GsoEcho))
+            );
             if config.smoke {
                 assert!(
                     point.ops_per_sec > 0.0,
@@ -176,7 +240,7 @@ fn main() -> io::Result<()> {
     }
 
     println!();
-    summarize_ratios(&points, &config);
+    summarize_ratios(&points, &systems);
     println!();
     report_client_memory(&config)?;
     println!();
@@ -236,6 +300,7 @@ impl Config {
                 .split(',')
                 .map(|s| match s.trim() {
                     "echo" => System::Echo,
+                    "gso-echo" | "gso_echo" => System::GsoEcho,
                     "io_uring" | "uring" => System::Unreplicated(TransportKind::IoUring),
                     "epoll" => System::Unreplicated(TransportKind::Epoll),
                     other => panic!("LOOPBACK_SYSTEMS: unknown system {other:?}"),
@@ -243,6 +308,7 @@ impl Config {
                 .collect(),
             None => vec![
                 System::Echo,
+                System::GsoEcho,
                 System::Unreplicated(TransportKind::IoUring),
                 System::Unreplicated(TransportKind::Epoll),
             ],
@@ -291,7 +357,10 @@ impl Config {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum System {
+    /// The raw echo, one datagram per kernel message.
     Echo,
+    /// The raw echo with UDP GSO and GRO: the ceiling.
+    GsoEcho,
     Unreplicated(TransportKind),
 }
 
@@ -299,6 +368,7 @@ impl std::fmt::Display for System {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = match self {
             System::Echo => "echo",
+            System::GsoEcho => "gso-echo",
             System::Unreplicated(TransportKind::IoUring) => "unreplicated io_uring",
             System::Unreplicated(TransportKind::Epoll) => "unreplicated epoll",
             System::Unreplicated(TransportKind::Auto) => "unreplicated auto",
@@ -320,9 +390,10 @@ struct Point {
 }
 
 impl Point {
-    fn row(&self, echo_ops_per_sec: Option<f64>) -> String {
-        let ratio = match echo_ops_per_sec {
-            Some(echo) if echo > 0.0 => format!("{:.2}", self.ops_per_sec / echo),
+    /// The table's row: ratios to the echoes' throughput at the same count.
+    fn row(&self, echo_ops_per_sec: Option<f64>, gso_echo_ops_per_sec: Option<f64>) -> String {
+        let ratio = |baseline: Option<f64>| match baseline {
+            Some(baseline) if baseline > 0.0 => format!("{:.2}", self.ops_per_sec / baseline),
             _ => "-".to_string(),
         };
         let notes: Vec<String> = self
@@ -331,59 +402,63 @@ impl Point {
             .map(|(name, n)| format!("{name}: {n}"))
             .collect();
         format!(
-            "{:<22} {:>7} {:>10} {:>7} {:>7} {:>8}  {}",
+            "{:<22} {:>7} {:>10} {:>7} {:>7} {:>8} {:>12}  {}",
             self.system,
             thousands(u64::from(self.clients)),
             thousands(self.ops_per_sec.round() as u64),
             self.latency_us_p50,
             self.latency_us_p99,
-            ratio,
+            ratio(echo_ops_per_sec),
+            ratio(gso_echo_ops_per_sec),
             notes.join(", ")
         )
     }
 }
 
-/// The ratio of each runtime point to the echo at the same client count, and
-/// of each system's 10,000-client throughput to its peak.
-fn summarize_ratios(points: &[Point], config: &Config) {
-    let echo_at = |clients: u32| {
+/// Each system's throughput over each echo's at every client count, judged
+/// against [`RATIO_TARGETS`] for the runtime, and each system's
+/// 10,000-client throughput over its peak.
+fn summarize_ratios(points: &[Point], systems: &[System]) {
+    let at = |system: System, clients: u32| {
         points
             .iter()
-            .find(|p| p.system == System::Echo && p.clients == clients)
+            .find(|p| p.system == system && p.clients == clients)
             .map(|p| p.ops_per_sec)
     };
-    for &system in &config.systems {
+    for &system in systems {
         let mine: Vec<&Point> = points.iter().filter(|p| p.system == system).collect();
-        if system != System::Echo {
+        for baseline in [System::GsoEcho, System::Echo] {
+            // Each echo against the ones before it in the table: the GSO echo
+            // over the plain one.
+            if system == baseline || (system == System::Echo && baseline == System::GsoEcho) {
+                continue;
+            }
             let ratios: Vec<String> = mine
                 .iter()
                 .filter_map(|p| {
-                    let echo = echo_at(p.clients)?;
+                    let base = at(baseline, p.clients).filter(|&b| b > 0.0)?;
                     Some(format!(
                         "{}: {:.2}",
                         thousands(p.clients.into()),
-                        p.ops_per_sec / echo
+                        p.ops_per_sec / base
                     ))
                 })
                 .collect();
-            if !ratios.is_empty() {
-                let misses = mine
-                    .iter()
-                    .filter(|p| {
-                        echo_at(p.clients)
-                            .is_some_and(|echo| p.ops_per_sec < ECHO_RATIO_TARGET * echo)
-                    })
-                    .count();
-                println!(
-                    "{system} / echo: {} (target >= {ECHO_RATIO_TARGET}: {})",
-                    ratios.join(", "),
-                    if misses == 0 {
-                        "met".to_string()
-                    } else {
-                        format!("missed at {misses} of {} counts", ratios.len())
-                    }
-                );
+            if ratios.is_empty() {
+                continue;
             }
+            let judged = match system {
+                System::Unreplicated(_) => RATIO_TARGETS
+                    .iter()
+                    .find(|t| t.baseline == baseline)
+                    .map(|target| format!(" ({})", judge(target, system, at))),
+                _ => None,
+            };
+            println!(
+                "{system} / {baseline}: {}{}",
+                ratios.join(", "),
+                judged.unwrap_or_default()
+            );
         }
         let peak = mine
             .iter()
@@ -404,6 +479,42 @@ fn summarize_ratios(points: &[Point], config: &Config) {
             );
         }
     }
+}
+
+/// Whether `system` met `target`: "target >= 0.5 at 100 and 1,000 clients:
+/// met", or where it missed, and which of the target's counts did not run.
+fn judge(target: &RatioTarget, system: System, at: impl Fn(System, u32) -> Option<f64>) -> String {
+    let counts = |clients: &[u32]| {
+        let names: Vec<String> = clients.iter().map(|&c| thousands(c.into())).collect();
+        names.join(" and ")
+    };
+    let (mut missed, mut not_run) = (Vec::new(), Vec::new());
+    for &clients in target.clients {
+        match (at(system, clients), at(target.baseline, clients)) {
+            (Some(mine), Some(base)) if base > 0.0 => {
+                if mine < target.at_least * base {
+                    missed.push(clients);
+                }
+            }
+            _ => not_run.push(clients),
+        }
+    }
+    let plural = if target.clients.len() > 1 { "s" } else { "" };
+    let mut verdict = if not_run.len() == target.clients.len() {
+        "not measured".to_string()
+    } else if missed.is_empty() {
+        "met".to_string()
+    } else {
+        format!("missed at {}", counts(&missed))
+    };
+    if !not_run.is_empty() && not_run.len() < target.clients.len() {
+        verdict.push_str(&format!(" ({} not run)", counts(&not_run)));
+    }
+    format!(
+        "target >= {} at {} client{plural}: {verdict}",
+        target.at_least,
+        counts(target.clients)
+    )
 }
 
 /// Runs one point `config.repeats` times and keeps the run with the median
@@ -436,7 +547,8 @@ fn run_undisturbed(system: System, clients: u32, config: &Config) -> io::Result<
         }
         let before = CpuSample::now();
         let mut point = match system {
-            System::Echo => run_echo(clients, config.warmup, config.measure)?,
+            System::Echo => run_echo(EchoKind::Plain, clients, config.warmup, config.measure)?,
+            System::GsoEcho => run_echo(EchoKind::Gso, clients, config.warmup, config.measure)?,
             System::Unreplicated(kind) => {
                 run_unreplicated(kind, clients, config.warmup, config.measure)?
             }
@@ -586,13 +698,22 @@ fn sleep_watching(deadline: Instant, running: &[&Running]) {
 }
 
 // ---------------------------------------------------------------------------
-// The raw UDP echo.
+// The raw UDP echoes.
+
+/// How an echo moves datagrams through the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EchoKind {
+    /// One datagram per kernel message (`mmsg`).
+    Plain,
+    /// Runs of datagrams per kernel buffer: UDP GSO and GRO (`gso`).
+    Gso,
+}
 
 /// The echo's two threads: stopped and joined on drop, so that no spinning
 /// thread outlives its point, whatever happens.
 struct EchoThreads {
     stop: Arc<AtomicBool>,
-    server: Option<JoinHandle<io::Result<u64>>>,
+    server: Option<JoinHandle<io::Result<EchoServerTotals>>>,
     sender: Option<JoinHandle<io::Result<EchoTotals>>>,
 }
 
@@ -608,6 +729,17 @@ impl Drop for EchoThreads {
     }
 }
 
+/// What the echo server counted.
+#[derive(Debug, Default)]
+struct EchoServerTotals {
+    /// Datagrams sent back.
+    echoed: u64,
+    /// Kernel messages they went in (GSO sends, or single datagrams).
+    sends: u64,
+    /// Received buffers dropped: truncated, or a control message cut short.
+    dropped: u64,
+}
+
 /// What the echo sender counted.
 #[derive(Debug)]
 struct EchoTotals {
@@ -621,33 +753,72 @@ struct EchoTotals {
     stale: u64,
     /// `sendmmsg` calls that could not send the whole batch (socket full).
     send_stalls: u64,
+    /// Requests sent, and the kernel messages they went in.
+    requests: u64,
+    request_sends: u64,
+    /// Received buffers dropped (as the server's).
+    dropped: u64,
 }
 
-fn run_echo(clients: u32, warmup: Duration, measure: Duration) -> io::Result<Point> {
+fn run_echo(
+    kind: EchoKind,
+    clients: u32,
+    warmup: Duration,
+    measure: Duration,
+) -> io::Result<Point> {
     let server_socket = bind_udp()?;
     let server_addr = server_socket.local_addr()?;
     let sender_socket = bind_udp()?;
+    if kind == EchoKind::Gso {
+        gso::enable(&server_socket)?;
+        gso::enable(&sender_socket)?;
+    }
+    let SocketAddr::V4(server_addr) = server_addr else {
+        return Err(io::Error::other("echo: IPv4 only"));
+    };
+    let server_addr = SockaddrIn::from(server_addr);
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = EchoThreads {
         stop: Arc::clone(&stop),
         server: None,
         sender: None,
     };
+    let (system, server_name, sender_name) = match kind {
+        EchoKind::Plain => (System::Echo, "echo-server", "echo-sender"),
+        EchoKind::Gso => (System::GsoEcho, "gso-echo-server", "gso-echo-sender"),
+    };
     let server_stop = Arc::clone(&stop);
-    threads.server = Some(spawn_pinned("echo-server", SERVER_CORE, move || {
-        echo_server(&server_socket, &server_stop)
-    })?);
+    threads.server = Some(spawn_pinned(
+        server_name,
+        SERVER_CORE,
+        move || match kind {
+            EchoKind::Plain => echo_server(&server_socket, &server_stop),
+            EchoKind::Gso => gso_echo_server(&server_socket, &server_stop),
+        },
+    )?);
     let started = Instant::now();
     let warmup_end = started + warmup;
     let sender_stop = Arc::clone(&stop);
-    threads.sender = Some(spawn_pinned("echo-sender", CLIENT_CORE, move || {
-        echo_sender(
-            &sender_socket,
-            server_addr,
-            clients,
-            warmup_end,
-            &sender_stop,
-        )
+    threads.sender = Some(spawn_pinned(sender_name, CLIENT_CORE, move || {
+        let (socket, stop) = (&sender_socket, &sender_stop);
+        match kind {
+            EchoKind::Plain => echo_sender(
+                socket,
+                PlainWire::new(),
+                server_addr,
+                clients,
+                warmup_end,
+                stop,
+            ),
+            EchoKind::Gso => echo_sender(
+                socket,
+                GsoWire::new(),
+                server_addr,
+                clients,
+                warmup_end,
+                stop,
+            ),
+        }
     })?);
     let finish = warmup_end + measure;
     while Instant::now() < finish
@@ -658,18 +829,26 @@ fn run_echo(clients: u32, warmup: Duration, measure: Duration) -> io::Result<Poi
     }
     stop.store(true, Ordering::Relaxed);
     let window = warmup_end.elapsed();
-    let totals = joined("echo sender", threads.sender.take().expect("spawned"))?;
-    joined("echo server", threads.server.take().expect("spawned"))?;
-    let notes = [
+    let sender = joined("echo sender", threads.sender.take().expect("spawned"));
+    let server = joined("echo server", threads.server.take().expect("spawned"));
+    let (totals, server) = (sender?, server?);
+    let per_send = |datagrams: u64, sends: u64| datagrams.checked_div(sends).unwrap_or(0);
+    let mut notes = vec![
         ("echo: resent", totals.resent),
         ("echo: stale reply", totals.stale),
         ("echo: send stalls", totals.send_stalls),
-    ]
-    .into_iter()
-    .filter(|&(_, n)| n > 0)
-    .collect();
+        ("echo: dropped buffers", totals.dropped + server.dropped),
+    ];
+    if kind == EchoKind::Gso {
+        notes.push((
+            "requests per send",
+            per_send(totals.requests, totals.request_sends),
+        ));
+        notes.push(("replies per send", per_send(server.echoed, server.sends)));
+    }
+    notes.retain(|&(_, n)| n > 0);
     Ok(Point {
-        system: System::Echo,
+        system,
         clients,
         ops_per_sec: totals.window_ops as f64 / window.as_secs_f64(),
         latency_us_p50: totals.latency_us.value_at_quantile(0.5),
@@ -678,7 +857,8 @@ fn run_echo(clients: u32, warmup: Duration, measure: Duration) -> io::Result<Poi
     })
 }
 
-/// Joins `thread`, turning a panic into an error.
+/// Joins `thread`, turning a panic into an error. Its own error keeps its
+/// kind (`Unsupported`: the kernel refused GSO).
 fn joined<T>(name: &str, thread: JoinHandle<io::Result<T>>) -> io::Result<T> {
     thread
         .join()
@@ -687,10 +867,10 @@ fn joined<T>(name: &str, thread: JoinHandle<io::Result<T>>) -> io::Result<T> {
 }
 
 /// Sends every datagram back where it came from, a batch at a time.
-fn echo_server(socket: &UdpSocket, stop: &AtomicBool) -> io::Result<u64> {
+fn echo_server(socket: &UdpSocket, stop: &AtomicBool) -> io::Result<EchoServerTotals> {
     let fd = socket.as_raw_fd();
     let mut batch = mmsg::Batch::new();
-    let mut echoed = 0;
+    let mut totals = EchoServerTotals::default();
     while !stop.load(Ordering::Relaxed) {
         let received = batch.recv(fd)?;
         let mut sent = 0;
@@ -698,16 +878,182 @@ fn echo_server(socket: &UdpSocket, stop: &AtomicBool) -> io::Result<u64> {
         while sent < received && !stop.load(Ordering::Relaxed) {
             sent += batch.send(fd, sent..received)?;
         }
-        echoed += sent as u64;
+        totals.echoed += sent as u64;
     }
-    Ok(echoed)
+    totals.sends = totals.echoed;
+    Ok(totals)
+}
+
+/// Sends every datagram back where it came from, in GSO runs to each source:
+/// what arrives in one `recvmmsg` leaves before the next.
+fn gso_echo_server(socket: &UdpSocket, stop: &AtomicBool) -> io::Result<EchoServerTotals> {
+    let fd = socket.as_raw_fd();
+    let mut batch = gso::GroBatch::new();
+    let mut runs = gso::Runs::new();
+    let mut totals = EchoServerTotals::default();
+    while !stop.load(Ordering::Relaxed) {
+        let received = batch.recv(fd)?;
+        if received == 0 {
+            continue;
+        }
+        for i in 0..received {
+            if let Some((source, datagrams)) = batch.buffer(i) {
+                for datagram in datagrams {
+                    runs.push(source, datagram);
+                }
+            }
+        }
+        // A full socket empties as the sender reads: retry rather than drop.
+        while !runs.is_sent() && !stop.load(Ordering::Relaxed) {
+            runs.send(fd)?;
+        }
+        runs.clear();
+    }
+    totals.echoed = runs.datagrams_sent;
+    totals.sends = runs.runs_sent;
+    totals.dropped = batch.dropped;
+    Ok(totals)
+}
+
+/// The request for `slot`'s request number `seq`.
+fn echo_request(slot: u32, seq: u32) -> [u8; ECHO_DATAGRAM_LEN] {
+    let mut request = [0xab; ECHO_DATAGRAM_LEN];
+    request[..4].copy_from_slice(&slot.to_le_bytes());
+    request[4..8].copy_from_slice(&seq.to_le_bytes());
+    request
+}
+
+/// How the echo sender moves its requests and replies.
+trait EchoWire {
+    /// Sends the requests for the first slots of `pending` (slot and
+    /// sequence number), as many as one call takes, to `server`; returns how
+    /// many it offered the kernel and how many the kernel took, from the
+    /// front (fewer: the socket is full).
+    fn send(
+        &mut self,
+        fd: RawFd,
+        server: SockaddrIn,
+        pending: impl Iterator<Item = (u32, u32)>,
+    ) -> io::Result<(usize, usize)>;
+
+    /// Hands every reply waiting (a batch) to `on_reply` without blocking.
+    fn recv(&mut self, fd: RawFd, on_reply: impl FnMut(&[u8])) -> io::Result<()>;
+
+    /// Requests sent, and the kernel messages they went in.
+    fn sent(&self) -> (u64, u64);
+
+    /// Received buffers dropped (truncated).
+    fn dropped(&self) -> u64;
+}
+
+/// One datagram per kernel message: `mmsg`.
+struct PlainWire {
+    out: mmsg::Batch,
+    replies: mmsg::Batch,
+    sent: u64,
+}
+
+impl PlainWire {
+    fn new() -> PlainWire {
+        PlainWire {
+            out: mmsg::Batch::new(),
+            replies: mmsg::Batch::new(),
+            sent: 0,
+        }
+    }
+}
+
+impl EchoWire for PlainWire {
+    fn send(
+        &mut self,
+        fd: RawFd,
+        server: SockaddrIn,
+        pending: impl Iterator<Item = (u32, u32)>,
+    ) -> io::Result<(usize, usize)> {
+        let mut n = 0;
+        for (i, (slot, seq)) in pending.take(BATCH_MAX).enumerate() {
+            self.out.buf_mut(i)[..ECHO_DATAGRAM_LEN].copy_from_slice(&echo_request(slot, seq));
+            self.out.set(i, ECHO_DATAGRAM_LEN, server);
+            n = i + 1;
+        }
+        let sent = self.out.send(fd, 0..n)?;
+        self.sent += sent as u64;
+        Ok((n, sent))
+    }
+
+    fn recv(&mut self, fd: RawFd, mut on_reply: impl FnMut(&[u8])) -> io::Result<()> {
+        for i in 0..self.replies.recv(fd)? {
+            on_reply(self.replies.datagram(i));
+        }
+        Ok(())
+    }
+
+    fn sent(&self) -> (u64, u64) {
+        (self.sent, self.sent)
+    }
+
+    fn dropped(&self) -> u64 {
+        0
+    }
+}
+
+/// GSO runs out, GRO buffers in: `gso`.
+struct GsoWire {
+    runs: gso::Runs,
+    replies: gso::GroBatch,
+}
+
+impl GsoWire {
+    fn new() -> GsoWire {
+        GsoWire {
+            runs: gso::Runs::new(),
+            replies: gso::GroBatch::new(),
+        }
+    }
+}
+
+impl EchoWire for GsoWire {
+    fn send(
+        &mut self,
+        fd: RawFd,
+        server: SockaddrIn,
+        pending: impl Iterator<Item = (u32, u32)>,
+    ) -> io::Result<(usize, usize)> {
+        // One destination, one size: the runs fill in order, each full
+        // before the next starts, and the kernel takes a prefix of them.
+        self.runs.clear();
+        let mut n = 0;
+        for (slot, seq) in pending.take(gso::RUNS_PER_SEND * gso::run_len_max(ECHO_DATAGRAM_LEN)) {
+            self.runs.push(server, &echo_request(slot, seq));
+            n += 1;
+        }
+        Ok((n, self.runs.send(fd)?))
+    }
+
+    fn recv(&mut self, fd: RawFd, mut on_reply: impl FnMut(&[u8])) -> io::Result<()> {
+        for i in 0..self.replies.recv(fd)? {
+            if let Some((_, replies)) = self.replies.buffer(i) {
+                replies.for_each(&mut on_reply);
+            }
+        }
+        Ok(())
+    }
+
+    fn sent(&self) -> (u64, u64) {
+        (self.runs.datagrams_sent, self.runs.runs_sent)
+    }
+
+    fn dropped(&self) -> u64 {
+        self.replies.dropped
+    }
 }
 
 /// One request outstanding per slot: the next goes out as soon as the reply
 /// to the previous one is in.
 fn echo_sender(
     socket: &UdpSocket,
-    server: SocketAddr,
+    mut wire: impl EchoWire,
+    server: SockaddrIn,
     clients: u32,
     warmup_end: Instant,
     stop: &AtomicBool,
@@ -719,10 +1065,6 @@ fn echo_sender(
         /// When the request in flight was sent; `None` while it waits to go.
         sent_at: Option<Instant>,
     }
-    let SocketAddr::V4(server) = server else {
-        return Err(io::Error::other("echo: IPv4 only"));
-    };
-    let server = nix::sys::socket::SockaddrIn::from(server);
     let fd = socket.as_raw_fd();
     let mut slots = vec![
         Slot {
@@ -733,53 +1075,46 @@ fn echo_sender(
     ];
     // Slots whose next request is to be sent, in order.
     let mut pending: VecDeque<u32> = (0..clients).collect();
-    let mut out = mmsg::Batch::new();
-    let mut replies = mmsg::Batch::new();
     let mut totals = EchoTotals {
         window_ops: 0,
         latency_us: latency_histogram(),
         resent: 0,
         stale: 0,
         send_stalls: 0,
+        requests: 0,
+        request_sends: 0,
+        dropped: 0,
     };
     let mut next_scan = Instant::now() + RESEND_SCAN_INTERVAL;
     while !stop.load(Ordering::Relaxed) {
         while !pending.is_empty() {
-            let n = pending.len().min(BATCH_MAX);
-            for (i, &slot) in pending.iter().take(n).enumerate() {
-                let buf = out.buf_mut(i);
-                buf[..4].copy_from_slice(&slot.to_le_bytes());
-                buf[4..8].copy_from_slice(&slots[slot as usize].seq.to_le_bytes());
-                buf[8..ECHO_DATAGRAM_LEN].fill(0xab);
-                out.set(i, ECHO_DATAGRAM_LEN, server);
-            }
+            let requests = pending.iter().map(|&slot| (slot, slots[slot as usize].seq));
             let now = Instant::now();
-            let sent = out.send(fd, 0..n)?;
+            let (offered, sent) = wire.send(fd, server, requests)?;
             for slot in pending.drain(..sent) {
                 slots[slot as usize].sent_at = Some(now);
             }
-            if sent < n {
+            if sent < offered {
                 totals.send_stalls += 1;
                 break; // Read replies first: they free the socket.
             }
         }
-        let received = replies.recv(fd)?;
-        let now = Instant::now();
-        for i in 0..received {
-            let bytes = replies.datagram(i);
+        let mut now = None;
+        wire.recv(fd, |bytes| {
+            let now = *now.get_or_insert_with(Instant::now);
             let (Some(slot), Some(seq)) = (bytes.get(..4), bytes.get(4..8)) else {
                 totals.stale += 1;
-                continue;
+                return;
             };
             let slot = u32::from_le_bytes(slot.try_into().expect("4 bytes"));
             let seq = u32::from_le_bytes(seq.try_into().expect("4 bytes"));
             let Some(state) = slots.get_mut(slot as usize) else {
                 totals.stale += 1;
-                continue;
+                return;
             };
             let Some(sent_at) = state.sent_at.filter(|_| state.seq == seq) else {
                 totals.stale += 1;
-                continue;
+                return;
             };
             state.sent_at = None;
             state.seq = state.seq.wrapping_add(1);
@@ -791,7 +1126,8 @@ fn echo_sender(
                 totals.latency_us.saturating_record(micros.max(1));
             }
             pending.push_back(slot);
-        }
+        })?;
+        let now = now.unwrap_or_else(Instant::now);
         if now >= next_scan {
             next_scan = now + RESEND_SCAN_INTERVAL;
             for (slot, state) in slots.iter_mut().enumerate() {
@@ -804,6 +1140,8 @@ fn echo_sender(
             }
         }
     }
+    (totals.requests, totals.request_sends) = wire.sent();
+    totals.dropped = wire.dropped();
     Ok(totals)
 }
 
@@ -1033,9 +1371,9 @@ fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
 
-/// `recvmmsg`/`sendmmsg` through `nix`'s safe wrappers, for the echo: the
-/// least a UDP request/reply system does, one datagram per message in the
-/// kernel, with no framework code in the way.
+/// `recvmmsg`/`sendmmsg` through `nix`'s safe wrappers, for the plain echo:
+/// one datagram per message in the kernel, with no framework code in the
+/// way.
 mod mmsg {
     use std::io::{self, IoSlice, IoSliceMut};
     use std::ops::Range;
@@ -1146,6 +1484,367 @@ mod mmsg {
                 Err(Errno::EAGAIN | Errno::ENOBUFS | Errno::EINTR) => Ok(0),
                 Err(errno) => Err(errno.into()),
             }
+        }
+    }
+}
+
+/// UDP GSO and GRO through `nix`'s safe wrappers, for the GSO echo: runs of
+/// datagrams per kernel buffer, as the runtime's deployed sockets move them,
+/// with no framework code in the way.
+mod gso {
+    use std::io::{self, IoSlice, IoSliceMut};
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::os::fd::RawFd;
+
+    use nix::errno::Errno;
+    use nix::sys::socket::{
+        ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrIn, getsockopt,
+        recvmmsg, sendmmsg, setsockopt, sockopt,
+    };
+
+    use super::BATCH_MAX;
+
+    /// Datagrams in one GSO send at most (the kernel's `UDP_MAX_SEGMENTS` is
+    /// 64 on older kernels).
+    const SEGMENTS_MAX: usize = 64;
+    /// Bytes in one GSO send at most: what one IPv4 datagram can carry.
+    const SEND_BYTES_MAX: usize = 65_507;
+    /// Room for one received buffer: the kernel coalesces up to 64 KiB.
+    const GRO_BUFFER_LEN: usize = 1 << 16;
+    /// Runs sent per `sendmmsg` at most.
+    pub(super) const RUNS_PER_SEND: usize = BATCH_MAX;
+    /// How many of the latest queued runs a datagram looks through for the
+    /// latest to its destination: bounded work per datagram.
+    const LOOKBACK: usize = 8;
+
+    /// Datagrams of `len` bytes that one run holds.
+    pub(super) const fn run_len_max(len: usize) -> usize {
+        if len == 0 {
+            1
+        } else if SEND_BYTES_MAX / len < SEGMENTS_MAX {
+            SEND_BYTES_MAX / len
+        } else {
+            SEGMENTS_MAX
+        }
+    }
+
+    /// Turns GRO on for `socket`, and checks that the kernel knows GSO; an
+    /// `Unsupported` error says what it lacks.
+    pub(super) fn enable(socket: &UdpSocket) -> io::Result<()> {
+        let lacks = |what: &str, errno: Errno| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("the kernel lacks {what} ({errno})"),
+            )
+        };
+        // GSO needs no socket option (each send carries its segment size),
+        // but reading the option tells whether the kernel knows it (4.18+).
+        getsockopt(socket, sockopt::UdpGsoSegment)
+            .map_err(|e| lacks("UDP GSO (UDP_SEGMENT)", e))?;
+        setsockopt(socket, sockopt::UdpGroSegment, &true).map_err(|e| lacks("UDP GRO", e))?;
+        Ok(())
+    }
+
+    /// Whether this kernel does UDP GSO and GRO, on a socket of its own.
+    pub(super) fn probe() -> io::Result<()> {
+        enable(&UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?)
+    }
+
+    fn recv_headers() -> MultiHeaders<SockaddrIn> {
+        MultiHeaders::preallocate(BATCH_MAX, Some(nix::cmsg_space!(i32)))
+    }
+
+    /// `BATCH_MAX` receive buffers of 64 KiB, each a run of datagrams from
+    /// one source, with the `recvmmsg` headers.
+    pub(super) struct GroBatch {
+        bufs: Box<[u8]>,
+        lens: [usize; BATCH_MAX],
+        /// The size of each buffer's datagrams (the last may be shorter).
+        segments: [usize; BATCH_MAX],
+        /// Where each buffer came from; `None` for a buffer dropped.
+        peers: [Option<SockaddrIn>; BATCH_MAX],
+        headers: MultiHeaders<SockaddrIn>,
+        /// The kernel overwrote a header's control length with that of a
+        /// buffer without a control message (0), which `nix` does not
+        /// restore: a run later received there would lose its segment size.
+        /// The headers are built again before the next receive.
+        spent: bool,
+        /// Buffers dropped: truncated, without a source, or their control
+        /// message cut short.
+        pub(super) dropped: u64,
+    }
+
+    impl GroBatch {
+        pub(super) fn new() -> GroBatch {
+            GroBatch {
+                // Zeroed, so untouched pages cost no memory.
+                bufs: vec![0u8; BATCH_MAX * GRO_BUFFER_LEN].into_boxed_slice(),
+                lens: [0; BATCH_MAX],
+                segments: [0; BATCH_MAX],
+                peers: [None; BATCH_MAX],
+                headers: recv_headers(),
+                spent: false,
+                dropped: 0,
+            }
+        }
+
+        /// Receives up to `BATCH_MAX` buffers without blocking; returns how
+        /// many (0 if none is waiting).
+        pub(super) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+            if self.spent {
+                self.headers = recv_headers();
+                self.spent = false;
+            }
+            let mut bufs = self.bufs.chunks_exact_mut(GRO_BUFFER_LEN);
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH_MAX] =
+                std::array::from_fn(|_| [IoSliceMut::new(bufs.next().expect("BATCH_MAX buffers"))]);
+            let received = match recvmmsg(
+                fd,
+                &mut self.headers,
+                &mut iovs,
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            ) {
+                Ok(received) => received,
+                Err(Errno::EAGAIN | Errno::EINTR) => return Ok(0),
+                Err(errno) => return Err(errno.into()),
+            };
+            let mut count = 0;
+            for (i, buffer) in received.enumerate() {
+                count = i + 1;
+                let mut segment = None;
+                let control = buffer.cmsgs().map(|cmsgs| {
+                    for cmsg in cmsgs {
+                        if let ControlMessageOwned::UdpGroSegments(size) = cmsg {
+                            segment = usize::try_from(size).ok().filter(|&s| s > 0);
+                        }
+                    }
+                });
+                if segment.is_none() {
+                    self.spent = true;
+                }
+                let len = buffer.bytes.min(GRO_BUFFER_LEN);
+                self.peers[i] = buffer.address;
+                if control.is_err()
+                    || buffer.flags.contains(MsgFlags::MSG_TRUNC)
+                    || buffer.address.is_none()
+                {
+                    self.dropped += 1;
+                    self.peers[i] = None;
+                }
+                self.lens[i] = len;
+                // Without a control message, one datagram.
+                self.segments[i] = segment.unwrap_or(len);
+            }
+            Ok(count)
+        }
+
+        /// Received buffer `i`: where it came from and its datagrams; `None`
+        /// if it was dropped.
+        pub(super) fn buffer(&self, i: usize) -> Option<(SockaddrIn, impl Iterator<Item = &[u8]>)> {
+            let source = self.peers[i]?;
+            let bytes = &self.bufs[i * GRO_BUFFER_LEN..][..self.lens[i]];
+            // An empty datagram is a datagram too.
+            let empty: Option<&[u8]> = bytes.is_empty().then_some(&[]);
+            Some((source, bytes.chunks(self.segments[i].max(1)).chain(empty)))
+        }
+    }
+
+    /// Datagrams to one destination that leave in one send: one, or a GSO
+    /// run of up to `SEGMENTS_MAX` of `segment` bytes (the last may be
+    /// shorter, which ends the run), at most `SEND_BYTES_MAX` in all.
+    #[derive(Debug)]
+    struct Run {
+        to: SockaddrIn,
+        segment: usize,
+        datagrams: usize,
+        /// A shorter datagram (or an empty one) ended the run.
+        closed: bool,
+        bytes: Vec<u8>,
+    }
+
+    impl Run {
+        fn start(&mut self, to: SockaddrIn, datagram: &[u8]) {
+            self.to = to;
+            self.segment = datagram.len();
+            self.datagrams = 1;
+            self.closed = datagram.is_empty();
+            self.bytes.clear();
+            self.bytes.extend_from_slice(datagram);
+        }
+
+        fn try_append(&mut self, datagram: &[u8]) -> bool {
+            if self.closed
+                || self.datagrams >= SEGMENTS_MAX
+                || datagram.is_empty()
+                || datagram.len() > self.segment
+                || self.bytes.len() + datagram.len() > SEND_BYTES_MAX
+            {
+                return false;
+            }
+            self.bytes.extend_from_slice(datagram);
+            self.datagrams += 1;
+            self.closed = datagram.len() < self.segment;
+            true
+        }
+    }
+
+    /// Datagrams queued as runs, one destination each, and sent as GSO
+    /// sends, up to `RUNS_PER_SEND` a `sendmmsg`.
+    pub(super) struct Runs {
+        /// `runs[..queued]` are queued, the first `sent` of them sent; the
+        /// rest are spare, their buffers kept.
+        runs: Vec<Run>,
+        queued: usize,
+        sent: usize,
+        /// `sendmmsg` encodes the same control messages into every header it
+        /// sends: runs of one datagram go with none, GSO runs with a
+        /// `UDP_SEGMENT` message, from headers of their own.
+        plain_headers: MultiHeaders<SockaddrIn>,
+        gso_headers: MultiHeaders<SockaddrIn>,
+        /// Datagrams sent, and the runs (kernel messages) they went in.
+        pub(super) datagrams_sent: u64,
+        pub(super) runs_sent: u64,
+    }
+
+    impl Runs {
+        pub(super) fn new() -> Runs {
+            Runs {
+                runs: Vec::new(),
+                queued: 0,
+                sent: 0,
+                plain_headers: MultiHeaders::preallocate(RUNS_PER_SEND, None),
+                gso_headers: MultiHeaders::preallocate(RUNS_PER_SEND, Some(nix::cmsg_space!(u16))),
+                datagrams_sent: 0,
+                runs_sent: 0,
+            }
+        }
+
+        /// Queues `datagram` to `to`: at the end of the latest run to `to`
+        /// among the last `LOOKBACK` unsent ones if it fits there, or as a
+        /// new run, so that datagrams to one destination keep their order.
+        pub(super) fn push(&mut self, to: SockaddrIn, datagram: &[u8]) {
+            let latest = self.runs[self.sent..self.queued]
+                .iter_mut()
+                .rev()
+                .take(LOOKBACK)
+                .find(|run| run.to == to);
+            if latest.is_some_and(|run| run.try_append(datagram)) {
+                return;
+            }
+            if self.queued == self.runs.len() {
+                self.runs.push(Run {
+                    to,
+                    segment: 0,
+                    datagrams: 0,
+                    closed: true,
+                    bytes: Vec::new(),
+                });
+            }
+            self.runs[self.queued].start(to, datagram);
+            self.queued += 1;
+        }
+
+        /// Whether every queued run has been sent.
+        pub(super) fn is_sent(&self) -> bool {
+            self.sent == self.queued
+        }
+
+        /// Forgets the queued runs, sent or not.
+        pub(super) fn clear(&mut self) {
+            self.queued = 0;
+            self.sent = 0;
+        }
+
+        /// Sends the queued runs not sent yet, in order, without blocking,
+        /// until all are sent or the socket is full; returns how many
+        /// datagrams the kernel took.
+        pub(super) fn send(&mut self, fd: RawFd) -> io::Result<usize> {
+            let mut datagrams = 0;
+            while self.sent < self.queued {
+                // The next runs that one segment size fits: the GSO runs'
+                // (one size for all), at least the length of each lone
+                // datagram among them (a send no longer than its segment
+                // size is one plain datagram).
+                let mut segment: Option<usize> = None;
+                let mut lone_max = 0;
+                let mut end = self.sent;
+                for run in &self.runs[self.sent..self.queued.min(self.sent + RUNS_PER_SEND)] {
+                    if run.datagrams == 1 {
+                        if segment.is_some_and(|s| run.bytes.len() > s) {
+                            break;
+                        }
+                        lone_max = lone_max.max(run.bytes.len());
+                    } else {
+                        match segment {
+                            Some(s) if s != run.segment => break,
+                            None if lone_max > run.segment => break,
+                            _ => segment = Some(run.segment),
+                        }
+                    }
+                    end += 1;
+                }
+                let batch = &self.runs[self.sent..end];
+                let n = batch.len();
+                let mut payloads = batch.iter().map(|run| run.bytes.as_slice());
+                let iovs: [[IoSlice<'_>; 1]; RUNS_PER_SEND] =
+                    std::array::from_fn(|_| [IoSlice::new(payloads.next().unwrap_or_default())]);
+                let mut addrs = [None; RUNS_PER_SEND];
+                for (addr, run) in addrs.iter_mut().zip(batch) {
+                    *addr = Some(run.to);
+                }
+                let flags = MsgFlags::MSG_DONTWAIT;
+                let result = match segment {
+                    None => {
+                        let no_control: [ControlMessage<'_>; 0] = [];
+                        sendmmsg(
+                            fd,
+                            &mut self.plain_headers,
+                            &iovs[..n],
+                            &addrs[..n],
+                            no_control,
+                            flags,
+                        )
+                        .map(Iterator::count)
+                    }
+                    Some(segment) => {
+                        // A run holds at most SEND_BYTES_MAX bytes.
+                        let segment = u16::try_from(segment).map_err(|_| {
+                            io::Error::other(format!("GSO segment of {segment} bytes"))
+                        })?;
+                        sendmmsg(
+                            fd,
+                            &mut self.gso_headers,
+                            &iovs[..n],
+                            &addrs[..n],
+                            [ControlMessage::UdpGsoSegments(&segment)],
+                            flags,
+                        )
+                        .map(Iterator::count)
+                    }
+                };
+                let took = match result {
+                    // One item per run the kernel took.
+                    Ok(took) => took.min(n),
+                    Err(Errno::EAGAIN | Errno::ENOBUFS | Errno::EINTR) => 0,
+                    Err(Errno::EIO) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            "the kernel refused a GSO send (EIO: the device cannot offload)",
+                        ));
+                    }
+                    Err(errno) => return Err(errno.into()),
+                };
+                let went: usize = batch[..took].iter().map(|run| run.datagrams).sum();
+                datagrams += went;
+                self.datagrams_sent += went as u64;
+                self.runs_sent += took as u64;
+                self.sent += took;
+                if took < n {
+                    break;
+                }
+            }
+            Ok(datagrams)
         }
     }
 }
