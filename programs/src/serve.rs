@@ -64,9 +64,10 @@ use runtime::deploy::{ClientsSetup, DurableSetup, ReplicaSetup, Running, Totals}
 use runtime::durable::Sync;
 use wire::control::auth::{ControlSecret, DeadlineReader, HandshakeError, node_handshake};
 use wire::control::{
-    AppConfig, COMPLETION_BIN_MS, CONTROL_REFUSED_COUNTER, ClientsConfig, Command, Completions,
-    DurableConfig, Event, EventFrame, Fault, FinalReport, FrameError, IntervalReport, NodeConfig,
-    Role, Started, Workload, decode_command, read_frame, write_frame,
+    AppConfig, CLIENT_THREADS_MAX, COMPLETION_BIN_MS, CONTROL_REFUSED_COUNTER, ClientsConfig,
+    Command, Completions, Cores, DurableConfig, Event, EventFrame, Fault, FinalReport, FrameError,
+    IntervalReport, NodeConfig, Role, Started, ThreadMap, Workload, client_threads, decode_command,
+    read_frame, write_frame,
 };
 use wire::history::History;
 use wire::registry::Settings;
@@ -533,11 +534,23 @@ fn app(app: AppConfig) -> Box<dyn App> {
     }
 }
 
+/// The cores this node may use, from its share of the host's, when it has
+/// one to derive its threads from.
+fn own_cores(config: &NodeConfig) -> Option<Cores> {
+    config
+        .share
+        .map(|share| share.cores_of(&runtime::deploy::usable_cores()))
+}
+
 fn replica_setup(config: &NodeConfig, id: u8) -> ReplicaSetup {
+    let signs = wire::registry::find(&config.protocol).is_some_and(|spec| spec.signs);
     ReplicaSetup {
         id: ReplicaId(id),
         replicas: config.replicas.clone(),
-        threads: config.threads.clone(),
+        threads: own_cores(config).map_or_else(
+            || config.threads.clone(),
+            |cores| ThreadMap::derive(&cores, signs),
+        ),
         idle: config.idle,
         transport: config.transport,
         link: config.link,
@@ -545,11 +558,15 @@ fn replica_setup(config: &NodeConfig, id: u8) -> ReplicaSetup {
 }
 
 fn clients_setup(config: &NodeConfig, clients: &ClientsConfig) -> ClientsSetup {
+    let (threads, cores) = own_cores(config).map_or_else(
+        || (clients.threads, clients.cores.clone()),
+        |cores| client_threads(&cores, clients.count, CLIENT_THREADS_MAX),
+    );
     ClientsSetup {
         first_id: ClientId(clients.first_id),
         count: clients.count,
-        threads: clients.threads,
-        cores: clients.cores.clone(),
+        threads,
+        cores,
         bind: clients.bind,
         replicas: config.replicas.clone(),
         load: clients.load,

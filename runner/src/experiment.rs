@@ -197,11 +197,13 @@ pub struct Experiment {
     /// Trimmed at the end of each point.
     pub cooldown: Duration,
     pub trials: u32,
-    /// Stages to threads to cores, for every replica. `None`: all stages on
-    /// one thread, pinned to core 0 when there is one replica on a local host
-    /// (clients then get core 1), unpinned otherwise.
+    /// Stages to threads to cores, for every replica. `None`: each node
+    /// derives its own from its part of its host's cores and its protocol's
+    /// needs (see [`crate::run::core_shares`]).
     pub replica_threads: Option<ThreadMap>,
-    pub client_threads: u32,
+    /// Client threads in the clients node. `None`: one per core of the
+    /// clients node's part of its host.
+    pub client_threads: Option<u32>,
     pub idle: Idle,
     pub transport: TransportKind,
     pub app: AppConfig,
@@ -262,7 +264,7 @@ impl Experiment {
             cooldown: duration / 10,
             trials: 1,
             replica_threads: None,
-            client_threads: 1,
+            client_threads: None,
             idle: Idle::SpinThenBlock { spin_us: 100 },
             transport: TransportKind::Auto,
             app: AppConfig::Null,
@@ -475,24 +477,23 @@ impl Experiment {
             }
         }
         check(self.trials > 0, "--trials 0: at least one trial".into());
-        check(
-            (1..=CLIENT_THREADS_MAX).contains(&self.client_threads),
-            format!(
-                "--client-threads {}: must be 1 to {CLIENT_THREADS_MAX}",
-                self.client_threads
-            ),
-        );
-        let fewest = match &self.sweep {
-            Sweep::Clients(counts) => counts.iter().copied().min().unwrap_or(1),
-            Sweep::Rates { clients, .. } => *clients,
-        };
-        check(
-            self.client_threads <= fewest.max(1),
-            format!(
-                "--client-threads {}: more threads than the {fewest} clients of the smallest point",
-                self.client_threads
-            ),
-        );
+        if let Some(client_threads) = self.client_threads {
+            check(
+                (1..=CLIENT_THREADS_MAX).contains(&client_threads),
+                format!("--client-threads {client_threads}: must be 1 to {CLIENT_THREADS_MAX}"),
+            );
+            let fewest = match &self.sweep {
+                Sweep::Clients(counts) => counts.iter().copied().min().unwrap_or(1),
+                Sweep::Rates { clients, .. } => *clients,
+            };
+            check(
+                client_threads <= fewest.max(1),
+                format!(
+                    "--client-threads {client_threads}: more threads than the {fewest} clients \
+                     of the smallest point"
+                ),
+            );
+        }
         check(
             self.warmup + self.cooldown < self.duration,
             format!(

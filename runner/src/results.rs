@@ -32,7 +32,7 @@
 //! | `replica_cpu_us_per_op` | (`replica_cpu_ms` − `replica_idle_spin_ms`) × 1000 / `run_ops`: the replicas' share, summed over all replicas. The figure to compare across machines: client cost depends on how the load is generated, replica cost on the protocol |
 //! | `run_ops` | operations completed over the whole run, warm-up and cool-down included: the sum of the per-interval counts, or `measured_ops` if that is larger (no intervals recorded) |
 //! | `replica_cpu_ratio_to_baseline` | `replica_cpu_us_per_op` over the mean of the `unreplicated` trials' at the same load: how many times the baseline's CPU an operation costs the replicas |
-//! | `replica_idle_spin_ms`, `client_idle_spin_ms` | of the CPU times above, the time the nodes' threads spent polling with nothing to do (busy polling, or the spin before a block), summed over threads; wall-clock time, so where threads outnumber cores it can exceed the CPU it burnt, and each node's working time is clamped at zero |
+//! | `replica_idle_spin_ms`, `client_idle_spin_ms` | of the CPU times above, the time the nodes' threads spent polling with nothing to do (busy polling, or the spin before a block), summed over threads, each measured on its thread's own CPU clock |
 //! | `busiest_node_cpu_us_per_op` | the largest over nodes (replicas and services) of a node's CPU time less its idle polling, × 1000 / `run_ops`: what bounds throughput when every node has a core of its own (see `--equal-cpu`) |
 //! | `client_cpu_us_per_op` | (`client_cpu_ms` − `client_idle_spin_ms`) × 1000 / `run_ops` |
 //! | `mean_batch` | requests per batch the protocol's leader proposed (its `requests batched` counter over its `batches proposed`, [`wire::control::BATCHES_COUNTER`]); empty for a protocol that does not batch |
@@ -169,9 +169,8 @@ pub struct NodeCpu {
 }
 
 impl NodeCpu {
-    /// The CPU time that did work: idle polling taken out (at most all of
-    /// it: idle polling is wall-clock time, and a thread that shares its
-    /// core is not always on it while it polls).
+    /// The CPU time that did work: idle polling taken out (clamped at zero,
+    /// for reports that do not add up).
     pub fn working_ms(&self) -> u64 {
         self.cpu_ms.saturating_sub(self.idle_spin_ms)
     }
@@ -1612,8 +1611,8 @@ pub(crate) mod tests {
         assert!(close(point.client_cpu_us_per_op(), 3_000.0));
         // The busiest node: 5 s less 1 s of polling loses to 4 s of work.
         assert!(close(point.busiest_node_cpu_us_per_op(), 4_000.0));
-        // Idle polling above the CPU time (a thread off its core while it
-        // polled) counts as none of the node's work, not less than none.
+        // Idle polling above the CPU time (a report that does not add up)
+        // counts as none of the node's work, not less than none.
         let oversubscribed = PointResult {
             node_cpu: vec![NodeCpu {
                 cpu_ms: 100,

@@ -28,8 +28,8 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wire::control::{
-    ClientsConfig, DurableConfig, Event, FinalReport, IntervalReport, Load, NodeConfig, Role,
-    Started, ThreadMap,
+    ClientsConfig, CoreShare, DurableConfig, Event, FinalReport, IntervalReport, Load, NodeConfig,
+    Role, Started, ThreadMap,
 };
 use wire::history::History;
 use wire::{SecretKey, Signer};
@@ -256,8 +256,8 @@ pub fn warnings(experiment: &Experiment, hosts: &[Host], provenance: &Provenance
         // replicas' thread map.
         let replicas_here = busiest.min(here);
         let clients_here = usize::from(here > busiest);
-        let threads =
-            replicas_here * per_replica + clients_here * experiment.client_threads as usize;
+        let threads = replicas_here * per_replica
+            + clients_here * experiment.client_threads.unwrap_or(1) as usize;
         if threads >= OVERSUBSCRIBED_THREADS_PER_CORE * cores {
             warnings.push(format!(
                 "{} processes with {threads} node threads share this machine's {cores} cores: \
@@ -361,12 +361,14 @@ impl RunningPoint {
             );
         }
         let clients_host = &hosts[nodes];
-        let two_cores = std::thread::available_parallelism().is_ok_and(|c| c.get() >= 2);
-        let pin = two_cores && pins_cores(&hosts[..=nodes]);
+        // Without a map, every node derives its threads from its part of
+        // its host's cores; an explicit map (or client thread count) wins.
+        let shares = core_shares(&hosts[..=nodes]);
         let replica_threads = experiment
             .replica_threads
             .clone()
-            .unwrap_or_else(|| ThreadMap::single(pin.then_some(0)));
+            .unwrap_or_else(|| ThreadMap::single(None));
+        let replica_share = |i: usize| experiment.replica_threads.is_none().then_some(shares[i]);
         let replica_addrs = hosts[..nodes]
             .iter()
             .enumerate()
@@ -402,6 +404,7 @@ impl RunningPoint {
             secret_key: None,
             app: experiment.app,
             threads: replica_threads,
+            share: None,
             idle: experiment.idle,
             transport: experiment.transport,
             report_interval_ms: millis(experiment.report_interval),
@@ -417,6 +420,7 @@ impl RunningPoint {
         for (i, host) in hosts[..nodes].iter().enumerate() {
             let config = NodeConfig {
                 role: Role::Replica { id: i as u8 },
+                share: replica_share(i),
                 secret_key: secret_keys.get(i).cloned(),
                 link: experiment.wan.node_link(i as u64),
                 ..base.clone()
@@ -432,8 +436,8 @@ impl RunningPoint {
             role: Role::Clients(ClientsConfig {
                 first_id: 1,
                 count: point.clients,
-                threads: experiment.client_threads,
-                cores: if pin { vec![1] } else { Vec::new() },
+                threads: experiment.client_threads.unwrap_or(1),
+                cores: Vec::new(),
                 bind: clients_host.addr,
                 load: match point.rate {
                     None => Load::Closed,
@@ -451,6 +455,7 @@ impl RunningPoint {
                 slow_op_ms: millis(experiment.slow_op),
             }),
             link: experiment.wan.node_link(nodes as u64),
+            share: experiment.client_threads.is_none().then_some(shares[nodes]),
             ..base
         };
         let clients = Node::start(clients_host, node_binary, &clients_config)?;
@@ -842,15 +847,28 @@ fn with_exits(error: anyhow::Error, replicas: &mut [Node], clients: &mut Node) -
     }
 }
 
-/// Whether a point on `hosts` (its nodes, then its clients node) pins its
-/// one node to core 0 and the clients to core 1, so the two never share a
-/// core: when there is a lone node (a lone replica, no services) and
-/// everything runs on this machine. Otherwise the scheduler places threads.
-fn pins_cores(hosts: &[Host]) -> bool {
-    hosts.len() == 2
-        && hosts
-            .iter()
-            .all(|h| matches!(h.launcher, Launcher::Local | Launcher::Netns { .. }))
+/// Each node's part of its host's cores, for nodes on `hosts` (a point's
+/// nodes, then its clients node): the nodes that share a machine split its
+/// cores, in node order ([`CoreShare`]). Local and namespace hosts all share
+/// this machine; ssh hosts share a machine when they name the same
+/// destination. Each node finds out for itself how many cores its part is.
+pub fn core_shares(hosts: &[Host]) -> Vec<CoreShare> {
+    let machine = |host: &Host| match &host.launcher {
+        Launcher::Local | Launcher::Netns { .. } => None,
+        Launcher::Ssh { target, .. } => Some(target.destination.clone()),
+    };
+    let machines: Vec<Option<String>> = hosts.iter().map(machine).collect();
+    machines
+        .iter()
+        .enumerate()
+        .map(|(i, here)| {
+            let on = |list: &[Option<String>]| list.iter().filter(|m| *m == here).count();
+            CoreShare {
+                index: on(&machines[..i]) as u32,
+                of: on(&machines) as u32,
+            }
+        })
+        .collect()
 }
 
 /// Where node `i` of point `index` on `host` listens: a free port on a
@@ -922,33 +940,41 @@ mod tests {
         }
     }
 
-    /// Only a lone node with its clients, both on this machine, is pinned: a
-    /// lone replica beside a service (a chain's master) is not.
+    /// Nodes on this machine (local or namespace hosts) split its cores;
+    /// each ssh machine is split among the nodes on it alone.
     #[test]
-    fn only_a_lone_node_on_this_machine_is_pinned() {
-        let local: Vec<Host> = (2..=4)
-            .map(|i| Host::local(std::net::IpAddr::from([127, 0, 0, i])))
-            .collect();
-        let chain = &crate::experiment::TEST_CHAIN;
-        let unreplicated = protocol_spec("unreplicated").unwrap();
-        let on = |spec: &wire::registry::ProtocolSpec, hosts: &[Host]| {
-            pins_cores(&hosts[..=spec.nodes(0) as usize])
+    fn nodes_sharing_a_machine_split_its_cores() {
+        let local = |i: u8| Host::local(std::net::IpAddr::from([127, 0, 0, i]));
+        let remote = |i: u8, machine: &str| Host {
+            launcher: Launcher::Ssh {
+                target: crate::hosts::ssh::SshTarget::parse(machine).unwrap(),
+                remote_binary: "/tmp/node".into(),
+            },
+            ..local(i)
         };
-        assert!(on(unreplicated, &local));
-        // One replica and a master: two nodes besides the clients.
-        assert_eq!(chain.replicas(0), 1);
-        assert!(!on(chain, &local));
-        let remote: Vec<Host> = local
-            .iter()
-            .map(|h| Host {
-                launcher: Launcher::Ssh {
-                    target: crate::hosts::ssh::SshTarget::parse("me@10.0.0.2").unwrap(),
-                    remote_binary: "/tmp/node".into(),
-                },
-                ..h.clone()
-            })
-            .collect();
-        assert!(!on(unreplicated, &remote));
+        let share = |index, of| CoreShare { index, of };
+        // A lone replica and its clients: a part each of this machine.
+        assert_eq!(
+            core_shares(&[local(2), local(3)]),
+            [share(0, 2), share(1, 2)]
+        );
+        let hosts = [
+            remote(2, "me@10.0.0.2"),
+            local(3),
+            remote(4, "me@10.0.0.3"),
+            remote(5, "me@10.0.0.2"),
+            local(6),
+        ];
+        assert_eq!(
+            core_shares(&hosts),
+            [
+                share(0, 2),
+                share(0, 2),
+                share(0, 1),
+                share(1, 2),
+                share(1, 2)
+            ]
+        );
     }
 
     /// The warnings say no when there is nothing to warn of, and yes past

@@ -39,6 +39,7 @@ fn replica_config() -> NodeConfig {
         secret_key: None,
         app: AppConfig::Null,
         threads: ThreadMap::single(None),
+        share: None,
         idle: Idle::SpinThenBlock { spin_us: 10 },
         transport: TransportKind::Auto,
         report_interval_ms: 100,

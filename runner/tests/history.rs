@@ -37,7 +37,7 @@ fn experiment(protocol: &str) -> Experiment {
         warmup: Duration::from_millis(200),
         cooldown: Duration::from_millis(100),
         trials: 1,
-        client_threads: 1,
+        client_threads: None,
         app: AppConfig::Kv,
         workload: Workload::Kv(KvWorkload {
             keys: 128,

@@ -237,6 +237,7 @@ fn runs_on_loopback_through_the_kit() {
         secret_key: None,
         app: AppConfig::Kv,
         threads: ThreadMap::single(None),
+        share: None,
         idle: SPIN,
         transport: TransportKind::Auto,
         report_interval_ms: 1000,

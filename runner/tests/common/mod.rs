@@ -111,7 +111,7 @@ pub fn unreplicated(clients: u32, duration: std::time::Duration) -> runner::expe
         cooldown: Duration::ZERO,
         trials: 1,
         replica_threads: None,
-        client_threads: 1,
+        client_threads: None,
         idle: Idle::SpinThenBlock { spin_us: 50 },
         transport: TransportKind::Auto,
         app: AppConfig::Null,

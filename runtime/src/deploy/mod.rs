@@ -233,10 +233,10 @@ pub struct Totals {
     /// Clients: the operations their generators marked as recorded, bounded
     /// and cut as [`Recorded`] says; empty for replicas.
     pub history: Recorded,
-    /// Time the node's threads spent polling with nothing to do, summed over
-    /// threads: CPU time a busy-polling thread burns while idle, which a CPU
-    /// account per operation should leave out (time spent blocked is not
-    /// counted: it costs no CPU).
+    /// CPU time the node's threads spent polling with nothing to do, summed
+    /// over threads: what a busy-polling thread burns while idle, which a
+    /// CPU account per operation should leave out (time blocked costs no
+    /// CPU and is not counted).
     pub idle_spin: Duration,
 }
 
@@ -492,6 +492,18 @@ impl Drop for Running {
     }
 }
 
+/// The ids of the cores this process may run on (its affinity mask, which a
+/// cpuset narrows), ascending; empty if the kernel does not say.
+pub fn usable_cores() -> Vec<u32> {
+    let mut cores: Vec<u32> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|core| u32::try_from(core.id).ok())
+        .collect();
+    cores.sort_unstable();
+    cores
+}
+
 /// Spawns a named thread, pinned to `core` if given, that runs `body` and
 /// records its error (if any) in `shared` so the handle can see it early.
 fn spawn_thread(
@@ -523,14 +535,16 @@ fn spawn_thread(
     Ok((name, handle))
 }
 
-/// Decides when a thread that found no work should block, and measures how
-/// long it polled with nothing to do ([`Totals::idle_spin`]).
+/// Decides when a thread that found no work should block, and measures the
+/// CPU time it spent polling with nothing to do ([`Totals::idle_spin`]).
 #[derive(Debug)]
 struct Idler {
     spin: Option<Duration>,
-    /// When the current run of rounds without work began.
-    idle_since: Option<Instant>,
-    /// Time spent in such runs, up to the work or the block that ended each.
+    /// When the current run of rounds without work began, and the thread's
+    /// CPU time then.
+    idle_since: Option<(Instant, Duration)>,
+    /// CPU time spent in such runs, up to the work or the block that ended
+    /// each.
     spun: Duration,
 }
 
@@ -547,27 +561,25 @@ impl Idler {
     }
 
     /// Called after every round of polls; true when the thread should block.
-    /// A clock is read only where a run of idle rounds starts and ends, not
-    /// in every round of a busy thread.
+    /// The clocks are read where a run of idle rounds starts and ends (and,
+    /// spinning before a block, in each idle round), not in every round of a
+    /// thread that finds work.
     fn should_block(&mut self, progress: bool) -> bool {
         if progress {
-            if let Some(since) = self.idle_since.take() {
-                self.spun += since.elapsed();
-            }
+            self.end_idle_run();
             return false;
         }
+        let (since, _) = *self
+            .idle_since
+            .get_or_insert_with(|| (Instant::now(), thread_cpu()));
         let Some(spin) = self.spin else {
-            self.idle_since.get_or_insert_with(Instant::now);
             std::hint::spin_loop();
             return false;
         };
-        let since = *self.idle_since.get_or_insert_with(Instant::now);
-        let idle = since.elapsed();
-        if idle < spin {
+        if since.elapsed() < spin {
             return false;
         }
-        self.spun += idle;
-        self.idle_since = None;
+        self.end_idle_run();
         true
     }
 
@@ -576,13 +588,25 @@ impl Idler {
         self.idle_since = None;
     }
 
-    /// The idle time measured, with a run still going counted up to now.
-    fn spun(&self) -> Duration {
+    /// The idle polling measured, with a run still going counted up to now.
+    fn spun(&mut self) -> Duration {
+        self.end_idle_run();
         self.spun
-            + self
-                .idle_since
-                .map_or(Duration::ZERO, |since| since.elapsed())
     }
+
+    fn end_idle_run(&mut self) {
+        if let Some((_, cpu)) = self.idle_since.take() {
+            self.spun += thread_cpu().saturating_sub(cpu);
+        }
+    }
+}
+
+/// The CPU time the calling thread has used. A clock the kernel keeps per
+/// thread, so idle polling is measured in CPU time even while the thread
+/// shares its core and is off it part of the time.
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(Duration::ZERO, Duration::from)
 }
 
 /// The earlier of a thread's next timer and its transport's next emulated
@@ -628,26 +652,39 @@ fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
 mod tests {
     use super::*;
 
+    /// Burns `cpu` of the thread's CPU time.
+    fn burn(cpu: Duration) {
+        let start = thread_cpu();
+        while thread_cpu().saturating_sub(start) < cpu {
+            std::hint::spin_loop();
+        }
+    }
+
     #[test]
-    fn idle_polling_is_measured_until_work_or_a_block() {
+    fn idle_polling_is_measured_in_cpu_time_until_work_or_a_block() {
         // Busy: a run of idle rounds counts until the round that finds work.
         let mut busy = Idler::new(Idle::Busy);
         assert!(!busy.should_block(true));
         assert!(!busy.should_block(false));
-        std::thread::sleep(Duration::from_millis(5));
+        burn(Duration::from_millis(5));
         assert!(!busy.should_block(false));
         assert!(!busy.should_block(true));
         let spun = busy.spun();
         assert!(spun >= Duration::from_millis(5), "{spun:?}");
-        // Work keeps nothing running: the total holds still.
-        std::thread::sleep(Duration::from_millis(5));
+        // Work counts for nothing, and time off the CPU neither.
+        burn(Duration::from_millis(2));
         assert!(!busy.should_block(true));
         assert_eq!(busy.spun(), spun);
+        assert!(!busy.should_block(false));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!busy.should_block(true));
+        let slept = busy.spun() - spun;
+        assert!(slept < Duration::from_millis(10), "{slept:?}");
 
         // Spin then block: the spin up to the block counts, the block not.
         let mut spinner = Idler::new(Idle::SpinThenBlock { spin_us: 1_000 });
         assert!(!spinner.should_block(false));
-        std::thread::sleep(Duration::from_millis(3));
+        burn(Duration::from_millis(3));
         assert!(spinner.should_block(false));
         let spun = spinner.spun();
         assert!(spun >= Duration::from_millis(3), "{spun:?}");

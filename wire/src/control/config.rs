@@ -106,8 +106,16 @@ pub struct NodeConfig {
     pub secret_key: Option<SecretKey>,
     pub app: AppConfig,
     /// The replica's stages on threads and cores. Not used by clients (their
-    /// threads and cores are in [`ClientsConfig`]).
+    /// threads and cores are in [`ClientsConfig`]), nor when `share` is set.
     pub threads: ThreadMap,
+    /// This node's part of its host's cores, when the node is to derive its
+    /// threads itself ([`crate::control::CoreShare`]): a replica its thread
+    /// map ([`ThreadMap::derive`]), a clients node its threads and their
+    /// cores ([`crate::control::client_threads`]), in place of `threads` and
+    /// of [`ClientsConfig::threads`] and [`ClientsConfig::cores`]. Absent:
+    /// those are used as given.
+    #[serde(default)]
+    pub share: Option<super::CoreShare>,
     pub idle: Idle,
     pub transport: TransportKind,
     /// How often the node sends an [`Event::Interval`](super::Event::Interval).
@@ -507,6 +515,10 @@ impl NodeConfig {
         self.link.validate().map_err(ConfigError::Link)?;
         if let Idle::SpinThenBlock { spin_us } = self.idle {
             at_most("idle: spin_us", spin_us.into(), SPIN_US_MAX.into())?;
+        }
+        if let Some(share) = &self.share {
+            share.validate().map_err(ConfigError::ThreadMap)?;
+            at_most("core share: of", share.of.into(), REPLICAS_MAX as u64 + 1)?;
         }
         // Bounded for clients too, who do not use the map.
         at_most(

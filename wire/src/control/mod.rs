@@ -42,11 +42,13 @@
 
 pub mod auth;
 mod config;
+mod cores;
 mod framing;
 mod link;
 mod reports;
 
 pub use config::*;
+pub use cores::*;
 pub use framing::*;
 pub use link::*;
 pub use reports::*;

@@ -122,10 +122,9 @@ pub struct FinalReport {
     pub counters: Vec<(String, u64)>,
     /// CPU time the process used, user plus system.
     pub cpu_ms: u64,
-    /// Of the node's thread time, how much its threads spent polling with
-    /// nothing to do (summed over threads; wall-clock time, so an estimate
-    /// of the CPU it burnt where threads outnumber cores). 0 in reports
-    /// from before it existed.
+    /// Of `cpu_ms`, the CPU time the node's threads spent polling with
+    /// nothing to do (summed over threads, from each thread's own CPU
+    /// clock). 0 in reports from before it existed.
     #[serde(default)]
     pub idle_spin_ms: u64,
     /// Clients: completions over the whole run, binned; empty for replicas

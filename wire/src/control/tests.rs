@@ -15,6 +15,7 @@ fn replica_config() -> NodeConfig {
         secret_key: None,
         app: AppConfig::Null,
         threads: ThreadMap::single(Some(0)),
+        share: None,
         idle: Idle::Busy,
         transport: TransportKind::Auto,
         report_interval_ms: 500,

@@ -169,9 +169,11 @@ struct CommonArgs {
     /// thread, lowest latency), `spin:<µs>` polls that long, then blocks.
     #[arg(long, default_value = "spin:100", value_parser = parse_idle)]
     idle: Idle,
-    /// Client threads (one socket each) in the clients node.
-    #[arg(long, default_value_t = 1)]
-    client_threads: u32,
+    /// Client threads (one socket each) in the clients node. Default: one
+    /// per core of the clients node's part of its host (one, unpinned, when
+    /// the host has fewer cores than nodes).
+    #[arg(long)]
+    client_threads: Option<u32>,
     /// An operation slower than this counts as slow: per interval in
     /// timeline.csv, per fault in the recovery figures.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
