@@ -233,6 +233,39 @@ pub struct Experiment {
     /// ([`wire::control::SLOW_OP_MS_DEFAULT`]).
     #[serde(default = "slow_op_default")]
     pub slow_op: Duration,
+    /// Every node under the same CPU quota ([`crate::cpu_quota`]); `None`:
+    /// no quota (absent in experiments recorded before it existed).
+    #[serde(default)]
+    pub equal_cpu: Option<EqualCpu>,
+}
+
+/// The CPU quota of each node under `--equal-cpu`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EqualCpu {
+    /// This machine's cores over the most nodes a point runs (its clients
+    /// node with them).
+    Auto,
+    /// This much CPU per node, in cores.
+    Cores(f64),
+}
+
+impl Experiment {
+    /// The CPU per node under `--equal-cpu`, in cores, on a machine of
+    /// `cores` cores; `None` without it.
+    pub fn cpu_per_node(&self, cores: usize) -> Option<f64> {
+        match self.equal_cpu? {
+            EqualCpu::Cores(cores) => Some(cores),
+            EqualCpu::Auto => {
+                let most = self
+                    .protocols
+                    .iter()
+                    .filter_map(|p| node_count(p, self.f).ok())
+                    .max()
+                    .unwrap_or(1);
+                Some(cores.max(1) as f64 / f64::from(most + 1))
+            }
+        }
+    }
 }
 
 fn slow_op_default() -> Duration {
@@ -278,6 +311,7 @@ impl Experiment {
             wan: crate::wan::Wan::default(),
             faults: Vec::new(),
             slow_op: slow_op_default(),
+            equal_cpu: None,
         }
     }
 

@@ -20,6 +20,7 @@
 //!   linearizability by `node check-history`.
 //! - [`provenance`]: the machine and the commit a run ran on.
 //! - [`threads`]: the thread-map syntax of `--replica-threads`.
+//! - [`cpu_quota`]: the same CPU quota for every node (`--equal-cpu`).
 //! - [`cargo`]: building the `node` binary and finding where cargo put it.
 //! - [`cleanup`]: undoing what the runner set up outside its process
 //!   (namespaces, remote nodes) on Ctrl-C.
@@ -30,6 +31,7 @@
 pub mod cargo;
 pub mod cleanup;
 pub mod control;
+pub mod cpu_quota;
 pub mod experiment;
 pub mod faults;
 pub mod history;

@@ -82,7 +82,7 @@ use wire::control::{
 };
 
 use crate::experiment::{
-    BASELINE, Experiment, FSYNC, ProtocolSpec, Sweep, protocol_spec, replica_count,
+    BASELINE, EqualCpu, Experiment, FSYNC, ProtocolSpec, Sweep, protocol_spec, replica_count,
 };
 
 /// One measured point: one protocol at one load, one trial.
@@ -450,9 +450,18 @@ pub fn setup(results: &RunResults) -> Setup {
         let fsync = experiment.settings.iter().find(|s| s.name == FSYNC)?;
         (fsync.values == [0]).then(|| "fsync off (not crash-safe)".to_owned())
     });
-    let idle = experiment.as_ref().map(|experiment| match experiment.idle {
-        Idle::Busy => "busy polling".to_owned(),
-        Idle::SpinThenBlock { spin_us } => format!("spin {spin_us} µs, then block"),
+    let idle = experiment.as_ref().map(|experiment| {
+        let idle = match experiment.idle {
+            Idle::Busy => "busy polling".to_owned(),
+            Idle::SpinThenBlock { spin_us } => format!("spin {spin_us} µs, then block"),
+        };
+        match experiment.equal_cpu {
+            Some(EqualCpu::Cores(cores)) => {
+                format!("{idle} · equal CPU: {cores:.2} cores per node")
+            }
+            Some(EqualCpu::Auto) => format!("{idle} · equal CPU"),
+            None => idle,
+        }
     });
     let window = experiment.as_ref().map(|experiment| {
         format!(

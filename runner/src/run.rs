@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -35,6 +36,7 @@ use wire::history::History;
 use wire::{SecretKey, Signer};
 
 use crate::control::{Control, EXIT_TIMEOUT, NodeProcess};
+use crate::cpu_quota::CpuQuota;
 use crate::experiment::{Experiment, Point, node_count, protocol_spec, replica_count};
 use crate::hosts::{Host, Launcher, Provider};
 use crate::provenance::Provenance;
@@ -361,6 +363,20 @@ impl RunningPoint {
             );
         }
         let clients_host = &hosts[nodes];
+        let quota = match experiment
+            .cpu_per_node(std::thread::available_parallelism().map_or(1, |cores| cores.get()))
+        {
+            None => None,
+            Some(cores) => {
+                if let Some(host) = hosts[..=nodes]
+                    .iter()
+                    .find(|h| matches!(h.launcher, Launcher::Ssh { .. }))
+                {
+                    bail!("--equal-cpu runs nodes on this machine only, not on {host}");
+                }
+                Some(Arc::new(CpuQuota::new(cores)?))
+            }
+        };
         // Without a map, every node derives its threads from its part of
         // its host's cores; an explicit map (or client thread count) wins.
         let shares = core_shares(&hosts[..=nodes]);
@@ -430,6 +446,7 @@ impl RunningPoint {
                 node_binary,
                 &config,
                 schedule.dir(i).as_deref(),
+                quota.as_ref(),
             )?);
         }
         let clients_config = NodeConfig {
@@ -458,7 +475,13 @@ impl RunningPoint {
             share: experiment.client_threads.is_none().then_some(shares[nodes]),
             ..base
         };
-        let clients = Node::start(clients_host, node_binary, &clients_config)?;
+        let clients = Node::start_in(
+            clients_host,
+            node_binary,
+            &clients_config,
+            None,
+            quota.as_ref(),
+        )?;
         Ok(RunningPoint {
             clients,
             replicas,
@@ -734,22 +757,28 @@ struct Node {
     host: Host,
     config: NodeConfig,
     dir: Option<std::path::PathBuf>,
+    /// The CPU quota it runs under (`--equal-cpu`), shared by the point's
+    /// nodes: a restart puts the new process under it too.
+    quota: Option<Arc<CpuQuota>>,
 }
 
 impl Node {
-    fn start(host: &Host, node_binary: &Path, config: &NodeConfig) -> anyhow::Result<Node> {
-        Node::start_in(host, node_binary, config, None)
-    }
-
     /// Starts the node with its run directory `dir` (see
-    /// [`NodeProcess::spawn_in`]).
+    /// [`NodeProcess::spawn_in`]), under `quota` if given (before it starts
+    /// its node threads, which inherit it).
     fn start_in(
         host: &Host,
         node_binary: &Path,
         config: &NodeConfig,
         dir: Option<&Path>,
+        quota: Option<&Arc<CpuQuota>>,
     ) -> anyhow::Result<Node> {
         let process = NodeProcess::spawn_in(host, node_binary, dir)?;
+        if let Some(quota) = quota {
+            quota
+                .admit(process.pid())
+                .with_context(|| format!("putting the node on {host} under its CPU quota"))?;
+        }
         let mut control = process.connect()?;
         let started = control.run(config)?;
         let started_at = Instant::now();
@@ -767,6 +796,7 @@ impl Node {
             host: host.clone(),
             config: config.clone(),
             dir: dir.map(Path::to_path_buf),
+            quota: quota.cloned(),
         })
     }
 

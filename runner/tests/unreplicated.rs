@@ -239,3 +239,57 @@ impl XorShift {
         self.next() % n
     }
 }
+
+/// `--equal-cpu`: a node under a quota of a quarter of a core uses no more
+/// than that, whatever it could take, and its group is gone after the run.
+#[test]
+fn equal_cpu_holds_every_node_to_its_quota() {
+    const CORES: f64 = 0.25;
+    let _turn = serial();
+    let experiment = Experiment {
+        equal_cpu: Some(runner::experiment::EqualCpu::Cores(CORES)),
+        ..experiment(TransportKind::Auto, Idle::Busy)
+    };
+    if let Err(why) = runner::cpu_quota::CpuQuota::new(CORES) {
+        common::skip(
+            "equal_cpu_holds_every_node_to_its_quota",
+            &format!("{why:#}"),
+            false,
+        );
+        return;
+    }
+    let point = common::only_point(&experiment);
+    let result = runner::run::run_point(&experiment, &point, 0, &hosts(), common::node_binary())
+        .unwrap_or_else(|error| panic!("{error:#}"));
+    check_clean_run(&result, TransportKind::Auto);
+    // Busy polling takes a whole core without the quota; under it, a node
+    // gets a quarter of its life at most (and a little for the kernel's
+    // accounting, which charges a period's overrun to the next).
+    for node in result
+        .replicas
+        .iter()
+        .chain(std::iter::once(&result.clients))
+    {
+        let life_ms = node.report.elapsed_ms as f64;
+        let share = node.report.cpu_ms as f64 / life_ms;
+        assert!(
+            share <= CORES * 1.2,
+            "{} ms of CPU in {life_ms} ms: {share:.2} of a core, above the quota of {CORES}",
+            node.report.cpu_ms
+        );
+    }
+    let leftover: Vec<_> = [
+        "/sys/fs/cgroup/cpu",
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+    ]
+    .iter()
+    .filter_map(|dir| std::fs::read_dir(dir).ok())
+    .flatten()
+    .flatten()
+    .filter(|entry| {
+        entry.file_name().to_string_lossy() == format!("protocol-runner-{}", std::process::id())
+    })
+    .collect();
+    assert!(leftover.is_empty(), "groups left behind: {leftover:?}");
+}

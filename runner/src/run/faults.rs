@@ -343,8 +343,14 @@ fn restart(node: &mut Node, node_binary: &Path) -> anyhow::Result<Node> {
         },
         ..node.config.clone()
     };
-    let mut fresh = Node::start_in(&node.host, node_binary, &config, node.dir.as_deref())
-        .context("restarting it")?;
+    let mut fresh = Node::start_in(
+        &node.host,
+        node_binary,
+        &config,
+        node.dir.as_deref(),
+        node.quota.as_ref(),
+    )
+    .context("restarting it")?;
     fresh.intervals = std::mem::take(&mut node.intervals);
     fresh.restarts = node.restarts + 1;
     Ok(fresh)

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use indicatif::MultiProgress;
 use runner::cargo;
-use runner::experiment::{BASELINE, Experiment, PROTOCOLS, Setting, Sweep};
+use runner::experiment::{BASELINE, EqualCpu, Experiment, PROTOCOLS, Setting, Sweep};
 use runner::hosts::netns::{NetemProfile, NetnsHosts};
 use runner::hosts::ssh::SshHosts;
 use runner::hosts::{LocalHosts, Provider};
@@ -89,10 +89,18 @@ pub struct BenchArgs {
     /// Stages to threads to cores for every replica, in the form `runner
     /// tune` prints: threads separated by `/`, stages joined by `+`, `@N`
     /// pins to core N; e.g. `receive+verify/protocol+send@1`, or `single`,
-    /// `per-stage` [default: one thread, pinned to core 0 for a single local
-    /// replica].
+    /// `per-stage` [default: each node derives its map from its part of
+    /// its host's cores].
     #[arg(long, value_parser = parse_thread_map)]
     replica_threads: Option<ThreadMap>,
+    /// Every node (replicas, services, the clients node) under the same CPU
+    /// quota, CORES of CPU time each (0.4: 40% of a core), through the
+    /// kernel's cgroup CPU controller (needs root): protocols then compare
+    /// as if each node had a machine of its own. Without a value: this
+    /// machine's cores over the most nodes any point runs, so that every
+    /// node gets its quota.
+    #[arg(long, value_name = "CORES", num_args = 0..=1, default_missing_value = "auto", value_parser = parse_equal_cpu)]
+    equal_cpu: Option<EqualCpu>,
     #[command(flatten)]
     out: OutArgs,
     #[command(flatten)]
@@ -281,6 +289,16 @@ fn parse_idle(s: &str) -> Result<Idle, String> {
             .and_then(|us| us.parse().ok())
             .map(|spin_us| Idle::SpinThenBlock { spin_us })
             .ok_or_else(|| format!("{s:?}: expected `busy` or `spin:<microseconds>`")),
+    }
+}
+
+fn parse_equal_cpu(text: &str) -> Result<EqualCpu, String> {
+    if text == "auto" {
+        return Ok(EqualCpu::Auto);
+    }
+    match text.parse::<f64>() {
+        Ok(cores) if cores.is_finite() && cores > 0.0 => Ok(EqualCpu::Cores(cores)),
+        _ => Err(format!("{text:?} is not a positive number of cores")),
     }
 }
 
@@ -523,6 +541,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     experiment.trials = args.trials;
     experiment.replica_threads = args.replica_threads.clone();
     args.common.apply(&mut experiment);
+    // The quota as a number of cores, so the recorded experiment says it.
+    experiment.equal_cpu = args.equal_cpu;
+    experiment.equal_cpu = experiment
+        .cpu_per_node(std::thread::available_parallelism().map_or(1, |cores| cores.get()))
+        .map(EqualCpu::Cores);
     experiment.wan = args.hosts.wan();
     // Everything about the experiment before the hosts are set up.
     experiment.validate()?;
