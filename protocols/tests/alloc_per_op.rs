@@ -164,7 +164,7 @@ impl System {
 
 /// Null operations of `OP_SIZE` zero bytes, as the runner's null workload.
 fn null_ops() -> OpFactory {
-    Arc::new(|_thread| Box::new(|_rng: &mut Rng| vec![0u8; OP_SIZE]))
+    Arc::new(|_thread| Box::new(|_: &mut Rng, op: &mut Vec<u8>| op.resize(OP_SIZE, 0)))
 }
 
 fn clients_setup(replicas: Vec<SocketAddr>, transport: TransportKind) -> ClientsSetup {

@@ -226,11 +226,11 @@ fn replies_reach_clients_whose_ids_do_not_start_at_one() {
         Arc::new(|id| Client::new(id, Duration::from_millis(20))),
         Arc::new(Codec),
         Arc::new(|_| {
-            Box::new(|_: &mut Rng| {
-                wire::codec::encode_to_vec(&Op::Get {
+            Box::new(|_: &mut Rng, op: &mut Vec<u8>| {
+                let get = Op::Get {
                     key: b"none".to_vec(),
-                })
-                .unwrap()
+                };
+                wire::codec::encode(&get, op).unwrap();
             })
         }),
         setup,

@@ -140,7 +140,10 @@ pub trait State {
 /// handler call.
 pub trait Client: State {
     /// Starts operation `op` (opaque bytes the application understands).
-    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Self::Outbound, Self::Timer>);
+    /// The bytes are the caller's, reused for its next operation: a client
+    /// keeps what it needs of them (a request to retransmit) in buffers of
+    /// its own.
+    fn invoke(&mut self, op: &[u8], ctx: &mut Context<'_, Self::Outbound, Self::Timer>);
 
     /// The result of the outstanding operation, once, when it has completed.
     fn take_result(&mut self) -> Option<Vec<u8>>;

@@ -128,7 +128,7 @@ impl<S: State> Core<S> {
     }
 
     /// [`Client::invoke`].
-    pub fn invoke(&mut self, now: Time, me: Addr, rng: &mut Rng, op: Vec<u8>)
+    pub fn invoke(&mut self, now: Time, me: Addr, rng: &mut Rng, op: &[u8])
     where
         S: Client,
     {
@@ -324,7 +324,7 @@ impl<S: State> Driver<S> {
     }
 
     /// [`Client::invoke`].
-    pub fn invoke(&mut self, now: Time, op: Vec<u8>)
+    pub fn invoke(&mut self, now: Time, op: &[u8])
     where
         S: Client,
     {

@@ -225,11 +225,11 @@ impl State for Client {
 }
 
 impl runtime::Client for Client {
-    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Outbound, ClientTimer>) {
+    fn invoke(&mut self, op: &[u8], ctx: &mut Context<'_, Outbound, ClientTimer>) {
         assert!(self.outstanding.is_none(), "one operation at a time");
         self.resend.begin(ctx.now());
         match self.session {
-            Session::Open(_) => self.invoke_registered(op, ctx),
+            Session::Open(_) => self.invoke_registered(op.to_vec(), ctx),
             Session::Unregistered => {
                 // Register first, with every replica: the registration is
                 // ordered like any request, and from it every replica's
@@ -241,7 +241,7 @@ impl runtime::Client for Client {
                     request_num: 0,
                     op: Vec::new(),
                 };
-                self.queued = Some(op);
+                self.queued = Some(op.to_vec());
                 self.send(registration, true, ctx);
             }
             Session::Evicted => panic!("an evicted client is asked for no more operations"),

@@ -43,9 +43,9 @@ use wire::{Addr, ClientId, ReplicaId};
 
 use super::history::Recorder;
 use super::{
-    ClientFactory, ClientsSetup, Deployable, Idler, NextOp, OpFactory, OpSource, RunShared,
-    Running, ThreadTotals, block_timeout, completion_bin, decode_from, latency_histogram,
-    record_latency, spawn_thread,
+    ClientFactory, ClientsSetup, Deployable, Idler, OpFactory, OpSource, RunShared, Running,
+    ThreadTotals, block_timeout, completion_bin, decode_from, latency_histogram, record_latency,
+    spawn_thread,
 };
 use crate::actor::{Client, Counters, Dest, DropReason, SharedState};
 use crate::driver::Core;
@@ -153,6 +153,7 @@ pub fn spawn_clients<C: Client + Deployable>(
                 setup.measure.map(|m| started + setup.warmup + m),
             ),
             buf: Vec::with_capacity(wire::MESSAGE_SIZE_MAX),
+            op: Vec::new(),
             history: Recorder::new(Arc::clone(&run.history), threads),
         };
         let states = std::mem::take(&mut clients[t as usize]);
@@ -247,6 +248,9 @@ struct ClientThread<C: Client> {
     counters: Counters,
     latencies: Latencies,
     buf: Vec<u8>,
+    /// The next operation, as the generator writes it: one buffer for every
+    /// operation of the thread.
+    op: Vec<u8>,
     /// The operations the generator marked as recorded.
     history: Recorder,
 }
@@ -440,7 +444,8 @@ impl<C: Client> ClientThread<C> {
     }
 
     /// Starts an operation on client `index`, due at `due` (its latency counts
-    /// from then).
+    /// from then), sends what it sent, and collects its result if it
+    /// completed at once.
     fn invoke(
         &mut self,
         index: u32,
@@ -448,17 +453,12 @@ impl<C: Client> ClientThread<C> {
         shared: &C::Shared,
         ops: &mut Ops,
     ) -> io::Result<()> {
-        let next = ops.next_op(&mut self.rng);
-        self.slots[index as usize].due = Some(due);
-        self.record(index, &next);
-        self.call(index, shared, ops, |core, now, me, rng| {
-            core.invoke(now, me, rng, next.op)
-        })
+        self.start_op(index, due, ops);
+        self.flush_sends(index, shared)?;
+        self.collect(index, shared, ops)
     }
 
-    /// Calls into one client, sends what it sent, collects its result (and
-    /// starts its next operation: closed loop at once, open loop the oldest
-    /// arrival in the backlog, if any), and queues its next timer.
+    /// Calls into one client, sends what it sent, and collects its result.
     fn call(
         &mut self,
         index: u32,
@@ -466,10 +466,16 @@ impl<C: Client> ClientThread<C> {
         ops: &mut Ops,
         f: impl FnOnce(&mut Core<C>, Time, Addr, &mut Rng),
     ) -> io::Result<()> {
-        let now = self.now();
-        let me = Addr::Client(ClientId(self.first.0 + u64::from(index)));
+        let (now, me) = (self.now(), self.me(index));
         f(&mut self.slots[index as usize].core, now, me, &mut self.rng);
         self.flush_sends(index, shared)?;
+        self.collect(index, shared, ops)
+    }
+
+    /// Collects client `index`'s result if its last call completed its
+    /// operation, and starts its next one (closed loop at once, open loop the
+    /// oldest arrival in the backlog, if any); then queues its next timer.
+    fn collect(&mut self, index: u32, shared: &C::Shared, ops: &mut Ops) -> io::Result<()> {
         if let Some(result) = self.slots[index as usize].core.state_mut().take_result() {
             self.complete(index, result);
             let due = match self.load {
@@ -482,11 +488,7 @@ impl<C: Client> ClientThread<C> {
             };
             match due {
                 Some(due) => {
-                    let next = ops.next_op(&mut self.rng);
-                    self.record(index, &next);
-                    let slot = &mut self.slots[index as usize];
-                    slot.due = Some(due);
-                    slot.core.invoke(now, me, &mut self.rng, next.op);
+                    self.start_op(index, due, ops);
                     self.flush_sends(index, shared)?;
                 }
                 None => self.idle.push_back(index),
@@ -494,6 +496,31 @@ impl<C: Client> ClientThread<C> {
         }
         self.schedule_timer(index);
         Ok(())
+    }
+
+    /// Client `index`'s address.
+    fn me(&self, index: u32) -> Addr {
+        Addr::Client(ClientId(self.first.0 + u64::from(index)))
+    }
+
+    /// Draws the next operation into the thread's operation buffer, records
+    /// it in the history if the generator marked it (stamped with the
+    /// round's clock, read before the request goes out; an unmarked
+    /// operation costs one branch), and invokes it on client `index`, due
+    /// at `due`. What the client sends stays in its core.
+    fn start_op(&mut self, index: u32, due: Instant, ops: &mut Ops) {
+        let (now, me) = (self.now(), self.me(index));
+        self.op.clear();
+        let recorded = ops.next_op(&mut self.rng, &mut self.op);
+        let slot = &mut self.slots[index as usize];
+        slot.due = Some(due);
+        slot.recorded = if recorded {
+            let client = ClientId(self.first.0 + u64::from(index));
+            self.history.invoke(client, &self.op, now.as_nanos())
+        } else {
+            None
+        };
+        slot.core.invoke(now, me, &mut self.rng, &self.op);
     }
 
     /// Encodes what client `index` sent into the thread's buffer and queues
@@ -545,19 +572,6 @@ impl<C: Client> ClientThread<C> {
             self.history.complete(record, now, result);
         }
         self.latencies.record(due, self.clock);
-    }
-
-    /// Client `index` is about to invoke `next`: into the history if the
-    /// generator marked it, stamped with the round's clock (read before the
-    /// request goes out). An unmarked operation costs one branch.
-    fn record(&mut self, index: u32, next: &NextOp) {
-        let recorded = if next.recorded {
-            let client = ClientId(self.first.0 + u64::from(index));
-            self.history.invoke(client, &next.op, self.now().as_nanos())
-        } else {
-            None
-        };
-        self.slots[index as usize].recorded = recorded;
     }
 
     fn schedule_timer(&mut self, index: u32) {
@@ -928,7 +942,7 @@ mod tests {
     }
 
     impl Client for Echo {
-        fn invoke(&mut self, _: Vec<u8>, _: &mut Context<'_, (), NoTimer>) {
+        fn invoke(&mut self, _: &[u8], _: &mut Context<'_, (), NoTimer>) {
             self.outstanding = true;
         }
 
@@ -944,7 +958,7 @@ mod tests {
     /// A client thread of `clients` [`Echo`]s whose clock the test sets:
     /// nothing here reads the real clock but for the starting instant.
     fn thread(load: Load, clients: usize) -> (ClientThread<Echo>, Ops) {
-        thread_with(load, clients, Box::new(|_: &mut Rng| Vec::new()))
+        thread_with(load, clients, Box::new(|_: &mut Rng, _: &mut Vec<u8>| {}))
     }
 
     /// [`thread`], with the generator `ops`.
@@ -979,6 +993,7 @@ mod tests {
             counters: Counters::default(),
             latencies: Latencies::new(started, started, None),
             buf: Vec::new(),
+            op: Vec::new(),
             history: Recorder::new(super::super::history::HistoryShared::new(), 1),
         };
         thread.start_load(&NoCodec, &mut ops).unwrap();
@@ -1078,12 +1093,10 @@ mod tests {
     struct EveryOther(u8);
 
     impl OpSource for EveryOther {
-        fn next_op(&mut self, _: &mut Rng) -> NextOp {
+        fn next_op(&mut self, _: &mut Rng, op: &mut Vec<u8>) -> bool {
             self.0 += 1;
-            NextOp {
-                op: vec![self.0 - 1],
-                recorded: (self.0 - 1).is_multiple_of(2),
-            }
+            op.push(self.0 - 1);
+            (self.0 - 1).is_multiple_of(2)
         }
     }
 

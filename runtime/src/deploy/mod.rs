@@ -151,30 +151,26 @@ pub type ClientFactory<C> = Arc<dyn Fn(ClientId) -> C + Send + Sync>;
 /// of the thread's first client, so distinct for every thread of a run.
 pub type OpFactory = Arc<dyn Fn(u64) -> Box<dyn OpSource> + Send + Sync>;
 
-/// One client thread's operation generator. Any `FnMut(&mut Rng) ->
-/// Vec<u8>` is one whose operations are never recorded.
+/// One client thread's operation generator. Any `FnMut(&mut Rng, &mut
+/// Vec<u8>)` that writes an operation into the vector is one whose
+/// operations are never recorded.
 pub trait OpSource: Send {
-    /// The next operation, drawn from the thread's random stream.
-    fn next_op(&mut self, rng: &mut Rng) -> NextOp;
+    /// Writes the next operation, drawn from the thread's random stream,
+    /// into `op`, which is empty: one buffer of the thread's, reused for
+    /// every operation, so that a generator that writes into it allocates
+    /// nothing once the buffer has grown to the largest operation.
+    ///
+    /// Returns whether the run's history records the operation (with its
+    /// times and result; see [`Totals::history`]). Generators mark few:
+    /// recording costs a copy of the operation and of its result.
+    fn next_op(&mut self, rng: &mut Rng, op: &mut Vec<u8>) -> bool;
 }
 
-impl<F: FnMut(&mut Rng) -> Vec<u8> + Send> OpSource for F {
-    fn next_op(&mut self, rng: &mut Rng) -> NextOp {
-        NextOp {
-            op: self(rng),
-            recorded: false,
-        }
+impl<F: FnMut(&mut Rng, &mut Vec<u8>) + Send> OpSource for F {
+    fn next_op(&mut self, rng: &mut Rng, op: &mut Vec<u8>) -> bool {
+        self(rng, op);
+        false
     }
-}
-
-/// An operation a generator made.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NextOp {
-    pub op: Vec<u8>,
-    /// Whether the run's history records it (with its times and result;
-    /// see [`Totals::history`]). Generators mark few: recording costs a copy
-    /// of the operation and of its result.
-    pub recorded: bool,
 }
 
 /// A protocol state the real runtime can move to its threads.
