@@ -67,8 +67,8 @@ use std::time::Duration;
 use bincode::Encode;
 use runtime::durable::Stored;
 use runtime::{Addr, ClientId, Context, DropReason, ReplicaId, SharedState, Source, State};
-use wire::client::{Reply, Request};
-use wire::unreplicated::Message;
+use wire::unreplicated::{Message, Reply, Request};
+use wire::{Bytes, Payload};
 
 use crate::app::{App, Position};
 use crate::common::{Admission, ClientTable, Retransmit};
@@ -151,13 +151,14 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// What the baseline's nodes send: the server's replies, and a client's
-/// request, which the client shares with its outbox (see [`Client`]).
-/// Encoded as the [`Message`] of the same variant, which is what arrives.
+/// What the baseline's nodes send, their bytes in vectors: the server's
+/// replies, and a client's request, which the client shares with its
+/// outbox (see [`Client`]). Encoded as the [`Message`] of the same variant,
+/// which is what arrives.
 #[derive(Clone, Debug, PartialEq, Eq, Encode)]
 pub enum Outbound {
-    Request(Arc<Request>),
-    Reply(Reply),
+    Request(Arc<Request<Vec<u8>>>),
+    Reply(Reply<Vec<u8>>),
 }
 
 /// The server has no timers.
@@ -406,7 +407,7 @@ pub struct Client {
     /// nothing; by the next operation the runtime has encoded that copy and
     /// let go of it, so the request and its operation's buffer are reused
     /// in place ([`Arc::make_mut`] allocates only if a copy is still held).
-    request: Arc<Request>,
+    request: Arc<Request<Vec<u8>>>,
     /// Whether `request` waits for its reply.
     outstanding: bool,
     result: Option<Vec<u8>>,
@@ -446,7 +447,7 @@ impl Client {
             return;
         }
         self.outstanding = false;
-        self.result = Some(reply.result);
+        self.result = Some(reply.result.to_vec());
         self.resend.complete(ctx.now());
         ctx.cancel_timer(ClientTimer::Resend);
     }
@@ -519,13 +520,24 @@ impl SharedState for Codec {
     type Message = Message;
     type Outbound = Outbound;
 
+    /// Copies the operation or result out of `bytes`.
     fn decode(&self, _source: Source, bytes: &[u8]) -> Result<(Addr, Message), DropReason> {
-        let msg: Message = wire::decode(bytes)?;
-        let from = match &msg {
-            Message::Request(request) => Addr::Client(request.client_id),
-            Message::Reply(_) => SERVER,
-        };
-        Ok((from, msg))
+        let msg: Message<&[u8]> = wire::codec::decode_borrowed(bytes)?;
+        Ok(with_sender(msg.into_payloads(Payload::copy_from_slice)))
+    }
+
+    /// The operation or result is a slice of `datagram`: nothing is copied
+    /// or allocated (the server executes an operation and drops it, the
+    /// client copies a result out, so the receive buffer is soon reused).
+    fn decode_shared(
+        &self,
+        _source: Source,
+        datagram: &Bytes,
+    ) -> Result<(Addr, Message), DropReason> {
+        let msg: Message<&[u8]> = wire::codec::decode_borrowed(datagram)?;
+        Ok(with_sender(
+            msg.into_payloads(|bytes| Payload::slice_of(datagram, bytes)),
+        ))
     }
 
     fn encode(&self, msg: &Outbound, buf: &mut Vec<u8>) -> Result<(), DropReason> {
@@ -533,12 +545,21 @@ impl SharedState for Codec {
     }
 
     fn describe(&self, bytes: &[u8]) -> String {
-        match wire::decode::<Message>(bytes) {
+        match wire::codec::decode_borrowed::<Message<&[u8]>>(bytes) {
             Ok(Message::Request(r)) => format!("Request c{} #{}", r.client_id.0, r.request_num),
             Ok(Message::Reply(r)) => format!("Reply c{} #{}", r.client_id.0, r.request_num),
             Err(e) => format!("undecodable ({})", e.reason()),
         }
     }
+}
+
+/// `msg` with its sender: a request's client, or the server.
+fn with_sender(msg: Message) -> (Addr, Message) {
+    let from = match &msg {
+        Message::Request(request) => Addr::Client(request.client_id),
+        Message::Reply(_) => SERVER,
+    };
+    (from, msg)
 }
 
 /// The baseline's planted bugs (see [`crate::planted`]): durability bugs of

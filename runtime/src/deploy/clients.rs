@@ -41,6 +41,7 @@ use wire::control::{
 };
 use wire::{Addr, ClientId, ReplicaId};
 
+use super::arena::Arena;
 use super::history::Recorder;
 use super::{
     ClientFactory, ClientsSetup, Deployable, Idler, OpFactory, OpSource, RunShared, Running,
@@ -281,22 +282,14 @@ impl<C: Client> ClientThread<C> {
         self.start_load(shared, &mut ops)?;
         self.transport.flush()?;
         let mut published = self.clock;
-        let mut datagrams: Vec<(SocketAddr, usize, usize)> = Vec::new();
-        let mut arena: Vec<u8> = Vec::new();
+        let mut arena = Arena::new();
 
         while !run.stopping() {
             // Replies.
-            arena.clear();
-            datagrams.clear();
-            let received = self.transport.recv(|src, bytes| {
-                let start = arena.len();
-                arena.extend_from_slice(bytes);
-                datagrams.push((src, start, arena.len()));
-            })?;
+            let received = self.transport.recv(|src, bytes| arena.push(src, bytes))?;
             self.clock = Instant::now();
-            for &(src, start, end) in &datagrams {
-                let (from, msg) = match decode_from(shared, &self.replicas, src, &arena[start..end])
-                {
+            for (src, datagram) in arena.take() {
+                let (from, msg) = match decode_from(shared, &self.replicas, src, &datagram) {
                     Ok(decoded) => decoded,
                     Err(reason) => {
                         self.counters.add(reason, 1);

@@ -34,8 +34,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use wire::control::{Stage, ThreadSpec};
-use wire::{Addr, ClientId, ReplicaId};
+use wire::{Addr, Bytes, ClientId, ReplicaId};
 
+use super::arena::Arena;
 use super::faults::NodeFaults;
 use super::{
     Deployable, Idler, ReplicaSetup, RunShared, Running, STAGE_BATCH_MAX, STAGE_QUEUE_MAX,
@@ -407,27 +408,6 @@ impl<H: SharedState> Encoder<'_, H> {
     }
 }
 
-/// Datagrams received in one `recv` call, copied into one buffer so the
-/// transport's buffers can be reused before they are processed.
-#[derive(Default)]
-struct Arena {
-    bytes: Vec<u8>,
-    datagrams: Vec<(SocketAddr, usize, usize)>,
-}
-
-impl Arena {
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.datagrams.clear();
-    }
-
-    fn push(&mut self, src: SocketAddr, bytes: &[u8]) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(bytes);
-        self.datagrams.push((src, start, self.bytes.len()));
-    }
-}
-
 /// Every stage on one thread: receive, decode, handle, encode and send in one
 /// pass, with no channels.
 fn single_thread<S: State>(
@@ -448,7 +428,7 @@ fn single_thread<S: State>(
         faults: &faults,
     };
     let mut counters = Counters::default();
-    let mut arena = Arena::default();
+    let mut arena = Arena::new();
     // `commit`: also make the batch's durable writes durable and send what
     // waited for them (once per batch, not once per message).
     let mut send_all = |core: &mut ProtocolCore<S>,
@@ -471,15 +451,14 @@ fn single_thread<S: State>(
     send_all(&mut core, &mut transport, &mut counters, true)?;
     transport.flush()?;
     while !run.stopping() {
-        arena.clear();
         let received = transport.recv(|src, bytes| {
             if faults.accept(src, &replicas, bytes) {
                 arena.push(src, bytes);
             }
         })?;
         core.tick();
-        for &(src, start, end) in &arena.datagrams {
-            match decode_from(shared, &replicas, src, &arena.bytes[start..end]) {
+        for (src, datagram) in arena.take() {
+            match decode_from(shared, &replicas, src, &datagram) {
                 Ok((from, msg)) => core.on_message(src, from, msg),
                 Err(reason) => counters.add(reason, 1),
             }
@@ -509,8 +488,9 @@ fn single_thread<S: State>(
     })
 }
 
-/// A datagram on its way from Receive to Verify.
-type Inbound = (SocketAddr, Vec<u8>);
+/// A datagram on its way from Receive to Verify: a slice of the receive
+/// stage's buffer ([`Arena`]).
+type Inbound = (SocketAddr, Bytes);
 
 /// A decoded message on its way from Verify to Protocol.
 type Decoded<M> = (SocketAddr, Addr, M);
@@ -684,6 +664,7 @@ impl<S: State> PipelineThread<S> {
         me: SocketAddr,
     ) -> io::Result<ThreadTotals> {
         let mut counters = Counters::default();
+        let mut arena = Arena::new();
         let faults = Arc::clone(&run.faults);
         let mut sender = Encoder {
             shared,
@@ -703,9 +684,12 @@ impl<S: State> PipelineThread<S> {
             if let (Some(out), Some(transport)) = (&self.receive, &mut self.transport) {
                 let received = transport.recv(|src, bytes| {
                     if faults.accept(src, replicas, bytes) {
-                        out.push((src, bytes.to_vec()), &mut counters);
+                        arena.push(src, bytes);
                     }
                 })?;
+                for inbound in arena.take() {
+                    out.push(inbound, &mut counters);
+                }
                 if received > 0 {
                     out.wake();
                     progress = true;
