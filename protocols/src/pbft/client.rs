@@ -44,7 +44,7 @@ pub struct Client {
     /// Replies to the outstanding request, at most one per replica (the
     /// latest): n entries at most, found by a scan. `true` for an eviction
     /// notice. Cleared, not freed, from one request to the next.
-    replies: Vec<(ReplicaId, (View, Vec<u8>, bool))>,
+    replies: Vec<(ReplicaId, View, Vec<u8>, bool)>,
     /// The views of the replies that match the latest: room kept for
     /// counting them at every reply.
     views: Vec<View>,
@@ -130,18 +130,18 @@ impl Client {
             ctx.drop_message("client: reply to another request");
             return;
         }
-        let entry = (reply.view, reply.result.clone(), evicted);
-        match self.replies.iter_mut().find(|(r, _)| *r == reply.replica) {
-            Some((_, latest)) => *latest = entry,
-            None => self.replies.push((reply.replica, entry)),
+        let entry = (reply.replica, reply.view, reply.result.clone(), evicted);
+        match self.replies.iter_mut().find(|(r, ..)| *r == reply.replica) {
+            Some(latest) => *latest = entry,
+            None => self.replies.push(entry),
         }
         let views = &mut self.views;
         views.clear();
         views.extend(
             self.replies
                 .iter()
-                .filter(|(_, (_, result, e))| *result == reply.result && *e == evicted)
-                .map(|(_, (view, _, _))| *view),
+                .filter(|(_, _, result, e)| *result == reply.result && *e == evicted)
+                .map(|(_, view, _, _)| *view),
         );
         if views.len() <= self.config.f {
             return;
