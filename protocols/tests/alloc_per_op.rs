@@ -18,11 +18,15 @@
 //! One allocation per operation, or per hundred, breaks the bound within the
 //! first few thousand operations of the window.
 //!
-//! Then PBFT with n = 4 (each replica on one thread, the same clients, the
-//! default transport), whose allocations per operation are printed, not
-//! asserted: its replicas build batches, certificates and logs as the
-//! protocol goes, and its messages copy what they carry out of the datagram
-//! (see `wire::payload`); this is the figure to watch.
+//! Then two runs whose allocations per operation are printed, not asserted:
+//! the unreplicated server with its stages on three threads (receive and
+//! verify, protocol, send), where a receive buffer still held by datagrams
+//! in the verify stage's queue when it fills is replaced by a new one (one
+//! allocation per buffer's worth of datagrams, `runtime::deploy::ARENA_BYTES`),
+//! and PBFT with n = 4 (each replica on one thread, the same clients, the
+//! default transport), whose replicas build batches, certificates and logs
+//! as the protocol goes, and whose messages copy what they carry out of the
+//! datagram (see `wire::payload`): the figure to watch.
 //!
 //! Everything runs with spin-then-block idling, so it works with more
 //! threads than cores (two cores run PBFT's five threads here). With
@@ -49,7 +53,7 @@ use runtime::deploy::{
 };
 use runtime::net::Transport;
 use runtime::{ClientId, ReplicaId, Rng};
-use wire::control::{Idle, Load, ThreadMap, TransportKind};
+use wire::control::{Idle, Load, Stage, ThreadMap, ThreadSpec, TransportKind};
 
 use common::{LOCALHOST, free_addrs};
 
@@ -91,7 +95,9 @@ fn main() {
 
     for &kind in &kinds {
         let name = format!("unreplicated, {kind:?}");
-        let window = measure(&name, WINDOW_OPS_MIN, backtraces, || unreplicated(kind));
+        let window = measure(&name, WINDOW_OPS_MIN, backtraces, || {
+            unreplicated(kind, ThreadMap::single(None))
+        });
         if backtraces.is_none() {
             assert!(
                 window.ops >= CHECKED_OPS_MIN,
@@ -108,6 +114,12 @@ fn main() {
             );
         }
     }
+    measure(
+        "unreplicated, pipelined server, Auto",
+        WINDOW_OPS_MIN,
+        backtraces,
+        || unreplicated(TransportKind::Auto, pipeline()),
+    );
     measure("pbft n = 4, Auto", PBFT_WINDOW_OPS, backtraces, pbft);
 }
 
@@ -218,7 +230,23 @@ fn clients_setup(replicas: Vec<SocketAddr>, transport: TransportKind) -> Clients
     }
 }
 
-fn unreplicated(transport: TransportKind) -> System {
+/// The replica's stages on three threads: receive and verify, protocol,
+/// send.
+fn pipeline() -> ThreadMap {
+    let thread = |stages: &[Stage]| ThreadSpec {
+        stages: stages.to_vec(),
+        core: None,
+    };
+    ThreadMap {
+        threads: vec![
+            thread(&[Stage::Receive, Stage::Verify]),
+            thread(&[Stage::Protocol]),
+            thread(&[Stage::Send]),
+        ],
+    }
+}
+
+fn unreplicated(transport: TransportKind, threads: ThreadMap) -> System {
     use protocols::unreplicated::{Client, Codec, Server};
     let server = spawn_replica(
         Server::new(Box::new(NullApp)),
@@ -227,14 +255,16 @@ fn unreplicated(transport: TransportKind) -> System {
             id: ReplicaId(0),
             // Port 0: the kernel picks; `local_addrs` says which.
             replicas: vec![SocketAddr::new(LOCALHOST, 0)],
-            threads: ThreadMap::single(None),
+            threads,
             idle: IDLE,
             transport,
             link: Default::default(),
         },
     )
     .expect("the server starts");
-    assert_eq!(server.transport(), transport);
+    if transport != TransportKind::Auto {
+        assert_eq!(server.transport(), transport);
+    }
     let clients = spawn_clients(
         Arc::new(|id| Client::new(id, RESEND)),
         Arc::new(Codec),

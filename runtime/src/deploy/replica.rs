@@ -664,7 +664,8 @@ impl<S: State> PipelineThread<S> {
         me: SocketAddr,
     ) -> io::Result<ThreadTotals> {
         let mut counters = Counters::default();
-        let mut arena = Arena::new();
+        // The receive stage's buffer, where it runs.
+        let mut arena = self.receive.as_ref().map(|_| Arena::new());
         let faults = Arc::clone(&run.faults);
         let mut sender = Encoder {
             shared,
@@ -681,7 +682,9 @@ impl<S: State> PipelineThread<S> {
         }
         while !run.stopping() {
             let mut progress = false;
-            if let (Some(out), Some(transport)) = (&self.receive, &mut self.transport) {
+            if let (Some(out), Some(transport), Some(arena)) =
+                (&self.receive, &mut self.transport, &mut arena)
+            {
                 let received = transport.recv(|src, bytes| {
                     if faults.accept(src, replicas, bytes) {
                         arena.push(src, bytes);
