@@ -2,7 +2,8 @@
 //!
 //! Each client thread owns one socket and a slice of the clients, each on
 //! the one driver core ([`crate::driver::Core`], with the thread's random
-//! stream; what a client sends is encoded into one reusable buffer per
+//! stream; what a client sends to one replica is encoded straight into the
+//! transport's send batch, what it sends to all into one reusable buffer per
 //! thread, and its durable writes are counted and forgotten). Replies are
 //! handed to the client they are for ([`Client::recipient`]); one timer heap
 //! serves every client on the thread. Closed loop: a client issues its next
@@ -532,23 +533,27 @@ impl<C: Client> ClientThread<C> {
             if result.is_err() {
                 return Ok(()); // The thread stops with the error.
             }
-            let to = match dest {
+            let sent = match dest {
+                // To one replica: encoded straight into the send batch.
                 Dest::To(Addr::Replica(ReplicaId(i))) => match replicas.get(usize::from(i)) {
-                    Some(addr) => std::slice::from_ref(addr),
+                    Some(&addr) => transport.send_with(addr, |buf| shared.encode(&msg, buf)),
                     None => return Err(DropReason("clients: send to no such replica")),
                 },
-                Dest::Replicas => &replicas[..],
+                // To all: encoded once, copied to each.
+                Dest::Replicas => {
+                    buf.clear();
+                    shared.encode(&msg, buf)?;
+                    replicas
+                        .iter()
+                        .try_for_each(|&addr| transport.send(addr, buf))
+                        .map(Ok)
+                }
                 Dest::To(Addr::Client(_)) => return Err(DropReason("clients: send to a client")),
             };
-            buf.clear();
-            shared.encode(&msg, buf)?;
-            for &addr in to {
-                if let Err(error) = transport.send(addr, buf) {
-                    result = Err(error);
-                    break;
-                }
-            }
-            Ok(())
+            sent.unwrap_or_else(|error| {
+                result = Err(error);
+                Ok(())
+            })
         });
         result
     }

@@ -13,8 +13,11 @@
 //! sleep.
 //!
 //! With every stage on one thread there are no channels: a received datagram
-//! is decoded, handled and answered in one pass, each message encoded into
-//! one reusable buffer and queued on the socket from there.
+//! is decoded, handled and answered in one pass, each message to one
+//! destination encoded straight into the transport's send batch
+//! ([`Transport::send_with`]), one to every replica into one reusable buffer
+//! and queued for each from there. The send stage of a pipeline does the
+//! same.
 //!
 //! The protocol stage drives the state through the one driver core
 //! ([`crate::driver::Driver`]); what it adds is the replica's clock (read
@@ -377,6 +380,13 @@ impl<H: SharedState> Encoder<'_, H> {
         target: Target,
         msg: &H::Outbound,
     ) -> io::Result<()> {
+        if let (Target::One(addr), false) = (target, self.faults.active()) {
+            // Encoded straight into the send batch.
+            if let Err(reason) = transport.send_with(addr, |buf| self.shared.encode(msg, buf))? {
+                counters.add(reason.0, 1);
+            }
+            return Ok(());
+        }
         self.buf.clear();
         if let Err(reason) = self.shared.encode(msg, &mut self.buf) {
             counters.add(reason.0, 1);
