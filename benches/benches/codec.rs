@@ -3,7 +3,7 @@
 //! serde layer with the same configuration.
 //!
 //! This is the evidence for the choice documented in `wire/src/codec.rs`. Both
-//! paths produce the same bytes for `Message`, so the comparison is like for
+//! paths produce the same bytes for `Request`, so the comparison is like for
 //! like; for `Signed<Request>` the serde path writes one byte more (the
 //! signature goes through `serde_bytes`, which adds a length prefix, where the
 //! native derive writes the fixed-size array as is).
@@ -17,7 +17,6 @@ use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use wire::client::Request;
-use wire::unreplicated::Message;
 use wire::{ClientId, MESSAGE_SIZE_MAX, SecretKey, Signed, Signer};
 
 /// The serde path's configuration: the same as the codec's (`wire::codec`
@@ -33,8 +32,7 @@ fn codec(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
 
     for op_size in OP_SIZES {
-        let msg = Message::Request(request(op_size));
-        bench_message(&mut group, &format!("op{op_size}"), &msg, 0);
+        bench_message(&mut group, &format!("op{op_size}"), &request(op_size), 0);
     }
 
     // A signed request of the smaller size: the envelope a client signs and a

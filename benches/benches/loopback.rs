@@ -94,7 +94,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use nix::sys::socket::{SockaddrIn, getsockopt, setsockopt, sockopt};
 use protocols::app::NullApp;
-use protocols::unreplicated::{Client, ClientTimer, Codec, Server};
+use protocols::unreplicated::{Client, ClientTimer, Codec, Outbound, Server};
 use runtime::actor::Outbox;
 use runtime::deploy::{
     ClientsSetup, ReplicaSetup, Running, client_slot_bytes, latency_histogram, spawn_clients,
@@ -103,7 +103,6 @@ use runtime::deploy::{
 use runtime::net::counter;
 use runtime::{Addr, ClientId, Context, Dest, ReplicaId, Rng, SharedState, State, Time};
 use wire::control::{Idle, Load, ThreadMap, TransportKind};
-use wire::unreplicated::Message;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const SERVER_CORE: u32 = 0;
@@ -667,7 +666,7 @@ fn spawn_unreplicated_clients(
     spawn_clients(
         Arc::new(|id| Client::new(id, RESEND_INTERVAL)),
         Arc::new(Codec),
-        Arc::new(|_seed| Box::new(|_rng: &mut Rng| vec![0u8; OP_LEN])),
+        Arc::new(|_seed| Box::new(|_: &mut Rng, op: &mut Vec<u8>| op.resize(OP_LEN, 0))),
         ClientsSetup {
             first_id: ClientId(1),
             count: clients,
@@ -1196,12 +1195,15 @@ fn report_client_memory(config: &Config) -> io::Result<()> {
     );
     // What the blocks are: a `Vec` keeps room for 4 elements after its
     // first push, and the outbox's are drained, not freed.
-    let sends_capacity = 4 * size_of::<(Dest, Message)>();
+    let sends_capacity = 4 * size_of::<(Dest, Outbound)>();
+    // The request it keeps to retransmit, shared with the outbox: two
+    // reference counts, then the request.
+    let request_bytes = 16 + size_of::<wire::client::Request>();
     let timers_capacity = 4 * size_of::<(ClientTimer, Time)>();
     println!(
         "  heap it points to                            {:>5} B  ({} B asked in {} blocks, as malloc chunks: \
-         the outstanding op ({OP_LEN} B), the outbox's emptied send vector ({sends_capacity} B), \
-         its armed-timer vector ({timers_capacity} B))",
+         the outstanding request ({request_bytes} B) and its op ({OP_LEN} B), the outbox's \
+         emptied send vector ({sends_capacity} B), its armed-timer vector ({timers_capacity} B))",
         heap.chunk_bytes, heap.requested_bytes, heap.blocks
     );
     println!(
@@ -1235,13 +1237,13 @@ fn waiting_client_heap() -> heap::Usage {
     let counting = heap::Counting::start();
     let id = ClientId(1);
     let mut client = Client::new(id, RESEND_INTERVAL);
-    let mut outbox: Outbox<Message, ClientTimer> = Outbox::default();
+    let mut outbox: Outbox<Outbound, ClientTimer> = Outbox::default();
     let me = Addr::Client(id);
     client.on_start(&mut Context::new(Time::ZERO, me, &mut outbox, &mut rng));
-    let op = vec![0u8; OP_LEN];
+    let op = [0u8; OP_LEN];
     runtime::Client::invoke(
         &mut client,
-        op,
+        &op,
         &mut Context::new(Time::ZERO, me, &mut outbox, &mut rng),
     );
     for (_, msg) in outbox.sends.drain(..) {

@@ -3,7 +3,10 @@
 //! The runtime asks [`op_factory`] for one generator per client thread and
 //! calls it with the thread's random stream whenever a client is ready for
 //! its next operation. Generators draw everything from that stream, so a
-//! thread's workload is as reproducible as its seed.
+//! thread's workload is as reproducible as its seed. They write each
+//! operation into the thread's one operation buffer and keep what they build
+//! it from (a key, a value) in buffers of their own, so that drawing an
+//! operation allocates nothing once the buffers have grown.
 //!
 //! - `Null { op_size }`: `op_size` zero bytes; the null application ignores
 //!   them, so only their size matters.
@@ -17,10 +20,11 @@
 //!   [`wire::history::TAG_BYTES`] long. Other keys cost a binary search of the
 //!   few sampled ones.
 
+use std::io::Write as _;
 use std::sync::Arc;
 
 use runtime::Rng;
-use runtime::deploy::{NextOp, OpFactory, OpSource};
+use runtime::deploy::{OpFactory, OpSource};
 use wire::control::{KeyDistribution, KvWorkload, Workload};
 use wire::kv::Op;
 
@@ -36,7 +40,7 @@ pub fn op_factory(workload: &Workload) -> OpFactory {
             let op = wire::control::null_op(*op_size as usize, *reply_size);
             Arc::new(move |_thread| {
                 let op = op.clone();
-                Box::new(move |_rng: &mut Rng| op.clone())
+                Box::new(move |_: &mut Rng, out: &mut Vec<u8>| out.extend_from_slice(&op))
             })
         }
         Workload::Kv(kv) => {
@@ -46,6 +50,8 @@ pub fn op_factory(workload: &Workload) -> OpFactory {
                     ops: ops.clone(),
                     tag,
                     sampled_puts: 0,
+                    key: Vec::new(),
+                    value: Vec::new(),
                 })
             })
         }
@@ -60,11 +66,26 @@ struct KvSource {
     tag: u64,
     /// Puts on sampled keys so far.
     sampled_puts: u64,
+    /// What the last operation was built from, reused for the next.
+    key: Vec<u8>,
+    value: Vec<u8>,
 }
 
 impl OpSource for KvSource {
-    fn next_op(&mut self, rng: &mut Rng) -> NextOp {
-        self.ops.next(rng, self.tag, &mut self.sampled_puts)
+    /// The next operation (see [`KvOps::next`]), built from the source's
+    /// key and value buffers, which it takes back once the operation is
+    /// encoded.
+    fn next_op(&mut self, rng: &mut Rng, out: &mut Vec<u8>) -> bool {
+        let (key, value) = (&mut self.key, &mut self.value);
+        let (op, recorded) = self
+            .ops
+            .next(rng, self.tag, &mut self.sampled_puts, key, value);
+        wire::codec::encode(&op, out).expect("validated: a key-value op fits in a datagram");
+        match op {
+            Op::Put { key, value } => (self.key, self.value) = (key, value),
+            Op::Get { key } | Op::Delete { key } => self.key = key,
+        }
+        recorded
     }
 }
 
@@ -95,16 +116,30 @@ impl KvOps {
         }
     }
 
-    /// The next operation; a put on a sampled key takes the value
-    /// `tagged_value(tag, *sampled_puts)` and counts itself.
-    fn next(&self, rng: &mut Rng, tag: u64, sampled_puts: &mut u64) -> NextOp {
+    /// The next operation, with whether the history records it (it is on
+    /// a sampled key), its key and value built in the buffers `key` and
+    /// `value` (taken: the caller takes them back from the operation); a
+    /// put on a sampled key takes the value `tagged_value(tag,
+    /// *sampled_puts)` and counts itself.
+    fn next(
+        &self,
+        rng: &mut Rng,
+        tag: u64,
+        sampled_puts: &mut u64,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+    ) -> (Op, bool) {
         let index = self.keys.sample(rng);
         let recorded = self.sampled.binary_search(&index).is_ok();
-        let key = format!("k{index}").into_bytes();
+        let mut key = std::mem::take(key);
+        key.clear();
+        write!(key, "k{index}").expect("writing to a vector cannot fail");
         let op = if rng.chance(self.read_ratio) {
             Op::Get { key }
         } else {
-            let mut value = vec![0; self.value_size];
+            let mut value = std::mem::take(value);
+            value.clear();
+            value.resize(self.value_size, 0);
             // Drawn for sampled keys too, so the stream of draws does not
             // depend on which keys are sampled.
             rng.fill(&mut value);
@@ -114,11 +149,7 @@ impl KvOps {
             }
             Op::Put { key, value }
         };
-        NextOp {
-            op: wire::codec::encode_to_vec(&op)
-                .expect("validated: a key-value op fits in a datagram"),
-            recorded,
-        }
+        (op, recorded)
     }
 }
 
@@ -203,8 +234,9 @@ mod tests {
         let mut rng = Rng::new(1);
         (0..count)
             .map(|_| {
-                let next = ops.next_op(&mut rng);
-                (wire::decode(&next.op).unwrap(), next.recorded)
+                let mut op = Vec::new();
+                let recorded = ops.next_op(&mut rng, &mut op);
+                (wire::decode(&op).unwrap(), recorded)
             })
             .collect()
     }
@@ -221,14 +253,17 @@ mod tests {
             reply_size: 0,
         })(3);
         let mut rng = Rng::new(1);
-        let next = ops.next_op(&mut rng);
-        assert_eq!(next.op, vec![0; 32]);
-        assert!(!next.recorded, "null ops have no history");
+        let mut op = Vec::new();
+        let recorded = ops.next_op(&mut rng, &mut op);
+        assert_eq!(op, vec![0; 32]);
+        assert!(!recorded, "null ops have no history");
         let mut ops = op_factory(&Workload::Null {
             op_size: 0,
             reply_size: 0,
         })(3);
-        assert!(ops.next_op(&mut rng).op.is_empty());
+        op.clear();
+        ops.next_op(&mut rng, &mut op);
+        assert!(op.is_empty());
     }
 
     #[test]

@@ -61,12 +61,14 @@
 //! acknowledged writes is beyond this model (the seeded runs' `beyond`
 //! profile does it).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bincode::Encode;
 use runtime::durable::Stored;
 use runtime::{Addr, ClientId, Context, DropReason, ReplicaId, SharedState, Source, State};
-use wire::client::{Reply, Request};
-use wire::unreplicated::Message;
+use wire::unreplicated::{Message, Reply, Request};
+use wire::{Bytes, Payload};
 
 use crate::app::{App, Position};
 use crate::common::{Admission, ClientTable, Retransmit};
@@ -149,6 +151,16 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// What the baseline's nodes send, their bytes in vectors: the server's
+/// replies, and a client's request, which the client shares with its
+/// outbox (see [`Client`]). Encoded as the [`Message`] of the same variant,
+/// which is what arrives.
+#[derive(Clone, Debug, PartialEq, Eq, Encode)]
+pub enum Outbound {
+    Request(Arc<Request<Vec<u8>>>),
+    Reply(Reply<Vec<u8>>),
+}
+
 /// The server has no timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerTimer {}
@@ -191,7 +203,7 @@ impl Server {
     }
 
     /// Admits a request the client table does not know: a new client.
-    fn register(&mut self, client_id: ClientId, ctx: &mut Context<'_, Message, ServerTimer>) {
+    fn register(&mut self, client_id: ClientId, ctx: &mut Context<'_, Outbound, ServerTimer>) {
         let (_, evicted) = self
             .client_table
             .register(client_id, (), SESSION)
@@ -208,7 +220,7 @@ impl Server {
         client_id: ClientId,
         request_num: u64,
         op: &[u8],
-        ctx: &mut Context<'_, Message, ServerTimer>,
+        ctx: &mut Context<'_, Outbound, ServerTimer>,
     ) {
         let Some(wal) = &mut self.durable else {
             return;
@@ -247,7 +259,7 @@ impl Server {
         ctx.count("durable: snapshots");
     }
 
-    fn on_request(&mut self, request: Request, ctx: &mut Context<'_, Message, ServerTimer>) {
+    fn on_request(&mut self, request: Request, ctx: &mut Context<'_, Outbound, ServerTimer>) {
         let Request {
             client_id,
             request_num,
@@ -269,7 +281,7 @@ impl Server {
                     request_num,
                     result: result.to_vec(),
                 };
-                ctx.send(client, Message::Reply(reply));
+                ctx.send(client, Outbound::Reply(reply));
                 return;
             }
             Admission::Execute => {}
@@ -283,7 +295,7 @@ impl Server {
             result: result.clone(),
         };
         if planted::is(bugs::REPLY_BEFORE_LOG) {
-            ctx.send(client, Message::Reply(reply.clone()));
+            ctx.send(client, Outbound::Reply(reply.clone()));
         }
         if planted::is(bugs::SNAPSHOT_BEFORE_RECORD) {
             self.log(client_id, request_num, &op, ctx);
@@ -299,14 +311,14 @@ impl Server {
             self.log(client_id, request_num, &op, ctx);
         }
         if !planted::is(bugs::REPLY_BEFORE_LOG) {
-            ctx.send(client, Message::Reply(reply));
+            ctx.send(client, Outbound::Reply(reply));
         }
     }
 }
 
 impl State for Server {
     type Message = Message;
-    type Outbound = Message;
+    type Outbound = Outbound;
     type Timer = ServerTimer;
     type Shared = Codec;
 
@@ -314,7 +326,7 @@ impl State for Server {
     /// snapshot restored, then the logged requests executed again in order,
     /// without replies. Durable state this server did not write (a server
     /// not in durable mode) is ignored: it starts afresh.
-    fn on_recover(&mut self, stored: &Stored, ctx: &mut Context<'_, Message, ServerTimer>) {
+    fn on_recover(&mut self, stored: &Stored, ctx: &mut Context<'_, Outbound, ServerTimer>) {
         if self.durable.is_none() {
             return;
         }
@@ -368,7 +380,7 @@ impl State for Server {
         &mut self,
         from: Addr,
         msg: Message,
-        ctx: &mut Context<'_, Message, ServerTimer>,
+        ctx: &mut Context<'_, Outbound, ServerTimer>,
     ) {
         match msg {
             Message::Request(request) => {
@@ -379,7 +391,7 @@ impl State for Server {
         }
     }
 
-    fn on_timer(&mut self, timer: ServerTimer, _ctx: &mut Context<'_, Message, ServerTimer>) {
+    fn on_timer(&mut self, timer: ServerTimer, _ctx: &mut Context<'_, Outbound, ServerTimer>) {
         match timer {}
     }
 }
@@ -390,9 +402,14 @@ pub struct Client {
     id: ClientId,
     /// When to retransmit the outstanding request.
     resend: Retransmit,
-    /// Number of the latest request sent; 0 before the first.
-    request_num: u64,
-    outstanding: Option<Request>,
+    /// The latest request sent (number 0 before the first), kept to be
+    /// retransmitted. Sending it shares it with the outbox, which copies
+    /// nothing; by the next operation the runtime has encoded that copy and
+    /// let go of it, so the request and its operation's buffer are reused
+    /// in place ([`Arc::make_mut`] allocates only if a copy is still held).
+    request: Arc<Request<Vec<u8>>>,
+    /// Whether `request` waits for its reply.
+    outstanding: bool,
     result: Option<Vec<u8>>,
 }
 
@@ -410,23 +427,27 @@ impl Client {
         Client {
             id,
             resend: Retransmit::new(resend_interval, RESEND_MAX),
-            request_num: 0,
-            outstanding: None,
+            request: Arc::new(Request {
+                client_id: id,
+                request_num: 0,
+                op: Vec::new(),
+            }),
+            outstanding: false,
             result: None,
         }
     }
 
-    fn on_reply(&mut self, reply: Reply, ctx: &mut Context<'_, Message, ClientTimer>) {
-        let Some(request) = &self.outstanding else {
+    fn on_reply(&mut self, reply: Reply, ctx: &mut Context<'_, Outbound, ClientTimer>) {
+        if !self.outstanding {
             ctx.drop_message("client: reply with nothing outstanding");
             return;
-        };
-        if reply.client_id != self.id || reply.request_num != request.request_num {
+        }
+        if reply.client_id != self.id || reply.request_num != self.request.request_num {
             ctx.drop_message("client: reply to another request");
             return;
         }
-        self.outstanding = None;
-        self.result = Some(reply.result);
+        self.outstanding = false;
+        self.result = Some(reply.result.to_vec());
         self.resend.complete(ctx.now());
         ctx.cancel_timer(ClientTimer::Resend);
     }
@@ -434,7 +455,7 @@ impl Client {
 
 impl State for Client {
     type Message = Message;
-    type Outbound = Message;
+    type Outbound = Outbound;
     type Timer = ClientTimer;
     type Shared = Codec;
 
@@ -442,7 +463,7 @@ impl State for Client {
         &mut self,
         from: Addr,
         msg: Message,
-        ctx: &mut Context<'_, Message, ClientTimer>,
+        ctx: &mut Context<'_, Outbound, ClientTimer>,
     ) {
         match msg {
             Message::Reply(reply) if from == SERVER => self.on_reply(reply, ctx),
@@ -451,14 +472,14 @@ impl State for Client {
         }
     }
 
-    fn on_timer(&mut self, timer: ClientTimer, ctx: &mut Context<'_, Message, ClientTimer>) {
+    fn on_timer(&mut self, timer: ClientTimer, ctx: &mut Context<'_, Outbound, ClientTimer>) {
         match timer {
             ClientTimer::Resend => {
-                let Some(request) = &self.outstanding else {
+                if !self.outstanding {
                     return; // Spurious: the reply came first.
-                };
+                }
                 ctx.count("client: retransmission");
-                ctx.send(SERVER, Message::Request(request.clone()));
+                ctx.send(SERVER, Outbound::Request(Arc::clone(&self.request)));
                 ctx.set_timer(ClientTimer::Resend, self.resend.backoff());
             }
         }
@@ -466,18 +487,16 @@ impl State for Client {
 }
 
 impl runtime::Client for Client {
-    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Message, ClientTimer>) {
-        assert!(self.outstanding.is_none(), "one operation at a time");
-        self.request_num += 1;
-        let request = Request {
-            client_id: self.id,
-            request_num: self.request_num,
-            op,
-        };
+    fn invoke(&mut self, op: &[u8], ctx: &mut Context<'_, Outbound, ClientTimer>) {
+        assert!(!self.outstanding, "one operation at a time");
+        let request = Arc::make_mut(&mut self.request);
+        request.request_num += 1;
+        request.op.clear();
+        request.op.extend_from_slice(op);
+        self.outstanding = true;
         self.resend.begin(ctx.now());
-        ctx.send(SERVER, Message::Request(request.clone()));
+        ctx.send(SERVER, Outbound::Request(Arc::clone(&self.request)));
         ctx.set_timer(ClientTimer::Resend, self.resend.first());
-        self.outstanding = Some(request);
     }
 
     fn take_result(&mut self) -> Option<Vec<u8>> {
@@ -499,28 +518,48 @@ pub struct Codec;
 
 impl SharedState for Codec {
     type Message = Message;
-    type Outbound = Message;
+    type Outbound = Outbound;
 
+    /// Copies the operation or result out of `bytes`.
     fn decode(&self, _source: Source, bytes: &[u8]) -> Result<(Addr, Message), DropReason> {
-        let msg: Message = wire::decode(bytes)?;
-        let from = match &msg {
-            Message::Request(request) => Addr::Client(request.client_id),
-            Message::Reply(_) => SERVER,
-        };
-        Ok((from, msg))
+        let msg: Message<&[u8]> = wire::codec::decode_borrowed(bytes)?;
+        Ok(with_sender(msg.into_payloads(Payload::copy_from_slice)))
     }
 
-    fn encode(&self, msg: &Message, buf: &mut Vec<u8>) -> Result<(), DropReason> {
+    /// The operation or result is a slice of `datagram`: nothing is copied
+    /// or allocated (the server executes an operation and drops it, the
+    /// client copies a result out, so the receive buffer is soon reused).
+    fn decode_shared(
+        &self,
+        _source: Source,
+        datagram: &Bytes,
+    ) -> Result<(Addr, Message), DropReason> {
+        let msg: Message<&[u8]> = wire::codec::decode_borrowed(datagram)?;
+        Ok(with_sender(
+            msg.into_payloads(|bytes| Payload::slice_of(datagram, bytes)),
+        ))
+    }
+
+    fn encode(&self, msg: &Outbound, buf: &mut Vec<u8>) -> Result<(), DropReason> {
         Ok(wire::encode(msg, buf)?)
     }
 
     fn describe(&self, bytes: &[u8]) -> String {
-        match wire::decode::<Message>(bytes) {
+        match wire::codec::decode_borrowed::<Message<&[u8]>>(bytes) {
             Ok(Message::Request(r)) => format!("Request c{} #{}", r.client_id.0, r.request_num),
             Ok(Message::Reply(r)) => format!("Reply c{} #{}", r.client_id.0, r.request_num),
             Err(e) => format!("undecodable ({})", e.reason()),
         }
     }
+}
+
+/// `msg` with its sender: a request's client, or the server.
+fn with_sender(msg: Message) -> (Addr, Message) {
+    let from = match &msg {
+        Message::Request(request) => Addr::Client(request.client_id),
+        Message::Reply(_) => SERVER,
+    };
+    (from, msg)
 }
 
 /// The baseline's planted bugs (see [`crate::planted`]): durability bugs of
@@ -579,7 +618,7 @@ impl crate::registry::Kit for Kit {
     ) -> Result<runtime::deploy::Running, String> {
         use crate::registry::Start;
         use runtime::deploy;
-        let codec = std::sync::Arc::new(Codec);
+        let codec = Arc::new(Codec);
         let running = match node {
             Start::Replica {
                 app,
@@ -598,7 +637,7 @@ impl crate::registry::Kit for Kit {
                 resend, ops, setup, ..
             } => {
                 let make_client: deploy::ClientFactory<Client> =
-                    std::sync::Arc::new(move |id| Client::new(id, resend));
+                    Arc::new(move |id| Client::new(id, resend));
                 deploy::spawn_clients(make_client, codec, ops, setup)
             }
         };
@@ -624,5 +663,36 @@ impl crate::registry::Kit for Kit {
 
     fn planted(&self) -> &'static [planted::Bug] {
         bugs::ALL
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a node sends decodes as the message of the same variant.
+    #[test]
+    fn outbound_encodes_as_the_message() {
+        let request = Request {
+            client_id: ClientId(7),
+            request_num: 3,
+            op: b"op".to_vec(),
+        };
+        let reply = Reply {
+            client_id: ClientId(7),
+            request_num: 3,
+            result: b"result".to_vec(),
+        };
+        for (outbound, message) in [
+            (
+                Outbound::Request(Arc::new(request.clone())),
+                Message::Request(request),
+            ),
+            (Outbound::Reply(reply.clone()), Message::Reply(reply)),
+        ] {
+            let mut bytes = Vec::new();
+            Codec.encode(&outbound, &mut bytes).unwrap();
+            assert_eq!(bytes, wire::codec::encode_to_vec(&message).unwrap());
+        }
     }
 }

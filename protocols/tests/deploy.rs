@@ -226,11 +226,11 @@ fn replies_reach_clients_whose_ids_do_not_start_at_one() {
         Arc::new(|id| Client::new(id, Duration::from_millis(20))),
         Arc::new(Codec),
         Arc::new(|_| {
-            Box::new(|_: &mut Rng| {
-                wire::codec::encode_to_vec(&Op::Get {
+            Box::new(|_: &mut Rng, op: &mut Vec<u8>| {
+                let get = Op::Get {
                     key: b"none".to_vec(),
-                })
-                .unwrap()
+                };
+                wire::codec::encode(&get, op).unwrap();
             })
         }),
         setup,
@@ -253,9 +253,8 @@ fn replies_reach_clients_whose_ids_do_not_start_at_one() {
 fn a_durable_server_recovers_its_state_file_in_a_new_process() {
     use runtime::deploy::{DurableSetup, spawn_durable_replica};
     use runtime::durable::Sync;
-    use wire::client::Request;
     use wire::kv::OpResult;
-    use wire::unreplicated::Message;
+    use wire::unreplicated::{Message, Request};
 
     let dir = std::env::temp_dir().join(format!("unreplicated-durable-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -279,7 +278,7 @@ fn a_durable_server_recovers_its_state_file_in_a_new_process() {
             socket.send_to(&bytes, server).unwrap();
             let mut buf = [0; 2048];
             while let Ok((len, _)) = socket.recv_from(&mut buf) {
-                if let Ok(Message::Reply(reply)) = wire::decode(&buf[..len])
+                if let Ok(Message::<Vec<u8>>::Reply(reply)) = wire::decode(&buf[..len])
                     && reply.request_num == request_num
                 {
                     return wire::decode(&reply.result).unwrap();

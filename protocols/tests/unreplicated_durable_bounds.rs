@@ -6,14 +6,13 @@ use protocols::unreplicated::{SERVER, Server};
 use runtime::driver::Driver;
 use runtime::durable::Stored;
 use runtime::{Addr, ClientId, Rng, Time};
-use wire::client::Request;
-use wire::unreplicated::Message;
+use wire::unreplicated::{Message, Request};
 
 fn request(driver: &mut Driver<Server>, stored: &mut Stored, client: u64, num: u64, op: Vec<u8>) {
     let msg = Message::Request(Request {
         client_id: ClientId(client),
         request_num: num,
-        op,
+        op: op.into(),
     });
     driver.on_message(Time::ZERO, Addr::Client(ClientId(client)), msg);
     driver.drain(|_, _| Ok(()));

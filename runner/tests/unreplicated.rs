@@ -17,9 +17,8 @@ use std::time::Duration;
 use runner::experiment::Experiment;
 use runner::hosts::Host;
 use runner::run::{PointReports, RunningPoint};
-use wire::client::Request;
 use wire::control::{FinalReport, Idle, IntervalReport, TransportKind};
-use wire::unreplicated::Message;
+use wire::unreplicated::{Message, Request};
 use wire::{ClientId, MESSAGE_SIZE_MAX};
 
 const CLIENTS: u32 = 100;

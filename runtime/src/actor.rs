@@ -59,7 +59,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use wire::{Addr, DecodeError, EncodeError, ReplicaId};
+use wire::{Addr, Bytes, DecodeError, EncodeError, ReplicaId};
 
 use crate::durable::{KEY_BYTES_MAX, Stored, VALUE_BYTES_MAX, Write};
 use crate::rng::Rng;
@@ -140,7 +140,10 @@ pub trait State {
 /// handler call.
 pub trait Client: State {
     /// Starts operation `op` (opaque bytes the application understands).
-    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Self::Outbound, Self::Timer>);
+    /// The bytes are the caller's, reused for its next operation: a client
+    /// keeps what it needs of them (a request to retransmit) in buffers of
+    /// its own.
+    fn invoke(&mut self, op: &[u8], ctx: &mut Context<'_, Self::Outbound, Self::Timer>);
 
     /// The result of the outstanding operation, once, when it has completed.
     fn take_result(&mut self) -> Option<Vec<u8>>;
@@ -174,6 +177,19 @@ pub trait SharedState: Send + Sync {
     /// a replica other than `source` is dropped before its signature is
     /// checked (the runtime drops it anyway, see [`Source`]).
     fn decode(&self, source: Source, bytes: &[u8]) -> Result<(Addr, Self::Message), DropReason>;
+
+    /// [`SharedState::decode`], of a datagram the real runtime holds in a
+    /// shared receive buffer: a codec whose messages carry
+    /// [`Payload`](wire::Payload)s may make them slices of `datagram`
+    /// ([`Payload::slice_of`](wire::Payload::slice_of)) instead of copies,
+    /// so decoding allocates nothing. The default decodes as `decode` does.
+    fn decode_shared(
+        &self,
+        source: Source,
+        datagram: &Bytes,
+    ) -> Result<(Addr, Self::Message), DropReason> {
+        self.decode(source, datagram)
+    }
 
     /// Appends the encoding (signed, where the protocol signs) of `msg` to
     /// `buf`. On error `buf` is unchanged and the message is not sent.

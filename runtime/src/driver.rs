@@ -22,8 +22,9 @@
 //! outgoing `(Dest, S::Outbound)` by value to a sink the driver supplies,
 //! which resolves the destination and encodes it where the driver sends from
 //! (the simulator into one [`Packet`](crate::node::Packet) per message, the
-//! replica and the clients into one reusable buffer per thread that the
-//! transport copies into its send batch, the replica pipeline into the
+//! replica and the clients straight into the transport's send batch, or
+//! into one reusable buffer per thread that the transport copies to each
+//! destination of a message to every replica, the replica pipeline into the
 //! channel to its send stage). A sink that cannot send a message says why
 //! ([`DropReason`]), and the core counts it.
 //!
@@ -128,7 +129,7 @@ impl<S: State> Core<S> {
     }
 
     /// [`Client::invoke`].
-    pub fn invoke(&mut self, now: Time, me: Addr, rng: &mut Rng, op: Vec<u8>)
+    pub fn invoke(&mut self, now: Time, me: Addr, rng: &mut Rng, op: &[u8])
     where
         S: Client,
     {
@@ -324,7 +325,7 @@ impl<S: State> Driver<S> {
     }
 
     /// [`Client::invoke`].
-    pub fn invoke(&mut self, now: Time, op: Vec<u8>)
+    pub fn invoke(&mut self, now: Time, op: &[u8])
     where
         S: Client,
     {

@@ -71,7 +71,7 @@ pub trait Process {
     /// Starts a client operation. Only the simulator's clients are asked, and
     /// only when no operation of theirs is outstanding: calling it on another
     /// node is a harness bug.
-    fn invoke(&mut self, now: Time, op: Vec<u8>, out: &mut Vec<Packet>) {
+    fn invoke(&mut self, now: Time, op: &[u8], out: &mut Vec<Packet>) {
         let _ = (now, op, out);
         panic!("invoke on {}, which is not a client", self.addr());
     }
@@ -303,7 +303,7 @@ impl<S: Client> Process for ClientNode<S> {
         self.0.counters()
     }
 
-    fn invoke(&mut self, now: Time, op: Vec<u8>, out: &mut Vec<Packet>) {
+    fn invoke(&mut self, now: Time, op: &[u8], out: &mut Vec<Packet>) {
         self.0.driver.invoke(now, op);
         self.0.drain(out);
     }

@@ -1565,14 +1565,14 @@ impl State for EchoClient {
 }
 
 impl Client for EchoClient {
-    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Msg, Timer>) {
+    fn invoke(&mut self, op: &[u8], ctx: &mut Context<'_, Msg, Timer>) {
         assert!(
             self.outstanding.is_none() && self.result.is_none(),
             "invoked with an operation outstanding"
         );
         self.num += 1;
-        self.outstanding = Some(op.clone());
-        self.send_request(op, ctx);
+        self.outstanding = Some(op.to_vec());
+        self.send_request(op.to_vec(), ctx);
     }
 
     fn take_result(&mut self) -> Option<Vec<u8>> {

@@ -15,7 +15,7 @@
 //! are an error. Decoding bytes from the network never panics.
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
-use bincode::{Decode, Encode};
+use bincode::{BorrowDecode, Decode, Encode};
 
 /// Largest message we send or accept: the largest UDP payload over IPv4.
 pub const MESSAGE_SIZE_MAX: usize = 65_507;
@@ -126,6 +126,22 @@ pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
         return Err(DecodeError::TooLarge { len: bytes.len() });
     }
     let (msg, read) = bincode::decode_from_slice(bytes, CONFIG)?;
+    whole(msg, read, bytes)
+}
+
+/// Decodes exactly one `T` from `bytes`, with the same checks as
+/// [`decode`], for a `T` that borrows from them (`&[u8]` fields, see
+/// [`crate::payload`]).
+pub fn decode_borrowed<'a, T: BorrowDecode<'a, ()>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    if bytes.len() > MESSAGE_SIZE_MAX {
+        return Err(DecodeError::TooLarge { len: bytes.len() });
+    }
+    let (msg, read) = bincode::borrow_decode_from_slice(bytes, CONFIG)?;
+    whole(msg, read, bytes)
+}
+
+/// `msg`, if decoding it read all of `bytes`.
+fn whole<T>(msg: T, read: usize, bytes: &[u8]) -> Result<T, DecodeError> {
     if read != bytes.len() {
         return Err(DecodeError::TrailingBytes {
             trailing: bytes.len() - read,
@@ -138,8 +154,10 @@ pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
 mod tests {
     use super::*;
     use crate::ClientId;
-    use crate::client::Request;
-    use crate::unreplicated::Message;
+    use crate::unreplicated::{self, Request};
+
+    /// The baseline's messages, with their bytes in vectors.
+    type Message = unreplicated::Message<Vec<u8>>;
     use proptest::prelude::*;
 
     fn request() -> Message {
@@ -241,7 +259,7 @@ mod tests {
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode::<Message>(&bytes);
             let _ = decode::<crate::kv::Op>(&bytes);
-            let _ = decode::<crate::Signed<Request>>(&bytes);
+            let _ = decode::<crate::Signed<crate::client::Request>>(&bytes);
         }
 
         #[test]

@@ -20,6 +20,7 @@
 //! (no valid secp256k1 secret key starts so: they are below the group order)
 //! and a 0xFF prefix on the public key (no valid compressed point has it).
 
+use std::cell::RefCell;
 use std::fmt;
 
 use bincode::{Decode, Encode};
@@ -56,9 +57,23 @@ impl Digest {
     pub fn of_encoded<T: Encode>(value: &T) -> Result<Digest, EncodeError> {
         // Through a buffer: digests cover whole batches, which hash faster in
         // one piece than as bincode writes them (see `codec::encode_into`).
-        let mut buf = Vec::new();
-        codec::encode(value, &mut buf)?;
-        Ok(Digest::of(&buf))
+        // One buffer per thread, kept from one digest to the next: signing
+        // and checking hash every message, and a fresh vector grew several
+        // times for each.
+        thread_local! {
+            static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            codec::encode(value, &mut buf)?;
+            let digest = Digest::of(&buf);
+            if buf.capacity() > codec::MESSAGE_SIZE_MAX {
+                // A large state's digest: not kept for the next message.
+                *buf = Vec::new();
+            }
+            Ok(digest)
+        })
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`merkle`]: digests of large states, checkable a chunk at a time.
 //! - [`fields`]: messages described field by field, for the simulator's
 //!   structure-aware Byzantine mutations.
+//! - [`payload`]: bytes a message carries, shared with the buffer they were
+//!   received in rather than copied.
 //! - [`client`], [`kv`], [`unreplicated`], [`pbft`]: message types;
 //!   [`auth`]: requests and replies authenticated with MACs, which more
 //!   than one protocol uses.
@@ -30,6 +32,7 @@ pub mod history;
 pub mod hotstuff;
 pub mod kv;
 pub mod merkle;
+pub mod payload;
 pub mod pbft;
 pub mod registry;
 pub mod sim;
@@ -43,6 +46,7 @@ pub use codec::{DecodeError, EncodeError, MESSAGE_SIZE_MAX, decode, encode};
 pub use crypto::{
     CryptoError, Digest, Mac, MacKey, PublicKey, SecretKey, Signature, Signed, Signer, VerifyingKey,
 };
+pub use payload::{Bytes, Payload};
 
 /// Index of a replica in its group, `0..n`.
 #[derive(

@@ -1,9 +1,18 @@
 //! Messages of the unreplicated baseline: plain request / reply.
+//!
+//! They have the shape of [`crate::client`]'s [`Request`](crate::client::Request)
+//! and [`Reply`](crate::client::Reply), and the same encoding, with their
+//! bytes (the operation, the result) held as a type of the holder's choice
+//! (the `Decode` derive gives `BorrowDecode` too, for `&[u8]`):
+//! a [`Payload`] as decoded (a slice of the datagram it arrived in, when the
+//! runtime holds it in a shared buffer: see [`crate::payload`]), `&[u8]`
+//! while decoding borrows from the datagram, `Vec<u8>` as a node builds what
+//! it sends.
 
 use bincode::{Decode, Encode};
-use serde::{Deserialize, Serialize};
 
-use crate::client::{Reply, Request};
+use crate::ClientId;
+use crate::payload::Payload;
 use crate::registry::{ProtocolSpec, Replication, Tunable};
 
 /// The unreplicated baseline in the registry ([`crate::registry`]).
@@ -47,8 +56,52 @@ pub const SNAPSHOT_INTERVAL: Tunable = Tunable {
     max: 1 << 15,
 };
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
-pub enum Message {
-    Request(Request),
-    Reply(Reply),
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Message<B = Payload> {
+    Request(Request<B>),
+    Reply(Reply<B>),
+}
+
+/// A client's request: operation `op`, numbered `request_num` (1, 2, ...
+/// per client), so that the server executes each at most once.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Request<B = Payload> {
+    pub client_id: ClientId,
+    pub request_num: u64,
+    pub op: B,
+}
+
+/// The result of executing request `request_num` of client `client_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Reply<B = Payload> {
+    pub client_id: ClientId,
+    pub request_num: u64,
+    pub result: B,
+}
+
+impl<'a> Message<&'a [u8]> {
+    /// The message with its bytes (the operation or the result) as
+    /// `bytes` makes them: copies, or slices of the datagram they lie in.
+    pub fn into_payloads(self, bytes: impl FnOnce(&'a [u8]) -> Payload) -> Message {
+        match self {
+            Message::Request(Request {
+                client_id,
+                request_num,
+                op,
+            }) => Message::Request(Request {
+                client_id,
+                request_num,
+                op: bytes(op),
+            }),
+            Message::Reply(Reply {
+                client_id,
+                request_num,
+                result,
+            }) => Message::Reply(Reply {
+                client_id,
+                request_num,
+                result: bytes(result),
+            }),
+        }
+    }
 }

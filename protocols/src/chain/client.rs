@@ -154,14 +154,14 @@ impl State for Client {
 }
 
 impl runtime::Client for Client {
-    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Ctx<'_, '_>) {
+    fn invoke(&mut self, op: &[u8], ctx: &mut Ctx<'_, '_>) {
         assert!(self.outstanding.is_none(), "one operation at a time");
         self.request_num += 1;
-        let query = (self.read_only)(&op);
+        let query = (self.read_only)(op);
         let request = Request {
             client_id: self.id,
             request_num: self.request_num,
-            op,
+            op: op.to_vec(),
         };
         self.outstanding = Some((request, query));
         self.resend.begin(ctx.now());

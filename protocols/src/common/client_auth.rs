@@ -154,16 +154,16 @@ impl ClientAuth {
         let Keys::Client { clients, .. } = &self.keys else {
             return Err(DropReason("encode: a replica sends no requests"));
         };
+        // Read, not cloned: the keys stay in the table while their MACs are
+        // computed.
+        let clients = clients.read().expect("not poisoned");
         let (key, keys) = clients
-            .read()
-            .expect("not poisoned")
             .get(&request.client_id)
-            .cloned()
             .ok_or(DropReason("encode: no such client"))?;
         let mut auth = AuthRequest {
             session,
             request: request.clone(),
-            key,
+            key: *key,
             auth: Vec::new(),
         };
         let bytes = wire::codec::encode_to_vec(&auth.authenticated())

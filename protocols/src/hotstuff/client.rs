@@ -207,18 +207,18 @@ impl State for Client {
 }
 
 impl runtime::Client for Client {
-    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Ctx<'_, '_>) {
+    fn invoke(&mut self, op: &[u8], ctx: &mut Ctx<'_, '_>) {
         assert!(self.outstanding.is_none(), "one operation at a time");
         self.resend.begin(ctx.now());
         match self.session {
-            Session::Open(_) => self.invoke_registered(op, ctx),
+            Session::Open(_) => self.invoke_registered(op.to_vec(), ctx),
             Session::Unregistered => {
                 let registration = Request {
                     client_id: self.id,
                     request_num: 0,
                     op: Vec::new(),
                 };
-                self.queued = Some(op);
+                self.queued = Some(op.to_vec());
                 self.send(registration, ctx);
             }
             Session::Evicted => panic!("an evicted client is asked for no more operations"),

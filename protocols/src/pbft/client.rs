@@ -11,7 +11,6 @@
 //! know whether its last request executed before the eviction, so it must not
 //! send it again under a new session.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,8 +42,12 @@ pub struct Client {
     /// The operation invoked while the client was registering.
     queued: Option<Vec<u8>>,
     /// Replies to the outstanding request, at most one per replica (the
-    /// latest): n entries at most. `true` for an eviction notice.
-    replies: BTreeMap<ReplicaId, (View, Vec<u8>, bool)>,
+    /// latest): n entries at most, found by a scan. `true` for an eviction
+    /// notice. Cleared, not freed, from one request to the next.
+    replies: Vec<(ReplicaId, View, Vec<u8>, bool)>,
+    /// The views of the replies that match the latest: room kept for
+    /// counting them at every reply.
+    views: Vec<View>,
     result: Option<Vec<u8>>,
 }
 
@@ -76,7 +79,8 @@ impl Client {
             request_num: 0,
             outstanding: None,
             queued: None,
-            replies: BTreeMap::new(),
+            replies: Vec::new(),
+            views: Vec::new(),
             result: None,
         }
     }
@@ -126,14 +130,19 @@ impl Client {
             ctx.drop_message("client: reply to another request");
             return;
         }
-        self.replies
-            .insert(reply.replica, (reply.view, reply.result.clone(), evicted));
-        let mut views: Vec<View> = self
-            .replies
-            .values()
-            .filter(|(_, result, e)| *result == reply.result && *e == evicted)
-            .map(|(view, _, _)| *view)
-            .collect();
+        let entry = (reply.replica, reply.view, reply.result.clone(), evicted);
+        match self.replies.iter_mut().find(|(r, ..)| *r == reply.replica) {
+            Some(latest) => *latest = entry,
+            None => self.replies.push(entry),
+        }
+        let views = &mut self.views;
+        views.clear();
+        views.extend(
+            self.replies
+                .iter()
+                .filter(|(_, _, result, e)| *result == reply.result && *e == evicted)
+                .map(|(_, view, _, _)| *view),
+        );
         if views.len() <= self.config.f {
             return;
         }
@@ -225,11 +234,11 @@ impl State for Client {
 }
 
 impl runtime::Client for Client {
-    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Outbound, ClientTimer>) {
+    fn invoke(&mut self, op: &[u8], ctx: &mut Context<'_, Outbound, ClientTimer>) {
         assert!(self.outstanding.is_none(), "one operation at a time");
         self.resend.begin(ctx.now());
         match self.session {
-            Session::Open(_) => self.invoke_registered(op, ctx),
+            Session::Open(_) => self.invoke_registered(op.to_vec(), ctx),
             Session::Unregistered => {
                 // Register first, with every replica: the registration is
                 // ordered like any request, and from it every replica's
@@ -241,7 +250,7 @@ impl runtime::Client for Client {
                     request_num: 0,
                     op: Vec::new(),
                 };
-                self.queued = Some(op);
+                self.queued = Some(op.to_vec());
                 self.send(registration, true, ctx);
             }
             Session::Evicted => panic!("an evicted client is asked for no more operations"),

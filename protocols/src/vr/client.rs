@@ -100,13 +100,13 @@ impl State for Client {
 }
 
 impl runtime::Client for Client {
-    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Ctx<'_, '_>) {
+    fn invoke(&mut self, op: &[u8], ctx: &mut Ctx<'_, '_>) {
         assert!(self.outstanding.is_none(), "one operation at a time");
         self.request_num += 1;
         let request = Request {
             client_id: self.id,
             request_num: self.request_num,
-            op,
+            op: op.to_vec(),
         };
         self.resend.begin(ctx.now());
         let primary = Addr::Replica(self.config.primary(self.view));

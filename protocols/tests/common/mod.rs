@@ -46,7 +46,7 @@ pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
 /// Gets and puts, half each, on 100 keys.
 pub fn kv_ops() -> OpFactory {
     Arc::new(|_seed| {
-        Box::new(|rng: &mut Rng| {
+        Box::new(|rng: &mut Rng, out: &mut Vec<u8>| {
             let key = format!("k{}", rng.below(100)).into_bytes();
             let op = if rng.chance(0.5) {
                 Op::Get { key }
@@ -56,7 +56,7 @@ pub fn kv_ops() -> OpFactory {
                     value: b"value".to_vec(),
                 }
             };
-            wire::codec::encode_to_vec(&op).unwrap()
+            wire::codec::encode(&op, out).unwrap();
         })
     })
 }

@@ -532,12 +532,12 @@ impl State for Client {
 }
 
 impl runtime::Client for Client {
-    fn invoke(&mut self, op: Vec<u8>, ctx: &mut Context<'_, Message, ClientTimer>) {
+    fn invoke(&mut self, op: &[u8], ctx: &mut Context<'_, Message, ClientTimer>) {
         self.request_num += 1;
         let request = Request {
             client_id: self.id,
             request_num: self.request_num,
-            op,
+            op: op.to_vec(),
         };
         self.resend.begin(ctx.now());
         ctx.send(PRIMARY, Message::Request(request.clone()));

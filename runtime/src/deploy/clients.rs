@@ -2,7 +2,8 @@
 //!
 //! Each client thread owns one socket and a slice of the clients, each on
 //! the one driver core ([`crate::driver::Core`], with the thread's random
-//! stream; what a client sends is encoded into one reusable buffer per
+//! stream; what a client sends to one replica is encoded straight into the
+//! transport's send batch, what it sends to all into one reusable buffer per
 //! thread, and its durable writes are counted and forgotten). Replies are
 //! handed to the client they are for ([`Client::recipient`]); one timer heap
 //! serves every client on the thread. Closed loop: a client issues its next
@@ -41,11 +42,12 @@ use wire::control::{
 };
 use wire::{Addr, ClientId, ReplicaId};
 
+use super::arena::Arena;
 use super::history::Recorder;
 use super::{
-    ClientFactory, ClientsSetup, Deployable, Idler, NextOp, OpFactory, OpSource, RunShared,
-    Running, ThreadTotals, block_timeout, completion_bin, decode_from, latency_histogram,
-    record_latency, spawn_thread,
+    ClientFactory, ClientsSetup, Deployable, Idler, OpFactory, OpSource, RunShared, Running,
+    ThreadTotals, block_timeout, completion_bin, decode_from, latency_histogram, record_latency,
+    spawn_thread,
 };
 use crate::actor::{Client, Counters, Dest, DropReason, SharedState};
 use crate::driver::Core;
@@ -153,6 +155,7 @@ pub fn spawn_clients<C: Client + Deployable>(
                 setup.measure.map(|m| started + setup.warmup + m),
             ),
             buf: Vec::with_capacity(wire::MESSAGE_SIZE_MAX),
+            op: Vec::new(),
             history: Recorder::new(Arc::clone(&run.history), threads),
         };
         let states = std::mem::take(&mut clients[t as usize]);
@@ -247,6 +250,9 @@ struct ClientThread<C: Client> {
     counters: Counters,
     latencies: Latencies,
     buf: Vec<u8>,
+    /// The next operation, as the generator writes it: one buffer for every
+    /// operation of the thread.
+    op: Vec<u8>,
     /// The operations the generator marked as recorded.
     history: Recorder,
 }
@@ -277,22 +283,14 @@ impl<C: Client> ClientThread<C> {
         self.start_load(shared, &mut ops)?;
         self.transport.flush()?;
         let mut published = self.clock;
-        let mut datagrams: Vec<(SocketAddr, usize, usize)> = Vec::new();
-        let mut arena: Vec<u8> = Vec::new();
+        let mut arena = Arena::new();
 
         while !run.stopping() {
             // Replies.
-            arena.clear();
-            datagrams.clear();
-            let received = self.transport.recv(|src, bytes| {
-                let start = arena.len();
-                arena.extend_from_slice(bytes);
-                datagrams.push((src, start, arena.len()));
-            })?;
+            let received = self.transport.recv(|src, bytes| arena.push(src, bytes))?;
             self.clock = Instant::now();
-            for &(src, start, end) in &datagrams {
-                let (from, msg) = match decode_from(shared, &self.replicas, src, &arena[start..end])
-                {
+            for (src, datagram) in arena.take() {
+                let (from, msg) = match decode_from(shared, &self.replicas, src, &datagram) {
                     Ok(decoded) => decoded,
                     Err(reason) => {
                         self.counters.add(reason, 1);
@@ -441,7 +439,8 @@ impl<C: Client> ClientThread<C> {
     }
 
     /// Starts an operation on client `index`, due at `due` (its latency counts
-    /// from then).
+    /// from then), sends what it sent, and collects its result if it
+    /// completed at once.
     fn invoke(
         &mut self,
         index: u32,
@@ -449,17 +448,12 @@ impl<C: Client> ClientThread<C> {
         shared: &C::Shared,
         ops: &mut Ops,
     ) -> io::Result<()> {
-        let next = ops.next_op(&mut self.rng);
-        self.slots[index as usize].due = Some(due);
-        self.record(index, &next);
-        self.call(index, shared, ops, |core, now, me, rng| {
-            core.invoke(now, me, rng, next.op)
-        })
+        self.start_op(index, due, ops);
+        self.flush_sends(index, shared)?;
+        self.collect(index, shared, ops)
     }
 
-    /// Calls into one client, sends what it sent, collects its result (and
-    /// starts its next operation: closed loop at once, open loop the oldest
-    /// arrival in the backlog, if any), and queues its next timer.
+    /// Calls into one client, sends what it sent, and collects its result.
     fn call(
         &mut self,
         index: u32,
@@ -467,10 +461,16 @@ impl<C: Client> ClientThread<C> {
         ops: &mut Ops,
         f: impl FnOnce(&mut Core<C>, Time, Addr, &mut Rng),
     ) -> io::Result<()> {
-        let now = self.now();
-        let me = Addr::Client(ClientId(self.first.0 + u64::from(index)));
+        let (now, me) = (self.now(), self.me(index));
         f(&mut self.slots[index as usize].core, now, me, &mut self.rng);
         self.flush_sends(index, shared)?;
+        self.collect(index, shared, ops)
+    }
+
+    /// Collects client `index`'s result if its last call completed its
+    /// operation, and starts its next one (closed loop at once, open loop the
+    /// oldest arrival in the backlog, if any); then queues its next timer.
+    fn collect(&mut self, index: u32, shared: &C::Shared, ops: &mut Ops) -> io::Result<()> {
         if let Some(result) = self.slots[index as usize].core.state_mut().take_result() {
             self.complete(index, result);
             let due = match self.load {
@@ -483,11 +483,7 @@ impl<C: Client> ClientThread<C> {
             };
             match due {
                 Some(due) => {
-                    let next = ops.next_op(&mut self.rng);
-                    self.record(index, &next);
-                    let slot = &mut self.slots[index as usize];
-                    slot.due = Some(due);
-                    slot.core.invoke(now, me, &mut self.rng, next.op);
+                    self.start_op(index, due, ops);
                     self.flush_sends(index, shared)?;
                 }
                 None => self.idle.push_back(index),
@@ -495,6 +491,31 @@ impl<C: Client> ClientThread<C> {
         }
         self.schedule_timer(index);
         Ok(())
+    }
+
+    /// Client `index`'s address.
+    fn me(&self, index: u32) -> Addr {
+        Addr::Client(ClientId(self.first.0 + u64::from(index)))
+    }
+
+    /// Draws the next operation into the thread's operation buffer, records
+    /// it in the history if the generator marked it (stamped with the
+    /// round's clock, read before the request goes out; an unmarked
+    /// operation costs one branch), and invokes it on client `index`, due
+    /// at `due`. What the client sends stays in its core.
+    fn start_op(&mut self, index: u32, due: Instant, ops: &mut Ops) {
+        let (now, me) = (self.now(), self.me(index));
+        self.op.clear();
+        let recorded = ops.next_op(&mut self.rng, &mut self.op);
+        let slot = &mut self.slots[index as usize];
+        slot.due = Some(due);
+        slot.recorded = if recorded {
+            let client = ClientId(self.first.0 + u64::from(index));
+            self.history.invoke(client, &self.op, now.as_nanos())
+        } else {
+            None
+        };
+        slot.core.invoke(now, me, &mut self.rng, &self.op);
     }
 
     /// Encodes what client `index` sent into the thread's buffer and queues
@@ -513,23 +534,27 @@ impl<C: Client> ClientThread<C> {
             if result.is_err() {
                 return Ok(()); // The thread stops with the error.
             }
-            let to = match dest {
+            let sent = match dest {
+                // To one replica: encoded straight into the send batch.
                 Dest::To(Addr::Replica(ReplicaId(i))) => match replicas.get(usize::from(i)) {
-                    Some(addr) => std::slice::from_ref(addr),
+                    Some(&addr) => transport.send_with(addr, |buf| shared.encode(&msg, buf)),
                     None => return Err(DropReason("clients: send to no such replica")),
                 },
-                Dest::Replicas => &replicas[..],
+                // To all: encoded once, copied to each.
+                Dest::Replicas => {
+                    buf.clear();
+                    shared.encode(&msg, buf)?;
+                    replicas
+                        .iter()
+                        .try_for_each(|&addr| transport.send(addr, buf))
+                        .map(Ok)
+                }
                 Dest::To(Addr::Client(_)) => return Err(DropReason("clients: send to a client")),
             };
-            buf.clear();
-            shared.encode(&msg, buf)?;
-            for &addr in to {
-                if let Err(error) = transport.send(addr, buf) {
-                    result = Err(error);
-                    break;
-                }
-            }
-            Ok(())
+            sent.unwrap_or_else(|error| {
+                result = Err(error);
+                Ok(())
+            })
         });
         result
     }
@@ -546,19 +571,6 @@ impl<C: Client> ClientThread<C> {
             self.history.complete(record, now, result);
         }
         self.latencies.record(due, self.clock);
-    }
-
-    /// Client `index` is about to invoke `next`: into the history if the
-    /// generator marked it, stamped with the round's clock (read before the
-    /// request goes out). An unmarked operation costs one branch.
-    fn record(&mut self, index: u32, next: &NextOp) {
-        let recorded = if next.recorded {
-            let client = ClientId(self.first.0 + u64::from(index));
-            self.history.invoke(client, &next.op, self.now().as_nanos())
-        } else {
-            None
-        };
-        self.slots[index as usize].recorded = recorded;
     }
 
     fn schedule_timer(&mut self, index: u32) {
@@ -929,7 +941,7 @@ mod tests {
     }
 
     impl Client for Echo {
-        fn invoke(&mut self, _: Vec<u8>, _: &mut Context<'_, (), NoTimer>) {
+        fn invoke(&mut self, _: &[u8], _: &mut Context<'_, (), NoTimer>) {
             self.outstanding = true;
         }
 
@@ -945,7 +957,7 @@ mod tests {
     /// A client thread of `clients` [`Echo`]s whose clock the test sets:
     /// nothing here reads the real clock but for the starting instant.
     fn thread(load: Load, clients: usize) -> (ClientThread<Echo>, Ops) {
-        thread_with(load, clients, Box::new(|_: &mut Rng| Vec::new()))
+        thread_with(load, clients, Box::new(|_: &mut Rng, _: &mut Vec<u8>| {}))
     }
 
     /// [`thread`], with the generator `ops`.
@@ -980,6 +992,7 @@ mod tests {
             counters: Counters::default(),
             latencies: Latencies::new(started, started, None),
             buf: Vec::new(),
+            op: Vec::new(),
             history: Recorder::new(super::super::history::HistoryShared::new(), 1),
         };
         thread.start_load(&NoCodec, &mut ops).unwrap();
@@ -1079,12 +1092,10 @@ mod tests {
     struct EveryOther(u8);
 
     impl OpSource for EveryOther {
-        fn next_op(&mut self, _: &mut Rng) -> NextOp {
+        fn next_op(&mut self, _: &mut Rng, op: &mut Vec<u8>) -> bool {
             self.0 += 1;
-            NextOp {
-                op: vec![self.0 - 1],
-                recorded: (self.0 - 1).is_multiple_of(2),
-            }
+            op.push(self.0 - 1);
+            (self.0 - 1).is_multiple_of(2)
         }
     }
 

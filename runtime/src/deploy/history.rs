@@ -1,5 +1,5 @@
 //! The benchmark clients' history: every operation a generator marks as
-//! recorded ([`super::NextOp::recorded`]; the key-value workload marks those
+//! recorded ([`super::OpSource::next_op`]; the key-value workload marks those
 //! on its sampled keys, see [`wire::history`]), with its invocation and
 //! completion times and its result, for a linearizability check after the
 //! run.

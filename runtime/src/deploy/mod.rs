@@ -23,6 +23,7 @@
 //! (`SpinThenBlock`). A thread never waits for another thread's work by
 //! spinning alone, so more threads than cores still make progress.
 
+mod arena;
 mod clients;
 pub mod faults;
 mod history;
@@ -39,12 +40,13 @@ use hdrhistogram::Histogram;
 use wire::control::{
     COMPLETION_BIN_MS, COMPLETION_BINS_MAX, Idle, LinkEmulation, Load, ThreadMap, TransportKind,
 };
-use wire::{ClientId, ReplicaId};
+use wire::{Bytes, ClientId, ReplicaId};
 
 use crate::actor::{Counters, SharedState, Source, State};
 use crate::net::{self, Waker};
 use crate::rng::Rng;
 
+pub use arena::ARENA_BYTES;
 pub use clients::{client_slot_bytes, spawn_clients};
 pub use history::Recorded;
 pub use replica::{CLIENT_ROUTES_MAX, DurableSetup, spawn_durable_replica, spawn_replica};
@@ -84,19 +86,20 @@ pub fn transport_options() -> net::Options {
 /// Decodes a datagram from `src`, whose source is replica `i` if `src` is
 /// `replicas[i]`, and drops a message that did not come from the address of
 /// the sender it names (see [`Source`]). The reason on `Err` is for the drop
-/// counters.
+/// counters. The datagram is a slice of its thread's receive buffer, which
+/// the codec may keep slices of ([`SharedState::decode_shared`]).
 fn decode_from<H: SharedState>(
     shared: &H,
     replicas: &[SocketAddr],
     src: SocketAddr,
-    bytes: &[u8],
+    datagram: &Bytes,
 ) -> Result<(wire::Addr, H::Message), &'static str> {
     // A linear scan: groups are small, and it beats hashing at n = 4..7.
     let source = replicas
         .iter()
         .position(|&addr| addr == src)
         .map_or(Source::Other, |i| Source::Replica(ReplicaId(i as u8)));
-    match shared.decode(source, bytes) {
+    match shared.decode_shared(source, datagram) {
         Ok((from, _)) if !source.may_send_as(from) => Err(crate::node::WRONG_SOURCE),
         Ok(decoded) => Ok(decoded),
         Err(reason) => Err(reason.0),
@@ -151,30 +154,26 @@ pub type ClientFactory<C> = Arc<dyn Fn(ClientId) -> C + Send + Sync>;
 /// of the thread's first client, so distinct for every thread of a run.
 pub type OpFactory = Arc<dyn Fn(u64) -> Box<dyn OpSource> + Send + Sync>;
 
-/// One client thread's operation generator. Any `FnMut(&mut Rng) ->
-/// Vec<u8>` is one whose operations are never recorded.
+/// One client thread's operation generator. Any `FnMut(&mut Rng, &mut
+/// Vec<u8>)` that writes an operation into the vector is one whose
+/// operations are never recorded.
 pub trait OpSource: Send {
-    /// The next operation, drawn from the thread's random stream.
-    fn next_op(&mut self, rng: &mut Rng) -> NextOp;
+    /// Writes the next operation, drawn from the thread's random stream,
+    /// into `op`, which is empty: one buffer of the thread's, reused for
+    /// every operation, so that a generator that writes into it allocates
+    /// nothing once the buffer has grown to the largest operation.
+    ///
+    /// Returns whether the run's history records the operation (with its
+    /// times and result; see [`Totals::history`]). Generators mark few:
+    /// recording costs a copy of the operation and of its result.
+    fn next_op(&mut self, rng: &mut Rng, op: &mut Vec<u8>) -> bool;
 }
 
-impl<F: FnMut(&mut Rng) -> Vec<u8> + Send> OpSource for F {
-    fn next_op(&mut self, rng: &mut Rng) -> NextOp {
-        NextOp {
-            op: self(rng),
-            recorded: false,
-        }
+impl<F: FnMut(&mut Rng, &mut Vec<u8>) + Send> OpSource for F {
+    fn next_op(&mut self, rng: &mut Rng, op: &mut Vec<u8>) -> bool {
+        self(rng, op);
+        false
     }
-}
-
-/// An operation a generator made.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NextOp {
-    pub op: Vec<u8>,
-    /// Whether the run's history records it (with its times and result;
-    /// see [`Totals::history`]). Generators mark few: recording costs a copy
-    /// of the operation and of its result.
-    pub recorded: bool,
 }
 
 /// A protocol state the real runtime can move to its threads.

@@ -13,8 +13,11 @@
 //! sleep.
 //!
 //! With every stage on one thread there are no channels: a received datagram
-//! is decoded, handled and answered in one pass, each message encoded into
-//! one reusable buffer and queued on the socket from there.
+//! is decoded, handled and answered in one pass, each message to one
+//! destination encoded straight into the transport's send batch
+//! ([`Transport::send_with`]), one to every replica into one reusable buffer
+//! and queued for each from there. The send stage of a pipeline does the
+//! same.
 //!
 //! The protocol stage drives the state through the one driver core
 //! ([`crate::driver::Driver`]); what it adds is the replica's clock (read
@@ -34,8 +37,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use wire::control::{Stage, ThreadSpec};
-use wire::{Addr, ClientId, ReplicaId};
+use wire::{Addr, Bytes, ClientId, ReplicaId};
 
+use super::arena::Arena;
 use super::faults::NodeFaults;
 use super::{
     Deployable, Idler, ReplicaSetup, RunShared, Running, STAGE_BATCH_MAX, STAGE_QUEUE_MAX,
@@ -376,6 +380,13 @@ impl<H: SharedState> Encoder<'_, H> {
         target: Target,
         msg: &H::Outbound,
     ) -> io::Result<()> {
+        if let (Target::One(addr), false) = (target, self.faults.active()) {
+            // Encoded straight into the send batch.
+            if let Err(reason) = transport.send_with(addr, |buf| self.shared.encode(msg, buf))? {
+                counters.add(reason.0, 1);
+            }
+            return Ok(());
+        }
         self.buf.clear();
         if let Err(reason) = self.shared.encode(msg, &mut self.buf) {
             counters.add(reason.0, 1);
@@ -407,27 +418,6 @@ impl<H: SharedState> Encoder<'_, H> {
     }
 }
 
-/// Datagrams received in one `recv` call, copied into one buffer so the
-/// transport's buffers can be reused before they are processed.
-#[derive(Default)]
-struct Arena {
-    bytes: Vec<u8>,
-    datagrams: Vec<(SocketAddr, usize, usize)>,
-}
-
-impl Arena {
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.datagrams.clear();
-    }
-
-    fn push(&mut self, src: SocketAddr, bytes: &[u8]) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(bytes);
-        self.datagrams.push((src, start, self.bytes.len()));
-    }
-}
-
 /// Every stage on one thread: receive, decode, handle, encode and send in one
 /// pass, with no channels.
 fn single_thread<S: State>(
@@ -448,7 +438,7 @@ fn single_thread<S: State>(
         faults: &faults,
     };
     let mut counters = Counters::default();
-    let mut arena = Arena::default();
+    let mut arena = Arena::new();
     // `commit`: also make the batch's durable writes durable and send what
     // waited for them (once per batch, not once per message).
     let mut send_all = |core: &mut ProtocolCore<S>,
@@ -471,15 +461,14 @@ fn single_thread<S: State>(
     send_all(&mut core, &mut transport, &mut counters, true)?;
     transport.flush()?;
     while !run.stopping() {
-        arena.clear();
         let received = transport.recv(|src, bytes| {
             if faults.accept(src, &replicas, bytes) {
                 arena.push(src, bytes);
             }
         })?;
         core.tick();
-        for &(src, start, end) in &arena.datagrams {
-            match decode_from(shared, &replicas, src, &arena.bytes[start..end]) {
+        for (src, datagram) in arena.take() {
+            match decode_from(shared, &replicas, src, &datagram) {
                 Ok((from, msg)) => core.on_message(src, from, msg),
                 Err(reason) => counters.add(reason, 1),
             }
@@ -510,8 +499,9 @@ fn single_thread<S: State>(
     })
 }
 
-/// A datagram on its way from Receive to Verify.
-type Inbound = (SocketAddr, Vec<u8>);
+/// A datagram on its way from Receive to Verify: a slice of the receive
+/// stage's buffer ([`Arena`]).
+type Inbound = (SocketAddr, Bytes);
 
 /// A decoded message on its way from Verify to Protocol.
 type Decoded<M> = (SocketAddr, Addr, M);
@@ -685,6 +675,8 @@ impl<S: State> PipelineThread<S> {
         me: SocketAddr,
     ) -> io::Result<ThreadTotals> {
         let mut counters = Counters::default();
+        // The receive stage's buffer, where it runs.
+        let mut arena = self.receive.as_ref().map(|_| Arena::new());
         let faults = Arc::clone(&run.faults);
         let mut sender = Encoder {
             shared,
@@ -701,12 +693,17 @@ impl<S: State> PipelineThread<S> {
         }
         while !run.stopping() {
             let mut progress = false;
-            if let (Some(out), Some(transport)) = (&self.receive, &mut self.transport) {
+            if let (Some(out), Some(transport), Some(arena)) =
+                (&self.receive, &mut self.transport, &mut arena)
+            {
                 let received = transport.recv(|src, bytes| {
                     if faults.accept(src, replicas, bytes) {
-                        out.push((src, bytes.to_vec()), &mut counters);
+                        arena.push(src, bytes);
                     }
                 })?;
+                for inbound in arena.take() {
+                    out.push(inbound, &mut counters);
+                }
                 if received > 0 {
                     out.wake();
                     progress = true;

@@ -8,6 +8,7 @@
 
 #![allow(unsafe_code)]
 
+use std::convert::Infallible;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
@@ -18,7 +19,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::SockaddrLike;
 
 use super::{
-    Config, GsoControl, RECV_BATCH_MAX, RECV_CONTROL_LEN, RecvTally, SEND_BATCH_MAX,
+    Appended, Config, GsoControl, RECV_BATCH_MAX, RECV_CONTROL_LEN, RecvTally, SEND_BATCH_MAX,
     SEND_QUEUE_BYTES_MAX, SendError, SendGroup, Waker, classify_send_error, control_bytes, counter,
     gro_segment_len, recv_error_is_fatal, sockaddr_parse, timeout_ms,
 };
@@ -87,27 +88,68 @@ impl Epoll {
             self.counters.add(counter::SEND_TOO_LARGE, 1);
             return Ok(());
         }
+        let Ok(()) = self.send_with(to, |buf| {
+            buf.extend_from_slice(bytes);
+            Ok::<(), Infallible>(())
+        })?;
+        Ok(())
+    }
+
+    /// Queues the datagram `write` appends to the buffer it is handed: the
+    /// buffer of the send group it goes out in, so it is written in place.
+    pub(super) fn send_with<E>(
+        &mut self,
+        to: SocketAddr,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> io::Result<Result<(), E>> {
         let segment_max = self.config.gso_segment_max;
-        let appended = self.config.gso
-            && self.groups[..self.queued]
-                .iter_mut()
+        // The latest group to `to`, if the datagram may join its run.
+        let run = if self.config.gso {
+            (0..self.queued)
                 .rev()
                 .take(GSO_LOOKBACK)
-                .find(|g| g.to == to)
-                .is_some_and(|g| g.try_append(bytes, segment_max));
-        if !appended {
-            if self.queued == self.groups.len() {
-                self.groups.push(SendGroup::new());
+                .find(|&i| self.groups[i].to == to)
+                .filter(|&i| self.groups[i].open(segment_max))
+        } else {
+            None
+        };
+        if self.queued == self.groups.len() {
+            self.groups.push(SendGroup::new());
+        }
+        let (queued, spare) = self.groups.split_at_mut(self.queued);
+        let fresh = &mut spare[0];
+        let len = match run.map(|i| &mut queued[i]) {
+            Some(run) => match run.append_with(write) {
+                Err(error) => return Ok(Err(error)),
+                Ok(Appended::Joined(len)) => len,
+                Ok(Appended::Apart(start)) => {
+                    fresh.start(to, &run.bytes[start..]);
+                    run.bytes.truncate(start);
+                    self.queued += 1;
+                    fresh.bytes.len()
+                }
+            },
+            None => {
+                if let Err(error) = fresh.start_with(to, write) {
+                    return Ok(Err(error));
+                }
+                self.queued += 1;
+                fresh.bytes.len()
             }
-            self.groups[self.queued].start(to, bytes);
-            self.queued += 1;
+        };
+        if len > wire::MESSAGE_SIZE_MAX {
+            // Only a datagram that went to a group of its own can be this
+            // long: a run's segments are no longer than its first.
+            self.queued -= 1;
+            self.counters.add(counter::SEND_TOO_LARGE, 1);
+            return Ok(Ok(()));
         }
         self.queued_datagrams += 1;
-        self.queued_bytes += bytes.len();
+        self.queued_bytes += len;
         if self.queued_datagrams >= SEND_BATCH_MAX || self.queued_bytes >= SEND_QUEUE_BYTES_MAX {
             self.flush()?;
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     pub(super) fn flush(&mut self) -> io::Result<()> {

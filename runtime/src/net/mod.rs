@@ -49,6 +49,7 @@
 //! Only `uring.rs` and `epoll.rs` contain `unsafe` code; each block says why
 //! it is sound.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -170,6 +171,9 @@ pub struct Transport {
     /// The emulated links' hold queue, when [`Transport::emulate`] asked for
     /// one: every send goes through it.
     hold: Option<Box<link::HoldQueue>>,
+    /// Where [`Transport::send_with`] has a datagram written for the hold
+    /// queue.
+    held_write: Vec<u8>,
 }
 
 enum Inner {
@@ -229,7 +233,11 @@ impl Transport {
                 }
             },
         };
-        Ok(Transport { inner, hold: None })
+        Ok(Transport {
+            inner,
+            hold: None,
+            held_write: Vec::new(),
+        })
     }
 
     /// Emulates `link` on everything this transport sends from now on (see
@@ -282,7 +290,11 @@ impl Transport {
             let seed = hold.link().seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
             Box::new(link::HoldQueue::new(*hold.link(), seed))
         });
-        Ok(Transport { inner, hold })
+        Ok(Transport {
+            inner,
+            hold,
+            held_write: Vec::new(),
+        })
     }
 
     /// The transport in use: `IoUring` or `Epoll`, never `Auto`.
@@ -323,6 +335,31 @@ impl Transport {
             return Ok(());
         }
         self.send_now(to, bytes)
+    }
+
+    /// Queues the datagram `write` appends to the buffer it is handed, as
+    /// [`Transport::send`] queues `bytes`, but written straight into the
+    /// send batch (the buffer of the group it leaves in), not copied there;
+    /// with emulated links, into a buffer of the transport's, then held. An
+    /// `Err` from `write` (which must then leave the buffer as it was)
+    /// queues nothing and is handed back.
+    pub fn send_with<E>(
+        &mut self,
+        to: SocketAddr,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> io::Result<Result<(), E>> {
+        if let Some(hold) = &mut self.hold {
+            self.held_write.clear();
+            if let Err(error) = write(&mut self.held_write) {
+                return Ok(Err(error));
+            }
+            hold.push(Instant::now(), to, &self.held_write);
+            return Ok(Ok(()));
+        }
+        match &mut self.inner {
+            Inner::Uring(t) => t.send_with(to, write),
+            Inner::Epoll(t) => t.send_with(to, write),
+        }
     }
 
     fn send_now(&mut self, to: SocketAddr, bytes: &[u8]) -> io::Result<()> {
@@ -706,32 +743,61 @@ impl SendGroup {
 
     /// Starts the group afresh with one datagram; reuses the buffer.
     fn start(&mut self, to: SocketAddr, datagram: &[u8]) {
+        let copied = self.start_with(to, |buf| {
+            buf.extend_from_slice(datagram);
+            Ok::<(), Infallible>(())
+        });
+        let Ok(()) = copied;
+    }
+
+    /// Starts the group afresh with the datagram `write` appends to its
+    /// buffer (reused): written in place, not copied. On `Err` the group
+    /// holds no datagram, and must not be sent.
+    fn start_with<E>(
+        &mut self,
+        to: SocketAddr,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.to != to {
             self.to = to;
             self.addr = SockaddrStorage::from(to);
         }
-        self.segment_len = datagram.len();
-        self.segments = 1;
-        self.closed = datagram.is_empty();
         self.bytes.clear();
-        self.bytes.extend_from_slice(datagram);
+        write(&mut self.bytes)?;
+        self.segment_len = self.bytes.len();
+        self.segments = 1;
+        self.closed = self.bytes.is_empty();
+        Ok(())
     }
 
-    /// Appends `datagram` to the run if GSO rules allow it.
-    fn try_append(&mut self, datagram: &[u8], segment_max: usize) -> bool {
-        if self.closed
-            || self.segments >= GSO_SEGMENTS_MAX
-            || self.segment_len > segment_max
-            || datagram.is_empty()
-            || datagram.len() > self.segment_len
-            || self.bytes.len() + datagram.len() > GSO_BYTES_MAX
-        {
-            return false;
+    /// Whether the run can take another datagram, whatever its length
+    /// (which [`SendGroup::append_with`] checks once it is written).
+    fn open(&self, segment_max: usize) -> bool {
+        !self.closed && self.segments < GSO_SEGMENTS_MAX && self.segment_len <= segment_max
+    }
+
+    /// Writes a datagram at the end of the buffer with `write`, and keeps it
+    /// in the run if GSO rules allow it ([`Appended::Joined`]); otherwise it
+    /// is left at the end of the buffer, past the run, for the caller to
+    /// move to a group of its own and cut off ([`Appended::Apart`]). On
+    /// `Err` the group is as it was. Call only while the run is
+    /// [`SendGroup::open`].
+    fn append_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Appended, E> {
+        let start = self.bytes.len();
+        if let Err(error) = write(&mut self.bytes) {
+            self.bytes.truncate(start);
+            return Err(error);
         }
-        self.bytes.extend_from_slice(datagram);
+        let len = self.bytes.len() - start;
+        if len == 0 || len > self.segment_len || self.bytes.len() > GSO_BYTES_MAX {
+            return Ok(Appended::Apart(start));
+        }
         self.segments += 1;
-        self.closed = datagram.len() < self.segment_len;
-        true
+        self.closed = len < self.segment_len;
+        Ok(Appended::Joined(len))
     }
 
     /// The datagrams of the group, one by one.
@@ -744,6 +810,15 @@ impl SendGroup {
         let segment = u16::try_from(self.segment_len).ok()?;
         (self.segments > 1).then(|| GsoControl::new(segment))
     }
+}
+
+/// Where [`SendGroup::append_with`] left the datagram it wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Appended {
+    /// In the run; this many bytes.
+    Joined(usize),
+    /// At the end of the buffer from this index on, not in the run.
+    Apart(usize),
 }
 
 /// How a failed send of one group is accounted for.
@@ -1335,16 +1410,85 @@ mod tests {
         }
     }
 
+    /// Appends `datagram` to `g`'s run as the transports do: written in
+    /// place if the run is open, cut off again if it does not fit.
+    fn try_append(g: &mut SendGroup, datagram: &[u8], segment_max: usize) -> bool {
+        if !g.open(segment_max) {
+            return false;
+        }
+        let appended = g.append_with(|buf| {
+            buf.extend_from_slice(datagram);
+            Ok::<(), Infallible>(())
+        });
+        match appended {
+            Ok(Appended::Joined(len)) => len == datagram.len(),
+            Ok(Appended::Apart(start)) => {
+                assert_eq!(&g.bytes[start..], datagram);
+                g.bytes.truncate(start);
+                false
+            }
+        }
+    }
+
+    /// Datagrams written in place arrive as written, in order, whether they
+    /// joined a GSO run, ended one or went alone; a write that fails sends
+    /// nothing.
+    #[test]
+    fn datagrams_written_in_place_arrive_intact() {
+        let offloads = Options {
+            gso: true,
+            gro: true,
+            ..Options::default()
+        };
+        let sizes = [100, 100, 100, 50, 100, 200, 0, 100, 100];
+        for kind in kinds() {
+            let (mut a, mut b) = pair(kind, &offloads);
+            for (i, &len) in sizes.iter().enumerate() {
+                let written = a.send_with(b.local_addr(), |buf| {
+                    buf.resize(buf.len() + len, i as u8);
+                    Ok::<(), ()>(())
+                });
+                assert_eq!(written.unwrap(), Ok(()));
+                assert_eq!(a.send_with(b.local_addr(), |_| Err(())).unwrap(), Err(()));
+            }
+            a.flush().unwrap();
+            let want: Vec<_> = (sizes.iter().enumerate())
+                .map(|(i, &len)| (a.local_addr(), vec![i as u8; len]))
+                .collect();
+            assert_eq!(recv_until(&mut b, sizes.len()), want, "{kind:?}");
+            assert_eq!(a.counters().get(counter::SENT), sizes.len() as u64);
+        }
+    }
+
+    /// A datagram written in place that fails to encode leaves the group as
+    /// it was.
+    #[test]
+    fn a_failed_write_leaves_the_group_as_it_was() {
+        let to = SocketAddr::from(([127, 0, 0, 1], 1));
+        let mut g = SendGroup::new();
+        g.start(to, &[1; 10]);
+        let failed = g.append_with(|buf| {
+            buf.extend_from_slice(&[2; 5]);
+            Err("encode failed")
+        });
+        assert_eq!(failed, Err("encode failed"));
+        assert_eq!((g.bytes.len(), g.segments), (10, 1));
+        assert!(try_append(&mut g, &[3; 10], 65_507));
+    }
+
     #[test]
     fn send_group_follows_gso_rules() {
         let to = SocketAddr::from(([127, 0, 0, 1], 1));
         let mut g = SendGroup::new();
         g.start(to, &[1; 100]);
-        assert!(g.try_append(&[2; 100], 65_507));
-        assert!(!g.try_append(&[3; 101], 65_507), "larger than the segment");
-        assert!(g.try_append(&[4; 50], 65_507), "a shorter last one");
+        assert!(try_append(&mut g, &[2; 100], 65_507));
         assert!(
-            !g.try_append(&[5; 50], 65_507),
+            !try_append(&mut g, &[3; 101], 65_507),
+            "larger than the segment"
+        );
+        assert!(try_append(&mut g, &[4; 50], 65_507), "a shorter last one");
+        assert!(
+            !try_append(&mut g, &[5; 50], 65_507),
             "nothing after the shorter one"
         );
         assert_eq!(g.segments, 3);
@@ -1353,18 +1497,21 @@ mod tests {
 
         g.start(to, &[1; 10]);
         for _ in 1..GSO_SEGMENTS_MAX {
-            assert!(g.try_append(&[1; 10], 65_507));
+            assert!(try_append(&mut g, &[1; 10], 65_507));
         }
-        assert!(!g.try_append(&[1; 10], 65_507), "64 segments at most");
+        assert!(!try_append(&mut g, &[1; 10], 65_507), "64 segments at most");
 
         g.start(to, &[1; 30_000]);
-        assert!(g.try_append(&[1; 30_000], 65_507));
-        assert!(!g.try_append(&[1; 30_000], 65_507), "64 KiB at most");
+        assert!(try_append(&mut g, &[1; 30_000], 65_507));
+        assert!(!try_append(&mut g, &[1; 30_000], 65_507), "64 KiB at most");
 
         g.start(to, &[]);
-        assert!(!g.try_append(&[], 65_507), "empty datagrams go alone");
+        assert!(!try_append(&mut g, &[], 65_507), "empty datagrams go alone");
         g.start(to, &[1; 2000]);
-        assert!(!g.try_append(&[1; 2000], 1472), "above the segment limit");
+        assert!(
+            !try_append(&mut g, &[1; 2000], 1472),
+            "above the segment limit"
+        );
     }
 
     #[test]

@@ -56,6 +56,7 @@
 #![allow(unsafe_code)]
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -68,7 +69,7 @@ use nix::sys::socket::SockaddrLike;
 
 use super::epoll::RecvBatch;
 use super::{
-    Config, GsoControl, RECV_BATCH_MAX, RECV_CONTROL_LEN, RecvTally, SEND_BATCH_MAX,
+    Appended, Config, GsoControl, RECV_BATCH_MAX, RECV_CONTROL_LEN, RecvTally, SEND_BATCH_MAX,
     SEND_QUEUE_BYTES_MAX, SendError, SendGroup, Waker, classify_send_error, control_bytes, counter,
     gro_segment_len, recv_error_is_fatal, sockaddr_parse,
 };
@@ -474,40 +475,114 @@ impl Uring {
             self.counters.add(counter::SEND_TOO_LARGE, 1);
             return Ok(());
         }
-        let appended = self.config.gso && {
-            let segment_max = self.config.gso_segment_max;
+        let Ok(()) = self.send_with(to, |buf| {
+            buf.extend_from_slice(bytes);
+            Ok::<(), Infallible>(())
+        })?;
+        Ok(())
+    }
+
+    /// Queues the datagram `write` appends to the buffer it is handed: the
+    /// buffer of the send slot's group it goes out in, so it is written in
+    /// place. Without a free slot, `write` is not called and the datagram is
+    /// dropped and counted.
+    pub(super) fn send_with<E>(
+        &mut self,
+        to: SocketAddr,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> io::Result<Result<(), E>> {
+        let segment_max = self.config.gso_segment_max;
+        // The latest slot to `to`, if the datagram may join its run.
+        let run = if self.config.gso {
             let slots = &self.slots;
+            // SAFETY: queued slots are ours (not in flight); no other
+            // reference to them is alive.
+            let group = |i: usize| &unsafe { &*slots.get(i) }.group;
             self.queued
                 .iter()
                 .rev()
                 .take(GSO_LOOKBACK)
-                // SAFETY: queued slots are ours (not in flight); no other
-                // reference to this slot is alive.
-                .map(|&i| unsafe { &mut *slots.get(i) })
-                .find(|slot| slot.group.to == to)
-                .is_some_and(|slot| slot.group.try_append(bytes, segment_max))
+                .copied()
+                .find(|&i| group(i).to == to)
+                .filter(|&i| group(i).open(segment_max))
+        } else {
+            None
         };
-        if !appended {
-            if self.free.is_empty() {
-                // Sends complete at once (MSG_DONTWAIT); reaping frees them.
-                self.enable()?;
-                self.enter()?;
-                self.reap();
+        let len = match run {
+            Some(run) => {
+                // SAFETY: as above.
+                let appended = unsafe { &mut *self.slots.get(run) }
+                    .group
+                    .append_with(write);
+                match appended {
+                    Err(error) => return Ok(Err(error)),
+                    Ok(Appended::Joined(len)) => len,
+                    Ok(Appended::Apart(start)) => {
+                        let fresh = self.free_slot()?;
+                        // SAFETY: `run` is queued and `fresh` was free: two
+                        // distinct slots, both ours, no other reference to
+                        // either alive.
+                        let run = &mut unsafe { &mut *self.slots.get(run) }.group;
+                        let moved = fresh.map(|i| {
+                            let fresh = &mut unsafe { &mut *self.slots.get(i) }.group;
+                            fresh.start(to, &run.bytes[start..]);
+                            self.queued.push(i);
+                            fresh.bytes.len()
+                        });
+                        run.bytes.truncate(start);
+                        let Some(len) = moved else {
+                            return Ok(Ok(())); // No slot: counted.
+                        };
+                        len
+                    }
+                }
             }
-            let Some(i) = self.free.pop() else {
-                self.counters.add(counter::SEND_QUEUE_FULL, 1);
-                return Ok(());
-            };
-            // SAFETY: a free slot is ours; no other reference to it is alive.
-            unsafe { &mut *self.slots.get(i) }.group.start(to, bytes);
-            self.queued.push(i);
+            None => {
+                let Some(i) = self.free_slot()? else {
+                    return Ok(Ok(())); // Counted.
+                };
+                // SAFETY: a free slot is ours; no other reference to it is
+                // alive.
+                let group = &mut unsafe { &mut *self.slots.get(i) }.group;
+                if let Err(error) = group.start_with(to, write) {
+                    self.free.push(i);
+                    return Ok(Err(error));
+                }
+                self.queued.push(i);
+                group.bytes.len()
+            }
+        };
+        if len > wire::MESSAGE_SIZE_MAX {
+            // Only a datagram that went to a slot of its own can be this
+            // long (a run's segments are no longer than its first): the
+            // last queued.
+            let i = self.queued.pop().expect("just queued");
+            self.free.push(i);
+            self.counters.add(counter::SEND_TOO_LARGE, 1);
+            return Ok(Ok(()));
         }
         self.queued_datagrams += 1;
-        self.queued_bytes += bytes.len();
+        self.queued_bytes += len;
         if self.queued_datagrams >= SEND_BATCH_MAX || self.queued_bytes >= SEND_QUEUE_BYTES_MAX {
             self.flush()?;
         }
-        Ok(())
+        Ok(Ok(()))
+    }
+
+    /// A free send slot, reaping the sends that completed if none is
+    /// (sends complete at once, `MSG_DONTWAIT`); `None`, counted, if there
+    /// is still none.
+    fn free_slot(&mut self) -> io::Result<Option<usize>> {
+        if self.free.is_empty() {
+            self.enable()?;
+            self.enter()?;
+            self.reap();
+        }
+        let slot = self.free.pop();
+        if slot.is_none() {
+            self.counters.add(counter::SEND_QUEUE_FULL, 1);
+        }
+        Ok(slot)
     }
 
     pub(super) fn flush(&mut self) -> io::Result<()> {

@@ -1063,7 +1063,7 @@ impl Simulator {
             completed: None,
         });
         let mut packets = std::mem::take(&mut self.packets);
-        process.invoke(now, op, &mut packets);
+        process.invoke(now, &op, &mut packets);
         self.after_call(node, &mut packets);
         self.packets = packets;
     }
