@@ -40,6 +40,11 @@ pub struct Provenance {
     /// Percent of CPU time the hypervisor took (steal) from the first point's
     /// start to the last point's end, every core together.
     pub steal_percent: Option<f64>,
+    /// What signatures, checks, MACs and digests cost on this machine,
+    /// timed just before the first point ([`crate::bound`]); `None` in
+    /// results recorded before it was.
+    #[serde(default)]
+    pub unit_costs: Option<crate::bound::UnitCosts>,
 }
 
 impl Provenance {
@@ -64,6 +69,7 @@ impl Provenance {
             busy_percent_before: None,
             load_after_points: Vec::new(),
             steal_percent: None,
+            unit_costs: None,
         }
     }
 
@@ -76,7 +82,8 @@ impl Provenance {
         std::thread::sleep(BUSY_SAMPLE);
         let now = CpuTicks::now();
         self.busy_percent_before = before.busy_percent_until(&now);
-        now
+        self.unit_costs = Some(crate::bound::UnitCosts::measure());
+        CpuTicks::now()
     }
 
     /// After each point: its load average, and the steal time so far.
