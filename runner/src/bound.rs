@@ -17,6 +17,10 @@
 //!   this is our runtime's price of moving a datagram, generous to the
 //!   protocol (it pays for no decoding or bookkeeping of its own).
 //!
+//! Only a run whose nodes all run on the runner's machine (local or
+//! namespace hosts) has a bound: with ssh hosts the prices and the cores
+//! would be another machine's.
+//!
 //! The bound in ops/s is the CPU the point's nodes had (the machine's
 //! cores; under `--equal-cpu` the per-node quota times the nodes, at most
 //! the cores) over that cost per operation. What a protocol reaches of it
@@ -237,6 +241,7 @@ pub fn breakdown(results: &RunResults, point: &PointResult) -> Option<Breakdown>
     let datagrams = datagrams_per_op(point);
     let datagram_us = datagrams * datagram_price;
     let machine = results.provenance.cores.max(1) as f64;
+    // The replicas and services that reported, and the clients node.
     let nodes = point.node_cpu.len() as f64 + 1.0;
     let cores = results
         .recorded_experiment()

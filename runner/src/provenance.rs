@@ -41,8 +41,9 @@ pub struct Provenance {
     /// start to the last point's end, every core together.
     pub steal_percent: Option<f64>,
     /// What signatures, checks, MACs and digests cost on this machine,
-    /// timed just before the first point ([`crate::bound`]); `None` in
-    /// results recorded before it was.
+    /// timed just before the first point ([`crate::bound`]); `None` when
+    /// some node ran on another machine (ssh hosts), and in results
+    /// recorded before it was.
     #[serde(default)]
     pub unit_costs: Option<crate::bound::UnitCosts>,
 }
@@ -82,8 +83,7 @@ impl Provenance {
         std::thread::sleep(BUSY_SAMPLE);
         let now = CpuTicks::now();
         self.busy_percent_before = before.busy_percent_until(&now);
-        self.unit_costs = Some(crate::bound::UnitCosts::measure());
-        CpuTicks::now()
+        now
     }
 
     /// After each point: its load average, and the steal time so far.

@@ -12,7 +12,44 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-/// Counter names, as nodes report them.
+/// What is counted: each kind's place in [`Tally`] and its counter name,
+/// as nodes report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Signatures,
+    Verifications,
+    /// MACs computed and MACs checked (the same work).
+    Macs,
+    MacBytes,
+    /// SHA-256 digests, those a signature or a check is over included.
+    Digests,
+    DigestBytes,
+}
+
+const KINDS: usize = 6;
+
+impl Kind {
+    pub const ALL: [Kind; KINDS] = [
+        Kind::Signatures,
+        Kind::Verifications,
+        Kind::Macs,
+        Kind::MacBytes,
+        Kind::Digests,
+        Kind::DigestBytes,
+    ];
+
+    pub const fn counter(self) -> &'static str {
+        match self {
+            Kind::Signatures => SIGNATURES,
+            Kind::Verifications => VERIFICATIONS,
+            Kind::Macs => MACS,
+            Kind::MacBytes => MAC_BYTES,
+            Kind::Digests => DIGESTS,
+            Kind::DigestBytes => DIGEST_BYTES,
+        }
+    }
+}
+
 pub const SIGNATURES: &str = "crypto: signatures";
 pub const VERIFICATIONS: &str = "crypto: signature checks";
 pub const MACS: &str = "crypto: macs";
@@ -20,19 +57,9 @@ pub const MAC_BYTES: &str = "crypto: mac bytes";
 pub const DIGESTS: &str = "crypto: digests";
 pub const DIGEST_BYTES: &str = "crypto: digest bytes";
 
-/// Totals since the process started.
+/// Counts since the process started, by [`Kind`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub signatures: u64,
-    pub verifications: u64,
-    /// MACs computed and MACs checked (the same work).
-    pub macs: u64,
-    pub mac_bytes: u64,
-    /// SHA-256 digests taken on their own (those inside a signature or a
-    /// check are counted here too: a signature is over a digest).
-    pub digests: u64,
-    pub digest_bytes: u64,
-}
+pub struct Tally([u64; KINDS]);
 
 impl Tally {
     /// The totals of every thread, live and exited.
@@ -42,60 +69,34 @@ impl Tally {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut tally = registry.retired;
         for slots in &registry.live {
-            tally.add(&slots.read());
+            tally.add(&read(slots));
         }
         tally
     }
 
+    pub fn get(&self, kind: Kind) -> u64 {
+        self.0[kind as usize]
+    }
+
     /// As named counters, for a node's report.
-    pub fn counters(&self) -> [(&'static str, u64); 6] {
-        [
-            (SIGNATURES, self.signatures),
-            (VERIFICATIONS, self.verifications),
-            (MACS, self.macs),
-            (MAC_BYTES, self.mac_bytes),
-            (DIGESTS, self.digests),
-            (DIGEST_BYTES, self.digest_bytes),
-        ]
+    pub fn counters(&self) -> [(&'static str, u64); KINDS] {
+        Kind::ALL.map(|kind| (kind.counter(), self.get(kind)))
     }
 
     fn add(&mut self, other: &Tally) {
-        self.signatures += other.signatures;
-        self.verifications += other.verifications;
-        self.macs += other.macs;
-        self.mac_bytes += other.mac_bytes;
-        self.digests += other.digests;
-        self.digest_bytes += other.digest_bytes;
-    }
-}
-
-#[derive(Default)]
-struct Slots {
-    signatures: AtomicU64,
-    verifications: AtomicU64,
-    macs: AtomicU64,
-    mac_bytes: AtomicU64,
-    digests: AtomicU64,
-    digest_bytes: AtomicU64,
-}
-
-impl Slots {
-    fn read(&self) -> Tally {
-        Tally {
-            signatures: self.signatures.load(Relaxed),
-            verifications: self.verifications.load(Relaxed),
-            macs: self.macs.load(Relaxed),
-            mac_bytes: self.mac_bytes.load(Relaxed),
-            digests: self.digests.load(Relaxed),
-            digest_bytes: self.digest_bytes.load(Relaxed),
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
         }
     }
 }
 
-/// Only the owning thread writes its slots, so a plain load and store
-/// count correctly; readers on other threads see a recent value.
-fn bump(slot: &AtomicU64, n: u64) {
-    slot.store(slot.load(Relaxed).wrapping_add(n), Relaxed);
+/// One thread's counts. Only the owning thread writes them, so a plain
+/// load and store count correctly; readers on other threads see a recent
+/// value.
+type Slots = [AtomicU64; KINDS];
+
+fn read(slots: &Slots) -> Tally {
+    Tally(std::array::from_fn(|kind| slots[kind].load(Relaxed)))
 }
 
 struct Registry {
@@ -105,14 +106,7 @@ struct Registry {
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     live: Vec::new(),
-    retired: Tally {
-        signatures: 0,
-        verifications: 0,
-        macs: 0,
-        mac_bytes: 0,
-        digests: 0,
-        digest_bytes: 0,
-    },
+    retired: Tally([0; KINDS]),
 });
 
 /// A thread's slots, registered on first use and retired on exit.
@@ -135,8 +129,7 @@ impl Drop for Mine {
         let mut registry = REGISTRY
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let counts = self.0.read();
-        registry.retired.add(&counts);
+        registry.retired.add(&read(&self.0));
         registry.live.retain(|slots| !Arc::ptr_eq(slots, &self.0));
     }
 }
@@ -145,48 +138,35 @@ thread_local! {
     static MINE: Mine = Mine::register();
 }
 
-fn with(count: impl FnOnce(&Slots)) {
+fn bump(kind: Kind, n: u64) {
     // During thread teardown the slots may be gone: that count is lost.
-    let _ = MINE.try_with(|mine| count(&mine.0));
+    let _ = MINE.try_with(|mine| {
+        let slot = &mine.0[kind as usize];
+        slot.store(slot.load(Relaxed).wrapping_add(n), Relaxed);
+    });
 }
 
 pub(super) fn signature() {
-    with(|slots| bump(&slots.signatures, 1));
+    bump(Kind::Signatures, 1);
 }
 
 pub(super) fn verification() {
-    with(|slots| bump(&slots.verifications, 1));
+    bump(Kind::Verifications, 1);
 }
 
 pub(super) fn mac(bytes: usize) {
-    with(|slots| {
-        bump(&slots.macs, 1);
-        bump(&slots.mac_bytes, bytes as u64);
-    });
+    bump(Kind::Macs, 1);
+    bump(Kind::MacBytes, bytes as u64);
 }
 
 pub(super) fn digest(bytes: usize) {
-    with(|slots| {
-        bump(&slots.digests, 1);
-        bump(&slots.digest_bytes, bytes as u64);
-    });
+    bump(Kind::Digests, 1);
+    bump(Kind::DigestBytes, bytes as u64);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn since(before: Tally) -> Tally {
-        let now = Tally::now();
-        Tally {
-            signatures: now.signatures - before.signatures,
-            verifications: now.verifications - before.verifications,
-            macs: now.macs - before.macs,
-            mac_bytes: now.mac_bytes - before.mac_bytes,
-            digests: now.digests - before.digests,
-            digest_bytes: now.digest_bytes - before.digest_bytes,
-        }
-    }
 
     #[test]
     fn counts_of_exited_threads_are_kept() {
@@ -201,14 +181,28 @@ mod tests {
         })
         .join()
         .unwrap();
-        let counted = since(before);
-        assert!(counted.macs >= 1 && counted.mac_bytes >= 100);
-        assert!(counted.digests >= 1 && counted.digest_bytes >= 7);
-        assert!(counted.signatures >= 1 && counted.verifications >= 2);
+        let now = Tally::now();
+        let counted = |kind| now.get(kind) - before.get(kind);
+        assert!(counted(Kind::Macs) >= 1 && counted(Kind::MacBytes) >= 100);
+        assert!(counted(Kind::Digests) >= 1 && counted(Kind::DigestBytes) >= 7);
+        assert!(counted(Kind::Signatures) >= 1 && counted(Kind::Verifications) >= 2);
         let registry = REGISTRY.lock().unwrap();
         assert!(
             registry.live.len() < 64,
             "exited threads leave the registry"
+        );
+    }
+
+    #[test]
+    fn counters_are_named_in_kind_order() {
+        let mut tally = Tally::default();
+        tally.0[Kind::Digests as usize] = 3;
+        assert_eq!(tally.counters()[4], (DIGESTS, 3));
+        assert!(
+            tally
+                .counters()
+                .iter()
+                .all(|&(name, _)| name.starts_with("crypto: "))
         );
     }
 }
