@@ -613,9 +613,17 @@ fn final_report(
         measured_ops: totals.measured_ops,
         measured_ms: millis(totals.measured),
         latency_histogram,
+        // The process's cryptography with the threads' counters: what the
+        // runner prices for a protocol's bound.
         counters: totals
             .counters
             .iter()
+            .chain(
+                wire::crypto::tally::Tally::now()
+                    .counters()
+                    .into_iter()
+                    .filter(|&(_, count)| count > 0),
+            )
             .map(|(name, count)| (name.to_string(), count))
             .collect(),
         cpu_ms: cpu_ms()?,

@@ -28,6 +28,7 @@
 //! Like the binary, the library depends on `wire` only, never on protocol or
 //! runtime code: nodes are separate processes.
 
+pub mod bound;
 pub mod cargo;
 pub mod cleanup;
 pub mod control;

@@ -40,6 +40,12 @@ pub struct Provenance {
     /// Percent of CPU time the hypervisor took (steal) from the first point's
     /// start to the last point's end, every core together.
     pub steal_percent: Option<f64>,
+    /// What signatures, checks, MACs and digests cost on this machine,
+    /// timed just before the first point ([`crate::bound`]); `None` when
+    /// some node ran on another machine (ssh hosts), and in results
+    /// recorded before it was.
+    #[serde(default)]
+    pub unit_costs: Option<crate::bound::UnitCosts>,
 }
 
 impl Provenance {
@@ -64,6 +70,7 @@ impl Provenance {
             busy_percent_before: None,
             load_after_points: Vec::new(),
             steal_percent: None,
+            unit_costs: None,
         }
     }
 

@@ -166,6 +166,14 @@ fn run_experiment_inner(
     let described = provider.describe();
     let mut provenance = Provenance::of_this_machine(crate::cargo::workspace_root());
     let ticks = provenance.start();
+    // The bound prices cryptography at this machine's costs, over its
+    // cores: meaningful only when every node runs here.
+    if hosts
+        .iter()
+        .all(|h| matches!(h.launcher, Launcher::Local | Launcher::Netns { .. }))
+    {
+        provenance.unit_costs = Some(crate::bound::UnitCosts::measure());
+    }
     for warning in warnings(experiment, &hosts, &provenance) {
         let _ = progress.println(format!("warning: {warning}"));
     }

@@ -507,7 +507,7 @@ fn seconds_label(ms: u64) -> String {
 }
 
 /// Rows of cells, each column padded to its widest cell.
-fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
+pub(crate) fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
     let widths: Vec<usize> = (0..N)
         .map(|c| {
             rows.iter()

@@ -88,6 +88,29 @@ fn default_comparison_writes_table_csv_json_and_plots() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     assert_eq!(json["points"].as_array().unwrap().len(), rows.len());
+    // The nodes' counted cryptography reaches the results, priced at the
+    // unit costs measured before the first point, in a table of its own.
+    assert!(
+        json["provenance"]["unit_costs"]["verify_us"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    for point in json["points"].as_array().unwrap() {
+        let count = |name: &str| point["counters"][name].as_u64().unwrap_or(0);
+        match point["protocol"].as_str().unwrap() {
+            "pbft" | "hotstuff" => {
+                assert!(count("crypto: signatures") > 0, "{point}");
+                assert!(count("crypto: signature checks") > 0, "{point}");
+                assert!(count("crypto: macs") > 0, "{point}");
+            }
+            _ => assert_eq!(count("crypto: signatures"), 0, "{point}"),
+        }
+    }
+    assert!(
+        stdout.contains("cost per operation against the crypto-and-datagram bound"),
+        "no bound table:\n{stdout}"
+    );
     assert!(
         !json["points"][0]["intervals"]
             .as_array()

@@ -269,11 +269,11 @@ impl ClientAuth {
         let Keys::Client { clients, .. } = &self.keys else {
             return Err(DropReason("reply: not a client"));
         };
+        // Read in place, as `authenticate` does: cloning the client's keys
+        // copied one HMAC state per replica, and allocated, for every reply.
+        let clients = clients.read().expect("not poisoned");
         let (_, keys) = clients
-            .read()
-            .expect("not poisoned")
             .get(&reply.reply.client_id)
-            .cloned()
             .ok_or(DropReason("reply: no such client"))?;
         let key = keys
             .get(usize::from(reply.reply.replica.0))

@@ -84,8 +84,8 @@ const GRO_BUFFER_LEN: usize = 1 << 16;
 
 /// Names of the transport's counters (see [`Transport::counters`]).
 pub mod counter {
-    pub const SENT: &str = "transport: datagrams sent";
-    pub const RECEIVED: &str = "transport: datagrams received";
+    pub const SENT: &str = wire::control::DATAGRAMS_SENT_COUNTER;
+    pub const RECEIVED: &str = wire::control::DATAGRAMS_RECEIVED_COUNTER;
     /// Received datagrams larger than the limit (or truncated), dropped.
     pub const OVERSIZED: &str = "transport: oversized";
     /// Received datagrams whose source address could not be read, dropped.

@@ -86,6 +86,10 @@ pub const REQUESTS_BATCHED_COUNTER: &str = "requests batched";
 /// change of leader): summed over replicas in the results.
 pub const VIEW_CHANGES_COUNTER: &str = "view change: started";
 
+/// Counters of datagrams a node's transport sent and received.
+pub const DATAGRAMS_SENT_COUNTER: &str = "transport: datagrams sent";
+pub const DATAGRAMS_RECEIVED_COUNTER: &str = "transport: datagrams received";
+
 /// Counter of datagrams the kernel dropped at a socket whose receive buffer
 /// was full: a node that could not keep up, or a flood.
 pub const KERNEL_DROPS_COUNTER: &str = "transport: kernel receive drops";

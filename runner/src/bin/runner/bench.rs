@@ -681,6 +681,9 @@ fn run_and_save(
         }
     };
     println!("{}", results::summary_table(&results));
+    if let Some(table) = runner::bound::bound_table(&results) {
+        println!("{table}");
+    }
     let mut annotated = results.clone();
     runner::timeline::annotate(&mut annotated);
     if let Some(table) = runner::timeline::recovery_table(&annotated) {

@@ -31,6 +31,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::codec::{self, EncodeError};
 
+pub mod tally;
+
 /// A SHA-256 digest.
 #[derive(
     Clone,
@@ -50,6 +52,7 @@ pub struct Digest(pub [u8; 32]);
 
 impl Digest {
     pub fn of(bytes: &[u8]) -> Digest {
+        tally::digest(bytes.len());
         Digest(Sha256::digest(bytes).into())
     }
 
@@ -239,6 +242,7 @@ impl Signer {
     }
 
     pub fn sign_digest(&self, digest: &Digest) -> Signature {
+        tally::signature();
         match &self.key {
             SigningKey::Secp256k1 { secp, key } => {
                 let message = secp256k1::Message::from_digest(digest.0);
@@ -295,6 +299,7 @@ pub fn verify_digest(
     signature: &Signature,
     key: &VerifyingKey,
 ) -> Result<(), CryptoError> {
+    tally::verification();
     let key = match key {
         VerifyingKey::Secp256k1(key) => key,
         VerifyingKey::Simulated(id) => {
@@ -368,6 +373,7 @@ impl MacKey {
     }
 
     pub fn mac(&self, bytes: &[u8]) -> Mac {
+        tally::mac(bytes.len());
         let mut hmac = self.0.clone();
         hmac.update(bytes);
         Mac(hmac.finalize().into_bytes().into())
@@ -375,6 +381,7 @@ impl MacKey {
 
     /// Checks `mac` over `bytes`, in constant time.
     pub fn verify(&self, bytes: &[u8], mac: &Mac) -> Result<(), CryptoError> {
+        tally::mac(bytes.len());
         let mut hmac = self.0.clone();
         hmac.update(bytes);
         hmac.verify_slice(&mac.0)
@@ -385,7 +392,9 @@ impl MacKey {
     /// buffer): the same as [`MacKey::mac`] over [`codec::encode`]'s bytes.
     pub fn mac_encoded<T: Encode>(&self, value: &T) -> Result<Mac, CryptoError> {
         let mut hmac = self.0.clone();
-        codec::encode_into(value, |bytes| hmac.update(bytes)).map_err(|_| CryptoError::Encode)?;
+        let len = codec::encode_into(value, |bytes| hmac.update(bytes))
+            .map_err(|_| CryptoError::Encode)?;
+        tally::mac(len);
         Ok(Mac(hmac.finalize().into_bytes().into()))
     }
 
@@ -393,7 +402,9 @@ impl MacKey {
     /// buffer.
     pub fn verify_encoded<T: Encode>(&self, value: &T, mac: &Mac) -> Result<(), CryptoError> {
         let mut hmac = self.0.clone();
-        codec::encode_into(value, |bytes| hmac.update(bytes)).map_err(|_| CryptoError::Encode)?;
+        let len = codec::encode_into(value, |bytes| hmac.update(bytes))
+            .map_err(|_| CryptoError::Encode)?;
+        tally::mac(len);
         hmac.verify_slice(&mac.0)
             .map_err(|_| CryptoError::InvalidMac)
     }
