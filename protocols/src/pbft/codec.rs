@@ -31,7 +31,7 @@ use super::bugs;
 use super::{
     BATCH_SIZE_MAX, CHECKPOINT_INTERVAL, CLIENT_KEYS_MAX, CLIENT_TABLE_MAX, LOG_MAX, REPLICAS_MAX,
 };
-use crate::common::ClientAuth;
+use crate::common::{ClientAuth, ReplyKeys};
 use crate::planted;
 use wire::pbft as tunable;
 use wire::registry::Settings;
@@ -330,10 +330,10 @@ impl Codec {
     }
 
     /// Derives client `id`'s key pair and the keys it shares with every
-    /// replica, so that its requests are authenticated and replies to it
-    /// accepted (see [`ClientAuth::register_client`]).
-    pub fn register_client(&self, id: ClientId) {
-        self.auth.register_client(id);
+    /// replica, so that its requests are authenticated; the keys that check
+    /// replies to it (see [`ClientAuth::register_client`]).
+    pub fn register_client(&self, id: ClientId) -> ReplyKeys {
+        self.auth.register_client(id)
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -485,7 +485,11 @@ impl SharedState for Codec {
             }
             Message::Reply(reply) | Message::Evicted(reply) => {
                 let from = from_replica(source, reply.reply.replica, wrong)?;
-                self.auth.check_reply(reply)?;
+                // The client checks the MAC, and only if it needs the reply
+                // (see `ReplyQuorum`).
+                if !self.auth.is_client() {
+                    return Err(DropReason("reply: not a client"));
+                }
                 from
             }
             Message::PrePrepare(pp, batch) => {
@@ -1036,15 +1040,16 @@ mod tests {
         );
     }
 
-    /// Replies (and evictions) carry a MAC the client node checks, and come
-    /// from the address of the replica they name.
+    /// Replies (and evictions) carry a MAC that checks under the client's
+    /// keys, and come from the address of the replica they name. (The codec
+    /// leaves the MAC to the client, which checks the replies it needs.)
     #[test]
     fn replies_check_and_come_from_the_replica_they_name() {
         let (keys, config) = group();
         let replica_2 = replica(&config, &keys, 2);
         let client = Codec::client(Arc::clone(&config), b"seed");
         let id = ClientId(7);
-        client.register_client(id);
+        let reply_keys = client.register_client(id);
         let reply = Reply {
             view: 0,
             replica: ReplicaId(2),
@@ -1064,8 +1069,15 @@ mod tests {
         for outbound in [Outbound::Reply(reply.clone()), Outbound::Evicted(reply)] {
             buf.clear();
             replica_2.encode(&outbound, &mut buf).unwrap();
-            let (sender, _) = client.decode(from(2), &buf).unwrap();
-            assert_eq!(sender, Addr::Replica(ReplicaId(2)));
+            let mac_reply = |bytes: &[u8]| match client.decode(from(2), bytes).unwrap() {
+                (sender, Inbound::Message(Message::Reply(reply) | Message::Evicted(reply))) => {
+                    assert_eq!(sender, Addr::Replica(ReplicaId(2)));
+                    reply
+                }
+                other => panic!("not a reply: {other:?}"),
+            };
+            let good = mac_reply(&buf);
+            reply_keys.check(&good.reply, &good.mac).unwrap();
             // From another replica's address: refused before the MAC is
             // checked.
             assert_eq!(
@@ -1074,7 +1086,16 @@ mod tests {
             );
             let mut tampered = buf.clone();
             *tampered.last_mut().unwrap() ^= 1;
-            assert_eq!(reason(client.decode(from(2), &tampered)), "reply: bad MAC");
+            let bad = mac_reply(&tampered);
+            assert_eq!(
+                reason(reply_keys.check(&bad.reply, &bad.mac)),
+                "reply: bad MAC"
+            );
+            // A replica takes no replies.
+            assert_eq!(
+                reason(replica_2.decode(from(2), &buf)),
+                "reply: not a client"
+            );
         }
     }
 
