@@ -227,6 +227,15 @@ impl ClientAuth {
 
     /// A replica MACs `reply` under the key it shares with the client.
     pub fn mac_reply(&self, reply: &Reply) -> Result<MacReply, DropReason> {
+        Ok(MacReply {
+            reply: reply.clone(),
+            mac: self.reply_mac(reply)?,
+        })
+    }
+
+    /// The MAC of [`ClientAuth::mac_reply`], alone: for a codec that
+    /// encodes the reply from where it lies.
+    pub fn reply_mac(&self, reply: &Reply) -> Result<Mac, DropReason> {
         let Keys::Replica {
             secret, clients, ..
         } = &self.keys
@@ -239,7 +248,7 @@ impl ClientAuth {
             .expect("not poisoned")
             .get(&client)
             .map(|(key, mac)| (key, mac.map(|mac| mac.mac_encoded(reply))));
-        let mac = match found {
+        match found {
             None => return Err(DropReason("encode: no key for the client")),
             Some((_, Some(mac))) => mac,
             Some((key, None)) => {
@@ -257,11 +266,7 @@ impl ClientAuth {
                 mac
             }
         }
-        .map_err(|_| DropReason("encode: failed"))?;
-        Ok(MacReply {
-            reply: reply.clone(),
-            mac,
-        })
+        .map_err(|_| DropReason("encode: failed"))
     }
 
     /// Whether this is a client node's (which takes replies, and checks

@@ -21,7 +21,8 @@ use wire::crypto::verify_digest;
 
 use wire::pbft::{
     AuthRequest, Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, Message, NewView,
-    PrePrepare, Prepare, PreparedCert, QueryStable, ReplyStable, Seq, Status, View, ViewChange,
+    PrePrepare, PrePrepareOut, Prepare, PreparedCert, QueryStable, ReplyOut, ReplyStable, Seq,
+    Status, View, ViewChange,
 };
 use wire::{
     ClientId, CryptoError, Digest, PublicKey, SecretKey, Signature, Signed, Signer, VerifyingKey,
@@ -664,8 +665,16 @@ impl SharedState for Codec {
                 &signed
             }
             Outbound::PrePrepare(pp, batch) => {
-                signed = Message::PrePrepare(self.sign_for_wire(*pp)?, batch.clone());
-                &signed
+                // Encoded from where the batch lies, not copied into a
+                // message.
+                let header = self.sign_for_wire(*pp)?;
+                return Ok(wire::encode(
+                    &PrePrepareOut {
+                        header: &header,
+                        batch,
+                    },
+                    buf,
+                )?);
             }
             Outbound::Prepare(p) => {
                 signed = Message::Prepare(self.sign_for_wire(*p)?);
@@ -675,13 +684,13 @@ impl SharedState for Codec {
                 signed = Message::Commit(self.sign_for_wire(*c)?);
                 &signed
             }
-            Outbound::Reply(r) => {
-                signed = Message::Reply(self.auth.mac_reply(r)?);
-                &signed
-            }
-            Outbound::Evicted(r) => {
-                signed = Message::Evicted(self.auth.mac_reply(r)?);
-                &signed
+            Outbound::Reply(reply) | Outbound::Evicted(reply) => {
+                let out = ReplyOut {
+                    evicted: matches!(msg, Outbound::Evicted(_)),
+                    reply,
+                    mac: &self.auth.reply_mac(reply)?,
+                };
+                return Ok(wire::encode(&out, buf)?);
             }
             Outbound::Status(s) => {
                 signed = Message::Status(self.sign_for_wire(*s)?);
