@@ -59,8 +59,8 @@ fn main() {
     };
     let keys = protocols::simulate::pbft::keys(1, N);
     let config = protocols::simulate::pbft::config(&keys);
-    let sender = Codec::replica(Arc::clone(&config), SENDER, &keys[usize::from(SENDER.0)])
-        .expect("a codec");
+    let sender =
+        Codec::replica(Arc::clone(&config), SENDER, &keys[usize::from(SENDER.0)]).expect("a codec");
     let prepares: Vec<Vec<u8>> = (1..=PREPARES)
         .map(|seq| {
             let mut bytes = Vec::with_capacity(MESSAGE_SIZE_MAX);
@@ -82,7 +82,11 @@ fn main() {
          rounds{}",
         warmup.as_millis(),
         measure.as_millis(),
-        if smoke { " (smoke run: not a measurement)" } else { "" }
+        if smoke {
+            " (smoke run: not a measurement)"
+        } else {
+            ""
+        }
     );
     println!("{:<10} {:>14} {:>10}", "workers", "checks/s", "vs 1");
     let mut by_workers: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
@@ -93,8 +97,7 @@ fn main() {
             // after the fact).
             let addrs = free_addrs();
             let codec = Arc::new(
-                Codec::replica(Arc::clone(&config), ME, &keys[usize::from(ME.0)])
-                    .expect("a codec"),
+                Codec::replica(Arc::clone(&config), ME, &keys[usize::from(ME.0)]).expect("a codec"),
             );
             let replica = Replica::new(ME, Arc::clone(&codec), Box::new(NullApp));
             let setup = ReplicaSetup {
@@ -106,7 +109,13 @@ fn main() {
                 link: Default::default(),
             };
             let running = spawn_replica(replica, codec, setup).expect("the replica starts");
-            let rate = feed(&running, addrs[usize::from(SENDER.0)], &prepares, warmup, measure);
+            let rate = feed(
+                &running,
+                addrs[usize::from(SENDER.0)],
+                &prepares,
+                warmup,
+                measure,
+            );
             running.stop().expect("the replica stops cleanly");
             by_workers[workers - 1].push(rate);
             let one = by_workers[0].last().copied().unwrap_or(rate);

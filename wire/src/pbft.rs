@@ -26,7 +26,7 @@ use bincode::{Decode, Encode};
 use crate::fields::{Fields, Visitor};
 use crate::{Digest, ReplicaId, Signature, Signed};
 
-pub use crate::auth::{AuthRequest, MacReply, Reply};
+pub use crate::auth::{AuthRequest, MacReply, Reply, ReplyOut};
 
 use crate::registry::{ProtocolSpec, Replication, Tunable};
 
@@ -157,26 +157,16 @@ pub enum Message {
     ReplyStable(Signed<ReplyStable>),
 }
 
-/// A reply (or eviction notice) and its MAC, encoded exactly as
-/// [`Message::Reply`] (or [`Message::Evicted`]) of them would be, from
-/// borrowed parts: a replica sends each reply without copying it into a
-/// message.
-#[derive(Clone, Copy, Debug)]
-pub struct ReplyOut<'a> {
-    pub evicted: bool,
-    pub reply: &'a Reply,
-    pub mac: &'a crate::Mac,
-}
-
-impl Encode for ReplyOut<'_> {
-    fn encode<E: bincode::enc::Encoder>(
-        &self,
-        encoder: &mut E,
-    ) -> Result<(), bincode::error::EncodeError> {
-        let tag: u32 = if self.evicted { 3 } else { 2 };
-        tag.encode(encoder)?;
-        self.reply.encode(encoder)?;
-        self.mac.encode(encoder)
+impl Message {
+    /// A reply (or, if `evicted`, an eviction notice) and its MAC, to
+    /// encode exactly as [`Message::Reply`] (or [`Message::Evicted`]) of
+    /// them would be: a replica sends each reply from where it lies.
+    pub fn reply_out<'a>(evicted: bool, reply: &'a Reply, mac: &'a crate::Mac) -> ReplyOut<'a> {
+        ReplyOut {
+            variant: if evicted { 3 } else { 2 },
+            reply,
+            mac,
+        }
     }
 }
 
@@ -642,11 +632,8 @@ mod borrowed_tests {
             } else {
                 Message::Reply(owned)
             };
-            let borrowed = ReplyOut {
-                evicted,
-                reply: &reply(),
-                mac: &mac,
-            };
+            let reply = reply();
+            let borrowed = Message::reply_out(evicted, &reply, &mac);
             assert_eq!(
                 codec::encode_to_vec(&borrowed).unwrap(),
                 codec::encode_to_vec(&owned).unwrap()

@@ -705,8 +705,14 @@ impl SharedState for Codec {
     fn encode(&self, msg: &Outbound, buf: &mut Vec<u8>) -> Result<(), DropReason> {
         let encoded = match msg {
             Outbound::Message(m) => return wire::encode(&**m, buf).map_err(DropReason::from),
-            Outbound::Reply(reply) => Message::Reply(self.auth.mac_reply(reply)?),
-            Outbound::Evicted(reply) => Message::Evicted(self.auth.mac_reply(reply)?),
+            Outbound::Reply(reply) | Outbound::Evicted(reply) => {
+                // Encoded from where the reply lies, not copied into a
+                // message.
+                let mac = self.auth.reply_mac(reply)?;
+                let evicted = matches!(msg, Outbound::Evicted(_));
+                let out = Message::reply_out(evicted, reply, &mac);
+                return wire::encode(&out, buf).map_err(DropReason::from);
+            }
             Outbound::Request { session, request } => {
                 Message::Request(self.auth.authenticate(*session, request)?)
             }

@@ -21,8 +21,8 @@ use wire::crypto::verify_digest;
 
 use wire::pbft::{
     AuthRequest, Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, Message, NewView,
-    PrePrepare, PrePrepareOut, Prepare, PreparedCert, QueryStable, ReplyOut, ReplyStable, Seq,
-    Status, View, ViewChange,
+    PrePrepare, PrePrepareOut, Prepare, PreparedCert, QueryStable, ReplyStable, Seq, Status, View,
+    ViewChange,
 };
 use wire::{
     ClientId, CryptoError, Digest, PublicKey, SecretKey, Signature, Signed, Signer, VerifyingKey,
@@ -685,12 +685,12 @@ impl SharedState for Codec {
                 &signed
             }
             Outbound::Reply(reply) | Outbound::Evicted(reply) => {
-                let out = ReplyOut {
-                    evicted: matches!(msg, Outbound::Evicted(_)),
-                    reply,
-                    mac: &self.auth.reply_mac(reply)?,
-                };
-                return Ok(wire::encode(&out, buf)?);
+                let mac = self.auth.reply_mac(reply)?;
+                let evicted = matches!(msg, Outbound::Evicted(_));
+                return Ok(wire::encode(
+                    &Message::reply_out(evicted, reply, &mac),
+                    buf,
+                )?);
             }
             Outbound::Status(s) => {
                 signed = Message::Status(self.sign_for_wire(*s)?);
