@@ -158,6 +158,11 @@ pub enum Message {
 }
 
 impl Message {
+    /// The variant number of [`Message::Request`], for a client that
+    /// encodes its request's authenticator as it writes the message
+    /// (`protocols::common::ClientAuth::authenticate_into`).
+    pub const REQUEST_VARIANT: u32 = 0;
+
     /// A reply (or, if `evicted`, an eviction notice) and its MAC, to
     /// encode exactly as [`Message::Reply`] (or [`Message::Evicted`]) of
     /// them would be: a replica sends each reply from where it lies.

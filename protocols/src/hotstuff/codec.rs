@@ -703,21 +703,22 @@ impl SharedState for Codec {
     }
 
     fn encode(&self, msg: &Outbound, buf: &mut Vec<u8>) -> Result<(), DropReason> {
-        let encoded = match msg {
-            Outbound::Message(m) => return wire::encode(&**m, buf).map_err(DropReason::from),
+        match msg {
+            Outbound::Message(m) => wire::encode(&**m, buf).map_err(DropReason::from),
             Outbound::Reply(reply) | Outbound::Evicted(reply) => {
                 // Encoded from where the reply lies, not copied into a
                 // message.
                 let mac = self.auth.reply_mac(reply)?;
                 let evicted = matches!(msg, Outbound::Evicted(_));
                 let out = Message::reply_out(evicted, reply, &mac);
-                return wire::encode(&out, buf).map_err(DropReason::from);
+                wire::encode(&out, buf).map_err(DropReason::from)
             }
             Outbound::Request { session, request } => {
-                Message::Request(self.auth.authenticate(*session, request)?)
+                // Authenticated as it is encoded, with no copy of the request.
+                let variant = Message::REQUEST_VARIANT;
+                self.auth.authenticate_into(variant, *session, request, buf)
             }
-        };
-        wire::encode(&encoded, buf).map_err(DropReason::from)
+        }
     }
 
     fn describe(&self, bytes: &[u8]) -> String {

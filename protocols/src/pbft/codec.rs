@@ -661,8 +661,9 @@ impl SharedState for Codec {
         let msg = match msg {
             Outbound::Message(msg) => msg,
             Outbound::Request(session, request) => {
-                signed = Message::Request(self.auth.authenticate(*session, request)?);
-                &signed
+                // Authenticated as it is encoded, with no copy of the request.
+                let variant = Message::REQUEST_VARIANT;
+                return self.auth.authenticate_into(variant, *session, request, buf);
             }
             Outbound::PrePrepare(pp, batch) => {
                 // Encoded from where the batch lies, not copied into a
