@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use protocols::pbft::{BATCH_SIZE_MAX, Codec, Outbound};
+use protocols::pbft::{BATCH_SIZE_MAX, Codec, Inbound, Outbound};
 use runtime::{SharedState, Source};
 use wire::client::Request;
 use wire::pbft::{AuthRequest, Message, PrePrepare, Prepare, Reply};
@@ -39,6 +39,7 @@ fn pbft(c: &mut Criterion) {
 
     // A full batch from distinct clients, as the primary proposes it; the
     // backup learns every client's key (one ECDH each) before the timing.
+    let reply_keys = clients.register_client(ClientId(1));
     let batch: Vec<AuthRequest> = (1..=BATCH_SIZE_MAX as u64)
         .map(|id| {
             clients.register_client(ClientId(id));
@@ -129,8 +130,16 @@ fn pbft(c: &mut Criterion) {
                 .unwrap();
         })
     });
+    // Decoding and checking one reply (a client checks f + 1 per
+    // operation: those that make its quorum).
     group.bench_function("client/check_reply", |b| {
-        b.iter(|| clients.decode(BACKUP, black_box(&reply_bytes)).unwrap())
+        b.iter(|| {
+            let (_, msg) = clients.decode(BACKUP, black_box(&reply_bytes)).unwrap();
+            let Inbound::Message(Message::Reply(reply)) = msg else {
+                panic!("not a reply");
+            };
+            reply_keys.check(&reply.reply, &reply.mac).unwrap();
+        })
     });
     // Per request of the batch: the signature and digest spread over it.
     group.throughput(Throughput::Elements(BATCH_SIZE_MAX as u64));

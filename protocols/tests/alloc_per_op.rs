@@ -304,10 +304,7 @@ fn pbft() -> System {
     let codec = Arc::new(Codec::client(Arc::clone(&config), b"alloc per op clients"));
     let client_codec = Arc::clone(&codec);
     let clients = spawn_clients(
-        Arc::new(move |id| {
-            client_codec.register_client(id);
-            Client::new(id, Arc::clone(client_codec.config()), RESEND)
-        }),
+        Arc::new(move |id| Client::new(id, &client_codec, RESEND)),
         codec,
         null_ops(),
         clients_setup(addrs, TransportKind::Auto),

@@ -80,14 +80,7 @@ fn start_with(clients: u32, threads: ThreadMap) -> Group {
         link: Default::default(),
     };
     let clients = spawn_clients(
-        Arc::new(move |id| {
-            client_codec.register_client(id);
-            Client::new(
-                id,
-                Arc::clone(client_codec.config()),
-                Duration::from_millis(30),
-            )
-        }),
+        Arc::new(move |id| Client::new(id, &client_codec, Duration::from_millis(30))),
         codec,
         kv_ops(),
         setup,

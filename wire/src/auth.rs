@@ -66,6 +66,30 @@ pub struct Reply {
     pub result: Vec<u8>,
 }
 
+/// A reply and its MAC, encoded exactly as a protocol's message variant
+/// number `variant` holding the [`MacReply`] of them would be (bincode
+/// writes an enum as its variant's number, then its fields), from borrowed
+/// parts: a replica encodes a reply without copying it into a message.
+/// Protocols build one with their own variant numbers (`pbft::Message::
+/// reply_out`), and test that it encodes as their message does.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplyOut<'a> {
+    pub variant: u32,
+    pub reply: &'a Reply,
+    pub mac: &'a Mac,
+}
+
+impl Encode for ReplyOut<'_> {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.variant.encode(encoder)?;
+        self.reply.encode(encoder)?;
+        self.mac.encode(encoder)
+    }
+}
+
 // Field descriptions for the simulator's Byzantine mutations (see
 // `crate::fields`).
 

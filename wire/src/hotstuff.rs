@@ -19,7 +19,7 @@
 
 use bincode::{Decode, Encode};
 
-use crate::auth::{AuthRequest, MacReply};
+use crate::auth::{AuthRequest, MacReply, Reply, ReplyOut};
 use crate::fields::{Fields, Visitor};
 use crate::registry::{ProtocolSpec, Replication, Tunable};
 use crate::{Digest, Mac, MacKey, ReplicaId, Signature, Signed};
@@ -145,6 +145,24 @@ pub enum Message {
     /// to it, the client's authenticator unchanged (the leader checks its
     /// own entry, as for a request from the client).
     Forward(AuthRequest),
+}
+
+impl Message {
+    /// The variant number of [`Message::Request`], for a client that
+    /// encodes its request's authenticator as it writes the message
+    /// (`protocols::common::ClientAuth::authenticate_into`).
+    pub const REQUEST_VARIANT: u32 = 0;
+
+    /// A reply (or, if `evicted`, an eviction notice) and its MAC, to
+    /// encode exactly as [`Message::Reply`] (or [`Message::Evicted`]) of
+    /// them would be: a replica sends each reply from where it lies.
+    pub fn reply_out<'a>(evicted: bool, reply: &'a Reply, mac: &'a Mac) -> ReplyOut<'a> {
+        ReplyOut {
+            variant: if evicted { 2 } else { 1 },
+            reply,
+            mac,
+        }
+    }
 }
 
 /// A block: the leader of `view` extends the block `justify` certifies.
@@ -436,6 +454,40 @@ impl Fields for Message {
             Message::Checkpoint(c) => c.visit(v),
             Message::FetchChunk(f) => f.visit(v),
             Message::Chunk(c) => c.visit(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod borrowed_tests {
+    use super::*;
+    use crate::{ClientId, codec};
+
+    /// The borrowed reply encodes byte for byte as the message it mirrors.
+    #[test]
+    fn a_borrowed_reply_is_the_message() {
+        let reply = Reply {
+            view: 1 << 35,
+            replica: ReplicaId(3),
+            client_id: ClientId(12),
+            request_num: 1 << 20,
+            result: vec![8; 33],
+        };
+        let mac = Mac([6; 32]);
+        for evicted in [false, true] {
+            let owned = MacReply {
+                reply: reply.clone(),
+                mac,
+            };
+            let owned = if evicted {
+                Message::Evicted(owned)
+            } else {
+                Message::Reply(owned)
+            };
+            assert_eq!(
+                codec::encode_to_vec(&Message::reply_out(evicted, &reply, &mac)).unwrap(),
+                codec::encode_to_vec(&owned).unwrap()
+            );
         }
     }
 }

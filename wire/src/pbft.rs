@@ -26,7 +26,7 @@ use bincode::{Decode, Encode};
 use crate::fields::{Fields, Visitor};
 use crate::{Digest, ReplicaId, Signature, Signed};
 
-pub use crate::auth::{AuthRequest, MacReply, Reply};
+pub use crate::auth::{AuthRequest, MacReply, Reply, ReplyOut};
 
 use crate::registry::{ProtocolSpec, Replication, Tunable};
 
@@ -155,6 +155,44 @@ pub enum Message {
     /// TOCS §4.3.2).
     QueryStable(Signed<QueryStable>),
     ReplyStable(Signed<ReplyStable>),
+}
+
+impl Message {
+    /// The variant number of [`Message::Request`], for a client that
+    /// encodes its request's authenticator as it writes the message
+    /// (`protocols::common::ClientAuth::authenticate_into`).
+    pub const REQUEST_VARIANT: u32 = 0;
+
+    /// A reply (or, if `evicted`, an eviction notice) and its MAC, to
+    /// encode exactly as [`Message::Reply`] (or [`Message::Evicted`]) of
+    /// them would be: a replica sends each reply from where it lies.
+    pub fn reply_out<'a>(evicted: bool, reply: &'a Reply, mac: &'a crate::Mac) -> ReplyOut<'a> {
+        ReplyOut {
+            variant: if evicted { 3 } else { 2 },
+            reply,
+            mac,
+        }
+    }
+}
+
+/// A signed pre-prepare and its batch, encoded exactly as
+/// [`Message::PrePrepare`] of them would be, from borrowed parts: the primary
+/// broadcasts a batch without copying every request into a message.
+#[derive(Clone, Copy, Debug)]
+pub struct PrePrepareOut<'a> {
+    pub header: &'a Signed<PrePrepare>,
+    pub batch: &'a [AuthRequest],
+}
+
+impl Encode for PrePrepareOut<'_> {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        4u32.encode(encoder)?;
+        self.header.encode(encoder)?;
+        self.batch.encode(encoder)
+    }
 }
 
 /// The primary of `view` assigns `seq` to the batch with digest `digest`.
@@ -564,6 +602,77 @@ impl Fields for Message {
             }
             Message::QueryStable(q) => q.visit(v),
             Message::ReplyStable(r) => r.visit(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod borrowed_tests {
+    use super::*;
+    use crate::client::Request;
+    use crate::{ClientId, Mac, codec};
+
+    fn reply() -> Reply {
+        Reply {
+            view: 300,
+            replica: ReplicaId(2),
+            client_id: ClientId(1 << 40),
+            request_num: 7,
+            result: vec![5; 70],
+        }
+    }
+
+    /// The borrowed encodings are byte for byte the owned ones, so that
+    /// receivers decode them as the messages they mirror.
+    #[test]
+    fn borrowed_encodings_are_the_messages() {
+        let mac = Mac([9; 32]);
+        for evicted in [false, true] {
+            let owned = MacReply {
+                reply: reply(),
+                mac,
+            };
+            let owned = if evicted {
+                Message::Evicted(owned)
+            } else {
+                Message::Reply(owned)
+            };
+            let reply = reply();
+            let borrowed = Message::reply_out(evicted, &reply, &mac);
+            assert_eq!(
+                codec::encode_to_vec(&borrowed).unwrap(),
+                codec::encode_to_vec(&owned).unwrap()
+            );
+        }
+        let header = Signed {
+            payload: PrePrepare {
+                view: 1 << 33,
+                seq: 12,
+                digest: Digest([3; 32]),
+            },
+            signature: Signature([4; 64]),
+        };
+        for len in [0, 1, 3] {
+            let batch: Vec<AuthRequest> = (0..len)
+                .map(|i| AuthRequest {
+                    session: i,
+                    request: Request {
+                        client_id: ClientId(i),
+                        request_num: i + 1,
+                        op: vec![1; 10],
+                    },
+                    key: crate::PublicKey([2; 33]),
+                    auth: vec![Mac([i as u8; 32]); 4],
+                })
+                .collect();
+            let borrowed = PrePrepareOut {
+                header: &header,
+                batch: &batch,
+            };
+            assert_eq!(
+                codec::encode_to_vec(&borrowed).unwrap(),
+                codec::encode_to_vec(&Message::PrePrepare(header.clone(), batch.clone())).unwrap()
+            );
         }
     }
 }

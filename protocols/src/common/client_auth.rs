@@ -29,7 +29,7 @@ use std::sync::{Arc, RwLock};
 use runtime::{DropReason, ReplicaId};
 use wire::auth::{AuthRequest, MacReply, Reply};
 use wire::client::Request;
-use wire::{ClientId, MacKey, PublicKey, SecretKey, Signer, VerifyingKey};
+use wire::{ClientId, Mac, MacKey, PublicKey, SecretKey, Signer, VerifyingKey};
 
 /// Clients without a session whose MAC keys a replica keeps (those with a
 /// session always keep theirs), the usual `keys_max` of
@@ -42,7 +42,7 @@ pub const CLIENT_KEYS_MAX: usize = 1 << 16;
 /// that fits a datagram), the client's public key (33), and its
 /// authenticator of `n` MACs.
 pub fn request_overhead(n: usize) -> usize {
-    72 + n * size_of::<wire::Mac>()
+    72 + n * size_of::<Mac>()
 }
 
 /// The keys that authenticate requests and replies at one node, a replica
@@ -122,8 +122,8 @@ impl ClientAuth {
 
     /// Derives client `id`'s key pair and the keys it shares with every
     /// replica (n ECDH computations, once), so that its requests are
-    /// authenticated and replies to it accepted.
-    pub fn register_client(&self, id: ClientId) {
+    /// authenticated; the keys that check replies to it.
+    pub fn register_client(&self, id: ClientId) -> ReplyKeys {
         let Keys::Client {
             domain,
             replicas,
@@ -145,7 +145,8 @@ impl ClientAuth {
         clients
             .write()
             .expect("not poisoned")
-            .insert(id, (public, keys));
+            .insert(id, (public, Arc::clone(&keys)));
+        ReplyKeys(keys)
     }
 
     /// A client authenticates its request under `session` for every
@@ -170,6 +171,53 @@ impl ClientAuth {
             .map_err(|_| DropReason("encode: failed"))?;
         auth.auth = keys.iter().map(|key| key.mac(&bytes)).collect();
         Ok(auth)
+    }
+
+    /// Appends to `buf` the encoding of a protocol's message variant number
+    /// `variant` that holds the [`AuthRequest`] [`ClientAuth::authenticate`]
+    /// makes: the same bytes, without the copies. The part the MACs cover
+    /// (session and request) is encoded once, straight into `buf`, and
+    /// MACed where it lies; nothing is allocated. On error `buf` is left as
+    /// it was.
+    pub fn authenticate_into(
+        &self,
+        variant: u32,
+        session: u64,
+        request: &Request,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), DropReason> {
+        let Keys::Client { clients, .. } = &self.keys else {
+            return Err(DropReason("encode: a replica sends no requests"));
+        };
+        let clients = clients.read().expect("not poisoned");
+        let (key, keys) = clients
+            .get(&request.client_id)
+            .ok_or(DropReason("encode: no such client"))?;
+        let start = buf.len();
+        let written = (|| {
+            wire::encode(&variant, buf)?;
+            let covered = buf.len();
+            wire::encode(&(session, request), buf)?;
+            let covered = covered..buf.len();
+            wire::encode(key, buf)?;
+            // A `Vec<Mac>`: its length, then the MACs, each over the
+            // session and request written above.
+            wire::encode(&(keys.len() as u64), buf)?;
+            for key in keys.iter() {
+                let mac = key.mac(&buf[covered.clone()]);
+                wire::encode(&mac, buf)?;
+            }
+            Ok::<_, wire::EncodeError>(())
+        })();
+        let len = buf.len() - start;
+        let written = match written {
+            Ok(()) if len > wire::MESSAGE_SIZE_MAX => Err(wire::EncodeError::TooLarge { len }),
+            other => other,
+        };
+        written.map_err(|e| {
+            buf.truncate(start);
+            DropReason::from(e)
+        })
     }
 
     /// A replica checks its own entry of a request's authenticator, under
@@ -226,6 +274,15 @@ impl ClientAuth {
 
     /// A replica MACs `reply` under the key it shares with the client.
     pub fn mac_reply(&self, reply: &Reply) -> Result<MacReply, DropReason> {
+        Ok(MacReply {
+            reply: reply.clone(),
+            mac: self.reply_mac(reply)?,
+        })
+    }
+
+    /// The MAC of [`ClientAuth::mac_reply`], alone: for a codec that
+    /// encodes the reply from where it lies.
+    pub fn reply_mac(&self, reply: &Reply) -> Result<Mac, DropReason> {
         let Keys::Replica {
             secret, clients, ..
         } = &self.keys
@@ -238,7 +295,7 @@ impl ClientAuth {
             .expect("not poisoned")
             .get(&client)
             .map(|(key, mac)| (key, mac.map(|mac| mac.mac_encoded(reply))));
-        let mac = match found {
+        match found {
             None => return Err(DropReason("encode: no key for the client")),
             Some((_, Some(mac))) => mac,
             Some((key, None)) => {
@@ -256,30 +313,13 @@ impl ClientAuth {
                 mac
             }
         }
-        .map_err(|_| DropReason("encode: failed"))?;
-        Ok(MacReply {
-            reply: reply.clone(),
-            mac,
-        })
+        .map_err(|_| DropReason("encode: failed"))
     }
 
-    /// A client checks a reply's MAC under the key it shares with the replica
-    /// the reply names.
-    pub fn check_reply(&self, reply: &MacReply) -> Result<(), DropReason> {
-        let Keys::Client { clients, .. } = &self.keys else {
-            return Err(DropReason("reply: not a client"));
-        };
-        // Read in place, as `authenticate` does: cloning the client's keys
-        // copied one HMAC state per replica, and allocated, for every reply.
-        let clients = clients.read().expect("not poisoned");
-        let (_, keys) = clients
-            .get(&reply.reply.client_id)
-            .ok_or(DropReason("reply: no such client"))?;
-        let key = keys
-            .get(usize::from(reply.reply.replica.0))
-            .ok_or(DropReason("decode: no such replica"))?;
-        key.verify_encoded(&reply.reply, &reply.mac)
-            .map_err(|_| DropReason("reply: bad MAC"))
+    /// Whether this is a client node's (which takes replies, and checks
+    /// them with the [`ReplyKeys`] of the client they are for).
+    pub fn is_client(&self) -> bool {
+        matches!(self.keys, Keys::Client { .. })
     }
 
     /// A replica opened a session for `client` under `key`: its requests
@@ -320,6 +360,36 @@ impl ClientAuth {
         for (client, key) in sessions {
             keys.pin(client, key);
         }
+    }
+}
+
+/// The keys one client shares with the replicas, in replica order: what
+/// checks the replies to it (see [`crate::common::ReplyQuorum`], which
+/// checks only those it needs).
+#[derive(Clone, Debug)]
+pub struct ReplyKeys(Arc<[MacKey]>);
+
+impl ReplyKeys {
+    /// The keys shared with each replica, in replica order.
+    pub fn new(keys: Arc<[MacKey]>) -> ReplyKeys {
+        assert!(!keys.is_empty(), "at least one replica");
+        ReplyKeys(keys)
+    }
+
+    /// How many replicas there are.
+    pub fn replicas(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Checks `mac` over `reply` under the key shared with the replica the
+    /// reply names.
+    pub fn check(&self, reply: &Reply, mac: &Mac) -> Result<(), DropReason> {
+        let key = self
+            .0
+            .get(usize::from(reply.replica.0))
+            .ok_or(DropReason("reply: no such replica"))?;
+        key.verify_encoded(reply, mac)
+            .map_err(|_| DropReason("reply: bad MAC"))
     }
 }
 
@@ -426,6 +496,20 @@ impl SharedKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client node checks a reply with the keys of the client it is for.
+    fn check_reply(node: &ClientAuth, reply: &MacReply) -> Result<(), DropReason> {
+        let Keys::Client { clients, .. } = &node.keys else {
+            return Err(DropReason("reply: not a client"));
+        };
+        let keys = clients
+            .read()
+            .expect("not poisoned")
+            .get(&reply.reply.client_id)
+            .map(|(_, keys)| ReplyKeys(Arc::clone(keys)))
+            .ok_or(DropReason("reply: no such client"))?;
+        keys.check(&reply.reply, &reply.mac)
+    }
 
     const N: usize = 4;
     const DOMAIN: &str = "test client ";
@@ -534,7 +618,7 @@ mod tests {
                 key: Signer::new(&SecretKey::from_seed(b"k"))
                     .unwrap()
                     .public_key(),
-                auth: vec![wire::Mac([1; 32]); n],
+                auth: vec![Mac([1; 32]); n],
             };
             let encoded = wire::codec::encode_to_vec(&request).unwrap();
             assert!(
@@ -650,6 +734,55 @@ mod tests {
         );
     }
 
+    /// Authenticating as the message is encoded writes what encoding the
+    /// authenticated request after its variant number would, and leaves
+    /// the buffer as it was when it fails.
+    #[test]
+    fn authenticating_in_place_writes_the_message() {
+        let (_, keys) = group(true);
+        let id = ClientId(7);
+        let client = client_node(&keys, true, b"seed", &[id]);
+        for (variant, op) in [(0, 0), (3, 16), (1000, 900)] {
+            let request = Request {
+                client_id: id,
+                request_num: 1 << 40,
+                op: vec![1; op],
+            };
+            let mut expected = b"prefix".to_vec();
+            wire::encode(&variant, &mut expected).unwrap();
+            wire::encode(
+                &client.authenticate(u64::MAX, &request).unwrap(),
+                &mut expected,
+            )
+            .unwrap();
+            let mut buf = b"prefix".to_vec();
+            client
+                .authenticate_into(variant, u64::MAX, &request, &mut buf)
+                .unwrap();
+            assert_eq!(buf, expected);
+        }
+        let huge = Request {
+            client_id: id,
+            request_num: 1,
+            op: vec![0; wire::MESSAGE_SIZE_MAX],
+        };
+        let mut buf = b"prefix".to_vec();
+        assert_eq!(
+            reason(client.authenticate_into(0, 1, &huge, &mut buf)),
+            "encode: too large"
+        );
+        assert_eq!(buf, b"prefix");
+        let stranger = Request {
+            client_id: ClientId(8),
+            ..huge
+        };
+        assert_eq!(
+            reason(client.authenticate_into(0, 1, &stranger, &mut buf)),
+            "encode: no such client"
+        );
+        assert_eq!(buf, b"prefix");
+    }
+
     #[test]
     fn reply_macs_check_and_first_key_wins() {
         let (secrets, keys) = group(false);
@@ -667,32 +800,35 @@ mod tests {
             .unwrap();
         let maced = replica_2.mac_reply(&reply).unwrap();
         assert_eq!(maced.reply, reply);
-        client.check_reply(&maced).unwrap();
+        check_reply(&client, &maced).unwrap();
 
         // A flipped MAC bit, a reply naming another replica, or an altered
         // result fails.
         let mut tampered = maced.clone();
         tampered.mac.0[31] ^= 1;
-        assert_eq!(reason(client.check_reply(&tampered)), "reply: bad MAC");
+        assert_eq!(reason(check_reply(&client, &tampered)), "reply: bad MAC");
         let mut forged = maced.clone();
         forged.reply.replica = ReplicaId(1);
-        assert_eq!(reason(client.check_reply(&forged)), "reply: bad MAC");
+        assert_eq!(reason(check_reply(&client, &forged)), "reply: bad MAC");
         let mut altered = maced.clone();
         altered.reply.result.push(0);
-        assert_eq!(reason(client.check_reply(&altered)), "reply: bad MAC");
+        assert_eq!(reason(check_reply(&client, &altered)), "reply: bad MAC");
         let mut outside = maced.clone();
         outside.reply.replica = ReplicaId(N as u8);
         assert_eq!(
-            reason(client.check_reply(&outside)),
-            "decode: no such replica"
+            reason(check_reply(&client, &outside)),
+            "reply: no such replica"
         );
         let mut stranger = maced.clone();
         stranger.reply.client_id = ClientId(8);
         assert_eq!(
-            reason(client.check_reply(&stranger)),
+            reason(check_reply(&client, &stranger)),
             "reply: no such client"
         );
-        assert_eq!(reason(replica_2.check_reply(&maced)), "reply: not a client");
+        assert_eq!(
+            reason(check_reply(&replica_2, &maced)),
+            "reply: not a client"
+        );
         assert_eq!(
             reason(client.mac_reply(&reply)),
             "encode: a client sends no replies"
@@ -759,9 +895,7 @@ mod tests {
         assert!(table(&fresh).pinned[&pinned].1.is_some());
         let other = replica(&secrets, 1, KEYS_MAX);
         other.repin_clients([(pinned, key)].into_iter());
-        honest
-            .check_reply(&other.mac_reply(&reply(1, pinned, 3)).unwrap())
-            .unwrap();
+        check_reply(&honest, &other.mac_reply(&reply(1, pinned, 3)).unwrap()).unwrap();
         // Sessions pinned before a state transfer and not in the installed
         // table are kept like any other client's.
         other.repin_clients(std::iter::empty());

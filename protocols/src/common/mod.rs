@@ -13,6 +13,9 @@
 //!   every replica (one HMAC per replica, keys agreed by ECDH) and replies
 //!   with one MAC; a replica's table of clients' keys, those of sessions
 //!   pinned, at most a bound of others.
+//! - [`ReplyQuorum`] (`replies.rs`): a client's replies to its outstanding
+//!   request, accepted at f + 1 matching from distinct replicas, whose MACs
+//!   are checked only when they would make the quorum.
 //! - [`Retransmit`] (`retransmit.rs`): a client's retransmission schedule,
 //!   twice its smoothed latency within a floor and a cap, then exponential
 //!   backoff.
@@ -30,11 +33,13 @@
 
 pub mod client_auth;
 pub mod client_table;
+pub mod replies;
 pub mod retransmit;
 pub mod sessions;
 pub mod votes;
 
-pub use client_auth::ClientAuth;
+pub use client_auth::{ClientAuth, ReplyKeys};
 pub use client_table::{Admission, Binding, ClientTable, Entry};
+pub use replies::{Accepted, ReplyQuorum};
 pub use retransmit::Retransmit;
 pub use votes::{Refused, VoteSet};

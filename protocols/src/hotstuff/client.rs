@@ -1,7 +1,8 @@
 //! The HotStuff client: one request outstanding, sent to the replica it
 //! expects to lead when the request arrives, retransmitted to every
 //! replica with the kit's backoff, and accepted on f + 1 matching results
-//! from distinct replicas, whose MACs the codec checked.
+//! from distinct replicas, whose MACs it checks only when they would make
+//! the f + 1 ([`ReplyQuorum`]).
 //!
 //! The expected leader is the one replies name: a replica's reply carries
 //! the view whose leader proposes next as the replica sees it when it
@@ -17,18 +18,17 @@
 //! every later request carries. If f + 1 replicas say its session was
 //! evicted, the client gives up ([`runtime::Client::has_failed`]).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtime::{Addr, ClientId, Context, ReplicaId, State};
-use wire::auth::Reply;
+use runtime::{Addr, ClientId, Context, State};
+use wire::auth::MacReply;
 use wire::client::Request;
 use wire::hotstuff::View;
 
 use super::CLIENT_RESEND_MAX;
 use super::codec::{Codec, Config, Inbound, Outbound};
-use crate::common::Retransmit;
+use crate::common::{ReplyQuorum, Retransmit};
 
 type Ctx<'a, 'b> = Context<'a, Outbound, ClientTimer>;
 
@@ -44,10 +44,9 @@ pub struct Client {
     outstanding: Option<Request>,
     /// The operation invoked while the client registers.
     queued: Option<Vec<u8>>,
-    /// Replies to the outstanding request, one per replica (its latest):
-    /// the result, whether it is an eviction notice, and the view whose
+    /// Replies to the outstanding request; each names the view whose
     /// leader the next request should go to.
-    replies: BTreeMap<ReplicaId, (Vec<u8>, bool, View)>,
+    replies: ReplyQuorum,
     result: Option<Vec<u8>>,
     /// The view whose leader the next request goes to; `None` before the
     /// first result: to every replica.
@@ -68,20 +67,21 @@ pub enum ClientTimer {
 }
 
 impl Client {
-    /// Client `id`, registered with [`Codec::register_client`] of the codec
-    /// it runs with; it first retransmits after `resend_interval` (or twice
-    /// its smoothed latency).
-    pub fn new(id: ClientId, config: Arc<Config>, resend_interval: Duration) -> Client {
+    /// Client `id` of the client node whose codec is `codec` (which this
+    /// registers it with: see [`Codec::register_client`]); it first
+    /// retransmits after `resend_interval` (or twice its smoothed latency).
+    pub fn new(id: ClientId, codec: &Codec, resend_interval: Duration) -> Client {
         assert!(resend_interval > Duration::ZERO);
+        let config = Arc::clone(codec.config());
         Client {
             id,
+            replies: ReplyQuorum::new(codec.register_client(id), config.f),
             config,
             resend: Retransmit::new(resend_interval, CLIENT_RESEND_MAX),
             session: Session::Unregistered,
             request_num: 0,
             outstanding: None,
             queued: None,
-            replies: BTreeMap::new(),
             result: None,
             expected: None,
         }
@@ -110,42 +110,31 @@ impl Client {
 
     /// f + 1 replies with the same result from distinct replicas: one of
     /// them at least is correct.
-    fn on_reply(&mut self, reply: Reply, evicted: bool, ctx: &mut Ctx<'_, '_>) {
+    fn on_reply(&mut self, reply: MacReply, evicted: bool, ctx: &mut Ctx<'_, '_>) {
         let Some(request) = &self.outstanding else {
             ctx.drop_message("client: reply with nothing outstanding");
             return;
         };
-        if reply.client_id != self.id || reply.request_num != request.request_num {
+        let registration = request.request_num == 0;
+        if reply.reply.client_id != self.id || reply.reply.request_num != request.request_num {
             ctx.drop_message("client: reply to another request");
             return;
         }
-        if usize::from(reply.replica.0) >= self.config.n {
-            ctx.drop_message("client: reply from no such replica");
+        let Some(accepted) = self.replies.offer(reply, evicted, ctx) else {
             return;
-        }
-        self.replies
-            .insert(reply.replica, (reply.result.clone(), evicted, reply.view));
-        let matching = || {
-            self.replies
-                .values()
-                .filter(|(result, e, _)| *result == reply.result && *e == evicted)
         };
-        if matching().count() <= self.config.f {
-            return;
-        }
         // One of the f + 1 at least is correct: the earliest view named is
         // at most the true one (a faulty replica can only make the guess
         // wrong, which costs a forward).
-        self.expected = matching().map(|(_, _, view)| *view).min();
-        let registration = reply.request_num == 0;
-        let session = <[u8; 8]>::try_from(&reply.result[..]).map(u64::from_le_bytes);
+        self.expected = accepted.views.last().copied();
+        let result = accepted.result;
+        let session = <[u8; 8]>::try_from(&result[..]).map(u64::from_le_bytes);
         if registration && !evicted && session.is_err() {
             // f + 1 alike, one of them correct: cannot happen.
             ctx.drop_message("client: malformed session number");
             return;
         }
         self.outstanding = None;
-        self.replies.clear();
         ctx.cancel_timer(ClientTimer::Resend);
         if evicted {
             ctx.count("client: evicted");
@@ -160,7 +149,7 @@ impl Client {
             }
             return;
         }
-        self.result = Some(reply.result);
+        self.result = Some(result);
         self.resend.complete(ctx.now());
     }
 
@@ -235,7 +224,7 @@ impl runtime::Client for Client {
 
     fn recipient(msg: &Inbound) -> Option<ClientId> {
         match msg {
-            Inbound::Reply(reply) | Inbound::Evicted(reply) => Some(reply.client_id),
+            Inbound::Reply(reply) | Inbound::Evicted(reply) => Some(reply.reply.client_id),
             _ => None,
         }
     }

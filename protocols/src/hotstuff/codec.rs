@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use runtime::hint::Watermark;
 use runtime::{Addr, DropReason, ReplicaId, SharedState, Source};
-use wire::auth::{AuthRequest, Reply};
+use wire::auth::{AuthRequest, MacReply, Reply};
 use wire::client::Request;
 use wire::crypto::verify_digest;
 use wire::hotstuff::{
@@ -28,7 +28,7 @@ use wire::{
 };
 
 use super::{FETCH_BLOCKS_MAX, REPLICAS_MAX, STATE_CHUNK_MAX, bugs};
-use crate::common::ClientAuth;
+use crate::common::{ClientAuth, ReplyKeys};
 use crate::planted;
 use wire::hotstuff as tunable;
 
@@ -156,10 +156,11 @@ pub enum Inbound {
     FetchChunk(wire::hotstuff::FetchChunk),
     /// A state chunk whose Merkle path leads to the digest it names.
     Chunk(wire::hotstuff::Chunk),
-    /// To a client: a reply, its MAC checked.
-    Reply(Reply),
-    /// To a client: its session was evicted.
-    Evicted(Reply),
+    /// To a client: a reply, its MAC not checked yet (the client checks
+    /// those it needs: see `ReplyQuorum`).
+    Reply(MacReply),
+    /// To a client: its session was evicted (MAC not checked yet).
+    Evicted(MacReply),
 }
 
 /// What a HotStuff node sends: messages the protocol signed already, and
@@ -257,8 +258,8 @@ impl Codec {
 
     /// Derives client `id`'s keys (once), so that its requests are
     /// authenticated and replies to it checked.
-    pub fn register_client(&self, id: wire::ClientId) {
-        self.auth.register_client(id);
+    pub fn register_client(&self, id: wire::ClientId) -> ReplyKeys {
+        self.auth.register_client(id)
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -587,19 +588,14 @@ impl SharedState for Codec {
             {
                 Err(DropReason(wrong))
             }
+            Message::Reply(_) | Message::Evicted(_) if !self.auth.is_client() => {
+                Err(DropReason("reply: not a client"))
+            }
             Message::Reply(reply) => {
-                self.auth.check_reply(&reply)?;
-                Ok((
-                    Addr::Replica(reply.reply.replica),
-                    Inbound::Reply(reply.reply),
-                ))
+                Ok((Addr::Replica(reply.reply.replica), Inbound::Reply(reply)))
             }
             Message::Evicted(reply) => {
-                self.auth.check_reply(&reply)?;
-                Ok((
-                    Addr::Replica(reply.reply.replica),
-                    Inbound::Evicted(reply.reply),
-                ))
+                Ok((Addr::Replica(reply.reply.replica), Inbound::Evicted(reply)))
             }
             Message::Proposal(proposal) => self.decode_proposal(source, proposal),
             Message::Vote(vote) => {
@@ -707,15 +703,22 @@ impl SharedState for Codec {
     }
 
     fn encode(&self, msg: &Outbound, buf: &mut Vec<u8>) -> Result<(), DropReason> {
-        let encoded = match msg {
-            Outbound::Message(m) => return wire::encode(&**m, buf).map_err(DropReason::from),
-            Outbound::Reply(reply) => Message::Reply(self.auth.mac_reply(reply)?),
-            Outbound::Evicted(reply) => Message::Evicted(self.auth.mac_reply(reply)?),
-            Outbound::Request { session, request } => {
-                Message::Request(self.auth.authenticate(*session, request)?)
+        match msg {
+            Outbound::Message(m) => wire::encode(&**m, buf).map_err(DropReason::from),
+            Outbound::Reply(reply) | Outbound::Evicted(reply) => {
+                // Encoded from where the reply lies, not copied into a
+                // message.
+                let mac = self.auth.reply_mac(reply)?;
+                let evicted = matches!(msg, Outbound::Evicted(_));
+                let out = Message::reply_out(evicted, reply, &mac);
+                wire::encode(&out, buf).map_err(DropReason::from)
             }
-        };
-        wire::encode(&encoded, buf).map_err(DropReason::from)
+            Outbound::Request { session, request } => {
+                // Authenticated as it is encoded, with no copy of the request.
+                let variant = Message::REQUEST_VARIANT;
+                self.auth.authenticate_into(variant, *session, request, buf)
+            }
+        }
     }
 
     fn describe(&self, bytes: &[u8]) -> String {

@@ -120,8 +120,7 @@ pub fn client_key_seed(config: &Config) -> Vec<u8> {
 
 fn client_node(config: &Arc<Config>, id: ClientId, rng: Rng) -> Box<ClientNode<Client>> {
     let codec = Arc::new(Codec::client(Arc::clone(config), &client_key_seed(config)));
-    codec.register_client(id);
-    let client = Client::new(id, Arc::clone(config), CLIENT_RESEND_INTERVAL);
+    let client = Client::new(id, &codec, CLIENT_RESEND_INTERVAL);
     Box::new(ClientNode(Node::new(Addr::Client(id), client, codec, rng)))
 }
 

@@ -1,7 +1,8 @@
 //! The PBFT client (§4.1): one request outstanding, sent to the primary it
 //! believes in and retransmitted to every replica on a timeout; accepted on
-//! f+1 matching replies from distinct replicas, whose MACs the codec checked.
-//! Its codec authenticates every request for every replica.
+//! f+1 matching replies from distinct replicas, whose MACs it checks only
+//! when they would make the f+1 ([`ReplyQuorum`]). Its codec authenticates
+//! every request for every replica.
 //!
 //! Before its first operation a client registers: request 0, with no
 //! operation, ordered like any request; the f+1 matching replies carry the
@@ -14,13 +15,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtime::{Addr, ClientId, Context, ReplicaId, State};
+use runtime::{Addr, ClientId, Context, State};
 use wire::client::Request;
-use wire::pbft::{Message, Reply, View};
+use wire::pbft::{MacReply, Message, View};
 
 use super::CLIENT_RESEND_MAX;
 use super::codec::{Codec, Config, Inbound, Outbound};
-use crate::common::Retransmit;
+use crate::common::{ReplyQuorum, Retransmit};
 
 /// A closed-loop PBFT client.
 #[derive(Debug)]
@@ -41,13 +42,8 @@ pub struct Client {
     outstanding: Option<Request>,
     /// The operation invoked while the client was registering.
     queued: Option<Vec<u8>>,
-    /// Replies to the outstanding request, at most one per replica (the
-    /// latest): n entries at most, found by a scan. `true` for an eviction
-    /// notice. Cleared, not freed, from one request to the next.
-    replies: Vec<(ReplicaId, View, Vec<u8>, bool)>,
-    /// The views of the replies that match the latest: room kept for
-    /// counting them at every reply.
-    views: Vec<View>,
+    /// Replies to the outstanding request.
+    replies: ReplyQuorum,
     result: Option<Vec<u8>>,
 }
 
@@ -66,12 +62,14 @@ pub enum ClientTimer {
 }
 
 impl Client {
-    /// Client `id`, registered with [`Codec::register_client`] of the codec
-    /// it runs with.
-    pub fn new(id: ClientId, config: Arc<Config>, resend_interval: Duration) -> Client {
+    /// Client `id` of the client node whose codec is `codec` (which this
+    /// registers it with: see [`Codec::register_client`]).
+    pub fn new(id: ClientId, codec: &Codec, resend_interval: Duration) -> Client {
         assert!(resend_interval > Duration::ZERO);
+        let config = Arc::clone(codec.config());
         Client {
             id,
+            replies: ReplyQuorum::new(codec.register_client(id), config.f),
             config,
             resend: Retransmit::new(resend_interval, CLIENT_RESEND_MAX),
             view: 0,
@@ -79,8 +77,6 @@ impl Client {
             request_num: 0,
             outstanding: None,
             queued: None,
-            replies: Vec::new(),
-            views: Vec::new(),
             result: None,
         }
     }
@@ -118,7 +114,7 @@ impl Client {
     /// distinct replicas; one of them at least is correct.
     fn on_reply(
         &mut self,
-        reply: Reply,
+        reply: MacReply,
         evicted: bool,
         ctx: &mut Context<'_, Outbound, ClientTimer>,
     ) {
@@ -126,41 +122,28 @@ impl Client {
             ctx.drop_message("client: reply with nothing outstanding");
             return;
         };
-        if reply.client_id != self.id || reply.request_num != request.request_num {
+        let request_num = request.request_num;
+        if reply.reply.client_id != self.id || reply.reply.request_num != request_num {
             ctx.drop_message("client: reply to another request");
             return;
         }
-        let entry = (reply.replica, reply.view, reply.result.clone(), evicted);
-        match self.replies.iter_mut().find(|(r, ..)| *r == reply.replica) {
-            Some(latest) => *latest = entry,
-            None => self.replies.push(entry),
-        }
-        let views = &mut self.views;
-        views.clear();
-        views.extend(
-            self.replies
-                .iter()
-                .filter(|(_, _, result, e)| *result == reply.result && *e == evicted)
-                .map(|(_, view, _, _)| *view),
-        );
-        if views.len() <= self.config.f {
+        let Some(accepted) = self.replies.offer(reply, evicted, ctx) else {
             return;
-        }
+        };
         // The (f+1)-th highest view among matching replies: at least one
         // correct replica is in it or beyond, so a faulty replica cannot send
         // the client after a view far ahead.
-        views.sort_unstable_by(|a, b| b.cmp(a));
-        self.view = self.view.max(views[self.config.f]);
+        self.view = self.view.max(accepted.views[self.config.f]);
+        let result = accepted.result;
         self.outstanding = None;
-        self.replies.clear();
         ctx.cancel_timer(ClientTimer::Resend);
         if evicted {
             ctx.count("client: evicted");
             self.session = Session::Evicted;
             return;
         }
-        if request_is_registration(reply.request_num) {
-            let Ok(bytes) = <[u8; 8]>::try_from(&reply.result[..]) else {
+        if request_is_registration(request_num) {
+            let Ok(bytes) = <[u8; 8]>::try_from(&result[..]) else {
                 // f+1 replicas agree on a malformed session: at least one
                 // correct replica sent it, so this is a bug.
                 panic!("a registration reply carries an 8-byte session number");
@@ -174,7 +157,7 @@ impl Client {
             self.invoke_registered(op, ctx);
             return;
         }
-        self.result = Some(reply.result);
+        self.result = Some(result);
         self.resend.complete(ctx.now());
     }
 
@@ -206,8 +189,8 @@ impl State for Client {
         ctx: &mut Context<'_, Outbound, ClientTimer>,
     ) {
         match msg {
-            Inbound::Message(Message::Reply(reply)) => self.on_reply(reply.reply, false, ctx),
-            Inbound::Message(Message::Evicted(reply)) => self.on_reply(reply.reply, true, ctx),
+            Inbound::Message(Message::Reply(reply)) => self.on_reply(reply, false, ctx),
+            Inbound::Message(Message::Evicted(reply)) => self.on_reply(reply, true, ctx),
             _ => ctx.drop_message("client: unexpected message"),
         }
     }

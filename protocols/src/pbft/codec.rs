@@ -21,7 +21,8 @@ use wire::crypto::verify_digest;
 
 use wire::pbft::{
     AuthRequest, Checkpoint, CheckpointCert, Commit, FetchBatch, FetchState, Message, NewView,
-    PrePrepare, Prepare, PreparedCert, QueryStable, ReplyStable, Seq, Status, View, ViewChange,
+    PrePrepare, PrePrepareOut, Prepare, PreparedCert, QueryStable, ReplyStable, Seq, Status, View,
+    ViewChange,
 };
 use wire::{
     ClientId, CryptoError, Digest, PublicKey, SecretKey, Signature, Signed, Signer, VerifyingKey,
@@ -31,7 +32,7 @@ use super::bugs;
 use super::{
     BATCH_SIZE_MAX, CHECKPOINT_INTERVAL, CLIENT_KEYS_MAX, CLIENT_TABLE_MAX, LOG_MAX, REPLICAS_MAX,
 };
-use crate::common::ClientAuth;
+use crate::common::{ClientAuth, ReplyKeys};
 use crate::planted;
 use wire::pbft as tunable;
 use wire::registry::Settings;
@@ -330,10 +331,10 @@ impl Codec {
     }
 
     /// Derives client `id`'s key pair and the keys it shares with every
-    /// replica, so that its requests are authenticated and replies to it
-    /// accepted (see [`ClientAuth::register_client`]).
-    pub fn register_client(&self, id: ClientId) {
-        self.auth.register_client(id);
+    /// replica, so that its requests are authenticated; the keys that check
+    /// replies to it (see [`ClientAuth::register_client`]).
+    pub fn register_client(&self, id: ClientId) -> ReplyKeys {
+        self.auth.register_client(id)
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -485,7 +486,11 @@ impl SharedState for Codec {
             }
             Message::Reply(reply) | Message::Evicted(reply) => {
                 let from = from_replica(source, reply.reply.replica, wrong)?;
-                self.auth.check_reply(reply)?;
+                // The client checks the MAC, and only if it needs the reply
+                // (see `ReplyQuorum`).
+                if !self.auth.is_client() {
+                    return Err(DropReason("reply: not a client"));
+                }
                 from
             }
             Message::PrePrepare(pp, batch) => {
@@ -656,12 +661,21 @@ impl SharedState for Codec {
         let msg = match msg {
             Outbound::Message(msg) => msg,
             Outbound::Request(session, request) => {
-                signed = Message::Request(self.auth.authenticate(*session, request)?);
-                &signed
+                // Authenticated as it is encoded, with no copy of the request.
+                let variant = Message::REQUEST_VARIANT;
+                return self.auth.authenticate_into(variant, *session, request, buf);
             }
             Outbound::PrePrepare(pp, batch) => {
-                signed = Message::PrePrepare(self.sign_for_wire(*pp)?, batch.clone());
-                &signed
+                // Encoded from where the batch lies, not copied into a
+                // message.
+                let header = self.sign_for_wire(*pp)?;
+                return Ok(wire::encode(
+                    &PrePrepareOut {
+                        header: &header,
+                        batch,
+                    },
+                    buf,
+                )?);
             }
             Outbound::Prepare(p) => {
                 signed = Message::Prepare(self.sign_for_wire(*p)?);
@@ -671,13 +685,13 @@ impl SharedState for Codec {
                 signed = Message::Commit(self.sign_for_wire(*c)?);
                 &signed
             }
-            Outbound::Reply(r) => {
-                signed = Message::Reply(self.auth.mac_reply(r)?);
-                &signed
-            }
-            Outbound::Evicted(r) => {
-                signed = Message::Evicted(self.auth.mac_reply(r)?);
-                &signed
+            Outbound::Reply(reply) | Outbound::Evicted(reply) => {
+                let mac = self.auth.reply_mac(reply)?;
+                let evicted = matches!(msg, Outbound::Evicted(_));
+                return Ok(wire::encode(
+                    &Message::reply_out(evicted, reply, &mac),
+                    buf,
+                )?);
             }
             Outbound::Status(s) => {
                 signed = Message::Status(self.sign_for_wire(*s)?);
@@ -1036,15 +1050,16 @@ mod tests {
         );
     }
 
-    /// Replies (and evictions) carry a MAC the client node checks, and come
-    /// from the address of the replica they name.
+    /// Replies (and evictions) carry a MAC that checks under the client's
+    /// keys, and come from the address of the replica they name. (The codec
+    /// leaves the MAC to the client, which checks the replies it needs.)
     #[test]
     fn replies_check_and_come_from_the_replica_they_name() {
         let (keys, config) = group();
         let replica_2 = replica(&config, &keys, 2);
         let client = Codec::client(Arc::clone(&config), b"seed");
         let id = ClientId(7);
-        client.register_client(id);
+        let reply_keys = client.register_client(id);
         let reply = Reply {
             view: 0,
             replica: ReplicaId(2),
@@ -1064,8 +1079,15 @@ mod tests {
         for outbound in [Outbound::Reply(reply.clone()), Outbound::Evicted(reply)] {
             buf.clear();
             replica_2.encode(&outbound, &mut buf).unwrap();
-            let (sender, _) = client.decode(from(2), &buf).unwrap();
-            assert_eq!(sender, Addr::Replica(ReplicaId(2)));
+            let mac_reply = |bytes: &[u8]| match client.decode(from(2), bytes).unwrap() {
+                (sender, Inbound::Message(Message::Reply(reply) | Message::Evicted(reply))) => {
+                    assert_eq!(sender, Addr::Replica(ReplicaId(2)));
+                    reply
+                }
+                other => panic!("not a reply: {other:?}"),
+            };
+            let good = mac_reply(&buf);
+            reply_keys.check(&good.reply, &good.mac).unwrap();
             // From another replica's address: refused before the MAC is
             // checked.
             assert_eq!(
@@ -1074,7 +1096,16 @@ mod tests {
             );
             let mut tampered = buf.clone();
             *tampered.last_mut().unwrap() ^= 1;
-            assert_eq!(reason(client.decode(from(2), &tampered)), "reply: bad MAC");
+            let bad = mac_reply(&tampered);
+            assert_eq!(
+                reason(reply_keys.check(&bad.reply, &bad.mac)),
+                "reply: bad MAC"
+            );
+            // A replica takes no replies.
+            assert_eq!(
+                reason(replica_2.decode(from(2), &buf)),
+                "reply: not a client"
+            );
         }
     }
 

@@ -72,10 +72,8 @@ impl crate::registry::Kit for Kit {
             } => {
                 let codec = Arc::new(Codec::client(group, &key_seed));
                 let client_codec = Arc::clone(&codec);
-                let make_client: ClientFactory<Client> = Arc::new(move |id| {
-                    client_codec.register_client(id);
-                    Client::new(id, Arc::clone(client_codec.config()), resend)
-                });
+                let make_client: ClientFactory<Client> =
+                    Arc::new(move |id| Client::new(id, &client_codec, resend));
                 deploy::spawn_clients(make_client, codec, ops, setup)
             }
         };

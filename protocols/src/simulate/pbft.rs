@@ -131,8 +131,7 @@ pub fn add_client(sim: &mut Simulator, config: &Arc<Config>, id: u64, ops: u64) 
                 Arc::clone(&config),
                 &client_key_seed(&config),
             ));
-            codec.register_client(id);
-            let client = Client::new(id, Arc::clone(&config), CLIENT_RESEND_INTERVAL);
+            let client = Client::new(id, &codec, CLIENT_RESEND_INTERVAL);
             Box::new(ClientNode(Node::new(Addr::Client(id), client, codec, rng)))
         }),
     );
@@ -158,8 +157,7 @@ pub fn add_steady_client(
                 Arc::clone(&config),
                 &client_key_seed(&config),
             ));
-            codec.register_client(id);
-            let client = Client::new(id, Arc::clone(&config), CLIENT_RESEND_INTERVAL);
+            let client = Client::new(id, &codec, CLIENT_RESEND_INTERVAL);
             Box::new(ClientNode(Node::new(Addr::Client(id), client, codec, rng)))
         }),
     );

@@ -74,6 +74,12 @@ impl Tally {
         tally
     }
 
+    /// The calling thread's counts: what a test counts its own work by,
+    /// whatever other threads do meanwhile.
+    pub fn this_thread() -> Tally {
+        MINE.with(|mine| read(&mine.0))
+    }
+
     pub fn get(&self, kind: Kind) -> u64 {
         self.0[kind as usize]
     }
