@@ -659,7 +659,7 @@ impl Replica {
                     client: client_id,
                     request_num,
                 };
-                let result = self.app.execute_at(at, &operation);
+                let result = self.app.execute_at(at, operation);
                 let evicted = self.table.record(client_id, request_num, result.clone());
                 if !evicted.is_empty() {
                     ctx.count_n("client table: client forgotten", evicted.len() as u64);
