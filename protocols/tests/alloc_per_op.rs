@@ -123,7 +123,12 @@ fn main() {
         || unreplicated(TransportKind::Auto, pipeline()),
     );
     measure("pbft n = 4, Auto", PBFT_WINDOW_OPS, backtraces, pbft);
-    measure("hotstuff n = 4, Auto", PBFT_WINDOW_OPS, backtraces, hotstuff);
+    measure(
+        "hotstuff n = 4, Auto",
+        PBFT_WINDOW_OPS,
+        backtraces,
+        hotstuff,
+    );
     measure("vr n = 3, Auto", WINDOW_OPS_MIN, backtraces, vr);
 }
 
