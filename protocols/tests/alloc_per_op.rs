@@ -26,7 +26,9 @@
 //! and PBFT with n = 4 (each replica on one thread, the same clients, the
 //! default transport), whose replicas build batches, certificates and logs
 //! as the protocol goes, and whose messages copy what they carry out of the
-//! datagram (see `wire::payload`): the figure to watch.
+//! datagram (see `wire::payload`): the figure to watch; HotStuff with n = 4
+//! the same way; and VR with n = 3, whose requests are decoded out of each
+//! datagram as PBFT's are, but carry no authenticator.
 //!
 //! Everything runs with spin-then-block idling, so it works with more
 //! threads than cores (two cores run PBFT's five threads here). With
@@ -121,6 +123,13 @@ fn main() {
         || unreplicated(TransportKind::Auto, pipeline()),
     );
     measure("pbft n = 4, Auto", PBFT_WINDOW_OPS, backtraces, pbft);
+    measure(
+        "hotstuff n = 4, Auto",
+        PBFT_WINDOW_OPS,
+        backtraces,
+        hotstuff,
+    );
+    measure("vr n = 3, Auto", WINDOW_OPS_MIN, backtraces, vr);
 }
 
 /// What one window counted.
@@ -306,6 +315,71 @@ fn pbft() -> System {
     let clients = spawn_clients(
         Arc::new(move |id| Client::new(id, &client_codec, RESEND)),
         codec,
+        null_ops(),
+        clients_setup(addrs, TransportKind::Auto),
+    )
+    .expect("the clients start");
+    System { clients, replicas }
+}
+
+fn hotstuff() -> System {
+    use protocols::hotstuff::{Client, Codec, Replica};
+    let keys = protocols::hotstuff::simulate::keys(1, 4);
+    let config = protocols::hotstuff::simulate::config(&keys);
+    let addrs = free_addrs(keys.len());
+    let replicas = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let id = ReplicaId(i as u8);
+            let codec = Arc::new(Codec::replica(Arc::clone(&config), id, key).expect("a codec"));
+            let replica = Replica::new(id, Arc::clone(&codec), Box::new(NullApp));
+            let setup = ReplicaSetup {
+                id,
+                replicas: addrs.clone(),
+                threads: ThreadMap::single(None),
+                idle: IDLE,
+                transport: TransportKind::Auto,
+                link: Default::default(),
+            };
+            spawn_replica(replica, codec, setup).expect("a replica starts")
+        })
+        .collect();
+    let codec = Arc::new(Codec::client(Arc::clone(&config), b"alloc per op clients"));
+    let client_codec = Arc::clone(&codec);
+    let clients = spawn_clients(
+        Arc::new(move |id| Client::new(id, &client_codec, RESEND)),
+        codec,
+        null_ops(),
+        clients_setup(addrs, TransportKind::Auto),
+    )
+    .expect("the clients start");
+    System { clients, replicas }
+}
+
+fn vr() -> System {
+    use protocols::vr::{Client, Codec, Config, Replica};
+    const N: usize = 3;
+    let group = Config::new(N);
+    let addrs = free_addrs(N);
+    let replicas = (0..N)
+        .map(|i| {
+            let id = ReplicaId(i as u8);
+            let replica = Replica::new(id, group, Box::new(NullApp));
+            let setup = ReplicaSetup {
+                id,
+                replicas: addrs.clone(),
+                threads: ThreadMap::single(None),
+                idle: IDLE,
+                transport: TransportKind::Auto,
+                link: Default::default(),
+            };
+            spawn_replica(replica, Arc::new(Codec), setup).expect("a replica starts")
+        })
+        .collect();
+    let clients = spawn_clients(
+        Arc::new(move |id| Client::new(id, group, RESEND)),
+        Arc::new(Codec),
         null_ops(),
         clients_setup(addrs, TransportKind::Auto),
     )

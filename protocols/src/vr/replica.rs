@@ -332,6 +332,11 @@ impl Replica {
         self.log.entries.get(usize::try_from(i).ok()?)
     }
 
+    fn entry_mut(&mut self, op: u64) -> Option<&mut Entry> {
+        let i = op.checked_sub(self.log.base)?.checked_sub(1)?;
+        self.log.entries.get_mut(usize::try_from(i).ok()?)
+    }
+
     // ---------------------------------------------------------------
     // Normal case (§4.1).
 
@@ -573,14 +578,20 @@ impl Replica {
         let upto = commit.min(self.log.top());
         while self.commit < upto {
             let op = self.commit + 1;
+            // Lent out of the log while they execute (execution does not
+            // read the log), and put back: the log keeps them for replicas
+            // that lag and for view changes.
             let entry = self
-                .entry(op)
+                .entry_mut(op)
                 .expect("every entry above the commit is held");
-            let requests = entry.requests.clone();
+            let requests = std::mem::take(&mut entry.requests);
             self.commit = op;
-            for request in requests {
+            for request in &requests {
                 self.execute(op, request, ctx);
             }
+            self.entry_mut(op)
+                .expect("execution leaves the log as it was")
+                .requests = requests;
             if op.is_multiple_of(self.config.checkpoint_interval) {
                 self.take_checkpoint(op, ctx);
             }
@@ -616,11 +627,11 @@ impl Replica {
         }
     }
 
-    fn execute(&mut self, op: u64, request: Request, ctx: &mut Ctx<'_, '_>) {
-        let Request {
+    fn execute(&mut self, op: u64, request: &Request, ctx: &mut Ctx<'_, '_>) {
+        let &Request {
             client_id,
             request_num,
-            op: operation,
+            op: ref operation,
         } = request;
         if self.held.get(&client_id) == Some(&request_num) {
             self.held.remove(&client_id);
@@ -648,7 +659,7 @@ impl Replica {
                     client: client_id,
                     request_num,
                 };
-                let result = self.app.execute_at(at, &operation);
+                let result = self.app.execute_at(at, operation);
                 let evicted = self.table.record(client_id, request_num, result.clone());
                 if !evicted.is_empty() {
                     ctx.count_n("client table: client forgotten", evicted.len() as u64);
