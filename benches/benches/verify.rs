@@ -43,7 +43,7 @@ const SENDER: ReplicaId = ReplicaId(2);
 const OUTSTANDING: u64 = 256;
 /// Distinct signed prepares, sent round and round.
 const PREPARES: u64 = 2_048;
-/// The sender's pause when the replica has `OUTSTANDING` to work through:
+/// The sender's pause after each burst, with `OUTSTANDING` to work through:
 /// a small part of the time they take, so the sender neither spins on a
 /// core the workers need nor lets them run dry.
 const PAUSE: Duration = Duration::from_micros(200);
@@ -183,15 +183,15 @@ fn feed(
             }
             _ => {}
         }
-        if sent >= handled + OUTSTANDING {
-            // The replica has work for over a millisecond: leave the cores
-            // to it.
-            std::thread::sleep(PAUSE);
-            continue;
-        }
-        let bytes = &prepares[(sent % prepares.len() as u64) as usize];
-        if socket.send_to(bytes, to).is_ok() {
+        // Top the replica up to `OUTSTANDING` in flight, in one burst, then
+        // leave the cores to it (it has work for over a millisecond).
+        while sent < handled + OUTSTANDING {
+            let bytes = &prepares[(sent % prepares.len() as u64) as usize];
+            if socket.send_to(bytes, to).is_err() {
+                break;
+            }
             sent += 1;
         }
+        std::thread::sleep(PAUSE);
     }
 }

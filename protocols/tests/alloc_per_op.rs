@@ -287,74 +287,58 @@ fn unreplicated(transport: TransportKind, threads: ThreadMap) -> System {
     }
 }
 
+/// One of a group's replicas, on one thread, spinning then blocking.
+fn group_setup(id: ReplicaId, addrs: &[SocketAddr]) -> ReplicaSetup {
+    ReplicaSetup {
+        id,
+        replicas: addrs.to_vec(),
+        threads: ThreadMap::single(None),
+        idle: IDLE,
+        transport: TransportKind::Auto,
+        link: Default::default(),
+    }
+}
+
+/// Four replicas of a protocol whose clients authenticate with MACs (its
+/// module, with `Client`, `Codec` and `Replica` as PBFT's and HotStuff's
+/// are), keys from its seeded `simulate` module, and the clients.
+macro_rules! mac_group {
+    ($protocol:path, $simulate:path) => {{
+        use $protocol::{Client, Codec, Replica};
+        use $simulate as simulate;
+        let keys = simulate::keys(1, 4);
+        let config = simulate::config(&keys);
+        let addrs = free_addrs(keys.len());
+        let replicas = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let id = ReplicaId(i as u8);
+                let codec =
+                    Arc::new(Codec::replica(Arc::clone(&config), id, key).expect("a codec"));
+                let replica = Replica::new(id, Arc::clone(&codec), Box::new(NullApp));
+                spawn_replica(replica, codec, group_setup(id, &addrs)).expect("a replica starts")
+            })
+            .collect();
+        let codec = Arc::new(Codec::client(Arc::clone(&config), b"alloc per op clients"));
+        let client_codec = Arc::clone(&codec);
+        let clients = spawn_clients(
+            Arc::new(move |id| Client::new(id, &client_codec, RESEND)),
+            codec,
+            null_ops(),
+            clients_setup(addrs, TransportKind::Auto),
+        )
+        .expect("the clients start");
+        System { clients, replicas }
+    }};
+}
+
 fn pbft() -> System {
-    use protocols::pbft::{Client, Codec, Replica};
-    let keys = protocols::simulate::pbft::keys(1, 4);
-    let config = protocols::simulate::pbft::config(&keys);
-    let addrs = free_addrs(keys.len());
-    let replicas = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| {
-            let id = ReplicaId(i as u8);
-            let codec = Arc::new(Codec::replica(Arc::clone(&config), id, key).expect("a codec"));
-            let replica = Replica::new(id, Arc::clone(&codec), Box::new(NullApp));
-            let setup = ReplicaSetup {
-                id,
-                replicas: addrs.clone(),
-                threads: ThreadMap::single(None),
-                idle: IDLE,
-                transport: TransportKind::Auto,
-                link: Default::default(),
-            };
-            spawn_replica(replica, codec, setup).expect("a replica starts")
-        })
-        .collect();
-    let codec = Arc::new(Codec::client(Arc::clone(&config), b"alloc per op clients"));
-    let client_codec = Arc::clone(&codec);
-    let clients = spawn_clients(
-        Arc::new(move |id| Client::new(id, &client_codec, RESEND)),
-        codec,
-        null_ops(),
-        clients_setup(addrs, TransportKind::Auto),
-    )
-    .expect("the clients start");
-    System { clients, replicas }
+    mac_group!(protocols::pbft, protocols::simulate::pbft)
 }
 
 fn hotstuff() -> System {
-    use protocols::hotstuff::{Client, Codec, Replica};
-    let keys = protocols::hotstuff::simulate::keys(1, 4);
-    let config = protocols::hotstuff::simulate::config(&keys);
-    let addrs = free_addrs(keys.len());
-    let replicas = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| {
-            let id = ReplicaId(i as u8);
-            let codec = Arc::new(Codec::replica(Arc::clone(&config), id, key).expect("a codec"));
-            let replica = Replica::new(id, Arc::clone(&codec), Box::new(NullApp));
-            let setup = ReplicaSetup {
-                id,
-                replicas: addrs.clone(),
-                threads: ThreadMap::single(None),
-                idle: IDLE,
-                transport: TransportKind::Auto,
-                link: Default::default(),
-            };
-            spawn_replica(replica, codec, setup).expect("a replica starts")
-        })
-        .collect();
-    let codec = Arc::new(Codec::client(Arc::clone(&config), b"alloc per op clients"));
-    let client_codec = Arc::clone(&codec);
-    let clients = spawn_clients(
-        Arc::new(move |id| Client::new(id, &client_codec, RESEND)),
-        codec,
-        null_ops(),
-        clients_setup(addrs, TransportKind::Auto),
-    )
-    .expect("the clients start");
-    System { clients, replicas }
+    mac_group!(protocols::hotstuff, protocols::hotstuff::simulate)
 }
 
 fn vr() -> System {
@@ -366,15 +350,8 @@ fn vr() -> System {
         .map(|i| {
             let id = ReplicaId(i as u8);
             let replica = Replica::new(id, group, Box::new(NullApp));
-            let setup = ReplicaSetup {
-                id,
-                replicas: addrs.clone(),
-                threads: ThreadMap::single(None),
-                idle: IDLE,
-                transport: TransportKind::Auto,
-                link: Default::default(),
-            };
-            spawn_replica(replica, Arc::new(Codec), setup).expect("a replica starts")
+            spawn_replica(replica, Arc::new(Codec), group_setup(id, &addrs))
+                .expect("a replica starts")
         })
         .collect();
     let clients = spawn_clients(

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use runtime::{DropReason, ReplicaId};
-use wire::auth::{AuthRequest, MacReply, Reply};
+use wire::auth::{AuthRequest, Reply};
 use wire::client::Request;
 use wire::{ClientId, Mac, MacKey, PublicKey, SecretKey, Signer, VerifyingKey};
 
@@ -150,35 +150,12 @@ impl ClientAuth {
     }
 
     /// A client authenticates its request under `session` for every
-    /// replica: one MAC per replica, under the key the client shares with it.
-    pub fn authenticate(&self, session: u64, request: &Request) -> Result<AuthRequest, DropReason> {
-        let Keys::Client { clients, .. } = &self.keys else {
-            return Err(DropReason("encode: a replica sends no requests"));
-        };
-        // Read, not cloned: the keys stay in the table while their MACs are
-        // computed.
-        let clients = clients.read().expect("not poisoned");
-        let (key, keys) = clients
-            .get(&request.client_id)
-            .ok_or(DropReason("encode: no such client"))?;
-        let mut auth = AuthRequest {
-            session,
-            request: request.clone(),
-            key: *key,
-            auth: Vec::new(),
-        };
-        let bytes = wire::codec::encode_to_vec(&auth.authenticated())
-            .map_err(|_| DropReason("encode: failed"))?;
-        auth.auth = keys.iter().map(|key| key.mac(&bytes)).collect();
-        Ok(auth)
-    }
-
-    /// Appends to `buf` the encoding of a protocol's message variant number
-    /// `variant` that holds the [`AuthRequest`] [`ClientAuth::authenticate`]
-    /// makes: the same bytes, without the copies. The part the MACs cover
-    /// (session and request) is encoded once, straight into `buf`, and
-    /// MACed where it lies; nothing is allocated. On error `buf` is left as
-    /// it was.
+    /// replica (one MAC per replica, under the key the client shares with
+    /// it) as it encodes it: appends to `buf` the encoding of a protocol's
+    /// message variant number `variant` holding that [`AuthRequest`]. The
+    /// part the MACs cover (session and request) is encoded once, straight
+    /// into `buf`, and MACed where it lies; nothing is copied or allocated.
+    /// On error `buf` is left as it was.
     pub fn authenticate_into(
         &self,
         variant: u32,
@@ -272,16 +249,9 @@ impl ClientAuth {
         }
     }
 
-    /// A replica MACs `reply` under the key it shares with the client.
-    pub fn mac_reply(&self, reply: &Reply) -> Result<MacReply, DropReason> {
-        Ok(MacReply {
-            reply: reply.clone(),
-            mac: self.reply_mac(reply)?,
-        })
-    }
-
-    /// The MAC of [`ClientAuth::mac_reply`], alone: for a codec that
-    /// encodes the reply from where it lies.
+    /// A replica MACs `reply` under the key it shares with the client (the
+    /// codec encodes the reply beside it from where it lies: see
+    /// [`wire::auth::ReplyOut`]).
     pub fn reply_mac(&self, reply: &Reply) -> Result<Mac, DropReason> {
         let Keys::Replica {
             secret, clients, ..
@@ -389,7 +359,7 @@ impl ReplyKeys {
             .get(usize::from(reply.replica.0))
             .ok_or(DropReason("reply: no such replica"))?;
         key.verify_encoded(reply, mac)
-            .map_err(|_| DropReason("reply: bad MAC"))
+            .map_err(|_| DropReason(super::replies::BAD_MAC))
     }
 }
 
@@ -496,6 +466,29 @@ impl SharedKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wire::auth::MacReply;
+
+    /// What `authenticate_into` writes, decoded: the request a client
+    /// node sends, authenticated.
+    fn authenticate(
+        node: &ClientAuth,
+        session: u64,
+        request: &Request,
+    ) -> Result<AuthRequest, DropReason> {
+        let mut buf = Vec::new();
+        node.authenticate_into(0, session, request, &mut buf)?;
+        let (variant, auth): (u32, AuthRequest) = wire::decode(&buf).unwrap();
+        assert_eq!(variant, 0);
+        Ok(auth)
+    }
+
+    /// A reply as a replica sends it, MACed.
+    fn mac_reply(node: &ClientAuth, reply: &Reply) -> Result<MacReply, DropReason> {
+        Ok(MacReply {
+            reply: reply.clone(),
+            mac: node.reply_mac(reply)?,
+        })
+    }
 
     /// A client node checks a reply with the keys of the client it is for.
     fn check_reply(node: &ClientAuth, reply: &MacReply) -> Result<(), DropReason> {
@@ -560,7 +553,7 @@ mod tests {
             request_num: num,
             op: b"op".to_vec(),
         };
-        client.authenticate(1, &request).unwrap()
+        authenticate(client, 1, &request).unwrap()
     }
 
     fn reply(replica: u8, id: ClientId, num: u64) -> Reply {
@@ -721,7 +714,7 @@ mod tests {
         );
         let req = auth.request.clone();
         assert_eq!(
-            reason(one.authenticate(1, &req)),
+            reason(authenticate(&one, 1, &req)),
             "encode: a replica sends no requests"
         );
         let unregistered = Request {
@@ -729,14 +722,14 @@ mod tests {
             ..req
         };
         assert_eq!(
-            reason(client.authenticate(1, &unregistered)),
+            reason(authenticate(&client, 1, &unregistered)),
             "encode: no such client"
         );
     }
 
     /// Authenticating as the message is encoded writes what encoding the
-    /// authenticated request after its variant number would, and leaves
-    /// the buffer as it was when it fails.
+    /// variant number and then the authenticated request, built and MACed
+    /// the plain way, would; and leaves the buffer as it was when it fails.
     #[test]
     fn authenticating_in_place_writes_the_message() {
         let (_, keys) = group(true);
@@ -748,13 +741,22 @@ mod tests {
                 request_num: 1 << 40,
                 op: vec![1; op],
             };
+            // The message built the plain way: the request copied in, its
+            // MACs over a buffer of what they cover.
+            let Keys::Client { clients, .. } = &client.keys else {
+                unreachable!("a client node")
+            };
+            let (public, macs) = clients.read().unwrap()[&id].clone();
+            let covered = wire::codec::encode_to_vec(&(u64::MAX, &request)).unwrap();
+            let plain = AuthRequest {
+                session: u64::MAX,
+                request: request.clone(),
+                key: public,
+                auth: macs.iter().map(|key| key.mac(&covered)).collect(),
+            };
             let mut expected = b"prefix".to_vec();
             wire::encode(&variant, &mut expected).unwrap();
-            wire::encode(
-                &client.authenticate(u64::MAX, &request).unwrap(),
-                &mut expected,
-            )
-            .unwrap();
+            wire::encode(&plain, &mut expected).unwrap();
             let mut buf = b"prefix".to_vec();
             client
                 .authenticate_into(variant, u64::MAX, &request, &mut buf)
@@ -792,13 +794,13 @@ mod tests {
         let reply = reply(2, id, 1);
         // No request from the client yet: the replica has no key to MAC with.
         assert_eq!(
-            reason(replica_2.mac_reply(&reply)),
+            reason(mac_reply(&replica_2, &reply)),
             "encode: no key for the client"
         );
         replica_2
             .check_request(&auth_request(&client, id, 1))
             .unwrap();
-        let maced = replica_2.mac_reply(&reply).unwrap();
+        let maced = mac_reply(&replica_2, &reply).unwrap();
         assert_eq!(maced.reply, reply);
         check_reply(&client, &maced).unwrap();
 
@@ -830,7 +832,7 @@ mod tests {
             "reply: not a client"
         );
         assert_eq!(
-            reason(client.mac_reply(&reply)),
+            reason(mac_reply(&client, &reply)),
             "encode: a client sends no replies"
         );
 
@@ -895,7 +897,7 @@ mod tests {
         assert!(table(&fresh).pinned[&pinned].1.is_some());
         let other = replica(&secrets, 1, KEYS_MAX);
         other.repin_clients([(pinned, key)].into_iter());
-        check_reply(&honest, &other.mac_reply(&reply(1, pinned, 3)).unwrap()).unwrap();
+        check_reply(&honest, &mac_reply(&other, &reply(1, pinned, 3)).unwrap()).unwrap();
         // Sessions pinned before a state transfer and not in the installed
         // table are kept like any other client's.
         other.repin_clients(std::iter::empty());

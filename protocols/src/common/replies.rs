@@ -28,7 +28,7 @@ use wire::auth::{MacReply, Reply};
 
 use super::client_auth::ReplyKeys;
 
-/// Why a reply was refused; see [`ReplyQuorum::offer`].
+/// Why a reply whose MAC does not check is dropped ([`ReplyKeys::check`]).
 pub const BAD_MAC: &str = "reply: bad MAC";
 
 /// The replies to one request, at most one per replica (its latest that
@@ -63,8 +63,6 @@ enum Status {
 pub struct Accepted<'a> {
     /// The result they agree on.
     pub result: Vec<u8>,
-    /// Whether they are eviction notices.
-    pub evicted: bool,
     /// The views they name, highest first (at least f + 1).
     pub views: &'a [u64],
 }
@@ -107,8 +105,8 @@ impl ReplyQuorum {
             Some(at) => {
                 // A second reply from this replica replaces the first
                 // only if it checks.
-                if self.keys.check(&reply, &mac).is_err() {
-                    ctx.drop_message(BAD_MAC);
+                if let Err(refused) = self.keys.check(&reply, &mac) {
+                    ctx.drop_message(refused.0);
                     return None;
                 }
                 self.entries[at] = Held {
@@ -136,26 +134,29 @@ impl ReplyQuorum {
         // result had f + 1, so exactly f + 1 agree now, this one among them:
         // if any fails, no quorum is left.)
         self.views.clear();
-        let mut failed = 0;
+        let mut failed = false;
         for i in 0..self.entries.len() {
-            let (held, of) = (&self.entries[i], &self.entries[at]);
-            if held.evicted != evicted || held.reply.result != of.reply.result {
+            let held = &self.entries[i];
+            if !agree(held, &self.entries[at]) {
                 continue;
             }
             if held.status == Status::Unchecked {
-                let good = self.keys.check(&held.reply, &held.mac).is_ok();
-                self.entries[i].status = if good { Status::Good } else { Status::Bad };
+                let checked = self.keys.check(&held.reply, &held.mac);
+                if let Err(refused) = checked {
+                    ctx.drop_message(refused.0);
+                }
+                self.entries[i].status = match checked {
+                    Ok(()) => Status::Good,
+                    Err(_) => Status::Bad,
+                };
             }
             match self.entries[i].status {
                 Status::Good => self.views.push(self.entries[i].reply.view),
-                Status::Bad => failed += 1,
+                Status::Bad => failed = true,
                 Status::Unchecked => unreachable!("checked above"),
             }
         }
-        if failed > 0 {
-            for _ in 0..failed {
-                ctx.drop_message(BAD_MAC);
-            }
+        if failed {
             self.entries.retain(|h| h.status != Status::Bad);
             return None;
         }
@@ -165,7 +166,6 @@ impl ReplyQuorum {
         self.entries.clear();
         Some(Accepted {
             result,
-            evicted,
             views: &self.views,
         })
     }
@@ -178,11 +178,14 @@ impl ReplyQuorum {
     /// How many replies agree with the one in slot `at`.
     fn matching(&self, at: usize) -> usize {
         let of = &self.entries[at];
-        self.entries
-            .iter()
-            .filter(|h| h.evicted == of.evicted && h.reply.result == of.reply.result)
-            .count()
+        self.entries.iter().filter(|h| agree(h, of)).count()
     }
+}
+
+/// Whether two replies say the same: the same result, both eviction
+/// notices or neither.
+fn agree(a: &Held, b: &Held) -> bool {
+    a.evicted == b.evicted && a.reply.result == b.reply.result
 }
 
 #[cfg(test)]
@@ -243,13 +246,23 @@ mod tests {
 
         /// Offers `reply`; the result and views if it completed a quorum.
         fn offer(&mut self, q: &mut ReplyQuorum, reply: MacReply) -> Option<(Vec<u8>, Vec<u64>)> {
+            self.offer_notice(q, reply, false)
+        }
+
+        /// Offers `reply`, an eviction notice if `evicted`.
+        fn offer_notice(
+            &mut self,
+            q: &mut ReplyQuorum,
+            reply: MacReply,
+            evicted: bool,
+        ) -> Option<(Vec<u8>, Vec<u64>)> {
             let mut ctx = Context::new(
                 Time::ZERO,
                 Addr::Client(ClientId(1)),
                 &mut self.out,
                 &mut self.rng,
             );
-            q.offer(reply, false, &mut ctx)
+            q.offer(reply, evicted, &mut ctx)
                 .map(|a| (a.result, a.views.to_vec()))
         }
 
@@ -354,16 +367,12 @@ mod tests {
             Some((b"other".to_vec(), vec![2, 2]))
         );
         // Eviction notices and replies do not match each other.
-        let mut ctx_out = Harness::new();
-        let mut ctx = Context::new(
-            Time::ZERO,
-            Addr::Client(ClientId(1)),
-            &mut ctx_out.out,
-            &mut ctx_out.rng,
+        assert_eq!(h.offer_notice(&mut q, reply(0, 1, b"", false), true), None);
+        assert_eq!(h.offer_notice(&mut q, reply(1, 1, b"", false), false), None);
+        assert_eq!(
+            h.offer_notice(&mut q, reply(2, 1, b"", false), true),
+            Some((Vec::new(), vec![1, 1]))
         );
-        assert!(q.offer(reply(0, 1, b"x", false), true, &mut ctx).is_none());
-        assert!(q.offer(reply(1, 1, b"x", false), false, &mut ctx).is_none());
-        assert!(q.offer(reply(2, 1, b"x", false), true, &mut ctx).is_some());
     }
 
     /// Replica ids beyond the group are dropped, never indexed.
